@@ -1,0 +1,92 @@
+"""How many completion tokens a request will produce: `max_tokens` if given, else learned per model.
+
+Cost is priced on the expectation (EWMA); a non-streaming SLO is judged on a high quantile of
+recent lengths, because a total-time promise breaks on the long answers, not the average one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_COMPLETION_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionEstimate:
+    expected: int  # for cost
+    high: int  # for a total-time SLO
+    source: str  # "max_tokens", "learned" or "default"
+
+
+class CompletionLengths:
+    """Per-model EWMA and a ring-buffer quantile of observed completion lengths."""
+
+    __slots__ = ("_buf", "_ewma", "_high", "_next", "alpha", "count", "default", "q", "size")
+
+    def __init__(
+        self,
+        default: int = DEFAULT_COMPLETION_TOKENS,
+        *,
+        alpha: float = 0.05,
+        q: float = 0.9,
+        size: int = 256,
+    ) -> None:
+        self.default = default
+        self.alpha = alpha
+        self.q = q
+        self.size = size
+        self._ewma = float(default)
+        self._buf: list[int] = []
+        self._next = 0
+        self._high: int | None = None
+        self.count = 0
+
+    def observe(self, completion_tokens: int) -> None:
+        if completion_tokens < 0:
+            return
+        alpha = max(self.alpha, 1.0 / (self.count + 1))  # a running mean until EWMA takes over
+        self._ewma += alpha * (completion_tokens - self._ewma)
+        if len(self._buf) < self.size:
+            self._buf.append(completion_tokens)
+        else:
+            self._buf[self._next] = completion_tokens
+        self._next = (self._next + 1) % self.size
+        self._high = None
+        self.count += 1
+
+    def estimate(self, max_tokens: int | None = None) -> CompletionEstimate:
+        if max_tokens is not None and max_tokens > 0:
+            return CompletionEstimate(max_tokens, max_tokens, "max_tokens")
+        if not self._buf:
+            return CompletionEstimate(self.default, self.default, "default")
+        if self._high is None:
+            ordered = sorted(self._buf)
+            self._high = ordered[min(len(ordered) - 1, int(self.q * len(ordered)))]
+        expected = max(1, math.ceil(self._ewma))
+        return CompletionEstimate(expected, max(expected, self._high), "learned")
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "ewma": self._ewma,
+            "recent": self._buf[self._next :] + self._buf[: self._next],
+            "count": self.count,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("v") != 1:
+            return
+        try:
+            ewma = float(state.get("ewma", self._ewma))
+            recent = [int(x) for x in state.get("recent", [])][-self.size :]
+            count = int(state.get("count", len(recent)))
+        except (TypeError, ValueError):
+            return
+        if math.isfinite(ewma) and ewma >= 0:
+            self._ewma = ewma
+        self._buf = recent
+        self._next = len(recent) % self.size
+        self._high = None
+        self.count = count

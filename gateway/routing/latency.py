@@ -1,0 +1,293 @@
+"""Per-deployment latency model, learned online: TTFT(prompt tokens) + tokens x inter-token time.
+
+TTFT is an exponentially weighted linear fit in the prompt length (prefill grows with the
+prompt); inter-token time is an EWMA. Both start from the config's hints, entered as pseudo
+observations that the live ones wash out. The tail comes from a small ring buffer of
+observed/predicted ratios: `high` = mean x the ratio's quantile (default p95), so the level
+follows drift quickly (EWMA) while the spread stays a measured one, not a guess.
+
+Pure, no I/O: the router calls `observe` after each response and `predict` per candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_TTFT_MS = 600.0
+DEFAULT_MS_PER_TOKEN = 25.0
+DEFAULT_PREFILL_MS_PER_TOKEN = 0.05
+_REF_PROMPT_TOKENS = 2000.0  # where the prior's second pseudo point sits
+
+
+class RatioWindow:
+    """A ring buffer of the last `size` ratios with a cached quantile (recomputed on demand)."""
+
+    __slots__ = ("_buf", "_cached", "_dirty", "_next", "cold_ratio", "min_samples", "q", "size")
+
+    def __init__(
+        self, size: int = 128, q: float = 0.95, cold_ratio: float = 1.25, min_samples: int = 8
+    ) -> None:
+        self.size = size
+        self.q = q
+        self.cold_ratio = cold_ratio
+        self.min_samples = min_samples
+        self._buf: list[float] = []
+        self._next = 0
+        self._dirty = True
+        self._cached = cold_ratio
+
+    def add(self, ratio: float) -> None:
+        if not math.isfinite(ratio) or ratio <= 0:
+            return
+        if len(self._buf) < self.size:
+            self._buf.append(ratio)
+        else:
+            self._buf[self._next] = ratio
+        self._next = (self._next + 1) % self.size
+        self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def quantile(self) -> float:
+        """The q-quantile of recent ratios, never below 1; blended with the cold ratio early."""
+        if not self._dirty:
+            return self._cached
+        n = len(self._buf)
+        if n == 0:
+            value = self.cold_ratio
+        else:
+            ordered = sorted(self._buf)
+            value = max(1.0, ordered[min(n - 1, int(self.q * n))])
+            if n < self.min_samples:  # too few to trust: lean on the cold-start spread
+                w = n / self.min_samples
+                value = w * value + (1.0 - w) * max(value, self.cold_ratio)
+        self._cached = value
+        self._dirty = False
+        return value
+
+    def to_list(self) -> list[float]:
+        # oldest first, so a reload keeps the same eviction order
+        return self._buf[self._next :] + self._buf[: self._next]
+
+    def load(self, values: list[float]) -> None:
+        self._buf = []
+        self._next = 0
+        for v in values[-self.size :]:
+            self.add(float(v))
+
+
+class EwmaLine:
+    """Exponentially weighted least squares y = a + b*x, shrunk toward a prior line.
+
+    The level starts at the prior and follows the data at rate `alpha`; the slope is a ridge
+    estimate pulled toward the prior slope, so a deployment only ever seen with short prompts
+    keeps the configured prefill rate instead of extrapolating noise.
+    """
+
+    __slots__ = ("a0", "alpha", "b0", "sw", "swx", "swxx", "swxy", "swy", "w0")
+
+    SLOPE_PRIOR_WEIGHT = 0.5 * _REF_PROMPT_TOKENS**2  # like half a sample at +-2000 tokens
+
+    def __init__(self, intercept: float, slope: float, alpha: float) -> None:
+        self.a0 = intercept
+        self.b0 = slope
+        self.alpha = alpha
+        self.w0 = 1.0  # the prior's weight on the level; decays like an old sample
+        self.sw = self.swx = self.swy = self.swxx = self.swxy = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        keep = 1.0 - self.alpha
+        self.w0 *= keep
+        self.sw = self.sw * keep + self.alpha
+        self.swx = self.swx * keep + self.alpha * x
+        self.swy = self.swy * keep + self.alpha * y
+        self.swxx = self.swxx * keep + self.alpha * x * x
+        self.swxy = self.swxy * keep + self.alpha * x * y
+
+    def coefficients(self) -> tuple[float, float]:
+        if self.sw <= 0.0:
+            return self.a0, self.b0
+        mean_x = self.swx / self.sw
+        sxx = max(0.0, self.swxx - self.swx * mean_x)
+        sxy = self.swxy - self.swx * (self.swy / self.sw)
+        # Ridge toward the prior slope; a small floor keeps noise from a narrow spread of
+        # prompt lengths from turning into a steep extrapolation.
+        lam = self.SLOPE_PRIOR_WEIGHT * max(self.w0, 0.02)
+        slope = max(0.0, (sxy + lam * self.b0) / (sxx + lam))
+        level = (self.swy + self.w0 * (self.a0 + self.b0 * mean_x)) / (self.sw + self.w0)
+        return max(0.0, level - slope * mean_x), slope
+
+    def predict(self, x: float) -> float:
+        a, b = self.coefficients()
+        return a + b * x
+
+    def state(self) -> list[float]:
+        return [self.w0, self.sw, self.swx, self.swy, self.swxx, self.swxy]
+
+    def load(self, values: list[float]) -> None:
+        if len(values) == 6 and all(math.isfinite(v) for v in values) and values[1] >= 0:
+            self.w0, self.sw, self.swx, self.swy, self.swxx, self.swxy = (float(v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPrediction:
+    """Predicted ms: `*_ms` is the expectation, `*_high_ms` the tail an SLO is judged on."""
+
+    ttft_ms: float
+    ttft_high_ms: float
+    total_ms: float
+    total_high_ms: float
+
+    def judged_ms(self, stream: bool) -> float:
+        """What an SLO is checked against: TTFT for a stream, total time otherwise."""
+        return self.ttft_high_ms if stream else self.total_high_ms
+
+    def expected_ms(self, stream: bool) -> float:
+        return self.ttft_ms if stream else self.total_ms
+
+
+class LatencyModel:
+    """One deployment's learned latency: TTFT line over prompt tokens, EWMA inter-token time."""
+
+    __slots__ = (
+        "_itl_ms",
+        "_ttft",
+        "alpha",
+        "last_observed",
+        "prior_ms_per_token",
+        "prior_prefill_ms_per_token",
+        "prior_ttft_ms",
+        "samples",
+        "total_ratios",
+        "ttft_ratios",
+    )
+
+    def __init__(
+        self,
+        ttft_ms: float | None = None,
+        ms_per_token: float | None = None,
+        prefill_ms_per_token: float | None = None,
+        *,
+        alpha: float = 0.15,
+        quantile: float = 0.95,
+        window: int = 128,
+    ) -> None:
+        self.prior_ttft_ms = DEFAULT_TTFT_MS if ttft_ms is None else float(ttft_ms)
+        self.prior_ms_per_token = (
+            DEFAULT_MS_PER_TOKEN if ms_per_token is None else float(ms_per_token)
+        )
+        self.prior_prefill_ms_per_token = (
+            DEFAULT_PREFILL_MS_PER_TOKEN
+            if prefill_ms_per_token is None
+            else float(prefill_ms_per_token)
+        )
+        self.alpha = alpha
+        self._ttft = EwmaLine(self.prior_ttft_ms, self.prior_prefill_ms_per_token, alpha)
+        self._itl_ms = self.prior_ms_per_token
+        self.ttft_ratios = RatioWindow(window, quantile)
+        self.total_ratios = RatioWindow(window, quantile)
+        self.samples = 0
+        self.last_observed: float | None = None  # caller's clock (monotonic seconds)
+
+    @property
+    def ms_per_token(self) -> float:
+        return self._itl_ms
+
+    def ttft_coefficients(self) -> tuple[float, float]:
+        return self._ttft.coefficients()
+
+    def predict(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        ms_per_token: float | None = None,
+        extra_ttft_ms: float = 0.0,
+    ) -> LatencyPrediction:
+        """Expected and tail latency; `ms_per_token`/`extra_ttft_ms` let a load hook override."""
+        ttft = self._ttft.predict(float(prompt_tokens)) + extra_ttft_ms
+        itl = self._itl_ms if ms_per_token is None else ms_per_token
+        total = ttft + completion_tokens * itl
+        return LatencyPrediction(
+            ttft_ms=ttft,
+            ttft_high_ms=ttft * self.ttft_ratios.quantile(),
+            total_ms=total,
+            total_high_ms=total * self.total_ratios.quantile(),
+        )
+
+    def predict_prior(self, prompt_tokens: int, completion_tokens: int) -> LatencyPrediction:
+        """What the config alone predicts (cold-start spread), for drifting back when stale."""
+        ttft = self.prior_ttft_ms + self.prior_prefill_ms_per_token * prompt_tokens
+        total = ttft + completion_tokens * self.prior_ms_per_token
+        cold = self.ttft_ratios.cold_ratio
+        return LatencyPrediction(ttft, ttft * cold, total, total * cold)
+
+    def observe(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        total_ms: float,
+        ttft_ms: float | None = None,
+        *,
+        now: float | None = None,
+        ms_per_token: float | None = None,
+    ) -> None:
+        """Learn from one finished response. Without a TTFT (non-stream), split the error.
+
+        A non-stream response only tells the total; the model's error is shared between TTFT
+        and inter-token time in proportion to their predicted parts, so a deployment that
+        slows down uniformly is learned correctly from either kind of response.
+        """
+        if total_ms <= 0 or not math.isfinite(total_ms):
+            return
+        n = max(0, completion_tokens)
+        pred = self.predict(prompt_tokens, n, ms_per_token=ms_per_token)
+        if ttft_ms is not None and 0 <= ttft_ms <= total_ms:
+            ttft_obs = ttft_ms
+            itl_obs = (total_ms - ttft_ms) / (n - 1) if n > 1 else None
+        else:
+            error = total_ms - pred.total_ms
+            share = pred.ttft_ms / pred.total_ms if pred.total_ms > 0 else 1.0
+            ttft_obs = max(0.0, pred.ttft_ms + error * share)
+            itl_obs = (
+                max(0.0, (pred.total_ms - pred.ttft_ms + error * (1 - share)) / n) if n else None
+            )
+        if pred.ttft_ms > 0:
+            self.ttft_ratios.add(ttft_obs / pred.ttft_ms)
+        if pred.total_ms > 0:
+            self.total_ratios.add(total_ms / pred.total_ms)
+        self._ttft.add(float(prompt_tokens), ttft_obs)
+        # With a load-dependent speed supplied from outside, the EWMA stays the unloaded figure.
+        if itl_obs is not None and ms_per_token is None:
+            self._itl_ms += self.alpha * (itl_obs - self._itl_ms)
+        self.samples += 1
+        if now is not None:
+            self.last_observed = now
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "ttft_line": self._ttft.state(),
+            "itl_ms": self._itl_ms,
+            "ttft_ratios": self.ttft_ratios.to_list(),
+            "total_ratios": self.total_ratios.to_list(),
+            "samples": self.samples,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore learned figures (from `to_state`); unknown or bad state leaves the prior."""
+        if state.get("v") != 1:
+            return
+        try:
+            self._ttft.load([float(x) for x in state.get("ttft_line", [])])
+            itl = float(state.get("itl_ms", self._itl_ms))
+            if math.isfinite(itl) and itl >= 0:
+                self._itl_ms = itl
+            self.ttft_ratios.load([float(x) for x in state.get("ttft_ratios", [])])
+            self.total_ratios.load([float(x) for x in state.get("total_ratios", [])])
+            self.samples = int(state.get("samples", 0))
+        except (TypeError, ValueError):
+            return

@@ -1,0 +1,308 @@
+"""The router's live state: latency models, breakers, completion lengths and local-engine load.
+
+`plan()` prices and predicts every candidate of a request and hands them to `RoutePolicy`;
+`observe_*()` feed the outcome back. No I/O and no awaits, so a decision costs microseconds and
+is safe to call on the event loop; persistence and metrics read `snapshot()` from outside.
+One `Router` lives in the app's `Services` (built in the lifespan), never at module level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gateway.routing.breaker import BreakerState, CircuitBreaker
+from gateway.routing.catalog import AUTO_MODEL, Catalog, Deployment
+from gateway.routing.completion import CompletionEstimate, CompletionLengths
+from gateway.routing.latency import LatencyModel, LatencyPrediction
+from gateway.routing.local_load import EngineLoad, LocalThroughput
+from gateway.routing.policy import Candidate, RoutePolicy
+
+ENGINE_REPORT_FRESH_S = 10.0  # an engine load report older than this is ignored
+
+
+@dataclass(frozen=True, slots=True)
+class RouterTuning:
+    failure_threshold: int = 5
+    cooldown_s: float = 10.0
+    max_cooldown_s: float = 300.0
+    latency_alpha: float = 0.15
+    latency_quantile: float = 0.95
+    # A deployment unobserved for this long drifts back toward its configured prior, so one
+    # that was slow once gets tried again instead of being shunned for good.
+    stale_after_s: float = 60.0
+    stale_half_life_s: float = 60.0
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """The ranked candidates for one request, and what the decision was based on."""
+
+    model: str
+    ranked: list[Candidate]
+    reason: str
+    slo_ms: float | None
+    stream: bool
+    prompt_tokens: int
+    completion: CompletionEstimate
+    default: Deployment | None  # the group's default: the "without routing" baseline
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return self.ranked[0] if self.ranked else None
+
+    def default_cost_usd(self, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
+        if self.default is None:
+            return None
+        return self.default.cost_usd(prompt_tokens, completion_tokens)
+
+
+class Router:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        auto_models: Sequence[str] = (),
+        tuning: RouterTuning | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        policy: RoutePolicy | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.auto_models = tuple(auto_models)
+        self.tuning = tuning or RouterTuning()
+        self.clock = clock
+        self.policy = policy or RoutePolicy()
+        self.latency: dict[str, LatencyModel] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.local: dict[str, LocalThroughput] = {}
+        self.lengths: dict[str, CompletionLengths] = {}
+        self.in_flight: dict[str, int] = {}
+        self.engine_loads: dict[str, EngineLoad] = {}
+        for dep in catalog.deployments.values():
+            self._add(dep)
+
+    def _add(self, dep: Deployment) -> None:
+        cfg = dep.config
+        t = self.tuning
+        prefill = cfg.options.get("prefill_ms_per_token")
+        self.latency[dep.name] = LatencyModel(
+            cfg.ttft_ms,
+            cfg.ms_per_token,
+            float(prefill) if isinstance(prefill, int | float) else None,
+            alpha=t.latency_alpha,
+            quantile=t.latency_quantile,
+        )
+        self.breakers[dep.name] = CircuitBreaker(
+            t.failure_threshold, t.cooldown_s, t.max_cooldown_s
+        )
+        self.in_flight[dep.name] = 0
+        if cfg.hardware_usd_per_hour is not None:
+            cold_tps = 1000.0 / cfg.ms_per_token if cfg.ms_per_token else 30.0
+            self.local[dep.name] = LocalThroughput(
+                cfg.hardware_usd_per_hour, cold_tps, max_concurrency=cfg.max_concurrency
+            )
+
+    # -- candidates ---------------------------------------------------------------------
+
+    def candidates(self, model: str, auto_models: Sequence[str] | None = None) -> list[Deployment]:
+        """Deployments serving `model`; for `thriftgate/auto`, all of the acceptable models'."""
+        if model != AUTO_MODEL:
+            return list(self.catalog.group(model))
+        models = auto_models if auto_models else self.auto_models
+        seen: set[str] = set()
+        out: list[Deployment] = []
+        for m in models:
+            for dep in self.catalog.group(m):
+                if dep.name not in seen:
+                    seen.add(dep.name)
+                    out.append(dep)
+        return out
+
+    def default_for(
+        self, model: str, auto_models: Sequence[str] | None = None
+    ) -> Deployment | None:
+        """The baseline: the group's default; for auto, the default of the first listed model."""
+        if model != AUTO_MODEL:
+            return self.catalog.default_for(model)
+        for m in auto_models if auto_models else self.auto_models:
+            dep = self.catalog.default_for(m)
+            if dep is not None:
+                return dep
+        return None
+
+    def completion_estimate(self, model: str, max_tokens: int | None) -> CompletionEstimate:
+        lengths = self.lengths.get(model)
+        if lengths is None:
+            lengths = self.lengths[model] = CompletionLengths()
+        return lengths.estimate(max_tokens)
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def plan(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int,
+        max_tokens: int | None = None,
+        slo_ms: float | None = None,
+        stream: bool = False,
+        auto_models: Sequence[str] | None = None,
+        deployments: Iterable[Deployment] | None = None,
+    ) -> RoutePlan:
+        now = self.clock()
+        deps = list(deployments) if deployments is not None else self.candidates(model, auto_models)
+        completion = self.completion_estimate(model, max_tokens)
+        priced: list[Candidate] = []
+        for dep in deps:
+            if not self.breakers[dep.name].available(now):
+                continue
+            cost, latency = self.predict(dep, prompt_tokens, completion, now)
+            priced.append(Candidate(dep, cost, latency))
+        ranked, reason = self.policy.rank(priced, slo_ms, stream)
+        return RoutePlan(
+            model=model,
+            ranked=ranked,
+            reason=reason,
+            slo_ms=slo_ms,
+            stream=stream,
+            prompt_tokens=prompt_tokens,
+            completion=completion,
+            default=self.default_for(model, auto_models),
+        )
+
+    def predict(
+        self, dep: Deployment, prompt_tokens: int, completion: CompletionEstimate, now: float
+    ) -> tuple[Decimal, LatencyPrediction]:
+        """Predicted cost (expected tokens) and latency (high token count for total time)."""
+        model = self.latency[dep.name]
+        local = self.local.get(dep.name)
+        if local is None:
+            cost = dep.cost_usd(prompt_tokens, completion.expected)
+            latency = model.predict(prompt_tokens, completion.high)
+        else:
+            quote = local.quote(self.current_load(dep.name, now), completion.expected)
+            cost = quote.price.cost_usd(prompt_tokens, completion.expected)
+            latency = model.predict(
+                prompt_tokens,
+                completion.high,
+                ms_per_token=quote.ms_per_token,
+                extra_ttft_ms=quote.queue_wait_ms,
+            )
+        return cost, self._relax_stale(model, latency, prompt_tokens, completion.high, now)
+
+    def _relax_stale(
+        self, model: LatencyModel, pred: LatencyPrediction, prompt: int, tokens: int, now: float
+    ) -> LatencyPrediction:
+        last = model.last_observed
+        t = self.tuning
+        if last is None or now - last <= t.stale_after_s:
+            return pred
+        prior = model.predict_prior(prompt, tokens)
+        if prior.total_high_ms >= pred.total_high_ms:
+            return pred  # only optimistic: staleness never makes a fast deployment look slow
+        keep: float = 0.5 ** ((now - last - t.stale_after_s) / t.stale_half_life_s)
+
+        def mix(a: float, b: float) -> float:
+            return b + (a - b) * keep
+
+        return LatencyPrediction(
+            mix(pred.ttft_ms, prior.ttft_ms),
+            mix(pred.ttft_high_ms, prior.ttft_high_ms),
+            mix(pred.total_ms, prior.total_ms),
+            mix(pred.total_high_ms, prior.total_high_ms),
+        )
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def acquire(self, name: str) -> bool:
+        """Claim a slot on `name` (false: its breaker is open or its half-open probe is taken)."""
+        if not self.breakers[name].try_acquire(self.clock()):
+            return False
+        self.in_flight[name] += 1
+        return True
+
+    def release(self, name: str) -> None:
+        """The request to `name` ended (call exactly once per successful `acquire`)."""
+        self.in_flight[name] = max(0, self.in_flight[name] - 1)
+        self.breakers[name].release()
+
+    def observe_success(
+        self,
+        name: str,
+        model: str,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        total_ms: float,
+        ttft_ms: float | None,
+        concurrency: int = 1,
+        count_length: bool = True,
+    ) -> None:
+        """Feed back a finished response (`count_length=False` when max_tokens cut it short)."""
+        now = self.clock()
+        self.breakers[name].record_success()
+        local = self.local.get(name)
+        itl_override = None
+        if local is not None and ttft_ms is not None and completion_tokens > 1:
+            decode_s = (total_ms - ttft_ms) / 1000.0
+            if decode_s > 0:
+                local.observe(concurrency, (completion_tokens - 1) / decode_s)
+            itl_override = 1000.0 / local.per_sequence_tokens_per_s(concurrency)
+        self.latency[name].observe(
+            prompt_tokens, completion_tokens, total_ms, ttft_ms, now=now, ms_per_token=itl_override
+        )
+        if count_length:
+            lengths = self.lengths.setdefault(model, CompletionLengths())
+            lengths.observe(completion_tokens)
+
+    def observe_failure(self, name: str) -> None:
+        self.breakers[name].record_failure(self.clock())
+
+    def report_engine_load(self, name: str, load: EngineLoad) -> None:
+        """The local engine's own view of its load (queue depth, running, tokens/s)."""
+        self.engine_loads[name] = load
+        local = self.local.get(name)
+        if local is not None:
+            local.observe_load(load)
+
+    def current_load(self, name: str, now: float) -> EngineLoad:
+        """The engine's fresh report if there is one, else the gateway's own in-flight count."""
+        report = self.engine_loads.get(name)
+        if report is not None and now - report.observed_at <= ENGINE_REPORT_FRESH_S:
+            return report
+        return EngineLoad(queue_depth=0, running=self.in_flight.get(name, 0), observed_at=now)
+
+    def breaker_state(self, name: str) -> BreakerState:
+        return self.breakers[name].state(self.clock())
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Learned state by key: `dep:<name>` per deployment, `model:<name>` per model group."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, lat in self.latency.items():
+            state: dict[str, Any] = {"latency": lat.to_state()}
+            if name in self.local:
+                state["local"] = self.local[name].to_state()
+            out[f"dep:{name}"] = state
+        for model, lengths in self.lengths.items():
+            out[f"model:{model}"] = {"lengths": lengths.to_state()}
+        return out
+
+    def restore(self, snapshot: dict[str, dict[str, Any]]) -> int:
+        """Load what `snapshot()` produced; unknown deployments are skipped. Returns how many."""
+        loaded = 0
+        for key, state in snapshot.items():
+            kind, _, name = key.partition(":")
+            if kind == "dep" and name in self.latency:
+                self.latency[name].load_state(state.get("latency", {}))
+                if name in self.local:
+                    self.local[name].load_state(state.get("local", {}))
+                loaded += 1
+            elif kind == "model" and isinstance(state.get("lengths"), dict):
+                self.lengths.setdefault(name, CompletionLengths()).load_state(state["lengths"])
+                loaded += 1
+        return loaded

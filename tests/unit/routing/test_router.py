@@ -1,0 +1,159 @@
+"""Router: pricing + prediction per candidate, breakers, auto model, feedback, snapshots."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from gateway.routing.catalog import AUTO_MODEL
+from gateway.routing.local_load import EngineLoad
+from gateway.routing.router import Router, RouterTuning
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def three(make_catalog: Any, dep_config: Any) -> tuple[Router, Clock]:
+    cat = make_catalog(
+        dep_config("premium", inp="5", out="15", ttft_ms=100, ms_per_token=5, default=True),
+        dep_config("cheap", inp="0.5", out="1", ttft_ms=800, ms_per_token=30),
+        dep_config("mid", inp="1", out="3", ttft_ms=300, ms_per_token=12),
+    )
+    clock = Clock()
+    return Router(cat, clock=clock, tuning=RouterTuning(failure_threshold=2, cooldown_s=5)), clock
+
+
+def test_plan_prices_and_picks_cheapest_meeting_slo(make_catalog: Any, dep_config: Any) -> None:
+    router, _ = three(make_catalog, dep_config)
+    plan = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=None)
+    assert plan.chosen is not None and plan.chosen.name == "cheap"
+    assert plan.chosen.cost_usd == Decimal("0.0006")  # 1000 x 0.5/M + 100 x 1/M
+    assert plan.default is not None and plan.default.name == "premium"
+    assert plan.default_cost_usd(1000, 100) == Decimal("0.0065")
+    # stream, SLO 600 ms on TTFT: cheap (800 ms) misses; mid (300 + prefill) meets
+    plan = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=600, stream=True)
+    assert [c.name for c in plan.ranked] == ["mid", "premium", "cheap"]
+    assert plan.reason == "cheapest-within-slo"
+    # non-stream, 100 tokens: only premium (~100 + 500 ms, with spread) fits 1000 ms
+    plan = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=1000)
+    assert plan.chosen is not None and plan.chosen.name == "premium"
+    plan = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=50)
+    assert plan.reason == "fastest-slo-unmet"
+    assert plan.chosen is not None and plan.chosen.name == "premium"
+
+
+def test_switches_when_the_cheap_one_slows_down(make_catalog: Any, dep_config: Any) -> None:
+    router, _ = three(make_catalog, dep_config)
+    cheap_first = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
+    assert cheap_first.chosen is not None and cheap_first.chosen.name == "cheap"
+    for _ in range(8):
+        router.observe_success(
+            "cheap", "llama", prompt_tokens=100, completion_tokens=10, total_ms=4000, ttft_ms=3000
+        )
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
+    assert plan.chosen is not None and plan.chosen.name == "mid"
+
+
+def test_stale_slow_deployment_drifts_back_to_its_prior(make_catalog: Any, dep_config: Any) -> None:
+    router, clock = three(make_catalog, dep_config)
+    for _ in range(8):
+        router.observe_success(
+            "cheap", "llama", prompt_tokens=100, completion_tokens=10, total_ms=4000, ttft_ms=3000
+        )
+    clock.now += 1000  # long unobserved: tried again
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
+    assert plan.chosen is not None and plan.chosen.name == "cheap"
+
+
+def test_open_breaker_removes_candidate_until_half_open(make_catalog: Any, dep_config: Any) -> None:
+    router, clock = three(make_catalog, dep_config)
+    for _ in range(2):
+        assert router.acquire("cheap")
+        router.observe_failure("cheap")
+        router.release("cheap")
+    plan = router.plan("llama", prompt_tokens=10, max_tokens=10)
+    assert "cheap" not in [c.name for c in plan.ranked]
+    assert router.breaker_state("cheap").value == "open"
+    clock.now += 5
+    assert router.breaker_state("cheap").value == "half_open"
+    assert router.acquire("cheap")
+    assert not router.acquire("cheap")  # single probe
+    router.observe_success(
+        "cheap", "llama", prompt_tokens=10, completion_tokens=5, total_ms=900, ttft_ms=800
+    )
+    router.release("cheap")
+    assert router.breaker_state("cheap").value == "closed"
+
+
+def test_auto_model_spans_the_acceptable_models(make_catalog: Any, dep_config: Any) -> None:
+    cat = make_catalog(
+        dep_config("big-a", model="big", inp="3", out="9", default=True),
+        dep_config("small-a", model="small", inp="0.1", out="0.2", default=True),
+        dep_config("other", model="other", inp="0", out="0"),
+    )
+    router = Router(cat, auto_models=("big",))
+    assert [d.name for d in router.candidates(AUTO_MODEL)] == ["big-a"]
+    plan = router.plan(AUTO_MODEL, prompt_tokens=10, auto_models=["big", "small"])
+    assert [c.name for c in plan.ranked] == ["small-a", "big-a"]
+    assert plan.default is not None and plan.default.name == "big-a"
+    assert router.plan(AUTO_MODEL, prompt_tokens=10, auto_models=["nope"]).ranked == []
+
+
+def test_local_engine_cost_tracks_load(make_catalog: Any, dep_config: Any) -> None:
+    cat = make_catalog(
+        dep_config("cloud", inp="0.5", out="1.5", ttft_ms=200, ms_per_token=10, default=True),
+        dep_config(
+            "gpu",
+            inp="0",
+            out="0",
+            ttft_ms=50,
+            ms_per_token=10,
+            hardware_usd_per_hour=Decimal("2.00"),
+            max_concurrency=16,
+        ),
+    )
+    clock = Clock()
+    router = Router(cat, clock=clock)
+    # measured: 100 tok/s alone, 60 tok/s per sequence at 16 concurrent
+    router.report_engine_load("gpu", EngineLoad(0, 16, 16 * 60.0, observed_at=clock.now))
+    router.report_engine_load("gpu", EngineLoad(0, 0, 0.0, observed_at=clock.now))
+    idle = router.plan("llama", prompt_tokens=100, max_tokens=100)
+    gpu_idle = next(c for c in idle.ranked if c.name == "gpu")
+    # alone: $2/h / 100 tok/s = $5.56/Mtok out -> cloud ($1.5/Mtok) is cheaper
+    assert idle.chosen is not None and idle.chosen.name == "cloud"
+    router.report_engine_load("gpu", EngineLoad(0, 15, 15 * 60.0, observed_at=clock.now))
+    busy = router.plan("llama", prompt_tokens=100, max_tokens=100)
+    gpu_busy = next(c for c in busy.ranked if c.name == "gpu")
+    assert gpu_busy.cost_usd < gpu_idle.cost_usd
+    assert busy.chosen is not None and busy.chosen.name == "gpu"  # $0.58/Mtok when batched
+    assert gpu_busy.latency.total_ms > gpu_idle.latency.total_ms
+
+
+def test_completion_length_is_learned_per_model(make_catalog: Any, dep_config: Any) -> None:
+    router, _ = three(make_catalog, dep_config)
+    assert router.plan("llama", prompt_tokens=10).completion.source == "default"
+    for _ in range(20):
+        router.observe_success(
+            "mid", "llama", prompt_tokens=10, completion_tokens=40, total_ms=800, ttft_ms=300
+        )
+    est = router.plan("llama", prompt_tokens=10).completion
+    assert est.source == "learned" and 38 <= est.expected <= 42
+
+
+def test_snapshot_restore_makes_a_restart_warm(make_catalog: Any, dep_config: Any) -> None:
+    router, _ = three(make_catalog, dep_config)
+    for _ in range(30):
+        router.observe_success(
+            "cheap", "llama", prompt_tokens=100, completion_tokens=50, total_ms=300, ttft_ms=50
+        )
+    fresh, _ = three(make_catalog, dep_config)
+    assert fresh.restore(router.snapshot()) == 4  # 3 deployments + 1 model
+    a = router.plan("llama", prompt_tokens=100, slo_ms=400)
+    b = fresh.plan("llama", prompt_tokens=100, slo_ms=400)
+    assert [(c.name, c.latency) for c in a.ranked] == [(c.name, c.latency) for c in b.ranked]
+    assert fresh.restore({"dep:gone": {"latency": {}}, "junk": {}}) == 0
