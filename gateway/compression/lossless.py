@@ -1,0 +1,139 @@
+"""Lossless compression: whitespace normalisation, exact JSON minification, duplicate blocks.
+
+Nothing here changes what a text says. Fenced code blocks are never touched; JSON values are
+only stripped of insignificant whitespace (strings, numbers and key order stay byte-identical,
+so the result parses to the same value); a prose or JSON block that already appeared earlier in
+the conversation is dropped from the later message. Every function is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from gateway.compression.segments import Segment, split_segments
+
+# A repeated block shorter than this is left alone ("Thanks!", "---", a short heading).
+MIN_DUPLICATE_CHARS = 120
+DUPLICATE_MARKER = "[duplicate of an earlier block omitted]"
+
+_INTERIOR_RUN = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
+_TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\s]+')
+
+
+def normalize_whitespace(text: str) -> str:
+    """Prose only: CRLF to LF, trailing spaces, runs of inner spaces, common indentation,
+    and runs of blank lines (at most one blank line in a row)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Cheap substring checks first: most prose has nothing to normalise.
+    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):
+        text = _TRAILING_WS.sub("", text)
+    if "  " in text or "\t" in text:
+        text = _collapse_inner_runs(text)
+    if text[:1] in (" ", "\t") or "\n " in text or "\n\t" in text:
+        text = textwrap.dedent(text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
+    return text
+
+
+def _collapse_inner_runs(text: str) -> str:
+    if "`" not in text:
+        return _INTERIOR_RUN.sub(" ", text)
+    # Inline code spans keep their spacing: collapse line by line, skipping those lines.
+    return "\n".join(
+        line if "`" in line else _INTERIOR_RUN.sub(" ", line) for line in text.split("\n")
+    )
+
+
+def minify_json(text: str) -> str:
+    """Drop insignificant whitespace from a JSON value; strings are copied byte for byte."""
+    return "".join(_JSON_TOKENS.findall(text))
+
+
+def lossless_segments(text: str) -> list[Segment]:
+    """Normalise prose and minify JSON; code segments pass through unchanged."""
+    out: list[Segment] = []
+    for seg in split_segments(text):
+        if seg.kind == "text":
+            out.append(Segment("text", normalize_whitespace(seg.text)))
+        elif seg.kind == "json":
+            out.append(Segment("json", minify_json(seg.text)))
+        else:
+            out.append(seg)
+    return out
+
+
+def join_segments(segments: list[Segment]) -> str:
+    text = "".join(seg.text for seg in segments)
+    return _BLANK_RUNS.sub("\n\n", text).lstrip("\n").rstrip()
+
+
+def lossless_text(text: str) -> str:
+    return join_segments(lossless_segments(text))
+
+
+class DuplicateBlocks:
+    """Remembers the prose paragraphs and JSON values seen so far in one conversation."""
+
+    def __init__(self, min_chars: int = MIN_DUPLICATE_CHARS) -> None:
+        self.min_chars = min_chars
+        self._seen: set[str] = set()
+
+    def observe(self, segments: list[Segment]) -> None:
+        """Record the blocks of a message that is kept as it is (e.g. a protected one)."""
+        for seg in segments:
+            for block in _blocks(seg):
+                if len(block) >= self.min_chars:
+                    self._seen.add(block)
+
+    def remove_repeats(self, segments: list[Segment]) -> list[Segment]:
+        """Drop blocks seen earlier (in this or an earlier message) and remember the rest."""
+        out: list[Segment] = []
+        for seg in segments:
+            if seg.kind == "code":
+                out.append(seg)
+                continue
+            if seg.kind == "json":
+                key = seg.text.strip()
+                if len(key) >= self.min_chars and key in self._seen:
+                    out.append(Segment("text", ""))
+                else:
+                    self._seen.add(key)
+                    out.append(seg)
+                continue
+            out.append(Segment("text", self._dedupe_prose(seg.text)))
+        return out
+
+    def _dedupe_prose(self, text: str) -> str:
+        core = text.strip("\n")
+        if len(core) < self.min_chars:
+            return text
+        lead = text[: len(text) - len(text.lstrip("\n"))]
+        trail = text[len(text.rstrip("\n")) :]
+        kept: list[str] = []
+        dropped = False
+        for para in core.split("\n\n"):
+            key = para.strip()
+            if len(key) >= self.min_chars:
+                if key in self._seen:
+                    dropped = True
+                    continue
+                self._seen.add(key)
+            kept.append(para)
+        if not dropped:
+            return text
+        if not kept:
+            return max(lead, trail, key=len)[:2]
+        return lead + "\n\n".join(kept) + trail
+
+
+def _blocks(seg: Segment) -> list[str]:
+    if seg.kind == "code":
+        return []
+    if seg.kind == "json":
+        return [seg.text.strip()]
+    return [p.strip() for p in seg.text.split("\n\n")]

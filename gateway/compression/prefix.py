@@ -1,0 +1,68 @@
+"""Keep a repeated prompt prefix byte-identical to what the provider already saw.
+
+Providers discount an exactly repeated prompt prefix (prompt caching, up to 90% off). A
+conversation resends its history each turn; if the gateway compressed that history differently
+each time (the query changes, so query-aware compression would), every turn would miss the
+provider's cache and could cost more than it saved. `PrefixMemory` remembers, per scope (tenant
+and model), the message we actually sent for each original prefix; a later request that starts
+with the same original messages gets exactly those sent messages back, and only the new tail is
+compressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+Json = dict[str, Any]
+
+
+def _chain(prev: bytes, message: Json) -> bytes:
+    data = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(prev + data, digest_size=16).digest()
+
+
+class PrefixMemory:
+    """A bounded LRU: (scope, hash of original messages[0..i]) -> the message i we sent."""
+
+    def __init__(self, max_entries: int = 20_000, max_chars: int = 64_000_000) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._entries: OrderedDict[tuple[str, bytes], tuple[Json, int]] = OrderedDict()
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def recall(self, scope: str, messages: Sequence[Json]) -> list[Json]:
+        """The sent versions of the longest remembered prefix of `messages` (maybe empty)."""
+        out: list[Json] = []
+        key = b""
+        for message in messages:
+            key = _chain(key, message)
+            hit = self._entries.get((scope, key))
+            if hit is None:
+                break
+            self._entries.move_to_end((scope, key))
+            out.append(hit[0])
+        return out
+
+    def remember(self, scope: str, originals: Sequence[Json], sent: Sequence[Json]) -> None:
+        key = b""
+        for original, message in zip(originals, sent, strict=True):
+            key = _chain(key, original)
+            if (scope, key) in self._entries:
+                self._entries.move_to_end((scope, key))
+                continue
+            size = len(orjson.dumps(message))
+            self._entries[(scope, key)] = (message, size)
+            self._chars += size
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._chars > self.max_chars
+        ):
+            _key, (_msg, size) = self._entries.popitem(last=False)
+            self._chars -= size

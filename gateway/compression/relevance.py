@@ -1,0 +1,109 @@
+"""Relevance of context units to the query: BM25 always, sentence embeddings when available.
+
+The embedder is an interface: the semantic cache's MiniLM model plugs in here once loaded
+(see `Embedder`); without one, lexical BM25 scores alone decide.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for
+    from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your yours yourself s
+    t d ll m re ve""".split()  # noqa: SIM905
+)
+
+
+class Embedder(Protocol):
+    """Sentence embeddings, one L2-normalised row per text (shape: len(texts) x dim)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def stem(word: str) -> str:
+    """A deliberately tiny suffix stripper: enough to match plurals and verb forms."""
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) > 4 and word.endswith("ed"):
+        return word[:-2]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+class BM25:
+    """Okapi BM25 over a small in-memory corpus (the units of one request)."""
+
+    def __init__(self, docs: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1 = k1
+        self.b = b
+        self._tfs = [Counter(doc) for doc in docs]
+        self._lens = [len(doc) for doc in docs]
+        self._avg_len = (sum(self._lens) / len(docs)) if docs else 0.0
+        df: Counter[str] = Counter()
+        for tf in self._tfs:
+            df.update(tf.keys())
+        n = len(docs)
+        self._idf = {t: math.log(1.0 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+
+    def scores(self, query: dict[str, float]) -> list[float]:
+        out: list[float] = []
+        avg = self._avg_len or 1.0
+        for tf, length in zip(self._tfs, self._lens, strict=True):
+            norm = self.k1 * (1.0 - self.b + self.b * length / avg)
+            total = 0.0
+            for term, weight in query.items():
+                f = tf.get(term)
+                if f:
+                    total += weight * self._idf[term] * f * (self.k1 + 1.0) / (f + norm)
+            out.append(total)
+        return out
+
+
+def weighted_query(parts: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Query terms from several texts (the last user turn first), each with a weight."""
+    query: dict[str, float] = {}
+    for text, weight in parts:
+        for term in terms(text):
+            query[term] = max(query.get(term, 0.0), weight)
+    return query
+
+
+def rescale(values: Sequence[float]) -> list[float]:
+    """To [0, 1] by the maximum; all-zero stays all-zero."""
+    top = max(values, default=0.0)
+    if top <= 0.0:
+        return [0.0 for _ in values]
+    return [v / top for v in values]
+
+
+def cosine_to_query(embedder: Embedder, query: str, texts: Sequence[str]) -> list[float]:
+    """Cosine similarity of each text to the query, rescaled to [0, 1] across the texts."""
+    vectors = embedder.embed([query, *texts])
+    sims = vectors[1:] @ vectors[0]
+    low = float(sims.min()) if len(sims) else 0.0
+    high = float(sims.max()) if len(sims) else 0.0
+    if high - low < 1e-9:
+        return [0.0 for _ in texts]
+    return [(float(s) - low) / (high - low) for s in sims]
