@@ -1,0 +1,189 @@
+"""LedgerWriter: one row per request, spooled durably on the request path, written in batches.
+
+`submit()` costs one `write` syscall; a background task rotates the spool every
+`flush_interval_s`, inserts the closed segments' rows with a multi-row `INSERT ... ON CONFLICT
+DO NOTHING RETURNING id` and, in the same transaction, settles budget counters for the rows
+that were new. Replaying a segment twice therefore neither duplicates a row nor double-counts
+spend. While the database is down the segments stay on disk and are retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.accounting.budgets import upsert_counter_delta
+from gateway.accounting.spool import LedgerSpool
+from gateway.db.models import ApiKey, UsageLedger
+from gateway.db.session import is_sqlite
+
+log = logging.getLogger("thriftgate.ledger")
+
+LEDGER_COLUMNS = frozenset(c.name for c in UsageLedger.__table__.columns)
+MONEY_COLUMNS = (
+    "cost_usd",
+    "counterfactual_cost_usd",
+    "saved_cache_usd",
+    "saved_compression_usd",
+    "saved_routing_usd",
+)
+# asyncpg allows 32767 bind parameters per statement; ~35 columns a row.
+ROWS_PER_STATEMENT = 500
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        spool_dir: Path,
+        *,
+        flush_interval_s: float = 0.1,
+    ) -> None:
+        self.engine = engine
+        self.spool = LedgerSpool(spool_dir)
+        self.flush_interval_s = flush_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self.rows_written = 0
+        self.db_errors = 0
+        self.healthy = True
+
+    def submit(self, row: dict[str, Any]) -> None:
+        """Spool a row durably. Call before the response's last byte is sent."""
+        self.spool.append(row)
+        if self.spool.pending >= ROWS_PER_STATEMENT:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def _run(self) -> None:
+        backoff = self.flush_interval_s
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = self.flush_interval_s
+                self.healthy = True
+            except Exception as exc:  # DB down or transient: keep the segments, retry later
+                self.db_errors += 1
+                self.healthy = False
+                backoff = min(max(backoff * 2, 0.5), 5.0)
+                log.warning("ledger flush failed (%s); rows stay spooled", type(exc).__name__)
+
+    async def flush(self) -> int:
+        """Write every closed (and the current) segment to the database; returns rows inserted."""
+        async with self._lock:
+            self.spool.rotate()
+            written = 0
+            for segment in self.spool.closed_segments():
+                rows = list(LedgerSpool.read(segment))
+                try:
+                    if rows:
+                        written += await self._write(rows)
+                except (IntegrityError, DataError, KeyError, ValueError) as exc:
+                    # A row the database will never take: set the segment aside, keep going.
+                    self._quarantine(segment, exc)
+                    continue
+                segment.unlink(missing_ok=True)
+            self.rows_written += written
+            return written
+
+    def _quarantine(self, segment: Path, exc: Exception) -> None:
+        target = self.spool.dir / "quarantine"
+        target.mkdir(exist_ok=True)
+        segment.rename(target / segment.name)
+        log.error("ledger segment %s quarantined: %s", segment.name, type(exc).__name__)
+
+    async def _write(self, raw_rows: list[dict[str, Any]]) -> int:
+        rows = [_decode(r) for r in raw_rows]
+        inserted = 0
+        async with self.engine.begin() as conn:
+            for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                chunk = rows[start : start + ROWS_PER_STATEMENT]
+                new_ids = await self._insert(conn, chunk)
+                inserted += len(new_ids)
+                await self._settle(conn, [r for r in chunk if r["row"]["id"] in new_ids])
+        return inserted
+
+    async def _insert(self, conn: AsyncConnection, chunk: list[dict[str, Any]]) -> set[str]:
+        table = UsageLedger.__table__
+        if is_sqlite(str(self.engine.url)):
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        stmt = (
+            insert(table)
+            .values([r["row"] for r in chunk])
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(table.c.id)
+        )
+        result = await conn.execute(stmt)
+        return {row[0] for row in result}
+
+    async def _settle(self, conn: AsyncConnection, rows: Iterable[dict[str, Any]]) -> None:
+        deltas: dict[tuple[str, datetime], list[Decimal]] = defaultdict(
+            lambda: [Decimal(0), Decimal(0)]
+        )
+        last_used: dict[str, datetime] = {}
+        for r in rows:
+            row = r["row"]
+            if r["period_start"] is not None:
+                d = deltas[(row["tenant_id"], r["period_start"])]
+                d[0] += row["cost_usd"]
+                d[1] += r["reserved_usd"]
+            key_id = row.get("key_id")
+            if key_id and (key_id not in last_used or row["created_at"] > last_used[key_id]):
+                last_used[key_id] = row["created_at"]
+        for (tenant_id, period_start), (spent, reserved) in sorted(deltas.items()):
+            await upsert_counter_delta(
+                conn, tenant_id, period_start, spent_delta=spent, reserved_delta=-reserved
+            )
+        for key_id, when in sorted(last_used.items()):
+            await conn.execute(
+                update(ApiKey.__table__)
+                .where(ApiKey.__table__.c.id == key_id)
+                .values(last_used_at=when)
+            )
+
+    async def aclose(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        try:
+            await asyncio.wait_for(self.flush(), timeout=10)
+        except Exception as exc:
+            log.warning("final ledger flush failed (%s); rows stay spooled", type(exc).__name__)
+        self.spool.close()
+
+
+def _decode(raw: dict[str, Any]) -> dict[str, Any]:
+    """Spool JSON -> column values (Decimals and datetimes restored) plus settlement info."""
+    row = {k: v for k, v in raw.items() if k in LEDGER_COLUMNS}
+    for col in MONEY_COLUMNS:
+        row[col] = Decimal(str(row.get(col) or "0"))
+    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    period = raw.get("_period_start")
+    return {
+        "row": row,
+        "reserved_usd": Decimal(str(raw.get("_reserved_usd") or "0")),
+        "period_start": datetime.fromisoformat(period) if period else None,
+    }

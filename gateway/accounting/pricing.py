@@ -1,0 +1,97 @@
+"""Prices in USD per million tokens, exact (Decimal): from the config, else litellm's price map."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from gateway.settings import DeploymentConfig
+
+MILLION = Decimal(1_000_000)
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_mtok: Decimal = ZERO
+    output_per_mtok: Decimal = ZERO
+    cached_input_per_mtok: Decimal | None = None  # provider prompt-cache discount, if any
+
+    def cost_usd(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+    ) -> Decimal:
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        cached_price = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else self.cached_input_per_mtok
+        )
+        total = (
+            (prompt_tokens - cached) * self.input_per_mtok
+            + cached * cached_price
+            + completion_tokens * self.output_per_mtok
+        )
+        return total / MILLION
+
+
+def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
+    """Config overrides win; otherwise look the upstream model up in litellm's local price map."""
+    if cfg.input_cost_per_mtok is not None and cfg.output_cost_per_mtok is not None:
+        return (
+            Price(
+                cfg.input_cost_per_mtok, cfg.output_cost_per_mtok, cfg.cached_input_cost_per_mtok
+            ),
+            "config",
+        )
+    entry = _lookup_litellm(cfg.provider, cfg.served_model)
+    if entry is None:
+        return (
+            Price(
+                cfg.input_cost_per_mtok or ZERO,
+                cfg.output_cost_per_mtok or ZERO,
+                cfg.cached_input_cost_per_mtok,
+            ),
+            "unknown",
+        )
+    inp = cfg.input_cost_per_mtok
+    if inp is None:
+        inp = _per_mtok(entry.get("input_cost_per_token"))
+    out = cfg.output_cost_per_mtok
+    if out is None:
+        out = _per_mtok(entry.get("output_cost_per_token"))
+    cached = cfg.cached_input_cost_per_mtok
+    if cached is None and entry.get("cache_read_input_token_cost") is not None:
+        cached = _per_mtok(entry.get("cache_read_input_token_cost"))
+    return Price(inp, out, cached), "litellm"
+
+
+def _per_mtok(value: Any) -> Decimal:
+    if value is None:
+        return ZERO
+    # str() first: the map holds floats; Decimal(float) would carry binary noise.
+    return (Decimal(str(value)) * MILLION).normalize()
+
+
+def _lookup_litellm(provider: str, model: str) -> dict[str, Any] | None:
+    cost_map = _litellm_cost_map()
+    candidates = [model]
+    if provider not in ("openai_compatible", "local"):
+        candidates.insert(0, f"{provider}/{model}")
+    if "/" in model:
+        candidates.append(model.split("/", 1)[1])
+    for name in candidates:
+        entry = cost_map.get(name)
+        if isinstance(entry, dict):
+            return entry
+    return None
+
+
+@lru_cache(maxsize=1)
+def _litellm_cost_map() -> dict[str, Any]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm  # heavy import: only when a price is not in the config
+
+    return dict(litellm.model_cost)

@@ -1,0 +1,144 @@
+"""Read-side queries over the ledger: spend grouped by day/model/deployment/tenant, and rows.
+
+All aggregation happens in SQL (the dashboard must stay fast over millions of rows).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.models import UsageLedger
+from gateway.errors import InvalidRequest
+
+GROUPS = ("day", "hour", "model", "deployment", "tenant", "cache_status")
+L = UsageLedger.__table__.c
+
+
+def _bucket(engine: AsyncEngine, unit: str) -> Any:
+    if engine.dialect.name == "sqlite":
+        fmt = "%Y-%m-%d" if unit == "day" else "%Y-%m-%dT%H:00"
+        return func.strftime(fmt, L.created_at)
+    return func.to_char(
+        func.date_trunc(unit, L.created_at),
+        "YYYY-MM-DD" if unit == "day" else 'YYYY-MM-DD"T"HH24:00',
+    )
+
+
+def _filters(
+    stmt: Select[Any], tenant: str | None, since: datetime | None, until: datetime | None
+) -> Select[Any]:
+    if tenant:
+        stmt = stmt.where(L.tenant_id == tenant)
+    if since:
+        stmt = stmt.where(L.created_at >= since)
+    if until:
+        stmt = stmt.where(L.created_at < until)
+    return stmt
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO-8601 date or time.", param=name) from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _money(v: Any) -> str:
+    return str(Decimal(str(v or 0)).quantize(Decimal("0.0000000001")).normalize())
+
+
+async def spend(
+    engine: AsyncEngine,
+    *,
+    tenant: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    group_by: str = "day",
+) -> list[dict[str, Any]]:
+    if group_by not in GROUPS:
+        raise InvalidRequest(f"'group_by' must be one of {list(GROUPS)}.", param="group_by")
+    key = {
+        "model": L.model,
+        "deployment": L.deployment,
+        "tenant": L.tenant_id,
+        "cache_status": L.cache_status,
+    }.get(group_by)
+    if key is None:
+        key = _bucket(engine, group_by)
+    label = key.label(group_by)
+    stmt = select(
+        label,
+        func.count().label("requests"),
+        func.coalesce(func.sum(L.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(L.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(L.cost_usd), 0).label("cost_usd"),
+        func.coalesce(func.sum(L.counterfactual_cost_usd), 0).label("counterfactual_cost_usd"),
+        func.coalesce(func.sum(L.saved_cache_usd), 0).label("saved_cache_usd"),
+        func.coalesce(func.sum(L.saved_compression_usd), 0).label("saved_compression_usd"),
+        func.coalesce(func.sum(L.saved_routing_usd), 0).label("saved_routing_usd"),
+    )
+    stmt = _filters(stmt, tenant, since, until).group_by(label).order_by(label)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    out = []
+    for r in rows:
+        m = r._mapping
+        out.append(
+            {
+                group_by: m[group_by],
+                "requests": int(m["requests"]),
+                "prompt_tokens": int(m["prompt_tokens"]),
+                "completion_tokens": int(m["completion_tokens"]),
+                "cost_usd": _money(m["cost_usd"]),
+                "counterfactual_cost_usd": _money(m["counterfactual_cost_usd"]),
+                "saved_cache_usd": _money(m["saved_cache_usd"]),
+                "saved_compression_usd": _money(m["saved_compression_usd"]),
+                "saved_routing_usd": _money(m["saved_routing_usd"]),
+            }
+        )
+    return out
+
+
+ROW_FIELDS = [c for c in UsageLedger.__table__.columns if c.name != "id"]
+
+
+def row_dict(r: Any) -> dict[str, Any]:
+    m = r._mapping
+    out: dict[str, Any] = {}
+    for col in ROW_FIELDS:
+        v = m[col.name]
+        if isinstance(v, Decimal):
+            v = _money(v)
+        elif isinstance(v, datetime):
+            v = (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+        out[col.name] = v
+    return out
+
+
+async def requests(
+    engine: AsyncEngine,
+    *,
+    tenant: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    filters: dict[str, Any] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    stmt = select(*ROW_FIELDS)
+    stmt = _filters(stmt, tenant, since, until)
+    for name, value in (filters or {}).items():
+        if value is not None and name in ("model", "deployment", "status_code", "cache_status"):
+            stmt = stmt.where(getattr(L, name) == value)
+    stmt = stmt.order_by(L.created_at.desc()).limit(limit).offset(offset)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [row_dict(r) for r in rows]

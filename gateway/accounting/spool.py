@@ -1,0 +1,114 @@
+"""A durable, per-process append-only spool for ledger rows.
+
+A row is appended (one `write` syscall, no fsync) before the response's last byte goes out, so
+a SIGKILLed gateway loses nothing a client fully received: the kernel owns the bytes once
+`write` returns. (A power cut can still lose the page cache; that is a different contract.)
+
+Layout: `<dir>/<owner>.lock` is flock-ed for the life of the process; its rows go to
+`<dir>/<owner>-<seq>.jsonl` segments. The writer rotates the open segment, writes closed ones to
+the database and deletes them. At start, segments whose owner's lock is free (the owner died)
+are adopted, so a restart replays them; rows carry ids, so a replay is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class LedgerSpool:
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{os.getpid()}_{secrets.token_hex(4)}"
+        self._lock_fd = os.open(self.dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._seq = 0
+        self._fd = -1
+        self._rows_in_open = 0
+        self._open_segment()
+
+    def _segment_path(self, seq: int) -> Path:
+        return self.dir / f"{self.owner}-{seq:012d}.jsonl"
+
+    def _open_segment(self) -> None:
+        self._seq += 1
+        self._open_path = self._segment_path(self._seq)
+        self._fd = os.open(self._open_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._rows_in_open = 0
+
+    @property
+    def pending(self) -> int:
+        return self._rows_in_open
+
+    def append(self, row: dict[str, Any]) -> None:
+        os.write(self._fd, orjson.dumps(row, default=str) + b"\n")
+        self._rows_in_open += 1
+
+    def rotate(self) -> None:
+        """Close the open segment (if it holds rows) so the writer may take it."""
+        if self._rows_in_open == 0:
+            return
+        os.close(self._fd)
+        self._open_segment()
+
+    def closed_segments(self) -> list[Path]:
+        """This process's closed segments, oldest first, after adopting any dead owner's."""
+        self._adopt_orphans()
+        mine = sorted(self.dir.glob(f"{self.owner}-*.jsonl"))
+        return [p for p in mine if p != self._open_path]
+
+    def _adopt_orphans(self) -> None:
+        for lock in self.dir.glob("*.lock"):
+            owner = lock.stem
+            if owner == self.owner:
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # another replica adopted it a moment ago
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its owner is alive
+                for seg in sorted(self.dir.glob(f"{owner}-*.jsonl")):
+                    self._seq += 1
+                    with contextlib.suppress(FileNotFoundError):
+                        seg.rename(self._segment_path(self._seq))
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    @staticmethod
+    def read(segment: Path) -> Iterator[dict[str, Any]]:
+        """Rows of a segment; a torn last line (crash mid-write) is skipped."""
+        with open(segment, "rb") as fh:
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self._rows_in_open == 0:
+                self._open_path.unlink(missing_ok=True)
+        if self._lock_fd >= 0:
+            remaining = list(self.dir.glob(f"{self.owner}-*.jsonl"))
+            if not remaining:
+                (self.dir / f"{self.owner}.lock").unlink(missing_ok=True)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -1,0 +1,186 @@
+"""Tenant and key administration, shared by the admin API and the CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.budgets import PERIODS
+from gateway.accounting.keys import generate_key
+from gateway.db.models import ApiKey, Tenant, new_id
+from gateway.errors import InvalidRequest, NotFound
+
+TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
+
+
+def tenant_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "budget_usd": str(row.budget_usd) if row.budget_usd is not None else None,
+        "budget_period": row.budget_period,
+        "rpm": row.rpm,
+        "tpm": row.tpm,
+        "slo_ms": row.default_slo_ms,
+        "flags": row.flags or {},
+        "created_at": _iso(row.created_at),
+    }
+
+
+def key_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "prefix": row.prefix,
+        "name": row.name,
+        "created_at": _iso(row.created_at),
+        "revoked_at": _iso(row.revoked_at),
+        "last_used_at": _iso(row.last_used_at),
+    }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
+
+
+def _check(values: dict[str, Any]) -> dict[str, Any]:
+    period = values.get("budget_period")
+    if period is not None and period not in PERIODS:
+        raise InvalidRequest(
+            f"'budget_period' must be one of {list(PERIODS)}.", param="budget_period"
+        )
+    return values
+
+
+async def create_tenant(engine: AsyncEngine, name: str, **fields: Any) -> dict[str, Any]:
+    values = _check({k: v for k, v in fields.items() if k in TENANT_FIELDS and v is not None})
+    values.setdefault("budget_period", "monthly")
+    values.setdefault("flags", {})
+    tid = new_id()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                Tenant.__table__.insert().values(
+                    id=tid, name=name, created_at=datetime.now(UTC), **values
+                )
+            )
+    except IntegrityError:
+        raise InvalidRequest(
+            f"A tenant named {name!r} already exists.", param="name", code="tenant_exists"
+        ) from None
+    return await get_tenant(engine, tid)
+
+
+async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(Tenant.__table__).where(Tenant.__table__.c.id == tenant_id))
+        ).first()
+    if row is None:
+        raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
+    return tenant_dict(row)
+
+
+async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
+    t = Tenant.__table__
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(t).where((t.c.id == id_or_name) | (t.c.name == id_or_name)))
+        ).first()
+    if row is None:
+        raise NotFound(f"No tenant {id_or_name!r}.", code="tenant_not_found")
+    return tenant_dict(row)
+
+
+async def list_tenants(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(Tenant.__table__).order_by(Tenant.__table__.c.name))
+        ).all()
+    return [tenant_dict(r) for r in rows]
+
+
+async def update_tenant(
+    engine: AsyncEngine, tenant_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    values = _check({k: v for k, v in changes.items() if k in TENANT_FIELDS})
+    if values:
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(
+                    update(Tenant.__table__)
+                    .where(Tenant.__table__.c.id == tenant_id)
+                    .values(**values)
+                )
+        except IntegrityError:
+            raise InvalidRequest(
+                "A tenant with that name already exists.", param="name", code="tenant_exists"
+            ) from None
+        if result.rowcount == 0:
+            raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
+    return await get_tenant(engine, tenant_id)
+
+
+async def create_key(
+    engine: AsyncEngine, tenant_id: str, name: str | None = None
+) -> dict[str, Any]:
+    await get_tenant(engine, tenant_id)
+    raw, prefix, digest = generate_key()
+    kid = new_id()
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            ApiKey.__table__.insert().values(
+                id=kid, tenant_id=tenant_id, hash=digest, prefix=prefix, name=name, created_at=now
+            )
+        )
+    return {
+        "id": kid,
+        "key": raw,
+        "prefix": prefix,
+        "tenant_id": tenant_id,
+        "name": name,
+        "created_at": _iso(now),
+    }
+
+
+async def list_keys(engine: AsyncEngine, tenant_id: str) -> list[dict[str, Any]]:
+    k = ApiKey.__table__
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(k).where(k.c.tenant_id == tenant_id).order_by(k.c.created_at))
+        ).all()
+    return [key_dict(r) for r in rows]
+
+
+async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:
+    k = ApiKey.__table__
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(k)
+            .where(k.c.id == key_id, k.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        row = (await conn.execute(select(k).where(k.c.id == key_id))).first()
+    if row is None:
+        raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
+    return key_dict(row)
+
+
+def parse_budget(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except Exception:
+        raise InvalidRequest("'budget_usd' must be a number.", param="budget_usd") from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidRequest("'budget_usd' must be a non-negative number.", param="budget_usd")
+    return amount

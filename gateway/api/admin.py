@@ -1,0 +1,168 @@
+"""The admin API, guarded by THRIFTGATE_ADMIN_KEY (never by a tenant key)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.accounting import reports, tenants
+from gateway.api.deps import AdminDep, ServicesDep
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+
+Period = Literal["monthly", "daily", "total"]
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=10)
+    budget_period: Period = "monthly"
+    rpm: int | None = Field(default=None, ge=1, le=10_000_000)
+    tpm: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    slo_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    flags: dict[str, Any] = Field(default_factory=dict)
+
+
+class TenantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=10)
+    budget_period: Period | None = None
+    rpm: int | None = Field(default=None, ge=1, le=10_000_000)
+    tpm: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    slo_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    flags: dict[str, Any] | None = None
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    if "slo_ms" in fields:
+        fields["default_slo_ms"] = fields.pop("slo_ms")
+    return fields
+
+
+@router.post("/tenants", status_code=201)
+async def create_tenant(body: TenantCreate, services: ServicesDep) -> dict[str, Any]:
+    fields = _columns(body.model_dump(exclude={"name"}))
+    return await tenants.create_tenant(services.engine, body.name, **fields)
+
+
+@router.get("/tenants")
+async def list_tenants(services: ServicesDep) -> dict[str, Any]:
+    return {"data": await tenants.list_tenants(services.engine)}
+
+
+@router.get("/tenants/{tenant_id}")
+async def get_tenant(tenant_id: str, services: ServicesDep) -> dict[str, Any]:
+    return await tenants.get_tenant(services.engine, tenant_id)
+
+
+@router.patch("/tenants/{tenant_id}")
+async def update_tenant(tenant_id: str, body: TenantPatch, services: ServicesDep) -> dict[str, Any]:
+    # exclude_unset: `{"budget_usd": null}` clears the budget; an absent field is untouched.
+    changes = _columns(body.model_dump(exclude_unset=True))
+    if "name" in changes and changes["name"] is None:
+        changes.pop("name")
+    if "budget_period" in changes and changes["budget_period"] is None:
+        changes.pop("budget_period")
+    result = await tenants.update_tenant(services.engine, tenant_id, changes)
+    services.keys.invalidate(tenant_id=tenant_id)
+    services.budgets.forget(tenant_id)
+    return result
+
+
+@router.post("/tenants/{tenant_id}/keys", status_code=201)
+async def create_key(
+    tenant_id: str, services: ServicesDep, body: KeyCreate | None = None
+) -> dict[str, Any]:
+    return await tenants.create_key(services.engine, tenant_id, body.name if body else None)
+
+
+@router.get("/tenants/{tenant_id}/keys")
+async def list_keys(tenant_id: str, services: ServicesDep) -> dict[str, Any]:
+    await tenants.get_tenant(services.engine, tenant_id)
+    return {"data": await tenants.list_keys(services.engine, tenant_id)}
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
+    result = await tenants.revoke_key(services.engine, key_id)
+    services.keys.invalidate(tenant_id=result["tenant_id"])
+    return result
+
+
+@router.get("/spend")
+async def spend(
+    services: ServicesDep,
+    tenant: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: str = "day",
+) -> dict[str, Any]:
+    data = await reports.spend(
+        services.engine,
+        tenant=tenant,
+        since=reports.parse_time(since, "since"),
+        until=reports.parse_time(until, "until"),
+        group_by=group_by,
+    )
+    return {"data": data}
+
+
+@router.get("/requests")
+async def list_requests(
+    services: ServicesDep,
+    tenant: str | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=10_000_000),
+    model: str | None = None,
+    deployment: str | None = None,
+    status_code: int | None = Query(default=None, ge=100, le=599),
+    cache_status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    data = await reports.requests(
+        services.engine,
+        tenant=tenant,
+        limit=limit,
+        offset=offset,
+        filters={
+            "model": model,
+            "deployment": deployment,
+            "status_code": status_code,
+            "cache_status": cache_status,
+        },
+        since=reports.parse_time(since, "since"),
+        until=reports.parse_time(until, "until"),
+    )
+    return {"data": data}
+
+
+@router.get("/deployments")
+async def list_deployments(services: ServicesDep) -> dict[str, Any]:
+    data = []
+    for dep in services.catalog.deployments.values():
+        data.append(
+            {
+                "name": dep.name,
+                "model": dep.model,
+                "provider": dep.provider,
+                "upstream_model": dep.served_model,
+                "input_cost_per_mtok": str(dep.price.input_per_mtok),
+                "output_cost_per_mtok": str(dep.price.output_per_mtok),
+                "price_source": dep.price_source,
+            }
+        )
+    return {"data": data}

@@ -1,0 +1,88 @@
+"""The one place an exception becomes an HTTP response, always in OpenAI's error shape."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger("thriftgate.api")
+
+_STATUS_CODES = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    422: ("invalid_request_error", "invalid_request"),
+}
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
+) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    out = dict(headers or {})
+    rid = getattr(request.state, "request_id", None) if request is not None else None
+    if rid:
+        out["x-request-id"] = rid
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=out
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _gateway(request: Request, exc: GatewayError) -> Response:
+        return error_response(
+            exc.status_code, exc.message, exc.type, exc.code, exc.param, exc.headers, request
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = (
+            f"Invalid value for '{loc}': {first.get('msg', 'invalid')}"
+            if loc
+            else "Invalid request body."
+        )
+        return error_response(
+            400, msg, "invalid_request_error", "invalid_value", loc or None, request=request
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        type_, code = _STATUS_CODES.get(exc.status_code, ("server_error", "error"))
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"Unknown path {request.url.path!r}."
+        return error_response(
+            exc.status_code, message, type_, code, headers=dict(exc.headers or {}), request=request
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500,
+            "The gateway hit an internal error; the request was not completed.",
+            "server_error",
+            "internal_error",
+            request=request,
+        )

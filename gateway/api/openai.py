@@ -1,0 +1,162 @@
+"""The OpenAI-compatible surface: parse, call the pipeline, render JSON or SSE. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.api.deps import ServicesDep, header_map
+from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.pipeline.auth import bearer_token
+from gateway.pipeline.context import EndpointName, Json, Reply, RequestContext
+from gateway.pipeline.pipeline import request_id_from
+from gateway.pipeline.route import auto_models
+from gateway.routing.catalog import AUTO_MODEL
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_OBJECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {"model": {"type": "string"}},
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError:
+            raise InvalidRequest("Invalid Content-Length header.", code="invalid_header") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON (or not UTF-8): {exc.msg}.", code="invalid_json"
+        ) from None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+
+
+def decision_headers(ctx: RequestContext, *, final: bool) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id, "x-thriftgate-cache": ctx.cache_status}
+    if ctx.deployment is not None:
+        headers["x-thriftgate-deployment"] = ctx.deployment.name
+    if ctx.route_reason:
+        headers["x-thriftgate-route-reason"] = ctx.route_reason
+    if final:
+        headers["x-thriftgate-cost-usd"] = _usd(ctx.cost_usd)
+        headers["x-thriftgate-saved-usd"] = _usd(ctx.savings.total_usd)
+    headers.update(ctx.extra_headers)
+    return headers
+
+
+def _usd(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+async def _sse(chunks: AsyncIterator[Json]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def _serve(request: Request, services: ServicesDep, endpoint: EndpointName) -> Response:
+    headers = header_map(request)
+    rid = request_id_from(headers)
+    headers["x-request-id"] = rid
+    request.state.request_id = rid
+    body = await read_json(request, services.settings.max_body_bytes)
+    ctx, reply = await services.pipeline.handle(endpoint, body, headers)
+    return render(ctx, reply)
+
+
+def render(ctx: RequestContext, reply: Reply) -> Response:
+    if reply.chunks is not None:
+        # Cost is known only at the end of a stream: it is in the ledger and the usage chunk.
+        return StreamingResponse(
+            _sse(reply.chunks),
+            media_type="text/event-stream",
+            headers={**decision_headers(ctx, final=False), "cache-control": "no-cache"},
+        )
+    return Response(
+        orjson.dumps(reply.body),
+        status_code=reply.status_code,
+        media_type="application/json",
+        headers=decision_headers(ctx, final=True),
+    )
+
+
+@router.post("/chat/completions", openapi_extra=_OBJECT_BODY)
+async def chat_completions(request: Request, services: ServicesDep) -> Response:
+    return await _serve(request, services, "chat")
+
+
+@router.post("/completions", openapi_extra=_OBJECT_BODY)
+async def completions(request: Request, services: ServicesDep) -> Response:
+    return await _serve(request, services, "completions")
+
+
+@router.post("/embeddings", openapi_extra=_OBJECT_BODY)
+async def embeddings(request: Request, services: ServicesDep) -> Response:
+    return await _serve(request, services, "embeddings")
+
+
+@router.get("/models")
+async def list_models(request: Request, services: ServicesDep) -> Response:
+    tenant = await services.keys.authenticate(
+        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
+    )
+    names = [m for m in services.catalog.models() if tenant.allows_model(m)]
+    if auto_models(tenant, services.file_config):
+        names.append(AUTO_MODEL)
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "thriftgate"} for m in names]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, request: Request, services: ServicesDep) -> Response:
+    tenant = await services.keys.authenticate(
+        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
+    )
+    known = model_id in services.catalog.groups or (
+        model_id == AUTO_MODEL and auto_models(tenant, services.file_config)
+    )
+    if not known or not tenant.allows_model(model_id):
+        from gateway.errors import NotFound
+
+        raise NotFound(
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    body = {"id": model_id, "object": "model", "created": 0, "owned_by": "thriftgate"}
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,180 @@
+"""`thriftgate serve | migrate | tenant ... | key ...` (and `engine ...` when installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from gateway.settings import ConfigError, Settings
+
+app = typer.Typer(
+    help="thriftgate: a cost-optimizing OpenAI-compatible LLM gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+
+T = TypeVar("T")
+
+
+def _settings(config: Path | None = None) -> Settings:
+    if config is not None:
+        os.environ["THRIFTGATE_CONFIG"] = str(config)
+    try:
+        settings = Settings()
+        settings.file_config()  # validate early: a bad key stops here, named
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
+def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
+    from gateway.db.session import create_engine
+    from gateway.errors import GatewayError
+
+    async def go() -> T:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except GatewayError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def serve(
+    config: Path | None = typer.Option(None, "--config", help="YAML file of deployments."),
+    host: str | None = typer.Option(None, "--host"),
+    port: int | None = typer.Option(None, "--port"),
+    workers: int | None = typer.Option(None, "--workers", min=1),
+) -> None:
+    """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
+    import uvicorn
+
+    settings = _settings(config)
+    if settings.migrate_on_start:
+        from gateway.db.migrate import upgrade_head_sync
+
+        upgrade_head_sync(settings.database_url)
+    # Workers re-read settings from the environment; migrations already ran once, here.
+    os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
+    n_workers = workers or settings.workers
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=n_workers if n_workers > 1 else None,
+        loop="uvloop" if sys.platform != "win32" else "auto",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply Alembic migrations up to head."""
+    from gateway.db.migrate import upgrade_head_sync
+
+    settings = _settings()
+    upgrade_head_sync(settings.database_url)
+    typer.echo("database is at head")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: str,
+    budget_usd: float | None = typer.Option(None, "--budget-usd", min=0),
+    budget_period: str = typer.Option("monthly", "--budget-period", help="monthly, daily or total"),
+    rpm: int | None = typer.Option(None, "--rpm", min=1),
+    tpm: int | None = typer.Option(None, "--tpm", min=1),
+    slo_ms: int | None = typer.Option(None, "--slo-ms", min=1),
+) -> None:
+    """Create a tenant; prints its id."""
+    from gateway.accounting import tenants
+
+    settings = _settings()
+    budget = Decimal(str(budget_usd)) if budget_usd is not None else None
+    result = _run(
+        lambda e: tenants.create_tenant(
+            e,
+            name,
+            budget_usd=budget,
+            budget_period=budget_period,
+            rpm=rpm,
+            tpm=tpm,
+            default_slo_ms=slo_ms,
+        ),
+        settings,
+    )
+    typer.echo(result["id"])
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants as JSON."""
+    from gateway.accounting import tenants
+
+    _echo_json(_run(tenants.list_tenants, _settings()))
+
+
+@key_app.command("create")
+def key_create(
+    tenant: str = typer.Argument(..., help="Tenant id or name."),
+    name: str | None = typer.Option(None, "--name"),
+) -> None:
+    """Create an API key for a tenant; prints the key once (only its hash is stored)."""
+    from gateway.accounting import tenants
+
+    async def go(engine: Any) -> dict[str, Any]:
+        found = await tenants.find_tenant(engine, tenant)
+        return await tenants.create_key(engine, found["id"], name)
+
+    typer.echo(_run(go, _settings())["key"])
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str) -> None:
+    """Revoke a key by id."""
+    from gateway.accounting import tenants
+
+    _echo_json(_run(lambda e: tenants.revoke_key(e, key_id), _settings()))
+
+
+def _mount_optional() -> None:
+    try:
+        from local_engine.cli import engine_app
+    except ImportError:
+        return
+    app.add_typer(engine_app, name="engine", help="The local inference engine.")
+
+
+_mount_optional()
+
+
+if __name__ == "__main__":
+    app()

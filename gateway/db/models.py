@@ -1,0 +1,166 @@
+"""SQLAlchemy 2.0 models. Schema changes go through Alembic (`migrations/`), never create_all.
+
+Money is NUMERIC (Decimal in Python); timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MONEY = Numeric(20, 10)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    budget_usd: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
+    budget_period: Mapped[str] = mapped_column(String(16), default="monthly")
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    default_slo_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Per-tenant switches: allowed models, cache/compression policy, auto-model tier...
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UsageLedger(Base):
+    """One row per request. `id` is the gateway's idempotency key; `request_id` is the client's."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (
+        Index("ix_usage_ledger_tenant_created", "tenant_id", "created_at"),
+        Index("ix_usage_ledger_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(32), default="chat")
+    model: Mapped[str] = mapped_column(String(200))
+    deployment: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status_code: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    usage_source: Mapped[str] = mapped_column(String(16), default="upstream")
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    counterfactual_cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_cache_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_compression_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_routing_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    slo_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    slo_met: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    cache_status: Mapped[str] = mapped_column(String(16), default="miss")
+    route_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    compression_method: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    prompt_tokens_original: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    energy_joules: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BudgetCounter(Base):
+    """Spend and outstanding reservations of one tenant in one budget period."""
+
+    __tablename__ = "budget_counters"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    spent_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    reserved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CacheEntry(Base):
+    """A cached response, scoped to one tenant; the embedding rides along for the vector index."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (
+        Index("ix_cache_entries_tenant_key", "tenant_id", "key_hash"),
+        Index("ix_cache_entries_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    scope_hash: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    query_text: Mapped[str | None] = mapped_column(String, nullable=True)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DeploymentStat(Base):
+    """The router's learned latency/throughput model of one deployment, so restarts are warm."""
+
+    __tablename__ = "deployment_stats"
+
+    deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,128 @@
+"""The gateway's exception tree; `gateway/api/errors.py` is the only place one becomes HTTP.
+
+    GatewayError                      status_code, type, code (OpenAI's error shape)
+    ├── AuthError                     401 invalid_api_key
+    ├── PermissionDenied              403 permission_denied
+    ├── NotFound                      404 not_found / model_not_found
+    ├── InvalidRequest                400 invalid_request_error
+    │   └── PayloadTooLarge           413 request_too_large
+    ├── RateLimited                   429 rate_limit_exceeded   (Retry-After)
+    ├── BudgetExceeded                429 insufficient_quota
+    ├── NoHealthyDeployment           503 no_healthy_deployment
+    └── UpstreamError                 502 upstream_error   (wraps the upstream's status/message)
+        └── UpstreamTimeout           504 upstream_timeout
+
+A missed latency SLO is not an error: the fastest candidate serves and a header says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class AuthError(GatewayError):
+    status_code = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status_code = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status_code = 413
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        seconds = max(1, int(retry_after_s + 0.999))
+        super().__init__(message, code=code, headers={"Retry-After": str(seconds)})
+        self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(GatewayError):
+    status_code = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class NoHealthyDeployment(GatewayError):
+    status_code = 503
+    type = "server_error"
+    code = "no_healthy_deployment"
+
+
+class UpstreamError(GatewayError):
+    """The upstream failed; `upstream_status` is what it answered (None: no answer at all)."""
+
+    status_code = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        code: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.upstream_status = upstream_status
+        self.retryable = retryable
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"

@@ -1,0 +1,193 @@
+"""Account stage: usage, cost, counterfactual cost and savings -> one ledger row + metrics.
+
+Usage comes from the upstream's `usage` block; tiktoken counts only when there is none.
+counterfactual = what the group's default deployment would have charged for the original
+(uncompressed) prompt with no cache. savings split that difference by technique:
+  compression = baseline price x tokens compression removed
+  routing     = baseline cost - chosen deployment's cost, for the tokens actually sent
+  cache       = the whole counterfactual on a hit (the hit itself costs nothing)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.tokenizer import count_prompt, count_text
+from gateway.metrics import GatewayMetrics
+from gateway.pipeline.context import Reply, RequestContext, Usage
+from gateway.routing.catalog import Catalog, Deployment
+
+ZERO = Decimal(0)
+CACHE_HITS = ("hit-exact", "hit-semantic")
+
+
+class AccountStage:
+    def __init__(self, catalog: Catalog, ledger: LedgerWriter, metrics: GatewayMetrics) -> None:
+        self.catalog = catalog
+        self.ledger = ledger
+        self.metrics = metrics
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        return None
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        self.account_now(ctx)
+
+    def account_now(self, ctx: RequestContext) -> None:
+        """Price the request and spool its ledger row (synchronous: safe during cancellation)."""
+        ctx.latency_ms = ctx.elapsed_ms()
+        self._price(ctx)
+        if ctx.slo_met is None and ctx.slo_ms is not None and ctx.status_code < 400:
+            observed = ctx.ttft_ms if ctx.stream and ctx.ttft_ms is not None else ctx.latency_ms
+            ctx.slo_met = observed <= ctx.slo_ms
+        self.ledger.submit(ledger_row(ctx))
+        self._observe(ctx)
+
+    def _baseline(self, ctx: RequestContext) -> Deployment | None:
+        dep = self.catalog.default_for(ctx.model)
+        if dep is None and ctx.candidates:
+            dep = self.catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
+        return dep or ctx.deployment
+
+    def _price(self, ctx: RequestContext) -> None:
+        u = ctx.usage
+        baseline = self._baseline(ctx)
+        if ctx.cache_status in CACHE_HITS:
+            ctx.cost_usd = ZERO
+            if ctx.counterfactual_cost_usd == ZERO and baseline is not None:
+                ctx.counterfactual_cost_usd = baseline.cost_usd(
+                    u.prompt_tokens, u.completion_tokens
+                )
+            ctx.savings.cache_usd = ctx.counterfactual_cost_usd
+            ctx.savings.compression_usd = ZERO
+            ctx.savings.routing_usd = ZERO
+            return
+        dep = ctx.deployment
+        if dep is None or (u.prompt_tokens == 0 and u.completion_tokens == 0):
+            return
+        ctx.cost_usd = dep.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+        base = baseline or dep
+        removed = 0
+        if ctx.prompt_tokens_original is not None and ctx.prompt_tokens_compressed is not None:
+            removed = max(0, ctx.prompt_tokens_original - ctx.prompt_tokens_compressed)
+        sent_at_baseline = base.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+        ctx.savings.compression_usd = base.cost_usd(removed, 0)
+        ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
+        ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
+
+    def _observe(self, ctx: RequestContext) -> None:
+        m = self.metrics
+        dep = ctx.deployment.name if ctx.deployment else "none"
+        tenant = ctx.tenant.id
+        m.requests.labels(tenant, ctx.model, dep, str(ctx.status_code)).inc()
+        if ctx.latency_ms is not None:
+            m.latency.labels(ctx.model, dep).observe(ctx.latency_ms / 1000.0)
+        if ctx.ttft_ms is not None:
+            m.ttft.labels(ctx.model, dep).observe(ctx.ttft_ms / 1000.0)
+        if ctx.usage.prompt_tokens:
+            m.tokens.labels(tenant, ctx.model, dep, "prompt").inc(ctx.usage.prompt_tokens)
+        if ctx.usage.completion_tokens:
+            m.tokens.labels(tenant, ctx.model, dep, "completion").inc(ctx.usage.completion_tokens)
+        if ctx.cost_usd:
+            m.cost.labels(tenant, ctx.model, dep).inc(float(ctx.cost_usd))
+        for technique, amount in (
+            ("cache", ctx.savings.cache_usd),
+            ("compression", ctx.savings.compression_usd),
+            ("routing", ctx.savings.routing_usd),
+        ):
+            if amount > 0:
+                m.saved.labels(tenant, technique).inc(float(amount))
+        m.cache.labels(tenant, ctx.cache_status).inc()
+
+
+def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        completion = usage.get("completion_tokens")
+        return Usage(
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=completion if isinstance(completion, int) else 0,
+            cached_tokens=cached if isinstance(cached, int) else 0,
+            source="upstream",
+        )
+    model = ctx.deployment.served_model if ctx.deployment else ctx.model
+    prompt = (
+        count_prompt(ctx.body, model) if ctx.endpoint != "embeddings" else _embed_tokens(ctx, model)
+    )
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=count_text(completion_text(body), model),
+        source="tiktoken",
+    )
+
+
+def _embed_tokens(ctx: RequestContext, model: str) -> int:
+    inp = ctx.body.get("input")
+    if isinstance(inp, str):
+        return count_text(inp, model)
+    if isinstance(inp, list):
+        return sum(count_text(x, model) for x in inp if isinstance(x, str))
+    return 0
+
+
+def completion_text(body: dict[str, Any] | None) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        msg = choice.get("message")
+        if isinstance(msg, dict):
+            if isinstance(msg.get("content"), str):
+                parts.append(msg["content"])
+            for call in msg.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+        elif isinstance(choice.get("text"), str):
+            parts.append(choice["text"])
+    return "".join(parts)
+
+
+def ledger_row(ctx: RequestContext) -> dict[str, Any]:
+    dep = ctx.deployment
+    return {
+        "id": ctx.ledger_id,
+        "request_id": ctx.request_id,
+        "tenant_id": ctx.tenant.id,
+        "key_id": ctx.tenant.key_id,
+        "endpoint": ctx.endpoint,
+        "model": ctx.model,
+        "deployment": dep.name if dep else None,
+        "provider": dep.provider if dep else None,
+        "status_code": ctx.status_code,
+        "error_code": ctx.error_code,
+        "stream": ctx.stream,
+        "prompt_tokens": ctx.usage.prompt_tokens,
+        "completion_tokens": ctx.usage.completion_tokens,
+        "cached_tokens": ctx.usage.cached_tokens,
+        "usage_source": ctx.usage.source,
+        "cost_usd": str(ctx.cost_usd),
+        "counterfactual_cost_usd": str(ctx.counterfactual_cost_usd),
+        "saved_cache_usd": str(ctx.savings.cache_usd),
+        "saved_compression_usd": str(ctx.savings.compression_usd),
+        "saved_routing_usd": str(ctx.savings.routing_usd),
+        "latency_ms": round(ctx.latency_ms or 0.0, 3),
+        "ttft_ms": round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
+        "slo_ms": ctx.slo_ms,
+        "slo_met": ctx.slo_met,
+        "cache_status": ctx.cache_status,
+        "route_reason": ctx.route_reason,
+        "compression_method": ctx.compression_method,
+        "prompt_tokens_original": ctx.prompt_tokens_original,
+        "energy_joules": ctx.energy_joules,
+        "created_at": datetime.now(UTC).isoformat(),
+        "_reserved_usd": str(ctx.reserved_usd),
+        "_period_start": ctx.period_start.isoformat() if ctx.period_start else None,
+    }

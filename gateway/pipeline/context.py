@@ -1,0 +1,128 @@
+"""What flows through the pipeline: the request context, the reply, and the stage contract.
+
+Each stage records what it decided, and what that saved, on the `RequestContext`; response
+headers and the ledger row are built from it. Nothing here imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from gateway.routing.catalog import Deployment
+
+Json = dict[str, Any]
+EndpointName = Literal["chat", "completions", "embeddings"]
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    """The authenticated caller, as cached from the `tenants` / `api_keys` rows."""
+
+    id: str
+    name: str
+    key_id: str | None
+    budget_usd: Decimal | None = None
+    budget_period: str = "monthly"
+    rpm: int | None = None
+    tpm: int | None = None
+    default_slo_ms: int | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    def allows_model(self, model: str) -> bool:
+        allowed = self.flags.get("models")
+        return not allowed or model in allowed
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    source: str = "upstream"  # "upstream", "tiktoken" or "cache"
+
+
+@dataclass(slots=True)
+class Savings:
+    """Dollars each technique saved on this request, against the counterfactual."""
+
+    cache_usd: Decimal = ZERO
+    compression_usd: Decimal = ZERO
+    routing_usd: Decimal = ZERO
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.cache_usd + self.compression_usd + self.routing_usd
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    ledger_id: str
+    endpoint: EndpointName
+    body: Json  # what goes upstream; stages may rewrite it (compression, model)
+    tenant: TenantInfo
+    model: str  # what the client asked for
+    stream: bool = False
+    client_wants_usage: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased request headers
+    started: float = field(default_factory=time.perf_counter)
+    slo_ms: int | None = None
+    # limits
+    reserved_usd: Decimal = ZERO
+    period_start: datetime | None = None
+    prompt_tokens_estimate: int = 0
+    tpm_charged: int = 0
+    # cache
+    cache_status: str = "bypass"
+    cache_similarity: float | None = None
+    # compression
+    compression_method: str | None = None
+    prompt_tokens_original: int | None = None  # tiktoken count before compression
+    prompt_tokens_compressed: int | None = None  # ... and after (same counter, comparable)
+    # routing
+    candidates: list[Deployment] = field(default_factory=list)
+    deployment: Deployment | None = None
+    route_reason: str | None = None
+    predicted_latency_ms: float | None = None
+    attempts: list[str] = field(default_factory=list)
+    # outcome
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: Decimal = ZERO
+    counterfactual_cost_usd: Decimal = ZERO
+    savings: Savings = field(default_factory=Savings)
+    status_code: int = 200
+    error_code: str | None = None
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    slo_met: bool | None = None
+    energy_joules: float | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+
+@dataclass(slots=True)
+class Reply:
+    """A stage's answer: a JSON body, or a stream of chunk objects (never both)."""
+
+    body: Json | None = None
+    chunks: AsyncIterator[Json] | None = None
+    status_code: int = 200
+
+
+class Stage(Protocol):
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        """Run before dispatch; a Reply ends the request early (e.g. a cache hit)."""
+        ...
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        """See the finished result (for a stream: after its last chunk, before `[DONE]`)."""
+        ...

@@ -1,0 +1,147 @@
+"""Limits stage: per-tenant RPM/TPM (sliding window, per replica) and the budget reservation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from gateway.accounting.budgets import BudgetBook, period_start
+from gateway.errors import NoHealthyDeployment, RateLimited
+from gateway.pipeline.context import Reply, RequestContext
+from gateway.routing.catalog import Catalog
+
+log = logging.getLogger("thriftgate.limits")
+
+WINDOW_S = 60.0
+DEFAULT_EXPECTED_COMPLETION = 512
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    current: float = 0.0
+    previous: float = 0.0
+
+    def roll(self, now: float) -> None:
+        elapsed = now - self.start
+        if elapsed >= 2 * WINDOW_S:
+            self.previous, self.current, self.start = 0.0, 0.0, now
+        elif elapsed >= WINDOW_S:
+            self.previous, self.current, self.start = self.current, 0.0, self.start + WINDOW_S
+
+    def used(self, now: float) -> float:
+        frac = (now - self.start) / WINDOW_S
+        return self.previous * max(0.0, 1.0 - frac) + self.current
+
+    def retry_after(self, now: float) -> float:
+        return max(1.0, WINDOW_S - (now - self.start))
+
+
+class RateLimiter:
+    """Sliding-window counters (the two-bucket approximation) for requests and tokens.
+
+    Per replica: with R replicas a tenant can reach R x its limit at worst. Documented; a shared
+    counter store would cost a round trip per request.
+    """
+
+    def __init__(self) -> None:
+        self._req: dict[str, _Window] = {}
+        self._tok: dict[str, _Window] = {}
+
+    def check(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> None:
+        now = time.monotonic()
+        if rpm:
+            w = self._req.setdefault(tenant_id, _Window(now))
+            w.roll(now)
+            if w.used(now) + 1 > rpm:
+                raise RateLimited(
+                    f"Rate limit reached: {rpm} requests per minute.",
+                    retry_after_s=w.retry_after(now),
+                )
+        if tpm:
+            t = self._tok.setdefault(tenant_id, _Window(now))
+            t.roll(now)
+            if t.used(now) + tokens > tpm and t.used(now) > 0:
+                raise RateLimited(
+                    f"Rate limit reached: {tpm} tokens per minute.",
+                    retry_after_s=t.retry_after(now),
+                )
+            if tokens > tpm:
+                raise RateLimited(
+                    f"Request of ~{tokens} tokens exceeds the limit of {tpm} tokens per minute.",
+                    retry_after_s=WINDOW_S,
+                )
+        if rpm:
+            self._req[tenant_id].current += 1
+        if tpm:
+            self._tok[tenant_id].current += tokens
+
+    def adjust_tokens(self, tenant_id: str, delta: int) -> None:
+        """Replace the estimate with the actual count once usage is known."""
+        w = self._tok.get(tenant_id)
+        if w is not None:
+            w.current = max(0.0, w.current + delta)
+
+
+class LimitsStage:
+    def __init__(
+        self, limiter: RateLimiter, budgets: BudgetBook, catalog: Catalog, *, fail_open: bool
+    ) -> None:
+        self.limiter = limiter
+        self.budgets = budgets
+        self.catalog = catalog
+        self.fail_open = fail_open
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        tenant = ctx.tenant
+        expected_completion = _expected_completion(ctx)
+        ctx.tpm_charged = ctx.prompt_tokens_estimate + expected_completion
+        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, ctx.tpm_charged)
+        if tenant.budget_usd is None:
+            ctx.period_start = period_start(tenant.budget_period)
+            return None
+        amount = self._estimate_cost(ctx, expected_completion)
+        try:
+            ctx.period_start = await self.budgets.reserve(
+                tenant.id, tenant.budget_usd, tenant.budget_period, amount
+            )
+            ctx.reserved_usd = amount
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if not self.fail_open:
+                raise NoHealthyDeployment(
+                    "Budget store unavailable; refusing under the fail-closed policy.",
+                    code="budget_store_unavailable",
+                ) from exc
+            log.warning(
+                "budget store unavailable (%s): serving under fail-open", type(exc).__name__
+            )
+            ctx.period_start = period_start(tenant.budget_period)
+        return None
+
+    def _estimate_cost(self, ctx: RequestContext, expected_completion: int) -> Decimal:
+        """The most expensive candidate's price: a reservation must not under-estimate."""
+        group = self.catalog.group(ctx.model) or list(self.catalog.deployments.values())
+        if not group:
+            return Decimal(0)
+        return max(d.cost_usd(ctx.prompt_tokens_estimate, expected_completion) for d in group)
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
+        if ctx.tenant.tpm and actual:
+            self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
+
+
+def _expected_completion(ctx: RequestContext) -> int:
+    body = ctx.body
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            n = body.get("n")
+            return value * (n if isinstance(n, int) and n > 0 else 1)
+    if ctx.endpoint == "embeddings":
+        return 0
+    return DEFAULT_EXPECTED_COMPLETION

@@ -1,0 +1,199 @@
+"""The request pipeline, in one direction:
+
+    auth -> validate -> resolve model -> [account, limits, cache, compress, route] -> dispatch
+
+`before` hooks run in list order and may end the request early (a cache hit); `after` hooks run
+in reverse, so `account` (first in the list) sees every other stage's decisions and writes the
+ledger row last. For a stream, the `after` hooks run once its last chunk has passed, before the
+API layer sends `[DONE]`, so the ledger row is spooled before the client has the whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from gateway.accounting.tokenizer import estimate_prompt_tokens
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.pipeline.account import usage_of
+from gateway.pipeline.auth import KeyStore, bearer_token
+from gateway.pipeline.context import EndpointName, Json, Reply, RequestContext, Stage, Usage
+from gateway.pipeline.dispatch import Dispatcher
+from gateway.pipeline.route import resolve_candidates
+from gateway.pipeline.stream import StreamAssembler
+from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
+from gateway.routing.catalog import Catalog
+from gateway.settings import FileConfig
+
+log = logging.getLogger("thriftgate.pipeline")
+
+VALIDATORS: dict[str, Callable[[Any], Json]] = {
+    "chat": validate_chat,
+    "completions": validate_completion,
+    "embeddings": validate_embedding,
+}
+MAX_REQUEST_ID = 128
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        catalog: Catalog,
+        file_config: FileConfig,
+        stages: Sequence[Stage],
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.keys = keys
+        self.catalog = catalog
+        self.file_config = file_config
+        self.stages = list(stages)
+        self.dispatcher = dispatcher
+
+    async def handle(
+        self, endpoint: EndpointName, body: Any, headers: dict[str, str]
+    ) -> tuple[RequestContext, Reply]:
+        """Run one request. Raises GatewayError for failures before any byte is sent."""
+        tenant = await self.keys.authenticate(
+            bearer_token(headers.get("authorization"), headers.get("api-key"))
+        )
+        body = VALIDATORS[endpoint](body)
+        model: str = body["model"]
+        ctx = RequestContext(
+            request_id=request_id_from(headers),
+            ledger_id=uuid.uuid4().hex,
+            endpoint=endpoint,
+            body=body,
+            tenant=tenant,
+            model=model,
+            headers=headers,
+        )
+        ctx.candidates = resolve_candidates(model, tenant, self.catalog, self.file_config)
+        ctx.slo_ms = slo_from(headers, tenant.default_slo_ms)
+        if endpoint != "embeddings" and body.get("stream"):
+            ctx.stream = True
+            opts = body.get("stream_options") or {}
+            ctx.client_wants_usage = bool(opts.get("include_usage"))
+            # Always ask for usage so the ledger has real counts; stripped again if not asked.
+            body["stream_options"] = {**opts, "include_usage": True}
+        ctx.prompt_tokens_estimate = estimate_prompt_tokens(body)
+        return ctx, await self.run(ctx)
+
+    async def run(self, ctx: RequestContext) -> Reply:
+        entered: list[Stage] = []
+        try:
+            reply: Reply | None = None
+            for stage in self.stages:
+                entered.append(stage)
+                reply = await stage.before(ctx)
+                if reply is not None:
+                    break
+            if reply is None:
+                reply = await self.dispatcher.dispatch(ctx)
+        except GatewayError as exc:
+            ctx.status_code = exc.status_code
+            ctx.error_code = exc.code
+            await self._finish(ctx, entered, Reply(body=exc.body(), status_code=exc.status_code))
+            raise
+        if reply.chunks is not None:
+            reply.chunks = self._watch(ctx, reply.chunks, entered)
+            return reply
+        await self._finish(ctx, entered, reply)
+        return reply
+
+    async def _finish(self, ctx: RequestContext, entered: list[Stage], reply: Reply) -> None:
+        if ctx.status_code < 400 and ctx.usage.source != "cache":
+            ctx.usage = usage_of(ctx, reply.body)
+        for stage in reversed(entered):
+            try:
+                await stage.after(ctx, reply)
+            except Exception:  # one stage's failure must not lose the ledger row
+                log.exception("stage %s failed in after()", type(stage).__name__)
+
+    async def _watch(
+        self, ctx: RequestContext, chunks: AsyncIterator[Json], entered: list[Stage]
+    ) -> AsyncIterator[Json]:
+        assembler = StreamAssembler()
+        failed: GatewayError | None = None
+        try:
+            async for chunk in chunks:
+                if ctx.ttft_ms is None:
+                    ctx.ttft_ms = ctx.elapsed_ms()
+                assembler.add(chunk)
+                if not ctx.client_wants_usage and chunk.get("usage"):
+                    if not chunk.get("choices"):
+                        continue
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                yield chunk
+        except UpstreamError as exc:  # after the first byte: report in-band, never retry
+            failed = exc
+        except (asyncio.CancelledError, GeneratorExit):
+            ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            self._finish_quietly(ctx, entered, assembler)
+            raise
+        finally:
+            await _aclose(chunks)
+        if failed is not None:
+            ctx.status_code, ctx.error_code = failed.status_code, failed.code
+            await self._finish(
+                ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat"))
+            )
+            yield failed.body()
+            return
+        await self._finish(ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat")))
+
+    def _finish_quietly(
+        self, ctx: RequestContext, entered: list[Stage], assembler: StreamAssembler
+    ) -> None:
+        """The client went away mid-stream: account what was generated, synchronously."""
+        body = assembler.result(chat=ctx.endpoint == "chat")
+        ctx.usage = usage_of(ctx, body) if ctx.usage.source != "cache" else ctx.usage
+        for stage in reversed(entered):
+            account = getattr(stage, "account_now", None)
+            if account is not None:
+                try:
+                    account(ctx)
+                except Exception:
+                    log.exception("accounting a disconnected stream failed")
+
+
+async def _aclose(it: AsyncIterator[Json]) -> None:
+    closer = getattr(it, "aclose", None)
+    if closer is not None:
+        try:
+            await closer()
+        except Exception:  # the upstream is gone either way
+            log.debug("closing upstream stream failed", exc_info=True)
+
+
+def request_id_from(headers: dict[str, str]) -> str:
+    given = headers.get("x-request-id")
+    if given:
+        given = given.strip()
+        if 0 < len(given) <= MAX_REQUEST_ID and given.isprintable():
+            return given
+    return "req_" + uuid.uuid4().hex
+
+
+def slo_from(headers: dict[str, str], default: int | None) -> int | None:
+    raw = headers.get("x-thriftgate-slo-ms")
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise InvalidRequest(
+            "Header 'x-thriftgate-slo-ms' must be a number of milliseconds.", code="invalid_header"
+        ) from None
+    if value <= 0:
+        raise InvalidRequest(
+            "Header 'x-thriftgate-slo-ms' must be positive.", code="invalid_header"
+        )
+    return value
+
+
+__all__ = ["Pipeline", "Usage"]

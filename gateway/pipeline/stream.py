@@ -1,0 +1,91 @@
+"""Rebuild a complete response object from streamed chunks (for the ledger and the cache)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Json = dict[str, Any]
+
+
+class StreamAssembler:
+    def __init__(self) -> None:
+        self.meta: Json = {}
+        self.usage: Json | None = None
+        self._choices: dict[int, Json] = {}
+        self.chunks = 0
+
+    def add(self, chunk: Json) -> None:
+        self.chunks += 1
+        if not self.meta:
+            self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+            self.meta["object"] = chunk.get("object")
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            idx = choice.get("index", 0)
+            acc = self._choices.setdefault(
+                idx if isinstance(idx, int) else 0,
+                {"content": [], "text": [], "role": None, "tools": {}, "finish_reason": None},
+            )
+            if choice.get("finish_reason") is not None:
+                acc["finish_reason"] = choice["finish_reason"]
+            if isinstance(choice.get("text"), str):
+                acc["text"].append(choice["text"])
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            if delta.get("role"):
+                acc["role"] = delta["role"]
+            if isinstance(delta.get("content"), str):
+                acc["content"].append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                if not isinstance(call, dict):
+                    continue
+                slot = acc["tools"].setdefault(
+                    call.get("index", 0),
+                    {"id": None, "type": "function", "name": "", "arguments": ""},
+                )
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                if isinstance(fn, dict):
+                    slot["name"] += fn.get("name") or ""
+                    slot["arguments"] += fn.get("arguments") or ""
+
+    def result(self, *, chat: bool) -> Json:
+        choices = []
+        for idx in sorted(self._choices):
+            acc = self._choices[idx]
+            if chat:
+                message: Json = {
+                    "role": acc["role"] or "assistant",
+                    "content": "".join(acc["content"]),
+                }
+                if acc["tools"]:
+                    message["tool_calls"] = [
+                        {
+                            "id": t["id"],
+                            "type": "function",
+                            "function": {"name": t["name"], "arguments": t["arguments"]},
+                        }
+                        for _, t in sorted(acc["tools"].items())
+                    ]
+                choices.append(
+                    {"index": idx, "message": message, "finish_reason": acc["finish_reason"]}
+                )
+            else:
+                choices.append(
+                    {
+                        "index": idx,
+                        "text": "".join(acc["text"]),
+                        "finish_reason": acc["finish_reason"],
+                    }
+                )
+        body: Json = {**self.meta, "object": "chat.completion" if chat else "text_completion"}
+        body["choices"] = choices
+        if self.usage is not None:
+            body["usage"] = self.usage
+        return body

@@ -1,0 +1,145 @@
+"""Request validation: a clear 400 for every malformed body, everything else passed through.
+
+Bodies stay plain dicts: unknown fields (provider extensions) reach the upstream untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import InvalidRequest
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_TOKENS_LIMIT = 1_000_000
+MAX_N = 128
+
+
+def _fail(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"'{name}' must be an integer.", name)
+    if not lo <= value <= hi:
+        raise _fail(f"'{name}' must be between {lo} and {hi}; got {value}.", name)
+
+
+def _num_field(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"'{name}' must be a number.", name)
+    if not lo <= value <= hi:
+        raise _fail(f"'{name}' must be between {lo:g} and {hi:g}; got {value}.", name)
+
+
+def validate_common(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(
+            "'model' is required and must be a non-empty string.",
+            param="model",
+            code="missing_model" if model is None else "invalid_value",
+        )
+    if len(model) > 200:
+        raise _fail("'model' is too long.", "model")
+    return body
+
+
+def validate_generation(body: dict[str, Any]) -> None:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _fail("'stream' must be a boolean.", "stream")
+    opts = body.get("stream_options")
+    if opts is not None and not isinstance(opts, dict):
+        raise _fail("'stream_options' must be an object.", "stream_options")
+    _int_field(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
+    _int_field(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
+    _int_field(body, "n", 1, MAX_N)
+    _int_field(body, "seed", -(2**63), 2**63 - 1)
+    _num_field(body, "temperature", 0.0, 2.0)
+    _num_field(body, "top_p", 0.0, 1.0)
+    _num_field(body, "presence_penalty", -2.0, 2.0)
+    _num_field(body, "frequency_penalty", -2.0, 2.0)
+    stop = body.get("stop")
+    bad_stop = (
+        not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
+    )
+    if stop is not None and not isinstance(stop, str) and bad_stop:
+        raise _fail("'stop' must be a string or a list of up to 4 strings.", "stop")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _fail("'user' must be a string.", "user")
+
+
+def validate_chat(body: Any) -> dict[str, Any]:
+    body = validate_common(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest(
+            "'messages' must be a non-empty array.",
+            param="messages",
+            code="invalid_value" if messages is not None else "missing_messages",
+        )
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _fail(f"'{where}' must be an object.", where)
+        role = msg.get("role")
+        if role not in ROLES:
+            raise _fail(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
+        content = msg.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _fail(
+                f"'{where}.content' must be a string or an array of parts.", f"{where}.content"
+            )
+        if content is None and role in ("system", "developer", "user"):
+            raise _fail(f"'{where}.content' is required for role '{role}'.", f"{where}.content")
+    tools = body.get("tools")
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
+    ):
+        raise _fail("'tools' must be an array of objects.", "tools")
+    validate_generation(body)
+    return body
+
+
+def validate_completion(body: Any) -> dict[str, Any]:
+    body = validate_common(body)
+    prompt = body.get("prompt")
+    ok = isinstance(prompt, str) or (
+        isinstance(prompt, list) and prompt and all(isinstance(p, str | int) for p in prompt)
+    )
+    if not ok:
+        raise InvalidRequest(
+            "'prompt' must be a string or an array of strings.",
+            param="prompt",
+            code="invalid_value",
+        )
+    validate_generation(body)
+    return body
+
+
+def validate_embedding(body: Any) -> dict[str, Any]:
+    body = validate_common(body)
+    inp = body.get("input")
+    ok = isinstance(inp, str) or (
+        isinstance(inp, list)
+        and inp
+        and all(
+            isinstance(x, str | int) or (isinstance(x, list) and all(isinstance(y, int) for y in x))
+            for x in inp
+        )
+    )
+    if not ok:
+        raise InvalidRequest(
+            "'input' must be a string or a non-empty array.", param="input", code="invalid_value"
+        )
+    return body

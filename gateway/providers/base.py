@@ -1,0 +1,41 @@
+"""The provider contract: how the gateway talks to one kind of upstream.
+
+Bodies are plain dicts in OpenAI's wire format (parsed with orjson), so unknown fields pass
+through untouched and nothing is validated twice. A provider raises `UpstreamError` (or its
+`UpstreamTimeout`) for anything the upstream did wrong; the router decides whether to retry.
+Three kinds implement it: `openai_compatible` (OpenAI, Groq, vLLM, our local engine over HTTP...),
+`litellm` (other wire formats, e.g. Anthropic) and `local` (the in-process engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from gateway.routing.catalog import Deployment
+
+Json = dict[str, Any]
+Endpoint = Literal["chat/completions", "completions"]
+
+
+class Provider(Protocol):
+    async def complete(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> Json:
+        """One non-streaming completion; returns the upstream's JSON response."""
+        ...
+
+    def stream(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> AsyncIterator[Json]:
+        """Stream chunks (OpenAI chunk objects, the usage chunk included when asked for).
+
+        Must raise before yielding anything if the upstream refuses the request, so the
+        router can still fall back; closing the iterator cancels the upstream request.
+        """
+        ...
+
+    async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,192 @@
+"""Any upstream that speaks OpenAI's wire format: OpenAI, Groq, Together, vLLM, our engine...
+
+One pooled aiohttp session per upstream base URL. aiohttp rather than httpx: measured here
+(shared/bench) plain `httpx.AsyncClient` gave ~190 req/s where aiohttp gave ~875 at c=16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from gateway.providers.base import Endpoint, Json
+from gateway.routing.catalog import Deployment
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_ERROR_BYTES = 64 * 1024
+DEFAULT_BASES = {
+    "openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "together": "https://api.together.xyz/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+}
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, *, connect_timeout_s: float = 5.0) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._connect_timeout_s = connect_timeout_s
+
+    def _session(self, base: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(base)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+            )
+            self._sessions[base] = session
+        return session
+
+    @staticmethod
+    def _url(dep: Deployment, path: str) -> str:
+        base = dep.config.api_base or DEFAULT_BASES.get(dep.provider)
+        if not base:
+            raise UpstreamError(
+                f"Deployment {dep.name!r} has no api_base configured.", retryable=True
+            )
+        return base.rstrip("/") + "/" + path
+
+    @staticmethod
+    def _headers(dep: Deployment) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = dep.config.api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _timeout(self, timeout_s: float, *, stream: bool) -> aiohttp.ClientTimeout:
+        if stream:
+            # The deadline covers time to first byte and each gap between chunks.
+            return aiohttp.ClientTimeout(
+                total=None, connect=self._connect_timeout_s, sock_read=timeout_s
+            )
+        return aiohttp.ClientTimeout(total=timeout_s, connect=self._connect_timeout_s)
+
+    async def _post_json(self, dep: Deployment, path: str, body: Json, timeout_s: float) -> Json:
+        url = self._url(dep, path)
+        data = orjson.dumps(body)
+        session = self._session(dep.config.api_base or dep.provider)
+        try:
+            async with session.post(
+                url,
+                data=data,
+                headers=self._headers(dep),
+                timeout=self._timeout(timeout_s, stream=False),
+            ) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise upstream_error(dep, resp.status, raw)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"Deployment {dep.name!r} unreachable: {type(exc).__name__}."
+            ) from exc
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"Deployment {dep.name!r} returned malformed JSON.") from exc
+        if not isinstance(parsed, dict):
+            raise UpstreamError(f"Deployment {dep.name!r} returned a non-object JSON body.")
+        return parsed
+
+    async def complete(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> Json:
+        payload = {**body, "model": dep.served_model}
+        payload.pop("stream", None)
+        payload.pop("stream_options", None)
+        return await self._post_json(dep, endpoint, payload, timeout_s)
+
+    async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
+        return await self._post_json(
+            dep, "embeddings", {**body, "model": dep.served_model}, timeout_s
+        )
+
+    async def stream(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> AsyncIterator[Json]:
+        payload = {**body, "model": dep.served_model, "stream": True}
+        url = self._url(dep, endpoint)
+        session = self._session(dep.config.api_base or dep.provider)
+        try:
+            async with session.post(
+                url,
+                data=orjson.dumps(payload),
+                headers=self._headers(dep),
+                timeout=self._timeout(timeout_s, stream=True),
+            ) as resp:
+                if resp.status != 200:
+                    raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
+                done = False
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        raise UpstreamError(
+                            f"Deployment {dep.name!r} sent a malformed stream event."
+                        ) from exc
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
+                    if "error" in chunk and "choices" not in chunk:
+                        raise UpstreamError(
+                            f"Deployment {dep.name!r} failed mid-stream: {_message(chunk)}"
+                        )
+                    yield chunk
+                if not done:
+                    raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"Deployment {dep.name!r} stalled for more than {timeout_s:g} s."
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"Deployment {dep.name!r} connection failed: {type(exc).__name__}."
+            ) from exc
+
+    async def aclose(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+
+def _message(parsed: Any) -> str:
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:500]
+        if isinstance(err, str):
+            return err[:500]
+        if isinstance(parsed.get("message"), str):
+            return str(parsed["message"])[:500]
+    return "no error message"
+
+
+def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
+    try:
+        msg = _message(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        msg = raw[:200].decode("utf-8", "replace").strip() or "empty body"
+    text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
+    if status in (400, 404, 413, 422):
+        # The request itself is wrong; another deployment would refuse it too.
+        err = InvalidRequest(text, code="upstream_rejected_request")
+        err.status_code = 400 if status != 413 else 413
+        raise err
+    return UpstreamError(text, upstream_status=status, retryable=True)

@@ -1,0 +1,161 @@
+"""Typed settings: `THRIFTGATE_*` environment variables plus one YAML file of deployments.
+
+This is the only module that reads the environment or the config file. Everything is validated
+at start-up into frozen models; a bad key stops the process with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./thriftgate.db"
+
+
+class ConfigError(Exception):
+    """The settings or the YAML file are invalid; the message names the offending key."""
+
+
+class DeploymentConfig(BaseModel):
+    """One place a model can be served: a provider endpoint plus its prices."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    provider: str = "openai_compatible"
+    upstream_model: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
+    output_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
+    # Router hints: cold-start latency model until live measurements arrive.
+    ttft_ms: float | None = Field(default=None, ge=0)
+    ms_per_token: float | None = Field(default=None, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    default: bool = False  # the group's default deployment (the "without routing" baseline)
+    # Local engine only: hardware price, used with measured throughput to price tokens.
+    hardware_usd_per_hour: Decimal | None = Field(default=None, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def served_model(self) -> str:
+        return self.upstream_model or self.model
+
+    def api_key(self) -> str | None:
+        """The provider key, read from the named environment variable at call time."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env)
+
+
+class TenantDefaults(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cache: bool = True
+    compression: Literal["off", "lossless", "balanced", "aggressive"] = "off"
+
+
+class AutoModelConfig(BaseModel):
+    """`thriftgate/auto`: which models a tenant (or everyone) accepts as interchangeable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: tuple[str, ...] = ()
+
+
+class FileConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deployments: tuple[DeploymentConfig, ...] = ()
+    auto: AutoModelConfig = AutoModelConfig()
+    tenant_defaults: TenantDefaults = TenantDefaults()
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names(cls, deps: tuple[DeploymentConfig, ...]) -> tuple[DeploymentConfig, ...]:
+        seen: set[str] = set()
+        for dep in deps:
+            if dep.name in seen:
+                raise ValueError(f"duplicate deployment name {dep.name!r}")
+            seen.add(dep.name)
+        return deps
+
+
+class Settings(BaseSettings):
+    """Process settings. Pass one into `create_app()`; nothing reads the environment later."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="THRIFTGATE_", env_ignore_empty=True, extra="ignore"
+    )
+
+    database_url: str = DEFAULT_SQLITE_URL
+    admin_key: SecretStr | None = None
+    config: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    spool_dir: Path = Path("./spool")
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 32 * 1024
+    ledger_flush_interval_s: float = 0.1
+    key_cache_ttl_s: float = 5.0
+    log_level: str = "info"
+    migrate_on_start: bool = True
+    # Embedded default: when no config file is given, serve the bundled local model.
+    embedded_local_model: bool = True
+    # Budget policy while the database is unreachable: "fail-open" serves (and spools the
+    # ledger), "fail-closed" refuses with 503.
+    budget_db_down_policy: Literal["fail-open", "fail-closed"] = "fail-open"
+
+    def file_config(self) -> FileConfig:
+        if self.config is None:
+            return default_file_config() if self.embedded_local_model else FileConfig()
+        return load_file_config(self.config)
+
+
+def default_file_config() -> FileConfig:
+    """No config file: one deployment, the bundled local model, so the first run needs nothing."""
+    return FileConfig(
+        deployments=(
+            DeploymentConfig(
+                name="local-smollm2",
+                model="smollm2-135m",
+                provider="local",
+                input_cost_per_mtok=Decimal(0),
+                output_cost_per_mtok=Decimal(0),
+                default=True,
+            ),
+        )
+    )
+
+
+def load_file_config(path: Path) -> FileConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    try:
+        return FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path}: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
