@@ -204,18 +204,28 @@ class LatencyModel:
         prompt_tokens: int,
         completion_tokens: int,
         *,
+        high_completion_tokens: int | None = None,
         ms_per_token: float | None = None,
         extra_ttft_ms: float = 0.0,
     ) -> LatencyPrediction:
-        """Expected and tail latency; `ms_per_token`/`extra_ttft_ms` let a load hook override."""
+        """Expected and tail latency; `ms_per_token`/`extra_ttft_ms` let a load hook override.
+
+        `high_completion_tokens` (a long answer) widens the total's tail. Speed noise and
+        answer length are independent, so their excesses add in quadrature rather than
+        multiply: a p95 speed times a p90 length would be a far rarer (pricier) event.
+        """
         ttft = self._ttft.predict(float(prompt_tokens)) + extra_ttft_ms
         itl = self._itl_ms if ms_per_token is None else ms_per_token
         total = ttft + completion_tokens * itl
+        total_high = total * self.total_ratios.quantile()
+        if high_completion_tokens is not None and high_completion_tokens > completion_tokens:
+            longer = (high_completion_tokens - completion_tokens) * itl
+            total_high = total + math.hypot(total_high - total, longer)
         return LatencyPrediction(
             ttft_ms=ttft,
             ttft_high_ms=ttft * self.ttft_ratios.quantile(),
             total_ms=total,
-            total_high_ms=total * self.total_ratios.quantile(),
+            total_high_ms=total_high,
         )
 
     def predict_prior(self, prompt_tokens: int, completion_tokens: int) -> LatencyPrediction:
@@ -224,6 +234,17 @@ class LatencyModel:
         total = ttft + completion_tokens * self.prior_ms_per_token
         cold = self.ttft_ratios.cold_ratio
         return LatencyPrediction(ttft, ttft * cold, total, total * cold)
+
+    def observe_ttft(self, prompt_tokens: int, ttft_ms: float, *, now: float | None = None) -> None:
+        """Learn a stream's TTFT the moment its first chunk arrives (seconds before its end)."""
+        if ttft_ms < 0 or not math.isfinite(ttft_ms):
+            return
+        pred = self._ttft.predict(float(prompt_tokens))
+        if pred > 0:
+            self.ttft_ratios.add(ttft_ms / pred)
+        self._ttft.add(float(prompt_tokens), ttft_ms)
+        if now is not None:
+            self.last_observed = now
 
     def observe(
         self,
@@ -234,8 +255,11 @@ class LatencyModel:
         *,
         now: float | None = None,
         ms_per_token: float | None = None,
+        ttft_learned: bool = False,
     ) -> None:
         """Learn from one finished response. Without a TTFT (non-stream), split the error.
+
+        `ttft_learned`: its TTFT already went through `observe_ttft` when the first chunk came.
 
         A non-stream response only tells the total; the model's error is shared between TTFT
         and inter-token time in proportion to their predicted parts, so a deployment that
@@ -255,11 +279,12 @@ class LatencyModel:
             itl_obs = (
                 max(0.0, (pred.total_ms - pred.ttft_ms + error * (1 - share)) / n) if n else None
             )
-        if pred.ttft_ms > 0:
-            self.ttft_ratios.add(ttft_obs / pred.ttft_ms)
         if pred.total_ms > 0:
             self.total_ratios.add(total_ms / pred.total_ms)
-        self._ttft.add(float(prompt_tokens), ttft_obs)
+        if not ttft_learned:
+            if pred.ttft_ms > 0:
+                self.ttft_ratios.add(ttft_obs / pred.ttft_ms)
+            self._ttft.add(float(prompt_tokens), ttft_obs)
         # With a load-dependent speed supplied from outside, the EWMA stays the unloaded figure.
         if itl_obs is not None and ms_per_token is None:
             self._itl_ms += self.alpha * (itl_obs - self._itl_ms)

@@ -68,7 +68,8 @@ class RoutePolicy:
                 marked = Candidate(c.deployment, c.cost_usd, c.latency, ok)
                 (meeting if ok else missing).append(marked)
             meeting.sort(key=lambda c: (c.cost_usd, c.latency.judged_ms(stream)))
-            missing.sort(key=lambda c: (c.latency.judged_ms(stream), c.cost_usd))
+            # Past the SLO the tail no longer decides: the best bet is the lowest expectation.
+            missing.sort(key=lambda c: (c.latency.expected_ms(stream), c.cost_usd))
             ranked = meeting + missing
             reason = CHEAPEST_WITHIN_SLO if meeting else FASTEST_SLO_UNMET
         if len(ranked) == 1:

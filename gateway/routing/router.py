@@ -17,6 +17,7 @@ from typing import Any
 from gateway.routing.breaker import BreakerState, CircuitBreaker
 from gateway.routing.catalog import AUTO_MODEL, Catalog, Deployment
 from gateway.routing.completion import CompletionEstimate, CompletionLengths
+from gateway.routing.flight import Flight, overdue_factors, stretch
 from gateway.routing.latency import LatencyModel, LatencyPrediction
 from gateway.routing.local_load import EngineLoad, LocalThroughput
 from gateway.routing.policy import Candidate, RoutePolicy
@@ -27,10 +28,13 @@ ENGINE_REPORT_FRESH_S = 10.0  # an engine load report older than this is ignored
 @dataclass(frozen=True, slots=True)
 class RouterTuning:
     failure_threshold: int = 5
-    cooldown_s: float = 10.0
-    max_cooldown_s: float = 300.0
+    cooldown_s: float = 5.0
+    # Each failed half-open probe doubles the cool-down up to this: a dead upstream costs one
+    # (retried) request per 30 s, and a recovered one is back within 30 s.
+    max_cooldown_s: float = 30.0
     latency_alpha: float = 0.15
-    latency_quantile: float = 0.95
+    latency_quantile: float = 0.9
+    completion_quantile: float = 0.9  # the answer length a total-time SLO is judged on
     # A deployment unobserved for this long drifts back toward its configured prior, so one
     # that was slow once gets tried again instead of being shunned for good.
     stale_after_s: float = 60.0
@@ -80,6 +84,7 @@ class Router:
         self.local: dict[str, LocalThroughput] = {}
         self.lengths: dict[str, CompletionLengths] = {}
         self.in_flight: dict[str, int] = {}
+        self.flights: dict[str, dict[int, Flight]] = {}
         self.engine_loads: dict[str, EngineLoad] = {}
         for dep in catalog.deployments.values():
             self._add(dep)
@@ -99,11 +104,15 @@ class Router:
             t.failure_threshold, t.cooldown_s, t.max_cooldown_s
         )
         self.in_flight[dep.name] = 0
+        self.flights[dep.name] = {}
         if cfg.hardware_usd_per_hour is not None:
             cold_tps = 1000.0 / cfg.ms_per_token if cfg.ms_per_token else 30.0
             self.local[dep.name] = LocalThroughput(
                 cfg.hardware_usd_per_hour, cold_tps, max_concurrency=cfg.max_concurrency
             )
+
+    def _new_lengths(self) -> CompletionLengths:
+        return CompletionLengths(q=self.tuning.completion_quantile)
 
     # -- candidates ---------------------------------------------------------------------
 
@@ -136,7 +145,7 @@ class Router:
     def completion_estimate(self, model: str, max_tokens: int | None) -> CompletionEstimate:
         lengths = self.lengths.get(model)
         if lengths is None:
-            lengths = self.lengths[model] = CompletionLengths()
+            lengths = self.lengths[model] = self._new_lengths()
         return lengths.estimate(max_tokens)
 
     # -- the decision ---------------------------------------------------------------------
@@ -176,22 +185,29 @@ class Router:
     def predict(
         self, dep: Deployment, prompt_tokens: int, completion: CompletionEstimate, now: float
     ) -> tuple[Decimal, LatencyPrediction]:
-        """Predicted cost (expected tokens) and latency (high token count for total time)."""
+        """Predicted cost (expected tokens) and latency (a long answer widens the tail)."""
         model = self.latency[dep.name]
         local = self.local.get(dep.name)
         if local is None:
             cost = dep.cost_usd(prompt_tokens, completion.expected)
-            latency = model.predict(prompt_tokens, completion.high)
+            latency = model.predict(
+                prompt_tokens, completion.expected, high_completion_tokens=completion.high
+            )
         else:
             quote = local.quote(self.current_load(dep.name, now), completion.expected)
             cost = quote.price.cost_usd(prompt_tokens, completion.expected)
             latency = model.predict(
                 prompt_tokens,
-                completion.high,
+                completion.expected,
+                high_completion_tokens=completion.high,
                 ms_per_token=quote.ms_per_token,
                 extra_ttft_ms=quote.queue_wait_ms,
             )
-        return cost, self._relax_stale(model, latency, prompt_tokens, completion.high, now)
+        latency = self._relax_stale(model, latency, prompt_tokens, completion.high, now)
+        flights = self.flights[dep.name]
+        if flights:
+            latency = stretch(latency, *overdue_factors(flights.values(), now))
+        return cost, latency
 
     def _relax_stale(
         self, model: LatencyModel, pred: LatencyPrediction, prompt: int, tokens: int, now: float
@@ -217,49 +233,85 @@ class Router:
 
     # -- feedback ---------------------------------------------------------------------------
 
-    def acquire(self, name: str) -> bool:
-        """Claim a slot on `name` (false: its breaker is open or its half-open probe is taken)."""
-        if not self.breakers[name].try_acquire(self.clock()):
-            return False
+    def start(
+        self, candidate: Candidate, *, model: str, prompt_tokens: int, stream: bool
+    ) -> Flight | None:
+        """Claim a slot on the candidate's deployment; None if its breaker refuses (open, or
+        its half-open probe is taken). Every Flight must end in `succeed`, `fail` or `abandon`.
+        """
+        name = candidate.name
+        now = self.clock()
+        if not self.breakers[name].try_acquire(now):
+            return None
         self.in_flight[name] += 1
-        return True
+        flight = Flight(
+            name, model, prompt_tokens, stream, now, candidate.latency, self.in_flight[name]
+        )
+        self.flights[name][id(flight)] = flight
+        return flight
 
-    def release(self, name: str) -> None:
-        """The request to `name` ended (call exactly once per successful `acquire`)."""
-        self.in_flight[name] = max(0, self.in_flight[name] - 1)
-        self.breakers[name].release()
+    def first_token(self, flight: Flight, ttft_ms: float | None = None) -> None:
+        """A stream's first chunk arrived: learn its TTFT now, not when the stream ends."""
+        if flight.finished or flight.first_token_ms is not None:
+            return
+        now = self.clock()
+        flight.first_token_ms = (now - flight.started) * 1000.0 if ttft_ms is None else ttft_ms
+        self.latency[flight.name].observe_ttft(flight.prompt_tokens, flight.first_token_ms, now=now)
 
-    def observe_success(
+    def succeed(
         self,
-        name: str,
-        model: str,
+        flight: Flight,
         *,
-        prompt_tokens: int,
         completion_tokens: int,
-        total_ms: float,
-        ttft_ms: float | None,
-        concurrency: int = 1,
+        total_ms: float | None = None,
         count_length: bool = True,
     ) -> None:
-        """Feed back a finished response (`count_length=False` when max_tokens cut it short)."""
+        """The attempt finished well (`count_length=False` when max_tokens cut it short)."""
+        if not self._end(flight):
+            return
         now = self.clock()
+        total = (now - flight.started) * 1000.0 if total_ms is None else total_ms
+        name = flight.name
         self.breakers[name].record_success()
+        ttft = flight.first_token_ms
         local = self.local.get(name)
         itl_override = None
-        if local is not None and ttft_ms is not None and completion_tokens > 1:
-            decode_s = (total_ms - ttft_ms) / 1000.0
+        if local is not None and ttft is not None and completion_tokens > 1:
+            decode_s = (total - ttft) / 1000.0
             if decode_s > 0:
-                local.observe(concurrency, (completion_tokens - 1) / decode_s)
-            itl_override = 1000.0 / local.per_sequence_tokens_per_s(concurrency)
+                local.observe(flight.concurrency, (completion_tokens - 1) / decode_s)
+            itl_override = 1000.0 / local.per_sequence_tokens_per_s(flight.concurrency)
         self.latency[name].observe(
-            prompt_tokens, completion_tokens, total_ms, ttft_ms, now=now, ms_per_token=itl_override
+            flight.prompt_tokens,
+            completion_tokens,
+            total,
+            ttft,
+            now=now,
+            ms_per_token=itl_override,
+            ttft_learned=ttft is not None,
         )
         if count_length:
-            lengths = self.lengths.setdefault(model, CompletionLengths())
+            lengths = self.lengths.get(flight.model) or self._new_lengths()
+            self.lengths[flight.model] = lengths
             lengths.observe(completion_tokens)
 
-    def observe_failure(self, name: str) -> None:
-        self.breakers[name].record_failure(self.clock())
+    def fail(self, flight: Flight) -> None:
+        """The upstream failed (connect error, 429, 5xx, timeout): counts toward its breaker."""
+        if self._end(flight):
+            self.breakers[flight.name].record_failure(self.clock())
+
+    def abandon(self, flight: Flight) -> None:
+        """Ended without a verdict on the upstream (the client went away, a bad request)."""
+        if self._end(flight):
+            self.breakers[flight.name].release()
+
+    def _end(self, flight: Flight) -> bool:
+        if flight.finished:
+            return False
+        flight.finished = True
+        self.flights[flight.name].pop(id(flight), None)
+        self.in_flight[flight.name] = max(0, self.in_flight[flight.name] - 1)
+        return True
 
     def report_engine_load(self, name: str, load: EngineLoad) -> None:
         """The local engine's own view of its load (queue depth, running, tokens/s)."""
@@ -303,6 +355,8 @@ class Router:
                     self.local[name].load_state(state.get("local", {}))
                 loaded += 1
             elif kind == "model" and isinstance(state.get("lengths"), dict):
-                self.lengths.setdefault(name, CompletionLengths()).load_state(state["lengths"])
+                lengths = self.lengths.get(name) or self._new_lengths()
+                self.lengths[name] = lengths
+                lengths.load_state(state["lengths"])
                 loaded += 1
         return loaded

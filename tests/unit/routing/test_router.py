@@ -18,6 +18,26 @@ class Clock:
         return self.now
 
 
+def serve(
+    router: Router,
+    name: str,
+    *,
+    prompt: int,
+    completion: int,
+    total_ms: float,
+    ttft_ms: float | None = None,
+) -> None:
+    """One successful attempt on `name`, fed back through the Flight API."""
+    plan = router.plan(
+        "llama", prompt_tokens=prompt, deployments=[router.catalog.deployments[name]]
+    )
+    flight = router.start(plan.ranked[0], model="llama", prompt_tokens=prompt, stream=bool(ttft_ms))
+    assert flight is not None
+    if ttft_ms is not None:
+        router.first_token(flight, ttft_ms)
+    router.succeed(flight, completion_tokens=completion, total_ms=total_ms)
+
+
 def three(make_catalog: Any, dep_config: Any) -> tuple[Router, Clock]:
     cat = make_catalog(
         dep_config("premium", inp="5", out="15", ttft_ms=100, ms_per_token=5, default=True),
@@ -52,9 +72,7 @@ def test_switches_when_the_cheap_one_slows_down(make_catalog: Any, dep_config: A
     cheap_first = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
     assert cheap_first.chosen is not None and cheap_first.chosen.name == "cheap"
     for _ in range(8):
-        router.observe_success(
-            "cheap", "llama", prompt_tokens=100, completion_tokens=10, total_ms=4000, ttft_ms=3000
-        )
+        serve(router, "cheap", prompt=100, completion=10, total_ms=4000, ttft_ms=3000)
     plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
     assert plan.chosen is not None and plan.chosen.name == "mid"
 
@@ -62,9 +80,7 @@ def test_switches_when_the_cheap_one_slows_down(make_catalog: Any, dep_config: A
 def test_stale_slow_deployment_drifts_back_to_its_prior(make_catalog: Any, dep_config: Any) -> None:
     router, clock = three(make_catalog, dep_config)
     for _ in range(8):
-        router.observe_success(
-            "cheap", "llama", prompt_tokens=100, completion_tokens=10, total_ms=4000, ttft_ms=3000
-        )
+        serve(router, "cheap", prompt=100, completion=10, total_ms=4000, ttft_ms=3000)
     clock.now += 1000  # long unobserved: tried again
     plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
     assert plan.chosen is not None and plan.chosen.name == "cheap"
@@ -72,22 +88,44 @@ def test_stale_slow_deployment_drifts_back_to_its_prior(make_catalog: Any, dep_c
 
 def test_open_breaker_removes_candidate_until_half_open(make_catalog: Any, dep_config: Any) -> None:
     router, clock = three(make_catalog, dep_config)
+    cheap = router.catalog.deployments["cheap"]
     for _ in range(2):
-        assert router.acquire("cheap")
-        router.observe_failure("cheap")
-        router.release("cheap")
+        cand = router.plan("llama", prompt_tokens=10, deployments=[cheap]).ranked[0]
+        flight = router.start(cand, model="llama", prompt_tokens=10, stream=False)
+        assert flight is not None
+        router.fail(flight)
+        router.fail(flight)  # a second verdict on the same flight is ignored
     plan = router.plan("llama", prompt_tokens=10, max_tokens=10)
     assert "cheap" not in [c.name for c in plan.ranked]
     assert router.breaker_state("cheap").value == "open"
     clock.now += 5
     assert router.breaker_state("cheap").value == "half_open"
-    assert router.acquire("cheap")
-    assert not router.acquire("cheap")  # single probe
-    router.observe_success(
-        "cheap", "llama", prompt_tokens=10, completion_tokens=5, total_ms=900, ttft_ms=800
-    )
-    router.release("cheap")
+    cand = router.plan("llama", prompt_tokens=10, deployments=[cheap]).ranked[0]
+    probe = router.start(cand, model="llama", prompt_tokens=10, stream=False)
+    assert probe is not None
+    assert router.start(cand, model="llama", prompt_tokens=10, stream=False) is None
+    assert router.plan("llama", prompt_tokens=10, deployments=[cheap]).ranked == []
+    router.succeed(probe, completion_tokens=5, total_ms=900)
     assert router.breaker_state("cheap").value == "closed"
+    assert router.in_flight["cheap"] == 0
+
+
+def test_overdue_flight_raises_the_prediction_before_it_ends(
+    make_catalog: Any, dep_config: Any
+) -> None:
+    router, clock = three(make_catalog, dep_config)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=1200, stream=True)
+    assert plan.chosen is not None and plan.chosen.name == "cheap"
+    flight = router.start(plan.chosen, model="llama", prompt_tokens=100, stream=True)
+    assert flight is not None
+    clock.now += 3.0  # no first token after 3 s, predicted ~0.8 s
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=1200, stream=True)
+    assert plan.chosen is not None and plan.chosen.name == "mid"
+    cheap = next(c for c in plan.ranked if c.name == "cheap")
+    assert cheap.latency.ttft_high_ms >= 3000
+    router.abandon(flight)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=1200, stream=True)
+    assert plan.chosen is not None and plan.chosen.name == "cheap"
 
 
 def test_auto_model_spans_the_acceptable_models(make_catalog: Any, dep_config: Any) -> None:
@@ -138,9 +176,7 @@ def test_completion_length_is_learned_per_model(make_catalog: Any, dep_config: A
     router, _ = three(make_catalog, dep_config)
     assert router.plan("llama", prompt_tokens=10).completion.source == "default"
     for _ in range(20):
-        router.observe_success(
-            "mid", "llama", prompt_tokens=10, completion_tokens=40, total_ms=800, ttft_ms=300
-        )
+        serve(router, "mid", prompt=10, completion=40, total_ms=800, ttft_ms=300)
     est = router.plan("llama", prompt_tokens=10).completion
     assert est.source == "learned" and 38 <= est.expected <= 42
 
@@ -148,9 +184,7 @@ def test_completion_length_is_learned_per_model(make_catalog: Any, dep_config: A
 def test_snapshot_restore_makes_a_restart_warm(make_catalog: Any, dep_config: Any) -> None:
     router, _ = three(make_catalog, dep_config)
     for _ in range(30):
-        router.observe_success(
-            "cheap", "llama", prompt_tokens=100, completion_tokens=50, total_ms=300, ttft_ms=50
-        )
+        serve(router, "cheap", prompt=100, completion=50, total_ms=300, ttft_ms=50)
     fresh, _ = three(make_catalog, dep_config)
     assert fresh.restore(router.snapshot()) == 4  # 3 deployments + 1 model
     a = router.plan("llama", prompt_tokens=100, slo_ms=400)
