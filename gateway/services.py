@@ -14,6 +14,7 @@ from gateway.db.session import create_engine
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import AccountStage
 from gateway.pipeline.auth import KeyStore
+from gateway.pipeline.compress import create_compress_stage
 from gateway.pipeline.context import Stage
 from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.limits import LimitsStage, RateLimiter
@@ -60,6 +61,7 @@ class Services:
             LimitsStage(
                 limiter, budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"
             ),
+            create_compress_stage(catalog, file_config),
             RouteStage(),
         ]
         pipeline = Pipeline(

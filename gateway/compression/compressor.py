@@ -31,6 +31,8 @@ Json = dict[str, Any]
 MILLION = Decimal(1_000_000)
 INSTRUCTION_ROLES = frozenset({"system", "developer"})
 MAX_QUERY_CONTEXT_CHARS = 1200
+HISTORY_DECAY = 0.75  # each older turn counts this much less in the query
+MIN_HISTORY_WEIGHT = 0.1
 
 
 class Pruner(Protocol):
@@ -244,9 +246,9 @@ def message_text(message: Json) -> str:
 
 
 def _query_parts(messages: Sequence[Json], last_paragraph_only: bool) -> list[tuple[str, float]]:
-    """The last user turn (weight 1), the user turn before it and the assistant's reply to that
-    (lower weights: follow-up questions lean on them: "who created him?"). Long earlier turns
-    are documents, not questions, and are left out."""
+    """The last user turn (weight 1), then earlier short turns with decaying weights: follow-up
+    questions lean on them ("who created him?"). Long earlier turns are documents, not
+    questions, and are left out."""
     last = _last_user_index(messages)
     if last is None:
         return []
@@ -254,15 +256,19 @@ def _query_parts(messages: Sequence[Json], last_paragraph_only: bool) -> list[tu
     if last_paragraph_only:
         text = text.strip().rsplit("\n\n", 1)[-1]
     parts = [(text, 1.0)]
+    user_weight, assistant_weight = 0.5, 0.3
     for i in range(last - 1, -1, -1):
-        role = messages[i].get("role")
         earlier = message_text(messages[i])
         if len(earlier) > MAX_QUERY_CONTEXT_CHARS:
             continue
-        if role == "assistant" and len(parts) == 1:
-            parts.append((earlier, 0.3))
-        elif role == "user":
-            parts.append((earlier, 0.5))
+        role = messages[i].get("role")
+        if role == "user":
+            parts.append((earlier, user_weight))
+            user_weight *= HISTORY_DECAY
+        elif role == "assistant":
+            parts.append((earlier, assistant_weight))
+            assistant_weight *= HISTORY_DECAY
+        if user_weight < MIN_HISTORY_WEIGHT:
             break
     return [p for p in parts if p[0].strip()]
 

@@ -12,6 +12,7 @@ compressed.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -29,11 +30,13 @@ def _chain(prev: bytes, message: Json) -> bytes:
 class PrefixMemory:
     """A bounded LRU: (scope, hash of original messages[0..i]) -> the message i we sent."""
 
-    def __init__(self, max_entries: int = 20_000, max_chars: int = 64_000_000) -> None:
+    def __init__(self, max_entries: int = 20_000, max_bytes: int = 64_000_000) -> None:
         self.max_entries = max_entries
-        self.max_chars = max_chars
-        self._entries: OrderedDict[tuple[str, bytes], tuple[Json, int]] = OrderedDict()
-        self._chars = 0
+        self.max_bytes = max_bytes
+        # Stored serialised: nobody downstream can mutate what we remember.
+        self._entries: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # compression runs in worker threads
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -44,25 +47,28 @@ class PrefixMemory:
         key = b""
         for message in messages:
             key = _chain(key, message)
-            hit = self._entries.get((scope, key))
-            if hit is None:
-                break
-            self._entries.move_to_end((scope, key))
-            out.append(hit[0])
+            with self._lock:
+                hit = self._entries.get((scope, key))
+                if hit is None:
+                    break
+                self._entries.move_to_end((scope, key))
+            out.append(orjson.loads(hit))
         return out
 
     def remember(self, scope: str, originals: Sequence[Json], sent: Sequence[Json]) -> None:
         key = b""
         for original, message in zip(originals, sent, strict=True):
             key = _chain(key, original)
-            if (scope, key) in self._entries:
-                self._entries.move_to_end((scope, key))
-                continue
-            size = len(orjson.dumps(message))
-            self._entries[(scope, key)] = (message, size)
-            self._chars += size
-        while self._entries and (
-            len(self._entries) > self.max_entries or self._chars > self.max_chars
-        ):
-            _key, (_msg, size) = self._entries.popitem(last=False)
-            self._chars -= size
+            data = orjson.dumps(message)
+            with self._lock:
+                if (scope, key) in self._entries:
+                    self._entries.move_to_end((scope, key))
+                    continue
+                self._entries[(scope, key)] = data
+                self._bytes += len(data)
+        with self._lock:
+            while self._entries and (
+                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            ):
+                _key, data = self._entries.popitem(last=False)
+                self._bytes -= len(data)

@@ -12,6 +12,10 @@ _ABBREVIATIONS = frozenset(
 )
 
 
+MAX_UNIT_CHARS = 400  # longer "sentences" (run-on text, lists without spaces) are cut further
+_SOFT_BREAKS = (re.compile(r"[.!?;](?=\S)|[.!?;]\s"), re.compile(r"[,:)]\s"), re.compile(r"\s"))
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence; lines are always separate; whitespace between is skipped."""
     spans: list[tuple[int, int]] = []
@@ -19,7 +23,32 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     for line in text.split("\n"):
         _line_spans(line, line_start, spans)
         line_start += len(line) + 1
+    if any(e - s > MAX_UNIT_CHARS for s, e in spans):
+        spans = [piece for s, e in spans for piece in _cut_long(text, s, e)]
     return spans
+
+
+def _cut_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Cut a long span near every MAX_UNIT_CHARS/2..MAX_UNIT_CHARS at the softest break."""
+    out: list[tuple[int, int]] = []
+    while end - start > MAX_UNIT_CHARS:
+        window_lo, window_hi = start + MAX_UNIT_CHARS // 2, start + MAX_UNIT_CHARS
+        cut = None
+        for pattern in _SOFT_BREAKS:
+            hits = [m.end() for m in pattern.finditer(text, window_lo, window_hi)]
+            if hits:
+                cut = hits[-1]
+                break
+        if cut is None:
+            cut = window_hi
+        piece_end = len(text[:cut].rstrip())
+        out.append((start, piece_end))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if end > start:
+        out.append((start, end))
+    return out
 
 
 def _line_spans(line: str, offset: int, spans: list[tuple[int, int]]) -> None:

@@ -1,0 +1,103 @@
+"""Compress stage: rewrite the chat messages before routing, when the tenant or request asks.
+
+Mode: header `x-thriftgate-compress` (and `x-thriftgate-compress-ratio`), else the tenant's
+`compression` flag, else the config's tenant default. The work runs in a worker thread.
+
+Savings are estimated here with the input price of the group's default deployment (routing
+comes after compression, so the served deployment is not known yet); the account stage prices
+the same removed tokens the same way once the request is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+
+from gateway.compression import (
+    CompressionOptions,
+    CompressionResult,
+    Embedder,
+    PrefixMemory,
+    PromptCompressor,
+    Pruner,
+    TiktokenCounter,
+    resolve_options,
+)
+from gateway.pipeline.context import Reply, RequestContext
+from gateway.routing.catalog import Catalog
+from gateway.settings import FileConfig
+
+log = logging.getLogger("thriftgate.compress")
+
+HEADER = "x-thriftgate-compression"
+NOTE_HEADER = "x-thriftgate-compression-note"
+
+
+class CompressStage:
+    def __init__(
+        self, compressor: PromptCompressor, catalog: Catalog, default_mode: str = "off"
+    ) -> None:
+        self.compressor = compressor
+        self.catalog = catalog
+        self.default_mode = default_mode
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        if ctx.endpoint != "chat" or not isinstance(ctx.body.get("messages"), list):
+            return None
+        options = resolve_options(ctx.headers, ctx.tenant.flags, self.default_mode)
+        if options.mode == "off":
+            return None
+        price = self._input_price(ctx)
+        result = await asyncio.to_thread(self._compress, ctx, options, price)
+        self._record(ctx, result)
+        return None
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        return None
+
+    def _compress(
+        self, ctx: RequestContext, options: CompressionOptions, price: Decimal | None
+    ) -> CompressionResult:
+        return self.compressor.compress(
+            ctx.body["messages"],
+            options,
+            input_price_per_mtok=price,
+            scope=f"{ctx.tenant.id}\x00{ctx.model}",
+        )
+
+    def _input_price(self, ctx: RequestContext) -> Decimal | None:
+        dep = self.catalog.default_for(ctx.model)
+        if dep is None and ctx.candidates:
+            dep = self.catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
+        return dep.price.input_per_mtok if dep is not None else None
+
+    def _record(self, ctx: RequestContext, result: CompressionResult) -> None:
+        if result.notes:
+            ctx.extra_headers[NOTE_HEADER] = "; ".join(result.notes)
+        if not result.changed:
+            return
+        ctx.body["messages"] = result.messages
+        removed = result.tokens_before - result.tokens_after
+        original = ctx.prompt_tokens_estimate or result.tokens_before
+        ctx.compression_method = result.method
+        ctx.prompt_tokens_original = original
+        ctx.prompt_tokens_compressed = max(0, original - removed)
+        ctx.prompt_tokens_estimate = ctx.prompt_tokens_compressed  # routing prices what is sent
+        ctx.savings.compression_usd = result.saved_usd
+        ctx.extra_headers[HEADER] = f"{result.method} {original}->{ctx.prompt_tokens_compressed}"
+        log.debug("compressed %s: %s", ctx.request_id, result.header)
+
+
+def create_compress_stage(
+    catalog: Catalog,
+    file_config: FileConfig,
+    *,
+    embedder: Embedder | None = None,
+    pruner: Pruner | None = None,
+) -> CompressStage:
+    """The stage as the app runs it: tiktoken counts, a prefix memory, optional models."""
+    compressor = PromptCompressor(
+        TiktokenCounter(), embedder=embedder, pruner=pruner, memory=PrefixMemory()
+    )
+    return CompressStage(compressor, catalog, default_mode=file_config.tenant_defaults.compression)
