@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from gateway.api import admin, health, metrics, openai
 from gateway.api.errors import install_error_handlers
+from gateway.api.guards import SizeGuard
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -37,6 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        SizeGuard,
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
@@ -16,14 +16,26 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
 Period = Literal["monthly", "daily", "total"]
 
 
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold U+0000; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=10)
+    name: Text = Field(min_length=1, max_length=200)
+    budget_usd: Decimal | None = Field(
+        default=None, ge=0, lt=10**10, max_digits=20, decimal_places=10
+    )  # NUMERIC(20, 10)
     budget_period: Period = "monthly"
     rpm: int | None = Field(default=None, ge=1, le=10_000_000)
-    tpm: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    tpm: int | None = Field(default=None, ge=1, le=2_147_483_647)  # an INTEGER column
     slo_ms: int | None = Field(default=None, ge=1, le=3_600_000)
     flags: dict[str, Any] = Field(default_factory=dict)
 
@@ -31,11 +43,13 @@ class TenantCreate(BaseModel):
 class TenantPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=10)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    budget_usd: Decimal | None = Field(
+        default=None, ge=0, lt=10**10, max_digits=20, decimal_places=10
+    )  # NUMERIC(20, 10)
     budget_period: Period | None = None
     rpm: int | None = Field(default=None, ge=1, le=10_000_000)
-    tpm: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    tpm: int | None = Field(default=None, ge=1, le=2_147_483_647)  # an INTEGER column
     slo_ms: int | None = Field(default=None, ge=1, le=3_600_000)
     flags: dict[str, Any] | None = None
 
@@ -43,7 +57,7 @@ class TenantPatch(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
@@ -64,12 +78,14 @@ async def list_tenants(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/tenants/{tenant_id}")
-async def get_tenant(tenant_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_tenant(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
     return await tenants.get_tenant(services.engine, tenant_id)
 
 
 @router.patch("/tenants/{tenant_id}")
-async def update_tenant(tenant_id: str, body: TenantPatch, services: ServicesDep) -> dict[str, Any]:
+async def update_tenant(
+    tenant_id: Text, body: TenantPatch, services: ServicesDep
+) -> dict[str, Any]:
     # exclude_unset: `{"budget_usd": null}` clears the budget; an absent field is untouched.
     changes = _columns(body.model_dump(exclude_unset=True))
     if "name" in changes and changes["name"] is None:
@@ -84,19 +100,19 @@ async def update_tenant(tenant_id: str, body: TenantPatch, services: ServicesDep
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201)
 async def create_key(
-    tenant_id: str, services: ServicesDep, body: KeyCreate | None = None
+    tenant_id: Text, services: ServicesDep, body: KeyCreate | None = None
 ) -> dict[str, Any]:
     return await tenants.create_key(services.engine, tenant_id, body.name if body else None)
 
 
 @router.get("/tenants/{tenant_id}/keys")
-async def list_keys(tenant_id: str, services: ServicesDep) -> dict[str, Any]:
+async def list_keys(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
     await tenants.get_tenant(services.engine, tenant_id)
     return {"data": await tenants.list_keys(services.engine, tenant_id)}
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
+async def revoke_key(key_id: Text, services: ServicesDep) -> dict[str, Any]:
     result = await tenants.revoke_key(services.engine, key_id)
     services.keys.invalidate(tenant_id=result["tenant_id"])
     return result
@@ -105,10 +121,10 @@ async def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
 @router.get("/spend")
 async def spend(
     services: ServicesDep,
-    tenant: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    group_by: str = "day",
+    tenant: Text | None = None,
+    since: Text | None = None,
+    until: Text | None = None,
+    group_by: Text = "day",
 ) -> dict[str, Any]:
     data = await reports.spend(
         services.engine,
@@ -123,15 +139,15 @@ async def spend(
 @router.get("/requests")
 async def list_requests(
     services: ServicesDep,
-    tenant: str | None = None,
+    tenant: Text | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=10_000_000),
-    model: str | None = None,
-    deployment: str | None = None,
+    model: Text | None = None,
+    deployment: Text | None = None,
     status_code: int | None = Query(default=None, ge=100, le=599),
-    cache_status: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    cache_status: Text | None = None,
+    since: Text | None = None,
+    until: Text | None = None,
 ) -> dict[str, Any]:
     data = await reports.requests(
         services.engine,

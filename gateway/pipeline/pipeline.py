@@ -36,6 +36,7 @@ VALIDATORS: dict[str, Callable[[Any], Json]] = {
     "embeddings": validate_embedding,
 }
 MAX_REQUEST_ID = 128
+MAX_SLO_MS = 3_600_000
 
 
 class Pipeline:
@@ -185,13 +186,14 @@ def slo_from(headers: dict[str, str], default: int | None) -> int | None:
         return default
     try:
         value = int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan", "inf"
         raise InvalidRequest(
             "Header 'x-thriftgate-slo-ms' must be a number of milliseconds.", code="invalid_header"
         ) from None
-    if value <= 0:
+    if not 0 < value <= MAX_SLO_MS:  # the ledger column is a 32-bit integer
         raise InvalidRequest(
-            "Header 'x-thriftgate-slo-ms' must be positive.", code="invalid_header"
+            f"Header 'x-thriftgate-slo-ms' must be between 1 and {MAX_SLO_MS}.",
+            code="invalid_header",
         )
     return value
 

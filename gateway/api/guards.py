@@ -1,0 +1,92 @@
+"""Size guards in front of every route: request headers and body, before any handler runs.
+
+uvicorn's httptools parser has no header-size limit and FastAPI buffers admin bodies whole, so
+the limits from `Settings` (`max_header_bytes`, `max_body_bytes`) are enforced here as a pure
+ASGI middleware: oversized headers get 431, a declared or streamed body over the limit gets 413,
+both in OpenAI's error shape, before a byte of the body is buffered by a handler.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _error(message: str, code: str) -> bytes:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+    return orjson.dumps(body)
+
+
+class SizeGuard:
+    def __init__(self, app: ASGIApp, *, max_header_bytes: int, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header_bytes = 0
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4
+            if name == b"content-length":
+                declared = value
+        header_bytes += len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if header_bytes > self.max_header_bytes:
+            await _reply(
+                send,
+                431,
+                _error(
+                    f"The request headers exceed the limit of {self.max_header_bytes} bytes.",
+                    "headers_too_large",
+                ),
+            )
+            return
+        limit = self.max_body_bytes
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                await _reply(send, 400, _error("Invalid Content-Length header.", "invalid_header"))
+                return
+            if too_big:
+                await _reply(send, 413, _error(_too_large(limit), "request_too_large"))
+                return
+
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # Handlers render this through the app's error handler as a 413.
+                    raise HTTPException(status_code=413, detail=_too_large(limit))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body exceeds the limit of {limit} bytes."
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
