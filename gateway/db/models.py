@@ -138,6 +138,7 @@ class CacheEntry(Base):
     __table_args__ = (
         Index("ix_cache_entries_tenant_key", "tenant_id", "key_hash"),
         Index("ix_cache_entries_created", "created_at"),
+        Index("ix_cache_entries_expires", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -154,6 +155,17 @@ class CacheEntry(Base):
     hits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CachePurge(Base):
+    """A purge of one tenant's cache; replicas poll this table to drop that tenant's entries."""
+
+    __tablename__ = "cache_purges"
+    __table_args__ = (Index("ix_cache_purges_purged", "purged_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class DeploymentStat(Base):

@@ -1,0 +1,155 @@
+"""Cache keys: the exact key, the semantic scope and query of a request, and whether it is safe.
+
+- exact key   = hash(endpoint, model group, every message, every output-affecting parameter)
+- scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters)
+- query text  = the last user turn, the only part compared by meaning
+
+The tenant is in both hashes, so entries are never shared across tenants, and the scope pins
+everything except the last user turn: a semantic hit can only differ in how that one
+question is worded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+Json = dict[str, Any]
+
+# Request fields that change what the model answers. Everything else (stream, stream_options,
+# user, metadata, store, service_tier...) does not enter the key.
+OUTPUT_PARAMS = (
+    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "seed",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "logprobs",
+    "top_logprobs", "n", "response_format", "tools", "tool_choice", "functions",
+    "function_call", "parallel_tool_calls", "reasoning_effort", "suffix", "echo", "best_of",
+    "modalities", "audio", "prediction", "verbosity",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKeys:
+    exact: str  # sha256 hex of the normalised request
+    scope: str  # sha256 hex of everything but the last user turn
+    query: str | None  # the last user turn's text; None when it cannot be compared by meaning
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    """Why a request may (or may not) be cached under the tenant's policy."""
+
+    cacheable: bool
+    reason: str  # "ok", "temperature", "tool_calls", "n", "not_text"
+
+
+def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> CacheKeys:
+    params = {k: body[k] for k in OUTPUT_PARAMS if k in body and body[k] is not None}
+    if endpoint == "chat":
+        messages = [_normal_message(m) for m in body.get("messages") or ()]
+        exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "msgs": messages, "p": params})
+        query: str | None = None
+        earlier = messages
+        if messages and messages[-1].get("role") == "user":
+            query = _text_only(messages[-1].get("content"))
+            earlier = messages[:-1]
+        scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "ctx": earlier, "p": params})
+        return CacheKeys(exact=exact, scope=scope, query=query or None)
+    prompt = body.get("prompt")
+    text = _normal_text(prompt) if isinstance(prompt, str) else None
+    exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "prompt": prompt, "p": params})
+    scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "p": params})
+    return CacheKeys(exact=exact, scope=scope, query=text or None)
+
+
+def safety(
+    body: Json,
+    *,
+    max_temperature: float = 0.0,
+    unset_temperature_ok: bool = True,
+    tool_calls_ok: bool = False,
+    multi_choice_ok: bool = False,
+) -> Safety:
+    """Only deterministic, self-contained requests are cached unless the tenant widens it."""
+    temperature = body.get("temperature")
+    if temperature is None:
+        if not unset_temperature_ok:
+            return Safety(False, "temperature")
+    elif not isinstance(temperature, int | float) or temperature > max_temperature:
+        return Safety(False, "temperature")
+    n = body.get("n")
+    if n not in (None, 1) and not multi_choice_ok:
+        return Safety(False, "n")
+    if not tool_calls_ok and _has_tool_calls(body):
+        return Safety(False, "tool_calls")
+    return Safety(True, "ok")
+
+
+def response_cacheable(body: Json | None, *, tool_calls_ok: bool = False) -> bool:
+    """A complete, successful answer: choices present, none cut by a filter or an error."""
+    if not isinstance(body, dict) or "error" in body:
+        return False
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return False
+        if choice.get("finish_reason") not in ("stop", "length", "tool_calls", "function_call"):
+            return False
+        msg = choice.get("message")
+        if isinstance(msg, dict) and msg.get("tool_calls") and not tool_calls_ok:
+            return False
+    return True
+
+
+def _has_tool_calls(body: Json) -> bool:
+    for m in body.get("messages") or ():
+        if not isinstance(m, dict):
+            continue
+        if m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call"):
+            return True
+    return False
+
+
+def _normal_message(m: Any) -> Json:
+    if not isinstance(m, dict):
+        return {"raw": m}
+    out: Json = {k: v for k, v in m.items() if v is not None}
+    content = out.get("content")
+    if isinstance(content, str):
+        out["content"] = _normal_text(content)
+    elif isinstance(content, list):
+        out["content"] = [
+            {**p, "text": _normal_text(p["text"])}
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+            else p
+            for p in content
+        ]
+    return out
+
+
+def _text_only(content: Any) -> str | None:
+    """The turn's text, or None if it carries anything else (an image, audio, a file)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                return None
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "\n".join(texts)
+    return None
+
+
+def _normal_text(text: str) -> str:
+    # Line endings and outer whitespace never change an answer; inner spacing may (code).
+    return text.replace("\r\n", "\n").strip()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -1,0 +1,257 @@
+"""The response cache of one replica: exact and semantic lookups, stores, purges, and the
+follower that keeps this replica's in-memory copy in step with the `cache_entries` table.
+
+All CPU work (embedding, vector search, verification, index updates) runs on one worker
+thread, so the index needs no locks and the event loop never blocks. Concurrent semantic
+lookups queue up while the worker is busy and are then embedded as one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.cache.embedder import Embedder, OnnxMiniLM, WordVectorCache
+from gateway.cache.index import ANN_MIN, Vector
+from gateway.cache.memory import CacheMemory
+from gateway.cache.policy import DEFAULT_MAX_ENTRIES, CachePolicy
+from gateway.cache.store import CacheStore, StoredEntry
+from gateway.cache.text_facts import analyse
+from gateway.cache.verifier import PairVerifier, Verdict, VerifierConfig
+from gateway.db.models import utcnow
+
+log = logging.getLogger("thriftgate.cache")
+T = TypeVar("T")
+MAX_BATCH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    semantic: bool = True  # load the embedding model (exact caching works without it)
+    model_cache_dir: Path | None = None  # where the exported ONNX model is kept
+    embed_threads: int = 2
+    poll_interval_s: float = 1.0
+    overlap_s: float = 30.0  # re-read window for rows committed late or by a skewed clock
+    expire_sweep_s: float = 60.0
+    max_entries_per_tenant: int = DEFAULT_MAX_ENTRIES
+    ann_min: int = ANN_MIN
+    candidates: int = 4  # nearest neighbours the verifier may look at
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticResult:
+    entry: StoredEntry | None
+    similarity: float | None
+    vector: Vector | None  # the query's embedding, reused when the answer is stored
+    verdict: Verdict | None
+
+
+@dataclass(slots=True)
+class _Lookup:
+    scope: str
+    query: str
+    policy: CachePolicy
+    future: asyncio.Future[SemanticResult]
+
+
+class ResponseCache:
+    def __init__(
+        self, store: CacheStore, embedder: Embedder | None, config: CacheConfig | None = None
+    ) -> None:
+        self.config = config or CacheConfig()
+        self.store = store
+        self.embedder = embedder
+        dim = embedder.dim if embedder is not None else 384
+        self.memory = CacheMemory(
+            dim, max_entries_per_tenant=self.config.max_entries_per_tenant,
+            ann_min=self.config.ann_min,
+        )  # fmt: skip
+        self._words = WordVectorCache(embedder) if embedder is not None else None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thriftgate-cache")
+        self._queue: asyncio.Queue[_Lookup] = asyncio.Queue()
+        self._limits: dict[str, int] = {}
+        self._seen: dict[str, datetime] = {}  # ids read from the table within the overlap
+        self._seen_purges: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_writes: set[asyncio.Task[None]] = set()
+
+    # -- life cycle ---------------------------------------------------------------------
+    @classmethod
+    async def start(cls, engine: AsyncEngine, config: CacheConfig | None = None) -> ResponseCache:
+        config = config or CacheConfig()
+        embedder: Embedder | None = None
+        if config.semantic:
+            try:
+                embedder = await asyncio.to_thread(
+                    OnnxMiniLM.load, config.model_cache_dir, threads=config.embed_threads
+                )
+            except ImportError as exc:  # the `local` extra is not installed
+                log.warning("semantic cache off: embedding runtime missing (%s)", exc)
+        cache = cls(CacheStore(engine), embedder, config)
+        await cache.load()
+        cache._tasks = [
+            asyncio.create_task(cache._serve_lookups(), name="cache-lookups"),
+            asyncio.create_task(cache._follow(), name="cache-follower"),
+        ]
+        return cache
+
+    async def load(self) -> None:
+        """Read every live row into memory (start-up)."""
+        started = utcnow()
+        count = 0
+        async for batch in self.store.live(started):
+            await self._run(self.memory.add, batch, started, self._limits)
+            for e in batch:
+                self._mark_seen(e)
+            count += len(batch)
+        log.info("cache loaded %d entries", count)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._pending_writes:
+            await asyncio.gather(*self._pending_writes, return_exceptions=True)
+        self._worker.shutdown(wait=True)
+
+    # -- lookups ------------------------------------------------------------------------
+    @property
+    def semantic_enabled(self) -> bool:
+        return self.embedder is not None
+
+    def exact(self, key: str) -> StoredEntry | None:
+        return self.memory.exact(key, utcnow())
+
+    async def semantic(self, scope: str, query: str, policy: CachePolicy) -> SemanticResult:
+        if self.embedder is None:
+            return SemanticResult(None, None, None, None)
+        future: asyncio.Future[SemanticResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Lookup(scope, query, policy, future))
+        return await future
+
+    async def _serve_lookups(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._run(self._lookup_batch, batch)
+            except Exception as exc:  # never leave a request waiting
+                log.exception("semantic lookup failed")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
+
+    def _lookup_batch(self, batch: list[_Lookup]) -> list[SemanticResult]:
+        assert self.embedder is not None
+        vectors = self.embedder.embed([item.query for item in batch])
+        now = utcnow()
+        return [self._best(item, vec, now) for item, vec in zip(batch, vectors, strict=True)]
+
+    def _best(self, item: _Lookup, vec: Vector, now: datetime) -> SemanticResult:
+        verifier = PairVerifier(
+            VerifierConfig(
+                min_cos=item.policy.min_similarity, score_threshold=item.policy.threshold
+            ),
+            word_vectors=self._words,
+        )
+        facts = None
+        best_cos: float | None = None
+        for n in self.memory.search(item.scope, vec, self.config.candidates):
+            entry = self.memory.entries.get(n.entry_id)
+            if entry is None or entry.expired(now):
+                continue
+            best_cos = n.cos if best_cos is None else max(best_cos, n.cos)
+            if n.cos < item.policy.min_similarity:
+                break
+            facts = facts or analyse(item.query)
+            verdict = verifier.verify(facts, self.memory.facts(entry), n.cos)
+            if verdict.ok:
+                return SemanticResult(entry, n.cos, vec, verdict)
+        return SemanticResult(None, best_cos, vec, None)
+
+    # -- writes -------------------------------------------------------------------------
+    async def put(self, entry: StoredEntry, max_entries: int | None = None) -> None:
+        """Serve the entry from this replica at once; write it to the table in the background."""
+        if max_entries is not None:
+            self._limits[entry.tenant_id] = max_entries
+        self._mark_seen(entry)
+        if entry.embedding is None and entry.query and self.embedder is not None:
+            entry.embedding = (await self._run(self.embedder.embed, [entry.query]))[0]
+        evicted = await self._run(self.memory.add, [entry], utcnow(), self._limits)
+        task = asyncio.create_task(self._write(entry, evicted))
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
+
+    async def _write(self, entry: StoredEntry, evicted: list[str]) -> None:
+        try:
+            await self.store.insert([entry])
+            if evicted:
+                await self.store.delete_ids(evicted)
+        except Exception:  # the cache is an optimisation: a lost write is a later miss
+            log.exception("writing a cache entry failed")
+
+    def note_limit(self, tenant_id: str, max_entries: int) -> None:
+        self._limits[tenant_id] = max_entries
+
+    async def purge(self, tenant_id: str) -> int:
+        deleted = await self.store.purge_tenant(tenant_id)
+        await self._run(self.memory.purge_tenant, tenant_id, utcnow())
+        return deleted
+
+    # -- following the table ----------------------------------------------------------
+    async def _follow(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.poll_interval_s)
+            try:
+                await self.sync_once()
+                if time.monotonic() - last_sweep >= self.config.expire_sweep_s:
+                    last_sweep = time.monotonic()
+                    await self.store.delete_expired(utcnow())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("cache follower: polling the table failed", exc_info=True)
+
+    async def sync_once(self) -> int:
+        """Apply purges and rows other replicas wrote since the last poll; return rows added."""
+        now = utcnow()
+        since = now - timedelta(seconds=self.config.overlap_s)
+        for purge_id, tenant_id, at in await self.store.purges_since(since):
+            if purge_id not in self._seen_purges:
+                self._seen_purges.add(purge_id)
+                await self._run(self.memory.purge_tenant, tenant_id, at)
+        fresh = [(i, ts) for i, ts in await self.store.created_since(since) if i not in self._seen]
+        added: list[StoredEntry] = []
+        if fresh:
+            added = await self.store.fetch([i for i, _ in fresh])
+            for e in added:
+                self._mark_seen(e)
+            await self._run(self.memory.add, added, now, self._limits)
+        await self._run(self.memory.expire, now)
+        horizon = since - timedelta(seconds=self.config.overlap_s)
+        self._seen = {i: ts for i, ts in self._seen.items() if ts > horizon}
+        return len(added)
+
+    def _mark_seen(self, entry: StoredEntry) -> None:
+        self._seen[entry.id] = entry.created_at
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)

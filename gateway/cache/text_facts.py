@@ -1,0 +1,262 @@
+"""What a cache verifier needs to know about a text: its content words, numbers, negations,
+comparison operators, polar words and names. Pure functions, no model.
+
+The semantic cache compares two questions by embedding similarity; these facts let the
+verifier see *what* differs between them ("France" vs "Germany", "x > 5" vs "x < 5", "not").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+_TOKEN = re.compile(
+    r"\d+(?::\d+)+"  # times 3:59
+    r"|\d+(?:[.,]\d+)*(?:st|nd|rd|th)?"  # 93,000 / 4.17 / 15th
+    r"|[A-Za-z][A-Za-z'’]*[A-Za-z]|[A-Za-z]"  # words incl. don't
+    r"|>=|<=|!=|==|=>|<>|[<>=≥≤≠]"  # comparison operators
+)
+_ORDINAL = re.compile(r"(\d)(st|nd|rd|th)$")
+
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
+    "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30", "forty": "40",
+    "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+    "hundred": "100", "dozen": "12", "twice": "2", "once": "1", "half": "0.5",
+    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
+}  # fmt: skip
+# "one"/"first"/"second" are too often not numbers ("one of", "at first", "a second"):
+# they count only when the other side has a digit to compare them with.
+_WEAK_NUMBER_WORDS = {"one", "first", "second", "once", "half"}
+
+NEGATIONS = {
+    "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor",
+    "without", "cannot", "cant", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt",
+    "werent", "wont", "wouldnt", "shouldnt", "couldnt", "hasnt", "havent", "hadnt", "aint",
+}  # fmt: skip
+
+OPERATORS = {
+    ">": ">", "<": "<", ">=": ">=", "=>": ">=", "≥": ">=", "<=": "<=", "≤": "<=",
+    "=": "=", "==": "=", "!=": "!=", "<>": "!=", "≠": "!=",
+}  # fmt: skip
+
+# Two-sided word groups: a word on one side and a word of the other side of the same group
+# in the other text flips the meaning ("increase" vs "decrease", "before" vs "after").
+_POLAR_GROUPS: tuple[tuple[str, str], ...] = (
+    ("greater larger bigger more higher above exceed exceeds greatest largest biggest most "
+     "highest max maximum upper over",
+     "less smaller fewer lower below under least smallest fewest lowest min minimum"),
+    ("best better good great top positive advantage advantages pros benefit benefits",
+     "worst worse bad poor negative disadvantage disadvantages cons drawback drawbacks"),
+    ("before earlier prior previous first oldest start starting begin beginning",
+     "after later next following last latest newest end ending finish"),
+    ("increase increases increased increasing rise rises rising rose raise raised grow grows "
+     "growing grew gain gains gained climb climbed jump jumped boost up",
+     "decrease decreases decreased decreasing fall falls falling fell drop drops dropped "
+     "decline declines declined reduce reduced reducing shrink shrank down"),
+    ("buy buys buying bought purchase purchased import imports acquire acquired",
+     "sell sells selling sold export exports"),
+    ("win wins winning won victory", "lose loses losing lost defeat loss"),
+    ("male man men boy boys husband father son brother he him his",
+     "female woman women girl girls wife mother daughter sister she her hers"),
+    ("north northern", "south southern"),
+    ("east eastern", "west western"),
+    ("left", "right"),
+    ("true", "false"),
+    ("open opened opening", "close closed closing shut"),
+    ("hot warm heat", "cold cool"),
+    ("cheap cheaper cheapest inexpensive", "expensive pricey costly"),
+    ("fast faster fastest quick quicker quickest", "slow slower slowest"),
+    ("easy easier easiest simple", "hard harder hardest difficult"),
+    ("young younger youngest", "old older elderly"),
+    ("add adding added", "remove removing removed delete deleting deleted"),
+    ("enable enabled enabling", "disable disabled disabling"),
+    ("include included including", "exclude excluded excluding"),
+    ("inside internal inner", "outside external outer"),
+    ("input inputs", "output outputs"),
+    ("upload uploading", "download downloading"),
+    ("send sending sent", "receive receiving received"),
+    ("encrypt encryption", "decrypt decryption"),
+    ("encode encoding", "decode decoding"),
+    ("push", "pull"),
+    ("ascending", "descending"),
+    ("horizontal horizontally", "vertical vertically"),
+    ("synchronous sync", "asynchronous async"),
+    ("public", "private"),
+    ("static", "dynamic"),
+    ("mutable", "immutable"),
+    ("uppercase", "lowercase"),
+    ("success successful succeed", "failure fail failed"),
+    ("valid", "invalid"),
+    ("legal", "illegal"),
+    ("possible", "impossible"),
+    ("allow allowed permit", "ban banned forbid forbidden prohibit prohibited"),
+    ("accept accepted", "reject rejected"),
+    ("love", "hate"),
+    ("rich wealthy", "poor"),
+    ("strong strength", "weak weakness"),
+    ("safe safety", "dangerous unsafe risky"),
+    ("full", "empty"),
+    ("always", "never"),
+    ("profit profits", "loss losses"),
+    ("borrow borrowing", "lend lending"),
+    ("arrive arrival", "depart departure"),
+    ("client", "server"),
+    ("debit", "credit"),
+    ("asset assets", "liability liabilities"),
+    ("min", "max"),
+)  # fmt: skip
+
+
+def _polar_index() -> dict[str, tuple[int, int]]:
+    index: dict[str, tuple[int, int]] = {}
+    for gi, (side0, side1) in enumerate(_POLAR_GROUPS):
+        for side, words in enumerate((side0, side1)):
+            for w in words.split():
+                index.setdefault(w, (gi, side))
+    return index
+
+
+POLAR = _polar_index()
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+STOPWORDS = frozenset(
+    _words(
+        """
+        a an the and or but if then else of to in on at by for with from into onto upon about as
+        than so such that this these those there here it its it's itself i me my mine we us our
+        ours you your yours they them their theirs he him his she her hers who whom whose which
+        what when where why how whether is am are was were be been being do does did done doing
+        have has had having will would shall should can could may might must also just only very
+        really quite too much many some any each every all both either one ones other another own
+        same more most s t ll ve re d m o get gets got getting go goes going went way ways thing
+        things something anything someone anyone people person please tell know want need like
+        said says say mr mrs ms dr etc vs via per percent pct while during after before up down
+        out over under again further once also yet still even ever not no nor i'm i've i'd you're
+        we're they're it'll i'll yes ok okay well now today whose within
+        """
+    )
+)
+
+# Grammatical and sentence-function words that never count as "what differs".
+_FUNCTION_ONLY = STOPWORDS - set(POLAR) - NEGATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class TextFacts:
+    tokens: tuple[str, ...]  # lower-cased tokens in order
+    content: frozenset[str]  # stems of content words
+    numbers: Counter[str]  # canonical numbers (digits and number words)
+    weak_numbers: Counter[str]  # number words that may not be numbers ("one of")
+    negations: int
+    operators: Counter[str]
+    polar: frozenset[tuple[int, int]]  # (group, side)
+    names: frozenset[str]  # lower-cased capitalised words that are not sentence-initial
+    acronyms: frozenset[str]  # lower-cased ALL-CAPS tokens, e.g. "us", "nasa"
+
+
+def stem(word: str) -> str:
+    """A deliberately light suffix stripper: maps inflections together, never to < 3 chars."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    w = w.replace("'", "")
+    for suffix, repl in (
+        ("ies", "y"), ("sses", "ss"), ("ing", ""), ("ied", "y"), ("ed", ""), ("es", ""), ("s", ""),
+    ):  # fmt: skip
+        if w.endswith(suffix) and len(w) - len(suffix) + len(repl) >= 3 and not w.endswith("ss"):
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    # "running" -> "runn" -> "run"; "stopped" -> "stopp" -> "stop"
+    if len(w) >= 4 and w[-1] == w[-2] and w[-1] not in "aeiouls":
+        w = w[:-1]
+    return w
+
+
+def canonical_number(token: str) -> str | None:
+    t = _ORDINAL.sub(r"\1", token)
+    if ":" in t:
+        return t
+    t = t.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", t) else t.replace(",", ".")
+    try:
+        d = Decimal(t)
+    except InvalidOperation:
+        return None
+    return format(d.normalize(), "f")
+
+
+def analyse(text: str) -> TextFacts:
+    raw = _TOKEN.findall(text)
+    tokens: list[str] = []
+    content: set[str] = set()
+    numbers: Counter[str] = Counter()
+    weak: Counter[str] = Counter()
+    operators: Counter[str] = Counter()
+    polar: set[tuple[int, int]] = set()
+    names: set[str] = set()
+    acronyms: set[str] = set()
+    negations = 0
+    sentence_start = True
+    starts = _sentence_starts(text, raw)
+    for i, tok in enumerate(raw):
+        low = tok.lower().replace("’", "'")
+        tokens.append(low)
+        sentence_start = i in starts
+        if tok in OPERATORS:
+            operators[OPERATORS[tok]] += 1
+            continue
+        if tok[0].isdigit():
+            num = canonical_number(tok)
+            if num is not None:
+                numbers[num] += 1
+            continue
+        flat = low.replace("'", "")
+        if flat in NEGATIONS or low.endswith("n't"):
+            negations += 1
+            continue
+        if low in NUMBER_WORDS:
+            (weak if low in _WEAK_NUMBER_WORDS else numbers)[NUMBER_WORDS[low]] += 1
+            if low not in POLAR:
+                continue
+        if low in POLAR:
+            polar.add(POLAR[low])
+        if len(tok) >= 2 and tok.isupper() and tok.isalpha():
+            acronyms.add(low)
+        elif tok[0].isupper() and not sentence_start and low != "i":
+            names.add(low.removesuffix("'s"))
+        if low not in _FUNCTION_ONLY and low not in POLAR:
+            content.add(stem(low))
+    return TextFacts(
+        tokens=tuple(tokens),
+        content=frozenset(content),
+        numbers=numbers,
+        weak_numbers=weak,
+        negations=negations,
+        operators=operators,
+        polar=frozenset(polar),
+        names=frozenset(names),
+        acronyms=frozenset(acronyms),
+    )
+
+
+def _sentence_starts(text: str, raw: list[str]) -> set[int]:
+    """Indexes of tokens that open a sentence (their capital letter says nothing)."""
+    starts = {0}
+    pos = 0
+    for i, tok in enumerate(raw):
+        at = text.find(tok, pos)
+        if at < 0:
+            continue
+        before = text[pos:at]
+        if i > 0 and re.search(r"[.!?:;\"“(\n]\s*$", before):
+            starts.add(i)
+        pos = at + len(tok)
+    return starts

@@ -1,0 +1,183 @@
+"""Vetoes semantic-cache hits whose questions differ in what matters, and scores the rest.
+
+Embedding similarity alone serves "capital of Germany?" from "capital of France?". The verifier
+looks at what differs between the new question and the cached one: numbers, negations,
+comparison operators, opposite words, names, and content words that have no counterpart on
+the other side. Hard differences veto; the rest lower a score that must pass the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.cache.text_facts import TextFacts, stem
+
+# Maps words to unit vectors (rows), so near-synonyms ("quickly"/"fast") count as matched.
+WordVectors = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+
+# score = cos + sum(weight * feature). Picked by a grid search on a training split of MSRP
+# for the best hit rate at <= 1% false hits (benchmarks/cache_eval.py --fit); penalties only,
+# so no feature can ever raise a pair above its plain similarity.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "unmatched_max": -0.40,  # share of one side's content words with no counterpart
+    "unmatched_min": -0.05,
+    "name_one_side": -0.05,  # a name only one side mentions
+}
+DEFAULT_MIN_COS = 0.80  # below this an entry is never a candidate
+DEFAULT_SCORE_THRESHOLD = 0.85  # the penalised score a hit must reach
+SYNONYM_COS = 0.80  # word vectors at least this close count as the same word
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    score: float
+    reason: str  # "ok", or the veto that fired ("numbers", "negation", "names"...)
+    features: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    min_cos: float = DEFAULT_MIN_COS
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    synonym_cos: float = SYNONYM_COS
+    weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_WEIGHTS.items())
+
+
+class PairVerifier:
+    """Decides whether a cached question may answer a new one."""
+
+    def __init__(
+        self, config: VerifierConfig | None = None, word_vectors: WordVectors | None = None
+    ) -> None:
+        self.config = config or VerifierConfig()
+        self._weights = dict(self.config.weights)
+        self._word_vectors = word_vectors
+
+    def verify(self, query: TextFacts, cached: TextFacts, cos: float) -> Verdict:
+        if cos < self.config.min_cos:
+            return Verdict(False, 0.0, "similarity", {"cos": cos})
+        veto = hard_difference(query, cached)
+        if veto is not None:
+            return Verdict(False, 0.0, veto, {"cos": cos})
+        feats = self.features(query, cached, cos)
+        if feats["names_both_sides"] > 0:
+            return Verdict(False, 0.0, "names", feats)
+        score = self.score(feats)
+        ok = score >= self.config.score_threshold
+        return Verdict(ok, score, "ok" if ok else "score", feats)
+
+    def features(self, query: TextFacts, cached: TextFacts, cos: float) -> dict[str, float]:
+        only_q, only_c = self._unmatched(query.content, cached.content)
+        names_q = _unmatched_names(query, cached)
+        names_c = _unmatched_names(cached, query)
+        frac_q = len(only_q) / max(len(query.content), 1)
+        frac_c = len(only_c) / max(len(cached.content), 1)
+        return {
+            "cos": cos,
+            "unmatched_max": max(frac_q, frac_c),
+            "unmatched_min": min(frac_q, frac_c),
+            "unmatched_count": float(len(only_q) + len(only_c)),
+            "name_one_side": float(bool(names_q) != bool(names_c)),
+            "names_both_sides": float(bool(names_q) and bool(names_c)),
+        }
+
+    def score(self, feats: dict[str, float]) -> float:
+        return feats["cos"] + sum(self._weights.get(k, 0.0) * v for k, v in feats.items())
+
+    def _unmatched(self, a: frozenset[str], b: frozenset[str]) -> tuple[list[str], list[str]]:
+        only_a = sorted(w for w in a - b if not _prefix_match(w, b))
+        only_b = sorted(w for w in b - a if not _prefix_match(w, a))
+        if not only_a or not only_b or self._word_vectors is None:
+            return only_a, only_b
+        va = self._word_vectors(only_a)
+        vb = self._word_vectors(only_b)
+        sims = va @ vb.T
+        close = sims >= self.config.synonym_cos
+        keep_a = [w for w, row in zip(only_a, close, strict=True) if not row.any()]
+        keep_b = [w for w, col in zip(only_b, close.T, strict=True) if not col.any()]
+        return keep_a, keep_b
+
+
+def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
+    """The name of a difference that always changes the answer, or None."""
+    if a.numbers != b.numbers:
+        return "numbers"
+    if (a.numbers or b.numbers or a.weak_numbers or b.weak_numbers) and _weak_conflict(a, b):
+        return "numbers"
+    if a.negations != b.negations:
+        return "negation"
+    if a.operators != b.operators:
+        return "comparison"
+    groups_a = {g for g, _ in a.polar}
+    for group, side in b.polar:
+        if group in groups_a and (group, side) not in a.polar:
+            return "opposites"
+    if _prefix_negation(a, b) or _prefix_negation(b, a):
+        return "negation"
+    return None
+
+
+def _weak_conflict(a: TextFacts, b: TextFacts) -> bool:
+    """'one'/'first' count as numbers only against a side that has digits to compare with."""
+    if a.weak_numbers == b.weak_numbers:
+        return False
+    extra_a = a.weak_numbers - b.weak_numbers
+    extra_b = b.weak_numbers - a.weak_numbers
+    return bool((extra_a and b.numbers) or (extra_b and a.numbers))
+
+
+_NEG_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "a")
+
+
+def _prefix_negation(a: TextFacts, b: TextFacts) -> bool:
+    """'possible' vs 'impossible', 'safe' vs 'unsafe': the same word with a negating prefix."""
+    words_a = {t for t in a.tokens if t.isalpha() and len(t) >= 4}
+    words_b = {t for t in b.tokens if t.isalpha() and len(t) >= 6}
+    for w in words_b - words_a:
+        for p in _NEG_PREFIXES:
+            if w.startswith(p) and w[len(p) :] in words_a:
+                return True
+    return False
+
+
+def _prefix_match(word: str, others: frozenset[str]) -> bool:
+    """'fast' ~ 'faster', 'america' ~ 'american': one word plus at most three letters."""
+    if len(word) < 4:
+        return False
+    for other in others:
+        if len(other) < 4 or other[:4] != word[:4]:
+            continue
+        short, long = (word, other) if len(word) <= len(other) else (other, word)
+        if long.startswith(short) and len(long) - len(short) <= 3:
+            return True
+    return False
+
+
+def _unmatched_names(a: TextFacts, b: TextFacts) -> set[str]:
+    """Names (capitalised or acronyms) in `a` that `b` does not mention in any case."""
+    words_b = set(b.tokens)
+    stems_b = {stem(t) for t in b.tokens}
+    initials_b = _initials(b.tokens)
+    out: set[str] = set()
+    for name in a.names | a.acronyms:
+        if name in words_b or stem(name) in stems_b:
+            continue
+        if name in initials_b or _prefix_match(stem(name), frozenset(stems_b)):
+            continue
+        out.add(name)
+    return out
+
+
+def _initials(tokens: Sequence[str]) -> set[str]:
+    """Acronyms the token sequence could spell: 'united states' -> 'us'."""
+    out: set[str] = set()
+    alpha = [t for t in tokens if t.isalpha()]
+    for n in (2, 3, 4):
+        for i in range(len(alpha) - n + 1):
+            out.add("".join(t[0] for t in alpha[i : i + n]))
+    return out

@@ -1,0 +1,149 @@
+"""Cache stage: answer from the cache when it safely can; store successful answers.
+
+`before` tries the exact key, then the semantic index (same tenant and scope, verified); a hit
+ends the request with the cached answer (JSON, or a replayed SSE stream) at zero cost and
+records the cost it avoided. `after` stores a successful, cacheable answer. Headers:
+`x-thriftgate-cache` (rendered from `ctx.cache_status`) and, on a semantic hit,
+`x-thriftgate-cache-similarity`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+import orjson
+
+from gateway.cache.index import Vector
+from gateway.cache.keys import CacheKeys, request_keys, response_cacheable, safety
+from gateway.cache.policy import CachePolicy, directives
+from gateway.cache.replay import chunks_of, fresh_body, replay
+from gateway.cache.response_cache import ResponseCache
+from gateway.cache.store import StoredEntry
+from gateway.db.models import new_id, utcnow
+from gateway.pipeline.context import Reply, RequestContext, Usage
+from gateway.routing.catalog import Catalog
+
+log = logging.getLogger("thriftgate.cache")
+MAX_PENDING = 10_000
+SIMILARITY_HEADER = "x-thriftgate-cache-similarity"
+
+
+@dataclass(slots=True)
+class _Pending:
+    keys: CacheKeys
+    policy: CachePolicy
+    ttl_s: int
+    vector: Vector | None  # the query's embedding from the lookup, if one ran
+
+
+class CacheStage:
+    def __init__(
+        self, cache: ResponseCache, catalog: Catalog, *, enabled_default: bool = True
+    ) -> None:
+        self.cache = cache
+        self.catalog = catalog
+        self.enabled_default = enabled_default
+        # ledger id -> what `after` needs to store a miss; bounded because a client that
+        # disconnects mid-stream never reaches `after`.
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        ctx.cache_status = "bypass"
+        if ctx.endpoint == "embeddings":
+            return None
+        policy = CachePolicy.from_flags(ctx.tenant.flags, enabled_default=self.enabled_default)
+        if not policy.enabled:
+            return None
+        wanted = directives(ctx.headers)
+        verdict = safety(
+            ctx.body,
+            max_temperature=policy.max_temperature,
+            unset_temperature_ok=policy.unset_temperature_ok,
+            tool_calls_ok=policy.tool_calls_ok,
+            multi_choice_ok=policy.multi_choice_ok,
+        )
+        if not verdict.cacheable or (not wanted.store and not wanted.lookup):
+            return None
+        keys = request_keys(ctx.tenant.id, ctx.endpoint, ctx.model, ctx.body)
+        self.cache.note_limit(ctx.tenant.id, policy.max_entries)
+        vector = None
+        if wanted.lookup:
+            ctx.cache_status = "miss"
+            entry = self.cache.exact(keys.exact)
+            if entry is not None:
+                return self._hit(ctx, entry, "hit-exact", None)
+            if policy.semantic and keys.query and self.cache.semantic_enabled:
+                found = await self.cache.semantic(keys.scope, keys.query, policy)
+                if found.entry is not None and found.similarity is not None:
+                    return self._hit(ctx, found.entry, "hit-semantic", found.similarity)
+                vector = found.vector
+        if wanted.store:
+            self._remember(
+                ctx.ledger_id, _Pending(keys, policy, wanted.ttl_s or policy.ttl_s, vector)
+            )
+        return None
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        pending = self._pending.pop(ctx.ledger_id, None)
+        if pending is None or ctx.cache_status.startswith("hit") or ctx.status_code >= 400:
+            return
+        if reply.status_code >= 400 or not response_cacheable(
+            reply.body, tool_calls_ok=pending.policy.tool_calls_ok
+        ):
+            return
+        assert reply.body is not None
+        body = {k: v for k, v in reply.body.items() if v is not None}
+        dep = ctx.deployment
+        usage = ctx.usage
+        cost = dep.cost_usd(usage.prompt_tokens, usage.completion_tokens) if dep else Decimal(0)
+        now = utcnow()
+        entry = StoredEntry(
+            id=new_id(),
+            tenant_id=ctx.tenant.id,
+            scope=pending.keys.scope,
+            key=pending.keys.exact,
+            model=ctx.model,
+            query=pending.keys.query,
+            embedding=pending.vector,  # None: `put` embeds the query itself
+            response=orjson.dumps(body),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+            created_at=now,
+            expires_at=now + timedelta(seconds=pending.ttl_s),
+        )
+        await self.cache.put(entry, pending.policy.max_entries)
+
+    def _hit(
+        self, ctx: RequestContext, entry: StoredEntry, status: str, similarity: float | None
+    ) -> Reply:
+        ctx.cache_status = status
+        ctx.cache_similarity = similarity
+        if similarity is not None:
+            ctx.extra_headers[SIMILARITY_HEADER] = f"{similarity:.4f}"
+        prompt_tokens = ctx.prompt_tokens_estimate or entry.prompt_tokens
+        ctx.usage = Usage(
+            prompt_tokens=prompt_tokens, completion_tokens=entry.completion_tokens, source="cache"
+        )
+        baseline = self.catalog.default_for(ctx.model)
+        avoided = (
+            baseline.cost_usd(prompt_tokens, entry.completion_tokens)
+            if baseline is not None
+            else entry.cost_usd
+        )
+        ctx.cost_usd = Decimal(0)
+        ctx.counterfactual_cost_usd = avoided
+        ctx.savings.cache_usd = avoided
+        body = fresh_body(entry.response, ctx.request_id)
+        if ctx.stream:
+            return Reply(chunks=replay(chunks_of(body, include_usage=ctx.client_wants_usage)))
+        return Reply(body=body)
+
+    def _remember(self, ledger_id: str, pending: _Pending) -> None:
+        self._pending[ledger_id] = pending
+        while len(self._pending) > MAX_PENDING:
+            self._pending.popitem(last=False)
