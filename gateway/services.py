@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
+from gateway.cache.response_cache import CacheConfig, ResponseCache
 from gateway.db.session import create_engine
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import AccountStage
 from gateway.pipeline.auth import KeyStore
+from gateway.pipeline.cache import CacheStage
 from gateway.pipeline.compress import create_compress_stage
 from gateway.pipeline.context import Stage
 from gateway.pipeline.dispatch import Dispatcher
@@ -22,6 +24,9 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.route import RouteStage
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Catalog
+from gateway.routing.route_metrics import RouterMetrics
+from gateway.routing.router import Router, RouterTuning
+from gateway.routing.stats_store import RouterStatsStore
 from gateway.settings import FileConfig, Settings
 
 log = logging.getLogger("thriftgate")
@@ -40,8 +45,10 @@ class Services:
     ledger: LedgerWriter
     metrics: GatewayMetrics
     pipeline: Pipeline
+    cache: ResponseCache | None = None
     # Optional components other stages register (cache, router, ...), closed in reverse order.
     closers: list[Any] = field(default_factory=list)
+    router: Router | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -56,20 +63,39 @@ class Services:
         ledger = LedgerWriter(
             engine, settings.spool_dir, flush_interval_s=settings.ledger_flush_interval_s
         )
+        cache = await ResponseCache.start(
+            engine,
+            CacheConfig(
+                semantic=settings.cache_semantic,
+                model_cache_dir=settings.cache_model_dir,
+                embed_threads=settings.cache_embed_threads,
+                poll_interval_s=settings.cache_poll_interval_s,
+            ),
+        )
+        router = Router(
+            catalog,
+            auto_models=file_config.auto.models,
+            tuning=RouterTuning.from_config(file_config.routing),
+        )
+        route_metrics = RouterMetrics(metrics.registry, router)
+        router_stats = RouterStatsStore(
+            engine, router, interval_s=file_config.routing.stats_flush_interval_s
+        )
         stages: list[Stage] = [
             AccountStage(catalog, ledger, metrics),
             LimitsStage(
                 limiter, budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"
             ),
+            CacheStage(cache, catalog, enabled_default=file_config.tenant_defaults.cache),
             create_compress_stage(catalog, file_config),
-            RouteStage(),
+            RouteStage(router, route_metrics),
         ]
         pipeline = Pipeline(
             keys=keys,
             catalog=catalog,
             file_config=file_config,
             stages=stages,
-            dispatcher=Dispatcher(providers),
+            dispatcher=Dispatcher(providers, router, route_metrics),
         )
         services = cls(
             settings=settings,
@@ -83,9 +109,14 @@ class Services:
             ledger=ledger,
             metrics=metrics,
             pipeline=pipeline,
+            cache=cache,
         )
+        services.closers.append(cache)
+        services.router = router
         providers.warm(list(catalog.deployments.values()))
         await ledger.start()
+        await router_stats.start()  # warm from what earlier processes learned
+        services.closers.append(router_stats)
         return services
 
     async def aclose(self) -> None:

@@ -72,11 +72,24 @@ class AutoModelConfig(BaseModel):
     models: tuple[str, ...] = ()
 
 
+class RoutingConfig(BaseModel):
+    """Router knobs (see gateway/routing/router.py `RouterTuning`); the defaults suit most."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open a breaker
+    cooldown_s: float = Field(default=5.0, gt=0)  # open -> half-open
+    max_cooldown_s: float = Field(default=30.0, gt=0)  # cap of the doubling after failed probes
+    latency_quantile: float = Field(default=0.9, gt=0.5, lt=1)  # the tail an SLO is judged on
+    stats_flush_interval_s: float = Field(default=30.0, gt=0)  # learned stats -> database
+
+
 class FileConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     deployments: tuple[DeploymentConfig, ...] = ()
     auto: AutoModelConfig = AutoModelConfig()
+    routing: RoutingConfig = RoutingConfig()
     tenant_defaults: TenantDefaults = TenantDefaults()
 
     @field_validator("deployments")
@@ -115,6 +128,12 @@ class Settings(BaseSettings):
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the
     # ledger), "fail-closed" refuses with 503.
     budget_db_down_policy: Literal["fail-open", "fail-closed"] = "fail-open"
+    # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
+    # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
+    cache_semantic: bool = True
+    cache_model_dir: Path | None = None
+    cache_embed_threads: int = 2
+    cache_poll_interval_s: float = 1.0
 
     def file_config(self) -> FileConfig:
         if self.config is None:

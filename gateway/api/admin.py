@@ -166,6 +166,14 @@ async def list_requests(
     return {"data": data}
 
 
+@router.delete("/cache")
+async def purge_cache(services: ServicesDep, tenant: Text) -> dict[str, Any]:
+    """Drop every cache entry of one tenant (id or name), on every replica within a second."""
+    row = await tenants.find_tenant(services.engine, tenant)
+    deleted = await services.cache.purge(row["id"]) if services.cache is not None else 0
+    return {"tenant_id": row["id"], "deleted": deleted}
+
+
 @router.get("/deployments")
 async def list_deployments(services: ServicesDep) -> dict[str, Any]:
     data = []

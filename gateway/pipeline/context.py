@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from gateway.routing.catalog import Deployment
+    from gateway.routing.router import RoutePlan
 
 Json = dict[str, Any]
 EndpointName = Literal["chat", "completions", "embeddings"]
@@ -92,6 +93,7 @@ class RequestContext:
     route_reason: str | None = None
     predicted_latency_ms: float | None = None
     attempts: list[str] = field(default_factory=list)
+    route_plan: RoutePlan | None = None  # the ranked, priced candidates (dispatch follows it)
     # outcome
     usage: Usage = field(default_factory=Usage)
     cost_usd: Decimal = ZERO

@@ -1,66 +1,199 @@
 """Dispatch: send the request to the routed candidates in order, falling back on failure.
 
-A stream is primed (its first chunk awaited) inside the fallback loop, so a deployment that
-refuses before sending anything can still be replaced; once a chunk is out, never retry.
+Retries go to the next candidate on a connect error, 429, 5xx or timeout, within the request's
+overall deadline (the first candidate's `timeout_s`, counted from arrival); anything else the
+upstream refuses (400, 401...) goes back to the client as is. A stream is primed (its first
+chunk awaited) inside the fallback loop, so a deployment that refuses before sending anything
+can still be replaced; once a chunk is out, never retry. Every attempt is reported to the
+router (breaker, latency model): TTFT when the first chunk arrives, the rest at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
-from gateway.errors import GatewayError, NoHealthyDeployment, UpstreamError
+from gateway.errors import GatewayError, NoHealthyDeployment, UpstreamError, UpstreamTimeout
 from gateway.pipeline.context import Json, Reply, RequestContext
+from gateway.providers.base import Endpoint
 from gateway.providers.registry import ProviderRegistry
+from gateway.routing.catalog import Deployment
+from gateway.routing.flight import Flight
+from gateway.routing.policy import Candidate, fallback_reason
+from gateway.routing.route_metrics import RouterMetrics
+from gateway.routing.router import Router
 
 log = logging.getLogger("thriftgate.dispatch")
 
+MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
+
+
+def retryable(exc: UpstreamError) -> bool:
+    """Connect errors (no status), timeouts, 429 and 5xx: another deployment may succeed."""
+    if isinstance(exc, UpstreamTimeout):
+        return True
+    status = exc.upstream_status
+    return exc.retryable and (status is None or status == 429 or status >= 500)
+
 
 class Dispatcher:
-    def __init__(self, providers: ProviderRegistry) -> None:
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        router: Router | None = None,
+        metrics: RouterMetrics | None = None,
+    ) -> None:
         self.providers = providers
+        self.router = router
+        self.metrics = metrics
 
     async def dispatch(self, ctx: RequestContext) -> Reply:
+        plan = ctx.route_plan
+        ranked: list[Candidate | None] = list(plan.ranked) if plan else [None] * len(ctx.candidates)
+        deps = [c.deployment for c in ranked if c is not None] if plan else list(ctx.candidates)
+        if not deps:
+            raise NoHealthyDeployment("No deployment is available for this model.")
+        deadline = time.perf_counter() + deps[0].config.timeout_s - ctx.elapsed_ms() / 1000.0
         last: GatewayError | None = None
-        for dep in ctx.candidates:
-            provider = self.providers.for_deployment(dep)
+        for i, (dep, cand) in enumerate(zip(deps, ranked, strict=True)):
+            remaining_s = deadline - time.perf_counter()
+            if remaining_s < MIN_ATTEMPT_S:
+                last = UpstreamTimeout("The request ran out of time before a deployment answered.")
+                break
+            flight = self._start(ctx, cand)
+            if cand is not None and self.router is not None and flight is None:
+                continue  # its breaker opened meanwhile, or its half-open probe is taken
             ctx.deployment = dep
             ctx.attempts.append(dep.name)
-            timeout_s = dep.config.timeout_s
             try:
-                if ctx.endpoint == "embeddings":
-                    return Reply(body=await provider.embed(ctx.body, dep, timeout_s=timeout_s))
-                path = "chat/completions" if ctx.endpoint == "chat" else "completions"
-                if not ctx.stream:
-                    body = await provider.complete(
-                        ctx.body, dep, endpoint=path, timeout_s=timeout_s
-                    )
-                    return Reply(body=body)
-                chunks = provider.stream(ctx.body, dep, endpoint=path, timeout_s=timeout_s)
-                try:
-                    first = await anext(chunks)
-                except StopAsyncIteration:
-                    raise UpstreamError(f"Deployment {dep.name!r} sent an empty stream.") from None
-                ctx.ttft_ms = ctx.elapsed_ms()
-                return Reply(chunks=_prepend(first, chunks))
+                timeout_s = min(dep.config.timeout_s, remaining_s)
+                return await self._attempt(ctx, dep, flight, timeout_s)
             except UpstreamError as exc:
                 last = exc
-                log.info("deployment %s failed: %s", dep.name, exc.message)
-                if not exc.retryable:
+                status = exc.upstream_status or exc.status_code
+                log.info("deployment %s failed (%s): %s", dep.name, status, exc.message)
+                again = retryable(exc)
+                self._fail(flight, dep.name, status, counts=again)
+                if not again:
                     raise
-                if len(ctx.attempts) < len(ctx.candidates):
-                    ctx.route_reason = f"fallback-after-{exc.upstream_status or exc.status_code}"
+                if i + 1 < len(deps):
+                    set_reason(ctx, fallback_reason(exc.upstream_status or exc.status_code))
+            except BaseException:  # cancelled, or a bad request: no verdict on the upstream
+                self._abandon(flight)
+                raise
         if last is not None:
             raise last
         raise NoHealthyDeployment("No deployment is available for this model.")
 
+    async def _attempt(
+        self, ctx: RequestContext, dep_: Deployment, flight: Flight | None, timeout_s: float
+    ) -> Reply:
+        provider = self.providers.for_deployment(dep_)
+        if ctx.endpoint == "embeddings":
+            body = await provider.embed(ctx.body, dep_, timeout_s=timeout_s)
+            self._succeed(flight, body)
+            return Reply(body=body)
+        path: Endpoint = "chat/completions" if ctx.endpoint == "chat" else "completions"
+        if not ctx.stream:
+            body = await provider.complete(ctx.body, dep_, endpoint=path, timeout_s=timeout_s)
+            self._succeed(flight, body)
+            return Reply(body=body)
+        chunks = provider.stream(ctx.body, dep_, endpoint=path, timeout_s=timeout_s)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise UpstreamError(f"Deployment {dep_.name!r} sent an empty stream.") from None
+        ctx.ttft_ms = ctx.elapsed_ms()
+        if flight is not None and self.router is not None:
+            self.router.first_token(flight)
+            self._observed(flight, "ttft", flight.first_token_ms, flight.predicted.ttft_ms)
+        return Reply(chunks=self._follow(flight, first, chunks))
 
-async def _prepend(first: Json, rest: AsyncIterator[Json]) -> AsyncIterator[Json]:
-    try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        closer = getattr(rest, "aclose", None)
-        if closer is not None:
-            await closer()
+    async def _follow(
+        self, flight: Flight | None, first: Json, rest: AsyncIterator[Json]
+    ) -> AsyncIterator[Json]:
+        """Pass the stream through; at its end tell the router how it went (no retry now)."""
+        usage: Json | None = None
+        finish: str | None = None
+        ok = False
+        try:
+            yield first
+            usage, finish = _usage_and_finish(first, usage, finish)
+            async for chunk in rest:
+                usage, finish = _usage_and_finish(chunk, usage, finish)
+                yield chunk
+            ok = True
+        except UpstreamError as exc:
+            if flight is not None:
+                self._fail(flight, flight.name, exc.upstream_status or exc.status_code, counts=True)
+            raise
+        finally:
+            if ok:
+                self._succeed(flight, {"usage": usage, "choices": [{"finish_reason": finish}]})
+            else:
+                self._abandon(flight)  # no-op when already failed
+            closer = getattr(rest, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    # -- router feedback -------------------------------------------------------------------
+
+    def _start(self, ctx: RequestContext, cand: Candidate | None) -> Flight | None:
+        if self.router is None or cand is None:
+            return None
+        return self.router.start(
+            cand, model=ctx.model, prompt_tokens=ctx.prompt_tokens_estimate, stream=ctx.stream
+        )
+
+    def _succeed(self, flight: Flight | None, body: Json) -> None:
+        if flight is None or self.router is None:
+            return
+        usage, finish = _usage_and_finish(body, None, None)
+        tokens = usage.get("completion_tokens") if usage else None
+        if not isinstance(tokens, int):
+            # no usage block: still a success for the breaker, nothing to learn about speed
+            self.router.abandon(flight)
+            self.router.breakers[flight.name].record_success()
+            return
+        self.router.succeed(flight, completion_tokens=tokens, count_length=finish != "length")
+        elapsed_ms = (self.router.clock() - flight.started) * 1000.0
+        self._observed(flight, "total", elapsed_ms, flight.predicted.total_ms)
+
+    def _fail(self, flight: Flight | None, name: str, status: int, *, counts: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.attempts.labels(name, str(status)).inc()
+        if flight is None or self.router is None:
+            return
+        if counts:
+            self.router.fail(flight)
+        else:
+            self.router.abandon(flight)
+
+    def _abandon(self, flight: Flight | None) -> None:
+        if flight is not None and self.router is not None:
+            self.router.abandon(flight)
+
+    def _observed(
+        self, flight: Flight, phase: str, observed_ms: float | None, predicted_ms: float
+    ) -> None:
+        if self.metrics is not None and observed_ms is not None:
+            self.metrics.observed.labels(flight.name, phase).observe(observed_ms / 1000.0)
+            self.metrics.predicted.labels(flight.name, phase).observe(predicted_ms / 1000.0)
+
+
+def set_reason(ctx: RequestContext, reason: str) -> None:
+    ctx.route_reason = reason
+    ctx.extra_headers["x-thriftgate-route-reason"] = reason
+
+
+def _usage_and_finish(
+    chunk: Json, usage: Json | None, finish: str | None
+) -> tuple[Json | None, str | None]:
+    found = chunk.get("usage")
+    if isinstance(found, dict):
+        usage = found
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+            finish = choice["finish_reason"]
+    return usage, finish

@@ -21,6 +21,7 @@ from gateway.routing.flight import Flight, overdue_factors, stretch
 from gateway.routing.latency import LatencyModel, LatencyPrediction
 from gateway.routing.local_load import EngineLoad, LocalThroughput
 from gateway.routing.policy import Candidate, RoutePolicy
+from gateway.settings import RoutingConfig
 
 ENGINE_REPORT_FRESH_S = 10.0  # an engine load report older than this is ignored
 
@@ -39,6 +40,15 @@ class RouterTuning:
     # that was slow once gets tried again instead of being shunned for good.
     stale_after_s: float = 60.0
     stale_half_life_s: float = 60.0
+
+    @classmethod
+    def from_config(cls, cfg: RoutingConfig) -> RouterTuning:
+        return cls(
+            failure_threshold=cfg.failure_threshold,
+            cooldown_s=cfg.cooldown_s,
+            max_cooldown_s=cfg.max_cooldown_s,
+            latency_quantile=cfg.latency_quantile,
+        )
 
 
 @dataclass(slots=True)

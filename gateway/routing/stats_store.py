@@ -1,0 +1,90 @@
+"""Persist the router's learned statistics in `deployment_stats`, so a restart is not cold.
+
+Loaded once at start; saved every `interval_s` from a background task and once more on close.
+Rows are keyed like `Router.snapshot()`: `dep:<deployment>` and `model:<model group>`. With
+several replicas each one writes what it learned (last writer wins); a replica that starts
+later begins from the freshest of them instead of from the config's hints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.models import DeploymentStat
+from gateway.routing.router import Router
+
+log = logging.getLogger("thriftgate.routing")
+
+
+class RouterStatsStore:
+    def __init__(self, engine: AsyncEngine, router: Router, *, interval_s: float = 30.0) -> None:
+        self.engine = engine
+        self.router = router
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self) -> int:
+        """Restore what an earlier process learned; a database error leaves the router cold."""
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(select(DeploymentStat))).scalars().all()
+        except Exception:
+            log.warning("could not load router statistics; starting cold", exc_info=True)
+            return 0
+        snapshot = {row.deployment: row.stats for row in rows if isinstance(row.stats, dict)}
+        loaded = self.router.restore(snapshot)
+        log.info("router statistics loaded for %d deployments/models", loaded)
+        return loaded
+
+    async def save(self) -> int:
+        snapshot = self.router.snapshot()
+        if not snapshot:
+            return 0
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = [
+            {"deployment": key[:200], "stats": state, "updated_at": now}
+            for key, state in snapshot.items()
+        ]
+        table = DeploymentStat.__table__
+        assert isinstance(table, Table)
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(table).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.deployment],
+            set_={"stats": stmt.excluded.stats, "updated_at": stmt.excluded.updated_at},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+        return len(rows)
+
+    async def start(self) -> None:
+        await self.load()
+        self._task = asyncio.create_task(self._loop(), name="router-stats")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.save()
+            except Exception:  # a database hiccup must not stop routing
+                log.warning("saving router statistics failed", exc_info=True)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.save()
+        except Exception:
+            log.warning("saving router statistics on shutdown failed", exc_info=True)
