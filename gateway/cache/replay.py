@@ -64,9 +64,8 @@ def chunks_of(body: Json, *, include_usage: bool) -> list[Json]:
             if msg.get("tool_calls"):
                 calls = [{**c, "index": i} for i, c in enumerate(msg["tool_calls"])]
                 tool_delta: Json = {"tool_calls": calls}
-                out.append(
-                    {**meta, "choices": [{"index": idx, "delta": tool_delta, "finish_reason": None}]}
-                )
+                choice_out = {"index": idx, "delta": tool_delta, "finish_reason": None}
+                out.append({**meta, "choices": [choice_out]})
             out.append({**meta, "choices": [{"index": idx, "delta": {}, "finish_reason": finish}]})
         else:
             pieces = split_text(choice.get("text") or "") or [""]

@@ -208,6 +208,12 @@ def analyse(text: str) -> TextFacts:
     starts = _sentence_starts(text, raw)
     for i, tok in enumerate(raw):
         low = tok.lower().replace("’", "'")
+        if "'" in low and not low.endswith("n't"):
+            # "what's" -> "what", "France's" -> "france": the clitic never carries the meaning
+            tok = tok[: low.index("'")]
+            low = low[: low.index("'")]
+            if not tok:
+                continue
         tokens.append(low)
         sentence_start = i in starts
         if tok in OPERATORS:
