@@ -68,8 +68,25 @@ def lossless_segments(text: str) -> list[Segment]:
 
 
 def join_segments(segments: list[Segment]) -> str:
-    text = "".join(seg.text for seg in segments)
-    return _BLANK_RUNS.sub("\n\n", text).lstrip("\n").rstrip()
+    """Concatenate, trimming prose at the junctions (never inside code) to one blank line,
+    and prose at the very start and end of the message."""
+    pieces = [seg.text for seg in segments if seg.text]
+    kinds = [seg.kind for seg in segments if seg.text]
+    out: list[str] = []
+    trailing = 0  # newlines at the end of what has been emitted so far
+    for i, (kind, text) in enumerate(zip(kinds, pieces, strict=True)):
+        if kind in ("text", "keep"):
+            lead = len(text) - len(text.lstrip("\n"))
+            keep = max(0, min(lead, 2 - trailing)) if out else 0
+            text = text[lead - keep :]
+            if i == len(pieces) - 1:
+                text = text.rstrip()
+        if not text:
+            continue
+        out.append(text)
+        body = text.rstrip("\n")
+        trailing = len(text) - len(body) + (trailing if not body else 0)
+    return "".join(out)
 
 
 def lossless_text(text: str) -> str:

@@ -14,6 +14,11 @@ import asyncio
 import logging
 from decimal import Decimal
 
+from gateway.accounting.tokenizer import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_PER_REPLY,
+    estimate_prompt_tokens,
+)
 from gateway.compression import (
     CompressionOptions,
     CompressionResult,
@@ -78,14 +83,16 @@ class CompressStage:
         if not result.changed:
             return
         ctx.body["messages"] = result.messages
-        removed = result.tokens_before - result.tokens_after
-        original = ctx.prompt_tokens_estimate or result.tokens_before
+        # tiktoken counts of the whole prompt (message framing included), before and after.
+        framing = TOKENS_PER_REPLY + TOKENS_PER_MESSAGE * len(result.messages)
         ctx.compression_method = result.method
-        ctx.prompt_tokens_original = original
-        ctx.prompt_tokens_compressed = max(0, original - removed)
-        ctx.prompt_tokens_estimate = ctx.prompt_tokens_compressed  # routing prices what is sent
+        ctx.prompt_tokens_original = result.tokens_before + framing
+        ctx.prompt_tokens_compressed = result.tokens_after + framing
+        ctx.prompt_tokens_estimate = estimate_prompt_tokens(ctx.body)  # routing prices what is sent
         ctx.savings.compression_usd = result.saved_usd
-        ctx.extra_headers[HEADER] = f"{result.method} {original}->{ctx.prompt_tokens_compressed}"
+        ctx.extra_headers[HEADER] = (
+            f"{result.method} {ctx.prompt_tokens_original}->{ctx.prompt_tokens_compressed}"
+        )
         log.debug("compressed %s: %s", ctx.request_id, result.header)
 
 
