@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway.api import admin, health, metrics, openai
+from gateway.api import admin, dashboard, health, metrics, openai
 from gateway.api.errors import install_error_handlers
 from gateway.api.guards import SizeGuard
 from gateway.services import Services
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -176,3 +177,45 @@ class DeploymentStat(Base):
     deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageRollupHourly(Base):
+    """Ledger sums per hour x tenant x model x deployment x cache status, for the dashboard.
+
+    Kept current by a database trigger on `usage_ledger` inserts (migration 0002), so the
+    dashboard aggregates thousands of rollup rows instead of millions of ledger rows.
+    `deployment` is '' when the request was never dispatched.
+    """
+
+    __tablename__ = "usage_rollup_hourly"
+
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cache_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    counterfactual_cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_cache_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_compression_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    saved_routing_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    slo_met: Mapped[int] = mapped_column(BigInteger, default=0)
+    slo_known: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard browser. Only the SHA-256 of the session token is stored."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    # HMAC of the token under the admin key that signed in: rotating the key ends every session.
+    key_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

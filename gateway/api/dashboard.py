@@ -1,0 +1,438 @@
+"""The admin dashboard at /dashboard: server-rendered pages behind an admin-key sign-in.
+
+Routes only parse, check the session and render; queries live in `gateway.dashboard`.
+Every mutation is a POST carrying the session's CSRF token (form field or X-CSRF-Token header)
+on top of the SameSite=Strict session cookie, and must come from this origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from gateway.accounting import tenants
+from gateway.accounting.budgets import PERIODS
+from gateway.accounting.keys import check_admin_key
+from gateway.api.deps import ServicesDep, get_services
+from gateway.dashboard import deployments, ledger_view, queries, views
+from gateway.dashboard.sessions import (
+    COOKIE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_TTL,
+    Session,
+    SessionStore,
+    same,
+)
+from gateway.dashboard.windows import RANGES, Window, window
+from gateway.errors import GatewayError
+
+ROOT = Path(__file__).resolve().parents[2] / "dashboard"
+STATIC = ROOT / "static"
+CHART_JS = ROOT / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js"
+FAILED_LOGIN_DELAY_S = 0.5
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+templates = Jinja2Templates(directory=str(ROOT / "templates"))
+templates.env.filters.update(views.FILTERS)
+
+
+def _store(request: Request) -> SessionStore:
+    return SessionStore(get_services(request).engine)
+
+
+def _admin_key(request: Request) -> str | None:
+    key = get_services(request).settings.admin_key
+    return key.get_secret_value() if key is not None else None
+
+
+async def current_session(request: Request) -> Session:
+    """The signed-in session, or a redirect to the sign-in form."""
+    admin_key = _admin_key(request)
+    session = None
+    if admin_key is not None:
+        session = await _store(request).lookup(request.cookies.get(COOKIE), admin_key)
+    if session is None:
+        raise HTTPException(303, "Sign in first.", headers={"Location": "/dashboard/login"})
+    return session
+
+
+SessionDep = Annotated[Session, Depends(current_session)]
+
+
+async def checked_session(request: Request, session: SessionDep) -> Session:
+    """current_session plus the CSRF checks every mutation needs."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise HTTPException(403, "Cross-origin request refused.")
+    given = request.headers.get("x-csrf-token")
+    if given is None:
+        form = await request.form()
+        value = form.get("csrf_token")
+        given = value if isinstance(value, str) else None
+    if not same(given, session.csrf_token):
+        raise HTTPException(403, "Missing or stale form token: reload the page and retry.")
+    return session
+
+
+CheckedDep = Annotated[Session, Depends(checked_session)]
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    session: Session | None = None,
+) -> Response:
+    context = {
+        "csrf_token": session.csrf_token if session else None,
+        "charts_available": CHART_JS.is_file(),
+        "ranges": list(RANGES),
+        **context,
+    }
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=SECURITY_HEADERS
+    )
+
+
+def _window(request: Request) -> Window:
+    return window(request.query_params.get("range"), request.query_params.get("unit"))
+
+
+# -- sign in / out ---------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    return _login_page(request, None, 200)
+
+
+def _login_page(request: Request, error: str | None, status_code: int) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {"error": error, "login_token": token}, status_code)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=600,
+        path="/dashboard/login",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    admin_key: Annotated[str, Form(max_length=1024)] = "",
+    login_token: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    expected = _admin_key(request)
+    if expected is None:
+        return _login_page(request, "The dashboard is disabled: set THRIFTGATE_ADMIN_KEY.", 403)
+    if not same(login_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
+        return _login_page(request, "The sign-in form expired: please try again.", 400)
+    if not check_admin_key(admin_key, expected):
+        await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing without blocking the loop
+        return _login_page(request, "Incorrect admin key.", 401)
+    token, _ = await _store(request).create(expected)
+    response = RedirectResponse("/dashboard/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/dashboard",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/dashboard/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, session: CheckedDep) -> Response:
+    await _store(request).end(session)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
+    return response
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+@router.get("")
+async def root() -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@router.get("/")
+async def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    win = _window(request)
+    ov = await queries.overview(services.engine, win)
+    names = await queries.tenant_names(services.engine)
+    return render(
+        request,
+        "overview.html",
+        {
+            "page": "overview",
+            "window": win,
+            "ov": ov,
+            "names": names,
+            "charts": views.overview_charts(ov, names),
+        },
+        session=session,
+    )
+
+
+@router.get("/tenants")
+async def tenant_list(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    win = _window(request)
+    rows = await tenants.list_tenants(services.engine)
+    ov = await queries.overview(services.engine, win)
+    budgets = await queries.budget_use(services.engine, rows)
+    figures = dict(ov.by_tenant)
+    return render(
+        request,
+        "tenants.html",
+        {
+            "page": "tenants",
+            "window": win,
+            "tenants": rows,
+            "budgets": budgets,
+            "figures": figures,
+            "empty": queries.Figures(),
+            "error": request.query_params.get("error"),
+        },
+        session=session,
+    )
+
+
+@router.post("/tenants")
+async def tenant_create(
+    request: Request,
+    session: CheckedDep,
+    services: ServicesDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    name = name.strip()
+    if not name:
+        return RedirectResponse("/dashboard/tenants?error=name", status_code=303)
+    try:
+        created = await tenants.create_tenant(services.engine, name)
+    except GatewayError:
+        return RedirectResponse("/dashboard/tenants?error=exists", status_code=303)
+    return RedirectResponse(f"/dashboard/tenants/{created['id']}", status_code=303)
+
+
+async def _tenant_page(
+    request: Request,
+    session: Session,
+    services: Any,
+    tenant_id: str,
+    *,
+    new_key: dict[str, Any] | None = None,
+    form_error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    tenant = await tenants.get_tenant(services.engine, tenant_id)
+    win = _window(request)
+    ov = await queries.overview(services.engine, win, tenant_id=tenant_id)
+    budget = (await queries.budget_use(services.engine, [tenant]))[tenant_id]
+    keys = await tenants.list_keys(services.engine, tenant_id)
+    names = {tenant_id: tenant["name"]}
+    return render(
+        request,
+        "tenant.html",
+        {
+            "page": "tenants",
+            "window": win,
+            "tenant": tenant,
+            "ov": ov,
+            "budget": budget,
+            "keys": keys,
+            "periods": PERIODS,
+            "new_key": new_key,
+            "form_error": form_error,
+            "saved": request.query_params.get("saved") == "1",
+            "charts": {"spend": views.spend_chart(ov, names)},
+        },
+        status_code=status_code,
+        session=session,
+    )
+
+
+@router.get("/tenants/{tenant_id}")
+async def tenant_detail(
+    request: Request, tenant_id: str, session: SessionDep, services: ServicesDep
+) -> Response:
+    return await _tenant_page(request, session, services, tenant_id)
+
+
+@router.post("/tenants/{tenant_id}/keys")
+async def key_create(
+    request: Request,
+    tenant_id: str,
+    session: CheckedDep,
+    services: ServicesDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    created = await tenants.create_key(services.engine, tenant_id, name.strip() or None)
+    # Rendered, not redirected: the key is shown exactly once and never travels in a URL.
+    return await _tenant_page(request, session, services, tenant_id, new_key=created)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def key_revoke(key_id: str, session: CheckedDep, services: ServicesDep) -> Response:
+    revoked = await tenants.revoke_key(services.engine, key_id)
+    services.keys.invalidate(tenant_id=revoked["tenant_id"])
+    return RedirectResponse(f"/dashboard/tenants/{revoked['tenant_id']}", status_code=303)
+
+
+def _optional_int(raw: str, name: str, high: int) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise ValueError(f"{name} must be a whole number from 1 to {high:,}, or empty.")
+    return int(raw)
+
+
+@router.post("/tenants/{tenant_id}/settings")
+async def tenant_settings(
+    request: Request,
+    tenant_id: str,
+    session: CheckedDep,
+    services: ServicesDep,
+    budget_usd: Annotated[str, Form(max_length=40)] = "",
+    budget_period: Annotated[str, Form(max_length=16)] = "monthly",
+    rpm: Annotated[str, Form(max_length=20)] = "",
+    tpm: Annotated[str, Form(max_length=20)] = "",
+    slo_ms: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    try:
+        if budget_period not in PERIODS:
+            raise ValueError(f"Budget period must be one of {', '.join(PERIODS)}.")
+        changes = {
+            "budget_usd": tenants.parse_budget(budget_usd.strip() or None),
+            "budget_period": budget_period,
+            "rpm": _optional_int(rpm, "Requests per minute", 10_000_000),
+            "tpm": _optional_int(tpm, "Tokens per minute", 2_000_000_000),
+            "default_slo_ms": _optional_int(slo_ms, "Latency SLO", 3_600_000),
+        }
+    except (ValueError, GatewayError) as exc:
+        message = exc.message if isinstance(exc, GatewayError) else str(exc)
+        return await _tenant_page(
+            request, session, services, tenant_id, form_error=message, status_code=400
+        )
+    await tenants.update_tenant(services.engine, tenant_id, changes)
+    # As the admin API does: cached tenant settings and the exhausted-budget flag go stale.
+    services.keys.invalidate(tenant_id=tenant_id)
+    services.budgets.forget(tenant_id)
+    return RedirectResponse(f"/dashboard/tenants/{tenant_id}?saved=1", status_code=303)
+
+
+def _ledger_filter(request: Request, win: Window) -> ledger_view.LedgerFilter:
+    q = request.query_params
+    return ledger_view.LedgerFilter(
+        since=win.since,
+        tenant=ledger_view.clean(q.get("tenant"), 32),
+        model=ledger_view.clean(q.get("model")),
+        deployment=ledger_view.clean(q.get("deployment")),
+        status=ledger_view.clean(q.get("status"), 8),
+        cache_status=ledger_view.clean(q.get("cache_status"), 16),
+    )
+
+
+@router.get("/requests")
+async def request_log(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    win = _window(request)
+    f = _ledger_filter(request, win)
+    raw_page = request.query_params.get("page", "1")
+    number = min(int(raw_page), 100_000) if raw_page.isdigit() and int(raw_page) > 0 else 1
+    rows, has_next = await ledger_view.page(services.engine, f, number)
+    return render(
+        request,
+        "requests.html",
+        {
+            "page": "requests",
+            "window": win,
+            "filter": f,
+            "rows": rows,
+            "number": number,
+            "has_next": has_next,
+            "choices": await ledger_view.choices(services.engine, win.since),
+            "names": await queries.tenant_names(services.engine),
+            "cache_statuses": ledger_view.CACHE_STATUSES,
+        },
+        session=session,
+    )
+
+
+@router.get("/requests.csv")
+async def request_export(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    win = _window(request)
+    f = _ledger_filter(request, win)
+    filename = f"thriftgate-requests-{win.since:%Y%m%d}-{win.now:%Y%m%d}.csv"
+    return StreamingResponse(
+        ledger_view.csv_chunks(services.engine, f),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/deployments")
+async def deployment_list(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    win = _window(request)
+    ov = await queries.overview(services.engine, win)
+    percentiles = await deployments.latency_percentiles(services.engine, win)
+    router_ = getattr(services, "router", None)
+    rows = deployments.table(services.catalog, router_, ov.by_deployment, percentiles)
+    return render(
+        request,
+        "deployments.html",
+        {"page": "deployments", "window": win, "rows": rows, "has_router": router_ is not None},
+        session=session,
+    )
+
+
+# -- assets ----------------------------------------------------------------------------------
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        raise HTTPException(404, "No such asset.")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/vendor/chart.js")
+async def chart_js() -> Response:
+    """Chart.js from dashboard/node_modules (`npm ci`); nothing third-party is in the repo."""
+    if not CHART_JS.is_file():
+        raise HTTPException(404, "Chart.js is not installed: run `cd dashboard && npm ci`.")
+    return FileResponse(
+        CHART_JS, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
+    )

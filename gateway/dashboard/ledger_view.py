@@ -1,0 +1,148 @@
+"""The dashboard's request log: filtered, paginated ledger rows and a streamed CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.reports import ROW_FIELDS, row_dict
+from gateway.db.models import UsageLedger, UsageRollupHourly
+
+L = UsageLedger.__table__.c
+R = UsageRollupHourly.__table__.c
+PAGE_SIZE = 50
+CSV_BATCH_ROWS = 2000
+CACHE_STATUSES = ("hit-exact", "hit-semantic", "miss", "bypass")
+TABLE_COLUMNS = (
+    "created_at",
+    "tenant_id",
+    "model",
+    "deployment",
+    "status_code",
+    "cache_status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "counterfactual_cost_usd",
+    "latency_ms",
+    "slo_met",
+    "request_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFilter:
+    """What the request log shows. `status` is 'ok' (< 400), 'error' (>= 400) or a code."""
+
+    since: datetime
+    tenant: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    status: str | None = None
+    cache_status: str | None = None
+
+    def query_params(self) -> dict[str, str]:
+        pairs = {
+            "tenant": self.tenant,
+            "model": self.model,
+            "deployment": self.deployment,
+            "status": self.status,
+            "cache_status": self.cache_status,
+        }
+        return {k: v for k, v in pairs.items() if v}
+
+
+def clean(value: str | None, limit: int = 200) -> str | None:
+    """A filter value from a query string: blank means no filter; overlong is cut."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value[:limit] or None
+
+
+def _where(stmt: Select[Any], f: LedgerFilter) -> Select[Any]:
+    stmt = stmt.where(L.created_at >= f.since)
+    if f.tenant:
+        stmt = stmt.where(L.tenant_id == f.tenant)
+    if f.model:
+        stmt = stmt.where(L.model == f.model)
+    if f.deployment:
+        stmt = stmt.where(L.deployment == f.deployment)
+    if f.cache_status:
+        stmt = stmt.where(L.cache_status == f.cache_status)
+    if f.status == "ok":
+        stmt = stmt.where(L.status_code < 400)
+    elif f.status == "error":
+        stmt = stmt.where(L.status_code >= 400)
+    elif f.status and f.status.isdigit():
+        stmt = stmt.where(L.status_code == int(f.status))
+    return stmt
+
+
+async def page(
+    engine: AsyncEngine, f: LedgerFilter, number: int, size: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of page `number` (1-based), newest first, and whether a next page exists.
+
+    No COUNT(*): over millions of rows it would cost more than the page itself.
+    """
+    stmt = _where(select(*ROW_FIELDS), f).order_by(L.created_at.desc(), L.id.desc())
+    stmt = stmt.limit(size + 1).offset((max(number, 1) - 1) * size)
+    async with engine.connect() as conn:
+        rows = [row_dict(r) for r in (await conn.execute(stmt)).all()]
+    return rows[:size], len(rows) > size
+
+
+async def choices(engine: AsyncEngine, since: datetime) -> dict[str, list[str]]:
+    """Models and deployments seen in the window, for the filter drop-downs (from the rollup)."""
+    async with engine.connect() as conn:
+        models = (
+            await conn.execute(
+                select(R.model).where(R.bucket >= since).group_by(R.model).order_by(R.model)
+            )
+        ).scalars()
+        model_list = [str(m) for m in models]
+        deployments = (
+            await conn.execute(
+                select(R.deployment)
+                .where(R.bucket >= since, R.deployment != "")
+                .group_by(R.deployment)
+                .order_by(R.deployment)
+            )
+        ).scalars()
+        return {"models": model_list, "deployments": [str(d) for d in deployments]}
+
+
+def _cell(value: Any) -> Any:
+    # A cell opening with = + - @ is a formula to a spreadsheet; client-chosen strings (the
+    # requested model, the request id) must not run as one when the export is opened.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+async def csv_chunks(engine: AsyncEngine, f: LedgerFilter) -> AsyncIterator[bytes]:
+    """The filtered ledger as CSV, streamed from a server-side cursor a batch at a time."""
+    names = [c.name for c in ROW_FIELDS]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(names)
+    stmt = _where(select(*ROW_FIELDS), f).order_by(L.created_at.desc(), L.id.desc())
+    async with engine.connect() as conn:
+        result = await conn.stream(stmt.execution_options(yield_per=CSV_BATCH_ROWS))
+        async for batch in result.partitions(CSV_BATCH_ROWS):
+            for r in batch:
+                d = row_dict(r)
+                writer.writerow([_cell(d[n]) for n in names])
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode()

@@ -1,0 +1,270 @@
+"""Aggregate SQL behind the dashboard, over the hourly rollup (`usage_rollup_hourly`).
+
+A database trigger keeps the rollup in step with the ledger, so these queries read thousands
+of rows, not millions; everything is summed in SQL and Python only shapes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.budgets import period_start
+from gateway.dashboard.windows import Unit, Window, label
+from gateway.db.models import BudgetCounter, Tenant, UsageRollupHourly
+
+R = UsageRollupHourly.__table__.c
+CACHE_HITS = ("hit-exact", "hit-semantic")
+MONEY_FIELDS = (
+    "cost_usd",
+    "counterfactual_cost_usd",
+    "saved_cache_usd",
+    "saved_compression_usd",
+    "saved_routing_usd",
+)
+COUNT_FIELDS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "slo_met",
+    "slo_known",
+    "cache_hits",
+)
+
+
+def _measures() -> list[Any]:
+    hit = R.cache_status.in_(CACHE_HITS)
+    return [
+        *(func.coalesce(func.sum(getattr(R, f)), 0).label(f) for f in COUNT_FIELDS[:-1]),
+        func.coalesce(func.sum(case((hit, R.requests), else_=0)), 0).label("cache_hits"),
+        *(func.coalesce(func.sum(getattr(R, f)), 0).label(f) for f in MONEY_FIELDS),
+        # Observed latency of dispatched requests only (a cache hit says nothing of upstream).
+        func.coalesce(func.sum(case((hit, 0.0), else_=R.latency_ms_sum)), 0.0).label(
+            "latency_ms_sum"
+        ),
+        func.coalesce(func.sum(case((hit, 0), else_=R.requests)), 0).label("dispatched"),
+    ]
+
+
+@dataclass
+class Figures:
+    """Sums over a set of rollup rows, plus the ratios a person wants to read."""
+
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    slo_met: int = 0
+    slo_known: int = 0
+    cache_hits: int = 0
+    dispatched: int = 0
+    latency_ms_sum: float = 0.0
+    money: dict[str, Decimal] = field(
+        default_factory=lambda: dict.fromkeys(MONEY_FIELDS, Decimal(0))
+    )
+
+    @classmethod
+    def of(cls, m: Any) -> Figures:
+        fig = cls(latency_ms_sum=float(m["latency_ms_sum"] or 0.0))
+        for f in (*COUNT_FIELDS, "dispatched"):
+            setattr(fig, f, int(m[f] or 0))
+        fig.money = {f: Decimal(str(m[f] or 0)) for f in MONEY_FIELDS}
+        return fig
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return self.money["cost_usd"]
+
+    @property
+    def counterfactual_usd(self) -> Decimal:
+        return self.money["counterfactual_cost_usd"]
+
+    @property
+    def saved_usd(self) -> Decimal:
+        return (
+            self.money["saved_cache_usd"]
+            + self.money["saved_compression_usd"]
+            + self.money["saved_routing_usd"]
+        )
+
+    @property
+    def saved_pct(self) -> float | None:
+        cf = self.counterfactual_usd
+        return float(self.saved_usd / cf * 100) if cf > 0 else None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return self.cache_hits / self.requests * 100 if self.requests else None
+
+    @property
+    def slo_attainment(self) -> float | None:
+        return self.slo_met / self.slo_known * 100 if self.slo_known else None
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        return self.latency_ms_sum / self.dispatched if self.dispatched else None
+
+
+@dataclass
+class Overview:
+    window: Window
+    totals: Figures
+    labels: list[str]
+    # tenant_id -> one cost per label
+    spend_series: dict[str, list[Decimal]]
+    by_model: list[tuple[str, Figures]]
+    by_deployment: list[tuple[str, Figures]]
+    by_tenant: list[tuple[str, Figures]]
+
+
+def _period(engine: AsyncEngine, unit: Unit) -> Any:
+    if engine.dialect.name == "sqlite":
+        return func.substr(R.bucket, 1, 10 if unit == "day" else 13)
+    return func.date_trunc(unit, R.bucket, literal("UTC"))
+
+
+def _period_label(value: Any, unit: Unit) -> str:
+    if isinstance(value, datetime):
+        return label(value if value.tzinfo else value.replace(tzinfo=UTC), unit)
+    text = str(value)
+    return text if unit == "day" else text[:10] + " " + text[11:13] + ":00"
+
+
+def _scope(stmt: Select[Any], window: Window, tenant_id: str | None) -> Select[Any]:
+    stmt = stmt.where(R.bucket >= window.since)
+    if tenant_id is not None:
+        stmt = stmt.where(R.tenant_id == tenant_id)
+    return stmt
+
+
+async def overview(engine: AsyncEngine, window: Window, tenant_id: str | None = None) -> Overview:
+    """Totals, spend per bucket x tenant, and spend per model / deployment / tenant."""
+    period = _period(engine, window.unit).label("period")
+    keys = {
+        "period": period,
+        "tenant_id": R.tenant_id,
+        "model": R.model,
+        "deployment": R.deployment,
+    }
+    sets = {
+        "series": ("period", "tenant_id"),
+        "model": ("model",),
+        "deployment": ("deployment",),
+        "tenant": ("tenant_id",),
+        "total": (),
+    }
+    rows: dict[str, list[Any]] = {name: [] for name in sets}
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # One scan of the window, five groupings (GROUPING SETS), told apart by grouping().
+            gid = func.grouping(*keys.values()).label("gid")
+            stmt = _scope(select(*keys.values(), gid, *_measures()), window, tenant_id)
+            stmt = stmt.group_by(
+                func.grouping_sets(*(tuple_(*(keys[k] for k in ks)) for ks in sets.values()))
+            )
+            by_gid = {_gid(list(keys), ks): name for name, ks in sets.items()}
+            for r in (await conn.execute(stmt)).all():
+                rows[by_gid[r.gid]].append(r._mapping)
+        else:
+            for name, ks in sets.items():
+                cols = [keys[k] for k in ks]
+                stmt = _scope(select(*cols, *_measures()), window, tenant_id)
+                if cols:
+                    stmt = stmt.group_by(*cols)
+                rows[name] = [r._mapping for r in (await conn.execute(stmt)).all()]
+    labels = [label(b, window.unit) for b in window.buckets()]
+    index = {lab: i for i, lab in enumerate(labels)}
+    series: dict[str, list[Decimal]] = {}
+    for m in rows["series"]:
+        i = index.get(_period_label(m["period"], window.unit))
+        if i is not None:
+            series.setdefault(m["tenant_id"], [Decimal(0)] * len(labels))[i] += Decimal(
+                str(m["cost_usd"])
+            )
+    totals = Figures.of(rows["total"][0]) if rows["total"] else Figures()
+
+    def ranked(name: str, key: str) -> list[tuple[str, Figures]]:
+        out = [(str(m[key]), Figures.of(m)) for m in rows[name]]
+        return sorted(out, key=lambda kv: (-kv[1].cost_usd, -kv[1].requests, kv[0]))
+
+    return Overview(
+        window=window,
+        totals=totals,
+        labels=labels,
+        spend_series=series,
+        by_model=ranked("model", "model"),
+        by_deployment=ranked("deployment", "deployment"),
+        by_tenant=ranked("tenant", "tenant_id"),
+    )
+
+
+def _gid(all_keys: list[str], grouped: tuple[str, ...]) -> int:
+    """Postgres grouping(): bit set (first argument highest) for each key NOT grouped on."""
+    bits = 0
+    for k in all_keys:
+        bits = (bits << 1) | (0 if k in grouped else 1)
+    return bits
+
+
+@dataclass
+class BudgetUse:
+    budget_usd: Decimal | None
+    period: str
+    period_start: datetime
+    spent_usd: Decimal
+    reserved_usd: Decimal
+
+    @property
+    def used_usd(self) -> Decimal:
+        return self.spent_usd + self.reserved_usd
+
+    @property
+    def used_pct(self) -> float | None:
+        if self.budget_usd is None or self.budget_usd <= 0:
+            return None if self.budget_usd is None else 100.0
+        return float(self.used_usd / self.budget_usd * 100)
+
+    @property
+    def level(self) -> str:
+        """'ok', 'warn' (80 % or more used) or 'over' (used up): the colour on the page."""
+        pct = self.used_pct
+        if pct is None or pct < 80:
+            return "ok"
+        return "warn" if pct < 100 else "over"
+
+
+async def budget_use(engine: AsyncEngine, tenants: list[dict[str, Any]]) -> dict[str, BudgetUse]:
+    """Each tenant's spend and open reservations in its current budget period."""
+    now = datetime.now(UTC)
+    starts = {t["id"]: period_start(t["budget_period"], now) for t in tenants}
+    b = BudgetCounter.__table__.c
+    found: dict[str, tuple[Decimal, Decimal]] = {}
+    if starts:
+        async with engine.connect() as conn:
+            stmt = select(b.tenant_id, b.spent_usd, b.reserved_usd).where(
+                or_(*(and_(b.tenant_id == tid, b.period_start == s) for tid, s in starts.items()))
+            )
+            for r in (await conn.execute(stmt)).all():
+                found[r.tenant_id] = (Decimal(str(r.spent_usd)), Decimal(str(r.reserved_usd)))
+    out = {}
+    for t in tenants:
+        spent, reserved = found.get(t["id"], (Decimal(0), Decimal(0)))
+        budget = Decimal(t["budget_usd"]) if t["budget_usd"] is not None else None
+        out[t["id"]] = BudgetUse(budget, t["budget_period"], starts[t["id"]], spent, reserved)
+    return out
+
+
+async def tenant_names(engine: AsyncEngine) -> dict[str, str]:
+    t = Tenant.__table__.c
+    async with engine.connect() as conn:
+        return {r.id: r.name for r in (await conn.execute(select(t.id, t.name))).all()}

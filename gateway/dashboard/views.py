@@ -1,0 +1,96 @@
+"""Shapes query results for the templates: number formats and the charts' JSON payloads."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from gateway.dashboard.queries import Figures, Overview
+
+# At most this many tenants get their own colour in the stacked chart; the rest are "other".
+MAX_SERIES = 8
+
+
+def usd(value: Decimal | float | int | None) -> str:
+    """Dollars for people: cents for a dollar or more, four decimals below a dollar."""
+    if value is None:
+        return "n/a"
+    v = Decimal(str(value))
+    if v == 0:
+        return "$0.00"
+    if abs(v) >= 1:
+        return f"${v:,.2f}"
+    return f"${v:.4f}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}%"
+
+
+def count(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def exact(value: Decimal) -> str:
+    """The exact figure for a `data-value` attribute (the browser tests compare it with SQL)."""
+    return format(value.normalize(), "f") if value else "0"
+
+
+FILTERS = {"usd": usd, "pct": pct, "count": count, "ms": ms, "exact": exact}
+
+
+def _named(names: dict[str, str], tenant_id: str) -> str:
+    return names.get(tenant_id, tenant_id[:8])
+
+
+def spend_chart(ov: Overview, names: dict[str, str]) -> dict[str, Any]:
+    """Stacked bars: spend per bucket, one series per tenant (largest first)."""
+    totals = {tid: sum(values, Decimal(0)) for tid, values in ov.spend_series.items()}
+    order = sorted(totals, key=lambda t: (-totals[t], _named(names, t)))
+    datasets = [
+        {"label": _named(names, tid), "data": [float(v) for v in ov.spend_series[tid]]}
+        for tid in order[:MAX_SERIES]
+    ]
+    rest = order[MAX_SERIES:]
+    if rest:
+        other = [
+            float(sum((ov.spend_series[t][i] for t in rest), Decimal(0)))
+            for i in range(len(ov.labels))
+        ]
+        datasets.append({"label": f"{len(rest)} other tenants", "data": other})
+    return {"labels": ov.labels, "datasets": datasets}
+
+
+def ranked_chart(rows: list[tuple[str, Figures]], empty_label: str) -> dict[str, Any]:
+    return {
+        "labels": [name or empty_label for name, _ in rows],
+        "data": [float(f.cost_usd) for _, f in rows],
+    }
+
+
+def savings_chart(totals: Figures) -> dict[str, Any]:
+    """Where the counterfactual cost went: what was paid and what each technique saved."""
+    m = totals.money
+    return {
+        "labels": ["Paid", "Saved by cache", "Saved by compression", "Saved by routing"],
+        "data": [
+            float(m["cost_usd"]),
+            float(m["saved_cache_usd"]),
+            float(m["saved_compression_usd"]),
+            float(m["saved_routing_usd"]),
+        ],
+        "counterfactual": float(totals.counterfactual_usd),
+    }
+
+
+def overview_charts(ov: Overview, names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "spend": spend_chart(ov, names),
+        "byModel": ranked_chart(ov.by_model, "(none)"),
+        "byDeployment": ranked_chart(ov.by_deployment, "(not dispatched)"),
+        "savings": savings_chart(ov.totals),
+    }
