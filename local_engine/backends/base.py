@@ -1,0 +1,39 @@
+"""The serving-backend contract: OpenAI-shaped bodies in, OpenAI-shaped responses out.
+
+The HTTP server and the gateway's in-process `LocalProvider` both talk to a backend through
+this interface, so `transformers` (in-process) and `vllm` (subprocess) are interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from local_engine.protocol import Endpoint
+from local_engine.stats import EngineStats
+
+Json = dict[str, Any]
+
+
+class ServingBackend(Protocol):
+    name: str  # "transformers" or "vllm"
+    model_name: str  # the id /v1/models lists
+
+    async def start(self) -> None:
+        """Load the model / launch the server; returns once requests can be served."""
+        ...
+
+    async def complete(self, endpoint: Endpoint, body: Json) -> Json: ...
+
+    def stream(self, endpoint: Endpoint, body: Json) -> AsyncIterator[Json]:
+        """Chunks, then (if `stream_options.include_usage`) the usage chunk; raises before the
+        first chunk if the request is refused; closing the iterator cancels the generation."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def extra_metrics(self) -> str:
+        """Backend-specific Prometheus text appended to /metrics ("" when none)."""
+        ...
+
+    async def aclose(self) -> None: ...

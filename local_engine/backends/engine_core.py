@@ -1,0 +1,212 @@
+"""The decode loop: one worker thread, continuous batching, per-row speculative decoding.
+
+Requests join the running batch at any step boundary (prefilled alone, then merged), leave when
+done or cancelled, and each step is ONE forward pass over every row's next input plus its drafts.
+Per row, drafts come from the row's proposer, sized by its adaptive controller and by load (the
+batch shares a draft-token budget), and are verified against that same pass's logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from local_engine.backends.kv_batch import BatchKV
+from local_engine.backends.sequence import FinishEvent, GenerationRequest, Sequence, TokensEvent
+from local_engine.config import EngineConfig
+from local_engine.errors import EngineOverloaded
+from local_engine.sampling import choose_tokens
+from local_engine.spec_decode.adaptive import AdaptiveSpeculation
+from local_engine.spec_decode.draft_model import DraftModel
+from local_engine.spec_decode.proposer import create_proposer
+from local_engine.spec_decode.verify import Verdict, verify_greedy, verify_sampled
+from local_engine.stats import StatsRecorder
+
+log = logging.getLogger(__name__)
+
+
+class EngineCore:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        config: EngineConfig,
+        stats: StatsRecorder,
+        draft: DraftModel | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.spec_config = config.speculative
+        self.stats = stats
+        self.draft = draft
+        self._pending: deque[GenerationRequest] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._seqs: list[Sequence] = []
+        self._kv = BatchKV()
+        self._thread = threading.Thread(target=self._run, name="local-engine", daemon=True)
+
+    # -- called from any thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> None:
+        with self._cond:
+            if len(self._pending) >= self.config.max_queue:
+                raise EngineOverloaded("the local engine's queue is full; retry later")
+            self._pending.append(request)
+            self.stats.queue_depth = len(self._pending)
+            self._cond.notify()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._pending and not self._seqs and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    idle = not self._seqs
+                if idle and self.config.batch_wait_ms > 0:
+                    time.sleep(self.config.batch_wait_ms / 1000.0)  # let simultaneous ones arrive
+                try:
+                    self._admit()
+                    if self._seqs:
+                        self._step()
+                except Exception as exc:  # a failed step fails its requests, not the engine
+                    log.exception("local engine step failed")
+                    self._fail_all(f"local engine error: {exc}")
+        self._fail_all("local engine stopped")
+
+    def _fail_all(self, message: str) -> None:
+        with self._cond:
+            pending = list(self._pending)
+            self._pending.clear()
+        for seq in self._seqs:
+            seq.request.sink(FinishEvent("error", message))
+        for req in pending:
+            req.sink(FinishEvent("error", message))
+        self._seqs = []
+        self._kv = BatchKV()
+        self.stats.running = 0
+
+    def _admit(self) -> None:
+        while len(self._seqs) < self.config.max_batch_size:
+            with self._cond:
+                if not self._pending:
+                    break
+                request = self._pending.popleft()
+                self.stats.queue_depth = len(self._pending)
+            if request.cancelled.is_set():
+                request.sink(FinishEvent("cancelled"))
+                continue
+            self._prefill(request)
+        self.stats.running = len(self._seqs)
+
+    def _prefill(self, request: GenerationRequest) -> None:
+        started = time.perf_counter()
+        use_spec = request.speculate and self.spec_config.enabled
+        seq = Sequence(
+            request,
+            AdaptiveSpeculation(self.spec_config),
+            create_proposer(self.spec_config, self.draft) if use_spec else None,
+        )
+        self.stats.admitted(seq.num_prompt)
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.tensor([request.prompt_ids], dtype=torch.long)
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
+        seq.position = seq.num_prompt
+        kept = seq.accept([token])
+        self.stats.first_token(time.perf_counter() - request.submitted_at)
+        self.stats.step(time.perf_counter() - started, len(kept))
+        request.sink(TokensEvent(kept))
+        if seq.finished is not None:
+            request.sink(FinishEvent(seq.finished))
+            return
+        self._kv.add_row(cache)
+        self._seqs.append(seq)
+
+    def _draft_cap(self, rows: int) -> int:
+        if rows <= 1:
+            return self.spec_config.num_speculative_tokens
+        cap = self.spec_config.max_batch_draft_tokens // rows
+        return cap if cap >= 2 else 0
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        seqs = self._seqs
+        rows = len(seqs)
+        cap = self._draft_cap(rows)
+        drafts: list[list[int]] = []
+        for seq in seqs:
+            want = 0
+            if seq.proposer is not None and cap > 0:
+                room = min(seq.remaining - 1, self.config.max_model_len - seq.length)
+                want = min(seq.adaptive.num_drafts(), cap, room)
+            drafts.append(seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else [])
+        q = 1 + max(len(d) for d in drafts)
+        width = self._kv.width
+        ids = torch.empty((rows, q), dtype=torch.long)
+        new_cols = torch.zeros((rows, q), dtype=torch.long)
+        positions = torch.empty((rows, q), dtype=torch.long)
+        for i, (seq, draft) in enumerate(zip(seqs, drafts, strict=True)):
+            row = [seq.last_token, *draft]
+            ids[i, : len(row)] = torch.tensor(row)
+            ids[i, len(row) :] = seq.last_token  # filler, masked out below
+            new_cols[i, : len(row)] = 1
+            positions[i] = torch.arange(seq.position, seq.position + q)
+        mask = self._kv.extend(new_cols)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask if self._kv.has_holes else None,
+            position_ids=positions,
+            past_key_values=self._kv.cache,
+            use_cache=True,
+        )
+        logits = out.logits
+        produced = 0
+        keep: list[int] = []
+        for i, (seq, draft) in enumerate(zip(seqs, drafts, strict=True)):
+            verdict = self._verify(seq, draft, logits[i, : len(draft) + 1])
+            if draft:
+                seq.adaptive.record(len(draft), verdict.num_accepted)
+                self.stats.spec.observe(len(draft), verdict.num_accepted)
+            self._kv.reject(i, width + verdict.num_accepted + 1)
+            seq.position += verdict.num_accepted + 1
+            kept = seq.accept(verdict.tokens)
+            produced += len(kept)
+            if kept:
+                seq.request.sink(TokensEvent(kept))
+            if seq.finished is None and seq.request.cancelled.is_set():
+                seq.finished = "cancelled"
+            if seq.finished is not None:
+                seq.request.sink(FinishEvent(seq.finished))
+            else:
+                keep.append(i)
+        self._kv.trim_right()
+        if len(keep) < rows:
+            self._kv.keep_rows(keep)
+            self._seqs = [seqs[i] for i in keep]
+            self.stats.running = len(self._seqs)
+        self.stats.step(time.perf_counter() - started, produced)
+
+    def _verify(self, seq: Sequence, draft: list[int], logits: torch.Tensor) -> Verdict:
+        params = seq.request.sampling
+        if params.greedy:
+            return verify_greedy(draft, logits.argmax(dim=-1).tolist())
+        return verify_sampled(draft, logits, params, seq.generator)

@@ -1,0 +1,216 @@
+"""The in-process backend: a Hugging Face model driven by `EngineCore` on its own thread.
+
+The event loop only tokenizes (in a worker thread), submits, and turns token events into text;
+all model work happens on the engine thread. Usage counts are exact: prompt tokens are the
+templated prompt's ids, completion tokens are the ids generated up to and including the one
+that finished the answer (EOS, a stop sequence, or max_tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from local_engine.backends.engine_core import EngineCore
+from local_engine.backends.sequence import Event, FinishEvent, GenerationRequest, TokensEvent
+from local_engine.config import EngineConfig
+from local_engine.errors import BadEngineRequest, EngineError
+from local_engine.model_store import resolve_model_dir
+from local_engine.protocol import (
+    Endpoint,
+    Json,
+    ParsedRequest,
+    chunk,
+    new_id,
+    parse_request,
+    response,
+    usage_chunk,
+)
+from local_engine.stats import EngineStats, StatsRecorder
+from local_engine.textstream import IncrementalDetokenizer, StopMatcher
+
+log = logging.getLogger(__name__)
+
+
+def pick_dtype(name: str) -> torch.dtype:
+    if name != "auto":
+        return dtype_by_name(name)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def dtype_by_name(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+@dataclass(slots=True)
+class Tally:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.model_name = config.served_model_name
+        self._stats = StatsRecorder(config.hardware_usd_per_hour)
+        self._core: EngineCore | None = None
+        self._tokenizer: Any = None
+        self._stop_ids: frozenset[int] = frozenset()
+        self.model_dir: Path | None = None
+        self.dtype: torch.dtype | None = None
+
+    async def start(self) -> None:
+        if self._core is None:
+            await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        model_dir = resolve_model_dir(self.config.model, self.config.model_cache_dir)
+        dtype = pick_dtype(self.config.dtype)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+        model.eval()
+        draft = None
+        spec = self.config.speculative
+        if spec.method == "draft" and spec.draft_model is not None:
+            from local_engine.spec_decode.draft_model import DraftModel
+
+            draft = DraftModel.load(resolve_model_dir(spec.draft_model), dtype)
+        stop_ids = set()
+        eos = model.generation_config.eos_token_id
+        stop_ids.update(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        if tokenizer.eos_token_id is not None:
+            stop_ids.add(int(tokenizer.eos_token_id))
+        core = EngineCore(model, self.config, self._stats, draft)
+        core.start()
+        self._tokenizer, self._stop_ids, self._core = tokenizer, frozenset(stop_ids), core
+        self.model_dir, self.dtype = model_dir, dtype
+        log.info("local engine ready: %s (%s, speculative=%s)", model_dir, dtype, spec.method)
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            raise EngineError("the local engine is not started")
+        return self._tokenizer
+
+    def encode(self, req: ParsedRequest) -> list[int]:
+        """Prompt token ids: the chat template for chat, the raw text (or ids) for completions."""
+        if req.messages is not None:
+            try:
+                enc = self.tokenizer.apply_chat_template(
+                    req.messages, add_generation_prompt=True, tokenize=True
+                )
+            except Exception as exc:  # a template may reject a message sequence
+                raise BadEngineRequest(f"chat template failed: {exc}", param="messages") from exc
+            ids = enc["input_ids"] if not isinstance(enc, list) else enc
+            return [int(t) for t in ids]
+        if isinstance(req.prompt, list):
+            return req.prompt
+        return [int(t) for t in self.tokenizer(req.prompt or "")["input_ids"]]
+
+    def _decode(self, ids: Any) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    async def generate(self, req: ParsedRequest, tally: Tally) -> AsyncIterator[str]:
+        """Text pieces as they are decoded; fills `tally` (usage, finish reason) as it goes."""
+        if self._core is None:
+            raise EngineError("the local engine is not started")
+        prompt_ids = await asyncio.to_thread(self.encode, req)
+        room = self.config.max_model_len - len(prompt_ids)
+        if room < 1:
+            raise BadEngineRequest(
+                f"the prompt has {len(prompt_ids)} tokens; this model takes at most "
+                f"{self.config.max_model_len - 1}",
+                param="messages" if req.messages is not None else "prompt",
+            )
+        tally.prompt_tokens = len(prompt_ids)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        gen = GenerationRequest(
+            prompt_ids=prompt_ids,
+            max_tokens=min(req.max_tokens or self.config.default_max_tokens, room),
+            sampling=req.sampling,
+            stop_token_ids=self._stop_ids,
+            sink=lambda event: loop.call_soon_threadsafe(queue.put_nowait, event),
+        )
+        self._core.submit(gen)
+        detok = IncrementalDetokenizer(self._decode)
+        stops = StopMatcher(req.stop)
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, TokensEvent):
+                    for token in event.token_ids:
+                        tally.completion_tokens += 1
+                        text = stops.feed(detok.push(token))
+                        if text:
+                            yield text
+                        if stops.stopped:
+                            tally.finish_reason = "stop"
+                            return
+                    continue
+                assert isinstance(event, FinishEvent)
+                if event.reason == "error":
+                    raise EngineError(event.error or "local engine error")
+                tally.finish_reason = "length" if event.reason == "length" else "stop"
+                tail = stops.flush()
+                if tail:
+                    yield tail
+                return
+        finally:
+            gen.cancel()  # no-op when finished; stops decoding when the caller went away
+
+    async def complete(self, endpoint: Endpoint, body: Json) -> Json:
+        req = parse_request(endpoint, body)
+        tally = Tally()
+        text = "".join([piece async for piece in self.generate(req, tally)])
+        return response(
+            req, new_id(endpoint), self.model_name, text, tally.finish_reason,
+            tally.prompt_tokens, tally.completion_tokens,
+        )
+
+    async def stream(self, endpoint: Endpoint, body: Json) -> AsyncIterator[Json]:
+        req = parse_request(endpoint, body)
+        tally = Tally()
+        rid, created, model = new_id(endpoint), int(time.time()), self.model_name
+        pieces = self.generate(req, tally)
+        try:
+            first = await anext(pieces, None)  # errors surface before any chunk is sent
+            yield chunk(req, rid, model, created, text="", role=True)
+            if first is not None:
+                yield chunk(req, rid, model, created, text=first)
+                async for piece in pieces:
+                    yield chunk(req, rid, model, created, text=piece)
+        finally:
+            await pieces.aclose()
+        yield chunk(req, rid, model, created, finish=tally.finish_reason)
+        if req.include_usage:
+            yield usage_chunk(
+                req, rid, model, created, tally.prompt_tokens, tally.completion_tokens
+            )
+
+    def stats(self) -> EngineStats:
+        return self._stats.snapshot()
+
+    async def extra_metrics(self) -> str:
+        return ""
+
+    async def aclose(self) -> None:
+        core, self._core = self._core, None
+        if core is not None:
+            await asyncio.to_thread(core.shutdown)

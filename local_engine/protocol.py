@@ -1,0 +1,210 @@
+"""OpenAI wire format for the engine: parse request bodies, build responses and stream chunks.
+
+Bodies stay plain dicts (as in `gateway.providers.base`); parsing validates only what the engine
+uses and rejects what it cannot honour (n > 1, unknown roles) with a 400 naming the parameter.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from local_engine.errors import BadEngineRequest
+from local_engine.sampling import SamplingParams
+
+Json = dict[str, Any]
+Endpoint = Literal["chat/completions", "completions"]
+ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    endpoint: Endpoint
+    model: str | None
+    messages: list[dict[str, str]] | None  # chat
+    prompt: str | list[int] | None  # completions
+    max_tokens: int | None
+    sampling: SamplingParams
+    stop: list[str]
+    stream: bool
+    include_usage: bool
+
+
+def _number(body: Json, name: str, lo: float, hi: float, default: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise BadEngineRequest(f"'{name}' must be a number between {lo} and {hi}", param=name)
+    return float(value)
+
+
+def _content_text(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise BadEngineRequest(
+                    "the local engine accepts only text content parts", param=f"messages[{index}]"
+                )
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    raise BadEngineRequest("message content must be a string or a list of parts",
+                           param=f"messages[{index}].content")
+
+
+def _messages(body: Json) -> list[dict[str, str]]:
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise BadEngineRequest("'messages' must be a non-empty list", param="messages")
+    out = []
+    for i, msg in enumerate(raw):
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            raise BadEngineRequest(f"messages[{i}] needs a valid 'role'", param=f"messages[{i}]")
+        role = "system" if msg["role"] == "developer" else str(msg["role"])
+        out.append({"role": role, "content": _content_text(msg.get("content"), i)})
+    return out
+
+
+def _prompt(body: Json) -> str | list[int]:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt
+    ):
+        return [int(t) for t in prompt]
+    raise BadEngineRequest("'prompt' must be one string or one list of token ids", param="prompt")
+
+
+def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
+    if not isinstance(body, dict):
+        raise BadEngineRequest("the request body must be a JSON object")
+    n = body.get("n", 1)
+    if n not in (None, 1):
+        raise BadEngineRequest("the local engine supports only n=1", param="n")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise BadEngineRequest("'max_tokens' must be a positive integer", param="max_tokens")
+    stop = body.get("stop")
+    if stop is None:
+        stops: list[str] = []
+    elif isinstance(stop, str):
+        stops = [stop]
+    elif isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop):
+        stops = list(stop)
+    else:
+        raise BadEngineRequest("'stop' must be a string or up to 4 strings", param="stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadEngineRequest("'seed' must be an integer", param="seed")
+    sampling = SamplingParams(
+        temperature=_number(body, "temperature", 0.0, 2.0, 1.0),
+        top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
+        seed=seed,
+    )
+    stream = bool(body.get("stream", False))
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadEngineRequest("'stream_options' must be an object", param="stream_options")
+    model = body.get("model")
+    return ParsedRequest(
+        endpoint=endpoint,
+        model=model if isinstance(model, str) else None,
+        messages=_messages(body) if endpoint == "chat/completions" else None,
+        prompt=_prompt(body) if endpoint == "completions" else None,
+        max_tokens=max_tokens,
+        sampling=sampling,
+        stop=stops,
+        stream=stream,
+        include_usage=stream and bool(options.get("include_usage", False)),
+    )
+
+
+def new_id(endpoint: Endpoint) -> str:
+    prefix = "chatcmpl" if endpoint == "chat/completions" else "cmpl"
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Json:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def response(
+    req: ParsedRequest, rid: str, model: str, text: str, finish: str, prompt_n: int, gen_n: int
+) -> Json:
+    created = int(time.time())
+    if req.endpoint == "chat/completions":
+        choice: Json = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        obj = "text_completion"
+    return {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage(prompt_n, gen_n),
+    }
+
+
+def chunk(
+    req: ParsedRequest,
+    rid: str,
+    model: str,
+    created: int,
+    *,
+    text: str | None = None,
+    role: bool = False,
+    finish: str | None = None,
+) -> Json:
+    if req.endpoint == "chat/completions":
+        delta: Json = {}
+        if role:
+            delta["role"] = "assistant"
+        if text is not None:
+            delta["content"] = text
+        choice: Json = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        obj = "chat.completion.chunk"
+    else:
+        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        obj = "text_completion"
+    out: Json = {"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]}
+    if req.include_usage:
+        out["usage"] = None
+    return out
+
+
+def usage_chunk(
+    req: ParsedRequest, rid: str, model: str, created: int, prompt_n: int, gen_n: int
+) -> Json:
+    obj = "chat.completion.chunk" if req.endpoint == "chat/completions" else "text_completion"
+    return {
+        "id": rid,
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(prompt_n, gen_n),
+    }

@@ -1,0 +1,128 @@
+"""The engine's OpenAI-compatible HTTP server (Starlette): routes parse, call the backend, render.
+
+`create_app(backend)` builds the app; the lifespan starts the backend and closes it on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from local_engine.backends.base import ServingBackend
+from local_engine.energy import EnergyMeter
+from local_engine.errors import BadEngineRequest, EngineError, UnknownModel
+from local_engine.metrics import EngineCollector, build_registry, render
+from local_engine.protocol import Endpoint
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def _error(exc: EngineError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def _body(request: Request, backend: ServingBackend) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadEngineRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadEngineRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and model != backend.model_name:
+        raise UnknownModel(f"model {model!r} is not served here; try {backend.model_name!r}",
+                           param="model")
+    return body
+
+
+async def _sse_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        yield _sse(first)
+        async for item in rest:
+            yield _sse(item)
+    except EngineError as exc:  # headers are out: the error becomes one final event
+        yield _sse(exc.body())
+    finally:
+        await rest.aclose()  # client gone or done: stop generating
+    yield SSE_DONE
+
+
+def _completion_route(endpoint: Endpoint) -> Any:
+    async def handle(request: Request) -> Response:
+        backend: ServingBackend = request.app.state.backend
+        try:
+            body = await _body(request, backend)
+            if not body.get("stream"):
+                return JSONResponse(await backend.complete(endpoint, body))
+            chunks = backend.stream(endpoint, body)
+            first = await anext(chunks)
+        except EngineError as exc:
+            return _error(exc)
+        return StreamingResponse(_sse_stream(first, chunks), media_type="text/event-stream")
+
+    return handle
+
+
+async def models(request: Request) -> Response:
+    backend: ServingBackend = request.app.state.backend
+    return JSONResponse({
+        "object": "list",
+        "data": [{
+            "id": backend.model_name,
+            "object": "model",
+            "created": request.app.state.started,
+            "owned_by": "thriftgate",
+        }],
+    })
+
+
+async def metrics(request: Request) -> Response:
+    backend: ServingBackend = request.app.state.backend
+    text = render(request.app.state.registry) + (await backend.extra_metrics()).encode()
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "backend": request.app.state.backend.name})
+
+
+def create_app(backend: ServingBackend, energy: EnergyMeter | None = None) -> Starlette:
+    meter = energy or EnergyMeter()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backend.start()
+        try:
+            yield
+        finally:
+            await backend.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", _completion_route("chat/completions"),
+                  methods=["POST"]),
+            Route("/v1/completions", _completion_route("completions"), methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    app.state.started = int(time.time())
+    app.state.registry = build_registry(
+        EngineCollector(backend.stats, backend.model_name, backend.name, meter)
+    )
+    return app
