@@ -139,10 +139,12 @@ class Pipeline:
         finally:
             await _aclose(chunks)
         if failed is not None:
+            partial = assembler.result(chat=ctx.endpoint == "chat")
+            if ctx.usage.source != "cache":
+                # What streamed before the break reached the client and is billed upstream.
+                ctx.usage = usage_of(ctx, partial)
             ctx.status_code, ctx.error_code = failed.status_code, failed.code
-            await self._finish(
-                ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat"))
-            )
+            await self._finish(ctx, entered, Reply(body=partial))
             yield failed.body()
             return
         await self._finish(ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat")))

@@ -1,0 +1,270 @@
+"""Upstream faults: refused connections, hangs past the deadline, 429/5xx bursts, truncated or
+malformed SSE and missing usage. The client (the official openai SDK) gets a clean error or a
+fallback answer, and the ledger row says what happened (status_code, error_code, usage_source).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    create_database,
+    drop_database,
+    free_port,
+    mock_deployment,
+    sql,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 1.0
+
+
+def msgs() -> Any:
+    """A fresh prompt each time, so the response cache never answers for the upstream."""
+    return [{"role": "user", "content": f"tell me about fault tolerance {uuid.uuid4().hex}"}]
+
+
+STATUSES = (429, 500, 502, 503)
+
+
+class Rig:
+    """Each test gets its own model group, so one test's breaker trips never touch another's."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.db = create_database("tg_faults")
+        self.primary = MockUpstreamServer(tmp)
+        self.backup = MockUpstreamServer(tmp)
+        # Hung handlers outlive the gateway's deadline; keep them off the other mocks' knobs.
+        self.slow = MockUpstreamServer(tmp)
+        dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: connection refused
+        cheap = {"input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.4, "timeout_s": DEADLINE_S}
+        pricey = {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 4.0, "timeout_s": 5}
+
+        def solo(model: str) -> list[dict[str, Any]]:
+            return [mock_deployment(model, model, self.primary, **cheap)]
+
+        def pair(model: str, first_dead: bool = False) -> list[dict[str, Any]]:
+            first = mock_deployment(model + "-a", model, self.primary, **cheap)
+            if first_dead:
+                first["api_base"] = dead
+            return [first, mock_deployment(model + "-b", model, self.backup, **pricey)]
+
+        deps = [{**solo("refused")[0], "api_base": dead}]
+        deps += pair("refused-fb-False", True) + pair("refused-fb-True", True)
+        deps += [mock_deployment(f"hang-{s}", f"hang-{s}", self.slow, **cheap) for s in (0, 1)]
+        for status in STATUSES:
+            deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
+        deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
+        deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
+        self.gw = GatewayServer(tmp, self.db, deps)
+        self.tenant_id, key = self.gw.new_tenant()
+        # The response cache must not answer for the upstream here: every request goes out.
+        self.client = openai.OpenAI(
+            base_url=self.gw.url,
+            api_key=key,
+            max_retries=0,
+            timeout=30,
+            default_headers={"Cache-Control": "no-cache, no-store"},
+        )
+
+    def reset(self) -> None:
+        self.primary.reset()
+        self.backup.reset()
+        self.slow.reset()
+
+    def close(self) -> None:
+        self.client.close()
+        self.gw.stop()
+        self.primary.stop()
+        self.backup.stop()
+        self.slow.stop()
+        drop_database(self.db)
+
+    def row(self, request_id: str) -> Any:
+        rows = wait_for(
+            lambda: sql(self.db, "SELECT * FROM usage_ledger WHERE request_id = $1", request_id),
+            10,
+        )
+        assert len(rows) == 1, f"expected one ledger row for {request_id}, got {rows}"
+        return rows[0]
+
+
+@pytest.fixture(scope="module")
+def rig(session_tmp: Path) -> Iterator[Rig]:
+    tmp = session_tmp / "faults-upstream"
+    tmp.mkdir(exist_ok=True)
+    r = Rig(tmp)
+    yield r
+    r.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset(rig: Rig) -> Iterator[None]:
+    rig.reset()
+    yield
+    rig.reset()
+
+
+def rid() -> str:
+    return "req-fault-" + uuid.uuid4().hex
+
+
+def test_connection_refused_is_clean_502(rig: Rig) -> None:
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="refused", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "upstream_error"  # type: ignore[index]
+    assert "sk-mock" not in str(info.value.body)
+    row = rig.row(r)
+    assert (row["status_code"], row["error_code"], row["deployment"]) == (
+        502,
+        "upstream_error",
+        "refused",
+    )
+    assert row["cost_usd"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_connection_refused_falls_back(rig: Rig, stream: bool) -> None:
+    r = rid()
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model=f"refused-fb-{stream}",
+        messages=msgs(),
+        stream=stream,
+        extra_headers={"x-request-id": r},
+    )
+    assert raw.headers["x-thriftgate-deployment"] == f"refused-fb-{stream}-b"
+    assert raw.headers["x-thriftgate-route-reason"].startswith("fallback-after-")
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    else:
+        text = raw.parse().choices[0].message.content or ""
+    assert text.startswith("Echo: tell me")
+    row = rig.row(r)
+    assert (row["status_code"], row["deployment"], row["usage_source"]) == (
+        200,
+        f"refused-fb-{stream}-b",
+        "upstream",
+    )
+    assert row["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hang_past_deadline_is_504(rig: Rig, stream: bool) -> None:
+    rig.slow.control(hang_s=DEADLINE_S * 3)
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        out = rig.client.chat.completions.create(
+            model=f"hang-{int(stream)}",
+            messages=msgs(),
+            stream=stream,
+            extra_headers={"x-request-id": r},
+        )
+        list(out)  # type: ignore[call-overload]
+    assert info.value.status_code == 504
+    assert info.value.body["code"] == "upstream_timeout"  # type: ignore[index]
+    row = rig.row(r)
+    assert (row["status_code"], row["error_code"]) == (504, "upstream_timeout")
+    assert DEADLINE_S * 1000 * 0.9 <= row["latency_ms"] < DEADLINE_S * 1000 * 2.5
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_burst_of_errors_without_fallback_is_reported(rig: Rig, status: int) -> None:
+    rig.primary.control(fail_next=3, fail_status=status)
+    for _ in range(3):
+        r = rid()
+        with pytest.raises(openai.APIStatusError) as info:
+            rig.client.chat.completions.create(
+                model=f"burst-{status}", messages=msgs(), extra_headers={"x-request-id": r}
+            )
+        assert info.value.status_code == 502
+        assert f"HTTP {status}" in info.value.message
+        row = rig.row(r)
+        assert (row["status_code"], row["error_code"]) == (502, "upstream_error")
+    # The burst is over: the next request is served normally.
+    out = rig.client.chat.completions.create(model=f"burst-{status}", messages=msgs())
+    assert out.choices[0].message.content
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_burst_of_errors_with_fallback_is_served(rig: Rig, status: int) -> None:
+    """Every request is answered; after 5 straight failures the breaker skips the primary."""
+    rig.primary.control(fail_next=8, fail_status=status)
+    reasons = []
+    for _ in range(8):
+        r = rid()
+        raw = rig.client.chat.completions.with_raw_response.create(
+            model=f"burst-fb-{status}", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+        assert raw.parse().choices[0].message.content
+        assert raw.headers["x-thriftgate-deployment"] == f"burst-fb-{status}-b"
+        row = rig.row(r)
+        assert (row["status_code"], row["deployment"]) == (200, f"burst-fb-{status}-b")
+        reasons.append(row["route_reason"])
+    assert reasons[:5] == [f"fallback-after-{status}"] * 5, reasons
+    assert f"fallback-after-{status}" not in reasons[5:], reasons  # breaker open: not even tried
+
+
+@pytest.mark.parametrize("knob", ["truncate_stream", "malformed_stream"])
+def test_broken_stream_ends_with_an_error_event(rig: Rig, knob: str) -> None:
+    rig.primary.control(**{knob: True}, reply="one two three four five six seven eight")
+    r = rid()
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in rig.client.chat.completions.create(
+            model=f"broken-{knob}", messages=msgs(), stream=True, extra_headers={"x-request-id": r}
+        ):
+            if chunk.choices:
+                got.append(chunk.choices[0].delta.content or "")
+    assert f"Deployment 'broken-{knob}'" in str(info.value)
+    assert len(got) >= 1  # some content had gone out before the break
+    row = rig.row(r)
+    assert (row["status_code"], row["error_code"]) == (502, "upstream_error")
+    assert row["completion_tokens"] > 0  # what was generated is still accounted
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_missing_usage_is_counted_locally(rig: Rig, stream: bool) -> None:
+    rig.primary.control(no_usage=True)
+    r = rid()
+    out = rig.client.chat.completions.create(
+        model=f"nousage-{stream}", messages=msgs(), stream=stream, extra_headers={"x-request-id": r}
+    )
+    if stream:
+        assert "".join(c.choices[0].delta.content or "" for c in out if c.choices)  # type: ignore[union-attr]
+    else:
+        assert out.choices[0].message.content  # type: ignore[union-attr]
+    row = rig.row(r)
+    assert (row["status_code"], row["usage_source"]) == (200, "tiktoken")
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["cost_usd"] > 0
+
+
+def test_malformed_json_body_from_upstream_is_502(rig: Rig) -> None:
+    # An upstream answering 200 with an error-shaped body that is not a completion.
+    rig.primary.control(fail_next=1, fail_status=200)
+    r = rid()
+    try:
+        out = rig.client.chat.completions.create(
+            model="odd-200", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+        status = 200
+        assert out is not None
+    except openai.APIStatusError as exc:
+        status = exc.status_code
+    row = rig.row(r)
+    assert row["status_code"] == status
+    assert status < 500 or row["error_code"] is not None
