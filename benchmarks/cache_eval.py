@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from gateway.cache.embedder import OnnxMiniLM, WordVectorCache  # noqa: E402
-from gateway.cache.text_facts import analyse  # noqa: E402
-from gateway.cache.verifier import (  # noqa: E402
+from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
+from gateway.cache.text_facts import analyse
+from gateway.cache.verifier import (
     DEFAULT_MIN_COS,
     DEFAULT_SCORE_THRESHOLD,
     DEFAULT_WEIGHTS,
@@ -45,8 +45,13 @@ from gateway.cache.verifier import (  # noqa: E402
 )
 
 LABELS = ("quality", "label", "is_duplicate", "is_paraphrase", "gold_label")
-TEXTS = (("#1 string", "#2 string"), ("question1", "question2"), ("sentence1", "sentence2"),
-         ("text1", "text2"), ("s1", "s2"))  # fmt: skip
+TEXTS = (
+    ("#1 string", "#2 string"),
+    ("question1", "question2"),
+    ("sentence1", "sentence2"),
+    ("text1", "text2"),
+    ("s1", "s2"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,9 @@ def load_pairs(path: Path) -> list[Pair]:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     header = [h.strip().lower() for h in rows[0]]
     label_col = next((header.index(h) for h in LABELS if h in header), None)
-    text_cols = next(((header.index(a), header.index(b)) for a, b in TEXTS if a in header
-                      and b in header), None)  # fmt: skip
+    text_cols = next(
+        ((header.index(a), header.index(b)) for a, b in TEXTS if a in header and b in header), None
+    )
     if label_col is None or text_cols is None:
         raise SystemExit(f"{path}: cannot find a label and two text columns in {rows[0]}")
     pairs = []
@@ -84,7 +90,7 @@ def split(n: int, holdout: float, seed: int) -> np.ndarray:
     """True for pairs in the tuning split."""
     perm = np.random.default_rng(seed).permutation(n)
     tune = np.zeros(n, dtype=bool)
-    tune[perm[: int(round(n * (1 - holdout)))]] = True
+    tune[perm[: round(n * (1 - holdout))]] = True
     return tune
 
 
@@ -134,8 +140,10 @@ def evaluate(
         v = probe.verify(facts[p.query], facts[p.cached], float(c))
         feats.append(v.features if v.reason in ("ok", "score") else None)
         vetoes.append(v.reason if v.reason not in ("ok", "score") else None)
-    print(f"\n== {path.name}: {len(pairs)} pairs ({int(labels.sum())} paraphrases), "
-          f"embedded + analysed in {time.perf_counter() - t0:.1f}s")  # fmt: skip
+    print(
+        f"\n== {path.name}: {len(pairs)} pairs ({int(labels.sum())} paraphrases), "
+        f"embedded + analysed in {time.perf_counter() - t0:.1f}s"
+    )
     tune = split(len(pairs), args.holdout, args.seed)
     weights, threshold = dict(DEFAULT_WEIGHTS), args.threshold
     if args.fit:
@@ -151,8 +159,10 @@ def evaluate(
         h, f = rates(hit, labels, mask)
         print(f"  {name:15s} hit rate on paraphrases {h:6.1%}   false-hit rate {f:6.2%}")
     counts = Counter((v, int(lab)) for v, lab in zip(vetoes, labels, strict=True) if v)
-    print("  vetoes (non-paraphrase / paraphrase):",
-          ", ".join(f"{k} {counts[(k, 0)]}/{counts[(k, 1)]}" for k in sorted({k for k, _ in counts})))  # fmt: skip
+    print(
+        "  vetoes (non-paraphrase / paraphrase):",
+        ", ".join(f"{k} {counts[(k, 0)]}/{counts[(k, 1)]}" for k in sorted({k for k, _ in counts})),
+    )
     print("  sweep (all pairs): threshold  hit  false-hit")
     for t in (0.75, 0.78, 0.80, 0.82, 0.84, 0.85, 0.86, 0.88, 0.90, 0.92, 0.95):
         h, f = rates(score >= t, labels, tune | ~tune)
@@ -160,12 +170,15 @@ def evaluate(
     neg = np.sort(cos[labels == 0])
     thr = neg[min(len(neg) - 1, int(np.floor(len(neg) * (1 - args.target_fhr))))]
     h, f = rates(cos > thr, labels, tune | ~tune)
-    print(f"  baseline, plain cosine at <= {args.target_fhr:.0%} false hits (cos > {thr:.3f}): "
-          f"hit {h:.1%}, false-hit {f:.2%}")  # fmt: skip
+    print(
+        f"  baseline, plain cosine at <= {args.target_fhr:.0%} false hits (cos > {thr:.3f}): "
+        f"hit {h:.1%}, false-hit {f:.2%}"
+    )
 
 
-def scores(feats: list[dict[str, float] | None], weights: dict[str, float], cos: np.ndarray,
-           min_cos: float) -> np.ndarray:  # fmt: skip
+def scores(
+    feats: list[dict[str, float] | None], weights: dict[str, float], cos: np.ndarray, min_cos: float
+) -> np.ndarray:
     out = np.full(len(feats), -1.0)
     for i, f in enumerate(feats):
         if f is not None and cos[i] >= min_cos:
@@ -173,12 +186,18 @@ def scores(feats: list[dict[str, float] | None], weights: dict[str, float], cos:
     return out
 
 
-def fit(feats: list[dict[str, float] | None], cos: np.ndarray, labels: np.ndarray,
-        tune: np.ndarray, args: argparse.Namespace) -> tuple[dict[str, float], float]:  # fmt: skip
+def fit(
+    feats: list[dict[str, float] | None],
+    cos: np.ndarray,
+    labels: np.ndarray,
+    tune: np.ndarray,
+    args: argparse.Namespace,
+) -> tuple[dict[str, float], float]:
     """Best hit rate on the tuning split with false hits under the target (with a margin)."""
     best: tuple[float, dict[str, float], float] = (-1.0, dict(DEFAULT_WEIGHTS), args.threshold)
-    grid = itertools.product((0.0, -0.1, -0.2, -0.3, -0.4, -0.5), (0.0, -0.05, -0.1, -0.2),
-                             (0.0, -0.05, -0.1))  # fmt: skip
+    grid = itertools.product(
+        (0.0, -0.1, -0.2, -0.3, -0.4, -0.5), (0.0, -0.05, -0.1, -0.2), (0.0, -0.05, -0.1)
+    )
     for a, b, c in grid:
         w = {"unmatched_max": a, "unmatched_min": b, "name_one_side": c}
         s = scores(feats, w, cos, args.min_cos)
