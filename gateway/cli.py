@@ -24,6 +24,8 @@ tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
+route_app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
+app.add_typer(route_app, name="route")
 
 T = TypeVar("T")
 
@@ -163,6 +165,46 @@ def key_revoke(key_id: str) -> None:
     from gateway.accounting import tenants
 
     _echo_json(_run(lambda e: tenants.revoke_key(e, key_id), _settings()))
+
+
+@route_app.command("explain")
+def route_explain(
+    model: str = typer.Option(..., "--model", help="Model group (or thriftgate/auto)."),
+    slo_ms: float | None = typer.Option(None, "--slo-ms", min=1, help="Latency SLO."),
+    prompt_tokens: int = typer.Option(1000, "--prompt-tokens", min=0),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
+    stream: bool = typer.Option(False, "--stream", help="Judge the SLO on time to first token."),
+    learned: bool = typer.Option(True, "--learned/--cold", help="Load learned stats from the DB."),
+) -> None:
+    """Print each candidate's predicted cost and latency, in the order the router ranks them."""
+    from gateway.routing.catalog import Catalog
+    from gateway.routing.explain import explain
+    from gateway.routing.router import Router, RouterTuning
+    from gateway.routing.stats_store import RouterStatsStore
+
+    settings = _settings()
+    file_config = settings.file_config()
+    catalog = Catalog.build(file_config.deployments)
+    router = Router(
+        catalog,
+        auto_models=file_config.auto.models,
+        tuning=RouterTuning.from_config(file_config.routing),
+    )
+    if not router.candidates(model):
+        typer.echo(f"error: no deployment serves model {model!r}", err=True)
+        raise typer.Exit(1)
+    if learned:
+        loaded = _run(lambda e: RouterStatsStore(e, router).load(), settings)
+        typer.echo(f"learned statistics: {loaded} rows" if loaded else "cold: config hints only")
+    for line in explain(
+        router,
+        model,
+        prompt_tokens=prompt_tokens,
+        slo_ms=slo_ms,
+        max_tokens=max_tokens,
+        stream=stream,
+    ):
+        typer.echo(line)
 
 
 def _mount_optional() -> None:

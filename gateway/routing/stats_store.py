@@ -34,14 +34,15 @@ class RouterStatsStore:
 
     async def load(self) -> int:
         """Restore what an earlier process learned; a database error leaves the router cold."""
+        query = select(DeploymentStat.deployment, DeploymentStat.stats)
         try:
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(select(DeploymentStat))).scalars().all()
+                rows = (await conn.execute(query)).all()
+            snapshot = {key: stats for key, stats in rows if isinstance(stats, dict)}
+            loaded = self.router.restore(snapshot)
         except Exception:
             log.warning("could not load router statistics; starting cold", exc_info=True)
             return 0
-        snapshot = {row.deployment: row.stats for row in rows if isinstance(row.stats, dict)}
-        loaded = self.router.restore(snapshot)
         log.info("router statistics loaded for %d deployments/models", loaded)
         return loaded
 
