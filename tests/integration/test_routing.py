@@ -71,21 +71,38 @@ class Group:
         self.cheap = f"cheap-{self.suffix}"
         self.fast = f"fast-{self.suffix}"
         self.deployments = [
-            mock_deployment(self.cheap, MODEL, cheap, input_cost_per_mtok=0.2,
-                            output_cost_per_mtok=0.4, ttft_ms=cheap_hint_ms, ms_per_token=1),
-            mock_deployment(self.fast, MODEL, fast, input_cost_per_mtok=3,
-                            output_cost_per_mtok=9, ttft_ms=5, ms_per_token=0.5, default=True),
+            mock_deployment(
+                self.cheap,
+                MODEL,
+                cheap,
+                input_cost_per_mtok=0.2,
+                output_cost_per_mtok=0.4,
+                ttft_ms=cheap_hint_ms,
+                ms_per_token=1,
+            ),
+            mock_deployment(
+                self.fast,
+                MODEL,
+                fast,
+                input_cost_per_mtok=3,
+                output_cost_per_mtok=9,
+                ttft_ms=5,
+                ms_per_token=0.5,
+                default=True,
+            ),
         ]
         self.file_config = {"routing": routing} if routing else None
         self.tmp, self.db_url = tmp, db_url
         self.gw = self.start()
         _, self.key = self.gw.new_tenant()
-        self.client = openai.OpenAI(base_url=self.gw.url, api_key=self.key, max_retries=0,
-                                    timeout=30)
+        self.client = openai.OpenAI(
+            base_url=self.gw.url, api_key=self.key, max_retries=0, timeout=30
+        )
 
     def start(self, port: int | None = None) -> GatewayServer:
-        return GatewayServer(self.tmp, self.db_url, self.deployments,
-                             file_config=self.file_config, port=port)
+        return GatewayServer(
+            self.tmp, self.db_url, self.deployments, file_config=self.file_config, port=port
+        )
 
     def restart(self) -> None:
         self.gw.stop()
@@ -100,8 +117,11 @@ class Group:
         )
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "THRIFTGATE_DATABASE_URL": self.db_url,
-                "THRIFTGATE_CONFIG": str(self.gw.config_path)}
+        return {
+            **os.environ,
+            "THRIFTGATE_DATABASE_URL": self.db_url,
+            "THRIFTGATE_CONFIG": str(self.gw.config_path),
+        }
 
     def metrics(self) -> str:
         return httpx.get(self.gw.base + "/metrics", timeout=10).text
@@ -168,7 +188,7 @@ def test_switches_over_when_the_cheap_one_slows_down(group: Group, cheap_mock) -
     observed = group.metrics()
     count = f'thriftgate_route_observed_latency_seconds_count{{deployment="{group.cheap}"'
     assert count in observed
-    assert 'thriftgate_route_slo_total{' in observed
+    assert "thriftgate_route_slo_total{" in observed
 
 
 @pytest.mark.parametrize("group", [{"cheap_hint_ms": 20}], indirect=True)
@@ -237,10 +257,23 @@ def test_never_retries_after_the_first_chunk(group: Group, cheap_mock, fast_mock
 def test_auto_model_picks_the_cheapest_acceptable(session_tmp, pg_url, cheap_mock, fast_mock):
     s = uuid.uuid4().hex[:6]
     deps = [
-        mock_deployment(f"big-{s}", "big-model", fast_mock, input_cost_per_mtok=3,
-                        output_cost_per_mtok=9, ttft_ms=5, default=True),
-        mock_deployment(f"small-{s}", "small-model", cheap_mock, input_cost_per_mtok=0.1,
-                        output_cost_per_mtok=0.2, ttft_ms=5),
+        mock_deployment(
+            f"big-{s}",
+            "big-model",
+            fast_mock,
+            input_cost_per_mtok=3,
+            output_cost_per_mtok=9,
+            ttft_ms=5,
+            default=True,
+        ),
+        mock_deployment(
+            f"small-{s}",
+            "small-model",
+            cheap_mock,
+            input_cost_per_mtok=0.1,
+            output_cost_per_mtok=0.2,
+            ttft_ms=5,
+        ),
     ]
     gw = GatewayServer(session_tmp, pg_url, deps, file_config={"auto": {"models": ["big-model"]}})
     try:
@@ -249,7 +282,8 @@ def test_auto_model_picks_the_cheapest_acceptable(session_tmp, pg_url, cheap_moc
         for key, expected in ((key_default, f"big-{s}"), (key_tier, f"small-{s}")):
             c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
             raw = c.chat.completions.with_raw_response.create(
-                model="thriftgate/auto", messages=MESSAGES,
+                model="thriftgate/auto",
+                messages=MESSAGES,
                 extra_headers={"cache-control": "no-store"},
             )
             assert raw.headers["x-thriftgate-deployment"] == expected
@@ -266,16 +300,31 @@ def test_learned_stats_survive_a_restart(group: Group, cheap_mock, pg_url) -> No
     for _ in range(3):  # no SLO: the cheap one serves, and shows it is slow
         assert group.ask().headers["x-thriftgate-deployment"] == group.cheap
     group.restart()  # SIGTERM: the store saves on shutdown
-    rows = sql(pg_url, "SELECT stats FROM deployment_stats WHERE deployment = $1",
-               f"dep:{group.cheap}")
+    rows = sql(
+        pg_url, "SELECT stats FROM deployment_stats WHERE deployment = $1", f"dep:{group.cheap}"
+    )
     assert rows and json.loads(rows[0]["stats"])["latency"]["samples"] == 3
     # a cold router would trust the 20 ms hint; the restarted one remembers 500 ms
     raw = group.ask(slo_ms=200)
     assert raw.headers["x-thriftgate-deployment"] == group.fast
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "route", "explain", "--model", MODEL,
-         "--slo-ms", "200", "--prompt-tokens", "50"],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "route",
+            "explain",
+            "--model",
+            MODEL,
+            "--slo-ms",
+            "200",
+            "--prompt-tokens",
+            "50",
+        ],
         env=group.env(),
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert "learned statistics" in out and group.cheap in out and group.fast in out
