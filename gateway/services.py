@@ -117,6 +117,8 @@ class Services:
         await ledger.start()
         await router_stats.start()  # warm from what earlier processes learned
         services.closers.append(router_stats)
+        await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
+        services.closers.append(keys)
         return services
 
     async def aclose(self) -> None:
@@ -126,5 +128,6 @@ class Services:
             except Exception:
                 log.exception("closing %s failed", type(closer).__name__)
         await self.ledger.aclose()
+        await self.budgets.aclose()
         await self.providers.aclose()
         await self.engine.dispose()

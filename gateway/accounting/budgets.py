@@ -8,11 +8,14 @@ Settlement runs in the ledger writer's batch transaction (see ledger.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import asyncpg
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.models import BudgetCounter
@@ -71,13 +74,46 @@ def _greatest(conn: AsyncConnection, expr):  # type: ignore[no-untyped-def]
     return func.greatest(expr, 0)
 
 
+class BudgetStoreUnavailable(Exception):
+    """The budget store could not be reached; the limits stage applies the down policy."""
+
+
+RESERVE_SQL = (
+    "UPDATE budget_counters SET reserved_usd = reserved_usd + $1, updated_at = $2 "
+    "WHERE tenant_id = $3 AND period_start = $4 AND spent_usd + reserved_usd < $5 "
+    "RETURNING spent_usd"
+)
+
+
 class BudgetBook:
-    """Reserve/settle against `budget_counters`; one DB round trip per reserving request."""
+    """Reserve/settle against `budget_counters`; one DB round trip per reserving request.
+
+    On Postgres the reservation goes through a small raw asyncpg pool with a prepared
+    statement: profiling showed SQLAlchemy's per-execute overhead at ~14% of the gateway's
+    CPU under load for this one statement. Everything else uses SQLAlchemy.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._known: set[tuple[str, datetime]] = set()
         self._exhausted: dict[str, float] = {}  # tenant -> monotonic time to re-check
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _raw_pool(self) -> asyncpg.Pool | None:
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    dsn = self.engine.url.set(drivername="postgresql").render_as_string(
+                        hide_password=False
+                    )
+                    self._pool = await asyncpg.create_pool(
+                        dsn, min_size=1, max_size=16, command_timeout=10
+                    )
+        return self._pool
 
     async def reserve(
         self, tenant_id: str, budget_usd: Decimal, period: str, amount: Decimal
@@ -87,35 +123,56 @@ class BudgetBook:
         until = self._exhausted.get(tenant_id)
         if until is not None and time.monotonic() < until:
             raise _exceeded(budget_usd)
-        key = (tenant_id, start)
-        async with self.engine.begin() as conn:
-            if key not in self._known:
-                await upsert_counter_delta(
-                    conn, tenant_id, start, spent_delta=Decimal(0), reserved_delta=Decimal(0)
-                )
-                self._known.add(key)
-            t = BudgetCounter.__table__
-            stmt = (
-                update(t)
-                .where(
-                    t.c.tenant_id == tenant_id,
-                    t.c.period_start == start,
-                    t.c.spent_usd + t.c.reserved_usd < budget_usd,
-                )
-                .values(reserved_usd=t.c.reserved_usd + amount, updated_at=datetime.now(UTC))
-                .returning(t.c.spent_usd)
-            )
-            row = (await conn.execute(stmt)).first()
-        if row is None:
+        try:
+            ok = await self._reserve(tenant_id, start, budget_usd, amount)
+        except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise BudgetStoreUnavailable(type(exc).__name__) from exc
+        if not ok:
             # Re-check at most every half second while exhausted (settlements may free room).
             self._exhausted[tenant_id] = time.monotonic() + 0.5
             raise _exceeded(budget_usd)
         self._exhausted.pop(tenant_id, None)
         return start
 
+    async def _reserve(
+        self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
+    ) -> bool:
+        key = (tenant_id, start)
+        if key not in self._known:
+            async with self._autocommit.connect() as conn:
+                await upsert_counter_delta(
+                    conn, tenant_id, start, spent_delta=Decimal(0), reserved_delta=Decimal(0)
+                )
+            self._known.add(key)
+        pool = await self._raw_pool()
+        if pool is not None:
+            row = await pool.fetchrow(
+                RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd
+            )
+            return row is not None
+        # One statement, autocommit: atomic on its own.
+        t = BudgetCounter.__table__
+        stmt = (
+            update(t)
+            .where(
+                t.c.tenant_id == tenant_id,
+                t.c.period_start == start,
+                t.c.spent_usd + t.c.reserved_usd < budget_usd,
+            )
+            .values(reserved_usd=t.c.reserved_usd + amount, updated_at=datetime.now(UTC))
+            .returning(t.c.spent_usd)
+        )
+        async with self._autocommit.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
     def forget(self, tenant_id: str) -> None:
         """Budget changed (admin PATCH): drop the cached exhausted flag."""
         self._exhausted.pop(tenant_id, None)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
 
 def _exceeded(budget: Decimal) -> BudgetExceeded:

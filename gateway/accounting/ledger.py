@@ -127,13 +127,12 @@ class LedgerWriter:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        stmt = (
-            insert(table)
-            .values([r["row"] for r in chunk])
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(table.c.id)
-        )
-        result = await conn.execute(stmt)
+        # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
+        # compiled statement (a literal multi-row VALUES would be recompiled every batch).
+        stmt = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        columns = sorted({k for r in chunk for k in r["row"]})
+        params = [{c: r["row"].get(c) for c in columns} for r in chunk]
+        result = await conn.execute(stmt, params)
         return {row[0] for row in result}
 
     async def _settle(self, conn: AsyncConnection, rows: Iterable[dict[str, Any]]) -> None:

@@ -7,9 +7,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
-from gateway.accounting.budgets import BudgetBook, period_start
+from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.routing.catalog import Catalog
@@ -110,7 +108,7 @@ class LimitsStage:
                 tenant.id, tenant.budget_usd, tenant.budget_period, amount
             )
             ctx.reserved_usd = amount
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except BudgetStoreUnavailable as exc:
             if not self.fail_open:
                 raise NoHealthyDeployment(
                     "Budget store unavailable; refusing under the fail-closed policy.",
