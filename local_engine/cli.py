@@ -11,7 +11,9 @@ import typer
 
 from local_engine.config import DEFAULT_MODEL_NAME, EngineConfig
 
-engine_app = typer.Typer(help="The local inference engine (OpenAI-compatible).", no_args_is_help=True)
+engine_app = typer.Typer(
+    help="The local inference engine (OpenAI-compatible).", no_args_is_help=True
+)
 
 
 @engine_app.callback()
@@ -22,16 +24,22 @@ def _engine() -> None:
 @engine_app.command()
 def serve(
     backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
-    model: Annotated[Path | None, typer.Option(help="local HF folder (default: bundled SmolLM2)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="local HF folder (default: bundled SmolLM2)")
+    ] = None,
     speculative: Annotated[str, typer.Option(help="off | ngram | draft")] = "ngram",
-    draft_model: Annotated[Path | None, typer.Option(help="draft model folder (--speculative draft)")] = None,
+    draft_model: Annotated[
+        Path | None, typer.Option(help="draft model folder (--speculative draft)")
+    ] = None,
     num_speculative_tokens: Annotated[int, typer.Option(min=1, max=64)] = 10,
     host: str = "127.0.0.1",
     port: int = 8100,
     served_model_name: str = DEFAULT_MODEL_NAME,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
     max_batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    hardware_usd_per_hour: Annotated[str, typer.Option(help="hardware price for cost/Mtok")] = "0.10",
+    hardware_usd_per_hour: Annotated[
+        str, typer.Option(help="hardware price for cost/Mtok")
+    ] = "0.10",
     vllm_python: Annotated[Path | None, typer.Option(help="python of the vLLM environment")] = None,
     log_level: str = "info",
 ) -> None:
@@ -43,22 +51,23 @@ def serve(
 
     logging.basicConfig(level=log_level.upper())
     try:
-        config = EngineConfig.model_validate({
-            "backend": backend,
-            "model": model,
-            "served_model_name": served_model_name,
-            "dtype": dtype,
-            "max_batch_size": max_batch_size,
-            "hardware_usd_per_hour": Decimal(hardware_usd_per_hour),
-            "speculative": {
-                "method": speculative,
-                "draft_model": draft_model,
-                "num_speculative_tokens": num_speculative_tokens,
-            },
-            "vllm": {"python": vllm_python},
-        })
+        config = EngineConfig.model_validate(
+            {
+                "backend": backend,
+                "model": model,
+                "served_model_name": served_model_name,
+                "dtype": dtype,
+                "max_batch_size": max_batch_size,
+                "hardware_usd_per_hour": Decimal(hardware_usd_per_hour),
+                "speculative": {
+                    "method": speculative,
+                    "draft_model": draft_model,
+                    "num_speculative_tokens": num_speculative_tokens,
+                },
+                "vllm": {"python": vllm_python},
+            }
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     app = create_app(create_backend(config))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
-

@@ -14,7 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BackendKind = Literal["transformers", "vllm"]
-SpeculativeMethod = Literal["off", "ngram", "draft"]
+# "eagle", "eagle3" and "mtp" use heads trained for the model; only the vLLM backend has them.
+SpeculativeMethod = Literal["off", "ngram", "draft", "eagle", "eagle3", "mtp"]
+VLLM_ONLY_METHODS = frozenset({"eagle", "eagle3", "mtp"})
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 DEFAULT_MODEL_NAME = "smollm2-135m"
@@ -46,8 +48,8 @@ class SpeculativeConfig(BaseModel):
     def _check(self) -> SpeculativeConfig:
         if self.prompt_lookup_min > self.prompt_lookup_max:
             raise ValueError("prompt_lookup_min must be <= prompt_lookup_max")
-        if self.method == "draft" and self.draft_model is None:
-            raise ValueError("speculative method 'draft' needs draft_model")
+        if self.method in ("draft", "eagle", "eagle3") and self.draft_model is None:
+            raise ValueError(f"speculative method {self.method!r} needs draft_model")
         return self
 
     @property
@@ -88,3 +90,11 @@ class EngineConfig(BaseModel):
     default_max_tokens: int = Field(default=256, ge=1)
     hardware_usd_per_hour: Decimal = Field(default=Decimal("0.10"), ge=0)
     vllm: VllmConfig = VllmConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineConfig:
+        if self.backend == "transformers" and self.speculative.method in VLLM_ONLY_METHODS:
+            raise ValueError(
+                f"speculative method {self.speculative.method!r} needs the vllm backend"
+            )
+        return self

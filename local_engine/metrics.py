@@ -50,34 +50,43 @@ class EngineCollector(Collector):
         ttft = None if s.ttft_ms_ewma is None else s.ttft_ms_ewma / 1000.0
         yield from self._gauge("ttft_seconds_ewma", "Time to first token (EWMA).", ttft)
         yield from self._gauge(
-            "tokens_per_second", "Generated tokens per busy second (recent window).",
+            "tokens_per_second",
+            "Generated tokens per busy second (recent window).",
             s.tokens_per_s,
         )
-        yield from self._counter("spec_decode_num_drafts", "Verify steps with drafts.",
-                                 s.spec.num_drafts)
-        yield from self._counter("spec_decode_num_draft_tokens", "Draft tokens proposed.",
-                                 s.spec.num_draft_tokens)
-        yield from self._counter("spec_decode_num_accepted_tokens", "Draft tokens accepted.",
-                                 s.spec.num_accepted_tokens)
+        yield from self._counter(
+            "spec_decode_num_drafts", "Verify steps with drafts.", s.spec.num_drafts
+        )
+        yield from self._counter(
+            "spec_decode_num_draft_tokens", "Draft tokens proposed.", s.spec.num_draft_tokens
+        )
+        yield from self._counter(
+            "spec_decode_num_accepted_tokens", "Draft tokens accepted.", s.spec.num_accepted_tokens
+        )
         per_pos = CounterMetricFamily(
-            P + "spec_decode_num_accepted_tokens_per_pos", "Accepted drafts by position.",
+            P + "spec_decode_num_accepted_tokens_per_pos",
+            "Accepted drafts by position.",
             labels=[*self._labels, "position"],
         )
         for pos, count in enumerate(s.spec.accepted_per_position):
             per_pos.add_metric([*self._labels.values(), str(pos)], count)
         yield per_pos
-        yield from self._gauge("spec_decode_acceptance_rate", "Accepted / proposed drafts.",
-                               s.acceptance_rate)
-        yield from self._gauge("hardware_usd_per_hour", "Configured hardware price.",
-                               float(s.hardware_usd_per_hour))
+        yield from self._gauge(
+            "spec_decode_acceptance_rate", "Accepted / proposed drafts.", s.acceptance_rate
+        )
+        yield from self._gauge(
+            "hardware_usd_per_hour", "Configured hardware price.", float(s.hardware_usd_per_hour)
+        )
         cost = s.cost_per_mtok_usd
         yield from self._gauge(
-            "cost_per_mtok_usd", "Hardware $/hour over measured tokens/hour, per 1M tokens.",
+            "cost_per_mtok_usd",
+            "Hardware $/hour over measured tokens/hour, per 1M tokens.",
             None if cost is None else float(cost),
         )
         reading = self._energy.read()
         avail = GaugeMetricFamily(
-            P + "energy_available", "1 if GPU energy is measured (NVML); reason says why not.",
+            P + "energy_available",
+            "1 if GPU energy is measured (NVML); reason says why not.",
             labels=[*self._labels, "reason"],
         )
         avail.add_metric([*self._labels.values(), reading.reason], 1.0 if reading.available else 0)
@@ -86,7 +95,8 @@ class EngineCollector(Collector):
             yield from self._gauge("energy_joules", "GPU energy since start.", reading.joules)
             yield from self._gauge("power_watts", "GPU power draw now.", reading.power_w)
             yield from self._gauge(
-                "tokens_per_joule", "Generated tokens per joule since start.",
+                "tokens_per_joule",
+                "Generated tokens per joule since start.",
                 s.completion_tokens_total / reading.joules,
             )
 

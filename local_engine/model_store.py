@@ -90,7 +90,9 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     config = AutoConfig.for_model(**quantized.config.to_dict())
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        config, dtype=torch.float32
+    )
     plain.load_state_dict(quantized.state_dict())
     plain.generation_config = quantized.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,9 @@ def _content_text(content: Any, index: int) -> str:
                 )
             parts.append(str(part.get("text", "")))
         return "".join(parts)
-    raise BadEngineRequest("message content must be a string or a list of parts",
-                           param=f"messages[{index}].content")
+    raise BadEngineRequest(
+        "message content must be a string or a list of parts", param=f"messages[{index}].content"
+    )
 
 
 def _messages(body: Json) -> list[dict[str, str]]:
@@ -78,8 +79,10 @@ def _prompt(body: Json) -> str | list[int]:
         prompt = prompt[0]
     if isinstance(prompt, str):
         return prompt
-    if isinstance(prompt, list) and prompt and all(
-        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
     ):
         return [int(t) for t in prompt]
     raise BadEngineRequest("'prompt' must be one string or one list of token ids", param="prompt")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -42,12 +42,13 @@ async def _body(request: Request, backend: ServingBackend) -> dict[str, Any]:
         raise BadEngineRequest("the request body must be a JSON object")
     model = body.get("model")
     if model is not None and model != backend.model_name:
-        raise UnknownModel(f"model {model!r} is not served here; try {backend.model_name!r}",
-                           param="model")
+        raise UnknownModel(
+            f"model {model!r} is not served here; try {backend.model_name!r}", param="model"
+        )
     return body
 
 
-async def _sse_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def _sse_stream(first: Any, rest: AsyncGenerator[Any, None]) -> AsyncIterator[bytes]:
     try:
         yield _sse(first)
         async for item in rest:
@@ -77,15 +78,19 @@ def _completion_route(endpoint: Endpoint) -> Any:
 
 async def models(request: Request) -> Response:
     backend: ServingBackend = request.app.state.backend
-    return JSONResponse({
-        "object": "list",
-        "data": [{
-            "id": backend.model_name,
-            "object": "model",
-            "created": request.app.state.started,
-            "owned_by": "thriftgate",
-        }],
-    })
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": backend.model_name,
+                    "object": "model",
+                    "created": request.app.state.started,
+                    "owned_by": "thriftgate",
+                }
+            ],
+        }
+    )
 
 
 async def metrics(request: Request) -> Response:
@@ -111,8 +116,7 @@ def create_app(backend: ServingBackend, energy: EnergyMeter | None = None) -> St
 
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", _completion_route("chat/completions"),
-                  methods=["POST"]),
+            Route("/v1/chat/completions", _completion_route("chat/completions"), methods=["POST"]),
             Route("/v1/completions", _completion_route("completions"), methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

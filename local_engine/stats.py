@@ -68,7 +68,9 @@ class StatsRecorder:
         ms = ttft_s * 1000.0
         with self._lock:
             self.ttft_samples_ms.append(ms)
-            self.ttft_ms_ewma = ms if self.ttft_ms_ewma is None else 0.8 * self.ttft_ms_ewma + 0.2 * ms
+            self.ttft_ms_ewma = (
+                ms if self.ttft_ms_ewma is None else 0.8 * self.ttft_ms_ewma + 0.2 * ms
+            )
 
     def admitted(self, prompt_tokens: int) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ this interface, so `transformers` (in-process) and `vllm` (subprocess) are inter
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 from local_engine.protocol import Endpoint
@@ -25,7 +25,7 @@ class ServingBackend(Protocol):
 
     async def complete(self, endpoint: Endpoint, body: Json) -> Json: ...
 
-    def stream(self, endpoint: Endpoint, body: Json) -> AsyncIterator[Json]:
+    def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
         """Chunks, then (if `stream_options.include_usage`) the usage chunk; raises before the
         first chunk if the request is refused; closing the iterator cancels the generation."""
         ...

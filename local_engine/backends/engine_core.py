@@ -158,7 +158,9 @@ class EngineCore:
             if seq.proposer is not None and cap > 0:
                 room = min(seq.remaining - 1, self.config.max_model_len - seq.length)
                 want = min(seq.adaptive.num_drafts(), cap, room)
-            drafts.append(seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else [])
+            drafts.append(
+                seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else []
+            )
         q = 1 + max(len(d) for d in drafts)
         width = self._kv.width
         ids = torch.empty((rows, q), dtype=torch.long)

@@ -10,6 +10,23 @@ from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+def dynamic_layers(cache: DynamicCache) -> list[DynamicLayer]:
+    """The cache's layers; only plain dynamic (full-attention) layers can be re-batched."""
+    layers = []
+    for layer in cache.layers:
+        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
+            raise TypeError("continuous batching needs a full-attention DynamicCache")
+        layers.append(layer)
+    return layers
+
+
+def _tensors(layer: DynamicLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    keys, values = layer.keys, layer.values
+    assert keys is not None and values is not None  # checked by dynamic_layers
+    return keys, values
 
 
 def cache_width(cache: DynamicCache) -> int:
@@ -51,14 +68,11 @@ class BatchKV:
             self.cache, self.mask = cache, row_mask
             return
         common = max(width, self.width)
-        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, common), _pad_left(theirs.keys, common)])
-            mine.values = torch.cat(
-                [_pad_left(mine.values, common), _pad_left(theirs.values, common)]
-            )
-        self.mask = torch.cat(
-            [_pad_mask(self.mask, common), _pad_mask(row_mask, common)], dim=0
-        )
+        for mine, theirs in zip(dynamic_layers(self.cache), dynamic_layers(cache), strict=True):
+            (mk, mv), (tk, tv) = _tensors(mine), _tensors(theirs)
+            mine.keys = torch.cat([_pad_left(mk, common), _pad_left(tk, common)])
+            mine.values = torch.cat([_pad_left(mv, common), _pad_left(tv, common)])
+        self.mask = torch.cat([_pad_mask(self.mask, common), _pad_mask(row_mask, common)], dim=0)
 
     def keep_rows(self, keep: list[int]) -> None:
         if self.cache is None:
@@ -98,9 +112,9 @@ class BatchKV:
             return
         first = int(torch.nonzero(used).min().item())
         if first > 0:
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[..., first:, :]
-                layer.values = layer.values[..., first:, :]
+            for layer in dynamic_layers(self.cache):
+                keys, values = _tensors(layer)
+                layer.keys, layer.values = keys[..., first:, :], values[..., first:, :]
             self.mask = self.mask[:, first:]
 
 

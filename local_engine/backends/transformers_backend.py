@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ class TransformersBackend:
         dtype = pick_dtype(self.config.dtype)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         draft = None
         spec = self.config.speculative
         if spec.method == "draft" and spec.draft_model is not None:
@@ -126,7 +126,7 @@ class TransformersBackend:
     def _decode(self, ids: Any) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
-    async def generate(self, req: ParsedRequest, tally: Tally) -> AsyncIterator[str]:
+    async def generate(self, req: ParsedRequest, tally: Tally) -> AsyncGenerator[str, None]:
         """Text pieces as they are decoded; fills `tally` (usage, finish reason) as it goes."""
         if self._core is None:
             raise EngineError("the local engine is not started")
@@ -141,12 +141,16 @@ class TransformersBackend:
         tally.prompt_tokens = len(prompt_ids)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
+
+        def sink(event: Event) -> None:  # runs on the engine thread
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
         gen = GenerationRequest(
             prompt_ids=prompt_ids,
             max_tokens=min(req.max_tokens or self.config.default_max_tokens, room),
             sampling=req.sampling,
             stop_token_ids=self._stop_ids,
-            sink=lambda event: loop.call_soon_threadsafe(queue.put_nowait, event),
+            sink=sink,
         )
         self._core.submit(gen)
         detok = IncrementalDetokenizer(self._decode)
@@ -180,11 +184,16 @@ class TransformersBackend:
         tally = Tally()
         text = "".join([piece async for piece in self.generate(req, tally)])
         return response(
-            req, new_id(endpoint), self.model_name, text, tally.finish_reason,
-            tally.prompt_tokens, tally.completion_tokens,
+            req,
+            new_id(endpoint),
+            self.model_name,
+            text,
+            tally.finish_reason,
+            tally.prompt_tokens,
+            tally.completion_tokens,
         )
 
-    async def stream(self, endpoint: Endpoint, body: Json) -> AsyncIterator[Json]:
+    async def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
         req = parse_request(endpoint, body)
         tally = Tally()
         rid, created, model = new_id(endpoint), int(time.time()), self.model_name

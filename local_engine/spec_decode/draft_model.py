@@ -21,7 +21,7 @@ class DraftModel:
     @classmethod
     def load(cls, path: Path, dtype: torch.dtype) -> DraftModel:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         return cls(model)
 
 

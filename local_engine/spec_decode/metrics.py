@@ -45,7 +45,9 @@ class SpecDecodeCounters:
             self.num_draft_tokens += proposed
             self.num_accepted_tokens += accepted
             if len(self.accepted_per_position) < proposed:
-                self.accepted_per_position.extend([0] * (proposed - len(self.accepted_per_position)))
+                self.accepted_per_position.extend(
+                    [0] * (proposed - len(self.accepted_per_position))
+                )
             for i in range(accepted):
                 self.accepted_per_position[i] += 1
 

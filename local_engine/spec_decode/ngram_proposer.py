@@ -55,4 +55,3 @@ class NgramProposer:
         return find_longest_matched_ngram_and_propose_tokens(
             tokens, min_ngram=self.min_ngram, max_ngram=self.max_ngram, k=k
         )
-

@@ -1,0 +1,126 @@
+"""`provider: local`: the local engine run in-process (no HTTP hop).
+
+One `LocalProvider` serves every local deployment; each deployment's engine is built from its
+`options` (model path, speculative settings, dtype...) on first use, loaded once in a worker
+thread, and decodes on its own engine thread, so the event loop never blocks on the model.
+Engine errors become `gateway.errors` types; `embed` is not offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from gateway.providers.base import Endpoint, Json
+from local_engine.backends import ServingBackend, create_backend
+from local_engine.config import EngineConfig
+from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded
+from local_engine.stats import EngineStats
+
+if TYPE_CHECKING:
+    from gateway.routing.catalog import Deployment
+
+
+def engine_config(dep: Deployment) -> EngineConfig:
+    """The deployment's engine settings: its `options`, plus its served name and hardware price."""
+    options: dict[str, Any] = dict(dep.config.options)
+    options.setdefault("served_model_name", dep.served_model)
+    if dep.config.hardware_usd_per_hour is not None:
+        options.setdefault("hardware_usd_per_hour", Decimal(dep.config.hardware_usd_per_hour))
+    if isinstance(options.get("speculative"), str):
+        options["speculative"] = {"method": options["speculative"]}
+    try:
+        return EngineConfig.model_validate(options)
+    except ValidationError as exc:
+        raise UpstreamError(
+            f"deployment {dep.name!r} has invalid local engine options: {exc}", retryable=False
+        ) from exc
+
+
+def _translate(exc: EngineError, dep: Deployment) -> Exception:
+    if isinstance(exc, BadEngineRequest):
+        return InvalidRequest(exc.message, param=exc.param)
+    if isinstance(exc, EngineOverloaded):
+        return UpstreamError(exc.message, upstream_status=503, code="engine_overloaded")
+    return UpstreamError(
+        f"local engine {dep.name!r}: {exc.message}", upstream_status=exc.status_code
+    )
+
+
+class LocalProvider:
+    def __init__(self) -> None:
+        self._engines: dict[str, ServingBackend] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+
+    async def engine(self, dep: Deployment) -> ServingBackend:
+        """The deployment's engine, started on first use (concurrent callers wait for one load)."""
+        engine = self._engines.get(dep.name)
+        if engine is not None:
+            return engine
+        lock = self._starting.setdefault(dep.name, asyncio.Lock())
+        async with lock:
+            engine = self._engines.get(dep.name)
+            if engine is None:
+                engine = create_backend(engine_config(dep))
+                try:
+                    await engine.start()
+                except EngineError as exc:
+                    raise _translate(exc, dep) from exc
+                self._engines[dep.name] = engine
+        return engine
+
+    def stats(self, dep: Deployment) -> EngineStats | None:
+        """Live queue depth, TTFT, tokens/s and acceptance; None before the engine has started."""
+        engine = self._engines.get(dep.name)
+        return engine.stats() if engine is not None else None
+
+    async def complete(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> Json:
+        engine = await self.engine(dep)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await engine.complete(endpoint, {**body, "model": dep.served_model})
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
+            ) from exc
+        except EngineError as exc:
+            raise _translate(exc, dep) from exc
+
+    async def stream(
+        self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
+    ) -> AsyncIterator[Json]:
+        engine = await self.engine(dep)
+        chunks = engine.stream(endpoint, {**body, "model": dep.served_model})
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout_s):  # per chunk, like a socket read
+                        item = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                yield item
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"Deployment {dep.name!r} stalled for more than {timeout_s:g} s."
+            ) from exc
+        except EngineError as exc:
+            raise _translate(exc, dep) from exc
+        finally:
+            await chunks.aclose()  # cancels the generation when the caller stops reading
+
+    async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
+        raise InvalidRequest(
+            f"deployment {dep.name!r} (local engine) does not serve embeddings", param="model"
+        )
+
+    async def aclose(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            await engine.aclose()
