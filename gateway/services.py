@@ -24,6 +24,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.route import RouteStage
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Catalog
+from gateway.routing.engine_load import EngineLoadWatcher
 from gateway.routing.route_metrics import RouterMetrics
 from gateway.routing.router import Router, RouterTuning
 from gateway.routing.stats_store import RouterStatsStore
@@ -117,6 +118,10 @@ class Services:
         await ledger.start()
         await router_stats.start()  # warm from what earlier processes learned
         services.closers.append(router_stats)
+        engine_loads = EngineLoadWatcher(router)
+        if engine_loads.watch(catalog.deployments.values(), providers.for_deployment):
+            await engine_loads.start()  # local engines report queue depth and tokens/s
+            services.closers.append(engine_loads)
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)
         return services
