@@ -1,0 +1,101 @@
+"""Cache keys and safety rules: what makes two requests the same, and what is never cached."""
+
+from __future__ import annotations
+
+from gateway.cache.keys import request_keys, response_cacheable, safety
+
+
+def chat(*messages: tuple[str, str], **params: object) -> dict[str, object]:
+    return {"model": "m", "messages": [{"role": r, "content": c} for r, c in messages], **params}
+
+
+def test_exact_key_ignores_transport_fields_and_outer_whitespace() -> None:
+    a = request_keys("t1", "chat", "m", chat(("user", "Hello there"), stream=False, user="u1"))
+    b = request_keys("t1", "chat", "m", chat(("user", "  Hello there\r\n"), stream=True))
+    assert a.exact == b.exact
+    assert a.scope == b.scope
+
+
+def test_exact_key_changes_with_output_params_and_tenant() -> None:
+    base = request_keys("t1", "chat", "m", chat(("user", "Hi")))
+    assert base.exact != request_keys("t2", "chat", "m", chat(("user", "Hi"))).exact
+    assert base.exact != request_keys("t1", "chat", "m2", chat(("user", "Hi"))).exact
+    assert base.exact != request_keys("t1", "chat", "m", chat(("user", "Hi"), max_tokens=5)).exact
+    assert base.exact != request_keys("t1", "chat", "m", chat(("user", "Hi"), temperature=0)).exact
+    assert base.exact != request_keys("t1", "chat", "m", chat(("user", "Hi!"))).exact
+
+
+def test_scope_pins_everything_but_the_last_user_turn() -> None:
+    a = request_keys(
+        "t1", "chat", "m", chat(("system", "Be brief."), ("user", "Capital of France?"))
+    )
+    b = request_keys(
+        "t1", "chat", "m", chat(("system", "Be brief."), ("user", "France's capital?"))
+    )
+    c = request_keys(
+        "t1", "chat", "m", chat(("system", "Be verbose."), ("user", "Capital of France?"))
+    )
+    d = request_keys(
+        "t2", "chat", "m", chat(("system", "Be brief."), ("user", "Capital of France?"))
+    )
+    e = request_keys(
+        "t1", "chat", "m", chat(("system", "Be brief."), ("user", "Capital of France?"), seed=3)
+    )
+    assert a.scope == b.scope and a.exact != b.exact
+    assert len({a.scope, c.scope, d.scope, e.scope}) == 4
+    assert a.query == "Capital of France?"
+
+
+def test_earlier_turns_are_part_of_the_scope() -> None:
+    one = chat(("user", "Tell me about Rust."), ("assistant", "Rust is..."), ("user", "Why?"))
+    two = chat(("user", "Tell me about Go."), ("assistant", "Go is..."), ("user", "Why?"))
+    assert request_keys("t", "chat", "m", one).scope != request_keys("t", "chat", "m", two).scope
+
+
+def test_no_query_when_the_last_turn_is_not_plain_text() -> None:
+    image = {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]}]}  # fmt: skip
+    assert request_keys("t", "chat", "m", image).query is None
+    prefill = chat(("user", "Hi"), ("assistant", "Hello"))
+    assert request_keys("t", "chat", "m", prefill).query is None
+
+
+def test_completions_prompt_is_the_query() -> None:
+    keys = request_keys("t", "completions", "m", {"model": "m", "prompt": " Say hi "})
+    assert keys.query == "Say hi"
+
+
+def test_safety_defaults() -> None:
+    assert safety(chat(("user", "x"))).cacheable
+    assert safety(chat(("user", "x"), temperature=0)).cacheable
+    assert safety(chat(("user", "x"), temperature=0.7)).reason == "temperature"
+    assert safety(chat(("user", "x"), n=2)).reason == "n"
+    assert not safety(chat(("user", "x")), unset_temperature_ok=False).cacheable
+    with_tool = {"model": "m", "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]}  # fmt: skip
+    assert safety(with_tool).reason == "tool_calls"
+
+
+def test_tenant_can_widen_safety() -> None:
+    assert safety(chat(("user", "x"), temperature=0.7), max_temperature=1.0).cacheable
+    assert safety(chat(("user", "x"), n=3), multi_choice_ok=True).cacheable
+
+
+def test_only_complete_answers_are_stored() -> None:
+    ok = {"choices": [{"index": 0, "message": {"content": "hi"}, "finish_reason": "stop"}]}
+    assert response_cacheable(ok)
+    assert not response_cacheable({"error": {"message": "x"}})
+    assert not response_cacheable({"choices": []})
+    filtered = {"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}
+    assert not response_cacheable(filtered)
+    called = {
+        "choices": [{"message": {"tool_calls": [{"id": "a"}]}, "finish_reason": "tool_calls"}]
+    }
+    assert not response_cacheable(called)
+    assert response_cacheable(called, tool_calls_ok=True)

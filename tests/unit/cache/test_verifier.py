@@ -1,0 +1,108 @@
+"""The verifier vetoes the classic false hits and lets plain rewordings through.
+
+The word vectors come from the real embedding model (loaded once per module), so near-synonyms
+are judged the way the gateway judges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
+from gateway.cache.text_facts import analyse, canonical_number, stem
+from gateway.cache.verifier import PairVerifier, hard_difference
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[OnnxMiniLM]:
+    yield OnnxMiniLM.load(threads=1)
+
+
+@pytest.fixture(scope="module")
+def verifier(model: OnnxMiniLM) -> PairVerifier:
+    return PairVerifier(word_vectors=WordVectorCache(model))
+
+
+def judge(verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str) -> tuple[bool, str]:
+    a, b = model.embed([cached, query])
+    v = verifier.verify(analyse(query), analyse(cached), float(a @ b))
+    return v.ok, v.reason
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "reason"),
+    [
+        ("What is the capital of France?", "What is the capital of Germany?", "names"),
+        ("Is x > 5 here?", "Is x < 5 here?", "comparison"),
+        ("Convert 10 miles to kilometers", "Convert 12 miles to kilometers", "numbers"),
+        ("Convert ten miles to kilometers", "Convert 12 miles to kilometers", "numbers"),
+        ("Why is the sky blue?", "Why isn't the sky blue?", "negation"),
+        ("Is coffee good for your health?", "Is coffee bad for your health?", "opposites"),
+        ("How do I increase my credit score?", "How do I decrease my credit score?", "opposites"),
+        ("Is it legal to record a phone call?", "Is it illegal to record a phone call?",
+         "opposites"),
+        ("Is it possible to travel faster than light?",
+         "Is it impossible to travel faster than light?", "opposites"),
+        ("Who was president in 2004?", "Who was president in 2008?", "numbers"),
+    ],
+)  # fmt: skip
+def test_classic_false_hits_are_vetoed(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str, reason: str
+) -> None:
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok
+    assert why in (reason, "negation", "opposites", "names", "score", "similarity")
+    if why not in ("score", "similarity"):
+        assert why == reason
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("what is the capital of france", "what is the capital of germany"),
+        ("how do I learn python", "how do I learn java"),
+        ("best restaurants in paris", "best restaurants in rome"),
+    ],
+)
+def test_lowercase_substitutions_are_refused(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    assert not judge(verifier, model, cached, query)[0]
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("What is the capital of France?", "what's the capital of France"),
+        ("How many legs does a spider have?", "how many legs do spiders have"),
+        ("How do I reset my password?", "how to reset my password"),
+        ("How do I reset my password?", "How can I reset my password?"),
+    ],
+)
+def test_rewordings_hit(verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str) -> None:
+    assert judge(verifier, model, cached, query) == (True, "ok")
+
+
+def test_number_normalisation() -> None:
+    assert canonical_number("93,000") == "93000"
+    assert canonical_number("4.40") == "4.4"
+    assert canonical_number("15th") == "15"
+    a, b = (
+        analyse("It costs $2.5 billion, up 4%"),
+        analyse("it costs 2.5 billion dollars, up 4 percent"),
+    )
+    assert hard_difference(a, b) is None
+
+
+def test_weak_number_words_only_count_against_digits() -> None:
+    # "one of" is not a number; "one" against "2" is.
+    assert hard_difference(analyse("one of the best films"), analyse("the best films")) is None
+    assert hard_difference(analyse("one apple and 2 pears"), analyse("2 pears")) == "numbers"
+
+
+def test_stemming_is_consistent() -> None:
+    assert stem("spiders") == stem("spider")
+    assert stem("cities") == stem("city")
+    assert stem("running") == stem("run")
