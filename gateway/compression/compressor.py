@@ -14,6 +14,8 @@ blocks, and anything outside `messages` (tool schemas, tool calls, images).
 from __future__ import annotations
 
 import copy
+import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,7 +29,10 @@ from gateway.compression.relevance import Embedder, weighted_query
 from gateway.compression.segments import Segment, split_segments
 from gateway.compression.tokens import TokenCounter
 
+log = logging.getLogger("thriftgate.compression")
+
 Json = dict[str, Any]
+_RAW_WORD = re.compile(r"[a-z0-9]+")
 MILLION = Decimal(1_000_000)
 INSTRUCTION_ROLES = frozenset({"system", "developer"})
 MAX_QUERY_CONTEXT_CHARS = 1200
@@ -38,7 +43,9 @@ MIN_HISTORY_WEIGHT = 0.1
 class Pruner(Protocol):
     """Token-level pruning of prose (the aggressive mode), e.g. by a local LM's surprisal."""
 
-    def prune(self, text: str, fraction: float) -> str: ...
+    def prune(self, text: str, fraction: float, protect: frozenset[str]) -> str:
+        """Drop about `fraction` of the words of `text`; never words in `protect`."""
+        ...
 
 
 @dataclass(slots=True)
@@ -155,15 +162,8 @@ class PromptCompressor:
             if options.mode == "aggressive":
                 if self.pruner is None:
                     notes.append("aggressive unavailable (no local model): ran balanced")
-                else:
+                elif self._prune(segs, messages, options, notes):
                     method = "aggressive"
-                    for i, seg_list in segs.items():
-                        segs[i] = [
-                            Segment("text", self.pruner.prune(g.text, options.prune_fraction))
-                            if g.kind == "text"
-                            else g
-                            for g in seg_list
-                        ]
         for i, seg_list in segs.items():
             text = join_segments(seg_list)
             if text == "" and tail[i].text.strip():
@@ -172,6 +172,35 @@ class PromptCompressor:
                 tail[i].text = text
                 tail[i].tokens = self.counter.count(text)
         return method
+
+    def _prune(
+        self,
+        segs: dict[int, list[Segment]],
+        messages: Sequence[Json],
+        options: CompressionOptions,
+        notes: list[str],
+    ) -> bool:
+        assert self.pruner is not None
+        last = _last_user_index(messages)
+        protect = frozenset(
+            _RAW_WORD.findall(message_text(messages[last]).lower()) if last is not None else ()
+        )
+        try:
+            pruned = {
+                i: [
+                    Segment("text", self.pruner.prune(g.text, options.prune_fraction, protect))
+                    if g.kind == "text"
+                    else g
+                    for g in seg_list
+                ]
+                for i, seg_list in segs.items()
+            }
+        except Exception as exc:  # a model that fails to load must not fail the request
+            log.warning("aggressive compression failed, using balanced: %s", exc)
+            notes.append(f"aggressive failed ({type(exc).__name__}): ran balanced")
+            return False
+        segs.update(pruned)
+        return True
 
     def _extract(
         self,

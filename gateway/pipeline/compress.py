@@ -29,6 +29,7 @@ from gateway.compression import (
     TiktokenCounter,
     resolve_options,
 )
+from gateway.compression.surprisal import LocalModelPruner, local_model_available
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.routing.catalog import Catalog
 from gateway.settings import FileConfig
@@ -103,7 +104,13 @@ def create_compress_stage(
     embedder: Embedder | None = None,
     pruner: Pruner | None = None,
 ) -> CompressStage:
-    """The stage as the app runs it: tiktoken counts, a prefix memory, optional models."""
+    """The stage as the app runs it: tiktoken counts, a prefix memory, optional models.
+
+    Without an explicit pruner, aggressive mode uses the local engine's SmolLM2 when its
+    packages are installed (loaded on the first aggressive request, in a worker thread).
+    """
+    if pruner is None and local_model_available():
+        pruner = LocalModelPruner()
     compressor = PromptCompressor(
         TiktokenCounter(), embedder=embedder, pruner=pruner, memory=PrefixMemory()
     )

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from gateway.accounting.tokenizer import count_messages, estimate_prompt_tokens
+from gateway.compression import PromptCompressor, TiktokenCounter
+from gateway.compression.surprisal import local_model_available
 from gateway.errors import InvalidRequest
-from gateway.pipeline.compress import HEADER, NOTE_HEADER, create_compress_stage
+from gateway.pipeline.compress import HEADER, NOTE_HEADER, CompressStage, create_compress_stage
 from gateway.pipeline.context import RequestContext, TenantInfo
 from gateway.routing.catalog import Catalog
 from gateway.settings import DeploymentConfig, FileConfig, TenantDefaults
@@ -93,11 +95,25 @@ async def test_tenant_flag_and_config_default_choose_the_mode() -> None:
 
 
 async def test_aggressive_without_model_reports_fallback() -> None:
-    stage = create_compress_stage(CATALOG, FileConfig())
+    stage = CompressStage(PromptCompressor(TiktokenCounter()), CATALOG)  # no pruner
     ctx = make_ctx({"x-thriftgate-compress": "aggressive"})
     await stage.before(ctx)
     assert ctx.compression_method == "balanced"
     assert "aggressive unavailable" in ctx.extra_headers[NOTE_HEADER]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not local_model_available(), reason="local model packages not installed")
+async def test_aggressive_with_the_local_model_prunes_beyond_balanced() -> None:
+    stage = create_compress_stage(CATALOG, FileConfig())
+    ctx = make_ctx({"x-thriftgate-compress": "aggressive"})
+    await stage.before(ctx)
+    ref = make_ctx({"x-thriftgate-compress": "balanced"})
+    await create_compress_stage(CATALOG, FileConfig()).before(ref)
+    assert ctx.compression_method == "aggressive"
+    assert ctx.prompt_tokens_compressed is not None and ref.prompt_tokens_compressed is not None
+    assert ctx.prompt_tokens_compressed < ref.prompt_tokens_compressed
+    assert "Margarethe Voss" in ctx.body["messages"][1]["content"]
 
 
 async def test_bad_mode_header_is_a_400() -> None:

