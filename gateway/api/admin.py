@@ -93,7 +93,7 @@ async def update_tenant(
     if "budget_period" in changes and changes["budget_period"] is None:
         changes.pop("budget_period")
     result = await tenants.update_tenant(services.engine, tenant_id, changes)
-    services.keys.invalidate(tenant_id=tenant_id)
+    await services.keys.invalidate_everywhere(tenant_id)
     services.budgets.forget(tenant_id)
     return result
 
@@ -114,7 +114,7 @@ async def list_keys(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
 @router.delete("/keys/{key_id}")
 async def revoke_key(key_id: Text, services: ServicesDep) -> dict[str, Any]:
     result = await tenants.revoke_key(services.engine, key_id)
-    services.keys.invalidate(tenant_id=result["tenant_id"])
+    await services.keys.invalidate_everywhere(result["tenant_id"])
     return result
 
 

@@ -1,22 +1,29 @@
 """Auth: bearer key -> tenant, through a short-lived in-process cache.
 
-Revocation reaches this replica at once (the admin API calls `invalidate`) and other replicas
-within `ttl_s` at the latest (or at once where a notification channel is wired in).
+Revocation reaches this replica at once and, on Postgres, every other replica within a round
+trip (`key_events.py`: LISTEN/NOTIFY); the cache TTL `ttl_s` is the fallback (SQLite: the only
+path). While the database is unreachable, a key this replica has seen valid keeps working
+(stale entry) and an unknown key gets 503, never a 500.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.keys import hash_key, same_hash
 from gateway.db.models import ApiKey, Tenant
-from gateway.errors import AuthError
+from gateway.errors import AuthError, NoHealthyDeployment
 from gateway.pipeline.context import TenantInfo
+from gateway.pipeline.key_events import KeyEvents
+
+log = logging.getLogger("thriftgate.auth")
 
 NEGATIVE_TTL_S = 1.0
 MAX_ENTRIES = 100_000
@@ -37,6 +44,19 @@ class KeyStore:
         self.engine = engine
         self.ttl_s = ttl_s
         self._cache: OrderedDict[str, tuple[TenantInfo | None, float]] = OrderedDict()
+        self._generation = 0  # bumped by every invalidation: a load racing one is not cached
+        self.events = KeyEvents(engine, lambda tenant_id: self.invalidate(tenant_id=tenant_id))
+
+    async def start(self) -> None:
+        await self.events.start()
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+
+    async def invalidate_everywhere(self, tenant_id: str | None) -> None:
+        """Drop the tenant's cached keys here and, through NOTIFY, on every other replica."""
+        self.invalidate(tenant_id=tenant_id)
+        await self.events.publish(tenant_id)
 
     async def authenticate(self, raw_key: str | None) -> TenantInfo:
         if not raw_key:
@@ -49,8 +69,18 @@ class KeyStore:
         if hit is not None and hit[1] > now:
             info = hit[0]
         else:
-            info = await self._load(digest)
-            self._remember(digest, info, now)
+            generation = self._generation
+            try:
+                info = await self._load(digest)
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                if hit is not None and hit[0] is not None:
+                    log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
+                    return hit[0]
+                raise NoHealthyDeployment(
+                    "The key store is unavailable; retry shortly.", code="key_store_unavailable"
+                ) from exc
+            if generation == self._generation:
+                self._remember(digest, info, now)
         if info is None:
             raise AuthError("Incorrect API key provided.")
         return info
@@ -106,6 +136,7 @@ class KeyStore:
 
     def invalidate(self, *, tenant_id: str | None = None) -> None:
         """Drop cached entries (all, or one tenant's) so the next request re-reads the DB."""
+        self._generation += 1
         if tenant_id is None:
             self._cache.clear()
             return
