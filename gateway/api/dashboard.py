@@ -40,7 +40,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it Chromium sends `Origin: null` on form posts, which we refuse.
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -163,7 +164,9 @@ async def login(
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/dashboard/login")
+    response.delete_cookie(
+        LOGIN_CSRF_COOKIE, path="/dashboard/login", httponly=True, samesite="strict"
+    )
     return response
 
 

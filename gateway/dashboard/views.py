@@ -40,7 +40,14 @@ def exact(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
 
 
-FILTERS = {"usd": usd, "pct": pct, "count": count, "ms": ms, "exact": exact}
+def plain(value: str | Decimal | None) -> str:
+    """A stored amount for a form field: `60.0000000000` -> `60`; None -> empty."""
+    if value is None or value == "":
+        return ""
+    return exact(Decimal(str(value)))
+
+
+FILTERS = {"usd": usd, "pct": pct, "count": count, "ms": ms, "exact": exact, "plain": plain}
 
 
 def _named(names: dict[str, str], tenant_id: str) -> str:
