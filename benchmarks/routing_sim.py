@@ -190,6 +190,7 @@ class Sim:
         self.catalog = Catalog.build(CONFIGS)
         self.active: dict[str, list[float]] = {d.name: [] for d in CONFIGS}
         self.seq = 0
+        self.clock = [0.0]  # the router's clock: simulated seconds
 
     def concurrency(self, name: str, t: float) -> int:
         heap = self.active[name]
@@ -210,8 +211,9 @@ class Sim:
             slots = cfg.max_concurrency or 8
             tps = local_tokens_per_s(min(running + 1, slots))
             itl = 1000.0 / tps * n_itl
-            if running >= slots:  # queued: wait for a slot (about one service time / slots)
-                ttft += (running - slots + 1) * 200 * itl / slots
+            if running >= slots:  # queued (FIFO): starts when enough earlier requests end
+                ends = sorted(self.active[name])
+                ttft += max(0.0, ends[running - slots] - t) * 1000.0
         else:
             itl = truth.ms_per_token * m * n_itl
         return ttft, ttft + max(0, req.completion - 1) * itl, tps
@@ -232,7 +234,7 @@ class Sim:
         for names in self.active.values():
             names.clear()
         pending: list[tuple[float, int, Callable[[], None]]] = []
-        clock = [0.0]
+        clock = self.clock
         if router is not None:
             router.clock = lambda: clock[0]
         next_report = 0.0
@@ -320,6 +322,7 @@ class Sim:
             start = t + delay / 1000.0
             flight = None
             if router is not None and cand is not None:
+                self.clock[0] = start  # a retry starts after the failure it follows
                 flight = router.start(
                     cand, model=MODEL, prompt_tokens=req.prompt, stream=req.stream
                 )

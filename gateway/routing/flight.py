@@ -2,8 +2,8 @@
 
 A response's latency is only learned when it ends, seconds after an upstream slowed down. But a
 request still waiting past its predicted tail is evidence too (a censored observation): if a
-stream has no first token after 2x its predicted TTFT, the deployment is at least 2x slower
-right now. `overdue_factors` turns that into multipliers for the next predictions.
+stream has no first token after 2x its predicted TTFT tail, the deployment is at least 2x
+slower right now. `overdue_factors` turns that into multipliers for the next predictions.
 """
 
 from __future__ import annotations
@@ -33,15 +33,17 @@ class Flight:
 
 
 def overdue_factors(flights: Iterable[Flight], now: float) -> tuple[float, float]:
-    """(TTFT factor, total factor), each >= 1: how far the oldest flights overran their tail."""
-    ttft_factor = total_factor = 1.0
+    """(TTFT factor, total factor), each >= 1: how far the oldest streams overran their tail.
+
+    Only a stream still waiting for its first token is clean evidence. A response running past
+    its predicted total may just be a longer answer than expected, so it says nothing about the
+    deployment's speed; a slow TTFT stretches the total by the same factor.
+    """
+    factor = 1.0
     for f in islice(flights, OLDEST_CHECKED):
-        elapsed_ms = (now - f.started) * 1000.0
         if f.stream and f.first_token_ms is None and f.predicted.ttft_high_ms > 0:
-            ttft_factor = max(ttft_factor, elapsed_ms / f.predicted.ttft_high_ms)
-        if f.predicted.total_high_ms > 0:
-            total_factor = max(total_factor, elapsed_ms / f.predicted.total_high_ms)
-    return ttft_factor, max(total_factor, ttft_factor)
+            factor = max(factor, (now - f.started) * 1000.0 / f.predicted.ttft_high_ms)
+    return factor, factor
 
 
 def stretch(pred: LatencyPrediction, ttft_factor: float, total_factor: float) -> LatencyPrediction:

@@ -331,11 +331,27 @@ class Router:
             local.observe_load(load)
 
     def current_load(self, name: str, now: float) -> EngineLoad:
-        """The engine's fresh report if there is one, else the gateway's own in-flight count."""
+        """The engine's load: its own fresh report, raised to what this gateway has in flight.
+
+        A report is up to a poll interval old, and a burst routed since then is not in it; the
+        gateway's in-flight count is exact for its own traffic but blind to other replicas'.
+        Taking the larger of the two active counts covers both.
+        """
+        own = self.in_flight.get(name, 0)
         report = self.engine_loads.get(name)
-        if report is not None and now - report.observed_at <= ENGINE_REPORT_FRESH_S:
+        if report is None or now - report.observed_at > ENGINE_REPORT_FRESH_S:
+            return EngineLoad(queue_depth=0, running=own, observed_at=now)
+        reported = report.running + report.queue_depth
+        if own <= reported:
             return report
-        return EngineLoad(queue_depth=0, running=self.in_flight.get(name, 0), observed_at=now)
+        local = self.local.get(name)
+        slots = local.max_concurrency if local is not None else own
+        return EngineLoad(
+            queue_depth=max(0, own - slots),
+            running=min(own, slots),
+            decode_tokens_per_s=report.decode_tokens_per_s,
+            observed_at=report.observed_at,
+        )
 
     def breaker_state(self, name: str) -> BreakerState:
         return self.breakers[name].state(self.clock())

@@ -191,3 +191,30 @@ def test_snapshot_restore_makes_a_restart_warm(make_catalog: Any, dep_config: An
     b = fresh.plan("llama", prompt_tokens=100, slo_ms=400)
     assert [(c.name, c.latency) for c in a.ranked] == [(c.name, c.latency) for c in b.ranked]
     assert fresh.restore({"dep:gone": {"latency": {}}, "junk": {}}) == 0
+
+
+def test_engine_report_is_raised_to_own_in_flight(make_catalog: Any, dep_config: Any) -> None:
+    cat = make_catalog(
+        dep_config(
+            "gpu",
+            inp="0",
+            out="0",
+            ttft_ms=50,
+            ms_per_token=10,
+            hardware_usd_per_hour=Decimal("2.00"),
+            max_concurrency=2,
+        ),
+    )
+    clock = Clock()
+    router = Router(cat, clock=clock)
+    router.report_engine_load("gpu", EngineLoad(0, 1, 50.0, observed_at=clock.now))
+    assert router.current_load("gpu", clock.now).running == 1
+    cand = router.plan("llama", prompt_tokens=10).ranked[0]
+    flights = [router.start(cand, model="llama", prompt_tokens=10, stream=True) for _ in range(3)]
+    load = router.current_load("gpu", clock.now)  # a burst since the last report
+    assert (load.running, load.queue_depth) == (2, 1)
+    clock.now += 60  # a stale report is ignored: the gateway's own count stands
+    assert router.current_load("gpu", clock.now).running == 3
+    for f in flights:
+        assert f is not None
+        router.abandon(f)
