@@ -305,7 +305,7 @@ async def key_create(
 @router.post("/keys/{key_id}/revoke")
 async def key_revoke(key_id: str, session: CheckedDep, services: ServicesDep) -> Response:
     revoked = await tenants.revoke_key(services.engine, key_id)
-    services.keys.invalidate(tenant_id=revoked["tenant_id"])
+    await services.keys.invalidate_everywhere(revoked["tenant_id"])
     return RedirectResponse(f"/dashboard/tenants/{revoked['tenant_id']}", status_code=303)
 
 
@@ -347,7 +347,7 @@ async def tenant_settings(
         )
     await tenants.update_tenant(services.engine, tenant_id, changes)
     # As the admin API does: cached tenant settings and the exhausted-budget flag go stale.
-    services.keys.invalidate(tenant_id=tenant_id)
+    await services.keys.invalidate_everywhere(tenant_id)
     services.budgets.forget(tenant_id)
     return RedirectResponse(f"/dashboard/tenants/{tenant_id}?saved=1", status_code=303)
 
