@@ -87,7 +87,7 @@ class EwmaLine:
     keeps the configured prefill rate instead of extrapolating noise.
     """
 
-    __slots__ = ("a0", "alpha", "b0", "sw", "swx", "swxx", "swxy", "swy", "w0")
+    __slots__ = ("_coef", "a0", "alpha", "b0", "sw", "swx", "swxx", "swxy", "swy", "w0")
 
     SLOPE_PRIOR_WEIGHT = 0.5 * _REF_PROMPT_TOKENS**2  # like half a sample at +-2000 tokens
 
@@ -97,8 +97,10 @@ class EwmaLine:
         self.alpha = alpha
         self.w0 = 1.0  # the prior's weight on the level; decays like an old sample
         self.sw = self.swx = self.swy = self.swxx = self.swxy = 0.0
+        self._coef: tuple[float, float] | None = None  # cached until the next add/load
 
     def add(self, x: float, y: float) -> None:
+        self._coef = None
         keep = 1.0 - self.alpha
         self.w0 *= keep
         self.sw = self.sw * keep + self.alpha
@@ -108,6 +110,11 @@ class EwmaLine:
         self.swxy = self.swxy * keep + self.alpha * x * y
 
     def coefficients(self) -> tuple[float, float]:
+        if self._coef is None:
+            self._coef = self._fit()
+        return self._coef
+
+    def _fit(self) -> tuple[float, float]:
         if self.sw <= 0.0:
             return self.a0, self.b0
         mean_x = self.swx / self.sw
@@ -129,6 +136,7 @@ class EwmaLine:
 
     def load(self, values: list[float]) -> None:
         if len(values) == 6 and all(math.isfinite(v) for v in values) and values[1] >= 0:
+            self._coef = None
             self.w0, self.sw, self.swx, self.swy, self.swxx, self.swxy = (float(v) for v in values)
 
 
