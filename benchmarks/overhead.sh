@@ -34,7 +34,9 @@ export THRIFTGATE_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/$db"
 export THRIFTGATE_CONFIG="$work/config.yaml" THRIFTGATE_SPOOL_DIR="$work/spool"
 export THRIFTGATE_LOG_LEVEL=warning BENCH_UPSTREAM_KEY=sk-bench-upstream
 "$root/.venv/bin/thriftgate" migrate >/dev/null
-"$root/.venv/bin/thriftgate" tenant create bench ${BENCH_TENANT_ARGS:---budget-usd 1000000} >/dev/null
+# The cache is off for this tenant: loadgen repeats one prompt, and this measures the proxy path.
+"$root/.venv/bin/thriftgate" tenant create bench --budget-usd "${BENCH_BUDGET_USD:-1000000}" \
+  --flags "${BENCH_TENANT_FLAGS:-{\"cache\": false}}" >/dev/null
 key=$("$root/.venv/bin/thriftgate" key create bench)
 
 export GATEWAY_CMD="exec $root/.venv/bin/thriftgate serve --port 8000 --workers ${GATEWAY_WORKERS:-1}"

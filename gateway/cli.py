@@ -60,6 +60,20 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
         raise typer.Exit(1) from None
 
 
+def _json_object(raw: str | None, option: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"error: {option} is not valid JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not isinstance(value, dict):
+        typer.echo(f"error: {option} must be a JSON object", err=True)
+        raise typer.Exit(2)
+    return value
+
+
 def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -115,12 +129,16 @@ def tenant_create(
     rpm: int | None = typer.Option(None, "--rpm", min=1),
     tpm: int | None = typer.Option(None, "--tpm", min=1),
     slo_ms: int | None = typer.Option(None, "--slo-ms", min=1),
+    flags: str | None = typer.Option(
+        None, "--flags", help='Tenant flags as a JSON object, e.g. {"cache": false}.'
+    ),
 ) -> None:
     """Create a tenant; prints its id."""
     from gateway.accounting import tenants
 
     settings = _settings()
     budget = Decimal(str(budget_usd)) if budget_usd is not None else None
+    flag_map = _json_object(flags, "--flags")
     result = _run(
         lambda e: tenants.create_tenant(
             e,
@@ -130,6 +148,7 @@ def tenant_create(
             rpm=rpm,
             tpm=tpm,
             default_slo_ms=slo_ms,
+            flags=flag_map,
         ),
         settings,
     )

@@ -17,7 +17,12 @@ def get_services(request: Request) -> Services:
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+async def _services_dependency(request: Request) -> Services:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread on every request.
+    return get_services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
 
 
 def header_map(request: Request) -> dict[str, str]:
@@ -25,7 +30,7 @@ def header_map(request: Request) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     services = get_services(request)
     expected = services.settings.admin_key
     if expected is None:

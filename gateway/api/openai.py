@@ -17,6 +17,7 @@ from gateway.pipeline.context import EndpointName, Json, Reply, RequestContext
 from gateway.pipeline.pipeline import request_id_from
 from gateway.pipeline.route import auto_models
 from gateway.routing.catalog import AUTO_MODEL
+from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -90,7 +91,9 @@ async def _sse(chunks: AsyncIterator[Json]) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-async def _serve(request: Request, services: ServicesDep, endpoint: EndpointName) -> Response:
+async def _serve(request: Request, endpoint: EndpointName) -> Response:
+    # No FastAPI dependencies on the hot routes: solving them costs ~6% of CPU under load.
+    services: Services = request.app.state.services
     headers = header_map(request)
     rid = request_id_from(headers)
     headers["x-request-id"] = rid
@@ -117,18 +120,18 @@ def render(ctx: RequestContext, reply: Reply) -> Response:
 
 
 @router.post("/chat/completions", openapi_extra=_OBJECT_BODY)
-async def chat_completions(request: Request, services: ServicesDep) -> Response:
-    return await _serve(request, services, "chat")
+async def chat_completions(request: Request) -> Response:
+    return await _serve(request, "chat")
 
 
 @router.post("/completions", openapi_extra=_OBJECT_BODY)
-async def completions(request: Request, services: ServicesDep) -> Response:
-    return await _serve(request, services, "completions")
+async def completions(request: Request) -> Response:
+    return await _serve(request, "completions")
 
 
 @router.post("/embeddings", openapi_extra=_OBJECT_BODY)
-async def embeddings(request: Request, services: ServicesDep) -> Response:
-    return await _serve(request, services, "embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _serve(request, "embeddings")
 
 
 @router.get("/models")
