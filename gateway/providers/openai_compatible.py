@@ -183,6 +183,9 @@ def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
         msg = _message(orjson.loads(raw))
     except orjson.JSONDecodeError:
         msg = raw[:200].decode("utf-8", "replace").strip() or "empty body"
+    key = dep.config.api_key()
+    if key:  # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
+        msg = msg.replace(key, "***")
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
     if status in (400, 404, 413, 422):
         # The request itself is wrong; another deployment would refuse it too.
