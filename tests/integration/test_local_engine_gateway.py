@@ -1,4 +1,4 @@
-"""The local engine behind the gateway: `LocalProvider` in-process, and a real gateway routing to it."""
+"""The local engine behind the gateway: `LocalProvider` in-process, and a gateway routing to it."""
 
 from __future__ import annotations
 
