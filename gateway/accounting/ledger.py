@@ -19,8 +19,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.exc import DataError, IntegrityError
+import orjson
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.budgets import upsert_counter_delta
@@ -59,6 +60,7 @@ class LedgerWriter:
         self._stopping = False
         self.rows_written = 0
         self.db_errors = 0
+        self.rows_rejected = 0
         self.healthy = True
 
     def submit(self, row: dict[str, Any]) -> None:
@@ -93,22 +95,58 @@ class LedgerWriter:
             written = 0
             for segment in self.spool.closed_segments():
                 rows = list(LedgerSpool.read(segment))
-                try:
-                    if rows:
-                        written += await self._write(rows)
-                except (IntegrityError, DataError, KeyError, ValueError) as exc:
-                    # A row the database will never take: set the segment aside, keep going.
-                    self._quarantine(segment, exc)
-                    continue
+                if rows:
+                    written += await self._write_segment(segment, rows)
                 segment.unlink(missing_ok=True)
             self.rows_written += written
             return written
 
-    def _quarantine(self, segment: Path, exc: Exception) -> None:
+    async def _write_segment(self, segment: Path, rows: list[dict[str, Any]]) -> int:
+        """Write a segment in one transaction; if the database refuses it while up, row by row.
+
+        A row the database will never take (a value out of a column's range) must neither
+        block the ledger (retried forever as if the database were down) nor take the
+        segment's good rows with it: those are written, the bad ones set aside.
+        """
+        try:
+            return await self._write(rows)
+        except (DBAPIError, KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, DBAPIError) and not await self._db_up():
+                raise  # the database is down: keep the segment, retry with back-off
+            first_error = exc
+        written, rejected = 0, []
+        for row in rows:
+            try:
+                written += await self._write([row])
+            except (DBAPIError, KeyError, ValueError, TypeError) as exc:
+                if isinstance(exc, DBAPIError) and not await self._db_up():
+                    raise  # rows written so far are idempotent on replay
+                rejected.append(row)
+        self._quarantine(segment, rejected, first_error)
+        return written
+
+    async def _db_up(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _quarantine(self, segment: Path, rows: list[dict[str, Any]], exc: Exception) -> None:
         target = self.spool.dir / "quarantine"
         target.mkdir(exist_ok=True)
-        segment.rename(target / segment.name)
-        log.error("ledger segment %s quarantined: %s", segment.name, type(exc).__name__)
+        with open(target / segment.name, "ab") as fh:
+            for row in rows:
+                fh.write(orjson.dumps(row, default=str) + b"\n")
+        self.rows_rejected += len(rows)
+        log.error(
+            "ledger: %d row(s) of %s refused by the database (%s); kept in %s",
+            len(rows),
+            segment.name,
+            type(exc).__name__,
+            target / segment.name,
+        )
 
     async def _write(self, raw_rows: list[dict[str, Any]]) -> int:
         rows = [_decode(r) for r in raw_rows]

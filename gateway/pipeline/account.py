@@ -103,16 +103,30 @@ class AccountStage:
         m.cache.labels(tenant, ctx.cache_status).inc()
 
 
+# More tokens than any model takes in one request: an upstream reporting this is broken, and
+# the ledger's INTEGER columns could not hold its numbers anyway.
+MAX_TOKENS_PER_REQUEST = 100_000_000
+
+
+def _count(value: Any) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return value if ok and 0 <= value < MAX_TOKENS_PER_REQUEST else None
+
+
 def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
     usage = body.get("usage") if isinstance(body, dict) else None
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+    prompt_tokens = _count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    if isinstance(usage, dict) and prompt_tokens is not None:
         details = usage.get("prompt_tokens_details") or {}
-        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
-        completion = usage.get("completion_tokens")
+        cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        completion = _count(usage.get("completion_tokens", 0))
+        if completion is None:  # reported but nonsense: count what was generated
+            model = ctx.deployment.served_model if ctx.deployment else ctx.model
+            completion = count_text(completion_text(body), model)
         return Usage(
-            prompt_tokens=usage["prompt_tokens"],
-            completion_tokens=completion if isinstance(completion, int) else 0,
-            cached_tokens=cached if isinstance(cached, int) else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion,
+            cached_tokens=min(cached or 0, prompt_tokens),
             source="upstream",
         )
     model = ctx.deployment.served_model if ctx.deployment else ctx.model

@@ -5,8 +5,11 @@ fallback answer, and the ledger row says what happened (status_code, error_code,
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,37 @@ def msgs() -> Any:
 
 
 STATUSES = (429, 500, 502, 503)
+
+
+class _AbsurdUsage(BaseHTTPRequestHandler):
+    """An upstream whose usage block is nonsense (more tokens than an INTEGER column holds)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(
+            {
+                "id": "chatcmpl-absurd",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "four words of reply"},
+                    }
+                ],
+                "usage": {"prompt_tokens": 2**40, "completion_tokens": -5, "total_tokens": 1},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 class Rig:
@@ -66,6 +100,14 @@ class Rig:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
+        self.absurd = ThreadingHTTPServer(("127.0.0.1", 0), _AbsurdUsage)
+        threading.Thread(target=self.absurd.serve_forever, daemon=True).start()
+        deps += [
+            {
+                **solo("absurd")[0],
+                "api_base": f"http://127.0.0.1:{self.absurd.server_address[1]}/v1",
+            }
+        ]
         self.gw = GatewayServer(tmp, self.db, deps)
         self.tenant_id, key = self.gw.new_tenant()
         # The response cache must not answer for the upstream here: every request goes out.
@@ -88,6 +130,7 @@ class Rig:
         self.primary.stop()
         self.backup.stop()
         self.slow.stop()
+        self.absurd.shutdown()
         drop_database(self.db)
 
     def row(self, request_id: str) -> Any:
@@ -268,3 +311,50 @@ def test_malformed_json_body_from_upstream_is_502(rig: Rig) -> None:
     row = rig.row(r)
     assert row["status_code"] == status
     assert status < 500 or row["error_code"] is not None
+
+
+def test_absurd_upstream_usage_is_recounted(rig: Rig) -> None:
+    r = rid()
+    out = rig.client.chat.completions.create(
+        model="absurd", messages=msgs(), extra_headers={"x-request-id": r}
+    )
+    assert out.choices[0].message.content == "four words of reply"
+    row = rig.row(r)
+    assert (row["status_code"], row["usage_source"]) == (200, "tiktoken")
+    assert 0 < row["prompt_tokens"] < 100 and 0 < row["completion_tokens"] < 10
+
+
+def test_a_row_the_database_refuses_does_not_block_the_ledger(rig: Rig) -> None:
+    """A spooled row Postgres will never take is set aside; the rest keep flowing."""
+    r = rid()
+    rig.client.chat.completions.create(
+        model="nousage-False", messages=msgs(), extra_headers={"x-request-id": r}
+    )
+    rig.row(r)
+    template = json.loads(
+        sql(
+            rig.db, "SELECT row_to_json(l)::text AS j FROM usage_ledger l WHERE request_id = $1", r
+        )[0]["j"]
+    )
+    good = {**template, "id": uuid.uuid4().hex, "request_id": "poison-good-" + uuid.uuid4().hex}
+    bad = {
+        **template,
+        "id": uuid.uuid4().hex,
+        "request_id": "poison-bad-" + uuid.uuid4().hex,
+        "prompt_tokens": 2**40,
+    }
+    # Hand the rows over as a dead process's spool segment: the gateway adopts and replays it.
+    owner = "999999_" + uuid.uuid4().hex[:8]
+    spool = rig.gw.spool_dir
+    (spool / f"{owner}.lock").touch()
+    with open(spool / f"{owner}-000000000001.jsonl", "w") as fh:
+        fh.write(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
+    rig.row(good["request_id"])
+    live = rid()
+    rig.client.chat.completions.create(
+        model="nousage-False", messages=msgs(), extra_headers={"x-request-id": live}
+    )
+    rig.row(live)  # the ledger is not stuck behind the bad row
+    assert not sql(rig.db, "SELECT 1 FROM usage_ledger WHERE request_id = $1", bad["request_id"])
+    kept = "".join(p.read_text() for p in (spool / "quarantine").glob("*.jsonl"))
+    assert bad["request_id"] in kept and good["request_id"] not in kept
