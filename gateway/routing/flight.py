@@ -54,4 +54,5 @@ def stretch(pred: LatencyPrediction, ttft_factor: float, total_factor: float) ->
         pred.ttft_high_ms * ttft_factor,
         pred.total_ms * total_factor,
         pred.total_high_ms * total_factor,
+        pred.queue_wait_ms,
     )

@@ -148,6 +148,7 @@ class LatencyPrediction:
     ttft_high_ms: float
     total_ms: float
     total_high_ms: float
+    queue_wait_ms: float = 0.0  # part of the TTFT spent waiting for an engine slot
 
     def judged_ms(self, stream: bool) -> float:
         """What an SLO is checked against: TTFT for a stream, total time otherwise."""
@@ -234,6 +235,7 @@ class LatencyModel:
             ttft_high_ms=ttft * self.ttft_ratios.quantile(),
             total_ms=total,
             total_high_ms=total_high,
+            queue_wait_ms=extra_ttft_ms,
         )
 
     def predict_prior(self, prompt_tokens: int, completion_tokens: int) -> LatencyPrediction:

@@ -239,6 +239,7 @@ class Router:
             mix(pred.ttft_high_ms, prior.ttft_high_ms),
             mix(pred.total_ms, prior.total_ms),
             mix(pred.total_high_ms, prior.total_high_ms),
+            pred.queue_wait_ms,
         )
 
     # -- feedback ---------------------------------------------------------------------------
@@ -266,6 +267,8 @@ class Router:
             return
         now = self.clock()
         flight.first_token_ms = (now - flight.started) * 1000.0 if ttft_ms is None else ttft_ms
+        if flight.predicted.queue_wait_ms > 0:
+            return  # it queued for a slot: its TTFT says more about the queue than the engine
         self.latency[flight.name].observe_ttft(flight.prompt_tokens, flight.first_token_ms, now=now)
 
     def succeed(
@@ -298,7 +301,7 @@ class Router:
             ttft,
             now=now,
             ms_per_token=itl_override,
-            ttft_learned=ttft is not None,
+            ttft_learned=ttft is not None or flight.predicted.queue_wait_ms > 0,
         )
         if count_length:
             lengths = self.lengths.get(flight.model) or self._new_lengths()

@@ -218,3 +218,27 @@ def test_engine_report_is_raised_to_own_in_flight(make_catalog: Any, dep_config:
     for f in flights:
         assert f is not None
         router.abandon(f)
+
+
+def test_queued_local_flight_does_not_teach_engine_ttft(make_catalog: Any, dep_config: Any) -> None:
+    cat = make_catalog(
+        dep_config(
+            "gpu",
+            inp="0",
+            out="0",
+            ttft_ms=50,
+            ms_per_token=10,
+            hardware_usd_per_hour=Decimal("2.00"),
+            max_concurrency=1,
+        ),
+    )
+    router = Router(cat, clock=Clock())
+    router.report_engine_load("gpu", EngineLoad(2, 1, 100.0, observed_at=router.clock()))
+    cand = router.plan("llama", prompt_tokens=10, max_tokens=10).ranked[0]
+    assert cand.latency.queue_wait_ms > 0
+    before = router.latency["gpu"].ttft_coefficients()
+    flight = router.start(cand, model="llama", prompt_tokens=10, stream=True)
+    assert flight is not None
+    router.first_token(flight, 5000.0)  # mostly time in the queue
+    router.succeed(flight, completion_tokens=10, total_ms=5100.0)
+    assert router.latency["gpu"].ttft_coefficients() == before
