@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     spool_dir: Path = Path("./spool")
     max_body_bytes: int = 4 * 1024 * 1024
     max_header_bytes: int = 32 * 1024
-    ledger_flush_interval_s: float = 0.1
+    # Rows are durable in the spool at once; this only sets how often they reach the database.
+    ledger_flush_interval_s: float = 0.5
     key_cache_ttl_s: float = 5.0
     log_level: str = "info"
     migrate_on_start: bool = True

