@@ -121,6 +121,9 @@ class OnnxMiniLM:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads must sleep, not spin: they share the CPU with the event loop
+        # and the other workers, and a spinning pool is slower than one thread under load.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model_path), opts, providers=["CPUExecutionProvider"]
         )

@@ -29,6 +29,9 @@ def _faiss() -> Any | None:
         import faiss
     except ImportError:  # optional: without it every scope stays exact (slower past ~20k)
         return None
+    # One search is ~0.1 ms of work: OpenMP threads only add wake-ups and, on a shared CPU,
+    # spin against the embedder and the event loop.
+    faiss.omp_set_num_threads(1)
     return faiss
 
 

@@ -99,11 +99,14 @@ class ResponseCache:
                 log.warning("semantic cache off: embedding runtime missing (%s)", exc)
         cache = cls(CacheStore(engine), embedder, config)
         await cache.load()
-        cache._tasks = [
-            asyncio.create_task(cache._serve_lookups(), name="cache-lookups"),
-            asyncio.create_task(cache._follow(), name="cache-follower"),
-        ]
+        cache.run(follow=True)
         return cache
+
+    def run(self, *, follow: bool = True) -> None:
+        """Start serving semantic lookups and (unless told not to) following the table."""
+        self._tasks.append(asyncio.create_task(self._serve_lookups(), name="cache-lookups"))
+        if follow:
+            self._tasks.append(asyncio.create_task(self._follow(), name="cache-follower"))
 
     async def load(self) -> None:
         """Read every live row into memory (start-up)."""
