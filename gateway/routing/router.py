@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from gateway.accounting.pricing import Price
 from gateway.routing.breaker import BreakerState, CircuitBreaker
 from gateway.routing.catalog import AUTO_MODEL, Catalog, Deployment
 from gateway.routing.completion import CompletionEstimate, CompletionLengths
@@ -218,6 +219,15 @@ class Router:
         if flights:
             latency = stretch(latency, *overdue_factors(flights.values(), now))
         return cost, latency
+
+    def effective_price(self, name: str, expected_completion_tokens: int = 256) -> Price | None:
+        """A hardware-priced deployment's per-token price at its current load (for accounting:
+        its configured token price is usually 0); None for ordinarily priced deployments."""
+        local = self.local.get(name)
+        if local is None:
+            return None
+        now = self.clock()
+        return local.quote(self.current_load(name, now), expected_completion_tokens).price
 
     def _relax_stale(
         self, model: LatencyModel, pred: LatencyPrediction, prompt: int, tokens: int, now: float

@@ -242,3 +242,15 @@ def test_queued_local_flight_does_not_teach_engine_ttft(make_catalog: Any, dep_c
     router.first_token(flight, 5000.0)  # mostly time in the queue
     router.succeed(flight, completion_tokens=10, total_ms=5100.0)
     assert router.latency["gpu"].ttft_coefficients() == before
+
+
+def test_effective_price_only_for_hardware_priced(make_catalog: Any, dep_config: Any) -> None:
+    cat = make_catalog(
+        dep_config("cloud", default=True),
+        dep_config("gpu", inp="0", out="0", ms_per_token=10, hardware_usd_per_hour=Decimal("3.60")),
+    )
+    router = Router(cat)
+    assert router.effective_price("cloud") is None
+    price = router.effective_price("gpu")
+    assert price is not None
+    assert price.output_per_mtok == Decimal("10.0")  # $0.001/s over 100 tok/s, idle
