@@ -45,15 +45,22 @@ def mock_upstream(session_tmp: Path) -> Iterator[MockUpstreamServer]:
 
 
 @pytest.fixture(scope="session")
-def gateway(session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer) -> Iterator[GatewayServer]:
+def gateway(
+    session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer
+) -> Iterator[GatewayServer]:
     """One gateway for read-mostly tests: model `gpt-4o-mini` served by the mock upstream."""
     server = GatewayServer(
         session_tmp,
         pg_url,
         [
             mock_deployment("mock-mini", "gpt-4o-mini", mock_upstream),
-            mock_deployment("mock-embed", "text-embedding-3-small", mock_upstream,
-                            input_cost_per_mtok=0.02, output_cost_per_mtok=0),
+            mock_deployment(
+                "mock-embed",
+                "text-embedding-3-small",
+                mock_upstream,
+                input_cost_per_mtok=0.02,
+                output_cost_per_mtok=0,
+            ),
         ],
     )
     yield server

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment, sql, wait_for
+from tests.support.servers import GatewayServer, mock_deployment, sql, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 def test_budget_race_50_concurrent_requests_budget_for_10(session_tmp, fresh_pg_url, mock_upstream):
     # One request: 8 prompt + max_tokens 20 reserved at $1/$1 per Mtok -> reserve ~$0.000028,
     # actual (6 prompt + 6 completion) = $0.000012. Budget = 10 actual requests.
-    dep = mock_deployment("priced", "budget-model", mock_upstream,
-                          input_cost_per_mtok=1, output_cost_per_mtok=1)
+    dep = mock_deployment(
+        "priced", "budget-model", mock_upstream, input_cost_per_mtok=1, output_cost_per_mtok=1
+    )
     gw = GatewayServer(session_tmp, fresh_pg_url, [dep])
     try:
         actual = Decimal(12) / Decimal(1_000_000)
@@ -26,10 +27,16 @@ def test_budget_race_50_concurrent_requests_budget_for_10(session_tmp, fresh_pg_
         mock_upstream.control(latency_ms=300)  # keep all 50 in flight together
 
         def one(i: int) -> int:
-            r = httpx.post(gw.url + "/chat/completions", timeout=30,
-                           headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "budget-model", "max_tokens": 6,
-                                 "messages": [{"role": "user", "content": f"budget probe {i} a"}]})
+            r = httpx.post(
+                gw.url + "/chat/completions",
+                timeout=30,
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "model": "budget-model",
+                    "max_tokens": 6,
+                    "messages": [{"role": "user", "content": f"budget probe {i} a"}],
+                },
+            )
             return r.status_code
 
         with concurrent.futures.ThreadPoolExecutor(50) as pool:
@@ -39,16 +46,38 @@ def test_budget_race_50_concurrent_requests_budget_for_10(session_tmp, fresh_pg_
         assert set(refused) <= {429}
         assert 1 <= served <= 11, codes
         # Spend settles to exactly what was served, and later requests are refused.
-        wait_for(lambda: sql(gw.db_url, "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id=$1"
-                             " AND status_code=200", tid)[0]["n"] == served)
-        rows = wait_for(lambda: [r for r in sql(gw.db_url, "SELECT spent_usd, reserved_usd FROM "
-                        "budget_counters WHERE tenant_id=$1", tid) if r["reserved_usd"] == 0])
+        wait_for(
+            lambda: (
+                sql(
+                    gw.db_url,
+                    "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id=$1 AND status_code=200",
+                    tid,
+                )[0]["n"]
+                == served
+            )
+        )
+        rows = wait_for(
+            lambda: [
+                r
+                for r in sql(
+                    gw.db_url,
+                    "SELECT spent_usd, reserved_usd FROM budget_counters WHERE tenant_id=$1",
+                    tid,
+                )
+                if r["reserved_usd"] == 0
+            ]
+        )
         assert rows and rows[0]["spent_usd"] == actual * served
         mock_upstream.control(latency_ms=0)
         if served >= 10:
-            r = httpx.post(gw.url + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "budget-model",
-                                 "messages": [{"role": "user", "content": "one more"}]})
+            r = httpx.post(
+                gw.url + "/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "model": "budget-model",
+                    "messages": [{"role": "user", "content": "one more"}],
+                },
+            )
             assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
     finally:
         gw.stop()
@@ -90,21 +119,40 @@ def test_sigkill_after_responses_loses_no_ledger_row(session_tmp, fresh_pg_url, 
     for i in range(20):
         rid = f"kill-{i}"
         if i % 2:
-            list(c.chat.completions.create(model="m", stream=True, extra_headers={"x-request-id": rid},
-                                           messages=[{"role": "user", "content": f"s {i}"}]))
+            list(
+                c.chat.completions.create(
+                    model="m",
+                    stream=True,
+                    extra_headers={"x-request-id": rid},
+                    messages=[{"role": "user", "content": f"s {i}"}],
+                )
+            )
         else:
-            c.chat.completions.create(model="m", extra_headers={"x-request-id": rid},
-                                      messages=[{"role": "user", "content": f"n {i}"}])
+            c.chat.completions.create(
+                model="m",
+                extra_headers={"x-request-id": rid},
+                messages=[{"role": "user", "content": f"n {i}"}],
+            )
         ids.append(rid)
     gw.kill()
     assert sql(fresh_pg_url, "SELECT count(*) AS n FROM usage_ledger")[0]["n"] == 0
     # Restart on the same spool: the dead process's segments are adopted and written once.
-    gw2 = GatewayServer(session_tmp, fresh_pg_url, deps, spool_dir=spool,
-                        extra_env={"THRIFTGATE_LEDGER_FLUSH_INTERVAL_S": "0.1"})
+    gw2 = GatewayServer(
+        session_tmp,
+        fresh_pg_url,
+        deps,
+        spool_dir=spool,
+        extra_env={"THRIFTGATE_LEDGER_FLUSH_INTERVAL_S": "0.1"},
+    )
     try:
-        rows = wait_for(lambda: sql(fresh_pg_url, "SELECT request_id FROM usage_ledger "
-                                    "WHERE tenant_id=$1", tid) if len(sql(
-            fresh_pg_url, "SELECT 1 FROM usage_ledger")) >= 20 else None, timeout_s=15)
+        rows = wait_for(
+            lambda: (
+                sql(fresh_pg_url, "SELECT request_id FROM usage_ledger WHERE tenant_id=$1", tid)
+                if len(sql(fresh_pg_url, "SELECT 1 FROM usage_ledger")) >= 20
+                else None
+            ),
+            timeout_s=15,
+        )
         assert rows, "rows were not replayed"
         assert sorted(r["request_id"] for r in rows) == sorted(ids)
     finally:
@@ -112,30 +160,46 @@ def test_sigkill_after_responses_loses_no_ledger_row(session_tmp, fresh_pg_url, 
 
 
 def test_anthropic_messages_api_through_litellm(session_tmp, pg_url, mock_upstream):
-    dep = {"name": "claude-local", "model": "claude-haiku", "provider": "anthropic",
-           "upstream_model": "claude-3-5-haiku-20241022", "api_base": mock_upstream.base,
-           "api_key_env": "MOCK_PROVIDER_KEY", "input_cost_per_mtok": 0.8,
-           "output_cost_per_mtok": 4}
+    dep = {
+        "name": "claude-local",
+        "model": "claude-haiku",
+        "provider": "anthropic",
+        "upstream_model": "claude-3-5-haiku-20241022",
+        "api_base": mock_upstream.base,
+        "api_key_env": "MOCK_PROVIDER_KEY",
+        "input_cost_per_mtok": 0.8,
+        "output_cost_per_mtok": 4,
+    }
     gw = GatewayServer(session_tmp, pg_url, [dep])
     try:
         _, key = gw.new_tenant()
         c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
-            model="claude-haiku", max_tokens=50,
-            messages=[{"role": "system", "content": "be nice"},
-                      {"role": "user", "content": "hello anthropic friend"}],
-            extra_headers={"x-request-id": "req-anthropic"})
+            model="claude-haiku",
+            max_tokens=50,
+            messages=[
+                {"role": "system", "content": "be nice"},
+                {"role": "user", "content": "hello anthropic friend"},
+            ],
+            extra_headers={"x-request-id": "req-anthropic"},
+        )
         resp = raw.parse()
         assert resp.choices[0].message.content.startswith("Claude echo: hello anthropic friend")
         seen = mock_upstream.received()[-1]
         assert seen["path"] == "/v1/messages" and seen["x-api-key"].startswith("sk-mock-provider")
         assert seen["body"]["system"]
-        rows = wait_for(lambda: sql(pg_url, "SELECT * FROM usage_ledger WHERE request_id=$1",
-                                    "req-anthropic"))
+        rows = wait_for(
+            lambda: sql(pg_url, "SELECT * FROM usage_ledger WHERE request_id=$1", "req-anthropic")
+        )
         assert rows[0]["prompt_tokens"] == resp.usage.prompt_tokens > 0
-        streamed = list(c.chat.completions.create(
-            model="claude-haiku", max_tokens=50, stream=True,
-            messages=[{"role": "user", "content": "stream from claude"}]))
+        streamed = list(
+            c.chat.completions.create(
+                model="claude-haiku",
+                max_tokens=50,
+                stream=True,
+                messages=[{"role": "user", "content": "stream from claude"}],
+            )
+        )
         text = "".join(x.choices[0].delta.content or "" for x in streamed if x.choices)
         assert text.strip() == "Claude echo: stream from claude"
     finally:

@@ -48,8 +48,14 @@ def _tables(url: str) -> set[str]:
 
 def _cycle(url: str) -> None:
     asyncio.run(upgrade_head(url))
-    assert {"tenants", "api_keys", "usage_ledger", "budget_counters", "cache_entries",
-            "deployment_stats"} <= _tables(url)
+    assert {
+        "tenants",
+        "api_keys",
+        "usage_ledger",
+        "budget_counters",
+        "cache_entries",
+        "deployment_stats",
+    } <= _tables(url)
     assert _drift(url) == []
     asyncio.run(downgrade_base(url))
     assert _tables(url) <= {"alembic_version"}

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, MockUpstreamServer, sql, wait_for
+from tests.support.servers import GatewayServer, sql, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +40,10 @@ def test_chat_non_streaming_records_upstream_usage_and_cost(gateway, tenant, moc
     tid, key = tenant
     raw = client(gateway, key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini",
-        messages=[{"role": "system", "content": "Be brief."},
-                  {"role": "user", "content": "Say hello to the world"}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hello to the world"},
+        ],
         extra_headers={"x-request-id": "req-nonstream-1"},
     )
     resp = raw.parse()
@@ -86,12 +88,14 @@ def test_streaming_with_usage_passes_usage_through(gateway, tenant):
 
 def test_streaming_without_usage_asks_upstream_and_strips_it(gateway, tenant, mock_upstream):
     _, key = tenant
-    chunks = list(client(gateway, key).chat.completions.create(
-        model="gpt-4o-mini",
-        messages=[{"role": "user", "content": "no usage for me"}],
-        stream=True,
-        extra_headers={"x-request-id": "req-stream-nousage"},
-    ))
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "no usage for me"}],
+            stream=True,
+            extra_headers={"x-request-id": "req-stream-nousage"},
+        )
+    )
     assert all(c.usage is None for c in chunks)
     sent = mock_upstream.received()[-1]["body"]
     assert sent["stream_options"] == {"include_usage": True}
@@ -117,22 +121,42 @@ def test_missing_upstream_usage_falls_back_to_tiktoken(gateway, tenant, mock_ups
 def test_tools_round_trip_and_passthrough_fields(gateway, tenant, mock_upstream):
     _, key = tenant
     c = client(gateway, key)
-    tools = [{"type": "function", "function": {
-        "name": "lookup", "description": "Look something up",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Look something up",
+                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+            },
+        }
+    ]
     first = c.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "find the weather"}],
-        tools=tools, tool_choice="auto", seed=7, user="alice", stop=["\n\n"],
-        response_format={"type": "text"}, n=1,
+        tools=tools,
+        tool_choice="auto",
+        seed=7,
+        user="alice",
+        stop=["\n\n"],
+        response_format={"type": "text"},
+        n=1,
         extra_body={"vendor_extension": {"keep": True}},
     )
     call = first.choices[0].message.tool_calls[0]
     assert call.function.name == "lookup"
     assert json.loads(call.function.arguments) == {"query": "find the weather"}
     sent = mock_upstream.received()[-1]["body"]
-    for field in ("tools", "tool_choice", "seed", "user", "stop", "response_format", "n",
-                  "vendor_extension"):
+    for field in (
+        "tools",
+        "tool_choice",
+        "seed",
+        "user",
+        "stop",
+        "response_format",
+        "n",
+        "vendor_extension",
+    ):
         assert field in sent, field
     second = c.chat.completions.create(
         model="gpt-4o-mini",
@@ -149,11 +173,19 @@ def test_tools_round_trip_and_passthrough_fields(gateway, tenant, mock_upstream)
 def test_streamed_tool_calls_reassemble(gateway, tenant):
     _, key = tenant
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    chunks = list(client(gateway, key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "q"}], tools=tools, stream=True))
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "q"}],
+            tools=tools,
+            stream=True,
+        )
+    )
     args = "".join(
         tc.function.arguments or ""
-        for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])
+        for c in chunks
+        if c.choices
+        for tc in (c.choices[0].delta.tool_calls or [])
     )
     assert json.loads(args) == {"query": "q"}
 
@@ -163,12 +195,17 @@ def test_legacy_completions_and_embeddings(gateway, tenant):
     c = client(gateway, key)
     comp = c.completions.create(model="gpt-4o-mini", prompt="complete this text", max_tokens=5)
     assert comp.choices[0].text == "Echo: complete this text"
-    streamed = "".join(x.choices[0].text for x in c.completions.create(
-        model="gpt-4o-mini", prompt="one two", stream=True) if x.choices)
+    streamed = "".join(
+        x.choices[0].text
+        for x in c.completions.create(model="gpt-4o-mini", prompt="one two", stream=True)
+        if x.choices
+    )
     assert streamed.strip() == "Echo: one two"
     emb = c.embeddings.with_raw_response.create(
-        model="text-embedding-3-small", input=["alpha beta", "gamma"],
-        extra_headers={"x-request-id": "req-embed"})
+        model="text-embedding-3-small",
+        input=["alpha beta", "gamma"],
+        extra_headers={"x-request-id": "req-embed"},
+    )
     parsed = emb.parse()
     assert len(parsed.data) == 2 and len(parsed.data[0].embedding) == 8
     row = ledger_row(gateway, "req-embed")
@@ -190,7 +227,8 @@ def test_models_lists_only_what_the_tenant_may_use(gateway):
 def test_health_and_metrics(gateway, tenant):
     _, key = tenant
     client(gateway, key).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "metric me"}])
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "metric me"}]
+    )
     assert httpx.get(gateway.base + "/healthz").json() == {"status": "ok"}
     text = httpx.get(gateway.base + "/metrics").text
     assert "thriftgate_requests_total{" in text
@@ -205,18 +243,36 @@ def test_health_and_metrics(gateway, tenant):
         ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "model_not_found"),
         ({"messages": [{"role": "user", "content": "x"}]}, 400, "missing_model"),
         ({"model": "gpt-4o-mini", "messages": []}, 400, "invalid_value"),
-        ({"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}, 400,
-         "invalid_value"),
-        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}],
-          "max_tokens": 10**12}, 400, "invalid_value"),
-        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}],
-          "temperature": "hot"}, 400, "invalid_value"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]},
+            400,
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": 10**12,
+            },
+            400,
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": "hot",
+            },
+            400,
+            "invalid_value",
+        ),
     ],
 )
 def test_invalid_requests_get_openai_errors(gateway, tenant, body, status, code):
     _, key = tenant
-    r = httpx.post(gateway.url + "/chat/completions", json=body,
-                   headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        gateway.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
     assert r.status_code == status
     err = r.json()["error"]
     assert err["code"] == code and err["message"] and err["type"]
@@ -254,8 +310,10 @@ def test_upstream_failure_maps_to_502_with_upstream_message(gateway, tenant, moc
     mock_upstream.control(fail_next=1, fail_status=500)
     with pytest.raises(openai.APIStatusError) as exc:
         client(gateway, key).chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "fail"}],
-            extra_headers={"x-request-id": "req-upstream-500"})
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "fail"}],
+            extra_headers={"x-request-id": "req-upstream-500"},
+        )
     assert exc.value.status_code == 502
     assert "HTTP 500" in exc.value.message and "mock failure 500" in exc.value.message
     assert "sk-mock-provider" not in exc.value.message
@@ -266,14 +324,16 @@ def test_upstream_failure_maps_to_502_with_upstream_message(gateway, tenant, moc
 def test_upstream_timeout_maps_to_504(session_tmp, pg_url, mock_upstream):
     from tests.support.servers import mock_deployment
 
-    gw = GatewayServer(session_tmp, pg_url,
-                       [mock_deployment("slow", "slow-model", mock_upstream, timeout_s=0.5)])
+    gw = GatewayServer(
+        session_tmp, pg_url, [mock_deployment("slow", "slow-model", mock_upstream, timeout_s=0.5)]
+    )
     try:
         _, key = gw.new_tenant()
         mock_upstream.control(hang_s=2)
         with pytest.raises(openai.APIStatusError) as exc:
             client(gw, key).chat.completions.create(
-                model="slow-model", messages=[{"role": "user", "content": "x"}])
+                model="slow-model", messages=[{"role": "user", "content": "x"}]
+            )
         assert exc.value.status_code == 504
     finally:
         gw.stop()

@@ -32,7 +32,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -141,9 +143,18 @@ class MockUpstreamServer(Process):
         return dict(r.json())
 
     def reset(self) -> None:
-        self.control(latency_ms=0, ms_per_token=0, fail_next=0, fail_rate=0, hang_s=0,
-                     no_usage=False, truncate_stream=False, malformed_stream=False, reply=None,
-                     fail_status=503)
+        self.control(
+            latency_ms=0,
+            ms_per_token=0,
+            fail_next=0,
+            fail_rate=0,
+            hang_s=0,
+            no_usage=False,
+            truncate_stream=False,
+            malformed_stream=False,
+            reply=None,
+            fail_status=503,
+        )
 
     def received(self) -> list[dict[str, Any]]:
         return list(httpx.get(self.base + "/_requests", timeout=5).json()["requests"])
@@ -183,8 +194,16 @@ class GatewayServer(Process):
             }
         )
         env.update(extra_env or {})
-        args = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port),
-                "--workers", str(workers)]
+        args = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         super().__init__(args, env, tmp / f"gateway-{self.port}.log")
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = self.base + "/v1"
@@ -196,8 +215,9 @@ class GatewayServer(Process):
 
     def new_tenant(self, name: str | None = None, **fields: Any) -> tuple[str, str]:
         """Create a tenant and one key through the admin API; returns (tenant_id, key)."""
-        r = self.admin("POST", "/admin/tenants", json={"name": name or f"t-{uuid.uuid4().hex[:8]}",
-                                                        **fields})
+        r = self.admin(
+            "POST", "/admin/tenants", json={"name": name or f"t-{uuid.uuid4().hex[:8]}", **fields}
+        )
         assert r.status_code == 201, r.text
         tid = r.json()["id"]
         k = self.admin("POST", f"/admin/tenants/{tid}/keys", json={})
@@ -205,7 +225,9 @@ class GatewayServer(Process):
         return tid, k.json()["key"]
 
 
-def mock_deployment(name: str, model: str, mock: MockUpstreamServer, **extra: Any) -> dict[str, Any]:
+def mock_deployment(
+    name: str, model: str, mock: MockUpstreamServer, **extra: Any
+) -> dict[str, Any]:
     dep = {
         "name": name,
         "model": model,
