@@ -153,11 +153,13 @@ class Router:
                 return dep
         return None
 
-    def completion_estimate(self, model: str, max_tokens: int | None) -> CompletionEstimate:
+    def completion_estimate(
+        self, model: str, max_tokens: int | None, prompt_tokens: int | None = None
+    ) -> CompletionEstimate:
         lengths = self.lengths.get(model)
         if lengths is None:
             lengths = self.lengths[model] = self._new_lengths()
-        return lengths.estimate(max_tokens)
+        return lengths.estimate(max_tokens, prompt_tokens)
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class Router:
     ) -> RoutePlan:
         now = self.clock()
         deps = list(deployments) if deployments is not None else self.candidates(model, auto_models)
-        completion = self.completion_estimate(model, max_tokens)
+        completion = self.completion_estimate(model, max_tokens, prompt_tokens)
         priced: list[Candidate] = []
         for dep in deps:
             if not self.breakers[dep.name].available(now):
@@ -316,7 +318,7 @@ class Router:
         if count_length:
             lengths = self.lengths.get(flight.model) or self._new_lengths()
             self.lengths[flight.model] = lengths
-            lengths.observe(completion_tokens)
+            lengths.observe(completion_tokens, flight.prompt_tokens)
 
     def fail(self, flight: Flight) -> None:
         """The upstream failed (connect error, 429, 5xx, timeout): counts toward its breaker."""

@@ -28,3 +28,18 @@ def test_state_round_trip() -> None:
     assert b.estimate() == a.estimate()
     b.load_state({"v": 1, "ewma": "bad"})
     assert b.estimate() == a.estimate()
+
+
+def test_lengths_are_learned_per_prompt_band() -> None:
+    lengths = CompletionLengths()
+    for _ in range(40):
+        lengths.observe(400, prompt_tokens=1000)  # band 512-1023
+        lengths.observe(20, prompt_tokens=300)  # band 256-511
+    assert lengths.estimate(prompt_tokens=900).expected == 400
+    assert lengths.estimate(prompt_tokens=260).expected == 20
+    # an unseen band falls back to the model as a whole
+    assert 150 < lengths.estimate(prompt_tokens=5000).expected < 300
+    assert lengths.estimate(max_tokens=64, prompt_tokens=900).source == "max_tokens"
+    restored = CompletionLengths()
+    restored.load_state(lengths.to_state())
+    assert restored.estimate(prompt_tokens=900) == lengths.estimate(prompt_tokens=900)
