@@ -13,10 +13,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.reports import ROW_FIELDS, row_dict
-from gateway.db.models import UsageLedger, UsageRollupHourly
+from gateway.db.models import UsageLedger, UsageRollupDaily
 
 L = UsageLedger.__table__.c
-R = UsageRollupHourly.__table__.c
+R = UsageRollupDaily.__table__.c
 PAGE_SIZE = 50
 CSV_BATCH_ROWS = 2000
 CACHE_STATUSES = ("hit-exact", "hit-semantic", "miss", "bypass")
@@ -102,6 +102,7 @@ async def page(
 
 async def choices(engine: AsyncEngine, since: datetime) -> dict[str, list[str]]:
     """Models and deployments seen in the window, for the filter drop-downs (from the rollup)."""
+    since = since.replace(hour=0, minute=0, second=0, microsecond=0)  # daily buckets
     async with engine.connect() as conn:
         models = (
             await conn.execute(

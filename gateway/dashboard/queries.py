@@ -1,7 +1,8 @@
-"""Aggregate SQL behind the dashboard, over the hourly rollup (`usage_rollup_hourly`).
+"""Aggregate SQL behind the dashboard, over the hourly and daily rollups of the ledger.
 
-A database trigger keeps the rollup in step with the ledger, so these queries read thousands
-of rows, not millions; everything is summed in SQL and Python only shapes the result.
+A database trigger keeps both rollups in step with the ledger, so these queries read
+thousands of rows, not millions; a window in days reads the daily rollup, one in hours the
+hourly one. Everything is summed in SQL; Python only shapes the result.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import period_start
 from gateway.dashboard.windows import Unit, Window, label
-from gateway.db.models import BudgetCounter, Tenant, UsageRollupHourly
+from gateway.db.models import BudgetCounter, Tenant, UsageRollupDaily, UsageRollupHourly
 
-R = UsageRollupHourly.__table__.c
+HOURLY = UsageRollupHourly.__table__
+DAILY = UsageRollupDaily.__table__
 CACHE_HITS = ("hit-exact", "hit-semantic")
+WORK_MEM = "32MB"
 MONEY_FIELDS = (
     "cost_usd",
     "counterfactual_cost_usd",
@@ -35,20 +38,20 @@ COUNT_FIELDS = (
     "slo_met",
     "slo_known",
     "cache_hits",
+    "dispatched",
 )
 
 
-def _measures() -> list[Any]:
-    hit = R.cache_status.in_(CACHE_HITS)
+def rollup(unit: Unit) -> Any:
+    """The rollup table whose buckets are `unit` long (columns via `.c`)."""
+    return DAILY if unit == "day" else HOURLY
+
+
+def _measures(r: Any) -> list[Any]:
     return [
-        *(func.coalesce(func.sum(getattr(R, f)), 0).label(f) for f in COUNT_FIELDS[:-1]),
-        func.coalesce(func.sum(case((hit, R.requests), else_=0)), 0).label("cache_hits"),
-        *(func.coalesce(func.sum(getattr(R, f)), 0).label(f) for f in MONEY_FIELDS),
-        # Observed latency of dispatched requests only (a cache hit says nothing of upstream).
-        func.coalesce(func.sum(case((hit, 0.0), else_=R.latency_ms_sum)), 0.0).label(
-            "latency_ms_sum"
-        ),
-        func.coalesce(func.sum(case((hit, 0), else_=R.requests)), 0).label("dispatched"),
+        *(func.coalesce(func.sum(r.c[f]), 0).label(f) for f in COUNT_FIELDS),
+        *(func.coalesce(func.sum(r.c[f]), 0).label(f) for f in MONEY_FIELDS),
+        func.coalesce(func.sum(r.c.latency_ms_sum), 0.0).label("latency_ms_sum"),
     ]
 
 
@@ -72,7 +75,7 @@ class Figures:
     @classmethod
     def of(cls, m: Any) -> Figures:
         fig = cls(latency_ms_sum=float(m["latency_ms_sum"] or 0.0))
-        for f in (*COUNT_FIELDS, "dispatched"):
+        for f in COUNT_FIELDS:
             setattr(fig, f, int(m[f] or 0))
         fig.money = {f: Decimal(str(m[f] or 0)) for f in MONEY_FIELDS}
         return fig
@@ -127,34 +130,28 @@ class Overview:
     by_tenant: list[tuple[str, Figures]]
 
 
-def _period(engine: AsyncEngine, unit: Unit) -> Any:
-    if engine.dialect.name == "sqlite":
-        return func.substr(R.bucket, 1, 10 if unit == "day" else 13)
-    return func.date_trunc(unit, R.bucket, literal("UTC"))
-
-
 def _period_label(value: Any, unit: Unit) -> str:
     if isinstance(value, datetime):
         return label(value if value.tzinfo else value.replace(tzinfo=UTC), unit)
-    text = str(value)
-    return text if unit == "day" else text[:10] + " " + text[11:13] + ":00"
+    text = str(value)  # SQLite: 'YYYY-MM-DD HH:00:00.000000'
+    return text[:10] if unit == "day" else text[:13] + ":00"
 
 
-def _scope(stmt: Select[Any], window: Window, tenant_id: str | None) -> Select[Any]:
-    stmt = stmt.where(R.bucket >= window.since)
+def _scope(stmt: Select[Any], r: Any, window: Window, tenant_id: str | None) -> Select[Any]:
+    stmt = stmt.where(r.c.bucket >= window.since)
     if tenant_id is not None:
-        stmt = stmt.where(R.tenant_id == tenant_id)
+        stmt = stmt.where(r.c.tenant_id == tenant_id)
     return stmt
 
 
 async def overview(engine: AsyncEngine, window: Window, tenant_id: str | None = None) -> Overview:
     """Totals, spend per bucket x tenant, and spend per model / deployment / tenant."""
-    period = _period(engine, window.unit).label("period")
+    r = rollup(window.unit)
     keys = {
-        "period": period,
-        "tenant_id": R.tenant_id,
-        "model": R.model,
-        "deployment": R.deployment,
+        "period": r.c.bucket,
+        "tenant_id": r.c.tenant_id,
+        "model": r.c.model,
+        "deployment": r.c.deployment,
     }
     sets = {
         "series": ("period", "tenant_id"),
@@ -164,24 +161,27 @@ async def overview(engine: AsyncEngine, window: Window, tenant_id: str | None = 
         "total": (),
     }
     rows: dict[str, list[Any]] = {name: [] for name in sets}
-    async with engine.connect() as conn:
+    async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # Room for the hash aggregate in memory (NUMERIC sums are wide); this query only.
+            await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
             # One scan of the window, five groupings (GROUPING SETS), told apart by grouping().
             gid = func.grouping(*keys.values()).label("gid")
-            stmt = _scope(select(*keys.values(), gid, *_measures()), window, tenant_id)
+            named = [c.label(k) for k, c in keys.items()]
+            stmt = _scope(select(*named, gid, *_measures(r)), r, window, tenant_id)
             stmt = stmt.group_by(
                 func.grouping_sets(*(tuple_(*(keys[k] for k in ks)) for ks in sets.values()))
             )
             by_gid = {_gid(list(keys), ks): name for name, ks in sets.items()}
-            for r in (await conn.execute(stmt)).all():
-                rows[by_gid[r.gid]].append(r._mapping)
+            for row in (await conn.execute(stmt)).all():
+                rows[by_gid[row.gid]].append(row._mapping)
         else:
             for name, ks in sets.items():
-                cols = [keys[k] for k in ks]
-                stmt = _scope(select(*cols, *_measures()), window, tenant_id)
+                cols = [keys[k].label(k) for k in ks]
+                stmt = _scope(select(*cols, *_measures(r)), r, window, tenant_id)
                 if cols:
                     stmt = stmt.group_by(*cols)
-                rows[name] = [r._mapping for r in (await conn.execute(stmt)).all()]
+                rows[name] = [row._mapping for row in (await conn.execute(stmt)).all()]
     labels = [label(b, window.unit) for b in window.buckets()]
     index = {lab: i for i, lab in enumerate(labels)}
     series: dict[str, list[Decimal]] = {}

@@ -69,7 +69,7 @@ class SeedPlan:
     id_prefix: str = "seed"
 
 
-async def seed_ledger(dsn: str, plan: SeedPlan) -> None:
+async def seed_ledger(dsn: str, plan: SeedPlan, *, analyze: bool = True) -> None:
     """Insert the plan's rows; `dsn` is a plain postgresql:// URL (asyncpg)."""
     if len(plan.models) != len(plan.deployments):
         raise ValueError("models and deployments pair up one to one")
@@ -86,6 +86,7 @@ async def seed_ledger(dsn: str, plan: SeedPlan) -> None:
             plan.models,
             plan.deployments,
         )
-        await conn.execute("ANALYZE usage_ledger")
+        if analyze:
+            await conn.execute("ANALYZE usage_ledger")
     finally:
         await conn.close()

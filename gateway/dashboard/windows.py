@@ -16,6 +16,8 @@ RANGES: dict[str, tuple[int, Unit]] = {
     "90d": (90, "day"),
 }
 DEFAULT_RANGE = "7d"
+# Hourly buckets only up to a week: 720 bars a month are unreadable, and slow to sum.
+HOURLY_UP_TO = {"24h", "7d"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,13 @@ class Window:
     unit: Unit
     since: datetime
     now: datetime
+
+    @property
+    def units(self) -> list[Unit]:
+        """The bucket units this window can be shown in."""
+        if RANGES[self.name][1] == "hour":
+            return ["hour"]
+        return ["day", "hour"] if self.name in HOURLY_UP_TO else ["day"]
 
     def buckets(self) -> list[datetime]:
         """Every bucket start from `since` to `now`, so a chart has no gaps on quiet days."""
@@ -63,5 +72,7 @@ def window(name: str | None, unit: str | None = None, now: datetime | None = Non
         since = floor(now, "hour") - timedelta(hours=count - 1)
         chosen = "hour"  # a day bucket would start before the window
     else:
+        if name not in HOURLY_UP_TO:
+            chosen = "day"
         since = floor(now, "day") - timedelta(days=count - 1)
     return Window(name=name, unit=chosen, since=since, now=now)

@@ -179,23 +179,23 @@ class DeploymentStat(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class UsageRollupHourly(Base):
-    """Ledger sums per hour x tenant x model x deployment x cache status, for the dashboard.
+class _UsageRollup:
+    """Ledger sums per time bucket x tenant x model x deployment, for the dashboard.
 
-    Kept current by a database trigger on `usage_ledger` inserts (migration 0002), so the
-    dashboard aggregates thousands of rollup rows instead of millions of ledger rows.
-    `deployment` is '' when the request was never dispatched.
+    Kept current by a database trigger on `usage_ledger` inserts (migration 0003), so the
+    dashboard sums thousands of rollup rows instead of millions of ledger rows.
+    `deployment` is '' when the request was never dispatched; `dispatched` and
+    `latency_ms_sum` count only requests that were not cache hits.
     """
-
-    __tablename__ = "usage_rollup_hourly"
 
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
-    cache_status: Mapped[str] = mapped_column(String(16), primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispatched: Mapped[int] = mapped_column(BigInteger, default=0)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
@@ -206,6 +206,14 @@ class UsageRollupHourly(Base):
     slo_met: Mapped[int] = mapped_column(BigInteger, default=0)
     slo_known: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class UsageRollupHourly(_UsageRollup, Base):
+    __tablename__ = "usage_rollup_hourly"
+
+
+class UsageRollupDaily(_UsageRollup, Base):
+    __tablename__ = "usage_rollup_daily"
 
 
 class DashboardSession(Base):
