@@ -279,3 +279,71 @@ def test_disconnect_cancels_generation_and_metrics_show_it(engine: EngineServer)
     assert "thriftgate_engine_tokens_per_second" in metrics
     assert "thriftgate_engine_cost_per_mtok_usd" in metrics
     assert "thriftgate_engine_energy_available{" in metrics
+
+
+def test_batched_greedy_decoding_matches_one_at_a_time(
+    client: openai.OpenAI, engine: EngineServer
+) -> None:
+    """Rows of different lengths share one padded batch; each must decode as if alone."""
+    prompts = [
+        [{"role": "user", "content": "What is 2 + 2?"}],
+        COPY_MESSAGES,
+        [{"role": "user", "content": "List three colours of the rainbow, please, in order."}],
+    ]
+
+    def ask(msgs: list[dict[str, str]]) -> str:
+        r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, temperature=0)
+        return r.choices[0].message.content or ""
+
+    alone = [ask(m) for m in prompts]
+
+    async def together() -> list[str]:
+        aclient = openai.AsyncOpenAI(base_url=engine.base + "/v1", api_key="unused")
+        try:
+            rs = await asyncio.gather(
+                *[
+                    aclient.chat.completions.create(
+                        model=MODEL, messages=m, max_tokens=12, temperature=0
+                    )
+                    for m in prompts
+                ]
+            )
+        finally:
+            await aclient.close()
+        return [r.choices[0].message.content or "" for r in rs]
+
+    assert asyncio.run(together()) == alone
+
+
+def test_draft_model_speculation_with_the_model_as_its_own_draft(engine: EngineServer) -> None:
+    """A draft identical to the target must be accepted (almost) always, output unchanged."""
+    assert engine.backend.model_dir is not None
+    cfg = EngineConfig(
+        dtype="float32",
+        speculative=SpeculativeConfig(
+            method="draft", draft_model=engine.backend.model_dir, num_speculative_tokens=4
+        ),
+    )
+    drafted = TransformersBackend(cfg)
+    plain = TransformersBackend(
+        EngineConfig(dtype="float32", speculative=SpeculativeConfig(method="off"))
+    )
+    body = {"messages": OPEN_MESSAGES, "max_tokens": 16, "temperature": 0}
+
+    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        await drafted.start()
+        await plain.start()
+        try:
+            return (
+                await drafted.complete("chat/completions", body),
+                await plain.complete("chat/completions", body),
+            )
+        finally:
+            await drafted.aclose()
+            await plain.aclose()
+
+    got, want = asyncio.run(both())
+    assert got["choices"][0]["message"]["content"] == want["choices"][0]["message"]["content"]
+    spec = drafted.stats().spec
+    assert spec.num_draft_tokens > 0
+    assert spec.acceptance_rate is not None and spec.acceptance_rate > 0.9
