@@ -77,10 +77,14 @@ class CacheStage:
             if entry is not None:
                 return self._hit(ctx, entry, "hit-exact", None)
             if policy.semantic and keys.query and self.cache.semantic_enabled:
-                found = await self.cache.semantic(keys.scope, keys.query, policy)
-                if found.entry is not None and found.similarity is not None:
-                    return self._hit(ctx, found.entry, "hit-semantic", found.similarity)
-                vector = found.vector
+                try:
+                    found = await self.cache.semantic(keys.scope, keys.query, policy)
+                except Exception:  # the cache is an optimisation: a broken lookup is a miss
+                    log.exception("semantic cache lookup failed")
+                else:
+                    if found.entry is not None and found.similarity is not None:
+                        return self._hit(ctx, found.entry, "hit-semantic", found.similarity)
+                    vector = found.vector
         if wanted.store:
             self._remember(
                 ctx.ledger_id, _Pending(keys, policy, wanted.ttl_s or policy.ttl_s, vector)
