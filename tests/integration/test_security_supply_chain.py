@@ -22,15 +22,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCK = ROOT / "requirements.lock"
+LOCK = ROOT / "requirements.lock"  # runtime + dev: what CI installs and audits
+RUNTIME_LOCK = ROOT / "requirements-runtime.lock"  # runtime only: what the Docker image installs
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)")
 
 
-def locked() -> dict[str, tuple[str, list[str]]]:
+def locked(lock: Path = LOCK) -> dict[str, tuple[str, list[str]]]:
     """name -> (version, hashes), parsed from the lock's `name==version \\ --hash=...` blocks."""
     out: dict[str, tuple[str, list[str]]] = {}
     current: str | None = None
-    for line in LOCK.read_text().splitlines():
+    for line in lock.read_text().splitlines():
         m = PIN.match(line)
         if m:
             current = canonicalize_name(m.group(1))
@@ -42,30 +43,33 @@ def locked() -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def direct_requirements() -> list[Requirement]:
+def direct_requirements(dev: bool = True) -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    reqs += [Requirement(r) for r in project["optional-dependencies"]["dev"]]
+    if dev:
+        reqs += [Requirement(r) for r in project["optional-dependencies"]["dev"]]
     return reqs
 
 
-def test_every_locked_package_is_pinned_with_hashes() -> None:
-    lock = locked()
+@pytest.mark.parametrize("path", [LOCK, RUNTIME_LOCK], ids=["dev", "runtime"])
+def test_every_locked_package_is_pinned_with_hashes(path: Path) -> None:
+    lock = locked(path)
     assert len(lock) > 50
     for name, (version, hashes) in lock.items():
         assert hashes, f"{name}=={version} has no hash"
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
 
 
-def test_lock_satisfies_pyproject() -> None:
-    lock = locked()
-    for req in direct_requirements():
+@pytest.mark.parametrize("path", [LOCK, RUNTIME_LOCK], ids=["dev", "runtime"])
+def test_lock_satisfies_pyproject(path: Path) -> None:
+    lock = locked(path)
+    for req in direct_requirements(dev=path == LOCK):
         if req.marker is not None and not req.marker.evaluate():
             continue
         name = canonicalize_name(req.name)
-        assert name in lock, f"{req} is missing from requirements.lock: regenerate it"
+        assert name in lock, f"{req} is missing from {path.name}: regenerate it"
         assert req.specifier.contains(lock[name][0], prereleases=True), (
-            f"requirements.lock pins {name}=={lock[name][0]}, pyproject wants {req}"
+            f"{path.name} pins {name}=={lock[name][0]}, pyproject wants {req}"
         )
 
 
@@ -73,6 +77,7 @@ def test_litellm_is_on_the_exact_known_good_version() -> None:
     litellm = [r for r in direct_requirements() if canonicalize_name(r.name) == "litellm"]
     assert [str(r.specifier) for r in litellm] == ["==1.100.5"]
     assert locked()["litellm"][0] == "1.100.5"
+    assert locked(RUNTIME_LOCK)["litellm"][0] == "1.100.5"
 
 
 @pytest.mark.slow

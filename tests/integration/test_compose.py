@@ -1,0 +1,164 @@
+"""Self-hosting files: docker-compose.yml against the Compose Specification, plus the checks a
+schema cannot make (scaling, health, migrations, the GPU profile, files it refers to).
+
+No Docker engine runs in CI, so this is static: the Compose file is validated with
+`compose-pydantic` (models generated from the compose-spec JSON schema, unknown keys
+forbidden), and everything it points at (Dockerfile targets, nginx config, gateway config,
+CLI flags, settings names) is checked against the real thing.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from compose_pydantic import ComposeSpecification
+
+from gateway.routing.catalog import Catalog
+from gateway.settings import Settings, load_file_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    # Top-level `x-*` keys are extension fields the specification allows (patternProperties);
+    # YAML has already merged the anchors defined there into the services.
+    spec = {k: v for k, v in compose.items() if not k.startswith("x-")}
+    model = ComposeSpecification.model_validate(spec)
+    assert set(model.services) == {"postgres", "gateway", "proxy", "local-engine"}
+
+
+def test_compose_specification_check_rejects_mistakes(compose: dict[str, Any]) -> None:
+    """The validator is not a rubber stamp: typical mistakes are refused."""
+    import pydantic
+
+    spec = {k: v for k, v in compose.items() if not k.startswith("x-")}
+    for broken in (
+        {
+            **spec,
+            "services": {
+                **spec["services"],
+                "gateway": {**spec["services"]["gateway"], "imagee": "x"},
+            },
+        },
+        {
+            **spec,
+            "services": {
+                **spec["services"],
+                "gateway": {
+                    **spec["services"]["gateway"],
+                    "depends_on": {"postgres": {"condition": "up"}},
+                },
+            },
+        },
+        {**spec, "volumez": {}},
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            ComposeSpecification.model_validate(broken)
+
+
+def test_gateway_scales_behind_the_proxy(compose: dict[str, Any]) -> None:
+    gw = compose["services"]["gateway"]
+    # `--scale gateway=3` needs no fixed host port and no fixed container name.
+    assert "ports" not in gw and "container_name" not in gw
+    assert gw["expose"] == ["8000"]
+    proxy = compose["services"]["proxy"]
+    assert proxy["depends_on"]["gateway"]["condition"] == "service_healthy"
+    _host, container = proxy["ports"][0].rsplit(":", 1)
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert f"listen {container};" in nginx
+    assert "http://gateway:8000" in nginx and "resolver 127.0.0.11" in nginx
+    assert "proxy_buffering off;" in nginx  # SSE streams pass through
+    mounted = {v.split(":")[0] for v in proxy["volumes"]}
+    assert "./deploy/nginx.conf" in mounted
+
+
+def test_postgres_has_a_volume_and_a_health_check(compose: dict[str, Any]) -> None:
+    pg = compose["services"]["postgres"]
+    assert any(
+        v.endswith(":/var/lib/postgresql/data") and not v.startswith(("/", "."))
+        for v in pg["volumes"]
+    ), "Postgres data must live in a named volume"
+    assert "pgdata" in compose["volumes"]
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    gw = compose["services"]["gateway"]
+    assert gw["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_gateway_migrates_on_start_and_settings_exist(compose: dict[str, Any]) -> None:
+    gw = compose["services"]["gateway"]
+    assert gw["command"] == ["thriftgate", "serve"]
+    env = gw["environment"]
+    known = {f"THRIFTGATE_{name.upper()}" for name in Settings.model_fields}
+    for name in env:
+        if name.startswith("THRIFTGATE_"):
+            assert name in known, f"{name} is not a setting"
+    assert "THRIFTGATE_MIGRATE_ON_START" not in env or env["THRIFTGATE_MIGRATE_ON_START"] != "false"
+    assert env["THRIFTGATE_DATABASE_URL"].startswith("postgresql://")
+    assert "@postgres:5432/" in env["THRIFTGATE_DATABASE_URL"]
+    assert "${THRIFTGATE_ADMIN_KEY:?" in env["THRIFTGATE_ADMIN_KEY"]  # no default admin key
+    assert any(v.endswith(":/var/lib/thriftgate/spool") for v in gw["volumes"])
+    migrations_env = (ROOT / "migrations" / "env.py").read_text()
+    assert "pg_advisory_xact_lock" in migrations_env  # replicas starting together take turns
+
+
+def test_gateway_configs_are_valid() -> None:
+    for name in ("thriftgate.yaml", "thriftgate.gpu.yaml"):
+        config = load_file_config(ROOT / "deploy" / name)
+        catalog = Catalog.build(config.deployments)
+        assert "gpt-4o-mini" in catalog.models()
+        for dep in config.deployments:
+            assert dep.api_key_env is None or re.fullmatch(r"[A-Z_]+", dep.api_key_env)
+    gpu = load_file_config(ROOT / "deploy" / "thriftgate.gpu.yaml")
+    local = [d for d in gpu.deployments if d.api_base == "http://local-engine:8100/v1"]
+    assert local and local[0].hardware_usd_per_hour is not None
+
+
+def test_local_engine_runs_vllm_under_the_gpu_profile(compose: dict[str, Any]) -> None:
+    engine = compose["services"]["local-engine"]
+    assert engine["profiles"] == ["gpu"]
+    devices = engine["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert engine["build"]["target"] == "engine"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    entry = re.search(r"FROM \S+ AS engine(.*)", dockerfile, re.S)
+    assert entry is not None
+    assert '"engine", "serve", "--backend", "vllm"' in entry.group(1)
+    # Every flag the image and the compose file pass exists on `thriftgate engine serve`.
+    flags = set(re.findall(r'"(--[a-z-]+)"', entry.group(1))) | {
+        a for a in engine["command"] if a.startswith("--")
+    }
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "engine", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "TERM": "dumb", "NO_COLOR": "1"},
+    ).stdout
+    for flag in flags:
+        assert flag in help_text, f"`thriftgate engine serve` has no {flag}"
+
+
+def test_dockerfile_copies_what_exists_and_installs_from_the_lock() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    targets = re.findall(r"^FROM \S+ AS (\S+)", dockerfile, re.M)
+    assert {"gateway", "engine"} <= set(targets)
+    for src in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+        for path in src.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
+    assert "--require-hashes" in dockerfile and "requirements-runtime.lock" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for must in (".git", ".venv", ".env", "dashboard/node_modules"):
+        assert must in ignored
