@@ -83,9 +83,7 @@ async def write_cost(dsn: str, tenants: list[str], batches: int, rows: int) -> d
                 await seed_ledger(dsn, plan, analyze=False)
                 took.append(time.perf_counter() - t)
             out[label] = statistics.median(took)
-        await conn.execute(
-            "ALTER TABLE usage_ledger ENABLE TRIGGER usage_rollup_after_insert"
-        )
+        await conn.execute("ALTER TABLE usage_ledger ENABLE TRIGGER usage_rollup_after_insert")
     finally:
         await conn.close()
     return out
@@ -131,12 +129,14 @@ def main() -> int:
         (counts,) = servers.sql(
             url,
             "SELECT (SELECT count(*) FROM usage_ledger) AS ledger, "
-            "(SELECT count(*) FROM usage_rollup_hourly) AS rollup",
+            "(SELECT count(*) FROM usage_rollup_hourly) AS hourly, "
+            "(SELECT count(*) FROM usage_rollup_daily) AS daily",
         )
         print(
             f"seeded {counts['ledger']:,} ledger rows over {args.days} days, "
             f"{args.tenants} tenants, in {seeded:.1f} s (INSERT ... generate_series, "
-            f"rollup trigger on); rollup rows: {counts['rollup']:,}"
+            f"rollup trigger on); rollup rows: {counts['hourly']:,} hourly, "
+            f"{counts['daily']:,} daily"
         )
 
         client = httpx.Client(base_url=gw.base, timeout=60)

@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.api.dashboard import CHART_JS
 from gateway.dashboard.seed import SeedPlan, seed_ledger
 from tests.e2e.browser import chromium_missing, launch, sign_in
 from tests.support import servers
@@ -188,6 +189,8 @@ def test_mutations_need_the_csrf_token_and_same_origin(page: Any, env: Env) -> N
 
 
 def test_overview_totals_and_charts_match_the_ledger(page: Any, env: Env) -> None:
+    if not CHART_JS.is_file():
+        pytest.fail(f"{CHART_JS} is missing: run `cd dashboard && npm ci` (the README step)")
     page.goto(env.gw.base + "/dashboard/?range=30d")
     page.wait_for_function("window.thriftgateCharts && window.thriftgateCharts.spend")
     since = _since(page)
