@@ -11,6 +11,7 @@ import asyncio
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -79,7 +80,9 @@ SessionDep = Annotated[Session, Depends(current_session)]
 async def checked_session(request: Request, session: SessionDep) -> Session:
     """current_session plus the CSRF checks every mutation needs."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+    # Host only, not scheme: behind a TLS proxy the app may see http while the browser says
+    # https. A browser never lets a page forge its Origin header.
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise HTTPException(403, "Cross-origin request refused.")
     given = request.headers.get("x-csrf-token")
     if given is None:

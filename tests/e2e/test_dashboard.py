@@ -45,6 +45,15 @@ pytestmark = [
 MODELS = ["gpt-4o-mini", "gpt-4o"]
 DEPLOYMENTS = ["dash-mini", "dash-4o"]
 SEED_ROWS = 20_000
+XSS_MODEL = "<img src=x onerror=window.pwned=1>"
+XSS_ROW = f"""
+INSERT INTO usage_ledger (id, request_id, tenant_id, endpoint, model, status_code, stream,
+    prompt_tokens, completion_tokens, cached_tokens, usage_source, cost_usd,
+    counterfactual_cost_usd, saved_cache_usd, saved_compression_usd, saved_routing_usd,
+    latency_ms, cache_status, created_at)
+VALUES ('xss-row', 'xss', $1, 'chat', '{XSS_MODEL}', 404, false, 0, 0, 0, 'upstream', 0, 0, 0,
+        0, 0, 1, 'miss', now())
+"""
 
 
 def sql(url: str, query: str, *args: Any) -> list[Any]:
@@ -96,6 +105,8 @@ def env(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[Env]:
             ),
             timeout_s=30,
         ), "the gateway's ledger rows never landed"
+        # A client picks the model string; the pages must show it as text, never run it.
+        servers.sql(db, XSS_ROW, tenants["gamma"])
         yield Env(gw, db, tenants, keys)
     finally:
         gw.stop()
@@ -404,3 +415,12 @@ def test_deployments_show_price_share_and_latency(page: Any, env: Env) -> None:
         assert "0.15 / 0.6" in text  # the configured price per million tokens
         assert f"{shares[dep] / total * 100:.1f}%" in text
         assert re.search(r"\d ms", text)
+
+
+def test_client_chosen_strings_are_shown_not_run(page: Any, env: Env) -> None:
+    for path in ("/dashboard/?range=24h", "/dashboard/requests?range=24h&status=404"):
+        page.goto(env.gw.base + path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("img[src=x]").count() == 0
+    assert page.locator("#requests-table td", has_text=XSS_MODEL).count() == 1
