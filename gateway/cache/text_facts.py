@@ -61,6 +61,17 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
     ("buy buys buying bought purchase purchased import imports acquire acquired",
      "sell sells selling sold export exports"),
     ("win wins winning won victory", "lose loses losing lost defeat loss"),
+    ("gain gains gained gaining", "lose loses losing lost"),
+    ("pass passed passing", "fail fails failed failing"),
+    ("maximum maximize maximise", "minimum minimize minimise"),
+    ("online", "offline"),
+    ("import imports imported", "export exports exported"),
+    ("install installing installed", "uninstall uninstalling uninstalled"),
+    ("before", "after"),
+    ("yesterday", "tomorrow"),
+    ("above", "below"),
+    ("inside", "outside"),
+    ("sunrise", "sunset"),
     ("male man men boy boys husband father son brother he him his",
      "female woman women girl girls wife mother daughter sister she her hers"),
     ("north northern", "south southern"),
@@ -112,12 +123,13 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 
 
-def _polar_index() -> dict[str, tuple[int, int]]:
-    index: dict[str, tuple[int, int]] = {}
+def _polar_index() -> dict[str, tuple[tuple[int, int], ...]]:
+    """word -> every (group, side) it belongs to ("lose" opposes both "win" and "gain")."""
+    index: dict[str, tuple[tuple[int, int], ...]] = {}
     for gi, (side0, side1) in enumerate(_POLAR_GROUPS):
         for side, words in enumerate((side0, side1)):
             for w in words.split():
-                index.setdefault(w, (gi, side))
+                index[w] = (*index.get(w, ()), (gi, side))
     return index
 
 
@@ -142,6 +154,32 @@ STOPWORDS = frozenset(
         said says say mr mrs ms dr etc vs via per percent pct while during after before up down
         out over under again further once also yet still even ever not no nor i'm i've i'd you're
         we're they're it'll i'll yes ok okay well now today whose within
+        """
+    )
+)
+
+# Names people type in lower case ("capital of france", "learn python"): always names.
+KNOWN_NAMES = frozenset(
+    _words(
+        """
+        afghanistan africa albania algeria america american argentina armenia asia australia
+        austria bangladesh belgium bolivia brazil britain british bulgaria cambodia canada
+        chile china chinese colombia croatia cuba cyprus czech denmark egypt england english
+        ethiopia europe european finland france french georgia germany german ghana greece
+        greek hungary iceland india indian indonesia iran iraq ireland irish israel italy
+        italian jamaica japan japanese jordan kenya korea korean kuwait laos lebanon libya
+        malaysia mexico mexican mongolia morocco myanmar nepal netherlands dutch nigeria norway
+        pakistan peru philippines poland polish portugal portuguese qatar romania russia
+        russian saudi scotland serbia singapore slovakia somalia spain spanish sweden swedish
+        switzerland syria taiwan thailand turkey turkish uganda ukraine uk usa venezuela
+        vietnam wales yemen zimbabwe hindi arabic latin bengali urdu tamil telugu
+        london paris berlin tokyo beijing shanghai delhi mumbai bangalore chennai kolkata
+        moscow rome madrid sydney toronto chicago boston dubai seattle texas california florida
+        python java javascript typescript kotlin scala perl haskell ruby php golang rust swift
+        html css sql mysql postgresql mongodb django flask react angular
+        google facebook amazon microsoft apple iphone ipad android samsung quora youtube
+        instagram twitter whatsapp netflix uber tesla linkedin snapchat reddit wikipedia
+        windows linux ubuntu macos ios excel photoshop bitcoin ethereum
         """
     )
 )
@@ -233,11 +271,11 @@ def analyse(text: str) -> TextFacts:
             if low not in POLAR:
                 continue
         if low in POLAR:
-            polar.add(POLAR[low])
+            polar.update(POLAR[low])
         if len(tok) >= 2 and tok.isupper() and tok.isalpha():
             acronyms.add(low)
-        elif tok[0].isupper() and not sentence_start and low != "i":
-            names.add(low.removesuffix("'s"))
+        elif (tok[0].isupper() and not sentence_start and low != "i") or low in KNOWN_NAMES:
+            names.add(low)
         if low not in _FUNCTION_ONLY and low not in POLAR:
             content.add(stem(low))
     return TextFacts(

@@ -25,7 +25,7 @@ WordVectors = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 DEFAULT_WEIGHTS: dict[str, float] = {
     "unmatched_max": -0.40,  # share of one side's content words with no counterpart
     "unmatched_min": -0.05,
-    "name_one_side": -0.05,  # a name only one side mentions
+    "name_one_side": -0.10,  # a name only one side mentions
 }
 DEFAULT_MIN_COS = 0.80  # below this an entry is never a candidate
 DEFAULT_SCORE_THRESHOLD = 0.85  # the penalised score a hit must reach
@@ -113,10 +113,14 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "negation"
     if a.operators != b.operators:
         return "comparison"
-    groups_a = {g for g, _ in a.polar}
+    sides_a: dict[int, set[int]] = {}
+    sides_b: dict[int, set[int]] = {}
+    for group, side in a.polar:
+        sides_a.setdefault(group, set()).add(side)
     for group, side in b.polar:
-        if group in groups_a and (group, side) not in a.polar:
-            return "opposites"
+        sides_b.setdefault(group, set()).add(side)
+    if any(sides_a[g] != sides_b[g] for g in sides_a.keys() & sides_b.keys()):
+        return "opposites"
     if _prefix_negation(a, b) or _prefix_negation(b, a):
         return "negation"
     return None
