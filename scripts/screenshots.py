@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +28,7 @@ from tests.e2e.browser import chromium_missing, launch, sign_in
 
 DEMO_MODELS = ["gpt-4o-mini", "gpt-4o", "llama-3.1-8b", "claude-3-5-haiku"]
 DEMO_DEPLOYMENTS = ["openai-mini", "openai-4o", "local-llama", "anthropic-haiku"]
+DEMO_PRICES = [("0.15", "0.60"), ("2.50", "10.00"), ("0.05", "0.10"), ("0.80", "4.00")]
 
 
 @contextlib.contextmanager
@@ -44,13 +46,13 @@ def demo_gateway(rows: int) -> Iterator[tuple[str, str]]:
                 "provider": "openai_compatible",
                 "upstream_model": model,
                 "api_base": "http://127.0.0.1:9/v1",
-                "input_cost_per_mtok": price[0],
-                "output_cost_per_mtok": price[1],
+                "input_cost_per_mtok": float(price[0]),
+                "output_cost_per_mtok": float(price[1]),
             }
             for dep, model, price in zip(
                 DEMO_DEPLOYMENTS,
                 DEMO_MODELS,
-                [(0.15, 0.6), (2.5, 10), (0.05, 0.1), (0.8, 4)],
+                DEMO_PRICES,
                 strict=True,
             )
         ]
@@ -68,7 +70,13 @@ def demo_gateway(rows: int) -> Iterator[tuple[str, str]]:
             tenant_ids.append(tid)
         dsn = url.replace("postgresql+asyncpg://", "postgresql://")
         plan = SeedPlan(
-            rows, datetime.now(UTC), 30 * 86400, tenant_ids, DEMO_MODELS, DEMO_DEPLOYMENTS
+            rows,
+            datetime.now(UTC),
+            30 * 86400,
+            tenant_ids,
+            DEMO_MODELS,
+            DEMO_DEPLOYMENTS,
+            prices=[(Decimal(i), Decimal(o)) for i, o in DEMO_PRICES],
         )
         asyncio.run(seed_ledger(dsn, plan))
         # Spend this month into the budget counters, so the budget bars show real use.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -43,14 +44,16 @@ SELECT
     $2::timestamptz - make_interval(secs => ($3::float8 * g) / $4)
 FROM (
     SELECT g, h, m, pt, ct, hit,
-           round((pt * (m + 1) * 0.15 + ct * (m + 1) * 0.6) / 1000000.0, 10) AS full_cost,
+           round((pt * (in_prices)[(1 + m)::int] + ct * (out_prices)[(1 + m)::int])
+                 / 1000000.0, 10) AS full_cost,
            (150 + (h / 31) % 900 + m * 400)::float8 AS lat
     FROM (
         SELECT g, h, (h / 7) % $5 AS m, 200 + (h / 3) % 1800 AS pt, 20 + (h / 5) % 400 AS ct,
                (h / 11) % 9 = 0 AS hit
         FROM (SELECT g, hashint8(g)::bigint & 2147483647 AS h
               FROM generate_series(1::bigint, $4::bigint) AS g) hashed
-    ) base
+    ) base,
+    LATERAL (SELECT $9::numeric[] AS in_prices, $10::numeric[] AS out_prices) prices
 ) rows,
 LATERAL (SELECT $6::text[] AS tenants, $7::text[] AS models, $8::text[] AS deployments) names
 """
@@ -67,12 +70,23 @@ class SeedPlan:
     models: list[str]
     deployments: list[str]
     id_prefix: str = "seed"
+    # USD per million (input, output) tokens for each model; default: 0.15/0.60 times its index.
+    prices: list[tuple[Decimal, Decimal]] | None = None
+
+    def price_arrays(self) -> tuple[list[Decimal], list[Decimal]]:
+        prices = self.prices or [
+            (Decimal("0.15") * (i + 1), Decimal("0.60") * (i + 1)) for i in range(len(self.models))
+        ]
+        if len(prices) != len(self.models):
+            raise ValueError("one price pair per model")
+        return [p[0] for p in prices], [p[1] for p in prices]
 
 
 async def seed_ledger(dsn: str, plan: SeedPlan, *, analyze: bool = True) -> None:
     """Insert the plan's rows; `dsn` is a plain postgresql:// URL (asyncpg)."""
     if len(plan.models) != len(plan.deployments):
         raise ValueError("models and deployments pair up one to one")
+    in_prices, out_prices = plan.price_arrays()
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
@@ -85,6 +99,8 @@ async def seed_ledger(dsn: str, plan: SeedPlan, *, analyze: bool = True) -> None
             plan.tenant_ids,
             plan.models,
             plan.deployments,
+            in_prices,
+            out_prices,
         )
         if analyze:
             await conn.execute("ANALYZE usage_ledger")
