@@ -14,7 +14,7 @@ from itertools import islice
 
 from gateway.routing.latency import LatencyPrediction
 
-OLDEST_CHECKED = 4  # flights are kept in start order; the oldest are the ones that can be late
+OLDEST_CHECKED = 4  # callers pass streams awaiting a first token, oldest (most overdue) first
 
 
 @dataclass(slots=True, eq=False)

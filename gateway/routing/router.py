@@ -96,6 +96,8 @@ class Router:
         self.lengths: dict[str, CompletionLengths] = {}
         self.in_flight: dict[str, int] = {}
         self.flights: dict[str, dict[int, Flight]] = {}
+        # streams still waiting for their first token, oldest first: the overdue evidence
+        self.awaiting_first: dict[str, dict[int, Flight]] = {}
         self.engine_loads: dict[str, EngineLoad] = {}
         for dep in catalog.deployments.values():
             self._add(dep)
@@ -116,6 +118,7 @@ class Router:
         )
         self.in_flight[dep.name] = 0
         self.flights[dep.name] = {}
+        self.awaiting_first[dep.name] = {}
         if cfg.hardware_usd_per_hour is not None:
             cold_tps = 1000.0 / cfg.ms_per_token if cfg.ms_per_token else 30.0
             self.local[dep.name] = LocalThroughput(
@@ -217,9 +220,9 @@ class Router:
                 extra_ttft_ms=quote.queue_wait_ms,
             )
         latency = self._relax_stale(model, latency, prompt_tokens, completion.high, now)
-        flights = self.flights[dep.name]
-        if flights:
-            latency = stretch(latency, *overdue_factors(flights.values(), now))
+        waiting = self.awaiting_first[dep.name]
+        if waiting:
+            latency = stretch(latency, *overdue_factors(waiting.values(), now))
         return cost, latency
 
     def effective_price(self, name: str, expected_completion_tokens: int = 256) -> Price | None:
@@ -271,6 +274,8 @@ class Router:
             name, model, prompt_tokens, stream, now, candidate.latency, self.in_flight[name]
         )
         self.flights[name][id(flight)] = flight
+        if stream:
+            self.awaiting_first[name][id(flight)] = flight
         return flight
 
     def first_token(self, flight: Flight, ttft_ms: float | None = None) -> None:
@@ -279,6 +284,7 @@ class Router:
             return
         now = self.clock()
         flight.first_token_ms = (now - flight.started) * 1000.0 if ttft_ms is None else ttft_ms
+        self.awaiting_first[flight.name].pop(id(flight), None)
         if flight.predicted.queue_wait_ms > 0:
             return  # it queued for a slot: its TTFT says more about the queue than the engine
         self.latency[flight.name].observe_ttft(flight.prompt_tokens, flight.first_token_ms, now=now)
@@ -335,6 +341,7 @@ class Router:
             return False
         flight.finished = True
         self.flights[flight.name].pop(id(flight), None)
+        self.awaiting_first[flight.name].pop(id(flight), None)
         self.in_flight[flight.name] = max(0, self.in_flight[flight.name] - 1)
         return True
 
