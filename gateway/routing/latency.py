@@ -216,14 +216,25 @@ class LatencyModel:
         high_completion_tokens: int | None = None,
         ms_per_token: float | None = None,
         extra_ttft_ms: float = 0.0,
+        extra_ttft_high_ms: float | None = None,
     ) -> LatencyPrediction:
         """Expected and tail latency; `ms_per_token`/`extra_ttft_ms` let a load hook override.
+
+        `extra_ttft_ms` (a queue wait) adds to the TTFT; its own tail, `extra_ttft_high_ms`,
+        adds to the TTFT's tail (default: scaled like the TTFT).
 
         `high_completion_tokens` (a long answer) widens the total's tail. Speed noise and
         answer length are independent, so their excesses add in quadrature rather than
         multiply: a p95 speed times a p90 length would be a far rarer (pricier) event.
         """
-        ttft = self._ttft.predict(float(prompt_tokens)) + extra_ttft_ms
+        engine_ttft = self._ttft.predict(float(prompt_tokens))
+        ttft = engine_ttft + extra_ttft_ms
+        ratio = self.ttft_ratios.quantile()
+        ttft_high = (
+            ttft * ratio
+            if extra_ttft_high_ms is None
+            else engine_ttft * ratio + max(extra_ttft_high_ms, extra_ttft_ms)
+        )
         itl = self._itl_ms if ms_per_token is None else ms_per_token
         total = ttft + completion_tokens * itl
         total_high = total * self.total_ratios.quantile()
@@ -232,7 +243,7 @@ class LatencyModel:
             total_high = total + math.hypot(total_high - total, longer)
         return LatencyPrediction(
             ttft_ms=ttft,
-            ttft_high_ms=ttft * self.ttft_ratios.quantile(),
+            ttft_high_ms=ttft_high,
             total_ms=total,
             total_high_ms=total_high,
             queue_wait_ms=extra_ttft_ms,

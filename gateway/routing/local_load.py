@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.pricing import Price
+from gateway.routing.latency import RatioWindow
 
 _BUCKETS = 8  # concurrency 1, 2, 3-4, 5-8, 9-16, 17-32, 33-64, 65+
 # Cold guess for an unmeasured level: per-sequence speed falls ~15% per doubling of the batch.
@@ -47,7 +48,14 @@ class LocalQuote:
 class LocalThroughput:
     """Per-sequence decode tokens/s by concurrency level, plus the hardware rate to price it."""
 
-    __slots__ = ("_tps", "alpha", "hardware_usd_per_hour", "max_concurrency", "prefill_speedup")
+    __slots__ = (
+        "_tps",
+        "alpha",
+        "hardware_usd_per_hour",
+        "max_concurrency",
+        "prefill_speedup",
+        "wait_ratios",
+    )
 
     def __init__(
         self,
@@ -64,6 +72,12 @@ class LocalThroughput:
         self.alpha = alpha
         self._tps: list[float | None] = [None] * _BUCKETS
         self._tps[0] = max(0.1, cold_tokens_per_s)
+        # observed / predicted queue waits: the queue's own tail (bursts, long answers ahead)
+        self.wait_ratios = RatioWindow(size=64, q=0.9, cold_ratio=2.0)
+
+    def observe_wait(self, predicted_ms: float, observed_ms: float) -> None:
+        if predicted_ms > 0:
+            self.wait_ratios.add(max(observed_ms, 1.0) / predicted_ms)
 
     def observe(self, concurrency: int, per_sequence_tokens_per_s: float) -> None:
         if per_sequence_tokens_per_s <= 0 or not math.isfinite(per_sequence_tokens_per_s):

@@ -218,6 +218,7 @@ class Router:
                 high_completion_tokens=completion.high,
                 ms_per_token=quote.ms_per_token,
                 extra_ttft_ms=quote.queue_wait_ms,
+                extra_ttft_high_ms=quote.queue_wait_ms * local.wait_ratios.quantile(),
             )
         latency = self._relax_stale(model, latency, prompt_tokens, completion.high, now)
         waiting = self.awaiting_first[dep.name]
@@ -285,8 +286,13 @@ class Router:
         now = self.clock()
         flight.first_token_ms = (now - flight.started) * 1000.0 if ttft_ms is None else ttft_ms
         self.awaiting_first[flight.name].pop(id(flight), None)
-        if flight.predicted.queue_wait_ms > 0:
-            return  # it queued for a slot: its TTFT says more about the queue than the engine
+        wait_ms = flight.predicted.queue_wait_ms
+        if wait_ms > 0:  # it queued for a slot: its TTFT teaches the queue, not the engine
+            local = self.local.get(flight.name)
+            if local is not None:
+                engine_ms = flight.predicted.ttft_ms - wait_ms
+                local.observe_wait(wait_ms, flight.first_token_ms - engine_ms)
+            return
         self.latency[flight.name].observe_ttft(flight.prompt_tokens, flight.first_token_ms, now=now)
 
     def succeed(

@@ -242,6 +242,9 @@ def test_queued_local_flight_does_not_teach_engine_ttft(make_catalog: Any, dep_c
     router.first_token(flight, 5000.0)  # mostly time in the queue
     router.succeed(flight, completion_tokens=10, total_ms=5100.0)
     assert router.latency["gpu"].ttft_coefficients() == before
+    # ...but it teaches the queue: the next queued request's TTFT tail is wider
+    again = router.plan("llama", prompt_tokens=10, max_tokens=10).ranked[0]
+    assert again.latency.ttft_high_ms > cand.latency.ttft_high_ms
 
 
 def test_effective_price_only_for_hardware_priced(make_catalog: Any, dep_config: Any) -> None:
