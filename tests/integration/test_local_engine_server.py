@@ -42,8 +42,10 @@ OPEN_MESSAGES = [{"role": "user", "content": "Write a short poem about autumn."}
 
 
 class EngineServer:
-    def __init__(self, config: EngineConfig) -> None:
-        self.backend = TransformersBackend(config)
+    """A real uvicorn server for the engine app, on a free port, in a background thread."""
+
+    def __init__(self, backend: Any, startup_timeout_s: float = 180) -> None:
+        self.backend = backend
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -52,7 +54,7 @@ class EngineServer:
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + startup_timeout_s
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("engine server did not start")
@@ -67,7 +69,9 @@ class EngineServer:
 @pytest.fixture(scope="module")
 def engine() -> Iterator[EngineServer]:
     server = EngineServer(
-        EngineConfig(dtype="float32", speculative=SpeculativeConfig(method="ngram"))
+        TransformersBackend(
+            EngineConfig(dtype="float32", speculative=SpeculativeConfig(method="ngram"))
+        )
     )
     yield server
     server.stop()
