@@ -41,6 +41,7 @@ MONEY_COLUMNS = (
 )
 # asyncpg allows 32767 bind parameters per statement; ~35 columns a row.
 ROWS_PER_STATEMENT = 500
+MAX_ROWS_PER_STATEMENT = 256  # a power of two; 256 x ~35 columns is far under 32767
 
 
 class LedgerWriter:
@@ -152,8 +153,10 @@ class LedgerWriter:
         rows = [_decode(r) for r in raw_rows]
         inserted = 0
         async with self.engine.begin() as conn:
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                chunk = rows[start : start + ROWS_PER_STATEMENT]
+            start = 0
+            for size in statement_sizes(len(rows)):
+                chunk = rows[start : start + size]
+                start += size
                 new_ids = await self._insert(conn, chunk)
                 inserted += len(new_ids)
                 await self._settle(conn, [r for r in chunk if r["row"]["id"] in new_ids])
@@ -210,6 +213,22 @@ class LedgerWriter:
         except Exception as exc:
             log.warning("final ledger flush failed (%s); rows stay spooled", type(exc).__name__)
         self.spool.close()
+
+
+def statement_sizes(n: int) -> list[int]:
+    """Split `n` rows into power-of-two statements of at most MAX_ROWS_PER_STATEMENT rows.
+
+    Every distinct row count is a distinct SQL text, and asyncpg keeps a prepared statement
+    (with its parameter types: ~35 per row) per text on every pooled connection: arbitrary
+    batch sizes grew the gateway's memory by ~1 KB per request until those caches filled.
+    Powers of two bound the shapes to ten.
+    """
+    sizes = []
+    while n > 0:
+        size = min(MAX_ROWS_PER_STATEMENT, 1 << (n.bit_length() - 1))
+        sizes.append(size)
+        n -= size
+    return sizes
 
 
 def _decode(raw: dict[str, Any]) -> dict[str, Any]:
