@@ -83,7 +83,7 @@ class Services:
             engine, router, interval_s=file_config.routing.stats_flush_interval_s
         )
         stages: list[Stage] = [
-            AccountStage(catalog, ledger, metrics),
+            AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
             LimitsStage(
                 limiter, budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"
             ),

@@ -10,11 +10,13 @@ counterfactual = what the group's default deployment would have charged for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.pricing import Price
 from gateway.accounting.tokenizer import count_prompt, count_text
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import Reply, RequestContext, Usage
@@ -25,10 +27,20 @@ CACHE_HITS = ("hit-exact", "hit-semantic")
 
 
 class AccountStage:
-    def __init__(self, catalog: Catalog, ledger: LedgerWriter, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        ledger: LedgerWriter,
+        metrics: GatewayMetrics,
+        *,
+        effective_price: Callable[[str, int], Price | None] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.ledger = ledger
         self.metrics = metrics
+        # Hardware-priced (local) deployments: $/hour over throughput at the current load,
+        # from the router; their configured token price is usually 0 and would hide the cost.
+        self.effective_price = effective_price
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         return None
@@ -47,6 +59,9 @@ class AccountStage:
         self._observe(ctx)
 
     def _baseline(self, ctx: RequestContext) -> Deployment | None:
+        plan = ctx.route_plan
+        if plan is not None and plan.default is not None:
+            return plan.default  # the router's baseline (for auto: the first listed model's)
         dep = self.catalog.default_for(ctx.model)
         if dep is None and ctx.candidates:
             dep = self.catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
@@ -68,15 +83,27 @@ class AccountStage:
         dep = ctx.deployment
         if dep is None or (u.prompt_tokens == 0 and u.completion_tokens == 0):
             return
-        ctx.cost_usd = dep.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+        ctx.cost_usd = self._price_of(dep, u.completion_tokens).cost_usd(
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens
+        )
         base = baseline or dep
         removed = 0
         if ctx.prompt_tokens_original is not None and ctx.prompt_tokens_compressed is not None:
             removed = max(0, ctx.prompt_tokens_original - ctx.prompt_tokens_compressed)
-        sent_at_baseline = base.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
-        ctx.savings.compression_usd = base.cost_usd(removed, 0)
+        base_price = self._price_of(base, u.completion_tokens)
+        sent_at_baseline = base_price.cost_usd(
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens
+        )
+        ctx.savings.compression_usd = base_price.cost_usd(removed, 0)
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
         ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
+
+    def _price_of(self, dep: Deployment, completion_tokens: int) -> Price:
+        if dep.config.hardware_usd_per_hour is not None and self.effective_price is not None:
+            price = self.effective_price(dep.name, max(completion_tokens, 1))
+            if price is not None:
+                return price
+        return dep.price
 
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
