@@ -75,6 +75,13 @@ class Rig:
     """Each test gets its own model group, so one test's breaker trips never touch another's."""
 
     def __init__(self, tmp: Path) -> None:
+        try:
+            self._start(tmp)
+        except BaseException:
+            self.close()  # nothing the failed start already launched may outlive the test
+            raise
+
+    def _start(self, tmp: Path) -> None:
         self.db = create_database("tg_faults")
         self.primary = MockUpstreamServer(tmp)
         self.backup = MockUpstreamServer(tmp)
@@ -125,13 +132,15 @@ class Rig:
         self.slow.reset()
 
     def close(self) -> None:
-        self.client.close()
-        self.gw.stop()
-        self.primary.stop()
-        self.backup.stop()
-        self.slow.stop()
-        self.absurd.shutdown()
-        drop_database(self.db)
+        if hasattr(self, "client"):
+            self.client.close()
+        for name in ("gw", "primary", "backup", "slow"):
+            if hasattr(self, name):
+                getattr(self, name).stop()
+        if hasattr(self, "absurd"):
+            self.absurd.shutdown()
+        if hasattr(self, "db"):
+            drop_database(self.db)
 
     def row(self, request_id: str) -> Any:
         rows = wait_for(

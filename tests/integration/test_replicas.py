@@ -42,6 +42,13 @@ PRICE_IN, PRICE_OUT = Decimal("10"), Decimal("30")  # per million tokens
 
 class Cluster:
     def __init__(self, tmp: Path) -> None:
+        try:
+            self._start(tmp)
+        except BaseException:
+            self.close()  # nothing the failed start already launched may outlive the test
+            raise
+
+    def _start(self, tmp: Path) -> None:
         self.db = create_database("tg_replicas")
         self.mock = MockUpstreamServer(tmp, reply=REPLY, latency_ms=20)
         spool = tmp / "shared-spool"
@@ -53,18 +60,17 @@ class Cluster:
             output_cost_per_mtok=str(PRICE_OUT),
         )
         env = {"THRIFTGATE_KEY_CACHE_TTL_S": "300"}  # only NOTIFY can make revocation fast
-        self.replicas = [GatewayServer(tmp, self.db, [dep], extra_env=env, spool_dir=spool)]
-        # The first replica migrated the database; the others start against it.
-        self.replicas += [
-            GatewayServer(tmp, self.db, [dep], extra_env=env, spool_dir=spool)
-            for _ in range(REPLICAS - 1)
-        ]
+        self.replicas: list[GatewayServer] = []
+        for _ in range(REPLICAS):  # the first migrates the database; the others find it done
+            self.replicas.append(GatewayServer(tmp, self.db, [dep], extra_env=env, spool_dir=spool))
 
     def close(self) -> None:
-        for gw in self.replicas:
+        for gw in getattr(self, "replicas", []):
             gw.stop()
-        self.mock.stop()
-        drop_database(self.db)
+        if hasattr(self, "mock"):
+            self.mock.stop()
+        if hasattr(self, "db"):
+            drop_database(self.db)
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,13 @@ class _EchoKey(BaseHTTPRequestHandler):
 
 class Rig:
     def __init__(self, tmp: Path, mock: MockUpstreamServer) -> None:
+        try:
+            self._start(tmp, mock)
+        except BaseException:
+            self.close()  # nothing the failed start already launched may outlive the test
+            raise
+
+    def _start(self, tmp: Path, mock: MockUpstreamServer) -> None:
         self.db = create_database("tg_security")
         self.echo = ThreadingHTTPServer(("127.0.0.1", 0), _EchoKey)
         threading.Thread(target=self.echo.serve_forever, daemon=True).start()
@@ -88,9 +95,12 @@ class Rig:
         )
 
     def close(self) -> None:
-        self.gw.stop()
-        self.echo.shutdown()
-        drop_database(self.db)
+        if hasattr(self, "gw"):
+            self.gw.stop()
+        if hasattr(self, "echo"):
+            self.echo.shutdown()
+        if hasattr(self, "db"):
+            drop_database(self.db)
 
 
 @pytest.fixture(scope="module")
