@@ -107,7 +107,7 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
     ("possible", "impossible"),
     ("allow allowed permit", "ban banned forbid forbidden prohibit prohibited"),
     ("accept accepted", "reject rejected"),
-    ("love", "hate"),
+    ("love loves loved like likes liked enjoy enjoys", "hate hates hated dislike dislikes"),
     ("rich wealthy", "poor"),
     ("strong strength", "weak weakness"),
     ("safe safety", "dangerous unsafe risky"),

@@ -43,6 +43,7 @@ def judge(verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str) ->
         ("Convert ten miles to kilometers", "Convert 12 miles to kilometers", "numbers"),
         ("Why is the sky blue?", "Why isn't the sky blue?", "negation"),
         ("Is coffee good for your health?", "Is coffee bad for your health?", "opposites"),
+        ("Why do people hate Donald Trump?", "Why do people like Donald Trump?", "opposites"),
         ("How do I increase my credit score?", "How do I decrease my credit score?", "opposites"),
         ("Is it legal to record a phone call?", "Is it illegal to record a phone call?",
          "opposites"),
