@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from gateway.api import admin, dashboard, health, metrics, openai
 from gateway.api.errors import install_error_handlers
+from gateway.api.fast_lane import FastLane
 from gateway.api.guards import SizeGuard
 from gateway.services import Services
 from gateway.settings import Settings
@@ -43,6 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
+    if settings.fast_lane:
+        # Added last, so outermost: the hot POST routes skip the framework stack (fast_lane.py).
+        app.add_middleware(
+            FastLane,
+            max_header_bytes=settings.max_header_bytes,
+            max_body_bytes=settings.max_body_bytes,
+        )
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = 5.0
     log_level: str = "info"
     migrate_on_start: bool = True
+    # Serve the hot OpenAI POST routes on raw ASGI, ahead of the framework stack.
+    fast_lane: bool = True
     # Embedded default: when no config file is given, serve the bundled local model.
     embedded_local_model: bool = True
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the

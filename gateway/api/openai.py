@@ -53,7 +53,10 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return parse_json(b"".join(chunks))
+
+
+def parse_json(raw: bytes) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
     try:
