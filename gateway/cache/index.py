@@ -158,6 +158,10 @@ class VectorIndex:
     def __len__(self) -> int:
         return sum(len(s) for s in self._scopes.values())
 
+    def size(self, scope: str) -> int:
+        index = self._scopes.get(scope)
+        return len(index) if index is not None else 0
+
     def add(self, scope: str, entry_id: str, vec: Vector) -> None:
         index = self._scopes.get(scope)
         if index is None:

@@ -68,6 +68,11 @@ class CacheMemory:
                 self.remove(oldest)
         return evicted
 
+    def attach(self, entry: StoredEntry) -> None:
+        """Index an entry whose embedding arrived after it was added."""
+        if entry.embedding is not None and self.entries.get(entry.id) is entry:
+            self.index.add(entry.scope, entry.id, entry.embedding)
+
     def remove(self, entry_id: str) -> None:
         e = self.entries.pop(entry_id, None)
         if e is None:

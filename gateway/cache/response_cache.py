@@ -80,6 +80,7 @@ class ResponseCache:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thriftgate-cache")
         self._queue: asyncio.Queue[_Lookup] = asyncio.Queue()
         self._limits: dict[str, int] = {}
+        self._unembedded: dict[str, int] = {}  # scope -> stored entries still being embedded
         self._seen: dict[str, datetime] = {}  # ids read from the table within the overlap
         self._seen_purges: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -191,24 +192,45 @@ class ResponseCache:
 
     # -- writes -------------------------------------------------------------------------
     async def put(self, entry: StoredEntry, max_entries: int | None = None) -> None:
-        """Serve the entry from this replica at once; write it to the table in the background."""
+        """Serve the entry from this replica at once (exact hits); embed it and write it to
+        the table in the background, off the response's path."""
         if max_entries is not None:
             self._limits[entry.tenant_id] = max_entries
         self._mark_seen(entry)
-        if entry.embedding is None and entry.query and self.embedder is not None:
-            entry.embedding = (await self._run(self.embedder.embed, [entry.query]))[0]
+        embed = entry.embedding is None and bool(entry.query) and self.embedder is not None
+        if embed:
+            self._unembedded[entry.scope] = self._unembedded.get(entry.scope, 0) + 1
         evicted = await self._run(self.memory.add, [entry], utcnow(), self._limits)
-        task = asyncio.create_task(self._write(entry, evicted))
+        task = asyncio.create_task(self._complete(entry, evicted, embed))
         self._pending_writes.add(task)
         task.add_done_callback(self._pending_writes.discard)
 
-    async def _write(self, entry: StoredEntry, evicted: list[str]) -> None:
+    async def _complete(self, entry: StoredEntry, evicted: list[str], embed: bool) -> None:
         try:
+            if embed:
+                try:
+                    # one worker job: a lookup queued behind it already sees the vector
+                    await self._run(self._embed_into_index, entry)
+                finally:
+                    left = self._unembedded.get(entry.scope, 1) - 1
+                    if left > 0:
+                        self._unembedded[entry.scope] = left
+                    else:
+                        self._unembedded.pop(entry.scope, None)
             await self.store.insert([entry])
             if evicted:
                 await self.store.delete_ids(evicted)
         except Exception:  # the cache is an optimisation: a lost write is a later miss
             log.exception("writing a cache entry failed")
+
+    def _embed_into_index(self, entry: StoredEntry) -> None:
+        assert self.embedder is not None and entry.query
+        entry.embedding = self.embedder.embed([entry.query])[0]
+        self.memory.attach(entry)
+
+    def scope_may_match(self, scope: str) -> bool:
+        """False when the scope has nothing to compare with: the lookup can skip embedding."""
+        return self.memory.index.size(scope) > 0 or scope in self._unembedded
 
     def note_limit(self, tenant_id: str, max_entries: int) -> None:
         self._limits[tenant_id] = max_entries

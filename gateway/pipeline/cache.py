@@ -76,7 +76,12 @@ class CacheStage:
             entry = self.cache.exact(keys.exact)
             if entry is not None:
                 return self._hit(ctx, entry, "hit-exact", None)
-            if policy.semantic and keys.query and self.cache.semantic_enabled:
+            if (
+                policy.semantic
+                and keys.query
+                and self.cache.semantic_enabled
+                and self.cache.scope_may_match(keys.scope)
+            ):
                 try:
                     found = await self.cache.semantic(keys.scope, keys.query, policy)
                 except Exception:  # the cache is an optimisation: a broken lookup is a miss

@@ -61,3 +61,19 @@ def test_purge_drops_the_tenant_and_refuses_older_rows() -> None:
     assert mem.tenant_size("t1") == 0
     mem.add([entry(9)], T0)  # created after the purge
     assert mem.tenant_size("t1") == 1
+
+
+def test_entries_can_be_indexed_after_they_are_added() -> None:
+    mem = CacheMemory(8, max_entries_per_tenant=100, ann_min=10_000)
+    e = entry(3)
+    vec = e.embedding
+    e.embedding = None
+    mem.add([e], T0)
+    assert mem.exact("t1-k3", T0) is e and mem.index.size("t1-scope") == 0
+    e.embedding = vec
+    mem.attach(e)
+    assert [n.entry_id for n in mem.search("t1-scope", vec, 1)] == ["e3"]
+    mem.remove("e3")
+    assert mem.index.size("t1-scope") == 0
+    mem.attach(e)  # removed meanwhile: stays out
+    assert mem.index.size("t1-scope") == 0
