@@ -2,7 +2,8 @@
 
 Reservation is one atomic `UPDATE ... RETURNING` on the tenant's counter row for the period:
 it succeeds while `spent + reserved < budget`, so concurrent requests overspend by at most
-one request's estimate (per replica: each replica's in-flight requests each see the row).
+one request's estimate. Concurrent requests of one tenant share a statement (group commit,
+see reservations.py) without loosening that bound.
 Settlement runs in the ledger writer's batch transaction (see ledger.py).
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.accounting.reservations import ReservationBatcher
 from gateway.db.models import BudgetCounter
 from gateway.errors import BudgetExceeded
 
@@ -80,7 +82,7 @@ class BudgetStoreUnavailable(Exception):
 
 RESERVE_SQL = (
     "UPDATE budget_counters SET reserved_usd = reserved_usd + $1, updated_at = $2 "
-    "WHERE tenant_id = $3 AND period_start = $4 AND spent_usd + reserved_usd < $5 "
+    "WHERE tenant_id = $3 AND period_start = $4 AND spent_usd + reserved_usd + $6 < $5 "
     "RETURNING spent_usd"
 )
 
@@ -100,6 +102,9 @@ class BudgetBook:
         self._exhausted: dict[str, float] = {}  # tenant -> monotonic time to re-check
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._batcher: ReservationBatcher[tuple[str, datetime]] = ReservationBatcher(
+            self._reserve_statement, self._release
+        )
 
     async def _raw_pool(self) -> asyncpg.Pool | None:
         if self.engine.dialect.name != "postgresql":
@@ -147,26 +152,38 @@ class BudgetBook:
                     conn, tenant_id, start, spent_delta=Decimal(0), reserved_delta=Decimal(0)
                 )
             self._known.add(key)
+        return await self._batcher.reserve(key, budget_usd, amount)
+
+    async def _reserve_statement(
+        self, key: tuple[str, datetime], budget_usd: Decimal, amount: Decimal, slack: Decimal
+    ) -> bool:
+        """One atomic statement: add `amount` if `spent + reserved + slack < budget`."""
+        tenant_id, start = key
         pool = await self._raw_pool()
         if pool is not None:
             row = await pool.fetchrow(
-                RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd
+                RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd, slack
             )
             return row is not None
-        # One statement, autocommit: atomic on its own.
         t = BudgetCounter.__table__
         stmt = (
             update(t)
             .where(
                 t.c.tenant_id == tenant_id,
                 t.c.period_start == start,
-                t.c.spent_usd + t.c.reserved_usd < budget_usd,
+                t.c.spent_usd + t.c.reserved_usd + slack < budget_usd,
             )
             .values(reserved_usd=t.c.reserved_usd + amount, updated_at=datetime.now(UTC))
             .returning(t.c.spent_usd)
         )
         async with self._autocommit.connect() as conn:
             return (await conn.execute(stmt)).first() is not None
+
+    async def _release(self, key: tuple[str, datetime], amount: Decimal) -> None:
+        async with self._autocommit.connect() as conn:
+            await upsert_counter_delta(
+                conn, key[0], key[1], spent_delta=Decimal(0), reserved_delta=-amount
+            )
 
     def forget(self, tenant_id: str) -> None:
         """Budget changed (admin PATCH): drop the cached exhausted flag."""
