@@ -306,7 +306,7 @@ def bench_gateway(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(worker() for _ in range(args.concurrency)))
                 wall = time.perf_counter() - t0
             rps = len(make) / wall
-            print(f"{name:5s}: {len(make)} requests in {wall:.1f}s = {rps:.0f} req/s  {statuses}")
+            print(f"{name:12s}: {len(make)} requests in {wall:.1f}s = {rps:.0f} req/s  {statuses}")
             return rps
 
         rng = random.Random(3)
@@ -314,10 +314,13 @@ def bench_gateway(args: argparse.Namespace) -> None:
         miss_load = [f"{q} #{uuid.uuid4().hex[:8]}" for q in questions(args.requests, seed=11)]
         asyncio.run(run("warm", [rng.choice(hot) for _ in range(100)]))
         hit = asyncio.run(run("hit", hit_load))
+        sem_load = [rng.choice(hot).lower().rstrip("?") for _ in range(args.requests)]
+        sem = asyncio.run(run("semantic hit", sem_load))
         miss = asyncio.run(run("miss", miss_load))
         print(
-            f"hit/miss throughput ratio: {hit / miss:.1f}x (upstream latency {args.upstream_ms}"
-            f" ms, concurrency {args.concurrency}, {args.workers} worker(s))"
+            f"hit/miss throughput ratio: {hit / miss:.1f}x exact, {sem / miss:.1f}x semantic"
+            f" (upstream latency {args.upstream_ms} ms, concurrency {args.concurrency},"
+            f" {args.workers} worker(s))"
         )
     finally:
         if gw is not None:
