@@ -43,6 +43,9 @@ class SpeculativeConfig(BaseModel):
     # Load control: rows of a batch share this many draft tokens per step (a row drafts only
     # when its share is at least 2), so speculation fades out as concurrency grows.
     max_batch_draft_tokens: int = Field(default=16, ge=0)
+    # In a batch every drafted token costs real compute (the step is no longer bandwidth-bound),
+    # so a row keeps drafting there only while its acceptance stays above this higher floor.
+    min_acceptance_batched: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> SpeculativeConfig:

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -60,17 +61,45 @@ async def _sse_stream(first: Any, rest: AsyncGenerator[Any, None]) -> AsyncItera
     yield SSE_DONE
 
 
+class ClientGone(Exception):
+    """The client hung up before the answer was ready."""
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[Any]) -> Any:
+    """Run `work`; cancel it (which stops the generation) if the client hangs up first."""
+    task = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+    return task.result()
+
+
 def _completion_route(endpoint: Endpoint) -> Any:
     async def handle(request: Request) -> Response:
         backend: ServingBackend = request.app.state.backend
         try:
             body = await _body(request, backend)
             if not body.get("stream"):
-                return JSONResponse(await backend.complete(endpoint, body))
+                result = await _unless_disconnected(request, backend.complete(endpoint, body))
+                return JSONResponse(result)
             chunks = backend.stream(endpoint, body)
             first = await anext(chunks)
         except EngineError as exc:
             return _error(exc)
+        except ClientGone:
+            return Response(status_code=499)  # nobody reads it; for the access log
         return StreamingResponse(_sse_stream(first, chunks), media_type="text/event-stream")
 
     return handle

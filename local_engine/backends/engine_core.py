@@ -157,7 +157,7 @@ class EngineCore:
             want = 0
             if seq.proposer is not None and cap > 0:
                 room = min(seq.remaining - 1, self.config.max_model_len - seq.length)
-                want = min(seq.adaptive.num_drafts(), cap, room)
+                want = min(seq.adaptive.num_drafts(batched=rows > 1), cap, room)
             drafts.append(
                 seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else []
             )

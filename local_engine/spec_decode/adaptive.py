@@ -18,6 +18,7 @@ class AdaptiveSpeculation:
         self.max_k = config.num_speculative_tokens
         self.enabled = config.adaptive
         self.floor = config.min_acceptance
+        self.batched_floor = max(config.min_acceptance, config.min_acceptance_batched)
         self.alpha = config.acceptance_ewma_alpha
         self.base_pause = config.pause_steps
         self.max_pause = config.max_pause_steps
@@ -26,13 +27,18 @@ class AdaptiveSpeculation:
         self.next_pause = self.base_pause
         self.paused_steps = 0
 
-    def num_drafts(self) -> int:
-        """Drafts to request for the coming step (0: decode one token plainly)."""
+    def num_drafts(self, batched: bool = False) -> int:
+        """Drafts to request for the coming step (0: decode one token plainly).
+
+        `batched`: other rows share the step, so drafting must clear the higher batch floor.
+        """
         if not self.enabled:
             return self.max_k
         if self.pause_left > 0:
             self.pause_left -= 1
             self.paused_steps += 1
+            return 0
+        if batched and self.acceptance < self.batched_floor:
             return 0
         return max(1, min(self.max_k, math.ceil(self.max_k * self.acceptance)))
 

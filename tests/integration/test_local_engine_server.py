@@ -278,6 +278,21 @@ def test_disconnect_cancels_generation_and_metrics_show_it(engine: EngineServer)
     assert stats.running == 0
     assert stats.completion_tokens_total - before < 400
 
+    # Non-streaming: the client gives up (read timeout closes the connection).
+    before = engine.backend.stats().completion_tokens_total
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            engine.base + "/v1/chat/completions",
+            json={**body, "stream": False},
+            timeout=httpx.Timeout(60, read=1.5),
+        )
+    deadline = time.monotonic() + 20
+    while engine.backend.stats().running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stats = engine.backend.stats()
+    assert stats.running == 0
+    assert stats.completion_tokens_total - before < 400
+
     metrics = httpx.get(engine.base + "/metrics", timeout=10).text
     assert "thriftgate_engine_spec_decode_num_accepted_tokens_total" in metrics
     assert "thriftgate_engine_tokens_per_second" in metrics

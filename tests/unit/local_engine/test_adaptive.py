@@ -59,3 +59,12 @@ def test_counters_match_vllm_semantics() -> None:
     assert s.accepted_per_position == (2, 2, 0, 0)
     assert s.acceptance_rate == 4 / 6
     assert s.mean_acceptance_length == 3.0
+
+
+def test_a_batch_needs_the_higher_floor() -> None:
+    a = AdaptiveSpeculation(cfg(min_acceptance_batched=0.6))
+    a.record(8, 3)  # ewma 0.6875: drafts alone and in a batch
+    assert a.num_drafts(batched=True) > 0
+    a.record(8, 2)  # ewma ~0.47: still above the single-row floor, below the batch floor
+    assert a.num_drafts(batched=True) == 0
+    assert a.num_drafts(batched=False) > 0
