@@ -278,3 +278,19 @@ def test_replicas_follow_each_other(two_replicas: tuple[GatewayServer, GatewaySe
     # the purge reaches B through the table as well (a miss stores afresh, which is fine)
     q = "Which planet is known as the red planet?"
     assert wait_for(lambda: b_status(q) == "miss", 8, 0.5), "B still serves purged entries"
+
+
+def test_text_completions_are_cached_too(gateway: GatewayServer) -> None:
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    prompt = unique("Once upon a time")
+    first = c.completions.with_raw_response.create(model=MODEL, prompt=prompt, max_tokens=8)
+    second = c.completions.with_raw_response.create(model=MODEL, prompt=prompt, max_tokens=8)
+    assert first.headers["x-thriftgate-cache"] == "miss"
+    assert second.headers["x-thriftgate-cache"] == "hit-exact"
+    assert second.parse().choices[0].text == first.parse().choices[0].text
+    streamed = c.completions.create(model=MODEL, prompt=prompt, max_tokens=8, stream=True)
+    assert (
+        "".join(ch.choices[0].text for ch in streamed if ch.choices)
+        == first.parse().choices[0].text
+    )
