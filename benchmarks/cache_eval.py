@@ -9,7 +9,8 @@ default threshold, the veto breakdown, a threshold sweep and plain cosine as the
     python benchmarks/cache_eval.py /path/to/msr-para-train.tsv            # default settings
     python benchmarks/cache_eval.py /path/to/pairs.tsv --fit               # tune on a split
 
-Files: tab-separated with a header. Recognised layouts: MSRP (`Quality, #1 ID, #2 ID,
+Files: tab-separated (or quoted CSV when the name ends in .csv), with a header or as
+"label, text, text" rows. Recognised layouts: MSRP (`Quality, #1 ID, #2 ID,
 #1 String, #2 String`), Quora question pairs (`question1, question2, is_duplicate`), or any
 header naming a label column (label/quality/is_duplicate) and two text columns. Splits are
 deterministic (`--seed`); `--fit` grid-searches the verifier weights on the tuning split and
@@ -64,16 +65,27 @@ class Pair:
 def load_pairs(path: Path) -> list[Pair]:
     csv.field_size_limit(10_000_000)
     with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        if path.suffix.lower() == ".csv":  # e.g. Quora's question pairs, quoted CSV
+            rows = list(csv.reader(f))
+        else:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     header = [h.strip().lower() for h in rows[0]]
     label_col = next((header.index(h) for h in LABELS if h in header), None)
     text_cols = next(
         ((header.index(a), header.index(b)) for a, b in TEXTS if a in header and b in header), None
     )
+    body = rows[1:]
     if label_col is None or text_cols is None:
-        raise SystemExit(f"{path}: cannot find a label and two text columns in {rows[0]}")
+        if not _label(rows[0][:1]) and not _label(rows[0][-1:]):
+            raise SystemExit(f"{path}: cannot find a label and two text columns in {rows[0]}")
+        # no header: "label, text, text" (or "text, text, label")
+        width = len(rows[0])
+        label_col, text_cols = (0, (width - 2, width - 1))
+        if not _label(rows[0][:1]):
+            label_col, text_cols = width - 1, (width - 3, width - 2)
+        body = rows
     pairs = []
-    for row in rows[1:]:
+    for row in body:
         if len(row) <= max(label_col, *text_cols):
             continue
         try:
@@ -84,6 +96,10 @@ def load_pairs(path: Path) -> list[Pair]:
         if a and b:
             pairs.append(Pair(label, a, b))
     return pairs
+
+
+def _label(cells: list[str]) -> bool:
+    return bool(cells) and cells[0].strip() in ("0", "1", "0.0", "1.0")
 
 
 def split(n: int, holdout: float, seed: int) -> np.ndarray:
