@@ -197,9 +197,9 @@ def evaluate(args: argparse.Namespace) -> None:
 def _embedder(name: str) -> Any:
     if name == "none":
         return None
-    from gateway.cache import embedder as cache_embedder  # the semantic cache's, when present
+    from gateway.cache.embedder import OnnxMiniLM  # the semantic cache's MiniLM (ONNX)
 
-    return cache_embedder.load_default_embedder()  # type: ignore[attr-defined]
+    return OnnxMiniLM.load()
 
 
 def main() -> None:
