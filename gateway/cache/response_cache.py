@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,6 +112,13 @@ class ResponseCache:
     async def load(self) -> None:
         """Read every live row into memory (start-up)."""
         started = utcnow()
+        # Purges first: a row that was still being written when its tenant was purged must
+        # not come back with a restart.
+        for purge_id, tenant_id, at in await self.store.purges_since(
+            datetime(1970, 1, 1, tzinfo=UTC)
+        ):
+            self._seen_purges.add(purge_id)
+            await self._run(self.memory.purge_tenant, tenant_id, at)
         count = 0
         async for batch in self.store.live(started):
             await self._run(self.memory.add, batch, started, self._limits)
