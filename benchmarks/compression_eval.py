@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.compression import CompressionOptions, PromptCompressor, TiktokenCounter
+from gateway.compression.surprisal import LocalModelPruner, local_model_available
 
 SYSTEM = "Answer the question using only the documents. Reply with a short span."
 
@@ -165,17 +166,22 @@ def evaluate(args: argparse.Namespace) -> None:
     )
     coqa = load_coqa(coqa_file) if coqa_file.exists() else {}
     examples = build_examples(squad, coqa, args.per_source, counter, rng)
-    compressor = PromptCompressor(counter, embedder=_embedder(args.embedder))
+    pruner = None
+    if "aggressive" in args.modes and local_model_available():
+        pruner = LocalModelPruner()  # SmolLM2 surprisal, loaded on first use
+    compressor = PromptCompressor(counter, embedder=_embedder(args.embedder), pruner=pruner)
     print(f"{len(examples)} examples from {len(squad) + len(coqa)} sources, seed {args.seed}")
     for mode in args.modes:
         opts = CompressionOptions(mode=mode, target_ratio=args.ratio, min_prompt_tokens=0)
         kept: dict[str, list[bool]] = defaultdict(list)
         ratios: dict[str, list[float]] = defaultdict(list)
         ms: list[float] = []
+        seen_notes: set[str] = set()
         for ex in examples:
             msgs = messages_for(ex)
             t0 = time.perf_counter()
             res = compressor.compress(msgs, opts)
+            seen_notes.update(res.notes)
             ms.append((time.perf_counter() - t0) * 1000)
             before = counter.count(msgs[1]["content"])
             after = counter.count(res.messages[1]["content"])
@@ -184,7 +190,10 @@ def evaluate(args: argparse.Namespace) -> None:
             for key in (ex.source, "ALL"):
                 kept[key].append(ok)
                 ratios[key].append(before / max(after, 1))
+        notes = sorted({n for n in seen_notes if "threshold" not in n})
         print(f"\nmode={mode} ratio_target={args.ratio} median_ms={statistics.median(ms):.1f}")
+        if notes:
+            print("notes:", "; ".join(notes))
         print(f"{'source':28} {'n':>4} {'retention':>9} {'ratio(median)':>13} {'ratio(min)':>10}")
         for key in sorted(kept, key=lambda k: (k == "ALL", k)):
             r = ratios[key]

@@ -50,10 +50,14 @@ class ExtractiveCompressor:
         counter: TokenCounter,
         embedder: Embedder | None = None,
         weights: ScoreWeights | None = None,
+        embed_max_tokens: int = 8000,
     ) -> None:
         self.counter = counter
         self.embedder = embedder
         self.weights = weights or ScoreWeights()
+        # Embedding every sentence costs ~0.1-0.7 s per 1k tokens on a small CPU; past this
+        # size the lexical scores decide alone.
+        self.embed_max_tokens = embed_max_tokens
 
     def compress(
         self, docs: Sequence[list[Segment]], query: dict[str, float], query_text: str, ratio: float
@@ -84,7 +88,9 @@ class ExtractiveCompressor:
         budget = math.ceil(total / max(ratio, 1.0))
         if not units or budget >= total:
             return [list(segs) for segs in docs]
-        self._score(paragraphs, units, query, query_text)
+        self._score(
+            paragraphs, units, query, query_text, use_embedder=total <= self.embed_max_tokens
+        )
         kept = _select(units, budget)
         return [
             [self._rebuild(seg, ids, paragraphs, kept) for seg, ids in doc_layout]
@@ -97,6 +103,8 @@ class ExtractiveCompressor:
         units: list[_Unit],
         query: dict[str, float],
         query_text: str,
+        *,
+        use_embedder: bool,
     ) -> None:
         w = self.weights
         texts = [paragraphs[u.para].text[u.start : u.end] for u in units]
@@ -113,7 +121,7 @@ class ExtractiveCompressor:
             w.sentence * s + w.paragraph * para_scores[u.para] + w.neighbour * n
             for s, u, n in zip(sent, units, neighbour, strict=True)
         ]
-        if self.embedder is not None and query_text.strip():
+        if self.embedder is not None and use_embedder and query_text.strip():
             cos = cosine_to_query(self.embedder, query_text, texts)
             lexical = [
                 w.embedding * c + (1.0 - w.embedding) * x for c, x in zip(cos, lexical, strict=True)
