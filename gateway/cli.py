@@ -44,10 +44,10 @@ def _settings(config: Path | None = None) -> Settings:
 
 
 def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.db.session import create_engine
     from gateway.errors import GatewayError
-
-    from sqlalchemy.exc import SQLAlchemyError
 
     async def go() -> T:
         if settings.migrate_on_start:

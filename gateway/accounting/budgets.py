@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.reservations import ReservationBatcher
-from gateway.db.models import BudgetCounter
+from gateway.db.models import BudgetCounter, table
 from gateway.errors import BudgetExceeded
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -44,12 +44,12 @@ async def upsert_counter_delta(
     spent_delta: Decimal,
     reserved_delta: Decimal,
 ) -> None:
-    table = BudgetCounter.__table__
+    tbl = table(BudgetCounter)
     if conn.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    stmt = insert(table).values(
+    stmt = insert(tbl).values(
         tenant_id=tenant_id,
         period_start=start,
         spent_usd=spent_delta,
@@ -59,9 +59,9 @@ async def upsert_counter_delta(
     stmt = stmt.on_conflict_do_update(
         index_elements=["tenant_id", "period_start"],
         set_={
-            "spent_usd": table.c.spent_usd + spent_delta,
+            "spent_usd": tbl.c.spent_usd + spent_delta,
             # Never below zero: a reservation lost in a crash must not go negative later.
-            "reserved_usd": _greatest(conn, table.c.reserved_usd + reserved_delta),
+            "reserved_usd": _greatest(conn, tbl.c.reserved_usd + reserved_delta),
             "updated_at": datetime.now(UTC),
         },
     )
@@ -165,7 +165,7 @@ class BudgetBook:
                 RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd, slack
             )
             return row is not None
-        t = BudgetCounter.__table__
+        t = table(BudgetCounter)
         stmt = (
             update(t)
             .where(

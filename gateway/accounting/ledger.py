@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.budgets import upsert_counter_delta
 from gateway.accounting.spool import LedgerSpool
-from gateway.db.models import ApiKey, UsageLedger
+from gateway.db.models import ApiKey, UsageLedger, table
 from gateway.db.session import is_sqlite
 
 log = logging.getLogger("thriftgate.ledger")
 
-LEDGER_COLUMNS = frozenset(c.name for c in UsageLedger.__table__.columns)
+LEDGER_COLUMNS = frozenset(c.name for c in table(UsageLedger).columns)
 MONEY_COLUMNS = (
     "cost_usd",
     "counterfactual_cost_usd",
@@ -163,14 +163,14 @@ class LedgerWriter:
         return inserted
 
     async def _insert(self, conn: AsyncConnection, chunk: list[dict[str, Any]]) -> set[str]:
-        table = UsageLedger.__table__
+        tbl = table(UsageLedger)
         if is_sqlite(str(self.engine.url)):
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
         # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
         # compiled statement (a literal multi-row VALUES would be recompiled every batch).
-        stmt = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        stmt = insert(tbl).on_conflict_do_nothing(index_elements=["id"]).returning(tbl.c.id)
         columns = sorted({k for r in chunk for k in r["row"]})
         params = [{c: r["row"].get(c) for c in columns} for r in chunk]
         result = await conn.execute(stmt, params)
@@ -196,9 +196,7 @@ class LedgerWriter:
             )
         for key_id, when in sorted(last_used.items()):
             await conn.execute(
-                update(ApiKey.__table__)
-                .where(ApiKey.__table__.c.id == key_id)
-                .values(last_used_at=when)
+                update(table(ApiKey)).where(table(ApiKey).c.id == key_id).values(last_used_at=when)
             )
 
     async def aclose(self) -> None:

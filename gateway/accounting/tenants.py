@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import generate_key
-from gateway.db.models import ApiKey, Tenant, new_id
+from gateway.db.models import ApiKey, Tenant, new_id, table
 from gateway.errors import InvalidRequest, NotFound
 
 TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
@@ -67,9 +67,9 @@ async def create_tenant(engine: AsyncEngine, name: str, **fields: Any) -> dict[s
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                Tenant.__table__.insert().values(
-                    id=tid, name=name, created_at=datetime.now(UTC), **values
-                )
+                table(Tenant)
+                .insert()
+                .values(id=tid, name=name, created_at=datetime.now(UTC), **values)
             )
     except IntegrityError:
         raise InvalidRequest(
@@ -81,7 +81,7 @@ async def create_tenant(engine: AsyncEngine, name: str, **fields: Any) -> dict[s
 async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
     async with engine.connect() as conn:
         row = (
-            await conn.execute(select(Tenant.__table__).where(Tenant.__table__.c.id == tenant_id))
+            await conn.execute(select(table(Tenant)).where(table(Tenant).c.id == tenant_id))
         ).first()
     if row is None:
         raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
@@ -89,7 +89,7 @@ async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
 
 
 async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
-    t = Tenant.__table__
+    t = table(Tenant)
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(t).where((t.c.id == id_or_name) | (t.c.name == id_or_name)))
@@ -101,9 +101,7 @@ async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
 
 async def list_tenants(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(select(Tenant.__table__).order_by(Tenant.__table__.c.name))
-        ).all()
+        rows = (await conn.execute(select(table(Tenant)).order_by(table(Tenant).c.name))).all()
     return [tenant_dict(r) for r in rows]
 
 
@@ -115,9 +113,7 @@ async def update_tenant(
         try:
             async with engine.begin() as conn:
                 result = await conn.execute(
-                    update(Tenant.__table__)
-                    .where(Tenant.__table__.c.id == tenant_id)
-                    .values(**values)
+                    update(table(Tenant)).where(table(Tenant).c.id == tenant_id).values(**values)
                 )
         except IntegrityError:
             raise InvalidRequest(
@@ -137,7 +133,9 @@ async def create_key(
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         await conn.execute(
-            ApiKey.__table__.insert().values(
+            table(ApiKey)
+            .insert()
+            .values(
                 id=kid, tenant_id=tenant_id, hash=digest, prefix=prefix, name=name, created_at=now
             )
         )
@@ -152,7 +150,7 @@ async def create_key(
 
 
 async def list_keys(engine: AsyncEngine, tenant_id: str) -> list[dict[str, Any]]:
-    k = ApiKey.__table__
+    k = table(ApiKey)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(select(k).where(k.c.tenant_id == tenant_id).order_by(k.c.created_at))
@@ -161,7 +159,7 @@ async def list_keys(engine: AsyncEngine, tenant_id: str) -> list[dict[str, Any]]
 
 
 async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:
-    k = ApiKey.__table__
+    k = table(ApiKey)
     async with engine.begin() as conn:
         await conn.execute(
             update(k)

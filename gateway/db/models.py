@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +44,11 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def table(model: type[DeclarativeBase]) -> Table:
+    """A model's Core table, typed as a `Table` (mypy sees `__table__` as a FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class Base(DeclarativeBase):

@@ -38,9 +38,10 @@ def _num_field(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
         raise _fail(f"'{name}' must be between {lo:g} and {hi:g}; got {value}.", name)
 
 
-def validate_common(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
+def validate_common(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    body: dict[str, Any] = raw
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest(
@@ -79,8 +80,8 @@ def validate_generation(body: dict[str, Any]) -> None:
         raise _fail("'user' must be a string.", "user")
 
 
-def validate_chat(body: Any) -> dict[str, Any]:
-    body = validate_common(body)
+def validate_chat(raw: Any) -> dict[str, Any]:
+    body = validate_common(raw)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest(
@@ -111,8 +112,8 @@ def validate_chat(body: Any) -> dict[str, Any]:
     return body
 
 
-def validate_completion(body: Any) -> dict[str, Any]:
-    body = validate_common(body)
+def validate_completion(raw: Any) -> dict[str, Any]:
+    body = validate_common(raw)
     prompt = body.get("prompt")
     ok = isinstance(prompt, str) or (
         isinstance(prompt, list) and prompt and all(isinstance(p, str | int) for p in prompt)
@@ -127,8 +128,8 @@ def validate_completion(body: Any) -> dict[str, Any]:
     return body
 
 
-def validate_embedding(body: Any) -> dict[str, Any]:
-    body = validate_common(body)
+def validate_embedding(raw: Any) -> dict[str, Any]:
+    body = validate_common(raw)
     inp = body.get("input")
     ok = isinstance(inp, str) or (
         isinstance(inp, list)

@@ -170,7 +170,7 @@ def _message(parsed: Any) -> str:
     if isinstance(parsed, dict):
         err = parsed.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"][:500]
+            return str(err["message"])[:500]
         if isinstance(err, str):
             return err[:500]
         if isinstance(parsed.get("message"), str):
