@@ -126,10 +126,11 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
     ap.add_argument("--min-cos", type=float, default=DEFAULT_MIN_COS)
     ap.add_argument("--target-fhr", type=float, default=0.01)
+    ap.add_argument("--quantized", action="store_true", help="int8 dynamic-quantised model")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    embedder = OnnxMiniLM.load()
+    embedder = OnnxMiniLM.load(quantized=args.quantized)
     words = WordVectorCache(embedder)
     print(f"model loaded in {time.perf_counter() - t0:.1f}s")
     for path in args.tsv:
