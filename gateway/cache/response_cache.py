@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from gateway.db.models import utcnow
 log = logging.getLogger("thriftgate.cache")
 T = TypeVar("T")
 MAX_BATCH = 32
+RECENT_VECTORS = 10_000  # query text -> embedding, for repeated semantic lookups (~15 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class ResponseCache:
         self._queue: asyncio.Queue[_Lookup] = asyncio.Queue()
         self._limits: dict[str, int] = {}
         self._unembedded: dict[str, int] = {}  # scope -> stored entries still being embedded
+        self._recent_vectors: OrderedDict[str, Vector] = OrderedDict()  # worker thread only
         self._seen: dict[str, datetime] = {}  # ids read from the table within the overlap
         self._seen_purges: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,10 +173,24 @@ class ResponseCache:
                     item.future.set_result(result)
 
     def _lookup_batch(self, batch: list[_Lookup]) -> list[SemanticResult]:
-        assert self.embedder is not None
-        vectors = self.embedder.embed([item.query for item in batch])
+        vectors = self._query_vectors([item.query for item in batch])
         now = utcnow()
         return [self._best(item, vec, now) for item, vec in zip(batch, vectors, strict=True)]
+
+    def _query_vectors(self, texts: list[str]) -> list[Vector]:
+        """Embed the texts, reusing vectors of recently seen ones (FAQ traffic repeats)."""
+        assert self.embedder is not None
+        missing = [t for t in dict.fromkeys(texts) if t not in self._recent_vectors]
+        if missing:
+            for text, vec in zip(missing, self.embedder.embed(missing), strict=True):
+                self._recent_vectors[text] = vec
+        out = []
+        for text in texts:
+            self._recent_vectors.move_to_end(text)
+            out.append(self._recent_vectors[text])
+        while len(self._recent_vectors) > RECENT_VECTORS:
+            self._recent_vectors.popitem(last=False)
+        return out
 
     def _best(self, item: _Lookup, vec: Vector, now: datetime) -> SemanticResult:
         verifier = PairVerifier(
@@ -231,8 +248,8 @@ class ResponseCache:
             log.exception("writing a cache entry failed")
 
     def _embed_into_index(self, entry: StoredEntry) -> None:
-        assert self.embedder is not None and entry.query
-        entry.embedding = self.embedder.embed([entry.query])[0]
+        assert entry.query
+        entry.embedding = self._query_vectors([entry.query])[0]
         self.memory.attach(entry)
 
     def scope_may_match(self, scope: str) -> bool:
