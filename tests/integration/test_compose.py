@@ -9,18 +9,28 @@ CLI flags, settings names) is checked against the real thing.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import pytest
 import yaml
 from compose_pydantic import ComposeSpecification
 
 from gateway.routing.catalog import Catalog
 from gateway.settings import Settings, load_file_config
+from tests.support.servers import (
+    ADMIN_KEY,
+    GatewayServer,
+    MockUpstreamServer,
+    create_database,
+    drop_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +172,74 @@ def test_dockerfile_copies_what_exists_and_installs_from_the_lock() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for must in (".git", ".venv", ".env", "dashboard/node_modules"):
         assert must in ignored
+
+
+@pytest.mark.slow
+def test_readme_steps_on_a_gateway_configured_like_compose(
+    session_tmp: Path, mock_upstream: MockUpstreamServer
+) -> None:
+    """The README's steps 4-6 against `thriftgate serve` with compose's environment.
+
+    No Docker here, so the gateway runs as a process with the variables compose sets
+    (plain `postgresql://` URL, 2 workers, the deploy config), its OpenAI deployments pointed
+    at the mock upstream (the only change: there is no internet).
+    """
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["x-gateway-env"]
+    config = load_file_config(ROOT / "deploy" / "thriftgate.yaml")
+    deployments = [
+        {
+            **d.model_dump(mode="json", exclude_none=True),
+            "provider": "openai_compatible",
+            "api_base": mock_upstream.url,
+            "api_key_env": "MOCK_PROVIDER_KEY",
+        }
+        for d in config.deployments
+    ]
+    db = create_database("tg_readme")
+    tmp = session_tmp / "readme"
+    tmp.mkdir(exist_ok=True)
+    gw = None
+    try:
+        gw = GatewayServer(
+            tmp,
+            db.replace("postgresql+asyncpg://", "postgresql://"),
+            deployments,
+            workers=int(env["THRIFTGATE_WORKERS"].split(":-")[1].rstrip("}")),
+        )
+        admin = ["-H", f"Authorization: Bearer {ADMIN_KEY}"]
+        out = subprocess.run(
+            [
+                "curl",
+                "-s",
+                f"{gw.base}/admin/tenants",
+                *admin,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"name": "acme", "budget_usd": 50}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        tenant_id = json.loads(out)["id"]
+        out = subprocess.run(
+            ["curl", "-s", f"{gw.base}/admin/tenants/{tenant_id}/keys", "-X", "POST", *admin],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        key = json.loads(out)["key"]
+        client = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
+        answer = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]
+        )
+        assert answer.choices[0].message.content == "Echo: Hello"
+        assert httpx.get(gw.base + "/dashboard/login", timeout=10).status_code == 200
+    finally:
+        if gw is not None:
+            gw.stop()
+        drop_database(db)
