@@ -103,6 +103,7 @@ class Rig:
         deps = [{**solo("refused")[0], "api_base": dead}]
         deps += pair("refused-fb-False", True) + pair("refused-fb-True", True)
         deps += [mock_deployment(f"hang-{s}", f"hang-{s}", self.slow, **cheap) for s in (0, 1)]
+        deps += [mock_deployment("stall", "stall", self.slow, **cheap)]
         for status in STATUSES:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
@@ -367,3 +368,20 @@ def test_a_row_the_database_refuses_does_not_block_the_ledger(rig: Rig) -> None:
     assert not sql(rig.db, "SELECT 1 FROM usage_ledger WHERE request_id = $1", bad["request_id"])
     kept = "".join(p.read_text() for p in (spool / "quarantine").glob("*.jsonl"))
     assert bad["request_id"] in kept and good["request_id"] not in kept
+
+
+def test_stall_mid_stream_ends_with_a_timeout_event(rig: Rig) -> None:
+    """The first chunk arrives, then the upstream goes quiet for longer than the deadline."""
+    rig.slow.control(ms_per_token=DEADLINE_S * 3000, reply="one two three")
+    r = rid()
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in rig.client.chat.completions.create(
+            model="stall", messages=msgs(), stream=True, extra_headers={"x-request-id": r}
+        ):
+            if chunk.choices:
+                got.append(chunk.choices[0].delta.content or "")
+    assert "stalled" in str(info.value)
+    assert got  # the first chunk had gone out: no fallback possible, an in-band error instead
+    row = rig.row(r)
+    assert (row["status_code"], row["error_code"]) == (504, "upstream_timeout")
