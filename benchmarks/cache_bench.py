@@ -199,17 +199,21 @@ async def bench_lookup(args: argparse.Namespace) -> None:
     cache.run(follow=False)
     policy = CachePolicy(max_entries=len(entries))
     rng = random.Random(1)
-    # half rewordings of stored questions (should hit), half unseen questions (should miss)
-    # every probe text is new to the cache, so its recent-vector memo never helps
-    probes = []
-    reworded: set[int] = set()
-    stored = rng.sample(range(args.real), k=min(args.real, args.queries))
-    for i in range(args.queries):
-        if rng.random() < 0.5:
-            reworded.add(i)
-            probes.append(texts[stored[i]].lower().rstrip("?"))
-        else:
-            probes.append(f"How do I {rng.choice(TASKS)} a {uuid.uuid4().hex[:6]} widget?")
+    # half rewordings of stored questions (should hit), half unseen questions (should miss);
+    # every probe text is new to the cache, so its memo of recent query vectors never helps
+    fresh = iter(rng.sample(range(args.real), k=args.real))
+
+    def make_probes(n: int) -> tuple[list[str], set[int]]:
+        out, reworded = [], set()
+        for i in range(n):
+            if rng.random() < 0.5:
+                reworded.add(i)
+                out.append(texts[next(fresh)].lower().rstrip("?"))
+            else:
+                out.append(f"How do I {rng.choice(TASKS)} a {uuid.uuid4().hex[:6]} widget?")
+        return out, reworded
+
+    probes, reworded = make_probes(args.queries)
     for _ in range(20):  # warm-up
         await cache.semantic("one-scope", f"warm up {uuid.uuid4().hex[:6]}", policy)
     lat, hits, wrong = [], 0, 0
@@ -241,6 +245,7 @@ async def bench_lookup(args: argparse.Namespace) -> None:
             await cache.semantic("one-scope", q, policy)
             out.append((time.perf_counter() - t) * 1000)
 
+        probes, _ = make_probes(args.queries)
         t0 = time.perf_counter()
         for i in range(0, len(probes), conc):
             await asyncio.gather(*(one(q) for q in probes[i : i + conc]))
@@ -337,7 +342,7 @@ def main() -> None:
     lk = sub.add_parser("lookup")
     lk.add_argument("--entries", type=int, default=100_000)
     lk.add_argument("--real", type=int, default=2000, help="entries that are embedded questions")
-    lk.add_argument("--queries", type=int, default=500)
+    lk.add_argument("--queries", type=int, default=500, help="per phase (needs 1.5x <= --real)")
     lk.add_argument("--threads", type=int, default=2)
     gw = sub.add_parser("gateway")
     gw.add_argument("--requests", type=int, default=2000)
