@@ -143,7 +143,8 @@ def evaluate(
     pairs = load_pairs(path)
     labels = np.array([p.label for p in pairs])
     t0 = time.perf_counter()
-    texts = sorted({t for p in pairs for t in (p.cached, p.query)})
+    # by length, so each batch pads little
+    texts = sorted({t for p in pairs for t in (p.cached, p.query)}, key=lambda t: (len(t), t))
     vecs = np.concatenate([embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
     row = {t: i for i, t in enumerate(texts)}
     cos = np.array([float(vecs[row[p.cached]] @ vecs[row[p.query]]) for p in pairs])
