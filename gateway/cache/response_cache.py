@@ -87,6 +87,7 @@ class ResponseCache:
         self._seen: dict[str, datetime] = {}  # ids read from the table within the overlap
         self._seen_purges: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._loaded = True
         self._pending_writes: set[asyncio.Task[None]] = set()
 
     # -- life cycle ---------------------------------------------------------------------
@@ -102,7 +103,11 @@ class ResponseCache:
             except ImportError as exc:  # the `local` extra is not installed
                 log.warning("semantic cache off: embedding runtime missing (%s)", exc)
         cache = cls(CacheStore(engine), embedder, config)
-        await cache.load()
+        try:
+            await cache.load()
+        except Exception:  # a database outage must not stop the gateway: retry from the follower
+            log.warning("cache: loading entries failed; will retry", exc_info=True)
+            cache._loaded = False
         cache.run(follow=True)
         return cache
 
@@ -270,6 +275,9 @@ class ResponseCache:
         while True:
             await asyncio.sleep(self.config.poll_interval_s)
             try:
+                if not self._loaded:
+                    await self.load()
+                    self._loaded = True
                 await self.sync_once()
                 if time.monotonic() - last_sweep >= self.config.expire_sweep_s:
                     last_sweep = time.monotonic()
