@@ -27,7 +27,9 @@ def serve(
     model: Annotated[
         Path | None, typer.Option(help="local HF folder (default: bundled SmolLM2)")
     ] = None,
-    speculative: Annotated[str, typer.Option(help="off | ngram | draft")] = "ngram",
+    speculative: Annotated[
+        str, typer.Option(help="off | ngram | draft (vllm also: eagle | eagle3 | mtp)")
+    ] = "ngram",
     draft_model: Annotated[
         Path | None, typer.Option(help="draft model folder (--speculative draft)")
     ] = None,
