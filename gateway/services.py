@@ -19,7 +19,7 @@ from gateway.pipeline.cache import CacheStage
 from gateway.pipeline.compress import create_compress_stage
 from gateway.pipeline.context import Stage
 from gateway.pipeline.dispatch import Dispatcher
-from gateway.pipeline.limits import LimitsStage, RateLimiter
+from gateway.pipeline.limits import BudgetStage, RateLimiter, RateLimitStage
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.route import RouteStage
 from gateway.providers.registry import ProviderRegistry
@@ -84,10 +84,11 @@ class Services:
         )
         stages: list[Stage] = [
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
-            LimitsStage(
-                limiter, budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"
-            ),
+            RateLimitStage(limiter),
             CacheStage(cache, catalog, enabled_default=file_config.tenant_defaults.cache),
+            BudgetStage(
+                budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"
+            ),
             create_compress_stage(catalog, file_config),
             RouteStage(router, route_metrics),
         ]

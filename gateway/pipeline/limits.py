@@ -85,24 +85,41 @@ class RateLimiter:
             w.current = max(0.0, w.current + delta)
 
 
-class LimitsStage:
-    def __init__(
-        self, limiter: RateLimiter, budgets: BudgetBook, catalog: Catalog, *, fail_open: bool
-    ) -> None:
+class RateLimitStage:
+    """RPM/TPM per tenant; runs before the cache, so hits count against the rate limits too."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        tenant = ctx.tenant
+        ctx.tpm_charged = ctx.prompt_tokens_estimate + _expected_completion(ctx)
+        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, ctx.tpm_charged)
+        ctx.period_start = period_start(tenant.budget_period)
+        return None
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
+        if ctx.tenant.tpm and actual:
+            self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
+
+
+class BudgetStage:
+    """Reserve the request's estimated cost before dispatch (settled by the ledger writer).
+
+    Runs after the cache: a hit costs nothing, so it needs no reservation (and no round trip).
+    """
+
+    def __init__(self, budgets: BudgetBook, catalog: Catalog, *, fail_open: bool) -> None:
         self.budgets = budgets
         self.catalog = catalog
         self.fail_open = fail_open
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
-        expected_completion = _expected_completion(ctx)
-        ctx.tpm_charged = ctx.prompt_tokens_estimate + expected_completion
-        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, ctx.tpm_charged)
         if tenant.budget_usd is None:
-            ctx.period_start = period_start(tenant.budget_period)
             return None
-        amount = self._estimate_cost(ctx, expected_completion)
+        amount = self._estimate_cost(ctx, _expected_completion(ctx))
         try:
             ctx.period_start = await self.budgets.reserve(
                 tenant.id, tenant.budget_usd, tenant.budget_period, amount
@@ -117,20 +134,17 @@ class LimitsStage:
             log.warning(
                 "budget store unavailable (%s): serving under fail-open", type(exc).__name__
             )
-            ctx.period_start = period_start(tenant.budget_period)
         return None
 
     def _estimate_cost(self, ctx: RequestContext, expected_completion: int) -> Decimal:
         """The most expensive candidate's price: a reservation must not under-estimate."""
-        group = self.catalog.group(ctx.model) or list(self.catalog.deployments.values())
+        group = ctx.candidates or self.catalog.group(ctx.model)
         if not group:
             return Decimal(0)
         return max(d.cost_usd(ctx.prompt_tokens_estimate, expected_completion) for d in group)
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
-        actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
-        if ctx.tenant.tpm and actual:
-            self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
+        return None
 
 
 def _expected_completion(ctx: RequestContext) -> int:

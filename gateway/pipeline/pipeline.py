@@ -1,6 +1,7 @@
 """The request pipeline, in one direction:
 
-    auth -> validate -> resolve model -> [account, limits, cache, compress, route] -> dispatch
+    auth -> validate -> resolve model -> [account, rate limits, cache, budget, compress, route]
+      -> dispatch
 
 `before` hooks run in list order and may end the request early (a cache hit); `after` hooks run
 in reverse, so `account` (first in the list) sees every other stage's decisions and writes the
