@@ -51,7 +51,7 @@ class Pruner(Protocol):
 @dataclass(slots=True)
 class CompressionResult:
     messages: list[Json]
-    method: str  # "off", "lossless", "balanced", "aggressive"
+    method: str  # "off", "lossless", "balanced", "aggressive"; "prefix": only a reused prefix
     tokens_before: int
     tokens_after: int
     saved_usd: Decimal = Decimal(0)
@@ -130,8 +130,9 @@ class PromptCompressor:
             notes.append(f"saving below threshold ({saved} tokens)")
             new_texts = {}
             after = before - frozen_before + sum(s.tokens for s in prefix_slots)
-            method = "lossless" if frozen and after != before else "off"
-            saved_usd = Decimal(0)
+            # A prefix compressed on an earlier turn still goes out as it was sent then.
+            method = "prefix" if frozen and after != before else "off"
+        saved_usd = Decimal(before - after) * price / MILLION
         for (msg, part), text in new_texts.items():
             out[msg] = _with_text(out[msg], part, text)
         if self.memory is not None:

@@ -184,3 +184,21 @@ def test_multipart_content_compresses_text_parts_only(counter: TiktokenCounter) 
     res = PromptCompressor(counter).compress(msgs, balanced())
     assert res.messages[0]["content"][0] == image
     assert len(res.messages[0]["content"][1]["text"]) < len(text["text"])
+
+
+def test_a_reused_prefix_is_kept_even_when_the_new_tail_does_not_pay(
+    counter: TiktokenCounter,
+) -> None:
+    compressor = PromptCompressor(counter, memory=PrefixMemory())
+    first = rag_messages(random.Random(10))
+    sent1 = compressor.compress(first, balanced(), scope="t").messages
+    follow_up = [
+        *first,
+        {"role": "assistant", "content": "Voss."},
+        {"role": "user", "content": "ok"},
+    ]
+    res = compressor.compress(follow_up, balanced(), scope="t", input_price_per_mtok=Decimal(2))
+    assert res.method == "prefix"
+    assert res.messages[: len(sent1)] == sent1
+    assert res.messages[len(sent1) :] == follow_up[len(sent1) :]
+    assert res.saved_usd == Decimal(res.tokens_before - res.tokens_after) * 2 / 1_000_000 > 0
