@@ -79,14 +79,24 @@ def test_tenant_flag_lossless_minifies_tool_json_in_a_stream(gateway, mock_upstr
     rows = [{"id": i, "city": f"Town {i}", "note": "two  spaces"} for i in range(120)]
     messages = [
         {"role": "user", "content": "List the towns."},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "towns", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "towns", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"rows": rows}, indent=4)},
         {"role": "user", "content": "How many towns are there?"},
     ]
     with client(gateway, key).chat.completions.with_streaming_response.create(
-        model="gpt-4o-mini", messages=messages, stream=True,
+        model="gpt-4o-mini",
+        messages=messages,
+        stream=True,
         extra_headers={"x-request-id": "req-compress-lossless"},
     ) as raw:
         assert raw.headers["x-thriftgate-compression"].startswith("lossless ")
@@ -105,13 +115,17 @@ def test_off_header_wins_over_the_tenant_flag_and_short_prompts_pass(gateway, mo
     _, key = gateway.new_tenant(flags={"compression": "balanced"})
     messages = rag_messages(2)
     raw = client(gateway, key).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=messages, extra_headers={"x-thriftgate-compress": "off"},
+        model="gpt-4o-mini",
+        messages=messages,
+        extra_headers={"x-thriftgate-compress": "off"},
     )
     assert "x-thriftgate-compression" not in raw.headers
     assert mock_upstream.received()[-1]["body"]["messages"] == messages
     short = [{"role": "user", "content": "hi   there"}]
     raw = client(gateway, key).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=short, extra_headers={"x-request-id": "req-compress-short"},
+        model="gpt-4o-mini",
+        messages=short,
+        extra_headers={"x-request-id": "req-compress-short"},
     )
     assert "x-thriftgate-compression" not in raw.headers
     assert mock_upstream.received()[-1]["body"]["messages"] == short
@@ -123,7 +137,8 @@ def test_bad_compression_header_is_an_openai_style_400(gateway):
     _, key = gateway.new_tenant()
     with pytest.raises(openai.BadRequestError) as info:
         client(gateway, key).chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
             extra_headers={"x-thriftgate-compress": "extreme"},
         )
     err = info.value.body
