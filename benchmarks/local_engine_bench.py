@@ -9,7 +9,7 @@ In-process mode loads the bundled SmolLM2 twice (speculation off / ngram) and ru
 engines alternately, so background load on a shared machine hits both alike; figures are
 medians over `--repeats`. Batch 1 reports decode tokens/s (after the first token); 8 concurrent
 reports aggregate tokens/s over the wall time. Greedy (temperature 0) throughout; "identical"
-says whether the ngram engine produced exactly the plain engine's text for every prompt.
+counts the prompts for which the ngram engine produced exactly the plain engine's text.
 """
 
 from __future__ import annotations
@@ -199,7 +199,9 @@ def report(runs: dict[tuple[str, str], Run], baseline: str, title: str) -> None:
         x1 = b1 / median(base.decode_tps) if base.decode_tps else float("nan")
         x8 = b8 / median(base.aggregate_tps) if base.aggregate_tps else float("nan")
         acc = f"{run.accepted / run.drafted:.0%}" if run.drafted else "-"
-        same = "yes" if run.texts == base.texts else "NO"
+        same = (
+            f"{sum(a == b for a, b in zip(run.texts, base.texts, strict=True))}/{len(base.texts)}"
+        )
         print(
             f"{name:<14}{workload:<10}{b1:>10.1f}{x1:>7.2f}{b8:>10.1f}{x8:>7.2f}{acc:>8}"
             f"{same if name != baseline else '-':>11}"
