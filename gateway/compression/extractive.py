@@ -24,7 +24,7 @@ class ScoreWeights:
     sentence: float = 0.45
     paragraph: float = 0.35
     neighbour: float = 0.20
-    embedding: float = 0.6  # when an embedder is present, BM25 terms above share the rest
+    embedding: float = 0.5  # when an embedder is present, BM25 terms above share the rest
 
 
 @dataclass(slots=True)
