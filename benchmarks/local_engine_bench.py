@@ -258,6 +258,9 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--label", default="http")
     args = parser.parse_args()
+    from local_engine.model_store import runtime_env
+
+    runtime_env()  # before torch loads, as `thriftgate engine serve` does
     asyncio.run(over_http(args) if args.base_url else in_process(args))
 
 

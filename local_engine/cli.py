@@ -46,6 +46,9 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models and /metrics."""
+    from local_engine.model_store import runtime_env
+
+    runtime_env()  # before torch loads
     import uvicorn
 
     from local_engine.backends import create_backend

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from local_engine.errors import BadEngineRequest
-from local_engine.sampling import SamplingParams
+from local_engine.sampling_params import SamplingParams
 
 Json = dict[str, Any]
 Endpoint = Literal["chat/completions", "completions"]

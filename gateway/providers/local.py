@@ -20,6 +20,7 @@ from gateway.providers.base import Endpoint, Json
 from local_engine.backends import ServingBackend, create_backend
 from local_engine.config import EngineConfig
 from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded
+from local_engine.model_store import runtime_env
 from local_engine.stats import EngineStats
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def _translate(exc: EngineError, dep: Deployment) -> Exception:
 
 class LocalProvider:
     def __init__(self) -> None:
+        runtime_env()  # takes effect only if nothing has loaded torch yet
         self._engines: dict[str, ServingBackend] = {}
         self._starting: dict[str, asyncio.Lock] = {}
 

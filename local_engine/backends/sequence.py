@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from local_engine.sampling import SamplingParams
+from local_engine.sampling_params import SamplingParams
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
 from local_engine.spec_decode.proposer import Proposer
 

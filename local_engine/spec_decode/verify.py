@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from local_engine.sampling import SamplingParams, probs_from_logits
+from local_engine.sampling import probs_from_logits
+from local_engine.sampling_params import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)

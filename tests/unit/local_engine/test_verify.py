@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from local_engine.sampling import SamplingParams, probs_from_logits
+from local_engine.sampling import probs_from_logits
+from local_engine.sampling_params import SamplingParams
 from local_engine.spec_decode.verify import verify_greedy, verify_sampled
 
 
