@@ -3,12 +3,13 @@
 Each token's surprisal is -log p(token | preceding text) under the local model (SmolLM2-135M,
 the local engine's default, loaded from its converted HF folder). A word's surprisal is the sum
 over its tokens; the least surprising words are the ones the reader can best reconstruct, so they
-go first. Words holding digits, capitalised words and query terms are never pruned: answers
-are mostly names and numbers.
+go first. Words holding digits, capitalised words and query terms are never pruned (answers
+are mostly names and numbers), and neither are the sentences most relevant to the query.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -16,6 +17,9 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from gateway.compression.relevance import terms
+from gateway.compression.sentences import sentence_spans
 
 log = logging.getLogger("thriftgate.compression")
 
@@ -53,10 +57,16 @@ def prune_words(
     scored: Sequence[tuple[int, int, float]],
     fraction: float,
     keep: Callable[[str], bool],
+    frozen: Sequence[tuple[int, int]] = (),
 ) -> str:
-    """Drop about `fraction` of the words, lowest surprisal first, never those `keep` protects."""
-    candidates = [(s, i) for i, (a, b, s) in enumerate(scored) if not keep(text[a:b])]
-    n_drop = min(len(candidates), math.floor(len(scored) * fraction))
+    """Drop about `fraction` of the words outside the `frozen` spans, lowest surprisal first,
+    never those `keep` protects."""
+    starts = [a for a, _b in frozen]
+    open_words = [i for i, (a, _b, _s) in enumerate(scored) if not _inside(a, frozen, starts)]
+    candidates = [
+        (scored[i][2], i) for i in open_words if not keep(text[scored[i][0] : scored[i][1]])
+    ]
+    n_drop = min(len(candidates), math.floor(len(open_words) * fraction))
     if n_drop <= 0:
         return text
     drop = {i for _s, i in sorted(candidates)[:n_drop]}
@@ -71,6 +81,26 @@ def prune_words(
                 pos += 1
     pieces.append(text[pos:])
     return "".join(pieces)
+
+
+def _inside(pos: int, spans: Sequence[tuple[int, int]], starts: list[int]) -> bool:
+    k = bisect.bisect_right(starts, pos) - 1
+    return k >= 0 and spans[k][0] <= pos < spans[k][1]
+
+
+def relevant_sentences(text: str, query_words: frozenset[str]) -> list[tuple[int, int]]:
+    """Sentences sharing at least half as many query terms as the best one: kept whole, since
+    answers sit there and pruning cuts through multi-word answer spans."""
+    query = set(terms(" ".join(query_words)))
+    if not query:
+        return []
+    spans = sentence_spans(text)
+    overlap = [len(query.intersection(terms(text[a:b]))) for a, b in spans]
+    top = max(overlap, default=0)
+    if top == 0:
+        return []
+    floor = max(1, math.ceil(top / 2))
+    return [span for span, o in zip(spans, overlap, strict=True) if o >= floor]
 
 
 def protected_word(query_terms: frozenset[str]) -> Callable[[str], bool]:
@@ -95,7 +125,8 @@ class SurprisalPruner:
         if fraction <= 0 or not text.strip():
             return text
         scored = word_surprisal(text, self.model.token_surprisal(text))
-        return prune_words(text, scored, fraction, protected_word(protect))
+        frozen = relevant_sentences(text, protect)
+        return prune_words(text, scored, fraction, protected_word(protect), frozen)
 
 
 class HFSurprisalModel:

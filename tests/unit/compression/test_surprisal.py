@@ -101,3 +101,12 @@ def test_smollm2_surprisal_prunes_predictable_words() -> None:
     for must in ("Lyon.", "4.2", "budget", "Tuesday"):
         assert must in out
     assert GOLD not in out  # sanity: nothing invented
+
+
+def test_the_sentences_most_relevant_to_the_query_are_not_pruned() -> None:
+    answer = "The old keeper was a little worried about the storm."
+    filler = "Then the the of of a a in in on. " * 3
+    text = filler + answer + " And the of the a in the of a the a."
+    out = SurprisalPruner(UnigramModel()).prune(text, 0.5, frozenset({"keeper", "worried"}))
+    assert answer in out  # whole, with its frequent little words
+    assert len(out.split()) < len(text.split())
