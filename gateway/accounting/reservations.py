@@ -33,6 +33,16 @@ class ReservationBatcher(Generic[K]):
         self.statements = 0  # for tests and metrics: how many DB statements were issued
 
     async def reserve(self, key: K, budget: Decimal, amount: Decimal) -> bool:
+        if key not in self._running:
+            # Nothing in flight for this tenant: run the statement in the caller's task (no
+            # task hop at low load); requests arriving meanwhile queue for the next batch.
+            self._running.add(key)
+            try:
+                return (await self._resolve(key, [(budget, amount)]))[0]
+            finally:
+                self._running.discard(key)
+                if self._queues.get(key):
+                    self._start(key)
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(key, []).append((budget, amount, fut))
         if key not in self._running:
