@@ -21,4 +21,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd dashboard && npm ci --no-audit --no-fund --loglevel=error)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
+# House style is part of the build: lint and strict typing, then every test.
+.venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
