@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -21,9 +23,24 @@ def _engine() -> None:
     """The local inference engine (OpenAI-compatible)."""
 
 
+def resolve_backend(backend: str, vllm_python: Path | None) -> str:
+    """`auto` -> `vllm` where vLLM is installed (this env or a given one), else `transformers`."""
+    if backend != "auto":
+        return backend
+    if vllm_python is not None and vllm_python.exists():
+        return "vllm"
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+
+
 @engine_app.command()
 def serve(
-    backend: Annotated[str, typer.Option(help="transformers | vllm")] = "transformers",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto | transformers | vllm (auto: vLLM wherever it is installed, "
+            "here or at --vllm-python / THRIFTGATE_VLLM_PYTHON; else transformers)"
+        ),
+    ] = "auto",
     model: Annotated[
         Path | None, typer.Option(help="local HF folder (default: bundled SmolLM2)")
     ] = None,
@@ -55,6 +72,10 @@ def serve(
     from local_engine.server import create_app
 
     logging.basicConfig(level=log_level.upper())
+    if vllm_python is None and os.environ.get("THRIFTGATE_VLLM_PYTHON"):
+        vllm_python = Path(os.environ["THRIFTGATE_VLLM_PYTHON"])
+    backend = resolve_backend(backend, vllm_python)
+    logging.getLogger("local_engine").info("backend: %s", backend)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the vLLM metrics scrape, every 2 s
     try:
         config = EngineConfig.model_validate(
