@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await upgrade_head(settings.database_url)
         services = await Services.start(settings)
         app.state.services = services
+        await _hint_first_steps(services)
         try:
             yield
         finally:
@@ -57,6 +58,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
     return app
+
+
+async def _hint_first_steps(services: Services) -> None:
+    """A first run has no tenants: say how to get a key (never print one)."""
+    from sqlalchemy import func, select
+
+    from gateway.db.models import Tenant
+
+    try:
+        async with services.engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).select_from(Tenant))).scalar_one()
+    except Exception:  # the database may be down at start; serving goes on regardless
+        return
+    if count == 0:
+        logging.getLogger("thriftgate").info(
+            "no tenants yet: create one with `thriftgate tenant create NAME`, then "
+            "`thriftgate key create NAME` prints its API key once; models served: %s",
+            ", ".join(services.catalog.models()) or "none (set THRIFTGATE_CONFIG)",
+        )
 
 
 def app_from_env() -> FastAPI:
