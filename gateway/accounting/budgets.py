@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.db.models import BudgetCounter, table
+from gateway.db.session import upsert_insert
 from gateway.errors import BudgetExceeded
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,11 +46,7 @@ async def upsert_counter_delta(
     reserved_delta: Decimal,
 ) -> None:
     tbl = table(BudgetCounter)
-    if conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    stmt = insert(tbl).values(
+    stmt = upsert_insert(conn.dialect.name, tbl).values(
         tenant_id=tenant_id,
         period_start=start,
         spent_usd=spent_delta,

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.accounting.budgets import upsert_counter_delta
 from gateway.accounting.spool import LedgerSpool
 from gateway.db.models import ApiKey, UsageLedger, table
-from gateway.db.session import is_sqlite
+from gateway.db.session import upsert_insert
 
 log = logging.getLogger("thriftgate.ledger")
 
@@ -164,13 +164,13 @@ class LedgerWriter:
 
     async def _insert(self, conn: AsyncConnection, chunk: list[dict[str, Any]]) -> set[str]:
         tbl = table(UsageLedger)
-        if is_sqlite(str(self.engine.url)):
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
         # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
         # compiled statement (a literal multi-row VALUES would be recompiled every batch).
-        stmt = insert(tbl).on_conflict_do_nothing(index_elements=["id"]).returning(tbl.c.id)
+        stmt = (
+            upsert_insert(conn.dialect.name, tbl)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(tbl.c.id)
+        )
         columns = sorted({k for r in chunk for k in r["row"]})
         params = [{c: r["row"].get(c) for c in columns} for r in chunk]
         result = await conn.execute(stmt, params)

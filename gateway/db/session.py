@@ -28,6 +28,17 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def upsert_insert(dialect_name: str, target: Any) -> Any:
+    """`INSERT` with `ON CONFLICT` support for the engine's dialect (Postgres or SQLite)."""
+    if dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(target)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(target)
+
+
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     url = normalise_url(url)
     kwargs: dict[str, Any] = {}

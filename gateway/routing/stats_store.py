@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import DeploymentStat
+from gateway.db.session import upsert_insert
 from gateway.routing.router import Router
 
 log = logging.getLogger("thriftgate.routing")
@@ -57,8 +56,7 @@ class RouterStatsStore:
         ]
         table = DeploymentStat.__table__
         assert isinstance(table, Table)
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(table).values(rows)
+        stmt = upsert_insert(self.engine.dialect.name, table).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.deployment],
             set_={"stats": stmt.excluded.stats, "updated_at": stmt.excluded.updated_at},
