@@ -10,6 +10,7 @@ from decimal import Decimal
 from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
+from gateway.pipeline.route import max_tokens_of
 from gateway.routing.catalog import Catalog
 
 log = logging.getLogger("thriftgate.limits")
@@ -148,12 +149,10 @@ class BudgetStage:
 
 
 def _expected_completion(ctx: RequestContext) -> int:
-    body = ctx.body
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and value > 0:
-            n = body.get("n")
-            return value * (n if isinstance(n, int) and n > 0 else 1)
+    value = max_tokens_of(ctx.body)
+    if value is not None:
+        n = ctx.body.get("n")
+        return value * (n if isinstance(n, int) and n > 0 else 1)
     if ctx.endpoint == "embeddings":
         return 0
     return DEFAULT_EXPECTED_COMPLETION
