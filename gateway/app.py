@@ -40,18 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.fast_lane:
+        # The hot POST routes skip the framework stack (fast_lane.py).
+        app.add_middleware(FastLane)
+    # Added last, so outermost: header and body limits hold for every route, fast lane included.
     app.add_middleware(
         SizeGuard,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
-    if settings.fast_lane:
-        # Added last, so outermost: the hot POST routes skip the framework stack (fast_lane.py).
-        app.add_middleware(
-            FastLane,
-            max_header_bytes=settings.max_header_bytes,
-            max_body_bytes=settings.max_body_bytes,
-        )
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(health.router)

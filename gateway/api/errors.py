@@ -45,6 +45,22 @@ def error_response(
     )
 
 
+def http_error_response(
+    exc: StarletteHTTPException,
+    path: str,
+    *,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A Starlette/FastAPI HTTPException (e.g. SizeGuard's 413) in OpenAI's error shape."""
+    type_, code = _STATUS_CODES.get(exc.status_code, ("server_error", "error"))
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"Unknown path {path!r}."
+    out = {**(exc.headers or {}), **(headers or {})}
+    return error_response(exc.status_code, message, type_, code, headers=out, request=request)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway(request: Request, exc: GatewayError) -> Response:
@@ -68,13 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        type_, code = _STATUS_CODES.get(exc.status_code, ("server_error", "error"))
-        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"Unknown path {request.url.path!r}."
-        return error_response(
-            exc.status_code, message, type_, code, headers=dict(exc.headers or {}), request=request
-        )
+        return http_error_response(exc, request.url.path, request=request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

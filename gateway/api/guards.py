@@ -3,7 +3,8 @@
 uvicorn's httptools parser has no header-size limit and FastAPI buffers admin bodies whole, so
 the limits from `Settings` (`max_header_bytes`, `max_body_bytes`) are enforced here as a pure
 ASGI middleware: oversized headers get 431, a declared or streamed body over the limit gets 413,
-both in OpenAI's error shape, before a byte of the body is buffered by a handler.
+both in OpenAI's error shape, before a byte of the body is buffered by a handler. It is the
+outermost user middleware, so the fast lane and the FastAPI routes rely on it alike.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class SizeGuard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # Handlers render this through the app's error handler as a 413.
+                    # An HTTPException, so FastAPI's body parsing passes it on (anything else
+                    # becomes its generic 400); the app's handler and the fast lane render it.
                     raise HTTPException(status_code=413, detail=_too_large(limit))
             return message
 

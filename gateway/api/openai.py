@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.api.deps import ServicesDep, header_map
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import InvalidRequest
 from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import EndpointName, Json, Reply, RequestContext
 from gateway.pipeline.pipeline import request_id_from
@@ -38,22 +38,9 @@ _OBJECT_BODY = {
 }
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise _too_large(limit)
-        except ValueError:
-            raise InvalidRequest("Invalid Content-Length header.", code="invalid_header") from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+async def read_json(request: Request) -> Any:
+    # Header and body size limits are enforced by SizeGuard before this reads a byte.
+    return parse_json(await request.body())
 
 
 def parse_json(raw: bytes) -> Any:
@@ -65,10 +52,6 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequest(
             f"The request body is not valid JSON (or not UTF-8): {exc.msg}.", code="invalid_json"
         ) from None
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
 
 
 def decision_headers(ctx: RequestContext, *, final: bool) -> dict[str, str]:
@@ -101,7 +84,7 @@ async def _serve(request: Request, endpoint: EndpointName) -> Response:
     rid = request_id_from(headers)
     headers["x-request-id"] = rid
     request.state.request_id = rid
-    body = await read_json(request, services.settings.max_body_bytes)
+    body = await read_json(request)
     ctx, reply = await services.pipeline.handle(endpoint, body, headers)
     return render(ctx, reply)
 

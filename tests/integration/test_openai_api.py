@@ -289,6 +289,14 @@ def test_malformed_json_and_oversized_body(gateway, tenant):
     r = httpx.post(gateway.url + "/chat/completions", content=big, headers=h)
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
+    def chunked() -> object:  # no Content-Length: the limit is enforced while reading
+        yield big[: len(big) // 2]
+        yield big[len(big) // 2 :]
+
+    r = httpx.post(gateway.url + "/chat/completions", content=chunked(), headers=h)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert r.headers["x-request-id"]
+
 
 def test_auth_errors(gateway, tenant):
     with pytest.raises(openai.AuthenticationError) as exc:
