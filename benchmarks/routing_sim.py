@@ -34,7 +34,7 @@ from gateway.routing.catalog import Catalog, Deployment
 from gateway.routing.flight import Flight
 from gateway.routing.local_load import EngineLoad
 from gateway.routing.policy import Candidate
-from gateway.routing.router import Router, RouterTuning
+from gateway.routing.router import RoutePlan, Router, RouterTuning
 from gateway.settings import DeploymentConfig
 
 MODEL = "llama-3.3-70b"
@@ -181,6 +181,8 @@ class Outcome:
 
 
 Choose = Callable[["Request", float], list[tuple[str, Candidate | None]]]
+# After a failed attempt: (names tried so far, ms elapsed since arrival) -> the new order
+Replan = Callable[[list[str], float], list[tuple[str, Candidate | None]]]
 
 
 class Sim:
@@ -229,7 +231,7 @@ class Sim:
         hw = dep.config.hardware_usd_per_hour or Decimal(0)
         return hw * Decimal(repr(total_ms / 3_600_000.0)) / Decimal(running)
 
-    def run(self, choose: Choose, router: Router | None) -> Outcome:
+    def run(self, choose: Choose, router: Router | None, replan: Replan | None = None) -> Outcome:
         out = Outcome()
         for names in self.active.values():
             names.clear()
@@ -250,7 +252,7 @@ class Sim:
             order = choose(req, req.t)
             out.decision_cpu_ns.append(time.thread_time_ns() - c0)
             out.decision_ns.append(time.perf_counter_ns() - t0)
-            self.serve(req, order, router, out, pending)
+            self.serve(req, order, router, out, pending, replan)
         return out
 
     def push(
@@ -304,6 +306,7 @@ class Sim:
         router: Router | None,
         out: Outcome,
         pending: list[tuple[float, int, Callable[[], None]]],
+        replan: Replan | None = None,
     ) -> None:
         out.requests += 1
         t = req.t
@@ -316,7 +319,13 @@ class Sim:
             if not self.fails(name, req, t):
                 ttft, total, _ = self.latency(name, req, t)
                 best = min(best, ttft if req.stream else total)
-        for attempt, (name, cand) in enumerate(order):
+        order = list(order)
+        tried: list[str] = []
+        attempt = -1
+        while order:
+            name, cand = order.pop(0)
+            attempt += 1
+            tried.append(name)
             if attempt:
                 out.retries += 1
             start = t + delay / 1000.0
@@ -333,6 +342,9 @@ class Sim:
                 delay += FAIL_DELAY_MS[kind]
                 if router is not None and flight is not None:
                     router.fail(flight)
+                if replan is not None:
+                    self.clock[0] = t + delay / 1000.0
+                    order = replan(tried, delay)
                 continue
             dep = self.catalog.deployments[name]
             ttft, total, tps = self.latency(name, req, start)
@@ -403,6 +415,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--verbose", action="store_true", help="show the router's SLO misses")
+    ap.add_argument(
+        "--no-replan",
+        action="store_true",
+        help="fall back in the first ranking's order (before: re-rank for the time left)",
+    )
     ap.add_argument("--latency-quantile", type=float, default=RouterTuning().latency_quantile)
     ap.add_argument("--completion-quantile", type=float, default=RouterTuning().completion_quantile)
     args = ap.parse_args()
@@ -428,6 +445,8 @@ def main() -> None:
     )
     router = Router(catalog, tuning=tuning)
 
+    last_plan: list[RoutePlan] = []
+
     def routed(req: Request, _t: float) -> list[tuple[str, Candidate | None]]:
         plan = router.plan(
             MODEL,
@@ -436,7 +455,11 @@ def main() -> None:
             slo_ms=req.slo_ms,
             stream=req.stream,
         )
+        last_plan[:] = [plan]
         return [(c.name, c) for c in plan.ranked]
+
+    def rerouted(tried: list[str], elapsed_ms: float) -> list[tuple[str, Candidate | None]]:
+        return [(c.name, c) for c in router.replan(last_plan[0], tried, elapsed_ms)]
 
     def oracle(req: Request, t: float) -> list[tuple[str, Candidate | None]]:
         """Perfect knowledge (actual latency, failures, tokens): a lower bound, not a policy."""
@@ -454,7 +477,7 @@ def main() -> None:
     results = {
         "always-default": sim.run(lambda r, t: default_order, None),
         "always-fastest": sim.run(lambda r, t: fastest_order, None),
-        "router": sim.run(routed, router),
+        "router": sim.run(routed, router, None if args.no_replan else rerouted),
         "oracle (bound)": sim.run(oracle, None),
     }
     base = results["always-default"].cost_usd
@@ -487,7 +510,7 @@ def main() -> None:
         f"decision time: {len(r.decision_ns)} calls of Router.plan(), wall clock and thread CPU"
     )
     if args.verbose:
-        for key, count in r.misses.most_common(15):
+        for key, count in r.misses.most_common(200):
             print(f"  miss x{count}: {key}")
     hw = sum((d.hardware_usd_per_hour or Decimal(0)) for d in CONFIGS)
     print(

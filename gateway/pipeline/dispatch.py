@@ -1,8 +1,9 @@
 """Dispatch: send the request to the routed candidates in order, falling back on failure.
 
-Retries go to the next candidate on a connect error, 429, 5xx or timeout, within the request's
-overall deadline (the first candidate's `timeout_s`, counted from arrival); anything else the
-upstream refuses (400, 401...) goes back to the client as is. A stream is primed (its first
+Retries go to another candidate on a connect error, 429, 5xx or timeout (the router re-ranks the
+untried ones for the SLO time that is left: the cheapest that can still make it), within the
+request's overall deadline (the first candidate's `timeout_s`, counted from arrival); anything
+else the upstream refuses (400, 401...) goes back to the client as is. A stream is primed (its first
 chunk awaited) inside the fallback loop, so a deployment that refuses before sending anything
 can still be replaced; once a chunk is out, never retry. Every attempt is reported to the
 router (breaker, latency model): TTFT when the first chunk arrives, the rest at the end.
@@ -56,7 +57,11 @@ class Dispatcher:
             raise NoHealthyDeployment("No deployment is available for this model.")
         deadline = time.perf_counter() + deps[0].config.timeout_s - ctx.elapsed_ms() / 1000.0
         last: GatewayError | None = None
-        for i, (dep, cand) in enumerate(zip(deps, ranked, strict=True)):
+        order = list(zip(deps, ranked, strict=True))
+        tried: list[str] = []
+        while order:
+            dep, cand = order.pop(0)
+            tried.append(dep.name)
             remaining_s = deadline - time.perf_counter()
             if remaining_s < MIN_ATTEMPT_S:
                 last = UpstreamTimeout("The request ran out of time before a deployment answered.")
@@ -77,7 +82,11 @@ class Dispatcher:
                 self._fail(flight, dep.name, status, counts=again)
                 if not again:
                     raise
-                if i + 1 < len(deps):
+                if plan is not None and self.router is not None:
+                    # re-rank the rest for the time left: the cheapest that can still make it
+                    rest = self.router.replan(plan, tried, ctx.elapsed_ms())
+                    order = [(c.deployment, c) for c in rest]
+                if order:
                     set_reason(ctx, fallback_reason(exc.upstream_status or exc.status_code))
             except BaseException:  # cancelled, or a bad request: no verdict on the upstream
                 self._abandon(flight)

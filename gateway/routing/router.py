@@ -198,6 +198,27 @@ class Router:
             default=self.default_for(model, auto_models),
         )
 
+    def replan(self, plan: RoutePlan, tried: Iterable[str], elapsed_ms: float) -> list[Candidate]:
+        """The fallback order after a failure, re-ranked for the time that is left.
+
+        The first ranking was made for the whole SLO; after an attempt failed `elapsed_ms` into
+        the request, the cheapest survivor may no longer fit what remains of it. Re-predicting
+        (the failure has just been fed back, breakers may have opened) and ranking against
+        `slo_ms - elapsed_ms` picks the cheapest one that still can make it, else the fastest.
+        """
+        now = self.clock()
+        done = set(tried)
+        priced: list[Candidate] = []
+        for cand in plan.ranked:
+            dep = cand.deployment
+            if dep.name in done or not self.breakers[dep.name].available(now):
+                continue
+            cost, latency = self.predict(dep, plan.prompt_tokens, plan.completion, now)
+            priced.append(Candidate(dep, cost, latency))
+        slo = None if plan.slo_ms is None else plan.slo_ms - elapsed_ms
+        ranked, _ = self.policy.rank(priced, slo, plan.stream)
+        return ranked
+
     def predict(
         self, dep: Deployment, prompt_tokens: int, completion: CompletionEstimate, now: float
     ) -> tuple[Decimal, LatencyPrediction]:

@@ -257,3 +257,45 @@ def test_effective_price_only_for_hardware_priced(make_catalog: Any, dep_config:
     price = router.effective_price("gpu")
     assert price is not None
     assert price.output_per_mtok == Decimal("10.0")  # $0.001/s over 100 tok/s, idle
+
+
+def test_replan_after_a_failure_ranks_for_the_time_left(make_catalog: Any, dep_config: Any) -> None:
+    router, clock = three(make_catalog, dep_config)
+    plan = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=600, stream=True)
+    assert [c.name for c in plan.ranked] == ["mid", "premium", "cheap"]
+    first = router.start(plan.ranked[0], model="llama", prompt_tokens=1000, stream=True)
+    assert first is not None
+    clock.now += 0.05
+    router.fail(first)
+    # 50 ms gone: premium (~100 ms TTFT) and nothing else fits the 550 ms left, mid is tried
+    assert [c.name for c in router.replan(plan, ["mid"], 50.0)] == ["premium", "cheap"]
+    # with no SLO the rest stay cheapest first
+    free = router.plan("llama", prompt_tokens=1000, max_tokens=100, slo_ms=None)
+    assert [c.name for c in router.replan(free, ["cheap"], 400.0)] == ["mid", "premium"]
+    # the SLO is already spent: fastest first (ranked by expectation, none meets it)
+    late = router.replan(plan, ["mid"], 700.0)
+    assert [c.name for c in late] == ["premium", "cheap"]
+    assert not any(c.meets_slo for c in late)
+    # a deployment whose breaker opened meanwhile is not offered again
+    for _ in range(2):
+        f = router.start(plan.ranked[1], model="llama", prompt_tokens=1000, stream=True)
+        assert f is not None
+        router.fail(f)
+    assert [c.name for c in router.replan(plan, ["mid"], 50.0)] == ["cheap"]
+
+
+def test_replan_prefers_the_cheapest_that_still_fits(make_catalog: Any, dep_config: Any) -> None:
+    """Not just the next of the first ranking: a cheaper survivor that fits beats it."""
+    cat = make_catalog(
+        dep_config("premium", inp="5", out="15", ttft_ms=100, ms_per_token=5, default=True),
+        dep_config("mid", inp="1", out="3", ttft_ms=300, ms_per_token=12),
+        dep_config("low", inp="0.8", out="2", ttft_ms=350, ms_per_token=12),
+        dep_config("cheap", inp="0.5", out="1", ttft_ms=900, ms_per_token=30),
+    )
+    router = Router(cat, clock=Clock())
+    plan = router.plan("llama", prompt_tokens=200, max_tokens=50, slo_ms=1500, stream=True)
+    assert [c.name for c in plan.ranked][:2] == ["cheap", "low"]
+    # cheap failed late: 1,000 ms gone, 500 left: low (~350 ms, tail ~440) still fits
+    assert router.replan(plan, ["cheap"], 1000.0)[0].name == "low"
+    # 1,300 ms gone, 200 left: only premium can still make it
+    assert router.replan(plan, ["cheap"], 1300.0)[0].name == "premium"
