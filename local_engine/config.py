@@ -92,6 +92,9 @@ class EngineConfig(BaseModel):
     max_model_len: int = Field(default=2048, ge=16)
     default_max_tokens: int = Field(default=256, ge=1)
     hardware_usd_per_hour: Decimal = Field(default=Decimal("0.10"), ge=0)
+    # GPU energy per request (NVML): how often the meter may be read while requests run
+    # (always also when a request starts on an idle engine and when requests finish).
+    energy_read_interval_ms: float = Field(default=50.0, ge=0)
     vllm: VllmConfig = VllmConfig()
 
     @model_validator(mode="after")

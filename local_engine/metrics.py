@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from local_engine.energy import EnergyMeter
+from local_engine.energy_attribution import EnergySource
 from local_engine.stats import EngineStats
 
 P = "thriftgate_engine_"
@@ -20,7 +20,7 @@ P = "thriftgate_engine_"
 
 class EngineCollector(Collector):
     def __init__(
-        self, stats: Callable[[], EngineStats], model: str, backend: str, energy: EnergyMeter
+        self, stats: Callable[[], EngineStats], model: str, backend: str, energy: EnergySource
     ) -> None:
         self._stats = stats
         self._labels = {"model": model, "backend": backend}

@@ -139,16 +139,35 @@ def new_id(endpoint: Endpoint) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> Json:
-    return {
+def usage(prompt_tokens: int, completion_tokens: int, energy_joules: float | None = None) -> Json:
+    """OpenAI's usage object; `energy_joules` (our extension) only when energy was measured."""
+    out: Json = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if energy_joules is not None:
+        out["energy_joules"] = round(energy_joules, 6)
+    return out
+
+
+def add_energy(body: Json, energy_joules: float | None) -> Json:
+    """Put `usage.energy_joules` into a response or usage chunk built elsewhere (vLLM's)."""
+    if energy_joules is not None and isinstance(body.get("usage"), dict):
+        body["usage"] = {**body["usage"], "energy_joules": round(energy_joules, 6)}
+    return body
 
 
 def response(
-    req: ParsedRequest, rid: str, model: str, text: str, finish: str, prompt_n: int, gen_n: int
+    req: ParsedRequest,
+    rid: str,
+    model: str,
+    text: str,
+    finish: str,
+    prompt_n: int,
+    gen_n: int,
+    *,
+    energy_joules: float | None = None,
 ) -> Json:
     created = int(time.time())
     if req.endpoint == "chat/completions":
@@ -168,7 +187,7 @@ def response(
         "created": created,
         "model": model,
         "choices": [choice],
-        "usage": usage(prompt_n, gen_n),
+        "usage": usage(prompt_n, gen_n, energy_joules),
     }
 
 
@@ -200,7 +219,14 @@ def chunk(
 
 
 def usage_chunk(
-    req: ParsedRequest, rid: str, model: str, created: int, prompt_n: int, gen_n: int
+    req: ParsedRequest,
+    rid: str,
+    model: str,
+    created: int,
+    prompt_n: int,
+    gen_n: int,
+    *,
+    energy_joules: float | None = None,
 ) -> Json:
     obj = "chat.completion.chunk" if req.endpoint == "chat/completions" else "text_completion"
     return {
@@ -209,5 +235,5 @@ def usage_chunk(
         "created": created,
         "model": model,
         "choices": [],
-        "usage": usage(prompt_n, gen_n),
+        "usage": usage(prompt_n, gen_n, energy_joules),
     }

@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from local_engine.backends.base import ServingBackend
-from local_engine.energy import EnergyMeter
 from local_engine.errors import BadEngineRequest, EngineError, UnknownModel
 from local_engine.metrics import EngineCollector, build_registry, render
 from local_engine.protocol import Endpoint
@@ -132,8 +131,7 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "backend": request.app.state.backend.name})
 
 
-def create_app(backend: ServingBackend, energy: EnergyMeter | None = None) -> Starlette:
-    meter = energy or EnergyMeter()
+def create_app(backend: ServingBackend) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -156,6 +154,6 @@ def create_app(backend: ServingBackend, energy: EnergyMeter | None = None) -> St
     app.state.backend = backend
     app.state.started = int(time.time())
     app.state.registry = build_registry(
-        EngineCollector(backend.stats, backend.model_name, backend.name, meter)
+        EngineCollector(backend.stats, backend.model_name, backend.name, backend.meter)
     )
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
+from local_engine.energy_attribution import EnergySource
 from local_engine.protocol import Endpoint
 from local_engine.stats import EngineStats
 
@@ -18,12 +19,15 @@ Json = dict[str, Any]
 class ServingBackend(Protocol):
     name: str  # "transformers" or "vllm"
     model_name: str  # the id /v1/models lists
+    meter: EnergySource  # GPU energy (NVML) or "unavailable"; /metrics reads it too
 
     async def start(self) -> None:
         """Load the model / launch the server; returns once requests can be served."""
         ...
 
-    async def complete(self, endpoint: Endpoint, body: Json) -> Json: ...
+    async def complete(self, endpoint: Endpoint, body: Json) -> Json:
+        """The response; its `usage.energy_joules` is present only where energy is measured."""
+        ...
 
     def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
         """Chunks, then (if `stream_options.include_usage`) the usage chunk; raises before the

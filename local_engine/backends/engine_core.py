@@ -4,6 +4,8 @@ Requests join the running batch at any step boundary (prefilled alone, then merg
 done or cancelled, and each step is ONE forward pass over every row's next input plus its drafts.
 Per row, drafts come from the row's proposer, sized by its adaptive controller and by load (the
 batch shares a draft-token budget), and are verified against that same pass's logits.
+When GPU energy is measured, each row's work (prompt positions at its prefill, 1 + drafts per
+decode step) is recorded for `EnergyAttributor`, and a row's `FinishEvent` carries its joules.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from local_engine.backends.kv_batch import BatchKV
-from local_engine.backends.sequence import FinishEvent, GenerationRequest, Sequence, TokensEvent
+from local_engine.backends.sequence import (
+    FinishEvent,
+    FinishReason,
+    GenerationRequest,
+    Sequence,
+    TokensEvent,
+)
 from local_engine.config import EngineConfig
+from local_engine.energy_attribution import EnergyAttributor
 from local_engine.errors import EngineOverloaded
 from local_engine.sampling import choose_tokens
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
@@ -37,12 +46,15 @@ class EngineCore:
         config: EngineConfig,
         stats: StatsRecorder,
         draft: DraftModel | None = None,
+        energy: EnergyAttributor | None = None,
     ) -> None:
         self.model = model
         self.config = config
         self.spec_config = config.speculative
         self.stats = stats
         self.draft = draft
+        # None unless the meter is readable: a CPU host does no energy bookkeeping at all.
+        self.energy = energy if energy is not None and energy.available else None
         self._pending: deque[GenerationRequest] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -96,6 +108,8 @@ class EngineCore:
         with self._cond:
             pending = list(self._pending)
             self._pending.clear()
+        if self.energy is not None:
+            self.energy.close(seq.energy for seq in self._seqs)
         for seq in self._seqs:
             seq.request.sink(FinishEvent("error", message))
         for req in pending:
@@ -126,6 +140,9 @@ class EngineCore:
             create_proposer(self.spec_config, self.draft) if use_spec else None,
         )
         self.stats.admitted(seq.num_prompt)
+        if self.energy is not None:
+            seq.energy = self.energy.open()
+            self.energy.add_work(seq.energy, seq.num_prompt)
         cache = DynamicCache(config=self.model.config)
         ids = torch.tensor([request.prompt_ids], dtype=torch.long)
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -136,8 +153,10 @@ class EngineCore:
         self.stats.step(time.perf_counter() - started, len(kept))
         request.sink(TokensEvent(kept))
         if seq.finished is not None:
-            request.sink(FinishEvent(seq.finished))
+            request.sink(FinishEvent(seq.finished, energy_joules=self._close_energy([seq])[0]))
             return
+        if self.energy is not None:
+            self.energy.settle_if_due()
         self._kv.add_row(cache)
         self._seqs.append(seq)
 
@@ -172,6 +191,8 @@ class EngineCore:
             ids[i, len(row) :] = seq.last_token  # filler, masked out below
             new_cols[i, : len(row)] = 1
             positions[i] = torch.arange(seq.position, seq.position + q)
+            if self.energy is not None:
+                self.energy.add_work(seq.energy, len(row))
         mask = self._kv.extend(new_cols)
         out = self.model(
             input_ids=ids,
@@ -183,6 +204,7 @@ class EngineCore:
         logits = out.logits
         produced = 0
         keep: list[int] = []
+        done: list[tuple[Sequence, FinishReason]] = []
         for i, (seq, draft) in enumerate(zip(seqs, drafts, strict=True)):
             verdict = self._verify(seq, draft, logits[i, : len(draft) + 1])
             if draft:
@@ -197,15 +219,27 @@ class EngineCore:
             if seq.finished is None and seq.request.cancelled.is_set():
                 seq.finished = "cancelled"
             if seq.finished is not None:
-                seq.request.sink(FinishEvent(seq.finished))
+                done.append((seq, seq.finished))
             else:
                 keep.append(i)
+        # The verdicts above read the logits back, so the GPU has finished this step's work.
+        energy = self._close_energy([seq for seq, _ in done])
+        for (seq, reason), joules in zip(done, energy, strict=True):
+            seq.request.sink(FinishEvent(reason, energy_joules=joules))
+        if self.energy is not None and not done:
+            self.energy.settle_if_due()
         self._kv.trim_right()
         if len(keep) < rows:
             self._kv.keep_rows(keep)
             self._seqs = [seqs[i] for i in keep]
             self.stats.running = len(self._seqs)
         self.stats.step(time.perf_counter() - started, produced)
+
+    def _close_energy(self, seqs: list[Sequence]) -> list[float | None]:
+        """Finished rows' joules (one meter read for all); Nones when energy is not measured."""
+        if self.energy is None or not seqs:
+            return [None] * len(seqs)
+        return self.energy.close(seq.energy for seq in seqs)
 
     def _verify(self, seq: Sequence, draft: list[int], logits: torch.Tensor) -> Verdict:
         params = seq.request.sampling

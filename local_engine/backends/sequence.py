@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from local_engine.energy_attribution import EnergyAccount
 from local_engine.sampling_params import SamplingParams
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
 from local_engine.spec_decode.proposer import Proposer
@@ -27,6 +28,7 @@ class TokensEvent:
 class FinishEvent:
     reason: FinishReason
     error: str | None = None
+    energy_joules: float | None = None  # GPU energy charged to the request; None: not measured
 
 
 Event = TokensEvent | FinishEvent
@@ -72,6 +74,7 @@ class Sequence:
         if request.sampling.seed is not None:
             self.generator = torch.Generator().manual_seed(request.sampling.seed)
         self.finished: FinishReason | None = None
+        self.energy: EnergyAccount | None = None
 
     @property
     def tokens(self) -> np.ndarray:

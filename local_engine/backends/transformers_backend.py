@@ -3,7 +3,8 @@
 The event loop only tokenizes (in a worker thread), submits, and turns token events into text;
 all model work happens on the engine thread. Usage counts are exact: prompt tokens are the
 templated prompt's ids, completion tokens are the ids generated up to and including the one
-that finished the answer (EOS, a stop sequence, or max_tokens).
+that finished the answer (EOS, a stop sequence, or max_tokens). Where GPU energy is measured,
+`usage.energy_joules` is the energy the engine charged to the request (`energy_attribution`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 from local_engine.backends.engine_core import EngineCore
 from local_engine.backends.sequence import Event, FinishEvent, GenerationRequest, TokensEvent
 from local_engine.config import EngineConfig
+from local_engine.energy import EnergyMeter
+from local_engine.energy_attribution import EnergyAttributor, EnergySource
 from local_engine.errors import BadEngineRequest, EngineError
 from local_engine.model_store import resolve_model_dir
 from local_engine.protocol import (
@@ -37,6 +40,9 @@ from local_engine.stats import EngineStats, StatsRecorder
 from local_engine.textstream import IncrementalDetokenizer, StopMatcher
 
 log = logging.getLogger(__name__)
+# A request ended by a stop string is cancelled; the engine drops it at its next step and
+# reports its energy then. Waited for only where energy is measured.
+FINISH_WAIT_S = 5.0
 
 
 def pick_dtype(name: str) -> torch.dtype:
@@ -68,14 +74,19 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    energy_joules: float | None = None
 
 
 class TransformersBackend:
     name = "transformers"
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, meter: EnergySource | None = None) -> None:
         self.config = config
         self.model_name = config.served_model_name
+        self.meter: EnergySource = meter if meter is not None else EnergyMeter()
+        self._energy = EnergyAttributor(
+            self.meter, min_interval_s=config.energy_read_interval_ms / 1000.0
+        )
         self._stats = StatsRecorder(config.hardware_usd_per_hour)
         self._core: EngineCore | None = None
         self._tokenizer: Any = None
@@ -108,7 +119,7 @@ class TransformersBackend:
         stop_ids.update(eos if isinstance(eos, list) else [] if eos is None else [eos])
         if tokenizer.eos_token_id is not None:
             stop_ids.add(int(tokenizer.eos_token_id))
-        core = EngineCore(model, self.config, self._stats, draft)
+        core = EngineCore(model, self.config, self._stats, draft, self._energy)
         core.start()
         self._tokenizer, self._stop_ids, self._core = tokenizer, frozenset(stop_ids), core
         self.model_dir, self.dtype = model_dir, dtype
@@ -178,12 +189,16 @@ class TransformersBackend:
                             yield text
                         if stops.stopped:
                             tally.finish_reason = "stop"
+                            if self._energy.available:
+                                gen.cancel()
+                                tally.energy_joules = await _energy_at_finish(queue)
                             return
                     continue
                 assert isinstance(event, FinishEvent)
                 if event.reason == "error":
                     raise EngineError(event.error or "local engine error")
                 tally.finish_reason = "length" if event.reason == "length" else "stop"
+                tally.energy_joules = event.energy_joules
                 tail = stops.flush()
                 if tail:
                     yield tail
@@ -203,6 +218,7 @@ class TransformersBackend:
             tally.finish_reason,
             tally.prompt_tokens,
             tally.completion_tokens,
+            energy_joules=tally.energy_joules,
         )
 
     async def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
@@ -222,7 +238,13 @@ class TransformersBackend:
         yield chunk(req, rid, model, created, finish=tally.finish_reason)
         if req.include_usage:
             yield usage_chunk(
-                req, rid, model, created, tally.prompt_tokens, tally.completion_tokens
+                req,
+                rid,
+                model,
+                created,
+                tally.prompt_tokens,
+                tally.completion_tokens,
+                energy_joules=tally.energy_joules,
             )
 
     def stats(self) -> EngineStats:
@@ -235,3 +257,15 @@ class TransformersBackend:
         core, self._core = self._core, None
         if core is not None:
             await asyncio.to_thread(core.shutdown)
+
+
+async def _energy_at_finish(queue: asyncio.Queue[Event]) -> float | None:
+    """The cancelled request's joules, from the `FinishEvent` the engine sends at its next step."""
+    try:
+        async with asyncio.timeout(FINISH_WAIT_S):
+            while True:
+                event = await queue.get()
+                if isinstance(event, FinishEvent):
+                    return event.energy_joules
+    except TimeoutError:
+        return None

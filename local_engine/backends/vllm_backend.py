@@ -3,7 +3,8 @@
 vLLM does its own continuous batching and speculative decoding (configured from ours by
 `vllm_args`); we start it, wait for readiness (minutes on CPU: torch.compile warm-up), forward
 requests, and read its Prometheus metrics for queue depth, throughput and acceptance. vLLM lives
-in its own environment (`VllmConfig.python`): the CPU build pins its own torch.
+in its own environment (`VllmConfig.python`): the CPU build pins its own torch. GPU energy per
+request, where NVML is readable, is attributed from what vLLM streams (`passthrough_energy`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from typing import Any
 import httpx
 import orjson
 
+from local_engine.backends.passthrough_energy import metered_chunks, metered_response
 from local_engine.backends.vllm_args import parse_metrics, server_command, server_env
 from local_engine.config import EngineConfig
+from local_engine.energy import EnergyMeter
+from local_engine.energy_attribution import EnergyAttributor, EnergySource
 from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded, ModelNotAvailable
 from local_engine.model_store import resolve_model_dir
 from local_engine.protocol import Endpoint, Json
@@ -61,9 +65,13 @@ def _intel_openmp(python: str) -> str | None:
 class VllmBackend:
     name = "vllm"
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, meter: EnergySource | None = None) -> None:
         self.config = config
         self.model_name = config.served_model_name
+        self.meter: EnergySource = meter if meter is not None else EnergyMeter()
+        self._energy = EnergyAttributor(
+            self.meter, min_interval_s=config.energy_read_interval_ms / 1000.0
+        )
         self._proc: asyncio.subprocess.Process | None = None
         self._client: httpx.AsyncClient | None = None
         self._scraper: asyncio.Task[None] | None = None
@@ -109,6 +117,9 @@ class VllmBackend:
         return self._client
 
     async def complete(self, endpoint: Endpoint, body: Json) -> Json:
+        return await metered_response(self._energy, self._complete(endpoint, body))
+
+    async def _complete(self, endpoint: Endpoint, body: Json) -> Json:
         payload = {**body, "model": self.model_name, "stream": False}
         try:
             resp = await self._http().post(
@@ -123,7 +134,10 @@ class VllmBackend:
         result: Json = orjson.loads(resp.content)
         return result
 
-    async def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
+    def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
+        return metered_chunks(self._energy, self._stream(endpoint, body))
+
+    async def _stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
         payload = {**body, "model": self.model_name, "stream": True}
         request = self._http().build_request(
             "POST",
