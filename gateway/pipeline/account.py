@@ -6,10 +6,14 @@ counterfactual = what the group's default deployment would have charged for the 
   compression = baseline price x tokens compression removed
   routing     = baseline cost - chosen deployment's cost, for the tokens actually sent
   cache       = the whole counterfactual on a hit (the hit itself costs nothing)
+Energy: a local engine (in-process or over HTTP) reports the GPU energy it charged to the
+request as `usage.energy_joules` where it can measure it; that goes into the ledger row. Rows
+of cloud deployments, cache hits and unmeasured engines keep it null.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +50,8 @@ class AccountStage:
         return None
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        if ctx.status_code < 400:
+            ctx.energy_joules = energy_of(ctx, reply.body)
         self.account_now(ctx)
 
     def account_now(self, ctx: RequestContext) -> None:
@@ -138,6 +144,31 @@ MAX_TOKENS_PER_REQUEST = 100_000_000
 def _count(value: Any) -> int | None:
     ok = isinstance(value, int) and not isinstance(value, bool)
     return value if ok and 0 <= value < MAX_TOKENS_PER_REQUEST else None
+
+
+# A kilowatt for eleven days: no single request uses more; beyond it the figure is broken.
+MAX_JOULES_PER_REQUEST = 1e9
+
+
+def is_local_engine(dep: Deployment) -> bool:
+    """Our engine: in-process (`provider: local`) or over HTTP (priced by hardware $/hour)."""
+    return dep.provider == "local" or dep.config.hardware_usd_per_hour is not None
+
+
+def energy_of(ctx: RequestContext, body: dict[str, Any] | None) -> float | None:
+    """The local engine's `usage.energy_joules` for this request; None when not measured.
+
+    Read only for local deployments that served the request, so a cloud answer costs one
+    attribute check and an upstream's own fields are never taken for ours."""
+    dep = ctx.deployment
+    if dep is None or ctx.cache_status in CACHE_HITS or not is_local_engine(dep):
+        return None
+    usage = body.get("usage") if isinstance(body, dict) else None
+    value = usage.get("energy_joules") if isinstance(usage, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    joules = float(value)
+    return joules if math.isfinite(joules) and 0 <= joules < MAX_JOULES_PER_REQUEST else None
 
 
 def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:

@@ -106,6 +106,9 @@ class CacheStage:
             return
         assert reply.body is not None
         body = {k: v for k, v in reply.body.items() if v is not None}
+        if isinstance(body.get("usage"), dict) and "energy_joules" in body["usage"]:
+            # The engine's energy for this answer; a replay costs none, so it must not say so.
+            body["usage"] = {k: v for k, v in body["usage"].items() if k != "energy_joules"}
         dep = ctx.deployment
         usage = ctx.usage
         cost = dep.cost_usd(usage.prompt_tokens, usage.completion_tokens) if dep else Decimal(0)

@@ -3,13 +3,15 @@
 One `LocalProvider` serves every local deployment; each deployment's engine is built from its
 `options` (model path, speculative settings, dtype...) on first use, loaded once in a worker
 thread, and decodes on its own engine thread, so the event loop never blocks on the model.
-Engine errors become `gateway.errors` types; `embed` is not offered.
+Engine errors become `gateway.errors` types; `embed` is not offered. Each engine reads GPU
+energy through `meter_factory()` (default: NVML, or "unavailable" on a CPU host; tests pass a
+double of the hardware counter) and reports it per answer as `usage.energy_joules`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.providers.base import Endpoint, Json
 from local_engine.backends import ServingBackend, create_backend
 from local_engine.config import EngineConfig
+from local_engine.energy_attribution import EnergySource
 from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded
 from local_engine.model_store import runtime_env
 from local_engine.stats import EngineStats
@@ -54,8 +57,9 @@ def _translate(exc: EngineError, dep: Deployment) -> Exception:
 
 
 class LocalProvider:
-    def __init__(self) -> None:
+    def __init__(self, meter_factory: Callable[[], EnergySource] | None = None) -> None:
         runtime_env()  # takes effect only if nothing has loaded torch yet
+        self._meter_factory = meter_factory
         self._engines: dict[str, ServingBackend] = {}
         self._starting: dict[str, asyncio.Lock] = {}
 
@@ -68,7 +72,8 @@ class LocalProvider:
         async with lock:
             engine = self._engines.get(dep.name)
             if engine is None:
-                engine = create_backend(engine_config(dep))
+                meter = self._meter_factory() if self._meter_factory is not None else None
+                engine = create_backend(engine_config(dep), meter)
                 try:
                     await engine.start()
                 except EngineError as exc:

@@ -13,7 +13,8 @@ from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers.local import LocalProvider
 from gateway.routing.catalog import Catalog, Deployment
 from gateway.settings import DeploymentConfig
-from tests.support.servers import GatewayServer
+from tests.support.energy import ConstantPowerCounter
+from tests.support.servers import GatewayServer, sql, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -96,6 +97,37 @@ async def test_errors_are_gateway_errors(provider: LocalProvider) -> None:
         )
 
 
+async def test_energy_per_answer_where_measured_and_absent_where_not(
+    provider: LocalProvider,
+) -> None:
+    body = {
+        "messages": [{"role": "user", "content": "Say hi."}],
+        "max_tokens": 4,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    dep = local_dep()
+    # This host: no GPU, no NVML. The usage says nothing about energy rather than a guess.
+    reply = await provider.complete(
+        {**body, "stream": False}, dep, endpoint="chat/completions", timeout_s=120
+    )
+    assert "energy_joules" not in reply["usage"]
+    # The same engine with a double of the GPU's energy counter: each answer reports its share.
+    metered = LocalProvider(meter_factory=lambda: ConstantPowerCounter(300.0))
+    try:
+        reply = await metered.complete(
+            {**body, "stream": False}, dep, endpoint="chat/completions", timeout_s=120
+        )
+        assert reply["usage"]["energy_joules"] > 0
+        chunks = [
+            c async for c in metered.stream(body, dep, endpoint="chat/completions", timeout_s=120)
+        ]
+        assert chunks[-1]["usage"]["energy_joules"] > 0
+    finally:
+        await metered.aclose()
+
+
 @pytest.fixture(scope="module")
 def local_gateway(session_tmp: Path, pg_url: str) -> Iterator[GatewayServer]:
     dep = {
@@ -135,3 +167,27 @@ def test_gateway_routes_to_the_local_engine(local_gateway: GatewayServer) -> Non
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == reply.choices[0].message.content
+
+
+def test_on_a_cpu_host_the_ledger_row_has_no_energy(
+    local_gateway: GatewayServer, pg_url: str
+) -> None:
+    _, key = local_gateway.new_tenant()
+    client = openai.OpenAI(base_url=local_gateway.url, api_key=key, max_retries=0, timeout=120)
+    reply = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=4,
+        temperature=0,
+        extra_headers={"x-request-id": "cpu-energy", "cache-control": "no-store"},
+    )
+    assert reply.usage is not None and "energy_joules" not in (reply.usage.model_extra or {})
+    rows = wait_for(
+        lambda: sql(
+            pg_url,
+            "SELECT deployment, energy_joules FROM usage_ledger WHERE request_id = 'cpu-energy'",
+        ),
+        timeout_s=30,
+    )
+    assert rows and rows[0]["deployment"] == "local-smol"
+    assert rows[0]["energy_joules"] is None  # not measured: NULL, not 0
