@@ -24,6 +24,11 @@ async def upgrade_head(database_url: str) -> None:
     await _run(database_url, lambda cfg: command.upgrade(cfg, "head"))
 
 
+async def upgrade_to(database_url: str, revision: str) -> None:
+    """Upgrade to one revision (tests of a later migration upgrading a populated database)."""
+    await _run(database_url, lambda cfg: command.upgrade(cfg, revision))
+
+
 async def downgrade_base(database_url: str) -> None:
     await _run(database_url, lambda cfg: command.downgrade(cfg, "base"))
 

@@ -191,7 +191,8 @@ class _UsageRollup:
     Kept current by a database trigger on `usage_ledger` inserts (migration 0003), so the
     dashboard sums thousands of rollup rows instead of millions of ledger rows.
     `deployment` is '' when the request was never dispatched; `dispatched` and
-    `latency_ms_sum` count only requests that were not cache hits.
+    `latency_ms_sum` count only requests that were not cache hits. The `energy_*` columns
+    (migration 0004, its own trigger) sum only requests whose GPU energy was measured.
     """
 
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
@@ -212,6 +213,9 @@ class _UsageRollup:
     slo_met: Mapped[int] = mapped_column(BigInteger, default=0)
     slo_known: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    energy_joules: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    energy_completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    energy_requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UsageRollupHourly(_UsageRollup, Base):
