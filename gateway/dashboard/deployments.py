@@ -41,6 +41,7 @@ class DeploymentRow:
     predicted_ms: float | None
     predicted_high_ms: float | None
     breaker: str | None
+    figures: Figures  # the ledger's sums for this deployment (energy, for tokens per Wh)
 
 
 async def latency_percentiles(
@@ -129,6 +130,7 @@ def table(
                 predicted_ms=expected,
                 predicted_high_ms=high,
                 breaker=breaker,
+                figures=fig,
             )
         )
     return out

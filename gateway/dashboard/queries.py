@@ -39,7 +39,10 @@ COUNT_FIELDS = (
     "slo_known",
     "cache_hits",
     "dispatched",
+    "energy_completion_tokens",
+    "energy_requests",
 )
+JOULES_PER_WH = 3600.0
 
 
 def rollup(unit: Unit) -> Any:
@@ -52,6 +55,7 @@ def _measures(r: Any) -> list[Any]:
         *(func.coalesce(func.sum(r.c[f]), 0).label(f) for f in COUNT_FIELDS),
         *(func.coalesce(func.sum(r.c[f]), 0).label(f) for f in MONEY_FIELDS),
         func.coalesce(func.sum(r.c.latency_ms_sum), 0.0).label("latency_ms_sum"),
+        func.coalesce(func.sum(r.c.energy_joules), 0.0).label("energy_joules"),
     ]
 
 
@@ -68,13 +72,20 @@ class Figures:
     cache_hits: int = 0
     dispatched: int = 0
     latency_ms_sum: float = 0.0
+    # Requests whose GPU energy was measured (a local engine reading NVML), and only those.
+    energy_requests: int = 0
+    energy_completion_tokens: int = 0
+    energy_joules: float = 0.0
     money: dict[str, Decimal] = field(
         default_factory=lambda: dict.fromkeys(MONEY_FIELDS, Decimal(0))
     )
 
     @classmethod
     def of(cls, m: Any) -> Figures:
-        fig = cls(latency_ms_sum=float(m["latency_ms_sum"] or 0.0))
+        fig = cls(
+            latency_ms_sum=float(m["latency_ms_sum"] or 0.0),
+            energy_joules=float(m["energy_joules"] or 0.0),
+        )
         for f in COUNT_FIELDS:
             setattr(fig, f, int(m[f] or 0))
         fig.money = {f: Decimal(str(m[f] or 0)) for f in MONEY_FIELDS}
@@ -116,6 +127,17 @@ class Figures:
     @property
     def mean_latency_ms(self) -> float | None:
         return self.latency_ms_sum / self.dispatched if self.dispatched else None
+
+    @property
+    def energy_measured(self) -> bool:
+        return self.energy_requests > 0
+
+    @property
+    def tokens_per_wh(self) -> float | None:
+        """Generated tokens per watt-hour over the measured requests; None if none (or 0 J)."""
+        if not self.energy_requests or self.energy_joules <= 0:
+            return None
+        return self.energy_completion_tokens / (self.energy_joules / JOULES_PER_WH)
 
 
 @dataclass

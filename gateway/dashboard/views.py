@@ -35,6 +35,25 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms"
 
 
+def energy(fig: Figures) -> str:
+    """Tokens per watt-hour where GPU energy was measured; says so where it was not."""
+    if not fig.energy_measured:
+        return "not measured"
+    per_wh = fig.tokens_per_wh
+    return "n/a" if per_wh is None else f"{per_wh:,.0f} tok/Wh"
+
+
+def energy_note(fig: Figures) -> str:
+    """The hover text behind `energy`: what the figure covers."""
+    if not fig.energy_measured:
+        return "No GPU energy recorded for these requests (cloud, cache hits, or no NVML)."
+    return (
+        f"{fig.energy_completion_tokens:,} generated tokens over "
+        f"{fig.energy_joules / 3600.0:,.3f} Wh, from {fig.energy_requests:,} of "
+        f"{fig.requests:,} requests with measured GPU energy"
+    )
+
+
 def exact(value: Decimal) -> str:
     """The exact figure for a `data-value` attribute (the browser tests compare it with SQL)."""
     return format(value.normalize(), "f") if value else "0"
@@ -47,7 +66,16 @@ def plain(value: str | Decimal | None) -> str:
     return exact(Decimal(str(value)))
 
 
-FILTERS = {"usd": usd, "pct": pct, "count": count, "ms": ms, "exact": exact, "plain": plain}
+FILTERS = {
+    "usd": usd,
+    "pct": pct,
+    "count": count,
+    "ms": ms,
+    "exact": exact,
+    "plain": plain,
+    "energy": energy,
+    "energy_note": energy_note,
+}
 
 
 def _named(names: dict[str, str], tenant_id: str) -> str:

@@ -55,6 +55,20 @@ VALUES ('xss-row', 'xss', $1, 'chat', '{XSS_MODEL}', 404, false, 0, 0, 0, 'upstr
         0, 0, 1, 'miss', now())
 """
 
+# A local engine on a GPU (energy measured) and one request it served unmeasured; the mock
+# deployments above never report energy.
+ENERGY_DEPLOYMENT = "dash-gpu"
+ENERGY_ROWS = f"""
+INSERT INTO usage_ledger (id, request_id, tenant_id, endpoint, model, deployment, status_code,
+    stream, prompt_tokens, completion_tokens, cached_tokens, usage_source, cost_usd,
+    counterfactual_cost_usd, saved_cache_usd, saved_compression_usd, saved_routing_usd,
+    latency_ms, cache_status, energy_joules, created_at)
+SELECT 'energy-' || n, 'energy-' || n, $1, 'chat', 'smollm2-135m', '{ENERGY_DEPLOYMENT}', 200,
+       false, 20, 30 + 20 * n, 0, 'upstream', 0, 0, 0, 0, 0, 40,
+       'miss', CASE WHEN n = 4 THEN NULL ELSE 7.5 + 5 * n END, now()
+FROM generate_series(1, 4) AS n
+"""
+
 
 def sql(url: str, query: str, *args: Any) -> list[Any]:
     """servers.sql on a worker thread: Playwright's sync API keeps an event loop running here."""
@@ -107,6 +121,7 @@ def env(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[Env]:
         ), "the gateway's ledger rows never landed"
         # A client picks the model string; the pages must show it as text, never run it.
         servers.sql(db, XSS_ROW, tenants["gamma"])
+        servers.sql(db, ENERGY_ROWS, tenants["alpha"])
         yield Env(gw, db, tenants, keys)
     finally:
         gw.stop()
@@ -415,6 +430,37 @@ def test_deployments_show_price_share_and_latency(page: Any, env: Env) -> None:
         assert "0.15 / 0.6" in text  # the configured price per million tokens
         assert f"{shares[dep] / total * 100:.1f}%" in text
         assert re.search(r"\d ms", text)
+
+
+def test_tokens_per_watt_hour_where_measured_and_not_measured_elsewhere(
+    page: Any, env: Env
+) -> None:
+    page.goto(env.gw.base + "/dashboard/deployments?range=30d")
+    since = _since(page)
+    (row,) = sql(
+        env.db,
+        """SELECT sum(completion_tokens) FILTER (WHERE energy_joules IS NOT NULL) AS tokens,
+                  sum(energy_joules) AS joules, count(energy_joules) AS measured
+           FROM usage_ledger WHERE deployment = $1 AND created_at >= $2""",
+        ENERGY_DEPLOYMENT,
+        since,
+    )
+    assert row["measured"] == 3  # the unmeasured row counts for neither tokens nor joules
+    expected = f"{row['tokens'] / (row['joules'] / 3600):,.0f} tok/Wh"
+    gpu = page.locator(f"#deployments-table tr[data-deployment='{ENERGY_DEPLOYMENT}'] td.energy")
+    assert gpu.inner_text() == expected
+    for dep in DEPLOYMENTS:  # cloud deployments: said, not invented
+        cell = page.locator(f"#deployments-table tr[data-deployment='{dep}'] td.energy")
+        assert cell.inner_text() == "not measured"
+
+    page.goto(env.gw.base + "/dashboard/?range=30d")
+    by_dep = page.locator(
+        "#deployment-table tr", has=page.locator(f"th:text-is('{ENERGY_DEPLOYMENT}')")
+    )
+    assert by_dep.locator("td.energy").inner_text() == expected
+    assert "3 of 4 requests" in by_dep.locator("td.energy").get_attribute("title")
+    by_model = page.locator("#model-table tr", has=page.locator("th:text-is('gpt-4o')"))
+    assert by_model.locator("td.energy").inner_text() == "not measured"
 
 
 def test_client_chosen_strings_are_shown_not_run(page: Any, env: Env) -> None:
