@@ -8,7 +8,7 @@ streams that ran beside it (a known bias of measuring from outside vLLM's schedu
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 
 from local_engine.energy_attribution import EnergyAttributor
 from local_engine.protocol import Json, add_energy
@@ -43,10 +43,11 @@ async def metered_response(energy: EnergyAttributor, answer: Awaitable[Json]) ->
 
 
 async def metered_chunks(
-    energy: EnergyAttributor, chunks: AsyncIterator[Json]
+    energy: EnergyAttributor, chunks: AsyncGenerator[Json, None]
 ) -> AsyncGenerator[Json, None]:
     """Pass chunks through, charging the request per output chunk; the final usage chunk
-    (no choices) gets `usage.energy_joules` when energy is measured."""
+    (no choices) gets `usage.energy_joules` when energy is measured. Closing this closes
+    `chunks` at once (for vLLM: drops the connection, which aborts the request there)."""
     account = energy.open()
     try:
         async for item in chunks:
@@ -60,3 +61,4 @@ async def metered_chunks(
             yield item
     finally:
         energy.close_one(account)  # a stream that ended early: stop charging it
+        await chunks.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ def chunk(text: str) -> dict[str, Any]:
     }
 
 
-async def vllm_stream(counter: ManualCounter, joules_per_chunk: float) -> AsyncIterator[Any]:
+async def vllm_stream(counter: ManualCounter, joules_per_chunk: float) -> AsyncGenerator[Any]:
     """What vLLM streams, with the GPU counter moving as each step runs."""
     yield {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "a"}}]}
     for text in ("Hel", "lo", "!"):
@@ -50,7 +50,7 @@ async def test_two_streams_side_by_side_split_by_chunks_streamed() -> None:
     counter, now = ManualCounter(0.0), [0.0]
     energy = EnergyAttributor(counter, min_interval_s=0.05, clock=lambda: now[0])
 
-    async def steps(n: int) -> AsyncIterator[Any]:
+    async def steps(n: int) -> AsyncGenerator[Any]:
         yield {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]}
         for _ in range(n):
             yield chunk("x")
@@ -95,9 +95,19 @@ async def test_a_failed_request_stops_being_charged() -> None:
 
     with pytest.raises(RuntimeError):
         await metered_response(energy, refused())
-    stream = metered_chunks(energy, vllm_stream(counter, 1.0))
+    closed = []
+
+    async def upstream() -> AsyncGenerator[Any]:
+        try:
+            async for item in vllm_stream(counter, 1.0):
+                yield item
+        finally:
+            closed.append(True)  # vLLM's connection: dropped, which aborts the request
+
+    stream = metered_chunks(energy, upstream())
     await anext(stream)
     await stream.aclose()  # the client went away
+    assert closed == [True]
     lone = energy.open()
     counter.joules += 9.0
     assert energy.close_one(lone) == pytest.approx(9.0)  # nobody else still shares it
