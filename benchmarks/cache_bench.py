@@ -37,6 +37,7 @@ from gateway.cache.embedder import OnnxMiniLM
 from gateway.cache.policy import CachePolicy
 from gateway.cache.response_cache import CacheConfig, ResponseCache
 from gateway.cache.store import StoredEntry
+from gateway.cache.text_facts import embedding_text
 from gateway.db.models import utcnow
 
 SUBJECTS = [
@@ -157,12 +158,13 @@ async def bench_lookup(args: argparse.Namespace) -> None:
     # embedded questions (the ones probes paraphrase); the rest of the index is filled with
     # mixtures of three real embeddings: the same region of the space, never near-duplicates.
     texts = questions(args.real)
-    saved = Path(tempfile.gettempdir()) / f"thriftgate-cache-bench-{args.real}.npy"
+    saved = Path(tempfile.gettempdir()) / f"thriftgate-cache-bench-v2-{args.real}.npy"
     t0 = time.perf_counter()
     if saved.exists():
         real = np.load(saved)
     else:
-        real = np.concatenate([model.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+        forms = [embedding_text(t) for t in texts]  # the form the gateway embeds
+        real = np.concatenate([model.embed(forms[i : i + 64]) for i in range(0, len(forms), 64)])
         np.save(saved, real)
     print(f"{len(texts)} real entry embeddings ready in {time.perf_counter() - t0:.1f}s")
     rng_np = np.random.default_rng(0)
@@ -234,7 +236,7 @@ async def bench_lookup(args: argparse.Namespace) -> None:
     emb = []
     for q in probes[:200]:
         t = time.perf_counter()
-        model.embed([q])
+        model.embed([embedding_text(q)])
         emb.append((time.perf_counter() - t) * 1000)
     print(f"  of which embedding alone: wall p50 {pct(emb, 50):.2f} ms, p99 {pct(emb, 99):.2f} ms")
     for conc in (8, 32):

@@ -27,7 +27,7 @@ from gateway.cache.index import ANN_MIN, Vector
 from gateway.cache.memory import CacheMemory
 from gateway.cache.policy import DEFAULT_MAX_ENTRIES, CachePolicy
 from gateway.cache.store import CacheStore, StoredEntry
-from gateway.cache.text_facts import analyse
+from gateway.cache.text_facts import analyse, embedding_text
 from gateway.cache.verifier import PairVerifier, Verdict, VerifierConfig
 from gateway.db.models import utcnow
 
@@ -182,9 +182,11 @@ class ResponseCache:
         now = utcnow()
         return [self._best(item, vec, now) for item, vec in zip(batch, vectors, strict=True)]
 
-    def _query_vectors(self, texts: list[str]) -> list[Vector]:
-        """Embed the texts, reusing vectors of recently seen ones (FAQ traffic repeats)."""
+    def _query_vectors(self, questions: list[str]) -> list[Vector]:
+        """Embed the questions (in their `embedding_text` form), reusing the vectors of
+        recently seen ones (FAQ traffic repeats)."""
         assert self.embedder is not None
+        texts = [embedding_text(q) for q in questions]
         missing = [t for t in dict.fromkeys(texts) if t not in self._recent_vectors]
         if missing:
             for text, vec in zip(missing, self.embedder.embed(missing), strict=True):

@@ -304,3 +304,36 @@ def _sentence_starts(text: str, raw: list[str]) -> set[int]:
             starts.add(i)
         pos = at + len(tok)
     return starts
+
+
+_CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), repl)
+    for pattern, repl in (
+        (r"\b(what|where|who|how|when|why|there|that|it|he|she)'s\b", r"\1 is"),
+        (r"\blet's\b", "let us"),
+        (r"\bi'm\b", "i am"),
+        (r"\bcan't\b", "cannot"),
+        (r"\bwon't\b", "will not"),
+        (r"\b(\w+)n't\b", r"\1 not"),
+        (r"\b(\w+)'re\b", r"\1 are"),
+        (r"\b(\w+)'ve\b", r"\1 have"),
+        (r"\b(\w+)'ll\b", r"\1 will"),
+        (r"\b(\w+)'d\b", r"\1 would"),
+    )
+)
+_TRAILING = re.compile(r"[\s?!.]+$")
+_SPACES = re.compile(r"\s+")
+
+
+def embedding_text(text: str) -> str:
+    """The form of a question that is embedded: surface noise removed, meaning kept.
+
+    Case, contractions and closing punctuation move MiniLM's embedding more than they
+    should ("What is the capital of France?" vs "what's the capital of france": cosine
+    0.91), so both the cached question and the new one are embedded in this form. The
+    verifier still reads the original text (capitals mark names).
+    """
+    t = text.strip().lower().replace("’", "'")
+    for pattern, repl in _CONTRACTIONS:
+        t = pattern.sub(repl, t)
+    return _SPACES.sub(" ", _TRAILING.sub("", t))

