@@ -4,7 +4,7 @@ Tenant flags (all optional; documented in docs/notes/issue-5.md):
 
     cache                    bool   cache at all (default: the config's tenant_defaults.cache)
     cache_semantic           bool   serve semantic hits, not only exact ones (default true)
-    cache_threshold          float  verifier score a semantic hit must reach (default 0.85)
+    cache_threshold          float  verifier score a semantic hit must reach (default 0.93)
     cache_min_similarity     float  cosine below which an entry is never a candidate (0.80)
     cache_ttl_s              int    default time to live of new entries (default 86400)
     cache_max_entries        int    entries kept for the tenant; oldest evicted first (10000)
