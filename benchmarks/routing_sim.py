@@ -283,7 +283,7 @@ class Sim:
                 flight,
                 completion_tokens=req.completion,
                 total_ms=total,
-                count_length=req.max_tokens is None,
+                count_length=True,  # as dispatch: only answers cut by max_tokens are not learned
             )
 
         self.push(pending, start + total / 1000.0, done)
@@ -333,7 +333,11 @@ class Sim:
             if router is not None and cand is not None:
                 self.clock[0] = start  # a retry starts after the failure it follows
                 flight = router.start(
-                    cand, model=MODEL, prompt_tokens=req.prompt, stream=req.stream
+                    cand,
+                    model=MODEL,
+                    prompt_tokens=req.prompt,
+                    stream=req.stream,
+                    max_tokens=req.max_tokens,
                 )
                 if flight is None:
                     continue

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 from gateway.errors import GatewayError, NoHealthyDeployment, UpstreamError, UpstreamTimeout
 from gateway.pipeline.context import Json, Reply, RequestContext
+from gateway.pipeline.route import max_tokens_of
 from gateway.providers.base import Endpoint
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Deployment
@@ -152,7 +153,11 @@ class Dispatcher:
         if self.router is None or cand is None:
             return None
         return self.router.start(
-            cand, model=ctx.model, prompt_tokens=ctx.prompt_tokens_estimate, stream=ctx.stream
+            cand,
+            model=ctx.model,
+            prompt_tokens=ctx.prompt_tokens_estimate,
+            stream=ctx.stream,
+            max_tokens=max_tokens_of(ctx.body),
         )
 
     def _succeed(self, flight: Flight | None, body: Json) -> None:

@@ -5,6 +5,11 @@ recent lengths, because a total-time promise breaks on the long answers, not the
 Lengths are also learned per prompt-size band (powers of two): in the Azure conversation trace
 the answer length depends strongly on it (p50 93 tokens for 256-511-token prompts, 395 for
 512-2047), so a band's own figures are far tighter than the model's as a whole.
+
+With `max_tokens` the cost is priced on it (it is what the request may cost), but the SLO's
+long answer is `max_tokens` x a high quantile of the learned answer/max_tokens ratio: clients
+that send `max_tokens: 4096` for 300-token answers would otherwise be judged on 4,096 tokens
+and pushed to the fastest, dearest deployment. Until enough ratios are seen it is max_tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +26,60 @@ class CompletionEstimate:
     expected: int  # for cost
     high: int  # for a total-time SLO
     source: str  # "max_tokens", "learned" or "default"
+
+
+MIN_RATIO_SAMPLES = 32  # answer/max_tokens ratios seen before they shorten the SLO's long answer
+
+
+class RatioStats:
+    """A ring buffer of answer/max_tokens ratios (0 < r <= 1) and its high quantile."""
+
+    __slots__ = ("_buf", "_high", "_next", "q", "size")
+
+    def __init__(self, *, q: float = 0.9, size: int = 256) -> None:
+        self.q = q
+        self.size = size
+        self._buf: list[float] = []
+        self._next = 0
+        self._high: float | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self._buf)
+
+    def observe(self, completion_tokens: int, max_tokens: int) -> None:
+        if max_tokens <= 0 or completion_tokens < 0:
+            return
+        ratio = min(1.0, completion_tokens / max_tokens)
+        if len(self._buf) < self.size:
+            self._buf.append(ratio)
+        else:
+            self._buf[self._next] = ratio
+        self._next = (self._next + 1) % self.size
+        self._high = None
+
+    def high(self, max_tokens: int) -> int:
+        """The long answer for this max_tokens: max_tokens until enough ratios are known."""
+        if len(self._buf) < MIN_RATIO_SAMPLES:
+            return max_tokens
+        if self._high is None:
+            ordered = sorted(self._buf)
+            self._high = ordered[min(len(ordered) - 1, int(self.q * len(ordered)))]
+        return max(1, min(max_tokens, math.ceil(max_tokens * self._high)))
+
+    def to_state(self) -> list[float]:
+        return self._buf[self._next :] + self._buf[: self._next]
+
+    def load_state(self, recent: Any) -> None:
+        if not isinstance(recent, list):
+            return
+        try:
+            ratios = [min(1.0, max(0.0, float(x))) for x in recent][-self.size :]
+        except (TypeError, ValueError):
+            return
+        self._buf = [r for r in ratios if math.isfinite(r)]
+        self._next = len(self._buf) % self.size
+        self._high = None
 
 
 class LengthStats:
@@ -106,7 +165,7 @@ def prompt_band(prompt_tokens: int) -> int:
 class CompletionLengths:
     """One model's completion lengths, overall and per prompt-size band."""
 
-    __slots__ = ("_bands", "overall")
+    __slots__ = ("_bands", "overall", "ratios")
 
     def __init__(
         self,
@@ -118,6 +177,7 @@ class CompletionLengths:
     ) -> None:
         self.overall = LengthStats(default, alpha=alpha, q=q, size=size)
         self._bands: dict[int, LengthStats] = {}
+        self.ratios = RatioStats(q=q, size=size)
 
     @property
     def count(self) -> int:
@@ -131,27 +191,38 @@ class CompletionLengths:
             stats = self._bands[band] = LengthStats(o.default, alpha=o.alpha, q=o.q, size=128)
         return stats
 
-    def observe(self, completion_tokens: int, prompt_tokens: int | None = None) -> None:
+    def observe(
+        self,
+        completion_tokens: int,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
         self.overall.observe(completion_tokens)
         if prompt_tokens is not None and completion_tokens >= 0:
             self._band(prompt_tokens).observe(completion_tokens)
+        if max_tokens is not None and max_tokens > 0:
+            self.ratios.observe(completion_tokens, max_tokens)
 
     def estimate(
         self, max_tokens: int | None = None, prompt_tokens: int | None = None
     ) -> CompletionEstimate:
-        if prompt_tokens is not None and not (max_tokens is not None and max_tokens > 0):
+        if max_tokens is not None and max_tokens > 0:
+            return CompletionEstimate(max_tokens, self.ratios.high(max_tokens), "max_tokens")
+        if prompt_tokens is not None:
             band = self._bands.get(prompt_band(prompt_tokens))
             if band is not None and band.count >= MIN_BAND_SAMPLES:
                 return band.estimate()
-        return self.overall.estimate(max_tokens)
+        return self.overall.estimate()
 
     def to_state(self) -> dict[str, Any]:
         state = self.overall.to_state()
         state["bands"] = {str(k): v.to_state() for k, v in self._bands.items()}
+        state["ratios"] = self.ratios.to_state()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.overall.load_state(state)
+        self.ratios.load_state(state.get("ratios"))
         bands = state.get("bands")
         if not isinstance(bands, dict):
             return

@@ -30,6 +30,7 @@ class Flight:
     concurrency: int  # requests on this deployment including this one, at its start
     first_token_ms: float | None = None
     finished: bool = False
+    max_tokens: int | None = None  # the request's cap, for learning answer/max_tokens
 
 
 def overdue_factors(flights: Iterable[Flight], now: float) -> tuple[float, float]:

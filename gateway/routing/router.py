@@ -282,7 +282,13 @@ class Router:
     # -- feedback ---------------------------------------------------------------------------
 
     def start(
-        self, candidate: Candidate, *, model: str, prompt_tokens: int, stream: bool
+        self,
+        candidate: Candidate,
+        *,
+        model: str,
+        prompt_tokens: int,
+        stream: bool,
+        max_tokens: int | None = None,
     ) -> Flight | None:
         """Claim a slot on the candidate's deployment; None if its breaker refuses (open, or
         its half-open probe is taken). Every Flight must end in `succeed`, `fail` or `abandon`.
@@ -295,6 +301,7 @@ class Router:
         flight = Flight(
             name, model, prompt_tokens, stream, now, candidate.latency, self.in_flight[name]
         )
+        flight.max_tokens = max_tokens
         self.flights[name][id(flight)] = flight
         if stream:
             self.awaiting_first[name][id(flight)] = flight
@@ -351,7 +358,7 @@ class Router:
         if count_length:
             lengths = self.lengths.get(flight.model) or self._new_lengths()
             self.lengths[flight.model] = lengths
-            lengths.observe(completion_tokens, flight.prompt_tokens)
+            lengths.observe(completion_tokens, flight.prompt_tokens, flight.max_tokens)
 
     def fail(self, flight: Flight) -> None:
         """The upstream failed (connect error, 429, 5xx, timeout): counts toward its breaker."""

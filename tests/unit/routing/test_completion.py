@@ -43,3 +43,31 @@ def test_lengths_are_learned_per_prompt_band() -> None:
     restored = CompletionLengths()
     restored.load_state(lengths.to_state())
     assert restored.estimate(prompt_tokens=900) == lengths.estimate(prompt_tokens=900)
+
+
+def test_max_tokens_prices_the_cap_but_learns_how_much_of_it_is_used() -> None:
+    lengths = CompletionLengths()
+    for i in range(31):  # answers use 5-15% of a generous cap: not yet enough to rely on
+        lengths.observe(200 + 10 * (i % 21), prompt_tokens=100, max_tokens=4096)
+    assert lengths.estimate(max_tokens=4096) == lengths.estimate(max_tokens=4096)
+    assert lengths.estimate(max_tokens=4096).high == 4096
+    lengths.observe(300, prompt_tokens=100, max_tokens=4096)
+    est = lengths.estimate(max_tokens=4096)
+    assert est.expected == 4096 and est.source == "max_tokens"  # the cost: what it may cost
+    assert 350 <= est.high <= 500  # the SLO's long answer: ~p90 of the ratio x the cap
+    # a smaller cap scales with it, and the long answer never exceeds the cap
+    assert lengths.estimate(max_tokens=64).high <= 64
+    # the learned ratios survive a restart; junk in the saved state is ignored
+    restored = CompletionLengths()
+    restored.load_state(lengths.to_state())
+    assert restored.estimate(max_tokens=4096) == est
+    restored.load_state({"v": 1, "ratios": ["x"]})
+    assert restored.estimate(max_tokens=4096) == est
+
+
+def test_tight_caps_keep_the_long_answer_near_the_cap() -> None:
+    lengths = CompletionLengths()
+    for _ in range(64):
+        lengths.observe(60, prompt_tokens=100, max_tokens=64)  # answers nearly fill the cap
+    assert lengths.estimate(max_tokens=64).high == 60
+    assert lengths.estimate(max_tokens=1000).high >= 900
