@@ -33,6 +33,7 @@ from local_engine.sampling import choose_tokens
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
 from local_engine.spec_decode.draft_model import DraftModel
 from local_engine.spec_decode.proposer import create_proposer
+from local_engine.spec_decode.step_cost import StepCost
 from local_engine.spec_decode.verify import Verdict, verify_greedy, verify_sampled
 from local_engine.stats import StatsRecorder
 
@@ -60,6 +61,7 @@ class EngineCore:
         self._stopping = False
         self._seqs: list[Sequence] = []
         self._kv = BatchKV()
+        self._step_cost = StepCost()  # measured step time per (rows, width): batch drafting
         self._thread = threading.Thread(target=self._run, name="local-engine", daemon=True)
 
     # -- called from any thread -------------------------------------------------------------
@@ -180,6 +182,10 @@ class EngineCore:
             drafts.append(
                 seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else []
             )
+        if rows > 1 and any(drafts):
+            sizes = [len(d) for d in drafts]
+            if not self._step_cost.worth_drafting(sizes, [s.adaptive.acceptance for s in seqs]):
+                drafts = [[] for _ in seqs]  # the wider step would cost the batch more
         q = 1 + max(len(d) for d in drafts)
         width = self._kv.width
         ids = torch.empty((rows, q), dtype=torch.long)
@@ -233,7 +239,9 @@ class EngineCore:
             self._kv.keep_rows(keep)
             self._seqs = [seqs[i] for i in keep]
             self.stats.running = len(self._seqs)
-        self.stats.step(time.perf_counter() - started, produced)
+        elapsed = time.perf_counter() - started
+        self._step_cost.observe(rows, q, elapsed)
+        self.stats.step(elapsed, produced)
 
     def _close_energy(self, seqs: list[Sequence]) -> list[float | None]:
         """Finished rows' joules (one meter read for all); Nones when energy is not measured."""
