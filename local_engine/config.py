@@ -40,9 +40,10 @@ class SpeculativeConfig(BaseModel):
     acceptance_ewma_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
     pause_steps: int = Field(default=8, ge=1)
     max_pause_steps: int = Field(default=128, ge=1)
-    # Load control: rows of a batch share this many draft tokens per step (a row drafts only
-    # when its share is at least 2), so speculation fades out as concurrency grows.
-    max_batch_draft_tokens: int = Field(default=16, ge=0)
+    # Load control: rows of a batch share at most this many draft tokens per step (a row drafts
+    # only when its share is at least 2), so speculation fades out as concurrency grows; within
+    # it the step width is chosen by measured step cost (spec_decode/step_cost.py).
+    max_batch_draft_tokens: int = Field(default=64, ge=0)
     # In a batch every drafted token costs real compute (the step is no longer bandwidth-bound),
     # so a row keeps drafting there only while its acceptance stays above this higher floor.
     min_acceptance_batched: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -182,10 +182,8 @@ class EngineCore:
             drafts.append(
                 seq.proposer.propose(seq.tokens, want) if want > 0 and seq.proposer else []
             )
-        if rows > 1 and any(drafts):
-            sizes = [len(d) for d in drafts]
-            if not self._step_cost.worth_drafting(sizes, [s.adaptive.acceptance for s in seqs]):
-                drafts = [[] for _ in seqs]  # the wider step would cost the batch more
+        if rows > 1 and any(drafts):  # the width that pays for the whole batch, or none
+            drafts = self._step_cost.best_drafts(drafts, [s.adaptive.acceptance for s in seqs])
         q = 1 + max(len(d) for d in drafts)
         width = self._kv.width
         ids = torch.empty((rows, q), dtype=torch.long)
