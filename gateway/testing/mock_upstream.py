@@ -3,8 +3,9 @@
     python -m gateway.testing.mock_upstream --port 9100 [--latency-ms 0] [--ms-per-token 0]
 
 Behaviour can be changed at run time with `POST /_control` (JSON: latency_ms, ms_per_token,
-fail_status, fail_next, fail_rate, hang_s, no_usage, truncate_stream, malformed_stream,
-reply) and inspected with `GET /_requests` (the last bodies and auth headers it received).
+fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), hang_s,
+no_usage, truncate_stream, malformed_stream, reply) and inspected with `GET /_requests` (the
+last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
 """
@@ -46,6 +47,7 @@ class MockUpstream:
             "fail_status": 503,
             "fail_next": 0,
             "fail_rate": 0.0,
+            "fail_after_ms": 0.0,
             "hang_s": 0.0,
             "no_usage": False,
             "truncate_stream": False,
@@ -91,6 +93,8 @@ class MockUpstream:
         elif self.knobs["fail_rate"] and random.random() < float(self.knobs["fail_rate"]):
             fail = True
         if fail:
+            if self.knobs["fail_after_ms"]:
+                await asyncio.sleep(float(self.knobs["fail_after_ms"]) / 1000.0)
             status = int(self.knobs["fail_status"])
             return web.json_response(
                 {

@@ -209,6 +209,57 @@ def test_falls_back_on_5xx_but_not_on_400(group: Group, cheap_mock, fast_mock) -
     assert len(fast_mock.received()) == before + 1
 
 
+def test_fallback_is_re_ranked_for_the_time_left(
+    session_tmp: Path, pg_url: str, cheap_mock: MockUpstreamServer, fast_mock: MockUpstreamServer
+) -> None:
+    """The cheap one fails late: the next-cheapest (mid) would now miss the SLO, so the
+    fallback goes to the fast one, and mid never sees the request."""
+    mid_mock = MockUpstreamServer(session_tmp, latency_ms=500)
+    s = uuid.uuid4().hex[:6]
+    deps = [
+        mock_deployment(
+            f"cheap-{s}", MODEL, cheap_mock, input_cost_per_mtok=0.2, output_cost_per_mtok=0.4,
+            ttft_ms=20, ms_per_token=1,
+        ),
+        mock_deployment(
+            f"mid-{s}", MODEL, mid_mock, input_cost_per_mtok=1, output_cost_per_mtok=2,
+            ttft_ms=500, ms_per_token=1,
+        ),
+        mock_deployment(
+            f"fast-{s}", MODEL, fast_mock, input_cost_per_mtok=3, output_cost_per_mtok=9,
+            ttft_ms=5, ms_per_token=0.5, default=True,
+        ),
+    ]  # fmt: skip
+    gw = GatewayServer(session_tmp, pg_url, deps)
+    try:
+        _, key = gw.new_tenant()
+        c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0, timeout=30)
+
+        def ask() -> Any:
+            return c.chat.completions.with_raw_response.create(
+                model=MODEL,
+                messages=MESSAGES,
+                max_tokens=5,
+                extra_headers={"x-thriftgate-slo-ms": "1500", "cache-control": "no-store"},
+            )
+
+        # ranked cheapest-first: cheap (~20 ms), then mid (~500 ms fits 1.5 s), then fast
+        cheap_mock.control(fail_next=1, fail_status=503, fail_after_ms=1100)
+        before_mid, before_fast = len(mid_mock.received()), len(fast_mock.received())
+        raw = ask()
+        assert raw.headers["x-thriftgate-deployment"] == f"fast-{s}"
+        assert raw.headers["x-thriftgate-route-reason"] == "fallback-after-503"
+        assert len(mid_mock.received()) == before_mid  # skipped: ~500 ms no longer fits
+        assert len(fast_mock.received()) == before_fast + 1
+        # with the whole SLO ahead, mid is still the choice after a quick failure
+        cheap_mock.control(fail_next=1, fail_status=503, fail_after_ms=0)
+        raw = ask()
+        assert raw.headers["x-thriftgate-deployment"] == f"mid-{s}"
+    finally:
+        gw.stop()
+        mid_mock.stop()
+
+
 @pytest.mark.parametrize(
     "group",
     [{"cheap_hint_ms": 20, "routing": {"failure_threshold": 2, "cooldown_s": 1.0}}],
