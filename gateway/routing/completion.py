@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.routing.latency import RatioWindow
+
 DEFAULT_COMPLETION_TOKENS = 256
 
 
@@ -29,57 +31,6 @@ class CompletionEstimate:
 
 
 MIN_RATIO_SAMPLES = 32  # answer/max_tokens ratios seen before they shorten the SLO's long answer
-
-
-class RatioStats:
-    """A ring buffer of answer/max_tokens ratios (0 < r <= 1) and its high quantile."""
-
-    __slots__ = ("_buf", "_high", "_next", "q", "size")
-
-    def __init__(self, *, q: float = 0.9, size: int = 256) -> None:
-        self.q = q
-        self.size = size
-        self._buf: list[float] = []
-        self._next = 0
-        self._high: float | None = None
-
-    @property
-    def count(self) -> int:
-        return len(self._buf)
-
-    def observe(self, completion_tokens: int, max_tokens: int) -> None:
-        if max_tokens <= 0 or completion_tokens < 0:
-            return
-        ratio = min(1.0, completion_tokens / max_tokens)
-        if len(self._buf) < self.size:
-            self._buf.append(ratio)
-        else:
-            self._buf[self._next] = ratio
-        self._next = (self._next + 1) % self.size
-        self._high = None
-
-    def high(self, max_tokens: int) -> int:
-        """The long answer for this max_tokens: max_tokens until enough ratios are known."""
-        if len(self._buf) < MIN_RATIO_SAMPLES:
-            return max_tokens
-        if self._high is None:
-            ordered = sorted(self._buf)
-            self._high = ordered[min(len(ordered) - 1, int(self.q * len(ordered)))]
-        return max(1, min(max_tokens, math.ceil(max_tokens * self._high)))
-
-    def to_state(self) -> list[float]:
-        return self._buf[self._next :] + self._buf[: self._next]
-
-    def load_state(self, recent: Any) -> None:
-        if not isinstance(recent, list):
-            return
-        try:
-            ratios = [min(1.0, max(0.0, float(x))) for x in recent][-self.size :]
-        except (TypeError, ValueError):
-            return
-        self._buf = [r for r in ratios if math.isfinite(r)]
-        self._next = len(self._buf) % self.size
-        self._high = None
 
 
 class LengthStats:
@@ -177,7 +128,8 @@ class CompletionLengths:
     ) -> None:
         self.overall = LengthStats(default, alpha=alpha, q=q, size=size)
         self._bands: dict[int, LengthStats] = {}
-        self.ratios = RatioStats(q=q, size=size)
+        # answer/max_tokens shares (0 < r <= 1) of answers that were not cut off
+        self.ratios = RatioWindow(size, q, cold_ratio=1.0, min_samples=1, floor=0.0)
 
     @property
     def count(self) -> int:
@@ -200,29 +152,42 @@ class CompletionLengths:
         self.overall.observe(completion_tokens)
         if prompt_tokens is not None and completion_tokens >= 0:
             self._band(prompt_tokens).observe(completion_tokens)
-        if max_tokens is not None and max_tokens > 0:
-            self.ratios.observe(completion_tokens, max_tokens)
+        if max_tokens is not None and max_tokens > 0 and completion_tokens >= 0:
+            self.ratios.add(min(1.0, completion_tokens / max_tokens))
 
     def estimate(
         self, max_tokens: int | None = None, prompt_tokens: int | None = None
     ) -> CompletionEstimate:
         if max_tokens is not None and max_tokens > 0:
-            return CompletionEstimate(max_tokens, self.ratios.high(max_tokens), "max_tokens")
+            return CompletionEstimate(max_tokens, self._long_answer(max_tokens), "max_tokens")
         if prompt_tokens is not None:
             band = self._bands.get(prompt_band(prompt_tokens))
             if band is not None and band.count >= MIN_BAND_SAMPLES:
                 return band.estimate()
         return self.overall.estimate()
 
+    def _long_answer(self, max_tokens: int) -> int:
+        """The SLO's long answer for this cap: max_tokens until enough shares are known."""
+        if len(self.ratios) < MIN_RATIO_SAMPLES:
+            return max_tokens
+        return max(1, min(max_tokens, math.ceil(max_tokens * self.ratios.quantile())))
+
     def to_state(self) -> dict[str, Any]:
         state = self.overall.to_state()
         state["bands"] = {str(k): v.to_state() for k, v in self._bands.items()}
-        state["ratios"] = self.ratios.to_state()
+        state["ratios"] = self.ratios.to_list()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.overall.load_state(state)
-        self.ratios.load_state(state.get("ratios"))
+        ratios = state.get("ratios")
+        if isinstance(ratios, list):
+            try:
+                shares = [min(1.0, float(x)) for x in ratios]
+            except (TypeError, ValueError):
+                shares = None
+            if shares is not None:
+                self.ratios.load(shares)
         bands = state.get("bands")
         if not isinstance(bands, dict):
             return

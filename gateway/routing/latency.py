@@ -22,17 +22,28 @@ _REF_PROMPT_TOKENS = 2000.0  # where the prior's second pseudo point sits
 
 
 class RatioWindow:
-    """A ring buffer of the last `size` ratios with a cached quantile (recomputed on demand)."""
+    """A ring buffer of the last `size` ratios with a cached quantile (recomputed on demand).
 
-    __slots__ = ("_buf", "_cached", "_dirty", "_next", "cold_ratio", "min_samples", "q", "size")
+    `floor` bounds the quantile from below: 1 for observed/predicted latency (a tail never
+    predicts faster than the mean), 0 for shares such as answer/max_tokens."""
+
+    __slots__ = (
+        "_buf", "_cached", "_dirty", "_next", "cold_ratio", "floor", "min_samples", "q", "size",
+    )  # fmt: skip
 
     def __init__(
-        self, size: int = 128, q: float = 0.95, cold_ratio: float = 1.25, min_samples: int = 8
+        self,
+        size: int = 128,
+        q: float = 0.95,
+        cold_ratio: float = 1.25,
+        min_samples: int = 8,
+        floor: float = 1.0,
     ) -> None:
         self.size = size
         self.q = q
         self.cold_ratio = cold_ratio
         self.min_samples = min_samples
+        self.floor = floor
         self._buf: list[float] = []
         self._next = 0
         self._dirty = True
@@ -52,7 +63,8 @@ class RatioWindow:
         return len(self._buf)
 
     def quantile(self) -> float:
-        """The q-quantile of recent ratios, never below 1; blended with the cold ratio early."""
+        """The q-quantile of recent ratios, never below the floor; blended with the cold ratio
+        early."""
         if not self._dirty:
             return self._cached
         n = len(self._buf)
@@ -60,7 +72,7 @@ class RatioWindow:
             value = self.cold_ratio
         else:
             ordered = sorted(self._buf)
-            value = max(1.0, ordered[min(n - 1, int(self.q * n))])
+            value = max(self.floor, ordered[min(n - 1, int(self.q * n))])
             if n < self.min_samples:  # too few to trust: lean on the cold-start spread
                 w = n / self.min_samples
                 value = w * value + (1.0 - w) * max(value, self.cold_ratio)

@@ -299,9 +299,15 @@ class Router:
             return None
         self.in_flight[name] += 1
         flight = Flight(
-            name, model, prompt_tokens, stream, now, candidate.latency, self.in_flight[name]
+            name,
+            model,
+            prompt_tokens,
+            stream,
+            now,
+            candidate.latency,
+            self.in_flight[name],
+            max_tokens=max_tokens,
         )
-        flight.max_tokens = max_tokens
         self.flights[name][id(flight)] = flight
         if stream:
             self.awaiting_first[name][id(flight)] = flight
