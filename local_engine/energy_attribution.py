@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from local_engine.energy import EnergyReading
+from local_engine.energy import EnergyMeter, EnergyReading
 
 DEFAULT_MIN_INTERVAL_S = 0.05
 
@@ -142,3 +142,11 @@ class EnergyAttributor:
             for a in self._active:  # the interval before this read was not measured
                 a.failed = True
         self._last_joules = joules
+
+
+def engine_attributor(meter: EnergySource | None, read_interval_ms: float) -> EnergyAttributor:
+    """An engine's attributor: over the real NVML meter unless one is given (tests pass a
+    double of the hardware counter), read at most every `read_interval_ms` while requests run."""
+    return EnergyAttributor(
+        meter if meter is not None else EnergyMeter(), min_interval_s=read_interval_ms / 1000.0
+    )

@@ -22,8 +22,7 @@ import torch
 from local_engine.backends.engine_core import EngineCore
 from local_engine.backends.sequence import Event, FinishEvent, GenerationRequest, TokensEvent
 from local_engine.config import EngineConfig
-from local_engine.energy import EnergyMeter
-from local_engine.energy_attribution import EnergyAttributor, EnergySource
+from local_engine.energy_attribution import EnergySource, engine_attributor
 from local_engine.errors import BadEngineRequest, EngineError
 from local_engine.model_store import resolve_model_dir
 from local_engine.protocol import (
@@ -83,10 +82,8 @@ class TransformersBackend:
     def __init__(self, config: EngineConfig, meter: EnergySource | None = None) -> None:
         self.config = config
         self.model_name = config.served_model_name
-        self.meter: EnergySource = meter if meter is not None else EnergyMeter()
-        self._energy = EnergyAttributor(
-            self.meter, min_interval_s=config.energy_read_interval_ms / 1000.0
-        )
+        self._energy = engine_attributor(meter, config.energy_read_interval_ms)
+        self.meter: EnergySource = self._energy.meter
         self._stats = StatsRecorder(config.hardware_usd_per_hour)
         self._core: EngineCore | None = None
         self._tokenizer: Any = None

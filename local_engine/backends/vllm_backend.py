@@ -26,8 +26,7 @@ import orjson
 from local_engine.backends.passthrough_energy import metered_chunks, metered_response
 from local_engine.backends.vllm_args import parse_metrics, server_command, server_env
 from local_engine.config import EngineConfig
-from local_engine.energy import EnergyMeter
-from local_engine.energy_attribution import EnergyAttributor, EnergySource
+from local_engine.energy_attribution import EnergySource, engine_attributor
 from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded, ModelNotAvailable
 from local_engine.model_store import resolve_model_dir
 from local_engine.protocol import Endpoint, Json
@@ -68,10 +67,8 @@ class VllmBackend:
     def __init__(self, config: EngineConfig, meter: EnergySource | None = None) -> None:
         self.config = config
         self.model_name = config.served_model_name
-        self.meter: EnergySource = meter if meter is not None else EnergyMeter()
-        self._energy = EnergyAttributor(
-            self.meter, min_interval_s=config.energy_read_interval_ms / 1000.0
-        )
+        self._energy = engine_attributor(meter, config.energy_read_interval_ms)
+        self.meter: EnergySource = self._energy.meter
         self._proc: asyncio.subprocess.Process | None = None
         self._client: httpx.AsyncClient | None = None
         self._scraper: asyncio.Task[None] | None = None
