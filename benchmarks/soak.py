@@ -35,28 +35,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.faults import FAULT_MIX, fault_deployments, send_chat, start_fault_mocks
 from tests.support.servers import (
     GatewayServer,
     MockUpstreamServer,
     create_database,
     drop_database,
-    free_port,
     mock_deployment,
     sql,
 )
-
-FAULT_MIX = [
-    ("refused", False, False),
-    ("flaky", False, False),
-    ("flaky", True, False),
-    ("hang", False, False),
-    ("hang", True, False),
-    ("truncated", True, False),
-    ("malformed", True, False),
-    ("nousage", False, False),
-    ("nousage", True, False),
-    ("healthy", True, True),
-]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -74,41 +61,11 @@ def sample(proc: psutil.Process) -> dict[str, float]:
     }
 
 
-async def send(client: httpx.AsyncClient, model: str, stream: bool, hang_up: bool, rid: str) -> int:
-    body = {
-        "model": model,
-        "stream": stream,
-        "messages": [{"role": "user", "content": f"soak {rid}"}],
-    }
-    headers = {"x-request-id": rid}
-    if not stream:
-        r = await client.post("/chat/completions", json=body, headers=headers)
-        return r.status_code
-    async with client.stream("POST", "/chat/completions", json=body, headers=headers) as r:
-        async for _ in r.aiter_bytes():
-            if hang_up:
-                break
-        return r.status_code
-
-
 def faulty(args: argparse.Namespace, tmp: Path) -> None:
     db = create_database("tg_soak")
-    mocks = {
-        "flaky": MockUpstreamServer(tmp, fail_rate=0.5, fail_status=503),
-        "hang": MockUpstreamServer(tmp, hang_s=0.6),
-        "truncated": MockUpstreamServer(tmp, truncate_stream=True, reply="a b c d e f g h"),
-        "malformed": MockUpstreamServer(tmp, malformed_stream=True, reply="a b c d e f g"),
-        "nousage": MockUpstreamServer(tmp, no_usage=True),
-        "healthy": MockUpstreamServer(tmp, ms_per_token=5, reply="a b c d e f g h i j"),
-    }
-    deps = [mock_deployment(n, n, m, timeout_s=0.3 if n == "hang" else 5) for n, m in mocks.items()]
-    deps.append(
-        {
-            **mock_deployment("refused", "refused", mocks["healthy"]),
-            "api_base": f"http://127.0.0.1:{free_port()}/v1",
-        }
-    )
-    gw = GatewayServer(tmp, db, deps)
+    mocks: dict[str, MockUpstreamServer] = {}
+    start_fault_mocks(tmp, mocks)
+    gw = GatewayServer(tmp, db, fault_deployments(mocks))
     try:
         key = gw.new_tenant()[1]
         rids: list[str] = []
@@ -149,7 +106,7 @@ async def faulty_load(
             rid = "soak-" + uuid.uuid4().hex
             rids.append(rid)
             async with sem:
-                status = await send(client, *item, rid=rid)
+                status = await send_chat(client, *item, rid=rid, text=f"soak {rid}")
             statuses[status] = statuses.get(status, 0) + 1
 
         print(f"{'requests':>9} {'req/s':>7} {'rss MiB':>8} {'fds':>5} {'tcp':>5}")
@@ -210,13 +167,9 @@ async def steady_load(
             client, out = (mc, direct) if i % 10 == 9 else (gc, via_gw)
             t0 = time.perf_counter()
             try:
-                status = await send(
-                    client,
-                    "gpt-4o-mini" if client is gc else "mock-model",
-                    i % 2 == 0,
-                    False,
-                    "steady-" + uuid.uuid4().hex,
-                )
+                rid = "steady-" + uuid.uuid4().hex
+                model = "gpt-4o-mini" if client is gc else "mock-model"
+                status = await send_chat(client, model, i % 2 == 0, False, rid, f"soak {rid}")
             except httpx.HTTPError:
                 status = 599
             t1 = time.perf_counter()

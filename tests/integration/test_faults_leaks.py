@@ -21,13 +21,12 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.faults import FAULT_MIX, fault_deployments, send_chat, start_fault_mocks
 from tests.support.servers import (
     GatewayServer,
     MockUpstreamServer,
     create_database,
     drop_database,
-    free_port,
-    mock_deployment,
     sql,
     wait_for,
 )
@@ -39,20 +38,6 @@ MEASURED = 1200
 CONCURRENCY = 16
 FD_SLACK = 8
 RSS_SLACK_MB = 6.0  # the prepared-statement growth fixed in ledger.py measured +10.6 MiB here
-
-# (model, stream, client hangs up after the first chunk)
-MIX = [
-    ("refused", False, False),
-    ("flaky", False, False),
-    ("flaky", True, False),
-    ("hang", False, False),
-    ("hang", True, False),
-    ("truncated", True, False),
-    ("malformed", True, False),
-    ("nousage", False, False),
-    ("nousage", True, False),
-    ("healthy", True, True),
-]
 
 
 class Rig:
@@ -66,26 +51,8 @@ class Rig:
     def _start(self, tmp: Path) -> None:
         self.db = create_database("tg_leaks")
         self.mocks: dict[str, MockUpstreamServer] = {}
-        for name, knobs in (
-            ("flaky", {"fail_rate": 0.5, "fail_status": 503}),
-            ("hang", {"hang_s": 0.6}),
-            ("truncated", {"truncate_stream": True, "reply": "a b c d e f g h"}),
-            ("malformed", {"malformed_stream": True, "reply": "a b c d e f g"}),
-            ("nousage", {"no_usage": True}),
-            ("healthy", {"ms_per_token": 5, "reply": "a b c d e f g h i j"}),
-        ):
-            self.mocks[name] = MockUpstreamServer(tmp, **knobs)
-        deps = [
-            mock_deployment(name, name, mock, timeout_s=0.3 if name == "hang" else 5)
-            for name, mock in self.mocks.items()
-        ]
-        deps.append(
-            {
-                **mock_deployment("refused", "refused", self.mocks["healthy"]),
-                "api_base": f"http://127.0.0.1:{free_port()}/v1",
-            }
-        )
-        self.gw = GatewayServer(tmp, self.db, deps)
+        start_fault_mocks(tmp, self.mocks)
+        self.gw = GatewayServer(tmp, self.db, fault_deployments(self.mocks))
         self.key = self.gw.new_tenant()[1]
         self.proc = psutil.Process(self.gw.proc.pid)
         self.request_ids: list[str] = []
@@ -106,21 +73,8 @@ class Rig:
     async def one(self, client: httpx.AsyncClient, model: str, stream: bool, hang_up: bool) -> None:
         rid = "leak-" + uuid.uuid4().hex
         self.request_ids.append(rid)
-        body = {
-            "model": model,
-            "stream": stream,
-            "messages": [{"role": "user", "content": f"hello {rid}"}],
-        }
-        headers = {"x-request-id": rid}
-        if not stream:
-            r = await client.post("/chat/completions", json=body, headers=headers)
-            assert r.status_code in (200, 502, 503, 504), r.text
-            return
-        async with client.stream("POST", "/chat/completions", json=body, headers=headers) as r:
-            assert r.status_code in (200, 502, 503, 504)
-            async for _ in r.aiter_bytes():
-                if hang_up:
-                    break  # leave mid-stream: the gateway must cancel the upstream request
+        status = await send_chat(client, model, stream, hang_up, rid, f"hello {rid}")
+        assert status in (200, 502, 503, 504), (model, stream, status)
 
     async def run(self, n: int) -> None:
         limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
@@ -130,7 +84,7 @@ class Rig:
             limits=limits,
             headers={"Authorization": f"Bearer {self.key}", "Cache-Control": "no-cache, no-store"},
         ) as client:
-            work = itertools.islice(itertools.cycle(MIX), n)
+            work = itertools.islice(itertools.cycle(FAULT_MIX), n)
             sem = asyncio.Semaphore(CONCURRENCY)
 
             async def guarded(item: tuple[str, bool, bool]) -> None:
