@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from gateway.dashboard.queries import Figures, Overview
+from gateway.dashboard.queries import JOULES_PER_WH, Figures, Overview
 
 # At most this many tenants get their own colour in the stacked chart; the rest are "other".
 MAX_SERIES = 8
@@ -49,7 +49,7 @@ def energy_note(fig: Figures) -> str:
         return "No GPU energy recorded for these requests (cloud, cache hits, or no NVML)."
     return (
         f"{fig.energy_completion_tokens:,} generated tokens over "
-        f"{fig.energy_joules / 3600.0:,.3f} Wh, from {fig.energy_requests:,} of "
+        f"{fig.energy_joules / JOULES_PER_WH:,.3f} Wh, from {fig.energy_requests:,} of "
         f"{fig.requests:,} requests with measured GPU energy"
     )
 
