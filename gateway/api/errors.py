@@ -61,12 +61,32 @@ def http_error_response(
     return error_response(exc.status_code, message, type_, code, headers=out, request=request)
 
 
+def gateway_error_response(
+    exc: GatewayError, *, request: Request | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """A `GatewayError` with its own headers (Retry-After...) plus `headers`."""
+    out = {**exc.headers, **(headers or {})}
+    return error_response(exc.status_code, exc.message, exc.type, exc.code, exc.param, out, request)
+
+
+def internal_error_response(
+    *, request: Request | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """The 500 for an unexpected exception (logged by the caller; no detail leaves)."""
+    return error_response(
+        500,
+        "The gateway hit an internal error; the request was not completed.",
+        "server_error",
+        "internal_error",
+        headers=headers,
+        request=request,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway(request: Request, exc: GatewayError) -> Response:
-        return error_response(
-            exc.status_code, exc.message, exc.type, exc.code, exc.param, exc.headers, request
-        )
+        return gateway_error_response(exc, request=request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -89,10 +109,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            500,
-            "The gateway hit an internal error; the request was not completed.",
-            "server_error",
-            "internal_error",
-            request=request,
-        )
+        return internal_error_response(request=request)

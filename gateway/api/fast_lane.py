@@ -18,7 +18,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.errors import error_response, http_error_response
+from gateway.api.errors import (
+    gateway_error_response,
+    http_error_response,
+    internal_error_response,
+)
 from gateway.api.openai import parse_json, render
 from gateway.errors import GatewayError
 from gateway.pipeline.context import EndpointName
@@ -66,19 +70,10 @@ class FastLane:
         except HTTPException as exc:  # SizeGuard's 413 for a streamed body over the limit
             response = http_error_response(exc, scope["path"], headers={"x-request-id": rid})
         except GatewayError as exc:
-            out = {**exc.headers, "x-request-id": rid}
-            response = error_response(
-                exc.status_code, exc.message, exc.type, exc.code, exc.param, out
-            )
+            response = gateway_error_response(exc, headers={"x-request-id": rid})
         except Exception:
             log.exception("unhandled error on POST %s", scope["path"])
-            response = error_response(
-                500,
-                "The gateway hit an internal error; the request was not completed.",
-                "server_error",
-                "internal_error",
-                headers={"x-request-id": rid},
-            )
+            response = internal_error_response(headers={"x-request-id": rid})
         await response(scope, receive, send)
 
 
