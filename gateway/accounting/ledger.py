@@ -39,8 +39,8 @@ MONEY_COLUMNS = (
     "saved_compression_usd",
     "saved_routing_usd",
 )
+WAKE_AT_PENDING_ROWS = 500  # spooled rows that wake the writer before its flush interval
 # asyncpg allows 32767 bind parameters per statement; ~35 columns a row.
-ROWS_PER_STATEMENT = 500
 MAX_ROWS_PER_STATEMENT = 256  # a power of two; 256 x ~35 columns is far under 32767
 
 
@@ -67,7 +67,7 @@ class LedgerWriter:
     def submit(self, row: dict[str, Any]) -> None:
         """Spool a row durably. Call before the response's last byte is sent."""
         self.spool.append(row)
-        if self.spool.pending >= ROWS_PER_STATEMENT:
+        if self.spool.pending >= WAKE_AT_PENDING_ROWS:
             self._wake.set()
 
     async def start(self) -> None:
