@@ -10,6 +10,9 @@ With `max_tokens` the cost is priced on it (it is what the request may cost), bu
 long answer is `max_tokens` x a high quantile of the learned answer/max_tokens ratio: clients
 that send `max_tokens: 4096` for 300-token answers would otherwise be judged on 4,096 tokens
 and pushed to the fastest, dearest deployment. Until enough ratios are seen it is max_tokens.
+The ratio is learned per cap band (powers of two) as well as overall: a client that caps at
+64 tokens often fills its cap, one that sends 4,096 rarely does, and a single ratio mixing the
+two would judge the large cap on the small cap's share.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ def prompt_band(prompt_tokens: int) -> int:
 class CompletionLengths:
     """One model's completion lengths, overall and per prompt-size band."""
 
-    __slots__ = ("_bands", "overall", "ratios")
+    __slots__ = ("_bands", "_cap_ratios", "overall", "ratios")
 
     def __init__(
         self,
@@ -130,6 +133,7 @@ class CompletionLengths:
         self._bands: dict[int, LengthStats] = {}
         # answer/max_tokens shares (0 < r <= 1) of answers that were not cut off
         self.ratios = RatioWindow(size, q, cold_ratio=1.0, min_samples=1, floor=0.0)
+        self._cap_ratios: dict[int, RatioWindow] = {}  # the same, per max_tokens band
 
     @property
     def count(self) -> int:
@@ -153,7 +157,19 @@ class CompletionLengths:
         if prompt_tokens is not None and completion_tokens >= 0:
             self._band(prompt_tokens).observe(completion_tokens)
         if max_tokens is not None and max_tokens > 0 and completion_tokens >= 0:
-            self.ratios.add(min(1.0, completion_tokens / max_tokens))
+            share = min(1.0, completion_tokens / max_tokens)
+            self.ratios.add(share)
+            self._cap_band(max_tokens).add(share)
+
+    def _cap_band(self, max_tokens: int) -> RatioWindow:
+        band = prompt_band(max_tokens)
+        window = self._cap_ratios.get(band)
+        if window is None:
+            o = self.ratios
+            window = self._cap_ratios[band] = RatioWindow(
+                128, o.q, cold_ratio=1.0, min_samples=1, floor=0.0
+            )
+        return window
 
     def estimate(
         self, max_tokens: int | None = None, prompt_tokens: int | None = None
@@ -167,15 +183,20 @@ class CompletionLengths:
         return self.overall.estimate()
 
     def _long_answer(self, max_tokens: int) -> int:
-        """The SLO's long answer for this cap: max_tokens until enough shares are known."""
-        if len(self.ratios) < MIN_RATIO_SAMPLES:
+        """The SLO's long answer for this cap: max_tokens until enough shares are known (those
+        of caps in the same band once it has enough, else those of every cap)."""
+        window = self._cap_ratios.get(prompt_band(max_tokens))
+        if window is None or len(window) < MIN_RATIO_SAMPLES:
+            window = self.ratios
+        if len(window) < MIN_RATIO_SAMPLES:
             return max_tokens
-        return max(1, min(max_tokens, math.ceil(max_tokens * self.ratios.quantile())))
+        return max(1, min(max_tokens, math.ceil(max_tokens * window.quantile())))
 
     def to_state(self) -> dict[str, Any]:
         state = self.overall.to_state()
         state["bands"] = {str(k): v.to_state() for k, v in self._bands.items()}
         state["ratios"] = self.ratios.to_list()
+        state["cap_ratios"] = {str(k): v.to_list() for k, v in self._cap_ratios.items()}
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -188,6 +209,16 @@ class CompletionLengths:
                 shares = None
             if shares is not None:
                 self.ratios.load(shares)
+        cap_ratios = state.get("cap_ratios")
+        if isinstance(cap_ratios, dict):
+            for key, values in cap_ratios.items():
+                if not (str(key).isdigit() and isinstance(values, list)):
+                    continue
+                try:
+                    loaded = [min(1.0, float(x)) for x in values]
+                except (TypeError, ValueError):
+                    continue
+                self._cap_band(1 << min(20, int(key))).load(loaded)
         bands = state.get("bands")
         if not isinstance(bands, dict):
             return

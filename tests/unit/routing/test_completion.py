@@ -71,3 +71,22 @@ def test_tight_caps_keep_the_long_answer_near_the_cap() -> None:
         lengths.observe(60, prompt_tokens=100, max_tokens=64)  # answers nearly fill the cap
     assert lengths.estimate(max_tokens=64).high == 60
     assert lengths.estimate(max_tokens=1000).high >= 900
+
+
+def test_each_cap_band_is_judged_on_its_own_share() -> None:
+    # two clients: one fills a 64-token cap, the other uses ~5% of a 4096-token cap
+    lengths = CompletionLengths()
+    for i in range(64):
+        lengths.observe(60, prompt_tokens=100, max_tokens=64)
+        lengths.observe(180 + i, prompt_tokens=100, max_tokens=4096)
+    assert lengths.estimate(max_tokens=64).high == 60
+    big = lengths.estimate(max_tokens=4096)
+    assert big.expected == 4096  # still priced on the cap
+    assert 200 <= big.high <= 260  # judged on its own band's share, not the mixed one (~0.94)
+    # a band seen too little falls back to every cap's shares
+    assert lengths.estimate(max_tokens=512).high > 450
+    restored = CompletionLengths()
+    restored.load_state(lengths.to_state())
+    assert restored.estimate(max_tokens=4096) == big
+    restored.load_state({"v": 1, "cap_ratios": {"12": ["x"], "junk": [1.0]}})
+    assert restored.estimate(max_tokens=4096) == big
