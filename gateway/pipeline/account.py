@@ -234,7 +234,7 @@ def ledger_row(ctx: RequestContext) -> dict[str, Any]:
         "request_id": ctx.request_id,
         "tenant_id": ctx.tenant.id,
         "key_id": ctx.tenant.key_id,
-        "endpoint": ctx.endpoint,
+        "endpoint": ctx.api or ctx.endpoint,
         "model": ctx.model,
         "deployment": dep.name if dep else None,
         "provider": dep.provider if dep else None,

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 Json = dict[str, Any]
 EndpointName = Literal["chat", "completions", "embeddings"]
+# The API the client called; "responses" is served by the chat endpoint's stages.
+ApiName = Literal["chat", "completions", "embeddings", "responses"]
 ZERO = Decimal(0)
 
 
@@ -70,6 +72,7 @@ class RequestContext:
     body: Json  # what goes upstream; stages may rewrite it (compression, model)
     tenant: TenantInfo
     model: str  # what the client asked for
+    api: ApiName | None = None  # when not the endpoint itself (the ledger's `endpoint` column)
     stream: bool = False
     client_wants_usage: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased request headers

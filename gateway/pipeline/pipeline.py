@@ -21,8 +21,17 @@ from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.pipeline.account import usage_of
 from gateway.pipeline.auth import KeyStore, bearer_token
-from gateway.pipeline.context import EndpointName, Json, Reply, RequestContext, Stage, Usage
+from gateway.pipeline.context import (
+    ApiName,
+    EndpointName,
+    Json,
+    Reply,
+    RequestContext,
+    Stage,
+    Usage,
+)
 from gateway.pipeline.dispatch import Dispatcher
+from gateway.pipeline.responses_request import chat_body_from_responses
 from gateway.pipeline.route import resolve_candidates
 from gateway.pipeline.stream import StreamAssembler
 from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
@@ -31,10 +40,12 @@ from gateway.settings import FileConfig
 
 log = logging.getLogger("thriftgate.pipeline")
 
-VALIDATORS: dict[str, Callable[[Any], Json]] = {
-    "chat": validate_chat,
-    "completions": validate_completion,
-    "embeddings": validate_embedding,
+# Each API: the endpoint whose stages serve it, and what turns its body into that endpoint's.
+APIS: dict[ApiName, tuple[EndpointName, Callable[[Any], Json]]] = {
+    "chat": ("chat", validate_chat),
+    "completions": ("completions", validate_completion),
+    "embeddings": ("embeddings", validate_embedding),
+    "responses": ("chat", chat_body_from_responses),
 }
 MAX_REQUEST_ID = 128
 MAX_SLO_MS = 3_600_000
@@ -57,18 +68,20 @@ class Pipeline:
         self.dispatcher = dispatcher
 
     async def handle(
-        self, endpoint: EndpointName, body: Any, headers: dict[str, str]
+        self, api: ApiName, body: Any, headers: dict[str, str]
     ) -> tuple[RequestContext, Reply]:
         """Run one request. Raises GatewayError for failures before any byte is sent."""
         tenant = await self.keys.authenticate(
             bearer_token(headers.get("authorization"), headers.get("api-key"))
         )
-        body = VALIDATORS[endpoint](body)
+        endpoint, validate = APIS[api]
+        body = validate(body)
         model: str = body["model"]
         ctx = RequestContext(
             request_id=request_id_from(headers),
             ledger_id=uuid.uuid4().hex,
             endpoint=endpoint,
+            api=api if api != endpoint else None,
             body=body,
             tenant=tenant,
             model=model,

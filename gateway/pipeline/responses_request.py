@@ -1,0 +1,364 @@
+"""A Responses API request (`POST /v1/responses`) translated into a chat completions body.
+
+The gateway serves the Responses API as a translation onto the chat pipeline, so auth, limits,
+cache, compression, routing, fallback and the ledger apply unchanged. What needs state kept on
+our side (`previous_response_id`, `conversation`, stored `prompt`s, `background` runs, item
+references) or a hosted tool (web search, file search, ...) is refused with a 400 that names
+the parameter; `store` is accepted and ignored, because nothing is stored. Fields this module
+does not know are passed through to the chat body untouched, as the chat endpoint does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import InvalidRequest
+from gateway.pipeline.validate import MAX_TOKENS_LIMIT, validate_chat, validate_common
+
+Json = dict[str, Any]
+
+# Translated below, or accepted and dropped; never copied into the chat body as they are.
+TRANSLATED = frozenset(
+    {
+        "input", "instructions", "max_output_tokens", "tools", "tool_choice", "text",
+        "reasoning", "store", "include", "truncation", "max_tool_calls", "stream_options",
+        "background", "parallel_tool_calls", "prompt_cache_options", "top_logprobs",
+    }
+)  # fmt: skip
+# Need server-side state or OpenAI-hosted machinery the gateway does not have.
+UNSERVED = {
+    "previous_response_id": "responses are not stored, so there is no previous response to "
+    "continue; send the whole conversation in 'input'",
+    "conversation": "conversations are not stored; send the whole conversation in 'input'",
+    "prompt": "stored prompt templates are not available; send the text in 'instructions'",
+    "context_management": "server-side context management is not available",
+    "moderation": "OpenAI-hosted moderation is not available",
+}
+ROLES = frozenset({"user", "system", "developer", "assistant"})
+TOOL_CHOICES = frozenset({"auto", "none", "required"})
+# The one `include` value that asks for more than the answer text and usage; the others name
+# hosted-tool or reasoning details this gateway never produces, so they are accepted as no-ops.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def unsupported(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="unsupported_parameter")
+
+
+def invalid(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def chat_body_from_responses(raw: Any) -> Json:
+    """Validate a Responses request and return the equivalent chat completions body."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    validate_common(raw)
+    _refuse_unserved(raw)
+    body: Json = {k: v for k, v in raw.items() if k not in TRANSLATED and k not in UNSERVED}
+    messages: list[Json] = []
+    instructions = raw.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise invalid("'instructions' must be a string.", "instructions")
+        messages.append({"role": "system", "content": instructions})
+    messages.extend(messages_from_input(raw.get("input")))
+    body["messages"] = messages
+    _copy_int(raw, body, "max_output_tokens", "max_tokens")
+    tools = raw.get("tools")
+    if tools is not None:
+        chat_tools = tools_from_responses(tools)
+        if chat_tools:
+            body["tools"] = chat_tools
+            if raw.get("parallel_tool_calls") is not None:
+                body["parallel_tool_calls"] = raw["parallel_tool_calls"]
+    if raw.get("tool_choice") is not None:
+        body["tool_choice"] = tool_choice_from_responses(raw["tool_choice"])
+    body.update(text_options(raw.get("text")))
+    effort = reasoning_effort(raw.get("reasoning"))
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    if raw.get("stream"):
+        # Always ask for usage: the final `response.completed` event carries it.
+        body["stream_options"] = {"include_usage": True}
+    return validate_chat(body)
+
+
+def _refuse_unserved(raw: Json) -> None:
+    for name, why in UNSERVED.items():
+        if raw.get(name) is not None:
+            raise unsupported(f"'{name}' is not supported by this gateway: {why}.", name)
+    if raw.get("background") not in (None, False):
+        raise unsupported(
+            "'background' is not supported by this gateway: responses are answered in the "
+            "request and not stored; send the request without 'background'.",
+            "background",
+        )
+    store = raw.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise invalid("'store' must be a boolean.", "store")
+    include = raw.get("include")
+    if include is not None:
+        if not isinstance(include, list) or not all(isinstance(x, str) for x in include):
+            raise invalid("'include' must be an array of strings.", "include")
+        if LOGPROBS_INCLUDE in include:
+            raise unsupported(f"'include' value '{LOGPROBS_INCLUDE}' is not supported.", "include")
+    top_logprobs = raw.get("top_logprobs")
+    if top_logprobs not in (None, 0):
+        raise unsupported(
+            "'top_logprobs' is not supported: log probabilities are not returned.", "top_logprobs"
+        )
+    truncation = raw.get("truncation")
+    if truncation not in (None, "auto", "disabled"):
+        raise invalid("'truncation' must be 'auto' or 'disabled'.", "truncation")
+    ptc = raw.get("parallel_tool_calls")
+    if ptc is not None and not isinstance(ptc, bool):
+        raise invalid("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
+    metadata = raw.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("'metadata' must be an object.", "metadata")
+
+
+def _copy_int(raw: Json, body: Json, src: str, dst: str) -> None:
+    value = raw.get(src)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"'{src}' must be an integer.", src)
+    if not 1 <= value <= MAX_TOKENS_LIMIT:
+        raise invalid(f"'{src}' must be between 1 and {MAX_TOKENS_LIMIT}; got {value}.", src)
+    body[dst] = value
+
+
+# -- input -------------------------------------------------------------------------------
+
+
+def messages_from_input(inp: Any) -> list[Json]:
+    """`input` (a string or a list of items) as chat messages, in order."""
+    if isinstance(inp, str):
+        return [{"role": "user", "content": inp}]
+    if not isinstance(inp, list) or not inp:
+        raise InvalidRequest(
+            "'input' must be a string or a non-empty array of input items.",
+            param="input",
+            code="invalid_value" if inp is not None else "missing_required_parameter",
+        )
+    messages: list[Json] = []
+    for i, item in enumerate(inp):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(f"'{where}' must be an object.", where)
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "message":
+            messages.append(_message(item, where))
+        elif kind == "function_call":
+            _add_tool_call(messages, item, where)
+        elif kind == "function_call_output":
+            messages.append(_tool_result(item, where))
+        elif kind == "reasoning":
+            continue  # a reasoning model's own notes from an earlier turn: chat cannot take them
+        elif kind == "item_reference":
+            raise unsupported(
+                f"'{where}' is an item reference; items are not stored, send the item itself.",
+                f"{where}.type",
+            )
+        else:
+            raise unsupported(
+                f"'{where}.type' {kind!r} is not supported; use messages, 'function_call' "
+                "and 'function_call_output' items.",
+                f"{where}.type",
+            )
+    return messages
+
+
+def _message(item: Json, where: str) -> Json:
+    role = item.get("role")
+    if role not in ROLES:
+        raise invalid(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise invalid(
+            f"'{where}.content' must be a string or an array of content parts.",
+            f"{where}.content",
+        )
+    if role == "assistant":
+        return {"role": "assistant", "content": _assistant_text(content, where)}
+    parts = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    return {"role": role, "content": parts}
+
+
+def _assistant_text(content: list[Any], where: str) -> str:
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise invalid(f"'{at}' must be an object.", at)
+        kind = part.get("type")
+        key = "refusal" if kind == "refusal" else "text"
+        if kind not in ("output_text", "input_text", "refusal") or not isinstance(
+            part.get(key), str
+        ):
+            raise invalid(f"'{at}' must be an 'output_text' or 'refusal' part with its text.", at)
+        texts.append(part[key])
+    return "".join(texts)
+
+
+def _part(part: Any, at: str) -> Json:
+    if not isinstance(part, dict):
+        raise invalid(f"'{at}' must be an object.", at)
+    kind = part.get("type")
+    if kind in ("input_text", "output_text"):
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"'{at}.text' must be a string.", f"{at}.text")
+        return {"type": "text", "text": text}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str) or not url:
+            raise unsupported(
+                f"'{at}' needs an 'image_url' (an https or data: URL); uploaded 'file_id' "
+                "images are not supported.",
+                f"{at}.image_url",
+            )
+        image: Json = {"url": url}
+        if part.get("detail") is not None:
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file":
+        if part.get("file_url") is not None:
+            raise unsupported(f"'{at}.file_url' is not supported; send 'file_data'.", at)
+        file = {k: part[k] for k in ("file_data", "file_id", "filename") if part.get(k) is not None}
+        if not file.get("file_data") and not file.get("file_id"):
+            raise invalid(f"'{at}' needs 'file_data' or 'file_id'.", at)
+        return {"type": "file", "file": file}
+    raise unsupported(
+        f"'{at}.type' {kind!r} is not supported; use 'input_text', 'input_image' or 'input_file'.",
+        f"{at}.type",
+    )
+
+
+def _add_tool_call(messages: list[Json], item: Json, where: str) -> None:
+    call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments")
+    for field, value in (("call_id", call_id), ("name", name), ("arguments", args)):
+        if not isinstance(value, str):
+            raise invalid(f"'{where}.{field}' must be a string.", f"{where}.{field}")
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+    last = messages[-1] if messages else None
+    # A turn's text and its calls (or several parallel calls) are one assistant message.
+    if last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+        return
+    messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _tool_result(item: Json, where: str) -> Json:
+    call_id, output = item.get("call_id"), item.get("output")
+    if not isinstance(call_id, str):
+        raise invalid(f"'{where}.call_id' must be a string.", f"{where}.call_id")
+    if isinstance(output, list):
+        texts = []
+        for j, part in enumerate(output):
+            if not isinstance(part, dict) or part.get("type") != "input_text":
+                raise unsupported(
+                    f"'{where}.output[{j}]': only 'input_text' parts are supported in a "
+                    "function call's output.",
+                    f"{where}.output",
+                )
+            texts.append(str(part.get("text") or ""))
+        output = "".join(texts)
+    if not isinstance(output, str):
+        raise invalid(f"'{where}.output' must be a string.", f"{where}.output")
+    return {"role": "tool", "tool_call_id": call_id, "content": output}
+
+
+# -- tools and formats ---------------------------------------------------------------------
+
+
+def tools_from_responses(tools: Any) -> list[Json]:
+    """Flat `{"type":"function","name",...}` tools as chat's nested function tools."""
+    if not isinstance(tools, list):
+        raise invalid("'tools' must be an array of tools.", "tools")
+    out: list[Json] = []
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise invalid(f"'{where}' must be an object.", where)
+        kind = tool.get("type")
+        if kind != "function":
+            raise unsupported(
+                f"'{where}.type' {kind!r} is not supported: built-in tools (web search, file "
+                "search, code interpreter, ...) run on OpenAI's side; only 'function' tools "
+                "are available through this gateway.",
+                f"{where}.type",
+            )
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"'{where}.name' must be a non-empty string.", f"{where}.name")
+        fn: Json = {"name": name}
+        for key in ("description", "parameters", "strict"):
+            if tool.get(key) is not None:
+                fn[key] = tool[key]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def tool_choice_from_responses(choice: Any) -> Any:
+    if isinstance(choice, str) and choice in TOOL_CHOICES:
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid("'tool_choice.name' must be a non-empty string.", "tool_choice.name")
+        return {"type": "function", "function": {"name": name}}
+    raise unsupported(
+        "'tool_choice' must be 'auto', 'none', 'required' or "
+        '{"type": "function", "name": ...}.',
+        "tool_choice",
+    )
+
+
+def text_options(text: Any) -> Json:
+    """`text.format` as chat's `response_format`, and `text.verbosity` as `verbosity`."""
+    if text is None:
+        return {}
+    if not isinstance(text, dict):
+        raise invalid("'text' must be an object.", "text")
+    out: Json = {}
+    if text.get("verbosity") is not None:
+        out["verbosity"] = text["verbosity"]
+    fmt = text.get("format")
+    if fmt is None:
+        return out
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        out["response_format"] = {"type": "text"}
+    elif kind == "json_object":
+        out["response_format"] = {"type": "json_object"}
+    elif kind == "json_schema":
+        assert isinstance(fmt, dict)
+        name, schema = fmt.get("name"), fmt.get("schema")
+        if not isinstance(name, str) or not name:
+            raise invalid("'text.format.name' must be a non-empty string.", "text.format.name")
+        if not isinstance(schema, dict):
+            raise invalid("'text.format.schema' must be an object.", "text.format.schema")
+        spec: Json = {"name": name, "schema": schema}
+        for key in ("description", "strict"):
+            if fmt.get(key) is not None:
+                spec[key] = fmt[key]
+        out["response_format"] = {"type": "json_schema", "json_schema": spec}
+    else:
+        raise invalid(
+            "'text.format.type' must be 'text', 'json_object' or 'json_schema'.",
+            "text.format.type",
+        )
+    return out
+
+
+def reasoning_effort(reasoning: Any) -> Any:
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict):
+        raise invalid("'reasoning' must be an object.", "reasoning")
+    return reasoning.get("effort")
