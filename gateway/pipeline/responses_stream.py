@@ -1,0 +1,279 @@
+"""A chat completion chunk stream translated into the Responses API's stream events.
+
+`response.created` and `response.in_progress` open the stream; text arrives as a message item
+(`output_item.added`, `content_part.added`, `output_text.delta`..., then the matching `.done`
+events), each tool call as a `function_call` item with `function_call_arguments.delta`s; the
+stream ends with `response.completed` (or `response.incomplete` when cut by
+`max_output_tokens`) carrying the whole response and its usage. An in-band error from the
+pipeline (the upstream failed after the first byte) ends it with `error` and `response.failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.pipeline.responses_reply import (
+    as_object,
+    finish_status,
+    function_call_item,
+    item_ids,
+    message_item,
+    output_text,
+    response_shell,
+    usage_from_chat,
+)
+
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Call:
+    output_index: int
+    item_id: str
+    call_id: str
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class ResponsesStream:
+    """Stateful translator: feed chat chunks in order, send the events it returns in order."""
+
+    def __init__(
+        self,
+        response_id: str,
+        created_at: int,
+        model: str,
+        echo: Json,
+        *,
+        fallback_usage: Callable[[], Json | None] = lambda: None,
+    ) -> None:
+        self.response_id = response_id
+        self.created_at = created_at
+        self.model = model
+        self.echo = echo
+        self.fallback_usage = fallback_usage
+        self.msg_id, self.fc_prefix = item_ids(response_id)
+        self.seq = 0
+        self.output: list[tuple[int, Json]] = []  # finished items with their output_index
+        self.announced = 0  # items announced so far: the next item's output_index
+        self.text: list[str] | None = None  # the open message item's text, if one is open
+        self.text_index = -1
+        self.calls: dict[int, _Call] = {}  # open function calls by chat tool-call index
+        self.finish_reason: str | None = None
+        self.usage: Json | None = None
+
+    def _event(self, kind: str, **fields: Any) -> Json:
+        event = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        return event
+
+    def _shell(self, status: str) -> Json:
+        return response_shell(
+            self.response_id, self.created_at, self.model, self.echo, status=status
+        )
+
+    def start(self) -> list[Json]:
+        return [
+            self._event("response.created", response=self._shell("in_progress")),
+            self._event("response.in_progress", response=self._shell("in_progress")),
+        ]
+
+    def feed(self, chunk: Json) -> list[Json]:
+        events: list[Json] = []
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = usage_from_chat(chunk["usage"])
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            return events  # Responses has one answer; other choices (n > 1) are not shown
+        if isinstance(choice.get("finish_reason"), str):
+            self.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return events
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            events.extend(self._text_delta(content))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                events.extend(self._call_delta(call))
+        return events
+
+    def _text_delta(self, content: str) -> list[Json]:
+        events: list[Json] = []
+        if self.text is None:
+            self.text, self.text_index = [], self._next_index()
+            item = message_item(self.msg_id, "", status="in_progress")
+            events.append(
+                self._event("response.output_item.added", output_index=self.text_index, item=item)
+            )
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=self.msg_id,
+                    output_index=self.text_index,
+                    content_index=0,
+                    part=output_text(""),
+                )
+            )
+        self.text.append(content)
+        events.append(
+            self._event(
+                "response.output_text.delta",
+                item_id=self.msg_id,
+                output_index=self.text_index,
+                content_index=0,
+                delta=content,
+                logprobs=[],
+            )
+        )
+        return events
+
+    def _call_delta(self, call: Json) -> list[Json]:
+        events: list[Json] = []
+        index = call.get("index", 0)
+        fn = as_object(call.get("function"))
+        open_call = self.calls.get(index)
+        if open_call is None:
+            events.extend(self._close_text())
+            output_index = self._next_index()
+            open_call = _Call(
+                output_index,
+                f"{self.fc_prefix}{len(self.calls)}",
+                str(call.get("id") or f"call_{len(self.calls)}"),
+            )
+            self.calls[index] = open_call
+            open_call.name = str(fn.get("name") or "")
+            item = function_call_item(
+                open_call.item_id, open_call.call_id, open_call.name, "", status="in_progress"
+            )
+            events.append(
+                self._event("response.output_item.added", output_index=output_index, item=item)
+            )
+        elif fn.get("name"):
+            open_call.name += str(fn["name"])
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            open_call.arguments.append(args)
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=open_call.item_id,
+                    output_index=open_call.output_index,
+                    delta=args,
+                )
+            )
+        return events
+
+    def _next_index(self) -> int:
+        self.announced += 1
+        return self.announced - 1
+
+    def _items(self) -> list[Json]:
+        return [item for _, item in sorted(self.output, key=lambda pair: pair[0])]
+
+    def _close_text(self, status: str = "completed") -> list[Json]:
+        if self.text is None:
+            return []
+        text, index = "".join(self.text), self.text_index
+        self.text = None
+        item = message_item(self.msg_id, text, status=status)
+        self.output.append((index, item))
+        return [
+            self._event(
+                "response.output_text.done",
+                item_id=self.msg_id,
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self._event(
+                "response.content_part.done",
+                item_id=self.msg_id,
+                output_index=index,
+                content_index=0,
+                part=output_text(text),
+            ),
+            self._event("response.output_item.done", output_index=index, item=item),
+        ]
+
+    def _close_calls(self) -> list[Json]:
+        events: list[Json] = []
+        for call in sorted(self.calls.values(), key=lambda c: c.output_index):
+            args = "".join(call.arguments)
+            item = function_call_item(call.item_id, call.call_id, call.name, args)
+            self.output.append((call.output_index, item))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=call.item_id,
+                    output_index=call.output_index,
+                    name=call.name,
+                    arguments=args,
+                )
+            )
+            events.append(
+                self._event("response.output_item.done", output_index=call.output_index, item=item)
+            )
+        self.calls = {}
+        return events
+
+    def finish(self) -> list[Json]:
+        status, incomplete = finish_status(self.finish_reason)
+        events = self._close_text(status) + self._close_calls()
+        if not self.output:  # nothing was generated: still one (empty) message, as the JSON reply
+            item = message_item(self.msg_id, "", status=status)
+            self.output.append((self._next_index(), item))
+            events.append(self._event("response.output_item.added", output_index=0, item=item))
+            events.append(self._event("response.output_item.done", output_index=0, item=item))
+        body = self._shell(status)
+        body.update(
+            incomplete_details=incomplete,
+            output=self._items(),
+            usage=self.usage or self.fallback_usage(),
+        )
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        events.append(self._event(kind, response=body))
+        return events
+
+    def fail(self, error: Any) -> list[Json]:
+        err = error if isinstance(error, dict) else {}
+        message = str(err.get("message") or "The upstream failed while streaming the answer.")
+        events = [
+            self._event("error", code=err.get("code"), message=message, param=err.get("param"))
+        ]
+        events.extend(self._close_text("incomplete"))
+        events.extend(self._close_calls())
+        body = self._shell("failed")
+        body.update(
+            error={"code": "server_error", "message": message},
+            output=self._items(),
+            usage=self.usage or self.fallback_usage(),
+        )
+        events.append(self._event("response.failed", response=body))
+        return events
+
+
+async def response_events(
+    chunks: AsyncIterator[Json], translator: ResponsesStream
+) -> AsyncIterator[Json]:
+    """Drive the translator over the pipeline's chunk stream (closing it however this ends)."""
+    try:
+        for event in translator.start():
+            yield event
+        async for chunk in chunks:
+            if "error" in chunk and not chunk.get("choices"):
+                for event in translator.fail(chunk["error"]):
+                    yield event
+                return
+            for event in translator.feed(chunk):
+                yield event
+        for event in translator.finish():
+            yield event
+    finally:
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()
