@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway.api import admin, dashboard, health, metrics, openai
+from gateway.api import admin, dashboard, health, metrics, openai, responses
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_lane import FastLane
 from gateway.api.guards import SizeGuard
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(openai.router)
+    app.include_router(responses.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

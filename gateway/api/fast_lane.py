@@ -3,9 +3,9 @@
 Profiling the gateway under load (py-spy, 16 concurrent clients) put ~35% of its CPU in the
 framework layers around the handler: middlewares, routing, dependency solving. Installed as
 the user middleware just inside SizeGuard, this skips everything inside it:
-`POST /v1/chat/completions`,
-`/v1/completions` and `/v1/embeddings` are answered here instead, with the same parsing,
-pipeline, rendering and error shape as the FastAPI routes in `openai.py` (which stay
+`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/responses` are
+answered here instead, with the same parsing, pipeline, rendering and error shape as the
+FastAPI routes in `openai.py` and `responses.py` (which stay
 registered: they document the API in the OpenAPI schema and serve when
 `THRIFTGATE_FAST_LANE=false`). Everything else passes through untouched.
 """
@@ -24,16 +24,18 @@ from gateway.api.errors import (
     internal_error_response,
 )
 from gateway.api.openai import parse_json, render
+from gateway.api.responses import render_responses
 from gateway.errors import GatewayError
-from gateway.pipeline.context import EndpointName
+from gateway.pipeline.context import ApiName
 from gateway.pipeline.pipeline import request_id_from
 
 log = logging.getLogger("thriftgate.api")
 
-ROUTES: dict[str, EndpointName] = {
+ROUTES: dict[str, ApiName] = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
 }
 
 
@@ -43,15 +45,13 @@ class FastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = ROUTES.get(scope["path"])
-            if endpoint is not None:
-                await self._serve(endpoint, scope, receive, send)
+            api = ROUTES.get(scope["path"])
+            if api is not None:
+                await self._serve(api, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(
-        self, endpoint: EndpointName, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _serve(self, api: ApiName, scope: Scope, receive: Receive, send: Send) -> None:
         # Header and body size limits are enforced by SizeGuard, which wraps this middleware.
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
@@ -65,8 +65,12 @@ class FastLane:
             if raw is None:
                 return  # the client went away before sending its body
             services = scope["app"].state.services  # set by Starlette before any middleware
-            ctx, reply = await services.pipeline.handle(endpoint, parse_json(raw), headers)
-            response = render(ctx, reply)
+            body = parse_json(raw)
+            ctx, reply = await services.pipeline.handle(api, body, headers)
+            if api == "responses":
+                response = render_responses(ctx, reply, body)
+            else:
+                response = render(ctx, reply)
         except HTTPException as exc:  # SizeGuard's 413 for a streamed body over the limit
             response = http_error_response(exc, scope["path"], headers={"x-request-id": rid})
         except GatewayError as exc:

@@ -21,7 +21,7 @@ from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-_OBJECT_BODY = {
+OBJECT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
@@ -105,17 +105,17 @@ def render(ctx: RequestContext, reply: Reply) -> Response:
     )
 
 
-@router.post("/chat/completions", openapi_extra=_OBJECT_BODY)
+@router.post("/chat/completions", openapi_extra=OBJECT_BODY)
 async def chat_completions(request: Request) -> Response:
     return await _serve(request, "chat")
 
 
-@router.post("/completions", openapi_extra=_OBJECT_BODY)
+@router.post("/completions", openapi_extra=OBJECT_BODY)
 async def completions(request: Request) -> Response:
     return await _serve(request, "completions")
 
 
-@router.post("/embeddings", openapi_extra=_OBJECT_BODY)
+@router.post("/embeddings", openapi_extra=OBJECT_BODY)
 async def embeddings(request: Request) -> Response:
     return await _serve(request, "embeddings")
 

@@ -1,0 +1,125 @@
+"""The OpenAI Responses API (`/v1/responses`): parse, run the chat pipeline, render a response.
+
+The request is translated into a chat body inside the pipeline (`pipeline/responses_request.py`),
+so every stage applies unchanged; this module renders the chat reply as a `response` object, or
+the chat chunk stream as Responses stream events (`event: <type>` + `data: {...}`). Responses
+are not stored, so retrieving, deleting or cancelling one answers 404.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.api.deps import ServicesDep, header_map
+from gateway.api.openai import OBJECT_BODY, decision_headers, read_json
+from gateway.errors import NotFound
+from gateway.pipeline.auth import bearer_token
+from gateway.pipeline.context import Json, Reply, RequestContext
+from gateway.pipeline.pipeline import request_id_from
+from gateway.pipeline.responses_reply import (
+    echo_fields,
+    response_from_chat,
+    usage_from_chat,
+    usage_from_counts,
+)
+from gateway.pipeline.responses_stream import ResponsesStream, response_events
+from gateway.services import Services
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def render_responses(ctx: RequestContext, reply: Reply, raw: Json) -> Response:
+    """The chat pipeline's reply to a Responses request, as a `response` object or its stream."""
+    echo = echo_fields(raw)
+    response_id = "resp_" + ctx.ledger_id
+    created_at = int(time.time())
+
+    def counted_usage() -> Json:  # when the upstream sent none: what the ledger counted
+        u = ctx.usage
+        return usage_from_counts(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+
+    if reply.chunks is not None:
+        translator = ResponsesStream(
+            response_id, created_at, ctx.model, echo, fallback_usage=counted_usage
+        )
+        return StreamingResponse(
+            _sse(response_events(reply.chunks, translator)),
+            media_type="text/event-stream",
+            headers={**decision_headers(ctx, final=False), "cache-control": "no-cache"},
+        )
+    chat = reply.body or {}
+    if reply.status_code >= 400 or "error" in chat:
+        body = chat
+    else:
+        usage = usage_from_chat(chat.get("usage")) or counted_usage()
+        body = response_from_chat(
+            chat,
+            response_id=response_id,
+            created_at=created_at,
+            model=ctx.model,
+            echo=echo,
+            usage=usage,
+        )
+    return Response(
+        orjson.dumps(body),
+        status_code=reply.status_code,
+        media_type="application/json",
+        headers=decision_headers(ctx, final=True),
+    )
+
+
+async def _sse(events: AsyncIterator[Json]) -> AsyncIterator[bytes]:
+    # The Responses stream ends when its terminal event has been sent: no `[DONE]` line.
+    async for event in events:
+        yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+@router.post("/responses", openapi_extra=OBJECT_BODY)
+async def create_response(request: Request) -> Response:
+    services: Services = request.app.state.services
+    headers = header_map(request)
+    rid = request_id_from(headers)
+    headers["x-request-id"] = rid
+    request.state.request_id = rid
+    raw = await read_json(request)
+    ctx, reply = await services.pipeline.handle("responses", raw, headers)
+    return render_responses(ctx, reply, raw)
+
+
+async def _not_stored(request: Request, services: Services, response_id: str) -> NoReturn:
+    await services.keys.authenticate(
+        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
+    )
+    raise NotFound(
+        f"No response with id '{response_id}': this gateway does not store responses "
+        "(`store` is accepted and ignored), so they cannot be retrieved, listed, cancelled "
+        "or deleted.",
+        param="response_id",
+        code="response_not_found",
+    )
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request, services: ServicesDep) -> Response:
+    await _not_stored(request, services, response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request, services: ServicesDep) -> Response:
+    await _not_stored(request, services, response_id)
+
+
+@router.get("/responses/{response_id}/input_items")
+async def list_input_items(response_id: str, request: Request, services: ServicesDep) -> Response:
+    await _not_stored(request, services, response_id)
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, request: Request, services: ServicesDep) -> Response:
+    await _not_stored(request, services, response_id)
