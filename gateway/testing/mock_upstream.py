@@ -4,7 +4,8 @@
 
 Behaviour can be changed at run time with `POST /_control` (JSON: latency_ms, ms_per_token,
 fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), hang_s,
-no_usage, truncate_stream, malformed_stream, reply) and inspected with `GET /_requests` (the
+no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat answer at
+`max_tokens` words with finish_reason "length")) and inspected with `GET /_requests` (the
 last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
@@ -53,6 +54,7 @@ class MockUpstream:
             "truncate_stream": False,
             "malformed_stream": False,
             "reply": None,
+            "honor_max_tokens": False,
         }
         self.knobs.update({k: v for k, v in knobs.items() if v is not None})
         self.requests: deque[Json] = deque(maxlen=200)
@@ -123,6 +125,10 @@ class MockUpstream:
             bool(tools) and body.get("tool_choice") != "none" and messages[-1].get("role") != "tool"
         )
         text = "" if call_tool else self._reply_text(body)
+        finish = "tool_calls" if call_tool else "stop"
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if self.knobs["honor_max_tokens"] and isinstance(limit, int) and _words(text) > limit:
+            text, finish = " ".join(text.split()[:limit]), "length"
         prompt_tokens = self._prompt_tokens(body)
         tool_calls = None
         if call_tool:
@@ -144,7 +150,7 @@ class MockUpstream:
             "total_tokens": prompt_tokens + completion_tokens * n,
         }
         if body.get("stream"):
-            return await self._stream_chat(request, body, cid, text, tool_calls, usage, n)
+            return await self._stream_chat(request, body, cid, text, tool_calls, usage, n, finish)
         if self.knobs["ms_per_token"]:
             await asyncio.sleep(completion_tokens * float(self.knobs["ms_per_token"]) / 1000.0)
         message: Json = {"role": "assistant", "content": text or None}
@@ -159,7 +165,7 @@ class MockUpstream:
                 {
                     "index": i,
                     "message": message,
-                    "finish_reason": "tool_calls" if tool_calls else "stop",
+                    "finish_reason": finish,
                 }
                 for i in range(n)
             ],
@@ -177,6 +183,7 @@ class MockUpstream:
         tool_calls: list[Json] | None,
         usage: Json,
         n: int,
+        finish: str,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -264,7 +271,7 @@ class MockUpstream:
                         {
                             "index": i,
                             "delta": {},
-                            "finish_reason": "tool_calls" if tool_calls else "stop",
+                            "finish_reason": finish,
                         }
                     ],
                 }

@@ -154,6 +154,7 @@ class MockUpstreamServer(Process):
             malformed_stream=False,
             reply=None,
             fail_status=503,
+            honor_max_tokens=False,
         )
 
     def received(self) -> list[dict[str, Any]]:
