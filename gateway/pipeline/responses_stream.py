@@ -242,11 +242,10 @@ class ResponsesStream:
     def fail(self, error: Any) -> list[Json]:
         err = error if isinstance(error, dict) else {}
         message = str(err.get("message") or "The upstream failed while streaming the answer.")
-        events = [
+        events = self._close_text("incomplete") + self._close_calls()
+        events.append(
             self._event("error", code=err.get("code"), message=message, param=err.get("param"))
-        ]
-        events.extend(self._close_text("incomplete"))
-        events.extend(self._close_calls())
+        )
         body = self._shell("failed")
         body.update(
             error={"code": "server_error", "message": message},
