@@ -299,7 +299,9 @@ def test_json_schema_format_passes_through(gateway, tenant, mock_upstream):
     resp = client(gateway, key).responses.create(
         model=MODEL,
         input="What is the answer",
-        text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
+        text={
+            "format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+        },
     )
     sent = mock_upstream.received()[-1]["body"]
     assert sent["response_format"] == {
@@ -400,7 +402,9 @@ def test_unsupported_parameters_get_a_clear_400(gateway, tenant, extra, param):
 )
 def test_invalid_shapes_get_a_clear_400(gateway, tenant, body, param):
     _, key = tenant
-    r = httpx.post(gateway.url + "/responses", json=body, headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        gateway.url + "/responses", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["param"] == param and err["message"] and err["type"] == "invalid_request_error"
