@@ -446,6 +446,25 @@ def test_upstream_failure_mid_stream_ends_with_response_failed(gateway, tenant, 
     assert row["status_code"] >= 500 and row["endpoint"] == "responses"
 
 
+def test_client_leaving_mid_stream_is_accounted(gateway, tenant, mock_upstream):
+    _, key = tenant
+    request_id = rid()
+    mock_upstream.control(ms_per_token=200, reply=" ".join(["word"] * 40))
+    body = {"model": MODEL, "input": "leave early", "stream": True}
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "x-request-id": request_id,
+        "cache-control": "no-store",
+    }
+    with httpx.stream("POST", gateway.url + "/responses", json=body, headers=headers) as r:
+        for line in r.iter_lines():
+            if line == "event: response.output_text.delta":
+                break  # one delta seen; hang up
+    row = ledger_row(gateway, request_id)
+    assert row["status_code"] == 499 and row["endpoint"] == "responses"
+    assert row["completion_tokens"] > 0
+
+
 def test_upstream_failure_before_stream_is_a_502(gateway, tenant, mock_upstream):
     _, key = tenant
     mock_upstream.control(fail_next=1, fail_status=500)

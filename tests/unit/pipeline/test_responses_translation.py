@@ -97,6 +97,24 @@ def test_input_items_become_messages_in_order():
     ]
 
 
+def test_file_parts_become_chat_file_parts():
+    (message,) = messages_from_input(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_file", "filename": "a.pdf", "file_data": "data:x"},
+                    {"type": "input_text", "text": "summarise"},
+                ],
+            }
+        ]
+    )
+    assert message["content"][0] == {
+        "type": "file",
+        "file": {"file_data": "data:x", "filename": "a.pdf"},
+    }
+
+
 def test_function_calls_join_the_assistant_turn_and_outputs_become_tool_messages():
     messages = messages_from_input(
         [
