@@ -65,15 +65,15 @@ def chat_body_from_responses(raw: Any) -> Json:
     messages.extend(messages_from_input(raw.get("input")))
     body["messages"] = messages
     _copy_int(raw, body, "max_output_tokens", "max_tokens")
-    tools = raw.get("tools")
-    if tools is not None:
-        chat_tools = tools_from_responses(tools)
-        if chat_tools:
-            body["tools"] = chat_tools
-            if raw.get("parallel_tool_calls") is not None:
-                body["parallel_tool_calls"] = raw["parallel_tool_calls"]
-    if raw.get("tool_choice") is not None:
-        body["tool_choice"] = tool_choice_from_responses(raw["tool_choice"])
+    chat_tools = tools_from_responses(raw["tools"]) if raw.get("tools") is not None else []
+    choice = raw.get("tool_choice")
+    choice = tool_choice_from_responses(choice) if choice is not None else None
+    if chat_tools:  # OpenAI's chat API rejects these two without tools; Responses does not
+        body["tools"] = chat_tools
+        if raw.get("parallel_tool_calls") is not None:
+            body["parallel_tool_calls"] = raw["parallel_tool_calls"]
+        if choice is not None:
+            body["tool_choice"] = choice
     body.update(text_options(raw.get("text")))
     effort = reasoning_effort(raw.get("reasoning"))
     if effort is not None:

@@ -186,9 +186,10 @@ def test_tools_tool_choice_and_text_format():
     assert translate(text={"format": {"type": "json_object"}})["response_format"] == {
         "type": "json_object"
     }
-    assert translate(tool_choice="required")["tool_choice"] == "required"
-    # without tools, parallel_tool_calls is not sent (OpenAI's chat API rejects it then)
-    assert "parallel_tool_calls" not in translate(parallel_tool_calls=True)
+    assert translate(tools=[TOOL], tool_choice="required")["tool_choice"] == "required"
+    # without tools, neither is sent (OpenAI's chat API rejects them then)
+    bare = translate(parallel_tool_calls=True, tool_choice="auto")
+    assert "parallel_tool_calls" not in bare and "tool_choice" not in bare
 
 
 def test_stream_asks_for_usage_and_reasoning_effort_maps():
