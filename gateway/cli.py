@@ -67,8 +67,11 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
     except (SQLAlchemyError, OSError) as exc:
-        typer.echo(f"error: database {settings.database_url.split('@')[-1]!r}: "
-                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", err=True)
+        typer.echo(
+            f"error: database {settings.database_url.split('@')[-1]!r}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            err=True,
+        )
         raise typer.Exit(1) from None
 
 
