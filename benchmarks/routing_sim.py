@@ -283,7 +283,8 @@ class Sim:
                 flight,
                 completion_tokens=req.completion,
                 total_ms=total,
-                count_length=True,  # as dispatch: only answers cut by max_tokens are not learned
+                # as dispatch: an answer cut off by max_tokens says nothing about its length
+                count_length=req.max_tokens is None or req.completion < req.max_tokens,
             )
 
         self.push(pending, start + total / 1000.0, done)
@@ -375,7 +376,13 @@ class Sim:
                     out.misses[f"{kind} slo={req.slo_ms:.0f} {cap} served={served}"] += 1
 
 
-def load_requests(paths: list[Path], speed: float, limit: int | None, seed: int) -> list[Request]:
+# Caps real clients send: fixed per app, mostly far above the answer, sometimes below it.
+CLIENT_CAPS = (256, 512, 1024, 1024, 2048, 4096)
+
+
+def load_requests(
+    paths: list[Path], speed: float, limit: int | None, seed: int, caps: str = "fitted"
+) -> list[Request]:
     rng = random.Random(seed)
     rows: list[tuple[float, int, int]] = []
     for path in paths:
@@ -396,7 +403,11 @@ def load_requests(paths: list[Path], speed: float, limit: int | None, seed: int)
         stream = rng.random() < 0.7
         max_tokens = None
         if rng.random() < (0.3 if stream else 0.6):
-            max_tokens = max(64, 1 << (completion - 1).bit_length())  # a cap above the answer
+            if caps == "fitted":  # a cap just above the answer: it tells the router its length
+                max_tokens = max(64, 1 << (completion - 1).bit_length())
+            else:  # an app's fixed cap; an answer longer than it is cut off there
+                max_tokens = rng.choice(CLIENT_CAPS)
+                completion = min(completion, max_tokens)
         noise = {
             d.name: (rng.lognormvariate(0, 0.12), rng.lognormvariate(0, 0.08), rng.random())
             for d in CONFIGS
@@ -424,11 +435,24 @@ def main() -> None:
         action="store_true",
         help="fall back in the first ranking's order (before: re-rank for the time left)",
     )
+    ap.add_argument(
+        "--caps",
+        choices=("fitted", "client"),
+        default="fitted",
+        help="max_tokens sent: 'fitted' = the next power of two above the real answer (it tells "
+        "the router the answer's length within 2x); 'client' = a fixed cap per app "
+        f"{CLIENT_CAPS}, cutting longer answers",
+    )
+    ap.add_argument(
+        "--price-on-max-tokens",
+        action="store_true",
+        help="price requests that send max_tokens on the whole cap (before: the learned share)",
+    )
     ap.add_argument("--latency-quantile", type=float, default=RouterTuning().latency_quantile)
     ap.add_argument("--completion-quantile", type=float, default=RouterTuning().completion_quantile)
     args = ap.parse_args()
 
-    requests = load_requests(args.traces, args.speed, args.limit, args.seed)
+    requests = load_requests(args.traces, args.speed, args.limit, args.seed, args.caps)
     duration = requests[-1].t - requests[0].t
     world = World.build([d.name for d in CONFIGS], duration + 600, random.Random(args.seed + 1))
     sim = Sim(world, requests)
@@ -445,7 +469,9 @@ def main() -> None:
     ]
 
     tuning = RouterTuning(
-        latency_quantile=args.latency_quantile, completion_quantile=args.completion_quantile
+        latency_quantile=args.latency_quantile,
+        completion_quantile=args.completion_quantile,
+        price_on_max_tokens=args.price_on_max_tokens,
     )
     router = Router(catalog, tuning=tuning)
 

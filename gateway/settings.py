@@ -81,6 +81,9 @@ class RoutingConfig(BaseModel):
     cooldown_s: float = Field(default=5.0, gt=0)  # open -> half-open
     max_cooldown_s: float = Field(default=30.0, gt=0)  # cap of the doubling after failed probes
     latency_quantile: float = Field(default=0.9, gt=0.5, lt=1)  # the tail an SLO is judged on
+    # true: a request with max_tokens is priced as if it used all of it; false (default): on
+    # the share of that cap its answers have been seeing (the cap until 32 are seen)
+    price_on_max_tokens: bool = False
     stats_flush_interval_s: float = Field(default=30.0, gt=0)  # learned stats -> database
 
 

@@ -80,6 +80,9 @@ class RatioWindow:
         self._dirty = False
         return value
 
+    def mean(self) -> float:
+        return sum(self._buf) / len(self._buf) if self._buf else self.cold_ratio
+
     def to_list(self) -> list[float]:
         # oldest first, so a reload keeps the same eviction order
         return self._buf[self._next :] + self._buf[: self._next]

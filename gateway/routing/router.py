@@ -37,6 +37,9 @@ class RouterTuning:
     latency_alpha: float = 0.15
     latency_quantile: float = 0.9
     completion_quantile: float = 0.9  # the answer length a total-time SLO is judged on
+    # With max_tokens: price on the cap itself (the literal rule), not on the learned share of
+    # it that answers use (see gateway/routing/completion.py).
+    price_on_max_tokens: bool = False
     # A deployment unobserved for this long drifts back toward its configured prior, so one
     # that was slow once gets tried again instead of being shunned for good.
     stale_after_s: float = 60.0
@@ -49,6 +52,7 @@ class RouterTuning:
             cooldown_s=cfg.cooldown_s,
             max_cooldown_s=cfg.max_cooldown_s,
             latency_quantile=cfg.latency_quantile,
+            price_on_max_tokens=cfg.price_on_max_tokens,
         )
 
 
@@ -126,7 +130,8 @@ class Router:
             )
 
     def _new_lengths(self) -> CompletionLengths:
-        return CompletionLengths(q=self.tuning.completion_quantile)
+        t = self.tuning
+        return CompletionLengths(q=t.completion_quantile, price_on_max_tokens=t.price_on_max_tokens)
 
     # -- candidates ---------------------------------------------------------------------
 
