@@ -36,7 +36,7 @@ class RouterTuning:
     max_cooldown_s: float = 30.0
     latency_alpha: float = 0.15
     latency_quantile: float = 0.9
-    completion_quantile: float = 0.9  # the answer length a total-time SLO is judged on
+    completion_quantile: float = 0.95  # the answer length a total-time SLO is judged on
     # With max_tokens: price on the cap itself (the literal rule), not on the learned share of
     # it that answers use (see gateway/routing/completion.py).
     price_on_max_tokens: bool = False
