@@ -151,7 +151,9 @@ def _prefix_negation(a: TextFacts, b: TextFacts) -> bool:
 
 
 def _prefix_match(word: str, others: frozenset[str]) -> bool:
-    """'fast' ~ 'faster', 'america' ~ 'american': one word plus at most three letters."""
+    """'fast' ~ 'faster', 'america' ~ 'american': one word plus at most three letters; or one
+    stem of five letters or more with different short endings ('summary' ~ 'summarize',
+    'simple' ~ 'simply')."""
     if len(word) < 4:
         return False
     for other in others:
@@ -160,7 +162,19 @@ def _prefix_match(word: str, others: frozenset[str]) -> bool:
         short, long = (word, other) if len(word) <= len(other) else (other, word)
         if long.startswith(short) and len(long) - len(short) <= 3:
             return True
+        shared = _shared_prefix(word, other)
+        if shared >= 5 and len(word) - shared <= 3 and len(other) - shared <= 3:
+            return True
     return False
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _unmatched_names(a: TextFacts, b: TextFacts) -> set[str]:

@@ -165,3 +165,15 @@ def test_conversational_wrapping_is_stripped(text: str, core: str) -> None:
 def test_wrapping_does_not_hide_a_difference(verifier: PairVerifier, model: OnnxMiniLM) -> None:
     cached = "Can you tell me what the capital of France is?"
     assert not judge(verifier, model, cached, "hi! what's the capital of Germany?")[0]
+
+
+def test_stems_with_different_short_endings_are_counterparts(verifier: PairVerifier) -> None:
+    # "summary" ~ "summarize", "simple" ~ "simply": not unmatched content words
+    query, cached = analyse("Give me a summary of Hamlet"), analyse("Summarize Hamlet simply")
+    only_q, only_c = verifier._unmatched(query.content, cached.content)
+    assert "summary" not in " ".join(only_q) and "summarize" not in " ".join(only_c)
+    # a shared beginning alone is not enough
+    assert verifier._unmatched(analyse("transport").content, analyse("transparent").content) != (
+        [],
+        [],
+    )
