@@ -232,10 +232,13 @@ def fit(sets: list[Scored], args: argparse.Namespace) -> tuple[dict[str, float],
     (with a margin: held-out rates are noisier) on every file's tuning split."""
     best: tuple[float, dict[str, float], float] = (-1.0, dict(DEFAULT_WEIGHTS), args.threshold)
     grid = itertools.product(
-        (0.0, -0.1, -0.2, -0.3, -0.4, -0.5), (0.0, -0.05, -0.1, -0.2), (0.0, -0.05, -0.1)
+        (0.0, -0.1, -0.2, -0.3, -0.4, -0.5),
+        (0.0, -0.05, -0.1, -0.2),
+        (0.0, -0.05, -0.1),
+        (0.0, -0.1, -0.2),
     )
-    for a, b, c in grid:
-        w = {"unmatched_max": a, "unmatched_min": b, "name_one_side": c}
+    for a, b, c, e in grid:
+        w = {"unmatched_max": a, "unmatched_min": b, "name_one_side": c, "intent_conflict": e}
         all_scores = [scores(d.feats, w, d.cos, args.min_cos) for d in sets]
         for t in np.arange(0.78, 0.98, 0.01):
             hits = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -199,6 +200,7 @@ class TextFacts:
     polar: frozenset[tuple[int, int]]  # (group, side)
     names: frozenset[str]  # lower-cased capitalised words that are not sentence-initial
     acronyms: frozenset[str]  # lower-cased ALL-CAPS tokens, e.g. "us", "nasa"
+    intent: str = "other"  # what kind of answer the question asks for (see `question_intent`)
 
 
 def stem(word: str) -> str:
@@ -342,7 +344,42 @@ def analyse(text: str) -> TextFacts:
         polar=frozenset(polar),
         names=frozenset(names),
         acronyms=frozenset(acronyms),
+        intent=question_intent(tokens),
     )
+
+
+_AUXILIARIES = frozenset(
+    _words(
+        "is are was were am do does did has have had can could will would should shall may "
+        "might must"
+    )
+)
+_MODALS = frozenset(_words("can could will would should shall may might must"))
+_WH_INTENT = {
+    "why": "reason", "when": "time", "where": "place", "who": "person", "whom": "person",
+    "whose": "person", "what": "what", "which": "what", "how": "method",
+}  # fmt: skip
+_AMOUNT = frozenset(_words("many much long often old far big tall large fast expensive"))
+
+
+def question_intent(tokens: Sequence[str]) -> str:
+    """The kind of answer a question asks for, from how it opens: "reason" (why), "time",
+    "place", "person", "amount" (how many / much / long...), "method" (how, in what way),
+    "what", "yesno" ("is ...", "does ..."; "yesno-modal" for "can / should / would ..."),
+    or "other" (a request, a statement)."""
+    for i, tok in enumerate(tokens[:4]):
+        if tok in _WH_INTENT:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if tok == "how" and nxt in _AMOUNT:
+                return "amount"
+            if tok == "what" and nxt == "way":
+                return "method"
+            return _WH_INTENT[tok]
+        if i == 0 and tok in _AUXILIARIES:
+            return "yesno-modal" if tok in _MODALS else "yesno"
+        if i == 0 and tok not in ("in", "and", "so", "but", "then", "also", "or"):
+            break
+    return "other"
 
 
 def _sentence_starts(text: str, raw: list[str]) -> set[int]:

@@ -27,6 +27,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "unmatched_max": -0.20,  # share of one side's content words with no counterpart
     "unmatched_min": -0.05,
     "name_one_side": -0.10,  # a name only one side mentions
+    "intent_conflict": -0.10,  # they ask for different kinds of answer (why vs is, when vs did)
 }
 DEFAULT_MIN_COS = 0.80  # below this an entry is never a candidate
 DEFAULT_SCORE_THRESHOLD = 0.93  # the penalised score a hit must reach
@@ -85,6 +86,7 @@ class PairVerifier:
             "unmatched_count": float(len(only_q) + len(only_c)),
             "name_one_side": float(bool(names_q) != bool(names_c)),
             "names_both_sides": float(bool(names_q) and bool(names_c)),
+            "intent_conflict": float(intents_conflict(query.intent, cached.intent)),
         }
 
     def score(self, feats: dict[str, float]) -> float:
@@ -102,6 +104,20 @@ class PairVerifier:
         keep_a = [w for w, row in zip(only_a, close, strict=True) if not row.any()]
         keep_b = [w for w, col in zip(only_b, close.T, strict=True) if not col.any()]
         return keep_a, keep_b
+
+
+# Kinds of answer that never stand in for each other ("Why is X negative?" is not answered by
+# "yes"); "what" / "method" / "other" overlap too much ("What is the best way to X?" = "How do I
+# X?") to count, and a modal yes/no question is often a "how" ("Can I learn X fast?").
+_DISTINCT_INTENTS = frozenset({"reason", "time", "place", "person", "amount"})
+
+
+def intents_conflict(a: str, b: str) -> bool:
+    if a == b or "other" in (a, b):
+        return False
+    if a in _DISTINCT_INTENTS or b in _DISTINCT_INTENTS:
+        return True
+    return {a, b} == {"yesno", "method"}  # "Does HIV cause AIDS?" / "How does HIV cause AIDS?"
 
 
 def hard_difference(a: TextFacts, b: TextFacts) -> str | None:

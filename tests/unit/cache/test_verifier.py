@@ -21,7 +21,7 @@ from gateway.cache.text_facts import (
     stem,
     strip_wrappers,
 )
-from gateway.cache.verifier import PairVerifier, hard_difference
+from gateway.cache.verifier import PairVerifier, hard_difference, intents_conflict
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +177,41 @@ def test_stems_with_different_short_endings_are_counterparts(verifier: PairVerif
         [],
         [],
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Is activation energy negative?", "yesno"),
+        ("Why is activation energy negative?", "reason"),
+        ("When did the Vikings reach America?", "time"),
+        ("In what way do moles cause cancer?", "method"),
+        ("How many legs does a spider have?", "amount"),
+        ("Can I learn Python fast?", "yesno-modal"),
+        ("Can you tell me what the capital of France is?", "what"),
+        ("Write a haiku about autumn", "other"),
+    ],
+)
+def test_question_intent(text: str, intent: str) -> None:
+    assert analyse(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Is activation energy negative?", "Why is activation energy negative?"),
+        ("Did the Vikings discover North America?", "When did the Vikings discover North America?"),
+        ("Does HIV cause AIDS?", "How does HIV cause AIDS?"),
+    ],
+)
+def test_questions_asking_for_different_kinds_of_answer_miss(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    assert judge(verifier, model, cached, query)[0] is False
+
+
+def test_interchangeable_openings_do_not_conflict() -> None:
+    assert not intents_conflict("what", "method")  # "What is the best way to X?" / "How do I X?"
+    assert not intents_conflict("yesno-modal", "method")  # "Can I learn X fast?" / "How can I..."
+    assert not intents_conflict("other", "reason")
+    assert intents_conflict("yesno", "reason") and intents_conflict("time", "place")
