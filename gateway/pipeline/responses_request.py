@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.pipeline.validate import MAX_TOKENS_LIMIT, validate_chat, validate_common
+from gateway.pipeline.validate import (
+    MAX_TOKENS_LIMIT,
+    int_field,
+    invalid_value,
+    validate_chat,
+    validate_common,
+)
 
 Json = dict[str, Any]
 
@@ -45,10 +51,6 @@ def unsupported(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="unsupported_parameter")
 
 
-def invalid(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_value")
-
-
 def chat_body_from_responses(raw: Any) -> Json:
     """Validate a Responses request and return the equivalent chat completions body."""
     if not isinstance(raw, dict):
@@ -60,11 +62,13 @@ def chat_body_from_responses(raw: Any) -> Json:
     instructions = raw.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
-            raise invalid("'instructions' must be a string.", "instructions")
+            raise invalid_value("'instructions' must be a string.", "instructions")
         messages.append({"role": "system", "content": instructions})
     messages.extend(messages_from_input(raw.get("input")))
     body["messages"] = messages
-    _copy_int(raw, body, "max_output_tokens", "max_tokens")
+    int_field(raw, "max_output_tokens", 1, MAX_TOKENS_LIMIT)
+    if raw.get("max_output_tokens") is not None:
+        body["max_tokens"] = raw["max_output_tokens"]
     chat_tools = tools_from_responses(raw["tools"]) if raw.get("tools") is not None else []
     choice = raw.get("tool_choice")
     choice = tool_choice_from_responses(choice) if choice is not None else None
@@ -96,11 +100,11 @@ def _refuse_unserved(raw: Json) -> None:
         )
     store = raw.get("store")
     if store is not None and not isinstance(store, bool):
-        raise invalid("'store' must be a boolean.", "store")
+        raise invalid_value("'store' must be a boolean.", "store")
     include = raw.get("include")
     if include is not None:
         if not isinstance(include, list) or not all(isinstance(x, str) for x in include):
-            raise invalid("'include' must be an array of strings.", "include")
+            raise invalid_value("'include' must be an array of strings.", "include")
         if LOGPROBS_INCLUDE in include:
             raise unsupported(f"'include' value '{LOGPROBS_INCLUDE}' is not supported.", "include")
     top_logprobs = raw.get("top_logprobs")
@@ -110,24 +114,13 @@ def _refuse_unserved(raw: Json) -> None:
         )
     truncation = raw.get("truncation")
     if truncation not in (None, "auto", "disabled"):
-        raise invalid("'truncation' must be 'auto' or 'disabled'.", "truncation")
+        raise invalid_value("'truncation' must be 'auto' or 'disabled'.", "truncation")
     ptc = raw.get("parallel_tool_calls")
     if ptc is not None and not isinstance(ptc, bool):
-        raise invalid("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
+        raise invalid_value("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise invalid("'metadata' must be an object.", "metadata")
-
-
-def _copy_int(raw: Json, body: Json, src: str, dst: str) -> None:
-    value = raw.get(src)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"'{src}' must be an integer.", src)
-    if not 1 <= value <= MAX_TOKENS_LIMIT:
-        raise invalid(f"'{src}' must be between 1 and {MAX_TOKENS_LIMIT}; got {value}.", src)
-    body[dst] = value
+        raise invalid_value("'metadata' must be an object.", "metadata")
 
 
 # -- input -------------------------------------------------------------------------------
@@ -147,7 +140,7 @@ def messages_from_input(inp: Any) -> list[Json]:
     for i, item in enumerate(inp):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise invalid(f"'{where}' must be an object.", where)
+            raise invalid_value(f"'{where}' must be an object.", where)
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             messages.append(_message(item, where))
@@ -174,12 +167,12 @@ def messages_from_input(inp: Any) -> list[Json]:
 def _message(item: Json, where: str) -> Json:
     role = item.get("role")
     if role not in ROLES:
-        raise invalid(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
+        raise invalid_value(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
     content = item.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}
     if not isinstance(content, list):
-        raise invalid(
+        raise invalid_value(
             f"'{where}.content' must be a string or an array of content parts.",
             f"{where}.content",
         )
@@ -194,25 +187,27 @@ def _assistant_text(content: list[Any], where: str) -> str:
     for j, part in enumerate(content):
         at = f"{where}.content[{j}]"
         if not isinstance(part, dict):
-            raise invalid(f"'{at}' must be an object.", at)
+            raise invalid_value(f"'{at}' must be an object.", at)
         kind = part.get("type")
         key = "refusal" if kind == "refusal" else "text"
         if kind not in ("output_text", "input_text", "refusal") or not isinstance(
             part.get(key), str
         ):
-            raise invalid(f"'{at}' must be an 'output_text' or 'refusal' part with its text.", at)
+            raise invalid_value(
+                f"'{at}' must be an 'output_text' or 'refusal' part with its text.", at
+            )
         texts.append(part[key])
     return "".join(texts)
 
 
 def _part(part: Any, at: str) -> Json:
     if not isinstance(part, dict):
-        raise invalid(f"'{at}' must be an object.", at)
+        raise invalid_value(f"'{at}' must be an object.", at)
     kind = part.get("type")
     if kind in ("input_text", "output_text"):
         text = part.get("text")
         if not isinstance(text, str):
-            raise invalid(f"'{at}.text' must be a string.", f"{at}.text")
+            raise invalid_value(f"'{at}.text' must be a string.", f"{at}.text")
         return {"type": "text", "text": text}
     if kind == "input_image":
         url = part.get("image_url")
@@ -231,7 +226,7 @@ def _part(part: Any, at: str) -> Json:
             raise unsupported(f"'{at}.file_url' is not supported; send 'file_data'.", at)
         file = {k: part[k] for k in ("file_data", "file_id", "filename") if part.get(k) is not None}
         if not file.get("file_data") and not file.get("file_id"):
-            raise invalid(f"'{at}' needs 'file_data' or 'file_id'.", at)
+            raise invalid_value(f"'{at}' needs 'file_data' or 'file_id'.", at)
         return {"type": "file", "file": file}
     raise unsupported(
         f"'{at}.type' {kind!r} is not supported; use 'input_text', 'input_image' or 'input_file'.",
@@ -243,7 +238,7 @@ def _add_tool_call(messages: list[Json], item: Json, where: str) -> None:
     call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments")
     for field, value in (("call_id", call_id), ("name", name), ("arguments", args)):
         if not isinstance(value, str):
-            raise invalid(f"'{where}.{field}' must be a string.", f"{where}.{field}")
+            raise invalid_value(f"'{where}.{field}' must be a string.", f"{where}.{field}")
     call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
     last = messages[-1] if messages else None
     # A turn's text and its calls (or several parallel calls) are one assistant message.
@@ -256,7 +251,7 @@ def _add_tool_call(messages: list[Json], item: Json, where: str) -> None:
 def _tool_result(item: Json, where: str) -> Json:
     call_id, output = item.get("call_id"), item.get("output")
     if not isinstance(call_id, str):
-        raise invalid(f"'{where}.call_id' must be a string.", f"{where}.call_id")
+        raise invalid_value(f"'{where}.call_id' must be a string.", f"{where}.call_id")
     if isinstance(output, list):
         texts = []
         for j, part in enumerate(output):
@@ -269,7 +264,7 @@ def _tool_result(item: Json, where: str) -> Json:
             texts.append(str(part.get("text") or ""))
         output = "".join(texts)
     if not isinstance(output, str):
-        raise invalid(f"'{where}.output' must be a string.", f"{where}.output")
+        raise invalid_value(f"'{where}.output' must be a string.", f"{where}.output")
     return {"role": "tool", "tool_call_id": call_id, "content": output}
 
 
@@ -279,12 +274,12 @@ def _tool_result(item: Json, where: str) -> Json:
 def tools_from_responses(tools: Any) -> list[Json]:
     """Flat `{"type":"function","name",...}` tools as chat's nested function tools."""
     if not isinstance(tools, list):
-        raise invalid("'tools' must be an array of tools.", "tools")
+        raise invalid_value("'tools' must be an array of tools.", "tools")
     out: list[Json] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
-            raise invalid(f"'{where}' must be an object.", where)
+            raise invalid_value(f"'{where}' must be an object.", where)
         kind = tool.get("type")
         if kind != "function":
             raise unsupported(
@@ -295,7 +290,7 @@ def tools_from_responses(tools: Any) -> list[Json]:
             )
         name = tool.get("name")
         if not isinstance(name, str) or not name:
-            raise invalid(f"'{where}.name' must be a non-empty string.", f"{where}.name")
+            raise invalid_value(f"'{where}.name' must be a non-empty string.", f"{where}.name")
         fn: Json = {"name": name}
         for key in ("description", "parameters", "strict"):
             if tool.get(key) is not None:
@@ -310,7 +305,9 @@ def tool_choice_from_responses(choice: Any) -> Any:
     if isinstance(choice, dict) and choice.get("type") == "function":
         name = choice.get("name")
         if not isinstance(name, str) or not name:
-            raise invalid("'tool_choice.name' must be a non-empty string.", "tool_choice.name")
+            raise invalid_value(
+                "'tool_choice.name' must be a non-empty string.", "tool_choice.name"
+            )
         return {"type": "function", "function": {"name": name}}
     raise unsupported(
         "'tool_choice' must be 'auto', 'none', 'required' or "
@@ -324,7 +321,7 @@ def text_options(text: Any) -> Json:
     if text is None:
         return {}
     if not isinstance(text, dict):
-        raise invalid("'text' must be an object.", "text")
+        raise invalid_value("'text' must be an object.", "text")
     out: Json = {}
     if text.get("verbosity") is not None:
         out["verbosity"] = text["verbosity"]
@@ -340,16 +337,18 @@ def text_options(text: Any) -> Json:
         assert isinstance(fmt, dict)
         name, schema = fmt.get("name"), fmt.get("schema")
         if not isinstance(name, str) or not name:
-            raise invalid("'text.format.name' must be a non-empty string.", "text.format.name")
+            raise invalid_value(
+                "'text.format.name' must be a non-empty string.", "text.format.name"
+            )
         if not isinstance(schema, dict):
-            raise invalid("'text.format.schema' must be an object.", "text.format.schema")
+            raise invalid_value("'text.format.schema' must be an object.", "text.format.schema")
         spec: Json = {"name": name, "schema": schema}
         for key in ("description", "strict"):
             if fmt.get(key) is not None:
                 spec[key] = fmt[key]
         out["response_format"] = {"type": "json_schema", "json_schema": spec}
     else:
-        raise invalid(
+        raise invalid_value(
             "'text.format.type' must be 'text', 'json_object' or 'json_schema'.",
             "text.format.type",
         )
@@ -360,5 +359,5 @@ def reasoning_effort(reasoning: Any) -> Any:
     if reasoning is None:
         return None
     if not isinstance(reasoning, dict):
-        raise invalid("'reasoning' must be an object.", "reasoning")
+        raise invalid_value("'reasoning' must be an object.", "reasoning")
     return reasoning.get("effort")

@@ -14,18 +14,20 @@ MAX_TOKENS_LIMIT = 1_000_000
 MAX_N = 128
 
 
-def _fail(message: str, param: str) -> InvalidRequest:
+def invalid_value(message: str, param: str) -> InvalidRequest:
+    """A 400 for a field whose value is wrong (`code: invalid_value`, `param` naming it)."""
     return InvalidRequest(message, param=param, code="invalid_value")
 
 
-def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
+def int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
+    """`body[name]`, when present, must be an integer in [lo, hi]."""
     value = body.get(name)
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(f"'{name}' must be an integer.", name)
+        raise invalid_value(f"'{name}' must be an integer.", name)
     if not lo <= value <= hi:
-        raise _fail(f"'{name}' must be between {lo} and {hi}; got {value}.", name)
+        raise invalid_value(f"'{name}' must be between {lo} and {hi}; got {value}.", name)
 
 
 def _num_field(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
@@ -33,9 +35,9 @@ def _num_field(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(f"'{name}' must be a number.", name)
+        raise invalid_value(f"'{name}' must be a number.", name)
     if not lo <= value <= hi:
-        raise _fail(f"'{name}' must be between {lo:g} and {hi:g}; got {value}.", name)
+        raise invalid_value(f"'{name}' must be between {lo:g} and {hi:g}; got {value}.", name)
 
 
 def validate_common(raw: Any) -> dict[str, Any]:
@@ -50,21 +52,21 @@ def validate_common(raw: Any) -> dict[str, Any]:
             code="missing_model" if model is None else "invalid_value",
         )
     if len(model) > 200:
-        raise _fail("'model' is too long.", "model")
+        raise invalid_value("'model' is too long.", "model")
     return body
 
 
 def validate_generation(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _fail("'stream' must be a boolean.", "stream")
+        raise invalid_value("'stream' must be a boolean.", "stream")
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
-        raise _fail("'stream_options' must be an object.", "stream_options")
-    _int_field(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
-    _int_field(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
-    _int_field(body, "n", 1, MAX_N)
-    _int_field(body, "seed", -(2**63), 2**63 - 1)
+        raise invalid_value("'stream_options' must be an object.", "stream_options")
+    int_field(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
+    int_field(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
+    int_field(body, "n", 1, MAX_N)
+    int_field(body, "seed", -(2**63), 2**63 - 1)
     _num_field(body, "temperature", 0.0, 2.0)
     _num_field(body, "top_p", 0.0, 1.0)
     _num_field(body, "presence_penalty", -2.0, 2.0)
@@ -74,10 +76,10 @@ def validate_generation(body: dict[str, Any]) -> None:
         not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
     )
     if stop is not None and not isinstance(stop, str) and bad_stop:
-        raise _fail("'stop' must be a string or a list of up to 4 strings.", "stop")
+        raise invalid_value("'stop' must be a string or a list of up to 4 strings.", "stop")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
-        raise _fail("'user' must be a string.", "user")
+        raise invalid_value("'user' must be a string.", "user")
 
 
 def validate_chat(raw: Any) -> dict[str, Any]:
@@ -92,22 +94,24 @@ def validate_chat(raw: Any) -> dict[str, Any]:
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise _fail(f"'{where}' must be an object.", where)
+            raise invalid_value(f"'{where}' must be an object.", where)
         role = msg.get("role")
         if role not in ROLES:
-            raise _fail(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
+            raise invalid_value(f"'{where}.role' must be one of {sorted(ROLES)}.", f"{where}.role")
         content = msg.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise _fail(
+            raise invalid_value(
                 f"'{where}.content' must be a string or an array of parts.", f"{where}.content"
             )
         if content is None and role in ("system", "developer", "user"):
-            raise _fail(f"'{where}.content' is required for role '{role}'.", f"{where}.content")
+            raise invalid_value(
+                f"'{where}.content' is required for role '{role}'.", f"{where}.content"
+            )
     tools = body.get("tools")
     if tools is not None and (
         not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
     ):
-        raise _fail("'tools' must be an array of objects.", "tools")
+        raise invalid_value("'tools' must be an array of objects.", "tools")
     validate_generation(body)
     return body
 
