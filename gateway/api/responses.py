@@ -16,12 +16,11 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.api.deps import ServicesDep, header_map
-from gateway.api.openai import OBJECT_BODY, decision_headers, read_json
+from gateway.api.deps import ServicesDep
+from gateway.api.openai import OBJECT_BODY, decision_headers, run_pipeline
 from gateway.errors import NotFound
 from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import Json, Reply, RequestContext
-from gateway.pipeline.pipeline import request_id_from
 from gateway.pipeline.responses_reply import (
     echo_fields,
     response_from_chat,
@@ -82,13 +81,7 @@ async def _sse(events: AsyncIterator[Json]) -> AsyncIterator[bytes]:
 
 @router.post("/responses", openapi_extra=OBJECT_BODY)
 async def create_response(request: Request) -> Response:
-    services: Services = request.app.state.services
-    headers = header_map(request)
-    rid = request_id_from(headers)
-    headers["x-request-id"] = rid
-    request.state.request_id = rid
-    raw = await read_json(request)
-    ctx, reply = await services.pipeline.handle("responses", raw, headers)
+    ctx, reply, raw = await run_pipeline(request, "responses")
     return render_responses(ctx, reply, raw)
 
 
