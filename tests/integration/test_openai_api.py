@@ -9,26 +9,13 @@ import httpx
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, sql, wait_for
+from tests.support.servers import GatewayServer, ledger_row
+from tests.support.servers import sdk_client as client
 
 pytestmark = pytest.mark.integration
 
 PRICE_IN = Decimal("0.15")
 PRICE_OUT = Decimal("0.60")
-
-
-def client(gateway: GatewayServer, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
-
-
-def ledger_row(gateway: GatewayServer, request_id: str) -> dict:
-    rows = wait_for(
-        lambda: sql(gateway.db_url, "SELECT * FROM usage_ledger WHERE request_id = $1", request_id),
-        timeout_s=10,
-    )
-    assert rows, f"no ledger row for {request_id}"
-    assert len(rows) == 1
-    return dict(rows[0])
 
 
 @pytest.fixture(scope="module")

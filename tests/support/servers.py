@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import openai
 import yaml
 
 PG_BASE = os.environ.get("THRIFTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -252,3 +253,19 @@ def wait_for(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.05) 
         if time.monotonic() > deadline:
             return value
         time.sleep(interval_s)
+
+
+def sdk_client(gateway: GatewayServer, key: str) -> openai.OpenAI:
+    """The official SDK pointed at `gateway`: no retries, so a test sees each answer."""
+    return openai.OpenAI(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
+
+
+def ledger_row(gateway: GatewayServer, request_id: str) -> dict[str, Any]:
+    """The one ledger row of `request_id`, once written (rows are written after the answer)."""
+    rows = wait_for(
+        lambda: sql(gateway.db_url, "SELECT * FROM usage_ledger WHERE request_id = $1", request_id),
+        timeout_s=10,
+    )
+    assert rows, f"no ledger row for {request_id}"
+    assert len(rows) == 1
+    return dict(rows[0])
