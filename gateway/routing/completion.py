@@ -6,10 +6,10 @@ Lengths are also learned per prompt-size band (powers of two): in the Azure conv
 the answer length depends strongly on it (p50 93 tokens for 256-511-token prompts, 395 for
 512-2047), so a band's own figures are far tighter than the model's as a whole.
 
-With `max_tokens` the cost is priced on it (it is what the request may cost), but the SLO's
-long answer is `max_tokens` x a high quantile of the learned answer/max_tokens ratio: clients
-that send `max_tokens: 4096` for 300-token answers would otherwise be judged on 4,096 tokens
-and pushed to the fastest, dearest deployment. Until enough ratios are seen it is max_tokens.
+With `max_tokens` the SLO's long answer is `max_tokens` x a high quantile of the learned
+answer/max_tokens ratio: clients that send `max_tokens: 4096` for 300-token answers would
+otherwise be judged on 4,096 tokens and pushed to the fastest, dearest deployment. Until
+enough ratios are seen it is max_tokens.
 The ratio is learned per cap band (powers of two) as well as overall: a client that caps at
 64 tokens often fills its cap, one that sends 4,096 rarely does, and a single ratio mixing the
 two would judge the large cap on the small cap's share.
@@ -141,7 +141,7 @@ class CompletionLengths:
         self.price_on_max_tokens = price_on_max_tokens
         self._bands: dict[int, LengthStats] = {}
         # answer/max_tokens shares (0 < r <= 1) of answers that were not cut off
-        self.ratios = RatioWindow(size, q, cold_ratio=1.0, min_samples=1, floor=0.0)
+        self.ratios = _share_window(size, q)
         self._cap_ratios: dict[int, RatioWindow] = {}  # the same, per max_tokens band
 
     @property
@@ -174,10 +174,7 @@ class CompletionLengths:
         band = prompt_band(max_tokens)
         window = self._cap_ratios.get(band)
         if window is None:
-            o = self.ratios
-            window = self._cap_ratios[band] = RatioWindow(
-                128, o.q, cold_ratio=1.0, min_samples=1, floor=0.0
-            )
+            window = self._cap_ratios[band] = _share_window(128, self.ratios.q)
         return window
 
     def estimate(
@@ -215,27 +212,33 @@ class CompletionLengths:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.overall.load_state(state)
-        ratios = state.get("ratios")
-        if isinstance(ratios, list):
-            try:
-                shares = [min(1.0, float(x)) for x in ratios]
-            except (TypeError, ValueError):
-                shares = None
-            if shares is not None:
-                self.ratios.load(shares)
+        shares = _shares_of(state.get("ratios"))
+        if shares is not None:
+            self.ratios.load(shares)
         cap_ratios = state.get("cap_ratios")
         if isinstance(cap_ratios, dict):
             for key, values in cap_ratios.items():
-                if not (str(key).isdigit() and isinstance(values, list)):
-                    continue
-                try:
-                    loaded = [min(1.0, float(x)) for x in values]
-                except (TypeError, ValueError):
-                    continue
-                self._cap_band(1 << min(20, int(key))).load(loaded)
+                shares = _shares_of(values)
+                if str(key).isdigit() and shares is not None:
+                    self._cap_band(1 << min(20, int(key))).load(shares)
         bands = state.get("bands")
         if not isinstance(bands, dict):
             return
         for key, sub in bands.items():
             if isinstance(sub, dict) and str(key).isdigit():
                 self._band(1 << min(20, int(key))).load_state(sub)
+
+
+def _share_window(size: int, q: float) -> RatioWindow:
+    """A window of answer/max_tokens shares: no floor, no cold-start spread."""
+    return RatioWindow(size, q, cold_ratio=1.0, min_samples=1, floor=0.0)
+
+
+def _shares_of(values: Any) -> list[float] | None:
+    """Saved shares as floats (capped at 1); None for anything that is not a list of numbers."""
+    if not isinstance(values, list):
+        return None
+    try:
+        return [min(1.0, float(x)) for x in values]
+    except (TypeError, ValueError):
+        return None
