@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,7 +81,9 @@ def export_onnx(source: Path, target: Path) -> None:
     axes = {0: "batch", 1: "tokens"}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    with torch.no_grad():
+    # the tracer warns about data-dependent branches it freezes (padding checks); expected
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             _States(),
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),
