@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.budgets import upsert_counter_delta
@@ -39,6 +39,12 @@ MONEY_COLUMNS = (
     "saved_compression_usd",
     "saved_routing_usd",
 )
+# SQLSTATE classes that say the database refuses writes as a whole, not this row: connection
+# (08), read-only transaction (25), rollback (40: serialization, deadlock), insufficient
+# resources (53: disk full), operator intervention (57: shutting down), system/IO error (58), XX.
+OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "25", "40", "53", "57", "58", "XX"})
+# What a row the database will never take raises (a value out of a column's range...).
+ROW_ERRORS = (DBAPIError, KeyError, ValueError, TypeError, OverflowError)
 WAKE_AT_PENDING_ROWS = 500  # spooled rows that wake the writer before its flush interval
 # asyncpg allows 32767 bind parameters per statement; ~35 columns a row.
 MAX_ROWS_PER_STATEMENT = 256  # a power of two; 256 x ~35 columns is far under 32767
@@ -63,10 +69,20 @@ class LedgerWriter:
         self.db_errors = 0
         self.rows_rejected = 0
         self.healthy = True
+        # rows the spool's disk refused (full, read-only): held here until it or the database
+        # takes them, so a client's request is never failed or unbilled for it
+        self._held: list[dict[str, Any]] = []
 
     def submit(self, row: dict[str, Any]) -> None:
         """Spool a row durably. Call before the response's last byte is sent."""
-        self.spool.append(row)
+        try:
+            self.spool.append(row)
+        except OSError as exc:
+            if not self._held:
+                log.error("ledger: the spool refuses writes (%s); holding rows in memory", exc)
+            self._held.append(row)
+            self._wake.set()
+            return
         if self.spool.pending >= WAKE_AT_PENDING_ROWS:
             self._wake.set()
 
@@ -92,15 +108,41 @@ class LedgerWriter:
     async def flush(self) -> int:
         """Write every closed (and the current) segment to the database; returns rows inserted."""
         async with self._lock:
-            self.spool.rotate()
-            written = 0
+            written = await self._flush_held()
+            stuck: OSError | None = None
+            try:
+                self.spool.rotate()
+            except OSError as exc:  # no new segment: the open one keeps taking rows
+                stuck = exc
             for segment in self.spool.closed_segments():
                 rows = list(LedgerSpool.read(segment))
                 if rows:
                     written += await self._write_segment(segment, rows)
                 segment.unlink(missing_ok=True)
             self.rows_written += written
+            if stuck is not None:
+                raise stuck  # unhealthy, and retried with back-off
             return written
+
+    async def _flush_held(self) -> int:
+        """Rows the spool refused: back into the spool if it takes them now, else straight
+        to the database (idempotent, like a segment)."""
+        if not self._held:
+            return 0
+        held, self._held = self._held, []
+        spooled = 0
+        try:
+            for row in held:
+                self.spool.append(row)
+                spooled += 1
+        except OSError:
+            rest = held[spooled:]
+            try:
+                return await self._write(rest)
+            except Exception:
+                self._held = rest + self._held
+                raise
+        return 0
 
     async def _write_segment(self, segment: Path, rows: list[dict[str, Any]]) -> int:
         """Write a segment in one transaction; if the database refuses it while up, row by row.
@@ -111,20 +153,28 @@ class LedgerWriter:
         """
         try:
             return await self._write(rows)
-        except (DBAPIError, KeyError, ValueError, TypeError) as exc:
-            if isinstance(exc, DBAPIError) and not await self._db_up():
-                raise  # the database is down: keep the segment, retry with back-off
+        except ROW_ERRORS as exc:
+            if await self._outage(exc):
+                raise  # the database is down or read-only: keep the segment, retry later
             first_error = exc
         written, rejected = 0, []
         for row in rows:
             try:
                 written += await self._write([row])
-            except (DBAPIError, KeyError, ValueError, TypeError) as exc:
-                if isinstance(exc, DBAPIError) and not await self._db_up():
+            except ROW_ERRORS as exc:
+                if await self._outage(exc):
                     raise  # rows written so far are idempotent on replay
                 rejected.append(row)
         self._quarantine(segment, rejected, first_error)
         return written
+
+    async def _outage(self, exc: Exception) -> bool:
+        """True when the error is the database's, not the row's: it is down, or up but
+        refusing every write (a read-only file or transaction, a full disk), which a `SELECT 1`
+        alone does not show."""
+        if not isinstance(exc, DBAPIError):
+            return False
+        return write_outage(exc) or not await self._db_up()
 
     async def _db_up(self) -> bool:
         try:
@@ -210,7 +260,16 @@ class LedgerWriter:
             await asyncio.wait_for(self.flush(), timeout=10)
         except Exception as exc:
             log.warning("final ledger flush failed (%s); rows stay spooled", type(exc).__name__)
+        if self._held:
+            log.error("ledger: %d row(s) neither spooled nor written are lost", len(self._held))
         self.spool.close()
+
+
+def write_outage(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError):  # SQLite: read-only, disk full, locked, I/O error
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state[:2] in OUTAGE_SQLSTATE_CLASSES
 
 
 def statement_sizes(n: int) -> list[int]:

@@ -39,10 +39,16 @@ class LedgerSpool:
         return self.dir / f"{self.owner}-{seq:012d}.jsonl"
 
     def _open_segment(self) -> None:
-        self._seq += 1
-        self._open_path = self._segment_path(self._seq)
-        self._fd = os.open(self._open_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-        self._rows_in_open = 0
+        """Open the next segment, then close the previous one. If the new one cannot be created
+        (a full disk, a read-only directory) this raises and the open segment stays open and
+        keeps taking rows: the descriptor is never left pointing at a closed file."""
+        seq = self._seq + 1
+        path = self._segment_path(seq)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        previous, self._fd = self._fd, fd
+        self._seq, self._open_path, self._rows_in_open = seq, path, 0
+        if previous >= 0:
+            os.close(previous)
 
     @property
     def pending(self) -> int:
@@ -56,7 +62,6 @@ class LedgerSpool:
         """Close the open segment (if it holds rows) so the writer may take it."""
         if self._rows_in_open == 0:
             return
-        os.close(self._fd)
         self._open_segment()
 
     def closed_segments(self) -> list[Path]:
