@@ -98,6 +98,10 @@ class OpenAICompatibleProvider:
             raise UpstreamError(f"Deployment {dep.name!r} returned malformed JSON.") from exc
         if not isinstance(parsed, dict):
             raise UpstreamError(f"Deployment {dep.name!r} returned a non-object JSON body.")
+        if "error" in parsed and "choices" not in parsed and "data" not in parsed:
+            # some providers answer an overload with HTTP 200 and an error body
+            why = _masked(dep, _message(parsed))
+            raise UpstreamError(f"Deployment {dep.name!r} answered with an error: {why}")
         return parsed
 
     async def complete(
@@ -106,12 +110,18 @@ class OpenAICompatibleProvider:
         payload = {**body, "model": dep.served_model}
         payload.pop("stream", None)
         payload.pop("stream_options", None)
-        return await self._post_json(dep, endpoint, payload, timeout_s)
+        out = await self._post_json(dep, endpoint, payload, timeout_s)
+        if not isinstance(out.get("choices"), list):
+            raise UpstreamError(f"Deployment {dep.name!r} returned no choices.")
+        return out
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
-        return await self._post_json(
+        out = await self._post_json(
             dep, "embeddings", {**body, "model": dep.served_model}, timeout_s
         )
+        if not isinstance(out.get("data"), list):
+            raise UpstreamError(f"Deployment {dep.name!r} returned no embeddings.")
+        return out
 
     async def stream(
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
@@ -145,9 +155,8 @@ class OpenAICompatibleProvider:
                     if not isinstance(chunk, dict):
                         raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
                     if "error" in chunk and "choices" not in chunk:
-                        raise UpstreamError(
-                            f"Deployment {dep.name!r} failed mid-stream: {_message(chunk)}"
-                        )
+                        why = _masked(dep, _message(chunk))
+                        raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
                     yield chunk
                 if not done:
                     raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
@@ -178,18 +187,41 @@ def _message(parsed: Any) -> str:
     return "no error message"
 
 
+def _masked(dep: Deployment, text: str) -> str:
+    key = dep.config.api_key()
+    # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
+    return text.replace(key, "***") if key else text
+
+
+def _code_and_param(parsed: Any) -> tuple[str | None, str | None]:
+    """The OpenAI error's `code` and `param` ("context_length_exceeded", "messages"), if any."""
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(err, dict):
+        return None, None
+    code, param = err.get("code"), err.get("param")
+    return (
+        code[:100] if isinstance(code, str) and code else None,
+        param[:100] if isinstance(param, str) and param else None,
+    )
+
+
 def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
+    parsed: Any = None
     try:
-        msg = _message(orjson.loads(raw))
+        parsed = orjson.loads(raw)
+        msg = _message(parsed)
     except orjson.JSONDecodeError:
         msg = raw[:200].decode("utf-8", "replace").strip() or "empty body"
-    key = dep.config.api_key()
-    if key:  # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
-        msg = msg.replace(key, "***")
-    text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
+    text = f"Deployment {dep.name!r} returned HTTP {status}: {_masked(dep, msg)}"
     if status in (400, 404, 413, 422):
-        # The request itself is wrong; another deployment would refuse it too.
-        err = InvalidRequest(text, code="upstream_rejected_request")
+        # The request itself is wrong; another deployment would refuse it too. Its code and
+        # param go back as they came: clients branch on "context_length_exceeded".
+        code, param = _code_and_param(parsed)
+        err = InvalidRequest(
+            text,
+            code=_masked(dep, code) if code else "upstream_rejected_request",
+            param=_masked(dep, param) if param else None,
+        )
         err.status_code = 400 if status != 413 else 413
         raise err
     return UpstreamError(text, upstream_status=status, retryable=True)

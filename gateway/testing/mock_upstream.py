@@ -3,7 +3,8 @@
     python -m gateway.testing.mock_upstream --port 9100 [--latency-ms 0] [--ms-per-token 0]
 
 Behaviour can be changed at run time with `POST /_control` (JSON: latency_ms, ms_per_token,
-fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), hang_s,
+fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), fail_code and
+fail_param (the failure's OpenAI error code and param), hang_s,
 no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat answer at
 `max_tokens` words with finish_reason "length")) and inspected with `GET /_requests` (the
 last bodies and auth headers it received).
@@ -49,6 +50,8 @@ class MockUpstream:
             "fail_next": 0,
             "fail_rate": 0.0,
             "fail_after_ms": 0.0,
+            "fail_code": None,
+            "fail_param": None,
             "hang_s": 0.0,
             "no_usage": False,
             "truncate_stream": False,
@@ -102,8 +105,9 @@ class MockUpstream:
                 {
                     "error": {
                         "message": f"mock failure {status}",
-                        "type": "server_error",
-                        "code": None,
+                        "type": "server_error" if status >= 500 else "invalid_request_error",
+                        "param": self.knobs["fail_param"],
+                        "code": self.knobs["fail_code"],
                     }
                 },
                 status=status,

@@ -108,6 +108,7 @@ class Rig:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
+        deps += pair("odd-200-fb") + solo("rejected")
         self.absurd = ThreadingHTTPServer(("127.0.0.1", 0), _AbsurdUsage)
         threading.Thread(target=self.absurd.serve_forever, daemon=True).start()
         deps += [
@@ -306,21 +307,51 @@ def test_missing_usage_is_counted_locally(rig: Rig, stream: bool) -> None:
     assert row["cost_usd"] > 0
 
 
-def test_malformed_json_body_from_upstream_is_502(rig: Rig) -> None:
-    # An upstream answering 200 with an error-shaped body that is not a completion.
+def test_an_error_body_with_http_200_is_an_upstream_failure(rig: Rig) -> None:
+    """Some providers answer an overload with HTTP 200 and `{"error": ...}`: not a completion,
+    so not billed and not passed on as a success the SDK cannot read."""
     rig.primary.control(fail_next=1, fail_status=200)
     r = rid()
-    try:
-        out = rig.client.chat.completions.create(
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
             model="odd-200", messages=msgs(), extra_headers={"x-request-id": r}
         )
-        status = 200
-        assert out is not None
-    except openai.APIStatusError as exc:
-        status = exc.status_code
+    assert info.value.status_code == 502
+    assert "answered with an error: mock failure 200" in info.value.message
     row = rig.row(r)
-    assert row["status_code"] == status
-    assert status < 500 or row["error_code"] is not None
+    assert (row["status_code"], row["error_code"], row["cost_usd"]) == (502, "upstream_error", 0)
+
+
+def test_an_error_body_with_http_200_falls_back(rig: Rig) -> None:
+    rig.primary.control(fail_next=1, fail_status=200)
+    r = rid()
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="odd-200-fb", messages=msgs(), extra_headers={"x-request-id": r}
+    )
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-thriftgate-deployment"] == "odd-200-fb-b"
+    assert rig.row(r)["route_reason"] == "fallback-after-502"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refusal_keeps_the_upstreams_error_code_and_param(rig: Rig, stream: bool) -> None:
+    """Clients branch on OpenAI's codes ("context_length_exceeded"): they pass through."""
+    rig.primary.control(
+        fail_next=1, fail_status=400, fail_code="context_length_exceeded", fail_param="messages"
+    )
+    prompt = msgs()
+    with pytest.raises(openai.BadRequestError) as info:
+        out = rig.client.chat.completions.create(model="rejected", messages=prompt, stream=stream)
+        list(out)  # type: ignore[call-overload]
+    err = info.value.body
+    assert isinstance(err, dict)
+    assert (err["code"], err["param"], err["type"]) == (
+        "context_length_exceeded",
+        "messages",
+        "invalid_request_error",
+    )
+    sent = [r for r in rig.primary.received() if r["body"].get("messages") == prompt]
+    assert len(sent) == 1  # a refusal is not retried
 
 
 def test_absurd_upstream_usage_is_recounted(rig: Rig) -> None:

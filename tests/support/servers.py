@@ -155,6 +155,8 @@ class MockUpstreamServer(Process):
             malformed_stream=False,
             reply=None,
             fail_status=503,
+            fail_code=None,
+            fail_param=None,
             honor_max_tokens=False,
         )
 
