@@ -88,6 +88,10 @@ class AccountStage:
             return
         dep = ctx.deployment
         if dep is None or (u.prompt_tokens == 0 and u.completion_tokens == 0):
+            # nothing was sent (or nothing counted): no cost, so no saving either, whatever the
+            # router predicted before the attempt failed
+            ctx.savings.compression_usd = ZERO
+            ctx.savings.routing_usd = ZERO
             return
         ctx.cost_usd = self._price_of(dep, u.completion_tokens).cost_usd(
             u.prompt_tokens, u.completion_tokens, u.cached_tokens

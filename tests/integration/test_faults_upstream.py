@@ -109,6 +109,9 @@ class Rig:
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
         deps += pair("odd-200-fb") + solo("rejected")
+        saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
+        saver[1]["default"] = True
+        deps += saver
         self.absurd = ThreadingHTTPServer(("127.0.0.1", 0), _AbsurdUsage)
         threading.Thread(target=self.absurd.serve_forever, daemon=True).start()
         deps += [
@@ -352,6 +355,26 @@ def test_a_refusal_keeps_the_upstreams_error_code_and_param(rig: Rig, stream: bo
     )
     sent = [r for r in rig.primary.received() if r["body"].get("messages") == prompt]
     assert len(sent) == 1  # a refusal is not retried
+
+
+def test_a_failed_request_records_no_saving(rig: Rig) -> None:
+    """The router predicted a saving when it picked the cheap deployment; the attempt was
+    refused, nothing was spent, so the row must not claim that saving."""
+    ok = rid()
+    rig.client.chat.completions.create(
+        model="rejected-saver", messages=msgs(), extra_headers={"x-request-id": ok}
+    )
+    served = rig.row(ok)
+    assert served["deployment"] == "rejected-saver-a" and served["saved_routing_usd"] > 0
+    rig.primary.control(fail_next=1, fail_status=400)
+    r = rid()
+    with pytest.raises(openai.BadRequestError):
+        rig.client.chat.completions.create(
+            model="rejected-saver", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+    row = rig.row(r)
+    assert (row["status_code"], row["deployment"]) == (400, "rejected-saver-a")
+    assert (row["cost_usd"], row["counterfactual_cost_usd"], row["saved_routing_usd"]) == (0, 0, 0)
 
 
 def test_absurd_upstream_usage_is_recounted(rig: Rig) -> None:
