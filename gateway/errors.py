@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+INTERNAL_ERROR = "The gateway hit an internal error; the request was not completed."
+
 
 class GatewayError(Exception):
     status_code = 500

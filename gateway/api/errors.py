@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from gateway.errors import GatewayError
+from gateway.errors import INTERNAL_ERROR, GatewayError
 
 log = logging.getLogger("thriftgate.api")
 
@@ -75,7 +75,7 @@ def internal_error_response(
     """The 500 for an unexpected exception (logged by the caller; no detail leaves)."""
     return error_response(
         500,
-        "The gateway hit an internal error; the request was not completed.",
+        INTERNAL_ERROR,
         "server_error",
         "internal_error",
         headers=headers,

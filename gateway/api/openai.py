@@ -47,11 +47,33 @@ def parse_json(raw: bytes) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON (or not UTF-8): {exc.msg}.", code="invalid_json"
         ) from None
+    # Fewer brackets than the limit cannot nest deeper than it (a C-speed count); only bodies
+    # with many are walked. Deeper values could not be forwarded (orjson writes 254 levels).
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(parsed, MAX_JSON_DEPTH):
+        raise InvalidRequest(
+            f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+        )
+    return parsed
+
+
+MAX_JSON_DEPTH = 128
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def decision_headers(ctx: RequestContext, *, final: bool) -> dict[str, str]:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from gateway.accounting.tokenizer import estimate_prompt_tokens
-from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.errors import INTERNAL_ERROR, GatewayError, InvalidRequest, UpstreamError
 from gateway.pipeline.account import usage_of
 from gateway.pipeline.auth import KeyStore, bearer_token
 from gateway.pipeline.context import (
@@ -113,6 +113,18 @@ class Pipeline:
             ctx.status_code = exc.status_code
             ctx.error_code = exc.code
             await self._finish(ctx, entered, Reply(body=exc.body(), status_code=exc.status_code))
+            # an error explains itself too: which deployment failed, and why it was chosen
+            if ctx.deployment is not None:
+                exc.headers.setdefault("x-thriftgate-deployment", ctx.deployment.name)
+            if ctx.route_reason:
+                exc.headers.setdefault("x-thriftgate-route-reason", ctx.route_reason)
+            raise
+        except Exception:
+            # A bug, not a verdict: the request still settles (its ledger row written, its
+            # budget reservation released) before the API layer answers 500.
+            failure = GatewayError(INTERNAL_ERROR)
+            ctx.status_code, ctx.error_code = failure.status_code, failure.code
+            await self._finish(ctx, entered, Reply(body=failure.body(), status_code=500))
             raise
         if reply.chunks is not None:
             reply.chunks = self._watch(ctx, reply.chunks, entered)
@@ -146,6 +158,9 @@ class Pipeline:
                 yield chunk
         except UpstreamError as exc:  # after the first byte: report in-band, never retry
             failed = exc
+        except Exception:  # a bug mid-stream: end it with an error event, still settle
+            log.exception("stream of request %s failed", ctx.request_id)
+            failed = GatewayError(INTERNAL_ERROR)
         except (asyncio.CancelledError, GeneratorExit):
             ctx.status_code, ctx.error_code = 499, "client_disconnected"
             self._finish_quietly(ctx, entered, assembler)
