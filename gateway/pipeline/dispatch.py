@@ -60,16 +60,22 @@ class Dispatcher:
         last: GatewayError | None = None
         order = list(zip(deps, ranked, strict=True))
         tried: list[str] = []
+        reason: str | None = None  # why the next attempt is a fallback, once it starts
         while order:
             dep, cand = order.pop(0)
             tried.append(dep.name)
             remaining_s = deadline - time.perf_counter()
             if remaining_s < MIN_ATTEMPT_S:
-                last = UpstreamTimeout("The request ran out of time before a deployment answered.")
+                # the last failure (naming its deployment) says more than a generic timeout
+                last = last or UpstreamTimeout(
+                    "The request ran out of time before a deployment answered."
+                )
                 break
             flight = self._start(ctx, cand)
             if cand is not None and self.router is not None and flight is None:
                 continue  # its breaker opened meanwhile, or its half-open probe is taken
+            if reason is not None:
+                set_reason(ctx, reason)
             ctx.deployment = dep
             ctx.attempts.append(dep.name)
             try:
@@ -87,8 +93,7 @@ class Dispatcher:
                     # re-rank the rest for the time left: the cheapest that can still make it
                     rest = self.router.replan(plan, tried, ctx.elapsed_ms())
                     order = [(c.deployment, c) for c in rest]
-                if order:
-                    set_reason(ctx, fallback_reason(exc.upstream_status or exc.status_code))
+                reason = fallback_reason(exc.upstream_status or exc.status_code)
             except BaseException:  # cancelled, or a bad request: no verdict on the upstream
                 self._abandon(flight)
                 raise

@@ -108,7 +108,7 @@ class Rig:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
-        deps += pair("odd-200-fb") + solo("rejected")
+        deps += pair("odd-200-fb") + solo("rejected") + pair("late")
         saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
         saver[1]["default"] = True
         deps += saver
@@ -355,6 +355,25 @@ def test_a_refusal_keeps_the_upstreams_error_code_and_param(rig: Rig, stream: bo
     )
     sent = [r for r in rig.primary.received() if r["body"].get("messages") == prompt]
     assert len(sent) == 1  # a refusal is not retried
+
+
+def test_a_deadline_spent_on_one_deployment_reports_that_deployment(rig: Rig) -> None:
+    """The first deployment used up the request's whole deadline: no fallback was tried, so
+    the error names the one that timed out and the row does not claim a fallback."""
+    rig.primary.control(hang_s=DEADLINE_S * 3)
+    r, prompt = rid(), msgs()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="late", messages=prompt, extra_headers={"x-request-id": r}
+        )
+    assert info.value.status_code == 504
+    assert "Deployment 'late-a' did not answer" in info.value.message
+    assert info.value.response.headers["x-thriftgate-deployment"] == "late-a"
+    assert not info.value.response.headers["x-thriftgate-route-reason"].startswith("fallback")
+    row = rig.row(r)
+    assert (row["deployment"], row["error_code"]) == ("late-a", "upstream_timeout")
+    assert not row["route_reason"].startswith("fallback"), row["route_reason"]
+    assert not [x for x in rig.backup.received() if x["body"].get("messages") == prompt]
 
 
 def test_a_failed_request_records_no_saving(rig: Rig) -> None:
