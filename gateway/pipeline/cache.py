@@ -137,7 +137,10 @@ class CacheStage:
         ctx.cache_similarity = similarity
         if similarity is not None:
             ctx.extra_headers[SIMILARITY_HEADER] = f"{similarity:.4f}"
-        prompt_tokens = ctx.prompt_tokens_estimate or entry.prompt_tokens
+        # The stored answer's real count (the upstream's usage), which the replayed body also
+        # reports: exact for an exact hit; for a semantic hit, its cached twin's. The request's
+        # own estimate (characters / 4) is a budget guess, not a billing number.
+        prompt_tokens = entry.prompt_tokens or ctx.prompt_tokens_estimate
         ctx.usage = Usage(
             prompt_tokens=prompt_tokens, completion_tokens=entry.completion_tokens, source="cache"
         )

@@ -77,6 +77,12 @@ def test_exact_hit_is_free_and_recorded(gateway: GatewayServer) -> None:
     assert float(hit["cost_usd"]) == 0
     assert float(hit["counterfactual_cost_usd"]) > 0
     assert float(miss["cost_usd"]) > 0
+    # the same request: the hit records the real counts the miss got from the upstream (and
+    # the replayed body reports), so it avoided exactly what the miss cost at the baseline
+    tokens = ("prompt_tokens", "completion_tokens")
+    assert [hit[t] for t in tokens] == [miss[t] for t in tokens]
+    assert hit["counterfactual_cost_usd"] == miss["counterfactual_cost_usd"]
+    assert h2["x-thriftgate-saved-usd"] == hit["saved_cache_usd"]
 
 
 @needs_embedder
