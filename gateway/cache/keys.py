@@ -2,7 +2,8 @@
 
 - exact key   = hash(endpoint, model group, every message, every output-affecting parameter)
 - scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters)
-- query text  = the last user turn, the only part compared by meaning
+- query text  = the last user turn, the only part compared by meaning (when it is short enough
+                for the embedding to see all of it: longer texts are cached exactly only)
 
 The tenant is in both hashes, so entries are never shared across tenants, and the scope pins
 everything except the last user turn: a semantic hit can only differ in how that one
@@ -28,6 +29,12 @@ OUTPUT_PARAMS = (
     "function_call", "parallel_tool_calls", "reasoning_effort", "suffix", "echo", "best_of",
     "modalities", "audio", "prediction", "verbosity",
 )  # fmt: skip
+
+
+# The embedding reads 256 tokens (~1,000 characters of English): past about twice that, two
+# texts could differ where it does not look, and analysing megabytes would hold up every
+# other tenant's lookup on the cache's one worker thread.
+MAX_QUERY_CHARS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +63,16 @@ def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> Cache
             query = _text_only(messages[-1].get("content"))
             earlier = messages[:-1]
         scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "ctx": earlier, "p": params})
-        return CacheKeys(exact=exact, scope=scope, query=query or None)
+        return CacheKeys(exact=exact, scope=scope, query=_comparable(query))
     prompt = body.get("prompt")
     text = _normal_text(prompt) if isinstance(prompt, str) else None
     exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "prompt": prompt, "p": params})
     scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "p": params})
-    return CacheKeys(exact=exact, scope=scope, query=text or None)
+    return CacheKeys(exact=exact, scope=scope, query=_comparable(text))
+
+
+def _comparable(text: str | None) -> str | None:
+    return text if text and len(text) <= MAX_QUERY_CHARS else None
 
 
 def safety(

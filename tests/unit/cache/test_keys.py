@@ -99,3 +99,16 @@ def test_only_complete_answers_are_stored() -> None:
     }
     assert not response_cacheable(called)
     assert response_cacheable(called, tool_calls_ok=True)
+
+
+def test_a_text_longer_than_the_embedding_sees_is_cached_exactly_only() -> None:
+    from gateway.cache.keys import MAX_QUERY_CHARS
+
+    fits = "word " * (MAX_QUERY_CHARS // 5)
+    long = fits + "and one more clause that the embedding would never read"
+    for text in (fits, long):
+        chat = {"messages": [{"role": "user", "content": text}]}
+        keys = request_keys("t", "chat", "m", chat)
+        assert keys.exact and (keys.query is not None) == (text is fits)
+        prompt = request_keys("t", "completions", "m", {"prompt": text})
+        assert (prompt.query is not None) == (text is fits)
