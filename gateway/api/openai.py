@@ -15,8 +15,7 @@ from gateway.errors import InvalidRequest
 from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import ApiName, EndpointName, Json, Reply, RequestContext
 from gateway.pipeline.pipeline import request_id_from
-from gateway.pipeline.route import auto_models
-from gateway.routing.catalog import AUTO_MODEL
+from gateway.pipeline.route import servable_models
 from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -153,9 +152,7 @@ async def list_models(request: Request, services: ServicesDep) -> Response:
     tenant = await services.keys.authenticate(
         bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
     )
-    names = [m for m in services.catalog.models() if tenant.allows_model(m)]
-    if auto_models(tenant, services.file_config):
-        names.append(AUTO_MODEL)
+    names = servable_models(tenant, services.catalog, services.file_config)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "thriftgate"} for m in names]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
@@ -165,10 +162,7 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> R
     tenant = await services.keys.authenticate(
         bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
     )
-    known = model_id in services.catalog.groups or (
-        model_id == AUTO_MODEL and auto_models(tenant, services.file_config)
-    )
-    if not known or not tenant.allows_model(model_id):
+    if model_id not in servable_models(tenant, services.catalog, services.file_config):
         from gateway.errors import NotFound
 
         raise NotFound(

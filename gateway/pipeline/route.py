@@ -44,6 +44,15 @@ def resolve_candidates(
     return list(group)
 
 
+def servable_models(tenant: TenantInfo, catalog: Catalog, file_config: FileConfig) -> list[str]:
+    """The model names this tenant can send (what `GET /v1/models` lists): exactly those
+    `resolve_candidates` accepts."""
+    names = [m for m in catalog.models() if tenant.allows_model(m)]
+    if any(tenant.allows_model(m) and catalog.group(m) for m in auto_models(tenant, file_config)):
+        names.append(AUTO_MODEL)
+    return names
+
+
 class RouteStage:
     """Rank the candidates: cheapest predicted to meet the SLO, else the fastest (routing/)."""
 

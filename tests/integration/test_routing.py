@@ -339,6 +339,20 @@ def test_auto_model_picks_the_cheapest_acceptable(session_tmp, pg_url, cheap_moc
                 extra_headers={"cache-control": "no-store"},
             )
             assert raw.headers["x-thriftgate-deployment"] == expected
+        # what /v1/models lists is what can be retrieved and sent, and nothing else
+        _, key_allowed = gw.new_tenant(flags={"models": ["big-model"]})
+        _, key_none = gw.new_tenant(flags={"auto_models": ["no-such-model"]})
+        for key, usable in ((key_tier, True), (key_allowed, True), (key_none, False)):
+            c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
+            assert ("thriftgate/auto" in [m.id for m in c.models.list()]) is usable
+            if usable:
+                assert c.models.retrieve("thriftgate/auto").id == "thriftgate/auto"
+                c.chat.completions.create(model="thriftgate/auto", messages=MESSAGES)
+            else:
+                with pytest.raises(openai.NotFoundError):
+                    c.models.retrieve("thriftgate/auto")
+                with pytest.raises(openai.NotFoundError):
+                    c.chat.completions.create(model="thriftgate/auto", messages=MESSAGES)
     finally:
         gw.stop()
 
