@@ -90,8 +90,17 @@ def count_prompt(body: dict[str, Any], model: str = "") -> int:
     if isinstance(prompt, str):
         return count_text(prompt, model)
     if isinstance(prompt, list):
-        return sum(count_text(p, model) for p in prompt if isinstance(p, str))
+        return sum(_count_item(p, model) for p in prompt)
     return 0
+
+
+def _count_item(item: Any, model: str) -> int:
+    """One element of a prompt array: a string, a token id, or an array of token ids."""
+    if isinstance(item, str):
+        return count_text(item, model)
+    if isinstance(item, list):
+        return len(item)
+    return 1 if isinstance(item, int) else 0
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
@@ -110,16 +119,13 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
                 elif c is not None:
                     chars += len(_content_text(c))
                 chars += 16
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        chars += len(prompt)
-    elif isinstance(prompt, list):
-        chars += sum(len(p) for p in prompt if isinstance(p, str))
-    inp = body.get("input")
-    if isinstance(inp, str):
-        chars += len(inp)
-    elif isinstance(inp, list):
-        chars += sum(len(p) for p in inp if isinstance(p, str))
+    for text in (body.get("prompt"), body.get("input")):
+        if isinstance(text, str):
+            chars += len(text)
+        elif isinstance(text, list):
+            for p in text:  # strings, token ids or arrays of them (a token is ~4 characters)
+                tokens = len(p) if isinstance(p, list) else 1
+                chars += len(p) if isinstance(p, str) else 4 * tokens
     if body.get("tools"):
         chars += len(orjson.dumps(body["tools"]))
     return chars // 4 + 8

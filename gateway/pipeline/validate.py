@@ -118,13 +118,10 @@ def validate_chat(raw: Any) -> dict[str, Any]:
 
 def validate_completion(raw: Any) -> dict[str, Any]:
     body = validate_common(raw)
-    prompt = body.get("prompt")
-    ok = isinstance(prompt, str) or (
-        isinstance(prompt, list) and prompt and all(isinstance(p, str | int) for p in prompt)
-    )
-    if not ok:
+    if not text_or_tokens(body.get("prompt")):
         raise InvalidRequest(
-            "'prompt' must be a string or an array of strings.",
+            "'prompt' must be a string, an array of strings, an array of token ids or an "
+            "array of token-id arrays.",
             param="prompt",
             code="invalid_value",
         )
@@ -134,17 +131,26 @@ def validate_completion(raw: Any) -> dict[str, Any]:
 
 def validate_embedding(raw: Any) -> dict[str, Any]:
     body = validate_common(raw)
-    inp = body.get("input")
-    ok = isinstance(inp, str) or (
-        isinstance(inp, list)
-        and inp
-        and all(
-            isinstance(x, str | int) or (isinstance(x, list) and all(isinstance(y, int) for y in x))
-            for x in inp
-        )
-    )
-    if not ok:
+    if not text_or_tokens(body.get("input")):
         raise InvalidRequest(
-            "'input' must be a string or a non-empty array.", param="input", code="invalid_value"
+            "'input' must be a string, an array of strings, an array of token ids or an "
+            "array of token-id arrays.",
+            param="input",
+            code="invalid_value",
         )
     return body
+
+
+def text_or_tokens(value: Any) -> bool:
+    """OpenAI's prompt/input forms: a string, or a non-empty array of strings, token ids or
+    token-id arrays."""
+    if isinstance(value, str):
+        return True
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(x, str | int) or (isinstance(x, list) and all(isinstance(y, int) for y in x))
+            for x in value
+        )
+    )

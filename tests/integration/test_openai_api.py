@@ -188,6 +188,9 @@ def test_legacy_completions_and_embeddings(gateway, tenant):
         if x.choices
     )
     assert streamed.strip() == "Echo: one two"
+    for prompt in ([1734, 420, 1495], [[1734, 420], [1495]], ["two", "prompts"]):
+        # every prompt form the SDK types allow (str, tokens, token arrays, strings)
+        assert c.completions.create(model="gpt-4o-mini", prompt=prompt, max_tokens=5).choices
     emb = c.embeddings.with_raw_response.create(
         model="text-embedding-3-small",
         input=["alpha beta", "gamma"],
