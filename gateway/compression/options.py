@@ -71,6 +71,15 @@ def resolve_options(
     )
 
 
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse a bad compression header up front (400), on every endpoint and before the cache
+    can answer: the same request gets the same verdict whatever the cache holds."""
+    if headers.get(MODE_HEADER) is not None:
+        _parse_mode(headers[MODE_HEADER].strip().lower(), param=MODE_HEADER)
+    if headers.get(RATIO_HEADER) is not None:
+        _parse_ratio(headers[RATIO_HEADER], param=RATIO_HEADER)
+
+
 def _is_mode(value: str) -> TypeGuard[Mode]:
     return value in MODES
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from gateway.accounting.tokenizer import estimate_prompt_tokens
+from gateway.compression.options import check_headers as check_compression_headers
 from gateway.errors import INTERNAL_ERROR, GatewayError, InvalidRequest, UpstreamError
 from gateway.pipeline.account import usage_of
 from gateway.pipeline.auth import KeyStore, bearer_token
@@ -89,6 +90,7 @@ class Pipeline:
         )
         ctx.candidates = resolve_candidates(model, tenant, self.catalog, self.file_config)
         ctx.slo_ms = slo_from(headers, tenant.default_slo_ms)
+        check_compression_headers(headers)
         if endpoint != "embeddings" and body.get("stream"):
             ctx.stream = True
             opts = body.get("stream_options") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from decimal import Decimal
 
 import openai
@@ -144,3 +145,15 @@ def test_bad_compression_header_is_an_openai_style_400(gateway):
     err = info.value.body
     assert err["code"] == "invalid_compression_mode"
     assert err["param"] == "x-thriftgate-compress"
+    # the same verdict when the cache could answer, and on the legacy endpoint
+    messages = [{"role": "user", "content": f"cache me {uuid.uuid4().hex}"}]
+    client(gateway, key).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    for bad in ({"x-thriftgate-compress": "extreme"}, {"x-thriftgate-compress-ratio": "0.5"}):
+        with pytest.raises(openai.BadRequestError):
+            client(gateway, key).chat.completions.create(
+                model="gpt-4o-mini", messages=messages, extra_headers=bad
+            )
+        with pytest.raises(openai.BadRequestError):
+            client(gateway, key).completions.create(
+                model="gpt-4o-mini", prompt="hi", extra_headers=bad
+            )
