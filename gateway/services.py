@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.settling import Settling
 from gateway.cache.response_cache import CacheConfig, ResponseCache
 from gateway.db.session import create_engine
 from gateway.metrics import GatewayMetrics
@@ -58,11 +59,15 @@ class Services:
         catalog = Catalog.build(file_config.deployments)
         providers = ProviderRegistry()
         keys = KeyStore(engine, ttl_s=settings.key_cache_ttl_s)
-        budgets = BudgetBook(engine)
+        settling = Settling()  # shared: the ledger credits what the budget check may count
+        budgets = BudgetBook(engine, settling)
         limiter = RateLimiter()
         metrics = GatewayMetrics()
         ledger = LedgerWriter(
-            engine, settings.spool_dir, flush_interval_s=settings.ledger_flush_interval_s
+            engine,
+            settings.spool_dir,
+            flush_interval_s=settings.ledger_flush_interval_s,
+            settling=settling,
         )
         cache = await ResponseCache.start(
             engine,

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.reservations import ReservationBatcher
+from gateway.accounting.settling import Settling
 from gateway.db.models import BudgetCounter, table
 from gateway.db.session import upsert_insert
 from gateway.errors import BudgetExceeded
@@ -92,11 +93,14 @@ class BudgetBook:
     CPU under load for this one statement. Everything else uses SQLAlchemy.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, settling: Settling | None = None) -> None:
         self.engine = engine
+        # finished requests' reservations not yet released in the table (settling.py)
+        self.settling = settling if settling is not None else Settling()
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._known: set[tuple[str, datetime]] = set()
-        self._exhausted: dict[str, float] = {}  # tenant -> monotonic time to re-check
+        # tenant -> (monotonic time to re-check, its settling credit at the refusal)
+        self._exhausted: dict[str, tuple[float, Decimal]] = {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._batcher: ReservationBatcher[tuple[str, datetime]] = ReservationBatcher(
@@ -133,16 +137,18 @@ class BudgetBook:
     ) -> datetime:
         """Reserve `amount`; returns the period start. Raises BudgetExceeded when spent."""
         start = period_start(period)
-        until = self._exhausted.get(tenant_id)
-        if until is not None and time.monotonic() < until:
+        credit = self.settling.credit((tenant_id, start.isoformat()))
+        refused = self._exhausted.get(tenant_id)
+        if refused is not None and time.monotonic() < refused[0] and credit <= refused[1]:
             raise _exceeded(budget_usd)
         try:
             ok = await self._reserve(tenant_id, start, budget_usd, amount)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise BudgetStoreUnavailable(type(exc).__name__) from exc
         if not ok:
-            # Re-check at most every half second while exhausted (settlements may free room).
-            self._exhausted[tenant_id] = time.monotonic() + 0.5
+            # Re-check at most every half second while exhausted, or as soon as a request of
+            # the tenant finishes (its settlement may free room).
+            self._exhausted[tenant_id] = (time.monotonic() + 0.5, credit)
             raise _exceeded(budget_usd)
         self._exhausted.pop(tenant_id, None)
         return start
@@ -162,8 +168,10 @@ class BudgetBook:
     async def _reserve_statement(
         self, key: tuple[str, datetime], budget_usd: Decimal, amount: Decimal, slack: Decimal
     ) -> bool:
-        """One atomic statement: add `amount` if `spent + reserved + slack < budget`."""
+        """One atomic statement: add `amount` if `spent + reserved + slack < budget`, with the
+        reservations of this process's finished, not yet settled requests taken off."""
         tenant_id, start = key
+        slack -= self.settling.credit((tenant_id, start.isoformat()))
         pool = await self._raw_pool()
         if pool is not None:
             row = await pool.fetchrow(

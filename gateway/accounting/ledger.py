@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.budgets import upsert_counter_delta
+from gateway.accounting.settling import Settling
 from gateway.accounting.spool import LedgerSpool
 from gateway.db.models import ApiKey, UsageLedger, table
 from gateway.db.session import upsert_insert
@@ -57,9 +58,12 @@ class LedgerWriter:
         spool_dir: Path,
         *,
         flush_interval_s: float = 0.1,
+        settling: Settling | None = None,
     ) -> None:
         self.engine = engine
         self.spool = LedgerSpool(spool_dir)
+        # what finished requests will release from their reservations once their rows land
+        self.settling = settling if settling is not None else Settling()
         self.flush_interval_s = flush_interval_s
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -82,9 +86,12 @@ class LedgerWriter:
                 log.error("ledger: the spool refuses writes (%s); holding rows in memory", exc)
             self._held.append(row)
             self._wake.set()
-            return
-        if self.spool.pending >= WAKE_AT_PENDING_ROWS:
-            self._wake.set()
+        else:
+            if self.spool.pending >= WAKE_AT_PENDING_ROWS:
+                self._wake.set()
+        if row.get("_period_start"):
+            credit = Decimal(row.get("_reserved_usd") or 0) - Decimal(row.get("cost_usd") or 0)
+            self.settling.add(row["id"], (row["tenant_id"], row["_period_start"]), credit)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
@@ -117,7 +124,13 @@ class LedgerWriter:
             for segment in self.spool.closed_segments():
                 rows = list(LedgerSpool.read(segment))
                 if rows:
-                    written += await self._write_segment(segment, rows)
+                    # the rows' credits go just before the write settles them in the database
+                    taken = self.settling.take(str(r.get("id")) for r in rows)
+                    try:
+                        written += await self._write_segment(segment, rows)
+                    except Exception:
+                        self.settling.restore(taken)
+                        raise
                 segment.unlink(missing_ok=True)
             self.rows_written += written
             if stuck is not None:
@@ -137,9 +150,11 @@ class LedgerWriter:
                 spooled += 1
         except OSError:
             rest = held[spooled:]
+            taken = self.settling.take(str(r.get("id")) for r in rest)
             try:
                 return await self._write(rest)
             except Exception:
+                self.settling.restore(taken)
                 self._held = rest + self._held
                 raise
         return 0

@@ -97,6 +97,48 @@ def test_raising_the_budget_lets_requests_through_again(session_tmp, fresh_pg_ur
         gw.stop()
 
 
+def test_sequential_requests_are_not_refused_by_finished_reservations(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """Each request reserves ~$10 (max_tokens 500 at $20,000 per Mtok) and costs cents. One
+    after the other, a $25 budget serves them all: a finished request's reservation counts as
+    released at once, not only when the ledger writer next flushes (slow on purpose here)."""
+    dep = mock_deployment(
+        "pricey", "pricey-model", mock_upstream, input_cost_per_mtok=1, output_cost_per_mtok=20_000
+    )
+    gw = GatewayServer(
+        session_tmp, fresh_pg_url, [dep], extra_env={"THRIFTGATE_LEDGER_FLUSH_INTERVAL_S": "3"}
+    )
+    try:
+        tid, key = gw.new_tenant(budget_usd="25")
+        c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
+        for i in range(6):
+            c.chat.completions.create(
+                model="pricey-model",
+                max_tokens=500,
+                messages=[{"role": "user", "content": f"one two three four five {i}"}],
+                extra_headers={"cache-control": "no-store"},
+            )
+        rows = wait_for(
+            lambda: [
+                r
+                for r in sql(
+                    gw.db_url,
+                    "SELECT spent_usd, reserved_usd FROM budget_counters WHERE tenant_id=$1",
+                    tid,
+                )
+                if r["reserved_usd"] == 0
+            ],
+            15,
+        )
+        costs = sql(
+            gw.db_url, "SELECT sum(cost_usd) AS s FROM usage_ledger WHERE tenant_id=$1", tid
+        )
+        assert rows[0]["spent_usd"] == costs[0]["s"] < 1
+    finally:
+        gw.stop()
+
+
 def test_rate_limit_rpm_returns_429_with_retry_after(gateway):
     _, key = gateway.new_tenant(rpm=2)
     h = {"Authorization": f"Bearer {key}"}
