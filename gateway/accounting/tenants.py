@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import generate_key
+from gateway.accounting.tenant_flags import check_flags
 from gateway.db.models import ApiKey, Tenant, new_id, table
 from gateway.errors import InvalidRequest, NotFound
 
@@ -56,6 +57,8 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(
             f"'budget_period' must be one of {list(PERIODS)}.", param="budget_period"
         )
+    if values.get("flags") is not None:
+        check_flags(values["flags"])
     return values
 
 

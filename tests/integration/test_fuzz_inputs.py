@@ -7,6 +7,7 @@ gateway process; afterwards the gateway is still up and its log has no traceback
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,39 @@ def test_admin_out_of_range_values_are_400(gw: GatewayServer, fields: dict[str, 
     body = {"name": "range-check", **fields}
     r = httpx.post(gw.base + "/admin/tenants", json=body, headers=h, timeout=30)
     expect(r, 400)
+
+
+@pytest.mark.parametrize(
+    ("flags", "param"),
+    [
+        ({"compression_min_prompt_tokens": "abc"}, "flags.compression_min_prompt_tokens"),
+        ({"models": 5}, "flags.models"),
+        ({"models": "gpt-4o-mini"}, "flags.models"),
+        ({"compression": "ultra"}, "flags.compression"),
+        ({"cache_ttl_s": 0}, "flags.cache_ttl_s"),
+        ({"cache_threshold": "high"}, "flags.cache_threshold"),
+        ({"cache": "yes"}, "flags.cache"),
+        ({"compression_allow": ["everything"]}, "flags.compression_allow"),
+        ("not an object", "flags"),
+    ],
+)
+def test_bad_tenant_flags_are_400_on_create_and_patch(
+    gw: GatewayServer, key: str, flags: Any, param: str
+) -> None:
+    """A flag the request path could not read (it made every request of the tenant a 500, or
+    a 400 about a parameter the client never sent) is refused when an admin sets it."""
+    h = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    body = {"name": f"flags-{uuid.uuid4().hex[:8]}", "flags": flags}
+    expect(
+        httpx.post(gw.base + "/admin/tenants", json=body, headers=h, timeout=30), 400, param=param
+    )
+    ok = httpx.post(gw.base + "/admin/tenants", json={"name": body["name"]}, headers=h, timeout=30)
+    tid = ok.json()["id"]
+    r = httpx.patch(gw.base + f"/admin/tenants/{tid}", json={"flags": flags}, headers=h, timeout=30)
+    expect(r, 400, param=param)
+    good = {"models": ["gpt-4o-mini"], "compression": "lossless", "cache_ttl_s": 60, "tag": "x"}
+    r = httpx.patch(gw.base + f"/admin/tenants/{tid}", json={"flags": good}, headers=h, timeout=30)
+    assert r.status_code == 200 and r.json()["flags"] == good
 
 
 def test_gateway_survives_and_ledgered_nothing_bogus(gw: GatewayServer, key: str) -> None:
