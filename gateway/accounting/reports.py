@@ -48,7 +48,8 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidRequest(f"'{name}' must be an ISO-8601 date or time.", param=name) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    # one instant in UTC: SQLite compares the digits, so "13:00+05:00" must become "08:00Z"
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _money(v: Any) -> str:

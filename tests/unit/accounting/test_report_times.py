@@ -1,0 +1,21 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.accounting.reports import parse_time
+from gateway.errors import InvalidRequest
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-24T13:00:00+05:00", "2026-11-24T03:00:00-05:00", "2026-11-24T08:00:00Z",
+     "2026-11-24T08:00:00"],
+)  # fmt: skip
+def test_every_offset_means_the_same_instant_in_utc(value: str) -> None:
+    ts = parse_time(value, "since")
+    assert ts == datetime(2026, 11, 24, 8, tzinfo=UTC) and ts.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+def test_a_bad_time_is_a_400() -> None:
+    with pytest.raises(InvalidRequest):
+        parse_time("yesterday", "since")
