@@ -44,10 +44,7 @@ def _settings(config: Path | None = None) -> Settings:
 
 
 def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from gateway.db.session import create_engine
-    from gateway.errors import GatewayError
 
     async def go() -> T:
         if settings.migrate_on_start:
@@ -61,8 +58,17 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
         finally:
             await engine.dispose()
 
+    return _run_sync(lambda: asyncio.run(go()), settings)
+
+
+def _run_sync(call: Callable[[], T], settings: Settings) -> T:
+    """Run a command's work; a refusal or an unreachable database is one line, not a trace."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.errors import GatewayError
+
     try:
-        return asyncio.run(go())
+        return call()
     except GatewayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -132,7 +138,7 @@ def migrate() -> None:
     from gateway.db.migrate import upgrade_head_sync
 
     settings = _settings()
-    upgrade_head_sync(settings.database_url)
+    _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
     typer.echo("database is at head")
 
 
@@ -154,6 +160,10 @@ def tenant_create(
     settings = _settings()
     budget = Decimal(str(budget_usd)) if budget_usd is not None else None
     flag_map = _json_object(flags, "--flags")
+    _check_admin_input(
+        name=name, budget_usd=budget, budget_period=budget_period, rpm=rpm, tpm=tpm,
+        slo_ms=slo_ms, flags=flag_map or {},
+    )  # fmt: skip
     result = _run(
         lambda e: tenants.create_tenant(
             e,
@@ -168,6 +178,21 @@ def tenant_create(
         settings,
     )
     typer.echo(result["id"])
+
+
+def _check_admin_input(**fields: Any) -> None:
+    """The admin API's limits, so the CLI cannot store what the API would refuse."""
+    from pydantic import ValidationError
+
+    from gateway.api.admin import TenantCreate
+
+    try:
+        TenantCreate(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        typer.echo(f"error: {where}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 @tenant_app.command("list")

@@ -1,0 +1,52 @@
+"""The admin CLI refuses what the admin API refuses, and reports an unreachable database in one
+line (no traceback, no password)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "THRIFTGATE_DATABASE_URL": db}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tenant", "create", ""], "name"),
+        (["tenant", "create", "t", "--budget-usd", "inf"], "budget_usd"),
+        (["tenant", "create", "t", "--rpm", "99999999999"], "rpm"),
+        (["tenant", "create", "t", "--flags", '{"models": 5}'], "flag 'models'"),
+    ],
+)
+def test_the_cli_refuses_what_the_api_refuses(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    out = cli(*args, db=db)
+    assert out.returncode != 0 and out.stderr.startswith("error: ") and message in out.stderr
+    assert "Traceback" not in out.stderr
+    ok = cli("tenant", "create", "fine", "--budget-usd", "5", db=db)
+    assert ok.returncode == 0 and len(ok.stdout.strip()) == 32
+
+
+def test_migrate_reports_an_unreachable_database_in_one_line() -> None:
+    out = cli("migrate", db="postgresql+asyncpg://postgres:s3cret@127.0.0.1:1/nowhere")
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: database"), out.stderr
+    assert "s3cret" not in out.stderr
