@@ -92,6 +92,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errs = exc.errors()
         first = errs[0] if errs else {}
+        if first.get("type") == "json_invalid":  # the body itself, not a field of it
+            why = first.get("ctx", {}).get("error", "invalid")
+            return error_response(
+                400,
+                f"The request body is not valid JSON: {why}.",
+                "invalid_request_error",
+                "invalid_json",
+                request=request,
+            )
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         msg = (
             f"Invalid value for '{loc}': {first.get('msg', 'invalid')}"

@@ -319,6 +319,14 @@ def test_bad_tenant_flags_are_400_on_create_and_patch(
     assert r.status_code == 200 and r.json()["flags"] == good
 
 
+@pytest.mark.parametrize("raw", [b"{not json", b'{"name": "x",}', b"\xff\xfe"])
+def test_malformed_admin_json_is_an_invalid_json_400(gw: GatewayServer, raw: bytes) -> None:
+    h = {"Authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    r = httpx.post(gw.base + "/admin/tenants", content=raw, headers=h, timeout=30)
+    err = expect(r, 400, code="invalid_json")
+    assert err["param"] is None and "not valid JSON" in err["message"]
+
+
 def test_gateway_survives_and_ledgered_nothing_bogus(gw: GatewayServer, key: str) -> None:
     r = httpx.post(
         gw.url + "/chat/completions",
