@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
+from gateway.services import Services
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
 
@@ -118,6 +119,14 @@ async def revoke_key(key_id: Text, services: ServicesDep) -> dict[str, Any]:
     return result
 
 
+async def _tenant_id(services: Services, tenant: str | None) -> str | None:
+    """`tenant=` takes an id or a name, as everywhere else; an unknown one is a 404, not an
+    empty report that looks like no spend."""
+    if not tenant:
+        return None
+    return str((await tenants.find_tenant(services.engine, tenant))["id"])
+
+
 @router.get("/spend")
 async def spend(
     services: ServicesDep,
@@ -128,7 +137,7 @@ async def spend(
 ) -> dict[str, Any]:
     data = await reports.spend(
         services.engine,
-        tenant=tenant,
+        tenant=await _tenant_id(services, tenant),
         since=reports.parse_time(since, "since"),
         until=reports.parse_time(until, "until"),
         group_by=group_by,
@@ -151,7 +160,7 @@ async def list_requests(
 ) -> dict[str, Any]:
     data = await reports.requests(
         services.engine,
-        tenant=tenant,
+        tenant=await _tenant_id(services, tenant),
         limit=limit,
         offset=offset,
         filters={

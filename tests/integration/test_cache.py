@@ -300,3 +300,17 @@ def test_text_completions_are_cached_too(gateway: GatewayServer) -> None:
         "".join(ch.choices[0].text for ch in streamed if ch.choices)
         == first.parse().choices[0].text
     )
+
+
+def test_reports_take_a_tenant_id_or_name(gateway: GatewayServer) -> None:
+    """`tenant=` means the same on /admin/spend, /admin/requests and DELETE /admin/cache."""
+    name = f"named-{uuid.uuid4().hex[:8]}"
+    tid, key = gateway.new_tenant(name=name)
+    ask(client(gateway, key), unique("How far is the moon?"))
+    for path in ("/admin/requests", "/admin/spend"):
+        by_id = wait_for(
+            lambda p=path: gateway.admin("GET", p, params={"tenant": tid}).json()["data"], 10
+        )
+        assert gateway.admin("GET", path, params={"tenant": name}).json()["data"] == by_id
+        r = gateway.admin("GET", path, params={"tenant": "no-such-tenant"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "tenant_not_found"
