@@ -450,6 +450,8 @@ def main() -> None:
     )
     ap.add_argument("--latency-quantile", type=float, default=RouterTuning().latency_quantile)
     ap.add_argument("--completion-quantile", type=float, default=RouterTuning().completion_quantile)
+    ap.add_argument("--latency-alpha", type=float, default=RouterTuning().latency_alpha)
+    ap.add_argument("--stale-after-s", type=float, default=RouterTuning().stale_after_s)
     args = ap.parse_args()
 
     requests = load_requests(args.traces, args.speed, args.limit, args.seed, args.caps)
@@ -471,6 +473,8 @@ def main() -> None:
     tuning = RouterTuning(
         latency_quantile=args.latency_quantile,
         completion_quantile=args.completion_quantile,
+        latency_alpha=args.latency_alpha,
+        stale_after_s=args.stale_after_s,
         price_on_max_tokens=args.price_on_max_tokens,
     )
     router = Router(catalog, tuning=tuning)
