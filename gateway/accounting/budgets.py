@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.accounting.pricing import usd_text
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.accounting.settling import Settling
 from gateway.db.models import BudgetCounter, table
@@ -214,6 +215,6 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 def _exceeded(budget: Decimal) -> BudgetExceeded:
     return BudgetExceeded(
-        f"Budget of ${budget} for this period is used up. Raise the budget or wait for the next "
-        "period.",
+        f"Budget of ${usd_text(budget)} for this period is used up. Raise the budget or wait "
+        "for the next period.",
     )

@@ -68,6 +68,11 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     return Price(inp, out, cached), "litellm"
 
 
+def usd_text(value: Decimal | None) -> str:
+    """Dollars as plain digits: never an exponent ("0E-10", "1E+2"), no trailing zeros."""
+    return format(value.normalize(), "f") if value else "0"
+
+
 def _per_mtok(value: Any) -> Decimal:
     if value is None:
         return ZERO

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.pricing import usd_text
 from gateway.db.models import UsageLedger
 from gateway.errors import InvalidRequest
 
@@ -53,7 +54,7 @@ def parse_time(value: str | None, name: str) -> datetime | None:
 
 
 def _money(v: Any) -> str:
-    return str(Decimal(str(v or 0)).quantize(Decimal("0.0000000001")).normalize())
+    return usd_text(Decimal(str(v or 0)).quantize(Decimal("0.0000000001")))
 
 
 async def spend(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import generate_key
+from gateway.accounting.pricing import usd_text
 from gateway.accounting.tenant_flags import check_flags
 from gateway.db.models import ApiKey, Tenant, new_id, table
 from gateway.errors import InvalidRequest, NotFound
@@ -23,7 +24,7 @@ def tenant_dict(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
-        "budget_usd": str(row.budget_usd) if row.budget_usd is not None else None,
+        "budget_usd": usd_text(row.budget_usd) if row.budget_usd is not None else None,
         "budget_period": row.budget_period,
         "rpm": row.rpm,
         "tpm": row.tpm,
@@ -82,6 +83,8 @@ async def create_tenant(engine: AsyncEngine, name: str, **fields: Any) -> dict[s
 
 
 async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
+    if "\x00" in tenant_id:  # no id holds one, and Postgres refuses to compare with it
+        raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(table(Tenant)).where(table(Tenant).c.id == tenant_id))
@@ -92,6 +95,8 @@ async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
 
 
 async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
+    if "\x00" in id_or_name:
+        raise NotFound(f"No tenant {id_or_name!r}.", code="tenant_not_found")
     t = table(Tenant)
     async with engine.connect() as conn:
         row = (
@@ -162,6 +167,8 @@ async def list_keys(engine: AsyncEngine, tenant_id: str) -> list[dict[str, Any]]
 
 
 async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:
+    if "\x00" in key_id:
+        raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
     k = table(ApiKey)
     async with engine.begin() as conn:
         await conn.execute(
@@ -175,6 +182,9 @@ async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:
     return key_dict(row)
 
 
+MAX_BUDGET_USD = Decimal(10) ** 10
+
+
 def parse_budget(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -184,4 +194,11 @@ def parse_budget(value: Any) -> Decimal | None:
         raise InvalidRequest("'budget_usd' must be a number.", param="budget_usd") from None
     if not amount.is_finite() or amount < 0:
         raise InvalidRequest("'budget_usd' must be a non-negative number.", param="budget_usd")
+    exponent = amount.as_tuple().exponent
+    if amount >= MAX_BUDGET_USD or (isinstance(exponent, int) and exponent < -10):
+        # NUMERIC(20, 10): larger overflows, more decimals would round to a $0 budget
+        raise InvalidRequest(
+            "'budget_usd' must be below 10,000,000,000 with at most 10 decimals.",
+            param="budget_usd",
+        )
     return amount

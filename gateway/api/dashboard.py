@@ -239,7 +239,7 @@ async def tenant_create(
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     name = name.strip()
-    if not name:
+    if not name or "\x00" in name:
         return RedirectResponse("/dashboard/tenants?error=name", status_code=303)
     try:
         created = await tenants.create_tenant(services.engine, name)
@@ -300,7 +300,9 @@ async def key_create(
     services: ServicesDep,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    created = await tenants.create_key(services.engine, tenant_id, name.strip() or None)
+    created = await tenants.create_key(
+        services.engine, tenant_id, name.replace("\x00", "").strip() or None
+    )
     # Rendered, not redirected: the key is shown exactly once and never travels in a URL.
     return await _tenant_page(request, session, services, tenant_id, new_key=created)
 
@@ -316,7 +318,7 @@ def _optional_int(raw: str, name: str, high: int) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise ValueError(f"{name} must be a whole number from 1 to {high:,}, or empty.")
     return int(raw)
 
@@ -340,7 +342,7 @@ async def tenant_settings(
             "budget_usd": tenants.parse_budget(budget_usd.strip() or None),
             "budget_period": budget_period,
             "rpm": _optional_int(rpm, "Requests per minute", 10_000_000),
-            "tpm": _optional_int(tpm, "Tokens per minute", 2_000_000_000),
+            "tpm": _optional_int(tpm, "Tokens per minute", 2_147_483_647),
             "default_slo_ms": _optional_int(slo_ms, "Latency SLO", 3_600_000),
         }
     except (ValueError, GatewayError) as exc:
@@ -372,7 +374,8 @@ async def request_log(request: Request, session: SessionDep, services: ServicesD
     win = _window(request)
     f = _ledger_filter(request, win)
     raw_page = request.query_params.get("page", "1")
-    number = min(int(raw_page), 100_000) if raw_page.isdigit() and int(raw_page) > 0 else 1
+    digits = raw_page.isascii() and raw_page.isdigit()
+    number = min(int(raw_page), 100_000) if digits and int(raw_page) > 0 else 1
     rows, has_next = await ledger_view.page(services.engine, f, number)
     return render(
         request,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
 from gateway.errors import InvalidRequest
 from gateway.pipeline.auth import bearer_token
@@ -82,14 +82,10 @@ def decision_headers(ctx: RequestContext, *, final: bool) -> dict[str, str]:
     if ctx.route_reason:
         headers["x-thriftgate-route-reason"] = ctx.route_reason
     if final:
-        headers["x-thriftgate-cost-usd"] = _usd(ctx.cost_usd)
-        headers["x-thriftgate-saved-usd"] = _usd(ctx.savings.total_usd)
+        headers["x-thriftgate-cost-usd"] = usd_text(ctx.cost_usd)
+        headers["x-thriftgate-saved-usd"] = usd_text(ctx.savings.total_usd)
     headers.update(ctx.extra_headers)
     return headers
-
-
-def _usd(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
 
 
 async def _sse(chunks: AsyncIterator[Json]) -> AsyncIterator[bytes]:

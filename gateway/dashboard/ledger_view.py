@@ -7,6 +7,7 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -63,7 +64,7 @@ def clean(value: str | None, limit: int = 200) -> str | None:
     """A filter value from a query string: blank means no filter; overlong is cut."""
     if value is None:
         return None
-    value = value.strip()
+    value = value.replace("\x00", "").strip()  # Postgres text cannot hold NUL
     return value[:limit] or None
 
 
@@ -81,7 +82,7 @@ def _where(stmt: Select[Any], f: LedgerFilter) -> Select[Any]:
         stmt = stmt.where(L.status_code < 400)
     elif f.status == "error":
         stmt = stmt.where(L.status_code >= 400)
-    elif f.status and f.status.isdigit():
+    elif f.status and f.status.isascii() and f.status.isdigit():
         stmt = stmt.where(L.status_code == int(f.status))
     return stmt
 
@@ -124,9 +125,21 @@ async def choices(engine: AsyncEngine, since: datetime) -> dict[str, list[str]]:
 def _cell(value: Any) -> Any:
     # A cell opening with = + - @ is a formula to a spreadsheet; client-chosen strings (the
     # requested model, the request id) must not run as one when the export is opened.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # (A negative amount stays a number the sheet can sum.)
+    if (
+        isinstance(value, str)
+        and value[:1] in ("=", "+", "-", "@", "\t", "\r")
+        and not _is_number(value)
+    ):
         return "'" + value
     return "" if value is None else value
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return Decimal(value).is_finite()
+    except ArithmeticError:
+        return False
 
 
 async def csv_chunks(engine: AsyncEngine, f: LedgerFilter) -> AsyncIterator[bytes]:

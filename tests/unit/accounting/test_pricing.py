@@ -48,3 +48,14 @@ def test_unknown_model_is_priced_zero_and_says_so():
         DeploymentConfig(name="a", model="m", upstream_model="my-private-model-xyz")
     )
     assert source == "unknown" and price.cost_usd(100, 100) == 0
+
+
+def test_dollars_are_written_without_exponents() -> None:
+    from decimal import Decimal
+
+    from gateway.accounting.pricing import usd_text
+
+    assert usd_text(Decimal("0E-10")) == "0"
+    assert usd_text(Decimal("100.0000000000")) == "100"
+    assert usd_text(Decimal("0.0000123000")) == "0.0000123"
+    assert usd_text(None) == "0"

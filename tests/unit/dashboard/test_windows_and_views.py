@@ -66,3 +66,13 @@ def test_spend_chart_keeps_the_biggest_tenants_and_folds_the_rest() -> None:
     assert chart["datasets"][-1]["label"] == "4 other tenants"
     total = sum(sum(d["data"]) for d in chart["datasets"])
     assert total == sum(range(12)) * 24
+
+
+def test_csv_cells_guard_formulas_but_keep_negative_amounts_numbers() -> None:
+    from gateway.dashboard.ledger_view import _cell
+
+    assert _cell("-0.000099") == "-0.000099"  # a saving below zero still sums
+    assert _cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert _cell("-1+2") == "'-1+2"
+    assert _cell("@SUM(A1)") == "'@SUM(A1)"
+    assert _cell(None) == ""
