@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from gateway.accounting.pricing import usd_text
 from gateway.dashboard.queries import JOULES_PER_WH, Figures, Overview
 
 # At most this many tenants get their own colour in the stacked chart; the rest are "other".
@@ -56,7 +57,7 @@ def energy_note(fig: Figures) -> str:
 
 def exact(value: Decimal) -> str:
     """The exact figure for a `data-value` attribute (the browser tests compare it with SQL)."""
-    return format(value.normalize(), "f") if value else "0"
+    return usd_text(value)
 
 
 def plain(value: str | Decimal | None) -> str:
