@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,8 +37,19 @@ class _Window:
         frac = (now - self.start) / WINDOW_S
         return self.previous * max(0.0, 1.0 - frac) + self.current
 
-    def retry_after(self, now: float) -> float:
-        return max(1.0, WINDOW_S - (now - self.start))
+    def retry_after(self, now: float, limit: float, need: float) -> float:
+        """Seconds until `need` more fits under `limit` if nothing else arrives. The previous
+        bucket's weight fades through the current window and the current bucket's through
+        the next one, so the wait is often past the bucket's end."""
+        room = limit - need
+        at = 2 * WINDOW_S  # room < 0: never within the horizon; the full horizon then
+        if room >= self.current and self.previous > 0:
+            at = (1.0 - (room - self.current) / self.previous) * WINDOW_S  # in this bucket
+        elif room >= self.current:
+            at = 0.0
+        elif room >= 0 and self.current > 0:
+            at = WINDOW_S + (1.0 - room / self.current) * WINDOW_S  # in the next bucket
+        return max(1.0, math.ceil(self.start + at - now))
 
 
 class RateLimiter:
@@ -59,7 +71,7 @@ class RateLimiter:
             if w.used(now) + 1 > rpm:
                 raise RateLimited(
                     f"Rate limit reached: {rpm} requests per minute.",
-                    retry_after_s=w.retry_after(now),
+                    retry_after_s=w.retry_after(now, rpm, 1),
                 )
         if tpm:
             t = self._tok.setdefault(tenant_id, _Window(now))
@@ -67,7 +79,7 @@ class RateLimiter:
             if t.used(now) + tokens > tpm and t.used(now) > 0:
                 raise RateLimited(
                     f"Rate limit reached: {tpm} tokens per minute.",
-                    retry_after_s=t.retry_after(now),
+                    retry_after_s=t.retry_after(now, tpm, tokens),
                 )
             if tokens > tpm:
                 raise RateLimited(

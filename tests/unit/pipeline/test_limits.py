@@ -11,7 +11,7 @@ def test_rpm_limit_then_retry_after():
     lim.check("t", rpm=3, tpm=None, tokens=10)
     with pytest.raises(RateLimited) as exc:
         lim.check("t", rpm=3, tpm=None, tokens=10)
-    assert 1 <= int(exc.value.headers["Retry-After"]) <= 60
+    assert 1 <= int(exc.value.headers["Retry-After"]) <= 120  # the window slides over two buckets
     lim.check("other", rpm=3, tpm=None, tokens=10)  # tenants are independent
 
 
@@ -27,3 +27,34 @@ def test_tpm_counts_estimates_and_adjusts_to_actuals():
 def test_a_single_request_larger_than_tpm_is_refused():
     with pytest.raises(RateLimited):
         RateLimiter().check("t", rpm=None, tpm=100, tokens=500)
+
+
+@pytest.mark.parametrize(
+    ("rpm", "burst", "then_wait"), [(3, 3, 0), (3, 3, 30), (10, 7, 50), (2, 2, 70)]
+)
+def test_retry_after_is_when_the_next_request_really_fits(
+    monkeypatch: pytest.MonkeyPatch, rpm: int, burst: int, then_wait: float
+) -> None:
+    """A client that waits exactly Retry-After is admitted, and one second less is not
+    enough: the sliding window's previous bucket still counts after the bucket rolls."""
+    from gateway.pipeline import limits
+
+    clock = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    lim = RateLimiter()
+    for _ in range(burst):
+        lim.check("t", rpm=rpm, tpm=None, tokens=1)
+    clock[0] += then_wait
+    while True:  # fill up what is left, then one more is refused
+        try:
+            lim.check("t", rpm=rpm, tpm=None, tokens=1)
+        except RateLimited as exc:
+            wait = int(exc.headers["Retry-After"])
+            break
+    start = clock[0]
+    clock[0] = start + wait - 1
+    if wait > 1:
+        with pytest.raises(RateLimited):
+            lim.check("t", rpm=rpm, tpm=None, tokens=1)
+    clock[0] = start + wait
+    lim.check("t", rpm=rpm, tpm=None, tokens=1)
