@@ -49,7 +49,7 @@ class Safety:
     """Why a request may (or may not) be cached under the tenant's policy."""
 
     cacheable: bool
-    reason: str  # "ok", "temperature", "tool_calls", "n", "not_text"
+    reason: str  # "ok", "temperature", "tool_calls", "n", "logprobs", "not_text"
 
 
 def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> CacheKeys:
@@ -95,6 +95,8 @@ def safety(
         return Safety(False, "n")
     if not tool_calls_ok and _has_tool_calls(body):
         return Safety(False, "tool_calls")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        return Safety(False, "logprobs")  # per-token data a replay cannot honestly give
     return Safety(True, "ok")
 
 
@@ -113,6 +115,9 @@ def response_cacheable(body: Json | None, *, tool_calls_ok: bool = False) -> boo
         msg = choice.get("message")
         if isinstance(msg, dict) and msg.get("tool_calls") and not tool_calls_ok:
             return False
+        if isinstance(msg, dict) and msg.get("refusal"):
+            return False  # a refusal is not an answer worth repeating (or repeatable: a replay
+            # of a streamed one came back empty)
     return True
 
 

@@ -28,7 +28,14 @@ class StreamAssembler:
             idx = choice.get("index", 0)
             acc = self._choices.setdefault(
                 idx if isinstance(idx, int) else 0,
-                {"content": [], "text": [], "role": None, "tools": {}, "finish_reason": None},
+                {
+                    "content": [],
+                    "text": [],
+                    "refusal": [],
+                    "role": None,
+                    "tools": {},
+                    "finish_reason": None,
+                },
             )
             if choice.get("finish_reason") is not None:
                 acc["finish_reason"] = choice["finish_reason"]
@@ -41,6 +48,8 @@ class StreamAssembler:
                 acc["role"] = delta["role"]
             if isinstance(delta.get("content"), str):
                 acc["content"].append(delta["content"])
+            if isinstance(delta.get("refusal"), str):
+                acc["refusal"].append(delta["refusal"])
             for call in delta.get("tool_calls") or ():
                 if not isinstance(call, dict):
                     continue
@@ -64,6 +73,8 @@ class StreamAssembler:
                     "role": acc["role"] or "assistant",
                     "content": "".join(acc["content"]),
                 }
+                if acc["refusal"]:
+                    message["refusal"] = "".join(acc["refusal"])
                 if acc["tools"]:
                     message["tool_calls"] = [
                         {

@@ -112,3 +112,25 @@ def test_a_text_longer_than_the_embedding_sees_is_cached_exactly_only() -> None:
         assert keys.exact and (keys.query is not None) == (text is fits)
         prompt = request_keys("t", "completions", "m", {"prompt": text})
         assert (prompt.query is not None) == (text is fits)
+
+
+def test_refusals_and_logprobs_are_never_cached() -> None:
+    from gateway.pipeline.stream import StreamAssembler
+
+    refused = {
+        "choices": [
+            {"message": {"content": None, "refusal": "I can't help."}, "finish_reason": "stop"}
+        ]
+    }
+    assert not response_cacheable(refused)
+    # streamed, the refusal arrives in deltas: the assembled answer keeps it, so it is refused too
+    asm = StreamAssembler()
+    for delta in ({"role": "assistant"}, {"refusal": "I can't "}, {"refusal": "help."}):
+        asm.add({"choices": [{"index": 0, "delta": delta}]})
+    asm.add({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = asm.result(chat=True)
+    assert body["choices"][0]["message"]["refusal"] == "I can't help."
+    assert not response_cacheable(body)
+    for ask in ({"logprobs": True}, {"top_logprobs": 3, "logprobs": True}, {"logprobs": 2}):
+        assert safety({"messages": [], **ask}).reason == "logprobs"
+    assert safety({"messages": [], "logprobs": False}).cacheable
