@@ -8,6 +8,7 @@ is checked token for token against a speculation-free engine and against Hugging
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,6 @@ import uvicorn
 from local_engine.backends.transformers_backend import TransformersBackend
 from local_engine.config import EngineConfig, SpeculativeConfig
 from local_engine.server import create_app
-from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -46,13 +46,20 @@ class EngineServer:
 
     def __init__(self, backend: Any, startup_timeout_s: float = 180) -> None:
         self.backend = backend
-        self.port = free_port()
+        # Bound now and handed to uvicorn: a port only picked here would stay free for the
+        # seconds the model takes to load, and another process (vLLM's workers) could take it.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(
                 create_app(self.backend), port=self.port, log_level="warning", lifespan="on"
             )
         )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + startup_timeout_s
         while not self.server.started:
