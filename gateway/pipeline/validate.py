@@ -118,35 +118,22 @@ def validate_chat(raw: Any) -> dict[str, Any]:
 
 def validate_completion(raw: Any) -> dict[str, Any]:
     body = validate_common(raw)
-    if not text_or_tokens(body.get("prompt")):
-        raise InvalidRequest(
-            "'prompt' must be a string, an array of strings, an array of token ids or an "
-            "array of token-id arrays.",
-            param="prompt",
-            code="invalid_value",
-        )
+    text_or_tokens(body, "prompt")
     validate_generation(body)
     return body
 
 
 def validate_embedding(raw: Any) -> dict[str, Any]:
     body = validate_common(raw)
-    if not text_or_tokens(body.get("input")):
-        raise InvalidRequest(
-            "'input' must be a string, an array of strings, an array of token ids or an "
-            "array of token-id arrays.",
-            param="input",
-            code="invalid_value",
-        )
+    text_or_tokens(body, "input")
     return body
 
 
-def text_or_tokens(value: Any) -> bool:
-    """OpenAI's prompt/input forms: a string, or a non-empty array of strings, token ids or
-    token-id arrays."""
-    if isinstance(value, str):
-        return True
-    return (
+def text_or_tokens(body: dict[str, Any], name: str) -> None:
+    """`body[name]` must be one of OpenAI's prompt/input forms: a string, or a non-empty array
+    of strings, token ids or token-id arrays."""
+    value = body.get(name)
+    ok = isinstance(value, str) or (
         isinstance(value, list)
         and bool(value)
         and all(
@@ -154,3 +141,9 @@ def text_or_tokens(value: Any) -> bool:
             for x in value
         )
     )
+    if not ok:
+        raise invalid_value(
+            f"'{name}' must be a string, an array of strings, an array of token ids or an "
+            "array of token-id arrays.",
+            name,
+        )
