@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
@@ -12,6 +13,14 @@ import pytest
 from tests.support.servers import GatewayServer, mock_deployment, sql, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def settled_counters(db_url: str, tenant_id: str) -> list[Any]:
+    """The tenant's budget counters once nothing is reserved any more (else empty)."""
+    rows = sql(
+        db_url, "SELECT spent_usd, reserved_usd FROM budget_counters WHERE tenant_id=$1", tenant_id
+    )
+    return [r for r in rows if r["reserved_usd"] == 0]
 
 
 def test_budget_race_50_concurrent_requests_budget_for_10(session_tmp, fresh_pg_url, mock_upstream):
@@ -56,17 +65,7 @@ def test_budget_race_50_concurrent_requests_budget_for_10(session_tmp, fresh_pg_
                 == served
             )
         )
-        rows = wait_for(
-            lambda: [
-                r
-                for r in sql(
-                    gw.db_url,
-                    "SELECT spent_usd, reserved_usd FROM budget_counters WHERE tenant_id=$1",
-                    tid,
-                )
-                if r["reserved_usd"] == 0
-            ]
-        )
+        rows = wait_for(lambda: settled_counters(gw.db_url, tid))
         assert rows and rows[0]["spent_usd"] == actual * served
         mock_upstream.control(latency_ms=0)
         if served >= 10:
@@ -119,18 +118,7 @@ def test_sequential_requests_are_not_refused_by_finished_reservations(
                 messages=[{"role": "user", "content": f"one two three four five {i}"}],
                 extra_headers={"cache-control": "no-store"},
             )
-        rows = wait_for(
-            lambda: [
-                r
-                for r in sql(
-                    gw.db_url,
-                    "SELECT spent_usd, reserved_usd FROM budget_counters WHERE tenant_id=$1",
-                    tid,
-                )
-                if r["reserved_usd"] == 0
-            ],
-            15,
-        )
+        rows = wait_for(lambda: settled_counters(gw.db_url, tid), 15)
         costs = sql(
             gw.db_url, "SELECT sum(cost_usd) AS s FROM usage_ledger WHERE tenant_id=$1", tid
         )
