@@ -13,9 +13,10 @@ from gateway.compression import PromptCompressor, TiktokenCounter
 from gateway.compression.surprisal import local_model_available
 from gateway.errors import InvalidRequest
 from gateway.pipeline.compress import HEADER, NOTE_HEADER, CompressStage, create_compress_stage
-from gateway.pipeline.context import RequestContext, TenantInfo
+from gateway.pipeline.context import RequestContext
 from gateway.routing.catalog import Catalog
 from gateway.settings import DeploymentConfig, FileConfig, TenantDefaults
+from tests.support.context import bare_context
 from tests.unit.compression.test_compressor import GOLD, rag_messages
 
 CATALOG = Catalog.build(
@@ -42,15 +43,7 @@ def make_ctx(headers: dict[str, str], flags: dict[str, Any] | None = None) -> Re
     # Pasted text full of stray whitespace, so even lossless has something to do.
     messages[1]["content"] = messages[1]["content"].replace(". ", ".   \n\n\n   ")
     body = {"model": "m", "messages": messages}
-    ctx = RequestContext(
-        request_id="r1",
-        ledger_id="l1",
-        endpoint="chat",
-        body=body,
-        tenant=TenantInfo(id="t1", name="t", key_id=None, flags=flags or {}),
-        model="m",
-        headers=headers,
-    )
+    ctx = bare_context(body=body, flags=flags, headers=headers)
     ctx.candidates = CATALOG.group("m")
     ctx.prompt_tokens_estimate = estimate_prompt_tokens(body)
     return ctx

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from gateway.pipeline.account import energy_of, ledger_row
-from gateway.pipeline.context import RequestContext, TenantInfo
+from gateway.pipeline.context import RequestContext
 from gateway.routing.catalog import Catalog, Deployment
 from gateway.settings import DeploymentConfig
+from tests.support.context import bare_context
 
 
 def dep(name: str, **fields: Any) -> Deployment:
@@ -30,14 +31,7 @@ CLOUD = dep("cloud", api_base="https://api.example.com/v1")
 
 
 def ctx(deployment: Deployment | None, cache_status: str = "miss") -> RequestContext:
-    c = RequestContext(
-        request_id="r",
-        ledger_id="l",
-        endpoint="chat",
-        body={},
-        tenant=TenantInfo(id="t", name="t", key_id=None),
-        model="m",
-    )
+    c = bare_context()
     c.deployment = deployment
     c.cache_status = cache_status
     return c

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.pipeline.context import Reply, RequestContext, TenantInfo
+from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.pipeline import Pipeline
+from tests.support.context import bare_context
 
 
 class Recorder:
@@ -40,14 +41,7 @@ class Broken:
 
 
 def ctx() -> RequestContext:
-    return RequestContext(
-        request_id="r",
-        ledger_id="l",
-        endpoint="chat",
-        body={},
-        tenant=TenantInfo(id="t", name="t", key_id=None),
-        model="m",
-    )
+    return bare_context()
 
 
 def pipeline(stage: Recorder, when: str) -> Pipeline:
