@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from gateway.errors import GatewayError, NoHealthyDeployment, UpstreamError, UpstreamTimeout
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
+from gateway.pipeline.stream import carries_output
 from gateway.providers.base import Endpoint
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Deployment
@@ -119,11 +120,14 @@ class Dispatcher:
             first = await anext(chunks)
         except StopAsyncIteration:
             raise UpstreamError(f"Deployment {dep_.name!r} sent an empty stream.") from None
-        ctx.ttft_ms = ctx.elapsed_ms()
+        # The first chunk commits the request to this deployment (no retry after it), but the
+        # time to first token is when output arrives: it may open with a role-only chunk.
+        return Reply(chunks=self._follow(flight, first, chunks))
+
+    def _first_token(self, flight: Flight | None) -> None:
         if flight is not None and self.router is not None:
             self.router.first_token(flight)
             self._observed(flight, "ttft", flight.first_token_ms, flight.predicted.ttft_ms)
-        return Reply(chunks=self._follow(flight, first, chunks))
 
     async def _follow(
         self, flight: Flight | None, first: Json, rest: AsyncIterator[Json]
@@ -132,10 +136,17 @@ class Dispatcher:
         usage: Json | None = None
         finish: str | None = None
         ok = False
+        waiting = True  # for the first chunk that carries output
         try:
+            if carries_output(first):
+                waiting = False
+                self._first_token(flight)
             yield first
             usage, finish = _usage_and_finish(first, usage, finish)
             async for chunk in rest:
+                if waiting and carries_output(chunk):
+                    waiting = False
+                    self._first_token(flight)
                 usage, finish = _usage_and_finish(chunk, usage, finish)
                 yield chunk
             ok = True

@@ -34,7 +34,7 @@ from gateway.pipeline.context import (
 from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.responses_request import chat_body_from_responses
 from gateway.pipeline.route import resolve_candidates
-from gateway.pipeline.stream import StreamAssembler
+from gateway.pipeline.stream import StreamAssembler, carries_output
 from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
 from gateway.routing.catalog import Catalog
 from gateway.settings import FileConfig
@@ -150,7 +150,7 @@ class Pipeline:
         failed: GatewayError | None = None
         try:
             async for chunk in chunks:
-                if ctx.ttft_ms is None:
+                if ctx.ttft_ms is None and carries_output(chunk):
                     ctx.ttft_ms = ctx.elapsed_ms()
                 assembler.add(chunk)
                 if not ctx.client_wants_usage and chunk.get("usage"):

@@ -6,6 +6,28 @@ from typing import Any
 
 Json = dict[str, Any]
 
+# Delta fields that carry generated output; a delta with only `role` (or Azure's first chunk of
+# content-filter results, with no choices) does not.
+_OUTPUT_FIELDS = ("content", "refusal", "tool_calls", "function_call", "reasoning_content", "audio")
+
+
+def carries_output(chunk: Json) -> bool:
+    """Whether a streamed chunk holds generated output or the end of it: when it arrives is the
+    time to first token. A role-only opening chunk, which some providers send before the model
+    has produced anything, is not."""
+    choices = chunk.get("choices")
+    if not choices:
+        return chunk.get("usage") is not None  # the closing usage chunk: the stream is done
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason") is not None or choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(delta.get(k) for k in _OUTPUT_FIELDS):
+            return True
+    return False
+
 
 class StreamAssembler:
     def __init__(self) -> None:

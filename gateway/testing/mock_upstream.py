@@ -4,7 +4,8 @@
 
 Behaviour can be changed at run time with `POST /_control` (JSON: latency_ms, ms_per_token,
 fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), fail_code and
-fail_param (the failure's OpenAI error code and param), hang_s,
+fail_param (the failure's OpenAI error code and param), hang_s, first_token_ms (a chat stream's
+role-only opening chunk goes out at once, its first token this much later),
 no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat answer at
 `max_tokens` words with finish_reason "length")) and inspected with `GET /_requests` (the
 last bodies and auth headers it received).
@@ -53,6 +54,7 @@ class MockUpstream:
             "fail_code": None,
             "fail_param": None,
             "hang_s": 0.0,
+            "first_token_ms": 0.0,
             "no_usage": False,
             "truncate_stream": False,
             "malformed_stream": False,
@@ -294,6 +296,8 @@ class MockUpstream:
                 continue
             if delay and idx:
                 await asyncio.sleep(delay)
+            if idx == 1 and self.knobs["first_token_ms"]:
+                await asyncio.sleep(float(self.knobs["first_token_ms"]) / 1000.0)
             await resp.write(b"data: " + orjson.dumps(ev) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()

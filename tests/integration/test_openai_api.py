@@ -73,6 +73,29 @@ def test_streaming_with_usage_passes_usage_through(gateway, tenant):
     assert row["ttft_ms"] is not None and row["ttft_ms"] <= row["latency_ms"]
 
 
+def test_stream_ttft_is_the_first_token_not_a_role_only_opening_chunk(
+    gateway, tenant, mock_upstream
+):
+    """Providers may flush `{"role": "assistant"}` before the model has produced anything:
+    the ledger's TTFT (and the SLO verdict and the router's learning) waits for output."""
+    _, key = tenant
+    mock_upstream.control(first_token_ms=400)
+    try:
+        chunks = list(
+            client(gateway, key).chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "a slow first token"}],
+                stream=True,
+                extra_headers={"x-request-id": "req-role-first", "cache-control": "no-store"},
+            )
+        )
+    finally:
+        mock_upstream.control(first_token_ms=0)
+    assert chunks[0].choices[0].delta.role == "assistant" and not chunks[0].choices[0].delta.content
+    row = ledger_row(gateway, "req-role-first")
+    assert row["ttft_ms"] is not None and 380 <= row["ttft_ms"] <= row["latency_ms"]
+
+
 def test_streaming_without_usage_asks_upstream_and_strips_it(gateway, tenant, mock_upstream):
     _, key = tenant
     chunks = list(

@@ -150,6 +150,7 @@ class MockUpstreamServer(Process):
             fail_next=0,
             fail_rate=0,
             hang_s=0,
+            first_token_ms=0,
             no_usage=False,
             truncate_stream=False,
             malformed_stream=False,

@@ -1,8 +1,28 @@
 import pytest
 
 from gateway.errors import InvalidRequest
-from gateway.pipeline.stream import StreamAssembler
+from gateway.pipeline.stream import StreamAssembler, carries_output
 from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
+
+
+@pytest.mark.parametrize(
+    ("chunk", "output"),
+    [
+        ({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}, False),
+        ({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}, False),
+        ({"choices": [], "prompt_filter_results": [{"prompt_index": 0}]}, False),  # Azure
+        ({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}, True),
+        ({"choices": [{"index": 0, "delta": {"refusal": "No"}}]}, True),
+        ({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c"}]}}]}, True),
+        ({"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}, True),
+        ({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, True),
+        ({"choices": [{"index": 0, "text": "legacy"}]}, True),
+        ({"choices": [{"index": 0, "text": ""}]}, False),
+        ({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}, True),
+    ],
+)
+def test_first_token_is_the_first_chunk_with_output(chunk, output):
+    assert carries_output(chunk) is output
 
 
 def test_assembler_rebuilds_content_tool_calls_and_usage():
