@@ -109,6 +109,9 @@ class PromptCompressor:
             unchanged.notes.append("short prompt")
             return unchanged
 
+        # What was sent is remembered per set of options: a `lossless` request must never get
+        # back a prefix that an earlier `balanced` request of the same chat cut down.
+        scope = f"{scope}\x00{options!r}"
         frozen = self.memory.recall(scope, messages) if self.memory is not None else []
         out = [copy.copy(m) for m in messages]
         out[: len(frozen)] = frozen

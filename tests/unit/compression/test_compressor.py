@@ -155,6 +155,25 @@ def test_a_repeated_prefix_is_sent_byte_identical(counter: TiktokenCounter) -> N
     assert other_scope == fresh
 
 
+def test_a_lossless_request_never_reuses_a_prefix_cut_by_a_lossy_mode(
+    counter: TiktokenCounter,
+) -> None:
+    compressor = PromptCompressor(counter, memory=PrefixMemory())
+    first = rag_messages(random.Random(7))
+    cut = compressor.compress(first, balanced(), scope="t1").messages
+    assert cut[1] != first[1]  # balanced dropped sentences of the documents
+    follow_up = [
+        *first,
+        {"role": "assistant", "content": "Margarethe Voss."},
+        {"role": "user", "content": "Which document mentions copper and falcon together?"},
+    ]
+    lossless = CompressionOptions(mode="lossless", min_prompt_tokens=0)
+    sent = compressor.compress(follow_up, lossless, scope="t1").messages
+    alone = PromptCompressor(counter).compress(follow_up, lossless, scope="t1").messages
+    assert sent == alone  # what lossless makes of the chat, not the balanced history
+    assert GOLD in sent[1]["content"] and len(sent[1]["content"]) > len(cut[1]["content"])
+
+
 def test_allow_flags_open_system_and_last_user(counter: TiktokenCounter) -> None:
     rng = random.Random(8)
     docs = "\n\n".join(filler_passage(rng) for _ in range(10))
