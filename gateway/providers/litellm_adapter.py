@@ -68,7 +68,8 @@ class LiteLLMProvider:
         try:
             resp = await self._litellm.acompletion(**args)
             async for chunk in resp:
-                yield _to_dict(chunk)
+                for out in openai_shaped(_to_dict(chunk)):
+                    yield out
         except Exception as exc:
             raise _translate(dep, exc) from exc
 
@@ -82,6 +83,35 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _is_empty(choice: Any) -> bool:
+    return (
+        isinstance(choice, dict)
+        and choice.get("finish_reason") is None
+        and not any((choice.get("delta") or {}).values())
+    )
+
+
+def openai_shaped(chunk: Json) -> list[Json]:
+    """What OpenAI would have sent for one of litellm's translated chunks.
+
+    litellm's translations (Anthropic, Gemini...) can put `choices: [{"delta": {}}]` on the
+    usage chunk, put the usage on the finish chunk, or add empty chunks. OpenAI sends usage
+    alone, in a last chunk with `choices: []`, and never an empty delta; clients that read
+    `choices[0]` of the usage chunk, or count chunks, rely on that.
+    """
+    choices = [c for c in chunk.get("choices") or () if not _is_empty(c)]
+    usage = chunk.get("usage")
+    if not choices and not usage:
+        return []  # nothing in it
+    if not usage:
+        return [{**chunk, "choices": choices}]
+    out: list[Json] = []
+    if choices:
+        out.append({k: v for k, v in chunk.items() if k != "usage"} | {"choices": choices})
+    out.append({**chunk, "choices": []})
+    return out
 
 
 def _to_dict(obj: Any) -> Json:

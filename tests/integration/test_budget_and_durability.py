@@ -232,5 +232,23 @@ def test_anthropic_messages_api_through_litellm(session_tmp, pg_url, mock_upstre
         )
         text = "".join(x.choices[0].delta.content or "" for x in streamed if x.choices)
         assert text.strip() == "Claude echo: stream from claude"
+        with_usage = list(
+            c.chat.completions.create(
+                model="claude-haiku",
+                max_tokens=50,
+                stream=True,
+                stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": "stream with usage"}],
+                extra_headers={"cache-control": "no-store"},
+            )
+        )
+        # OpenAI's shape: every chunk with a choice carries something, the finish chunk comes
+        # before the usage chunk, which is last and has no choices.
+        for chunk in with_usage[:-1]:
+            assert chunk.usage is None and len(chunk.choices) == 1
+            choice = chunk.choices[0]
+            assert choice.finish_reason or choice.delta.role or choice.delta.content
+        assert with_usage[-2].choices[0].finish_reason == "stop"
+        assert with_usage[-1].choices == [] and with_usage[-1].usage.completion_tokens > 0
     finally:
         gw.stop()
