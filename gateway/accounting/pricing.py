@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
+from gateway.providers.names import litellm_name
 from gateway.settings import DeploymentConfig
 
 MILLION = Decimal(1_000_000)
@@ -46,7 +48,7 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
             ),
             "config",
         )
-    entry = _lookup_litellm(cfg.provider, cfg.served_model)
+    entry = _lookup_litellm(cfg.provider, cfg.served_model, cfg.api_base)
     if entry is None:
         return (
             Price(
@@ -80,18 +82,57 @@ def _per_mtok(value: Any) -> Decimal:
     return (Decimal(str(value)) * MILLION).normalize()
 
 
-def _lookup_litellm(provider: str, model: str) -> dict[str, Any] | None:
+# An OpenAI-compatible endpoint's host says whose prices apply.
+_HOST_PROVIDERS = {
+    "api.together.xyz": "together_ai",
+    "api.together.ai": "together_ai",
+    "api.groq.com": "groq",
+    "api.fireworks.ai": "fireworks_ai",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral",
+    "api.x.ai": "xai",
+    "api.perplexity.ai": "perplexity",
+    "api.deepinfra.com": "deepinfra",
+    "api.cerebras.ai": "cerebras",
+    "openrouter.ai": "openrouter",
+    "generativelanguage.googleapis.com": "gemini",
+    "api.openai.com": "openai",
+    "api.anthropic.com": "anthropic",
+}
+
+
+def price_provider(provider: str, api_base: str | None) -> str | None:
+    """The provider prefix of litellm's price map that applies to a deployment, if known."""
+    if provider == "openai_compatible":
+        host = urlsplit(api_base or "").hostname or ""
+        return _HOST_PROVIDERS.get(host.lower())
+    if provider == "local":
+        return None
+    return litellm_name(provider)
+
+
+def _lookup_litellm(
+    provider: str, model: str, api_base: str | None = None
+) -> dict[str, Any] | None:
     cost_map = _litellm_cost_map()
     candidates = [model]
-    if provider not in ("openai_compatible", "local"):
-        candidates.insert(0, f"{provider}/{model}")
+    prefix = price_provider(provider, api_base)
+    if prefix is not None:
+        candidates.insert(0, f"{prefix}/{model}")
     if "/" in model:
         candidates.append(model.split("/", 1)[1])
     for name in candidates:
         entry = cost_map.get(name)
+        if entry is None:
+            entry = _lowercase_cost_map().get(name.lower())
         if isinstance(entry, dict):
             return entry
     return None
+
+
+@lru_cache(maxsize=1)
+def _lowercase_cost_map() -> dict[str, Any]:
+    return {name.lower(): entry for name, entry in _litellm_cost_map().items()}
 
 
 @lru_cache(maxsize=1)

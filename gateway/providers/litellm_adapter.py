@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.providers.base import Endpoint, Json
+from gateway.providers.names import litellm_name
 from gateway.routing.catalog import Deployment
 
 # Request fields litellm would reject or that we handle ourselves.
@@ -32,7 +33,7 @@ class LiteLLMProvider:
 
     def _args(self, body: Json, dep: Deployment, timeout_s: float) -> dict[str, Any]:
         args = {k: v for k, v in body.items() if k not in _DROP}
-        args["model"] = f"{dep.provider}/{dep.served_model}"
+        args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
         if dep.config.api_base:
             args["api_base"] = dep.config.api_base
         key = dep.config.api_key()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -10,6 +11,8 @@ from gateway.accounting.pricing import Price, resolve_price
 from gateway.settings import DeploymentConfig
 
 AUTO_MODEL = "thriftgate/auto"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,15 @@ class Catalog:
         for cfg in configs:
             price, source = resolve_price(cfg)
             dep = Deployment(config=cfg, price=price, price_source=source)
+            if source == "unknown" and cfg.provider != "local" and price.input_per_mtok == 0:
+                # Billed at $0, it would also look cheapest to the router: say so at start.
+                log.warning(
+                    "deployment %s: no price for %r in the config or litellm's price map; "
+                    "it is recorded at $0 and routed to as if free. Set input_cost_per_mtok "
+                    "and output_cost_per_mtok in its config.",
+                    cfg.name,
+                    cfg.served_model,
+                )
             cat.deployments[cfg.name] = dep
             cat.groups.setdefault(cfg.model, []).append(dep)
         return cat
