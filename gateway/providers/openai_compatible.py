@@ -18,6 +18,8 @@ from gateway.routing.catalog import Deployment
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_ERROR_BYTES = 64 * 1024
+# The ledger's error_code column is String(64): a longer upstream code would get the row refused.
+MAX_CODE_CHARS = 64
 DEFAULT_BASES = {
     "openai": "https://api.openai.com/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -200,8 +202,8 @@ def _code_and_param(parsed: Any) -> tuple[str | None, str | None]:
         return None, None
     code, param = err.get("code"), err.get("param")
     return (
-        code[:100] if isinstance(code, str) and code else None,
-        param[:100] if isinstance(param, str) and param else None,
+        code[:MAX_CODE_CHARS] if isinstance(code, str) and code else None,
+        param[:MAX_CODE_CHARS] if isinstance(param, str) and param else None,
     )
 
 

@@ -4,11 +4,12 @@
 
 Behaviour can be changed at run time with `POST /_control` (JSON: latency_ms, ms_per_token,
 fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this long), fail_code and
-fail_param (the failure's OpenAI error code and param), hang_s, first_token_ms (a chat stream's
-role-only opening chunk goes out at once, its first token this much later),
-no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat answer at
-`max_tokens` words with finish_reason "length")) and inspected with `GET /_requests` (the
-last bodies and auth headers it received).
+fail_param (the failure's OpenAI error code and param), fail_message (its message, default
+"mock failure <status>"), fail_text (send that message as a plain-text body instead of JSON),
+hang_s, first_token_ms (a chat stream's role-only opening chunk goes out at once, its first token
+this much later), no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat
+answer at `max_tokens` words with finish_reason "length")) and inspected with `GET /_requests`
+(the last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
 """
@@ -53,6 +54,8 @@ class MockUpstream:
             "fail_after_ms": 0.0,
             "fail_code": None,
             "fail_param": None,
+            "fail_message": None,
+            "fail_text": False,
             "hang_s": 0.0,
             "first_token_ms": 0.0,
             "no_usage": False,
@@ -103,10 +106,13 @@ class MockUpstream:
             if self.knobs["fail_after_ms"]:
                 await asyncio.sleep(float(self.knobs["fail_after_ms"]) / 1000.0)
             status = int(self.knobs["fail_status"])
+            message = self.knobs["fail_message"] or f"mock failure {status}"
+            if self.knobs["fail_text"]:
+                return web.Response(text=message, status=status)
             return web.json_response(
                 {
                     "error": {
-                        "message": f"mock failure {status}",
+                        "message": message,
                         "type": "server_error" if status >= 500 else "invalid_request_error",
                         "param": self.knobs["fail_param"],
                         "code": self.knobs["fail_code"],

@@ -158,6 +158,8 @@ class MockUpstreamServer(Process):
             fail_status=503,
             fail_code=None,
             fail_param=None,
+            fail_message=None,
+            fail_text=False,
             honor_max_tokens=False,
         )
 
