@@ -127,11 +127,13 @@ def _to_dict(obj: Any) -> Json:
 def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidRequest:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    # litellm's messages can embed the request; keep only the first line, and never the key.
-    raw = str(getattr(exc, "message", "") or exc).splitlines()[0][:300] if str(exc) else name
+    # litellm's messages can embed the request; keep only the first line, and never the key:
+    # masked before the cut, so a key straddling it leaves no prefix behind.
+    text = str(getattr(exc, "message", "") or exc)
     key = dep.config.api_key()
     if key:
-        raw = raw.replace(key, "***")
+        text = text.replace(key, "***")
+    raw = text.splitlines()[0][:300] if text.strip() else name
     if "Timeout" in name:
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
     if status in (400, 404, 422):

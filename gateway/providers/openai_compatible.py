@@ -18,7 +18,10 @@ from gateway.routing.catalog import Deployment
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_ERROR_BYTES = 64 * 1024
-# The ledger's error_code column is String(64): a longer upstream code would get the row refused.
+# How much of an upstream's error text we pass on. The ledger's error_code column is String(64):
+# a longer upstream code would get the row refused.
+MAX_MESSAGE_CHARS = 500
+MAX_TEXT_BODY_CHARS = 200
 MAX_CODE_CHARS = 64
 DEFAULT_BASES = {
     "openai": "https://api.openai.com/v1",
@@ -102,7 +105,7 @@ class OpenAICompatibleProvider:
             raise UpstreamError(f"Deployment {dep.name!r} returned a non-object JSON body.")
         if "error" in parsed and "choices" not in parsed and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
-            why = _masked(dep, _message(parsed))
+            why = _clean(dep, _message(parsed), MAX_MESSAGE_CHARS)
             raise UpstreamError(f"Deployment {dep.name!r} answered with an error: {why}")
         return parsed
 
@@ -157,7 +160,7 @@ class OpenAICompatibleProvider:
                     if not isinstance(chunk, dict):
                         raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
                     if "error" in chunk and "choices" not in chunk:
-                        why = _masked(dep, _message(chunk))
+                        why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
                         raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
                     yield chunk
                 if not done:
@@ -178,32 +181,36 @@ class OpenAICompatibleProvider:
 
 
 def _message(parsed: Any) -> str:
+    """The upstream's whole error message: pass it through `_clean` before showing it."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])[:500]
+            return str(err["message"])
         if isinstance(err, str):
-            return err[:500]
+            return err
         if isinstance(parsed.get("message"), str):
-            return str(parsed["message"])[:500]
+            return str(parsed["message"])
     return "no error message"
 
 
-def _masked(dep: Deployment, text: str) -> str:
+def _clean(dep: Deployment, text: str, limit: int) -> str:
+    """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives."""
     key = dep.config.api_key()
     # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
-    return text.replace(key, "***") if key else text
+    if key:
+        text = text.replace(key, "***")
+    return text[:limit]
 
 
-def _code_and_param(parsed: Any) -> tuple[str | None, str | None]:
+def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | None]:
     """The OpenAI error's `code` and `param` ("context_length_exceeded", "messages"), if any."""
     err = parsed.get("error") if isinstance(parsed, dict) else None
     if not isinstance(err, dict):
         return None, None
     code, param = err.get("code"), err.get("param")
     return (
-        code[:MAX_CODE_CHARS] if isinstance(code, str) and code else None,
-        param[:MAX_CODE_CHARS] if isinstance(param, str) and param else None,
+        _clean(dep, code, MAX_CODE_CHARS) if isinstance(code, str) and code else None,
+        _clean(dep, param, MAX_CODE_CHARS) if isinstance(param, str) and param else None,
     )
 
 
@@ -211,19 +218,16 @@ def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
     parsed: Any = None
     try:
         parsed = orjson.loads(raw)
-        msg = _message(parsed)
+        msg = _clean(dep, _message(parsed), MAX_MESSAGE_CHARS)
     except orjson.JSONDecodeError:
-        msg = raw[:200].decode("utf-8", "replace").strip() or "empty body"
-    text = f"Deployment {dep.name!r} returned HTTP {status}: {_masked(dep, msg)}"
+        body = raw[:MAX_ERROR_BYTES].decode("utf-8", "replace")
+        msg = _clean(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
+    text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
     if status in (400, 404, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and
         # param go back as they came: clients branch on "context_length_exceeded".
-        code, param = _code_and_param(parsed)
-        err = InvalidRequest(
-            text,
-            code=_masked(dep, code) if code else "upstream_rejected_request",
-            param=_masked(dep, param) if param else None,
-        )
+        code, param = _code_and_param(dep, parsed)
+        err = InvalidRequest(text, code=code or "upstream_rejected_request", param=param)
         err.status_code = 400 if status != 413 else 413
         raise err
     return UpstreamError(text, upstream_status=status, retryable=True)

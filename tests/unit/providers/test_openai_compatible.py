@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError
+from gateway.providers.litellm_adapter import _translate
 from gateway.providers.openai_compatible import OpenAICompatibleProvider
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
@@ -70,3 +71,29 @@ async def test_an_upstream_error_code_fits_the_ledger_column(
     # usage_ledger.error_code is String(64): Postgres refuses the whole row past that
     assert err.code == "x" * 64
     assert err.param == "p" * 64
+
+
+async def test_a_key_straddling_the_message_cut_leaves_no_prefix(
+    upstream: tuple[MockUpstream, str], provider: OpenAICompatibleProvider, key: str
+) -> None:
+    mock, url = upstream
+    dep = deployment(url)
+    # the message is cut at 500 chars, a text body at 200, a code at 64: each key starts before
+    mock.knobs.update(fail_next=1, fail_status=500, fail_message="A" * 485 + key)
+    assert "sk-SECRET" not in (await refusal(provider, dep)).message
+    mock.knobs.update(fail_next=1, fail_status=502, fail_message="x" * 190 + key, fail_text=True)
+    assert "sk-SECRET" not in (await refusal(provider, dep)).message
+    mock.knobs.update(fail_next=1, fail_status=400, fail_text=False, fail_message="bad")
+    mock.knobs.update(fail_code="c" * 50 + key, fail_param="p" * 50 + key)
+    err = await refusal(provider, dep)
+    assert err.code == "c" * 50 + "***" and err.param == "p" * 50 + "***"
+    mock.knobs.update(fail_next=1, fail_status=503, fail_message="A" * 485 + key)
+    with pytest.raises(UpstreamError) as info:
+        async for _ in provider.stream(CHAT, dep, endpoint="chat/completions", timeout_s=5):
+            pass
+    assert "AAA" in info.value.message and "sk-SECRET" not in info.value.message
+
+
+def test_litellm_errors_mask_the_key_before_the_cut(key: str) -> None:
+    err = _translate(deployment("http://unused"), RuntimeError("A" * 290 + key + " and more"))
+    assert "AAA" in err.message and "sk-SECRET" not in err.message
