@@ -12,6 +12,7 @@ from gateway.api import admin, dashboard, health, metrics, openai, responses
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_lane import FastLane
 from gateway.api.guards import SizeGuard
+from gateway.providers.litellm_adapter import quiet_litellm_logs
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -83,4 +84,6 @@ def app_from_env() -> FastAPI:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # Not even at THRIFTGATE_LOG_LEVEL=debug: litellm would log every call's provider key.
+    quiet_litellm_logs()
     return create_app(settings)

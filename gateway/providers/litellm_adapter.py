@@ -7,6 +7,7 @@ The import is deferred: litellm takes seconds to import and most gateways never 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,14 @@ from gateway.routing.catalog import Deployment
 
 # Request fields litellm would reject or that we handle ourselves.
 _DROP = ("model", "stream", "stream_options")
+# litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+
+
+def quiet_litellm_logs() -> None:
+    """Pin litellm's loggers to WARNING, whatever level the root logger or LITELLM_LOG asks for."""
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class LiteLLMProvider:
@@ -29,6 +38,7 @@ class LiteLLMProvider:
         litellm.drop_params = True
         litellm.telemetry = False
         litellm.suppress_debug_info = True
+        quiet_litellm_logs()  # after the import: LITELLM_LOG=DEBUG turns debug on there
         self._litellm = litellm
 
     def _args(self, body: Json, dep: Deployment, timeout_s: float) -> dict[str, Any]:
