@@ -60,7 +60,7 @@ class Services:
         providers = ProviderRegistry()
         keys = KeyStore(engine, ttl_s=settings.key_cache_ttl_s)
         settling = Settling()  # shared: the ledger credits what the budget check may count
-        budgets = BudgetBook(engine, settling)
+        budgets = BudgetBook(engine, settling, reservation_ttl_s=settings.budget_reservation_ttl_s)
         limiter = RateLimiter()
         metrics = GatewayMetrics()
         ledger = LedgerWriter(

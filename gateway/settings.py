@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the
     # ledger), "fail-closed" refuses with 503.
     budget_db_down_policy: Literal["fail-open", "fail-closed"] = "fail-open"
+    # A budget reservation counts for at least this long (keep it above the longest request)
+    # and is dropped within twice this, so a crashed process's reservations free the budget.
+    budget_reservation_ttl_s: float = Field(default=600.0, gt=0)
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True

@@ -5,6 +5,17 @@ it succeeds while `spent + reserved < budget`, so concurrent requests overspend 
 one request's estimate. Concurrent requests of one tenant share a statement (group commit,
 see reservations.py) without loosening that bound.
 Settlement runs in the ledger writer's batch transaction (see ledger.py).
+
+A process that dies (SIGKILL, OOM, power) never settles its requests in flight, and a summed
+counter cannot tell whose reservations are whose. So reservations live in two generations of
+`reservation_ttl_s` each: a reservation goes into the current epoch's `reserved_usd`; when the
+epoch turns, that sum becomes `reserved_prev_usd`, and the one before is dropped. A request's
+reservation thus counts for at least one epoch and at most two; a crashed process's are gone
+within two, instead of holding the tenant's budget for the rest of the period. Settlement
+takes a reservation back from the generation it went into.
+
+A counter row is created with the spend the ledger already holds for its period, so a tenant
+whose `budget_period` changes (monthly -> daily -> total) keeps what it has spent.
 """
 
 from __future__ import annotations
@@ -13,21 +24,29 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
-from sqlalchemy import update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.accounting.settling import Settling
-from gateway.db.models import BudgetCounter, table
+from gateway.db.models import BudgetCounter, UsageLedger, table
 from gateway.db.session import upsert_insert
 from gateway.errors import BudgetExceeded
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PERIODS = ("monthly", "daily", "total")
+# Longer than any request lives (the default deadline is 120 s); a crashed process's
+# reservations are dropped within twice this.
+DEFAULT_RESERVATION_TTL_S = 600.0
+
+
+def reservation_epoch(ttl_s: float, now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // ttl_s)
 
 
 def period_start(period: str, now: datetime | None = None) -> datetime:
@@ -39,6 +58,30 @@ def period_start(period: str, now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+async def ensure_counter(conn: AsyncConnection, tenant_id: str, start: datetime) -> None:
+    """Create a counter if missing, with the spend the ledger already holds for its period.
+
+    A tenant whose `budget_period` changes (monthly -> daily -> total) so keeps what it has
+    spent. Run once per process and period before the first reservation, never per request.
+    """
+    tbl, ledger = table(BudgetCounter), table(UsageLedger)
+    spent_so_far = (
+        select(func.coalesce(func.sum(ledger.c.cost_usd), 0))
+        .where(ledger.c.tenant_id == tenant_id, ledger.c.created_at >= start)
+        .scalar_subquery()
+    )
+    stmt = upsert_insert(conn.dialect.name, tbl).values(
+        tenant_id=tenant_id,
+        period_start=start,
+        spent_usd=spent_so_far,
+        reserved_usd=Decimal(0),
+        reserved_prev_usd=Decimal(0),
+        reserve_epoch=0,
+        updated_at=datetime.now(UTC),
+    )
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "period_start"]))
+
+
 async def upsert_counter_delta(
     conn: AsyncConnection,
     tenant_id: str,
@@ -46,44 +89,77 @@ async def upsert_counter_delta(
     *,
     spent_delta: Decimal,
     reserved_delta: Decimal,
+    epoch: int | None = None,
 ) -> None:
+    """Add spend to a counter and take reservations (a negative `reserved_delta`) back.
+
+    A reservation comes off the generation it went into (`epoch`, as the reserving statement
+    returned it); one whose generation was dropped meanwhile is not taken twice. Rows spooled
+    before generations existed (no epoch) come off the current one.
+    """
     tbl = table(BudgetCounter)
     stmt = upsert_insert(conn.dialect.name, tbl).values(
         tenant_id=tenant_id,
         period_start=start,
         spent_usd=spent_delta,
-        reserved_usd=max(reserved_delta, Decimal(0)),
+        reserved_usd=Decimal(0),
+        reserved_prev_usd=Decimal(0),
+        reserve_epoch=0,
         updated_at=datetime.now(UTC),
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "period_start"],
-        set_={
-            "spent_usd": tbl.c.spent_usd + spent_delta,
-            # Never below zero: a reservation lost in a crash must not go negative later.
-            "reserved_usd": _greatest(conn, tbl.c.reserved_usd + reserved_delta),
-            "updated_at": datetime.now(UTC),
-        },
+    current, previous = tbl.c.reserved_usd, tbl.c.reserved_prev_usd
+    sets: dict[str, Any] = {"spent_usd": tbl.c.spent_usd + spent_delta}
+    if reserved_delta:
+        # Never below zero: a generation dropped early must not go negative later.
+        if epoch is None:
+            sets["reserved_usd"] = _greatest(conn, current + reserved_delta, 0)
+        else:
+            sets["reserved_usd"] = case(
+                (tbl.c.reserve_epoch == epoch, _greatest(conn, current + reserved_delta, 0)),
+                else_=current,
+            )
+            sets["reserved_prev_usd"] = case(
+                (tbl.c.reserve_epoch == epoch + 1, _greatest(conn, previous + reserved_delta, 0)),
+                else_=previous,
+            )
+    sets["updated_at"] = datetime.now(UTC)
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=["tenant_id", "period_start"], set_=sets)
     )
-    await conn.execute(stmt)
 
 
-def _greatest(conn: AsyncConnection, expr):  # type: ignore[no-untyped-def]
-    from sqlalchemy import func
-
+def _greatest(conn: AsyncConnection | AsyncEngine, *exprs: Any) -> Any:
     if conn.dialect.name == "sqlite":
-        return func.max(expr, 0)
-    return func.greatest(expr, 0)
+        return func.max(*exprs)  # SQLite's two-argument max() is a scalar function
+    return func.greatest(*exprs)
 
 
 class BudgetStoreUnavailable(Exception):
     """The budget store could not be reached; the limits stage applies the down policy."""
 
 
-RESERVE_SQL = (
-    "UPDATE budget_counters SET reserved_usd = reserved_usd + $1, updated_at = $2 "
-    "WHERE tenant_id = $3 AND period_start = $4 AND spent_usd + reserved_usd + $6 < $5 "
-    "RETURNING spent_usd"
+# $7 is this process's epoch. The row moves to the later of its epoch and ours: a row one
+# epoch behind turns its current generation into the previous one; older ones are dropped.
+_LIVE_RESERVED = (
+    "CASE WHEN reserve_epoch >= $7 THEN reserved_usd + reserved_prev_usd "
+    "WHEN reserve_epoch = $7 - 1 THEN reserved_usd ELSE 0 END"
 )
+RESERVE_SQL = (
+    "UPDATE budget_counters SET "
+    "reserved_prev_usd = CASE WHEN reserve_epoch >= $7 THEN reserved_prev_usd "
+    "WHEN reserve_epoch = $7 - 1 THEN reserved_usd ELSE 0 END, "
+    "reserved_usd = CASE WHEN reserve_epoch >= $7 THEN reserved_usd ELSE 0 END + $1, "
+    "reserve_epoch = GREATEST(reserve_epoch, $7), updated_at = $2 "
+    f"WHERE tenant_id = $3 AND period_start = $4 AND spent_usd + {_LIVE_RESERVED} + $6 < $5 "
+    "RETURNING reserve_epoch"
+)
+
+
+def live_reserved(current: Decimal, previous: Decimal, row_epoch: int, epoch: int) -> Decimal:
+    """What a counter's reservations still hold at `epoch` (the rule of RESERVE_SQL)."""
+    if row_epoch >= epoch:
+        return current + previous
+    return current if row_epoch == epoch - 1 else Decimal(0)
 
 
 class BudgetBook:
@@ -94,8 +170,15 @@ class BudgetBook:
     CPU under load for this one statement. Everything else uses SQLAlchemy.
     """
 
-    def __init__(self, engine: AsyncEngine, settling: Settling | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settling: Settling | None = None,
+        *,
+        reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+    ) -> None:
         self.engine = engine
+        self.reservation_ttl_s = reservation_ttl_s
         # finished requests' reservations not yet released in the table (settling.py)
         self.settling = settling if settling is not None else Settling()
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -135,68 +218,82 @@ class BudgetBook:
 
     async def reserve(
         self, tenant_id: str, budget_usd: Decimal, period: str, amount: Decimal
-    ) -> datetime:
-        """Reserve `amount`; returns the period start. Raises BudgetExceeded when spent."""
+    ) -> tuple[datetime, int]:
+        """Reserve `amount`; returns the period start and the generation (epoch) it went into,
+        which settlement needs. Raises BudgetExceeded when spent."""
         start = period_start(period)
         credit = self.settling.credit((tenant_id, start.isoformat()))
         refused = self._exhausted.get(tenant_id)
         if refused is not None and time.monotonic() < refused[0] and credit <= refused[1]:
             raise _exceeded(budget_usd)
         try:
-            ok = await self._reserve(tenant_id, start, budget_usd, amount)
+            epoch = await self._reserve(tenant_id, start, budget_usd, amount)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise BudgetStoreUnavailable(type(exc).__name__) from exc
-        if not ok:
+        if epoch is None:
             # Re-check at most every half second while exhausted, or as soon as a request of
             # the tenant finishes (its settlement may free room).
             self._exhausted[tenant_id] = (time.monotonic() + 0.5, credit)
             raise _exceeded(budget_usd)
         self._exhausted.pop(tenant_id, None)
-        return start
+        return start, epoch
 
     async def _reserve(
         self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
-    ) -> bool:
+    ) -> int | None:
         key = (tenant_id, start)
         if key not in self._known:
             async with self._autocommit.connect() as conn:
-                await upsert_counter_delta(
-                    conn, tenant_id, start, spent_delta=Decimal(0), reserved_delta=Decimal(0)
-                )
+                await ensure_counter(conn, tenant_id, start)
             self._known.add(key)
         return await self._batcher.reserve(key, budget_usd, amount)
 
     async def _reserve_statement(
         self, key: tuple[str, datetime], budget_usd: Decimal, amount: Decimal, slack: Decimal
-    ) -> bool:
+    ) -> int | None:
         """One atomic statement: add `amount` if `spent + reserved + slack < budget`, with the
-        reservations of this process's finished, not yet settled requests taken off."""
+        reservations of this process's finished, not yet settled requests taken off. Returns
+        the generation the amount went into, or None when refused."""
         tenant_id, start = key
         slack -= self.settling.credit((tenant_id, start.isoformat()))
+        epoch = reservation_epoch(self.reservation_ttl_s)
         pool = await self._raw_pool()
         if pool is not None:
             row = await pool.fetchrow(
-                RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd, slack
+                RESERVE_SQL, amount, datetime.now(UTC), tenant_id, start, budget_usd, slack, epoch
             )
-            return row is not None
+            return None if row is None else int(row[0])
         t = table(BudgetCounter)
+        same = t.c.reserve_epoch >= epoch
+        behind = t.c.reserve_epoch == epoch - 1
+        live = case(
+            (same, t.c.reserved_usd + t.c.reserved_prev_usd), (behind, t.c.reserved_usd), else_=0
+        )
         stmt = (
             update(t)
             .where(
                 t.c.tenant_id == tenant_id,
                 t.c.period_start == start,
-                t.c.spent_usd + t.c.reserved_usd + slack < budget_usd,
+                t.c.spent_usd + live + slack < budget_usd,
             )
-            .values(reserved_usd=t.c.reserved_usd + amount, updated_at=datetime.now(UTC))
-            .returning(t.c.spent_usd)
+            .values(
+                reserved_prev_usd=case(
+                    (same, t.c.reserved_prev_usd), (behind, t.c.reserved_usd), else_=0
+                ),
+                reserved_usd=case((same, t.c.reserved_usd), else_=0) + amount,
+                reserve_epoch=_greatest(self._autocommit, t.c.reserve_epoch, epoch),
+                updated_at=datetime.now(UTC),
+            )
+            .returning(t.c.reserve_epoch)
         )
         async with self._autocommit.connect() as conn:
-            return (await conn.execute(stmt)).first() is not None
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else int(row[0])
 
-    async def _release(self, key: tuple[str, datetime], amount: Decimal) -> None:
+    async def _release(self, key: tuple[str, datetime], amount: Decimal, epoch: int) -> None:
         async with self._autocommit.connect() as conn:
             await upsert_counter_delta(
-                conn, key[0], key[1], spent_delta=Decimal(0), reserved_delta=-amount
+                conn, key[0], key[1], spent_delta=Decimal(0), reserved_delta=-amount, epoch=epoch
             )
 
     def forget(self, tenant_id: str) -> None:

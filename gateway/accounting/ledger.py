@@ -242,22 +242,30 @@ class LedgerWriter:
         return {row[0] for row in result}
 
     async def _settle(self, conn: AsyncConnection, rows: Iterable[dict[str, Any]]) -> None:
-        deltas: dict[tuple[str, datetime], list[Decimal]] = defaultdict(
+        # per tenant, period and the generation its reservations went into (budgets.py)
+        deltas: dict[tuple[str, datetime, int | None], list[Decimal]] = defaultdict(
             lambda: [Decimal(0), Decimal(0)]
         )
         last_used: dict[str, datetime] = {}
         for r in rows:
             row = r["row"]
             if r["period_start"] is not None:
-                d = deltas[(row["tenant_id"], r["period_start"])]
+                d = deltas[(row["tenant_id"], r["period_start"], r["reserve_epoch"])]
                 d[0] += row["cost_usd"]
                 d[1] += r["reserved_usd"]
             key_id = row.get("key_id")
             if key_id and (key_id not in last_used or row["created_at"] > last_used[key_id]):
                 last_used[key_id] = row["created_at"]
-        for (tenant_id, period_start), (spent, reserved) in sorted(deltas.items()):
+        for (tenant_id, period_start, epoch), (spent, reserved) in sorted(
+            deltas.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)
+        ):
             await upsert_counter_delta(
-                conn, tenant_id, period_start, spent_delta=spent, reserved_delta=-reserved
+                conn,
+                tenant_id,
+                period_start,
+                spent_delta=spent,
+                reserved_delta=-reserved,
+                epoch=epoch,
             )
         for key_id, when in sorted(last_used.items()):
             await conn.execute(
@@ -314,4 +322,6 @@ def _decode(raw: dict[str, Any]) -> dict[str, Any]:
         "row": row,
         "reserved_usd": Decimal(str(raw.get("_reserved_usd") or "0")),
         "period_start": datetime.fromisoformat(period) if period else None,
+        # absent in rows spooled before reservations had generations
+        "reserve_epoch": raw.get("_reserve_epoch"),
     }

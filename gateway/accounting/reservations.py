@@ -18,21 +18,23 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K")
 
-# (key, budget, amount to add, slack that must still fit under the budget) -> admitted?
-ReserveFn = Callable[[K, Decimal, Decimal, Decimal], Awaitable[bool]]
-ReleaseFn = Callable[[K, Decimal], Awaitable[None]]
+# (key, budget, amount to add, slack that must still fit under the budget) -> the generation
+# (epoch) the amount went into, or None when refused (see budgets.py)
+Admitted = int | None
+ReserveFn = Callable[[K, Decimal, Decimal, Decimal], Awaitable[Admitted]]
+ReleaseFn = Callable[[K, Decimal, int], Awaitable[None]]
 
 
 class ReservationBatcher(Generic[K]):
     def __init__(self, reserve: ReserveFn[K], release: ReleaseFn[K]) -> None:
         self._reserve = reserve
         self._release = release
-        self._queues: dict[K, list[tuple[Decimal, Decimal, asyncio.Future[bool]]]] = {}
+        self._queues: dict[K, list[tuple[Decimal, Decimal, asyncio.Future[Admitted]]]] = {}
         self._running: set[K] = set()
         self._tasks: set[asyncio.Future[None]] = set()
         self.statements = 0  # for tests and metrics: how many DB statements were issued
 
-    async def reserve(self, key: K, budget: Decimal, amount: Decimal) -> bool:
+    async def reserve(self, key: K, budget: Decimal, amount: Decimal) -> Admitted:
         if key not in self._running:
             # Nothing in flight for this tenant: run the statement in the caller's task (no
             # task hop at low load); requests arriving meanwhile queue for the next batch.
@@ -43,7 +45,7 @@ class ReservationBatcher(Generic[K]):
                 self._running.discard(key)
                 if self._queues.get(key):
                     self._start(key)
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(key, []).append((budget, amount, fut))
         if key not in self._running:
             self._start(key)
@@ -76,12 +78,12 @@ class ReservationBatcher(Generic[K]):
                 self._start(key)
 
     async def _run_batch(
-        self, key: K, batch: list[tuple[Decimal, Decimal, asyncio.Future[bool]]]
+        self, key: K, batch: list[tuple[Decimal, Decimal, asyncio.Future[Admitted]]]
     ) -> None:
         results = await self._resolve(key, [(b, a) for b, a, _ in batch])
         await self._settle_waiters(key, batch, results)
 
-    async def _resolve(self, key: K, items: list[tuple[Decimal, Decimal]]) -> list[bool]:
+    async def _resolve(self, key: K, items: list[tuple[Decimal, Decimal]]) -> list[Admitted]:
         """Admit `items` in arrival order: all at once if they fit, else by halves.
 
         A refusal does not change the counter, so once one request is refused every later one
@@ -91,28 +93,29 @@ class ReservationBatcher(Generic[K]):
         amounts = [a for _, a in items]
         total = sum(amounts, Decimal(0))
         self.statements += 1
-        if await self._reserve(key, budget, total, total - max(amounts)):
-            return [True] * len(items)
+        epoch = await self._reserve(key, budget, total, total - max(amounts))
+        if epoch is not None:
+            return [epoch] * len(items)
         if len(items) == 1:
-            return [False]
+            return [None]
         mid = len(items) // 2
         left = await self._resolve(key, items[:mid])
-        if not all(left):
-            return left + [False] * (len(items) - mid)
+        if any(e is None for e in left):
+            return left + [None] * (len(items) - mid)
         return left + await self._resolve(key, items[mid:])
 
     async def _settle_waiters(
         self,
         key: K,
-        batch: list[tuple[Decimal, Decimal, asyncio.Future[bool]]],
-        results: list[bool],
+        batch: list[tuple[Decimal, Decimal, asyncio.Future[Admitted]]],
+        results: list[Admitted],
     ) -> None:
-        orphaned = Decimal(0)
-        for (_, amount, fut), ok in zip(batch, results, strict=True):
+        orphaned: dict[int, Decimal] = {}
+        for (_, amount, fut), epoch in zip(batch, results, strict=True):
             if fut.done():  # the waiter was cancelled: give its reservation back
-                if ok:
-                    orphaned += amount
+                if epoch is not None:
+                    orphaned[epoch] = orphaned.get(epoch, Decimal(0)) + amount
                 continue
-            fut.set_result(ok)
-        if orphaned:
-            await self._release(key, orphaned)
+            fut.set_result(epoch)
+        for epoch, amount in orphaned.items():
+            await self._release(key, amount, epoch)

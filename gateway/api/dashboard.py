@@ -213,7 +213,7 @@ async def tenant_list(request: Request, session: SessionDep, services: ServicesD
     win = _window(request)
     rows = await tenants.list_tenants(services.engine)
     ov = await queries.overview(services.engine, win)
-    budgets = await queries.budget_use(services.engine, rows)
+    budgets = await queries.budget_use(services.engine, rows, services.budgets.reservation_ttl_s)
     figures = dict(ov.by_tenant)
     return render(
         request,
@@ -261,7 +261,9 @@ async def _tenant_page(
     tenant = await tenants.get_tenant(services.engine, tenant_id)
     win = _window(request)
     ov = await queries.overview(services.engine, win, tenant_id=tenant_id)
-    budget = (await queries.budget_use(services.engine, [tenant]))[tenant_id]
+    budget = (
+        await queries.budget_use(services.engine, [tenant], services.budgets.reservation_ttl_s)
+    )[tenant_id]
     keys = await tenants.list_keys(services.engine, tenant_id)
     names = {tenant_id: tenant["name"]}
     return render(

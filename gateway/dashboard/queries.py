@@ -15,7 +15,12 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.accounting.budgets import period_start
+from gateway.accounting.budgets import (
+    DEFAULT_RESERVATION_TTL_S,
+    live_reserved,
+    period_start,
+    reservation_epoch,
+)
 from gateway.dashboard.windows import Unit, Window, label
 from gateway.db.models import BudgetCounter, Tenant, UsageRollupDaily, UsageRollupHourly
 
@@ -265,19 +270,32 @@ class BudgetUse:
         return "warn" if pct < 100 else "over"
 
 
-async def budget_use(engine: AsyncEngine, tenants: list[dict[str, Any]]) -> dict[str, BudgetUse]:
+async def budget_use(
+    engine: AsyncEngine,
+    tenants: list[dict[str, Any]],
+    reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S,
+) -> dict[str, BudgetUse]:
     """Each tenant's spend and open reservations in its current budget period."""
     now = datetime.now(UTC)
+    epoch = reservation_epoch(reservation_ttl_s, now.timestamp())
     starts = {t["id"]: period_start(t["budget_period"], now) for t in tenants}
     b = BudgetCounter.__table__.c
     found: dict[str, tuple[Decimal, Decimal]] = {}
     if starts:
         async with engine.connect() as conn:
-            stmt = select(b.tenant_id, b.spent_usd, b.reserved_usd).where(
+            stmt = select(
+                b.tenant_id, b.spent_usd, b.reserved_usd, b.reserved_prev_usd, b.reserve_epoch
+            ).where(
                 or_(*(and_(b.tenant_id == tid, b.period_start == s) for tid, s in starts.items()))
             )
             for r in (await conn.execute(stmt)).all():
-                found[r.tenant_id] = (Decimal(str(r.spent_usd)), Decimal(str(r.reserved_usd)))
+                reserved = live_reserved(
+                    Decimal(str(r.reserved_usd)),
+                    Decimal(str(r.reserved_prev_usd)),
+                    r.reserve_epoch,
+                    epoch,
+                )
+                found[r.tenant_id] = (Decimal(str(r.spent_usd)), reserved)
     out = {}
     for t in tenants:
         spent, reserved = found.get(t["id"], (Decimal(0), Decimal(0)))

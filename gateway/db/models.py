@@ -134,7 +134,13 @@ class BudgetCounter(Base):
     )
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     spent_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    # Reservations of requests in flight, in two generations (see budgets.py): those made in
+    # reserve_epoch, and those of the epoch before it. Older ones belong to crashed processes.
     reserved_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    reserved_prev_usd: Mapped[Decimal] = mapped_column(
+        MONEY, default=Decimal(0), server_default="0"
+    )
+    reserve_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -243,7 +243,9 @@ def ledger_row(ctx: RequestContext) -> dict[str, Any]:
         "deployment": dep.name if dep else None,
         "provider": dep.provider if dep else None,
         "status_code": ctx.status_code,
-        "error_code": ctx.error_code,
+        # the column holds 64 characters; an upstream's own code can be longer, and a row
+        # the database refuses would lose the request (and hold its reservation)
+        "error_code": ctx.error_code[:64] if ctx.error_code else ctx.error_code,
         "stream": ctx.stream,
         "prompt_tokens": ctx.usage.prompt_tokens,
         "completion_tokens": ctx.usage.completion_tokens,
@@ -266,4 +268,5 @@ def ledger_row(ctx: RequestContext) -> dict[str, Any]:
         "created_at": datetime.now(UTC).isoformat(),
         "_reserved_usd": str(ctx.reserved_usd),
         "_period_start": ctx.period_start.isoformat() if ctx.period_start else None,
+        "_reserve_epoch": ctx.reserve_epoch,
     }

@@ -80,6 +80,7 @@ class RequestContext:
     slo_ms: int | None = None
     # limits
     reserved_usd: Decimal = ZERO
+    reserve_epoch: int | None = None  # the budget generation the reservation went into
     period_start: datetime | None = None
     prompt_tokens_estimate: int = 0
     tpm_charged: int = 0

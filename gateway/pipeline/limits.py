@@ -134,7 +134,7 @@ class BudgetStage:
             return None
         amount = self._estimate_cost(ctx, _expected_completion(ctx))
         try:
-            ctx.period_start = await self.budgets.reserve(
+            ctx.period_start, ctx.reserve_epoch = await self.budgets.reserve(
                 tenant.id, tenant.budget_usd, tenant.budget_period, amount
             )
             ctx.reserved_usd = amount

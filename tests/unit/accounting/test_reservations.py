@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from gateway.accounting.reservations import ReservationBatcher
 
+EPOCH = 2_900_000  # the generation every reservation here goes into
+
 
 class Counter:
     def __init__(self) -> None:
@@ -12,15 +14,16 @@ class Counter:
         self.reserved = Decimal(0)
         self.calls = 0
 
-    async def reserve(self, key, budget, amount, slack) -> bool:
+    async def reserve(self, key, budget, amount, slack) -> int | None:
         self.calls += 1
         await asyncio.sleep(0.001)  # a round trip: lets more requests queue behind it
         if self.spent + self.reserved + slack < budget:
             self.reserved += amount
-            return True
-        return False
+            return EPOCH
+        return None
 
-    async def release(self, key, amount) -> None:
+    async def release(self, key, amount, epoch) -> None:
+        assert epoch == EPOCH
         self.reserved -= amount
 
 
@@ -29,7 +32,7 @@ async def test_concurrent_reservations_share_statements_and_keep_the_bound():
     b = ReservationBatcher(c.reserve, c.release)
     budget, est = Decimal(10), Decimal(1)
     results = await asyncio.gather(*(b.reserve("t", budget, est) for _ in range(50)))
-    admitted = results.count(True)
+    admitted = results.count(EPOCH)
     # one-by-one the rule admits while spent + reserved < budget: exactly 10 of 1.0 each
     assert admitted == 10
     assert c.reserved == Decimal(10)
@@ -41,7 +44,7 @@ async def test_batch_that_does_not_fit_falls_back_in_arrival_order():
     c.spent = Decimal("8.5")
     b = ReservationBatcher(c.reserve, c.release)
     results = await asyncio.gather(*(b.reserve("t", Decimal(10), Decimal(1)) for _ in range(5)))
-    assert results == [True, True, False, False, False]  # 8.5 < 10 and 9.5 < 10; then over
+    assert results == [EPOCH, EPOCH, None, None, None]  # 8.5 < 10 and 9.5 < 10; then over
     assert c.reserved == Decimal(2)
 
 
@@ -50,8 +53,8 @@ async def test_uneven_amounts_admit_at_most_one_over():
     b = ReservationBatcher(c.reserve, c.release)
     amounts = [Decimal(x) for x in ("3", "1", "5", "2", "4")]
     results = await asyncio.gather(*(b.reserve("t", Decimal(6), a) for a in amounts))
-    granted = sum((a for a, ok in zip(amounts, results, strict=True) if ok), Decimal(0))
-    largest = max(a for a, ok in zip(amounts, results, strict=True) if ok)
+    granted = sum((a for a, ok in zip(amounts, results, strict=True) if ok is not None), Decimal(0))
+    largest = max(a for a, ok in zip(amounts, results, strict=True) if ok is not None)
     assert granted - largest < 6  # everything but the last admitted fit under the budget
 
 
@@ -70,7 +73,7 @@ async def test_tenants_are_independent_and_errors_reach_every_waiter():
     async def broken(key, budget, amount, slack):
         raise OSError("db down")
 
-    async def release(key, amount):
+    async def release(key, amount, epoch):
         return None
 
     b = ReservationBatcher(broken, release)
