@@ -146,6 +146,10 @@ MAX_TOKENS_PER_REQUEST = 100_000_000
 
 
 def _count(value: Any) -> int | None:
+    """A token count as reported: an int, or a whole float (`1000.0`, which some providers
+    and JSON round trips produce); anything else is not a count."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     ok = isinstance(value, int) and not isinstance(value, bool)
     return value if ok and 0 <= value < MAX_TOKENS_PER_REQUEST else None
 
@@ -181,8 +185,11 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
     if isinstance(usage, dict) and prompt_tokens is not None:
         details = usage.get("prompt_tokens_details") or {}
         cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-        completion = _count(usage.get("completion_tokens", 0))
-        if completion is None:  # reported but nonsense: count what was generated
+        completion = _count(usage.get("completion_tokens"))
+        total = _count(usage.get("total_tokens"))
+        if completion is None and "completion_tokens" not in usage and total is not None:
+            completion = max(total - prompt_tokens, 0)  # left out, but the total says it
+        if completion is None:  # missing or nonsense: count what was generated
             model = ctx.deployment.served_model if ctx.deployment else ctx.model
             completion = count_text(completion_text(body), model)
         return Usage(
