@@ -24,8 +24,9 @@ def _bucket(engine: AsyncEngine, unit: str) -> Any:
     if engine.dialect.name == "sqlite":
         fmt = "%Y-%m-%d" if unit == "day" else "%Y-%m-%dT%H:00"
         return func.strftime(fmt, L.created_at)
+    # In UTC, as the dashboard and `created_at` are: not in the database session's time zone.
     return func.to_char(
-        func.date_trunc(unit, L.created_at),
+        func.date_trunc(unit, func.timezone("UTC", L.created_at)),
         "YYYY-MM-DD" if unit == "day" else 'YYYY-MM-DD"T"HH24:00',
     )
 
