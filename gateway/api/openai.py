@@ -114,7 +114,8 @@ async def _serve(request: Request, endpoint: EndpointName) -> Response:
 
 def render(ctx: RequestContext, reply: Reply) -> Response:
     if reply.chunks is not None:
-        # Cost is known only at the end of a stream: it is in the ledger and the usage chunk.
+        # Cost is known only at the end of a stream: it is in the ledger and, when the client
+        # asked for usage, in the usage chunk's `x_thriftgate` (pipeline.priced).
         return StreamingResponse(
             _sse(reply.chunks),
             media_type="text/event-stream",

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from gateway.accounting.pricing import usd_text
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.compression.options import check_headers as check_compression_headers
 from gateway.errors import INTERNAL_ERROR, GatewayError, InvalidRequest, UpstreamError
@@ -148,15 +149,19 @@ class Pipeline:
     ) -> AsyncIterator[Json]:
         assembler = StreamAssembler()
         failed: GatewayError | None = None
+        closing: Json | None = None  # the usage chunk, sent once the request is priced
         try:
             async for chunk in chunks:
                 if ctx.ttft_ms is None and carries_output(chunk):
                     ctx.ttft_ms = ctx.elapsed_ms()
                 assembler.add(chunk)
-                if not ctx.client_wants_usage and chunk.get("usage"):
+                if chunk.get("usage"):
                     if not chunk.get("choices"):
+                        if ctx.client_wants_usage:
+                            closing = chunk
                         continue
-                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    if not ctx.client_wants_usage:
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
                 yield chunk
         except UpstreamError as exc:  # after the first byte: report in-band, never retry
             failed = exc
@@ -176,9 +181,15 @@ class Pipeline:
                 ctx.usage = usage_of(ctx, partial)
             ctx.status_code, ctx.error_code = failed.status_code, failed.code
             await self._finish(ctx, entered, Reply(body=partial))
+            if closing is not None:
+                yield closing
             yield failed.body()
             return
         await self._finish(ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat")))
+        if closing is not None:
+            # What a stream's headers could not say yet: what it cost and saved (as the
+            # x-thriftgate-cost-usd / -saved-usd headers of a non-stream answer do).
+            yield {**closing, "x_thriftgate": priced(ctx)}
 
     def _finish_quietly(
         self, ctx: RequestContext, entered: list[Stage], assembler: StreamAssembler
@@ -193,6 +204,10 @@ class Pipeline:
                     account(ctx)
                 except Exception:
                     log.exception("accounting a disconnected stream failed")
+
+
+def priced(ctx: RequestContext) -> dict[str, str]:
+    return {"cost_usd": usd_text(ctx.cost_usd), "saved_usd": usd_text(ctx.savings.total_usd)}
 
 
 async def _aclose(it: AsyncIterator[Json]) -> None:

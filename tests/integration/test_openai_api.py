@@ -71,6 +71,10 @@ def test_streaming_with_usage_passes_usage_through(gateway, tenant):
     row = ledger_row(gateway, "req-stream-usage")
     assert row["stream"] is True and (row["prompt_tokens"], row["completion_tokens"]) == (8, 6)
     assert row["ttft_ms"] is not None and row["ttft_ms"] <= row["latency_ms"]
+    # A stream's headers go out before its cost is known: the usage chunk carries it instead.
+    priced = chunks[-1].model_extra["x_thriftgate"]
+    assert Decimal(priced["cost_usd"]) == row["cost_usd"] > 0
+    assert Decimal(priced["saved_usd"]) == row["counterfactual_cost_usd"] - row["cost_usd"]
 
 
 def test_stream_ttft_is_the_first_token_not_a_role_only_opening_chunk(
