@@ -1,11 +1,14 @@
 """Dispatch: send the request to the routed candidates in order, falling back on failure.
 
-Retries go to another candidate on a connect error, 429, 5xx or timeout (the router re-ranks the
-untried ones for the SLO time that is left: the cheapest that can still make it), within the
-request's overall deadline (the first candidate's `timeout_s`, counted from arrival); anything
-else the upstream refuses (400, 401...) goes back to the client as is. A stream is primed (its first
-chunk awaited) inside the fallback loop, so a deployment that refuses before sending anything
-can still be replaced; once a chunk is out, never retry. Every attempt is reported to the
+Retries go to another candidate on a connect error, 429, 5xx, timeout or a deployment's own
+fault (an upstream 401/403: the tenant's key was checked here, so the upstream refused the
+deployment's key; a misconfigured deployment), and each counts against that deployment's breaker.
+The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still
+make it), within the request's overall deadline (the first candidate's `timeout_s`, counted from
+arrival). A request the upstream refuses as wrong (400, 404, 422, context_length_exceeded) goes
+back to the client as is, counted against no one. A stream is primed (its first chunk awaited)
+inside the fallback loop, so a deployment that refuses before sending anything can still be
+replaced; once a chunk is out, never retry. Every attempt is reported to the
 router (breaker, latency model): TTFT when the first chunk arrives, the rest at the end.
 """
 
@@ -33,11 +36,13 @@ MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
 
 
 def retryable(exc: UpstreamError) -> bool:
-    """Connect errors (no status), timeouts, 429 and 5xx: another deployment may succeed."""
+    """Another deployment may succeed: connect errors and local failures (no status),
+    timeouts, 429, 5xx, and 401/403 (the upstream refused the deployment's key, not the
+    tenant's)."""
     if isinstance(exc, UpstreamTimeout):
         return True
     status = exc.upstream_status
-    return exc.retryable and (status is None or status == 429 or status >= 500)
+    return exc.retryable and (status is None or status in (401, 403, 429) or status >= 500)
 
 
 class Dispatcher:

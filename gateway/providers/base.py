@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from gateway.errors import UpstreamError
+
 if TYPE_CHECKING:
     from gateway.routing.catalog import Deployment
 
@@ -39,3 +41,14 @@ class Provider(Protocol):
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json: ...
 
     async def aclose(self) -> None: ...
+
+
+def credentials_refused(dep: Deployment, status: int, detail: str) -> UpstreamError:
+    """An upstream 401/403. The tenant's key was checked by the gateway, so the upstream refused
+    the deployment's own key: its fault, not the client's. Dispatch falls back and counts it."""
+    return UpstreamError(
+        f"Deployment {dep.name!r} refused the gateway's credentials for it (HTTP {status}); "
+        f"check its api_key_env. The upstream said: {detail}",
+        upstream_status=status,
+        code="upstream_auth_failed",
+    )

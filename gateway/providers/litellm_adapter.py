@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json
+from gateway.providers.base import Endpoint, Json, credentials_refused
 from gateway.providers.names import litellm_name
 from gateway.routing.catalog import Deployment
 
@@ -146,6 +146,16 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
     raw = text.splitlines()[0][:300] if text.strip() else name
     if "Timeout" in name:
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
+    if status in (401, 403):
+        return credentials_refused(dep, status, raw)
+    if "LLM Provider NOT provided" in raw:
+        # litellm's 400 for a provider it does not know: the deployment's config is wrong,
+        # not the client's request, so another deployment may serve it.
+        return UpstreamError(
+            f"Deployment {dep.name!r} is misconfigured: litellm does not know its provider "
+            f"{dep.provider!r}.",
+            code="deployment_misconfigured",
+        )
     if status in (400, 404, 422):
         return InvalidRequest(f"Deployment {dep.name!r} rejected the request: {raw}")
     return UpstreamError(

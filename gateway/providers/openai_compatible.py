@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json
+from gateway.providers.base import Endpoint, Json, credentials_refused
 from gateway.routing.catalog import Deployment
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -222,6 +222,8 @@ def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
     except orjson.JSONDecodeError:
         body = raw[:MAX_ERROR_BYTES].decode("utf-8", "replace")
         msg = _clean(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
+    if status in (401, 403):
+        return credentials_refused(dep, status, msg)
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
     if status in (400, 404, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and

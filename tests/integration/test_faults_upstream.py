@@ -109,6 +109,7 @@ class Rig:
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
         deps += pair("odd-200-fb") + solo("rejected") + pair("late")
+        deps += solo("denied") + pair("denied-fb-401") + pair("denied-fb-403")
         saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
         saver[1]["default"] = True
         deps += saver
@@ -355,6 +356,51 @@ def test_a_refusal_keeps_the_upstreams_error_code_and_param(rig: Rig, stream: bo
     )
     sent = [r for r in rig.primary.received() if r["body"].get("messages") == prompt]
     assert len(sent) == 1  # a refusal is not retried
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_provider_key_falls_back_and_counts_against_its_deployment(
+    rig: Rig, status: int
+) -> None:
+    """The tenant's key was checked by the gateway, so an upstream 401/403 refused the
+    deployment's own key: its fault. The next candidate answers, and its breaker counts it."""
+    model = f"denied-fb-{status}"
+    threshold = 5  # routing.failure_threshold's default
+    rig.primary.control(fail_next=threshold, fail_status=status)
+    for i in range(threshold):
+        raw = rig.client.chat.completions.with_raw_response.create(
+            model=model, messages=msgs(), stream=i % 2 == 1
+        )
+        out = raw.parse()
+        list(out) if i % 2 == 1 else out  # type: ignore[call-overload]
+        assert raw.headers["x-thriftgate-deployment"] == model + "-b"
+        assert raw.headers["x-thriftgate-route-reason"] == f"fallback-after-{status}"
+    # that many in a row opened its breaker: the next request does not try it at all
+    before = len(rig.primary.received())
+    raw = rig.client.chat.completions.with_raw_response.create(model=model, messages=msgs())
+    assert raw.headers["x-thriftgate-deployment"] == model + "-b"
+    assert len(rig.primary.received()) == before
+
+
+def test_a_refused_provider_key_with_nowhere_to_fall_back_is_a_502_naming_it(rig: Rig) -> None:
+    rig.primary.control(
+        fail_next=1,
+        fail_status=401,
+        fail_message="Incorrect API key provided: sk-mock-provider-secret-0123456789",
+    )
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="denied", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+    assert info.value.status_code == 502
+    err = info.value.body
+    assert isinstance(err, dict)
+    assert err["code"] == "upstream_auth_failed"
+    assert "refused the gateway's credentials" in err["message"]
+    assert "sk-mock" not in str(err)
+    row = rig.row(r)
+    assert (row["status_code"], row["error_code"]) == (502, "upstream_auth_failed")
 
 
 def test_a_deadline_spent_on_one_deployment_reports_that_deployment(rig: Rig) -> None:
