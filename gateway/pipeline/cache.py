@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -141,19 +142,25 @@ class CacheStage:
         # reports: exact for an exact hit; for a semantic hit, its cached twin's. The request's
         # own estimate (characters / 4) is a budget guess, not a billing number.
         prompt_tokens = entry.prompt_tokens or ctx.prompt_tokens_estimate
+        body = fresh_body(entry.response, ctx.request_id)
+        # The provider's own prompt cache served part of the stored answer's prompt: the
+        # request avoided only what that cost, and the replayed usage says so too.
+        cached = _cached_tokens(body, prompt_tokens)
         ctx.usage = Usage(
-            prompt_tokens=prompt_tokens, completion_tokens=entry.completion_tokens, source="cache"
+            prompt_tokens=prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            cached_tokens=cached,
+            source="cache",
         )
         baseline = self.catalog.default_for(ctx.model)
         avoided = (
-            baseline.cost_usd(prompt_tokens, entry.completion_tokens)
+            baseline.cost_usd(prompt_tokens, entry.completion_tokens, cached)
             if baseline is not None
             else entry.cost_usd
         )
         ctx.cost_usd = Decimal(0)
         ctx.counterfactual_cost_usd = avoided
         ctx.savings.cache_usd = avoided
-        body = fresh_body(entry.response, ctx.request_id)
         if ctx.stream:
             return Reply(chunks=replay(chunks_of(body, include_usage=ctx.client_wants_usage)))
         return Reply(body=body)
@@ -162,3 +169,11 @@ class CacheStage:
         self._pending[ledger_id] = pending
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
+
+
+def _cached_tokens(body: dict[str, Any], prompt_tokens: int) -> int:
+    usage = body.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return min(max(value, 0), prompt_tokens) if ok else 0
