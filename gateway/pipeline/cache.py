@@ -175,5 +175,6 @@ def _cached_tokens(body: dict[str, Any], prompt_tokens: int) -> int:
     usage = body.get("usage")
     details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
     value = details.get("cached_tokens") if isinstance(details, dict) else None
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    return min(max(value, 0), prompt_tokens) if ok else 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        return 0
+    return min(max(value, 0), prompt_tokens)
