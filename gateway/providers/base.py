@@ -43,6 +43,13 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+def provider_key(dep: Deployment) -> str | None:
+    """The deployment's key as sent upstream. A key read from a file (`export K=$(cat f)`, a
+    mounted secret) often ends in a newline, which no HTTP header may carry: strip it."""
+    key = dep.config.api_key()
+    return key.strip() or None if key else None
+
+
 def credentials_refused(dep: Deployment, status: int, detail: str) -> UpstreamError:
     """An upstream 401/403. The tenant's key was checked by the gateway, so the upstream refused
     the deployment's own key: its fault, not the client's. Dispatch falls back and counts it."""

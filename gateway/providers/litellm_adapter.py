@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json, credentials_refused
+from gateway.providers.base import Endpoint, Json, credentials_refused, provider_key
 from gateway.providers.names import litellm_name
 from gateway.routing.catalog import Deployment
 
@@ -46,7 +46,7 @@ class LiteLLMProvider:
         args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
         if dep.config.api_base:
             args["api_base"] = dep.config.api_base
-        key = dep.config.api_key()
+        key = provider_key(dep)
         if key:
             args["api_key"] = key
         args["timeout"] = timeout_s
@@ -140,7 +140,7 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
     # litellm's messages can embed the request; keep only the first line, and never the key:
     # masked before the cut, so a key straddling it leaves no prefix behind.
     text = str(getattr(exc, "message", "") or exc)
-    key = dep.config.api_key()
+    key = provider_key(dep)
     if key:
         text = text.replace(key, "***")
     raw = text.splitlines()[0][:300] if text.strip() else name

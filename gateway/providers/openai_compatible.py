@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json, credentials_refused
+from gateway.providers.base import Endpoint, Json, credentials_refused, provider_key
 from gateway.routing.catalog import Deployment
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -62,7 +62,7 @@ class OpenAICompatibleProvider:
     @staticmethod
     def _headers(dep: Deployment) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = dep.config.api_key()
+        key = provider_key(dep)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -97,6 +97,8 @@ class OpenAICompatibleProvider:
             raise UpstreamError(
                 f"Deployment {dep.name!r} unreachable: {type(exc).__name__}."
             ) from exc
+        except ValueError as exc:
+            raise unbuildable(dep, exc) from exc
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -173,6 +175,8 @@ class OpenAICompatibleProvider:
             raise UpstreamError(
                 f"Deployment {dep.name!r} connection failed: {type(exc).__name__}."
             ) from exc
+        except ValueError as exc:
+            raise unbuildable(dep, exc) from exc
 
     async def aclose(self) -> None:
         for session in self._sessions.values():
@@ -195,7 +199,7 @@ def _message(parsed: Any) -> str:
 
 def _clean(dep: Deployment, text: str, limit: int) -> str:
     """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives."""
-    key = dep.config.api_key()
+    key = provider_key(dep)
     # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
     if key:
         text = text.replace(key, "***")
@@ -211,6 +215,16 @@ def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | Non
     return (
         _clean(dep, code, MAX_CODE_CHARS) if isinstance(code, str) and code else None,
         _clean(dep, param, MAX_CODE_CHARS) if isinstance(param, str) and param else None,
+    )
+
+
+def unbuildable(dep: Deployment, exc: ValueError) -> UpstreamError:
+    """aiohttp refused to build the request: a control character inside the key, or
+    credentials in api_base as well as a key. The deployment's fault, so dispatch falls back."""
+    why = _clean(dep, str(exc), MAX_MESSAGE_CHARS)
+    return UpstreamError(
+        f"Deployment {dep.name!r}: the request could not be built ({why}); "
+        "check its api_key_env and api_base."
     )
 
 

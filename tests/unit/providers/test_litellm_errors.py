@@ -71,3 +71,15 @@ def test_only_the_deployments_faults_are_retried() -> None:
         assert retryable(UpstreamError("x", upstream_status=status)), status
     for status in (400, 404, 422):
         assert not retryable(UpstreamError("x", upstream_status=status)), status
+
+
+async def test_a_key_read_with_a_trailing_newline_is_sent_without_it(
+    upstream: tuple[MockUpstream, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-ant-key\n")  # `export K=$(cat key-file)` keeps it
+    mock, base = upstream
+    out = await LiteLLMProvider().complete(
+        CHAT, deployment("anthropic", base), endpoint="chat/completions", timeout_s=5
+    )
+    assert out["choices"]
+    assert mock.requests[-1]["x-api-key"] == "sk-ant-key"

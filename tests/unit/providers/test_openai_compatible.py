@@ -97,3 +97,41 @@ async def test_a_key_straddling_the_message_cut_leaves_no_prefix(
 def test_litellm_errors_mask_the_key_before_the_cut(key: str) -> None:
     err = _translate(deployment("http://unused"), RuntimeError("A" * 290 + key + " and more"))
     assert "AAA" in err.message and "sk-SECRET" not in err.message
+
+
+async def test_a_key_read_with_a_trailing_newline_is_sent_without_it(
+    upstream: tuple[MockUpstream, str],
+    provider: OpenAICompatibleProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mock, url = upstream
+    monkeypatch.setenv(KEY_ENV, KEY + "\n")  # `export K=$(cat key-file)` keeps it
+    out = await provider.complete(CHAT, deployment(url), endpoint="chat/completions", timeout_s=5)
+    assert out["choices"]
+    assert mock.requests[-1]["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "stream", "embeddings"])
+async def test_a_request_that_cannot_be_built_is_the_deployments_fault(
+    upstream: tuple[MockUpstream, str],
+    provider: OpenAICompatibleProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    endpoint: str,
+) -> None:
+    """aiohttp refuses a control character inside a header, and a key alongside credentials
+    in the URL: an UpstreamError (dispatch falls back), not an internal error."""
+    _, url = upstream
+    with_creds = url.replace("http://", "http://user:pw@")
+    for key, base in ((KEY + "\r\nX-Injected: 1", url), (KEY, with_creds)):
+        monkeypatch.setenv(KEY_ENV, key)
+        dep = deployment(base)
+        with pytest.raises(UpstreamError) as info:
+            if endpoint == "chat":
+                await provider.complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+            elif endpoint == "embeddings":
+                await provider.embed({"input": "hi"}, dep, timeout_s=5)
+            else:
+                async for _ in provider.stream(CHAT, dep, endpoint="chat/completions", timeout_s=5):
+                    pass
+        assert "could not be built" in info.value.message
+        assert "SECRETPROVIDERKEY" not in info.value.message
