@@ -31,12 +31,17 @@ app.add_typer(route_app, name="route")
 T = TypeVar("T")
 
 
-def _settings(config: Path | None = None) -> Settings:
+def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
     if config is not None:
         os.environ["THRIFTGATE_CONFIG"] = str(config)
     try:
         settings = Settings()
-        settings.file_config()  # validate early: a bad key stops here, named
+        file_config = settings.file_config()  # validate early: a bad key stops here, named
+        if serving:
+            # What cannot work stops here in one line; the warnings are logged at start-up.
+            from gateway import config_checks
+
+            config_checks.refuse(config_checks.problems(file_config))
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -109,7 +114,7 @@ def serve(
     """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
     import uvicorn
 
-    settings = _settings(config)
+    settings = _settings(config, serving=True)
     if settings.migrate_on_start:
         from gateway.db.migrate import upgrade_head_sync
 

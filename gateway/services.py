@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import config_checks
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.settling import Settling
@@ -55,6 +56,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         file_config = settings.file_config()
+        config_checks.check(file_config)  # before anything is started that would need closing
         engine = create_engine(settings.database_url)
         catalog = Catalog.build(file_config.deployments)
         providers = ProviderRegistry()

@@ -50,3 +50,18 @@ def test_migrate_reports_an_unreachable_database_in_one_line() -> None:
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: database"), out.stderr
     assert "s3cret" not in out.stderr
+
+
+def test_serve_refuses_a_config_that_cannot_work_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "two-defaults.yaml"
+    config.write_text(
+        "deployments:\n"
+        "  - {name: a, model: m, api_base: 'http://127.0.0.1:9/v1', default: true}\n"
+        "  - {name: b, model: m, provider: nosuchprovider, default: true}\n"
+    )
+    out = cli("serve", "--config", str(config), db=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: config: "), out.stderr
+    assert "unknown provider 'nosuchprovider'" in lines[0]
+    assert "more than one default" in lines[0]

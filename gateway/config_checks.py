@@ -1,0 +1,96 @@
+"""Start-up checks of the deployments file: mistakes that would otherwise fail every request.
+
+`settings.py` refuses what is malformed (unknown keys, negative prices...). These checks look at
+what is well-formed but cannot work: a provider nobody knows, an `openai_compatible` deployment
+with nowhere to send to, two defaults in one group. Those stop the start. What may be fine
+(a key variable set later by a wrapper, an empty file while trying things out) is a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from gateway.providers.names import litellm_name
+from gateway.providers.openai_compatible import DEFAULT_BASES
+from gateway.providers.registry import OPENAI_COMPATIBLE
+from gateway.settings import ConfigError, FileConfig
+
+log = logging.getLogger("thriftgate.config")
+
+OWN_PROVIDERS = OPENAI_COMPATIBLE | {"local"}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    message: str
+    fatal: bool  # True: the gateway refuses to start
+
+
+def problems(config: FileConfig) -> list[Problem]:
+    found: list[Problem] = []
+    if not config.deployments:
+        found.append(Problem("no deployments are configured: there is nothing to serve", False))
+    unknown = _unknown_providers({d.provider for d in config.deployments})
+    defaults: dict[str, list[str]] = {}
+    for dep in config.deployments:
+        where = f"deployment {dep.name!r}"
+        if dep.provider in unknown:
+            found.append(
+                Problem(
+                    f"{where}: unknown provider {dep.provider!r} (use openai_compatible, local, "
+                    "or a provider litellm knows, e.g. anthropic)",
+                    True,
+                )
+            )
+        no_base = dep.provider in OPENAI_COMPATIBLE and dep.provider not in DEFAULT_BASES
+        if no_base and not dep.api_base:
+            found.append(Problem(f"{where}: provider {dep.provider!r} needs an api_base", True))
+        key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
+        if dep.api_key_env and not (key and key.strip()):
+            found.append(
+                Problem(
+                    f"{where}: api_key_env {dep.api_key_env!r} is not set; its requests go "
+                    "out without a key",
+                    False,
+                )
+            )
+        if dep.default:
+            defaults.setdefault(dep.model, []).append(dep.name)
+    for model, names in defaults.items():
+        if len(names) > 1:
+            found.append(
+                Problem(f"model {model!r} has more than one default deployment: {names}", True)
+            )
+    served = {d.model for d in config.deployments}
+    for model in config.auto.models:
+        if model not in served:
+            found.append(Problem(f"auto.models names {model!r}, which no deployment serves", False))
+    return found
+
+
+def check(config: FileConfig) -> None:
+    """Log each warning; raise ConfigError (one line, every fatal problem) if any is fatal."""
+    found = problems(config)
+    for problem in found:
+        if not problem.fatal:
+            log.warning("config: %s", problem.message)
+    refuse(found)
+
+
+def refuse(found: list[Problem]) -> None:
+    fatal = [p.message for p in found if p.fatal]
+    if fatal:
+        raise ConfigError("config: " + "; ".join(fatal))
+
+
+def _unknown_providers(providers: set[str]) -> set[str]:
+    rest = providers - OWN_PROVIDERS
+    if not rest:
+        return set()  # no need to import litellm (seconds) to know
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
+    return {p for p in rest if litellm_name(p) not in known}

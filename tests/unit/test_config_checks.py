@@ -1,0 +1,73 @@
+"""Start-up checks: a config that cannot work stops the start; one that may be wrong is named."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from gateway import config_checks
+from gateway.settings import ConfigError, FileConfig
+
+KEY_ENV = "TG_TEST_CONFIG_CHECKS_KEY"
+
+
+def config(*deps: dict[str, Any], **rest: Any) -> FileConfig:
+    base = {"api_base": "http://127.0.0.1:9/v1"}
+    return FileConfig.model_validate(
+        {"deployments": [{"name": f"d{i}", "model": "m"} | base | d for i, d in enumerate(deps)]}
+        | rest
+    )
+
+
+def found(cfg: FileConfig) -> list[tuple[bool, str]]:
+    return [(p.fatal, p.message) for p in config_checks.problems(cfg)]
+
+
+def test_a_sound_config_has_no_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-x")
+    cfg = config(
+        {"default": True, "api_key_env": KEY_ENV},
+        {"provider": "groq", "api_base": None},  # a provider with a known base
+        {"provider": "together", "upstream_model": "x"},  # our alias of litellm's together_ai
+        {"provider": "anthropic", "api_base": None},
+        {"provider": "local", "api_base": None},
+        auto={"models": ["m"]},
+    )
+    assert found(cfg) == []
+
+
+@pytest.mark.parametrize(
+    ("dep", "message"),
+    [
+        ({"provider": "openai-compatible"}, "unknown provider 'openai-compatible'"),
+        ({"provider": "nosuchprovider"}, "unknown provider 'nosuchprovider'"),
+        ({"api_base": None}, "provider 'openai_compatible' needs an api_base"),
+        ({"provider": "vllm", "api_base": None}, "provider 'vllm' needs an api_base"),
+    ],
+)
+def test_what_cannot_work_stops_the_start(dep: dict[str, Any], message: str) -> None:
+    cfg = config(dep)
+    assert [fatal for fatal, _ in found(cfg)] == [True]
+    with pytest.raises(ConfigError, match=message):
+        config_checks.check(cfg)
+
+
+def test_two_defaults_in_one_group_stop_the_start() -> None:
+    cfg = config({"default": True}, {"default": True}, {"model": "other", "default": True})
+    with pytest.raises(ConfigError, match=r"model 'm' has more than one default"):
+        config_checks.check(cfg)
+
+
+def test_what_may_be_a_mistake_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="thriftgate.config")
+    config_checks.check(
+        config({"api_key_env": "TG_TEST_NOT_SET_ANYWHERE"}, auto={"models": ["ghost"]})
+    )
+    config_checks.check(FileConfig())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3, warnings
+    assert "'TG_TEST_NOT_SET_ANYWHERE' is not set" in warnings[0]
+    assert "auto.models names 'ghost'" in warnings[1]
+    assert "no deployments" in warnings[2]
