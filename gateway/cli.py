@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from gateway.settings import ConfigError, Settings
 
@@ -45,7 +46,18 @@ def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except ValidationError as exc:
+        # A bad THRIFTGATE_* value: name the variable, never echo the value (it may be a key).
+        typer.echo(f"error: {_describe_env(exc)}", err=True)
+        raise typer.Exit(2) from None
     return settings
+
+
+def _describe_env(exc: ValidationError) -> str:
+    return "; ".join(
+        f"THRIFTGATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
@@ -79,11 +91,27 @@ def _run_sync(call: Callable[[], T], settings: Settings) -> T:
         raise typer.Exit(1) from None
     except (SQLAlchemyError, OSError) as exc:
         typer.echo(
-            f"error: database {settings.database_url.split('@')[-1]!r}: "
+            f"error: database {_where(settings.database_url)!r}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
             err=True,
         )
         raise typer.Exit(1) from None
+
+
+def _where(database_url: str) -> str:
+    """Host, port and database name only: the user, a password and the query string (asyncpg
+    accepts `?password=`) never reach the terminal."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return "(unparsable URL)"
+    host = url.host or ""
+    if url.port:
+        host += f":{url.port}"
+    return f"{host}/{url.database or ''}" if host else (url.database or "")
 
 
 def _json_object(raw: str | None, option: str) -> dict[str, Any] | None:

@@ -65,3 +65,30 @@ def test_serve_refuses_a_config_that_cannot_work_in_one_line(tmp_path: Path) -> 
     assert len(lines) == 1 and lines[0].startswith("error: config: "), out.stderr
     assert "unknown provider 'nosuchprovider'" in lines[0]
     assert "more than one default" in lines[0]
+
+
+def test_a_database_error_names_host_and_database_but_no_query_string() -> None:
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere?password=hunter2pass"
+    out = cli("tenant", "list", db=url)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: database '127.0.0.1:1/nowhere': "), out.stderr
+    assert "hunter2pass" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("THRIFTGATE_PORT", "abc"), ("THRIFTGATE_BUDGET_DB_DOWN_POLICY", "sometimes")],
+)
+def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, var: str, value: str) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    for args in (["serve"], ["tenant", "list"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env={**os.environ, "THRIFTGATE_DATABASE_URL": db, var: value},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert out.returncode == 2 and len(lines) == 1, out.stderr
+        assert lines[0].startswith(f"error: {var}: "), out.stderr
