@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from gateway.accounting.pricing import usd_text
@@ -171,25 +171,36 @@ class Pipeline:
         except (asyncio.CancelledError, GeneratorExit):
             ctx.status_code, ctx.error_code = 499, "client_disconnected"
             self._finish_quietly(ctx, entered, assembler)
-            raise
-        finally:
             await _aclose(chunks)
+            raise
+        # The upstream is done. From here on the request is settled whatever the client does:
+        # one that closes the stream right after the finish chunk (the SDK's usual `break`)
+        # must not cancel its ledger row half way through the stages' `after`.
         if failed is not None:
             partial = assembler.result(chat=ctx.endpoint == "chat")
             if ctx.usage.source != "cache":
                 # What streamed before the break reached the client and is billed upstream.
                 ctx.usage = usage_of(ctx, partial)
             ctx.status_code, ctx.error_code = failed.status_code, failed.code
-            await self._finish(ctx, entered, Reply(body=partial))
+            await _unstoppable(self._close_and_finish(chunks, ctx, entered, Reply(body=partial)))
             if closing is not None:
                 yield closing
             yield failed.body()
             return
-        await self._finish(ctx, entered, Reply(body=assembler.result(chat=ctx.endpoint == "chat")))
+        body = assembler.result(chat=ctx.endpoint == "chat")
+        await _unstoppable(self._close_and_finish(chunks, ctx, entered, Reply(body=body)))
         if closing is not None:
             # What a stream's headers could not say yet: what it cost and saved (as the
             # x-thriftgate-cost-usd / -saved-usd headers of a non-stream answer do).
             yield {**closing, "x_thriftgate": priced(ctx)}
+
+    async def _close_and_finish(
+        self, chunks: AsyncIterator[Json], ctx: RequestContext, entered: list[Stage], reply: Reply
+    ) -> None:
+        try:
+            await _aclose(chunks)
+        finally:
+            await self._finish(ctx, entered, reply)
 
     def _finish_quietly(
         self, ctx: RequestContext, entered: list[Stage], assembler: StreamAssembler
@@ -204,6 +215,19 @@ class Pipeline:
                     account(ctx)
                 except Exception:
                     log.exception("accounting a disconnected stream failed")
+
+
+# Settlements that outlive a cancelled stream: the loop holds tasks only weakly.
+_SETTLING: set[asyncio.Future[None]] = set()
+
+
+async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to the end even if the awaiting task is cancelled (the client went away):
+    the cancellation still reaches the caller, but not the work."""
+    task = asyncio.ensure_future(work)
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
+    await asyncio.shield(task)
 
 
 def priced(ctx: RequestContext) -> dict[str, str]:

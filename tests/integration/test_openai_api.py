@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, ledger_row
+from tests.support.servers import GatewayServer, ledger_row, sql, wait_for
 from tests.support.servers import sdk_client as client
 
 pytestmark = pytest.mark.integration
@@ -75,6 +75,36 @@ def test_streaming_with_usage_passes_usage_through(gateway, tenant):
     priced = chunks[-1].model_extra["x_thriftgate"]
     assert Decimal(priced["cost_usd"]) == row["cost_usd"] > 0
     assert Decimal(priced["saved_usd"]) == row["counterfactual_cost_usd"] - row["cost_usd"]
+
+
+def test_streams_closed_at_the_finish_chunk_each_get_their_ledger_row(gateway, tenant):
+    """The SDK's usual loop breaks at `finish_reason` and closes the connection before [DONE]:
+    the request is still settled once, not cancelled half way through (the cache stores the
+    answer first, and the client's disconnect used to land there)."""
+    _, key = tenant
+    c = client(gateway, key)
+    ids = [f"req-break-{i}" for i in range(30)]
+    for i, rid in enumerate(ids):
+        with c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"break after the finish chunk {i}"}],
+            stream=True,
+            extra_headers={"x-request-id": rid},
+        ) as stream:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    break
+    rows = wait_for(
+        lambda: (
+            r
+            if len(r := sql(gateway.db_url, "SELECT request_id, status_code FROM usage_ledger "
+                            "WHERE request_id = ANY($1::text[])", ids)) == len(ids)
+            else None
+        ),
+        10,
+    )  # fmt: skip
+    assert rows is not None, "some streams have no ledger row"
+    assert {r["status_code"] for r in rows} == {200}
 
 
 def test_stream_ttft_is_the_first_token_not_a_role_only_opening_chunk(
