@@ -89,7 +89,7 @@ def _run_sync(call: Callable[[], T], settings: Settings) -> T:
     except GatewayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, ValueError) as exc:  # asyncpg: a bad URL option
         typer.echo(
             f"error: database {_where(settings.database_url)!r}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
@@ -143,10 +143,16 @@ def serve(
     import uvicorn
 
     settings = _settings(config, serving=True)
+    if settings.admin_key is not None and len(settings.admin_key.get_secret_value()) < 16:
+        typer.echo(
+            "warning: THRIFTGATE_ADMIN_KEY is shorter than 16 characters; anyone who guesses "
+            "it controls every tenant and budget",
+            err=True,
+        )
     if settings.migrate_on_start:
         from gateway.db.migrate import upgrade_head_sync
 
-        upgrade_head_sync(settings.database_url)
+        _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
     n_workers = workers or settings.workers

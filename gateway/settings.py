@@ -106,6 +106,9 @@ class FileConfig(BaseModel):
         return deps
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
 class Settings(BaseSettings):
     """Process settings. Pass one into `create_app()`; nothing reads the environment later."""
 
@@ -117,14 +120,14 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     config: Path | None = None
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=1024)
     spool_dir: Path = Path("./spool")
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_header_bytes: int = 32 * 1024
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     # Rows are durable in the spool at once; this only sets how often they reach the database.
-    ledger_flush_interval_s: float = 0.5
-    key_cache_ttl_s: float = 5.0
+    ledger_flush_interval_s: float = Field(default=0.5, gt=0)
+    key_cache_ttl_s: float = Field(default=5.0, ge=0)
     log_level: str = "info"
     migrate_on_start: bool = True
     # Serve the hot OpenAI POST routes on raw ASGI, ahead of the framework stack.
@@ -141,8 +144,24 @@ class Settings(BaseSettings):
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True
     cache_model_dir: Path | None = None
-    cache_embed_threads: int = 2
-    cache_poll_interval_s: float = 1.0
+    cache_embed_threads: int = Field(default=2, ge=1, le=256)
+    cache_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("admin_key")
+    @classmethod
+    def _usable_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key with blanks around it cannot be typed back in a header: nobody could log in.
+        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+            raise ValueError("must not start or end with white space")
+        return value
 
     def file_config(self) -> FileConfig:
         if self.config is None:

@@ -77,7 +77,15 @@ def test_a_database_error_names_host_and_database_but_no_query_string() -> None:
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("THRIFTGATE_PORT", "abc"), ("THRIFTGATE_BUDGET_DB_DOWN_POLICY", "sometimes")],
+    [
+        ("THRIFTGATE_PORT", "abc"),
+        ("THRIFTGATE_PORT", "99999"),  # uvicorn would wrap it and listen somewhere else
+        ("THRIFTGATE_WORKERS", "0"),
+        ("THRIFTGATE_MAX_BODY_BYTES", "-1"),  # every request would be a 413
+        ("THRIFTGATE_LOG_LEVEL", "verbose"),
+        ("THRIFTGATE_ADMIN_KEY", " key-with-a-blank "),  # nobody could ever send it
+        ("THRIFTGATE_BUDGET_DB_DOWN_POLICY", "sometimes"),
+    ],
 )
 def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, var: str, value: str) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
@@ -92,3 +100,18 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, var: str, value: st
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert out.returncode == 2 and len(lines) == 1, out.stderr
         assert lines[0].startswith(f"error: {var}: "), out.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere",  # nothing listens
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres?sslmode=bogus",
+        "nosuchdriver://x/y",
+    ],
+)
+def test_serve_reports_a_database_it_cannot_use_in_one_line(url: str) -> None:
+    out = cli("serve", db=url)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: database "), out.stderr
