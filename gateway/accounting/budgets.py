@@ -197,8 +197,14 @@ class BudgetBook:
         if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
-                    dsn = self.engine.url.set(drivername="postgresql").render_as_string(
-                        hide_password=False
+                    # SQLAlchemy's asyncpg URLs name TLS `?ssl=`; a raw DSN would send that
+                    # to the server as a setting, so it goes to asyncpg as an argument.
+                    url = self.engine.url
+                    ssl = url.query.get("ssl")
+                    dsn = (
+                        url.difference_update_query(["ssl"])
+                        .set(drivername="postgresql")
+                        .render_as_string(hide_password=False)
                     )
                     # reset=_no_reset: the default runs RESET ALL etc. on every release, an
                     # extra round trip per request (14% of CPU in a profile); this pool only
@@ -213,6 +219,7 @@ class BudgetBook:
                         command_timeout=10,
                         reset=_no_reset,
                         server_settings={"synchronous_commit": "off"},
+                        **({"ssl": ssl} if ssl else {}),
                     )
         return self._pool
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,9 +23,17 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+        url = "postgresql+asyncpg://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith("postgresql+asyncpg://") and "sslmode=" in url:
+        # Cloud providers hand out libpq URLs (`?sslmode=require`); asyncpg calls it `ssl`
+        # and takes the same modes. Passed on as is, connect() fails with a TypeError.
+        parsed = make_url(url)
+        if "ssl" not in parsed.query:
+            mode = parsed.query["sslmode"]
+            parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
+            url = parsed.render_as_string(hide_password=False)
     return url
 
 

@@ -14,7 +14,8 @@ from tests.support.servers import GatewayServer, mock_deployment, sql, wait_for
 
 pytestmark = pytest.mark.integration
 
-# max_tokens 20 at $1 per Mtok both ways reserves ~$0.000028; the mock's answer costs $0.000012.
+# max_tokens 20 at $1 per Mtok both ways reserves ~$0.000028; the mock echoes the prompt, so a
+# one-word question costs 4 + 2 tokens: $0.000006.
 PRICED = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 1}
 
 
@@ -77,7 +78,7 @@ def test_changing_the_budget_period_keeps_what_was_spent(session_tmp, fresh_pg_u
     deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
     gw = GatewayServer(session_tmp, fresh_pg_url, deps)
     try:
-        tid, key = gw.new_tenant(budget_usd="0.00003")  # room for two answers of $0.000012
+        tid, key = gw.new_tenant(budget_usd="0.00003")  # room for a few answers
         c = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=0)
         refused = None
         for i in range(6):
@@ -99,5 +100,23 @@ def test_changing_the_budget_period_keeps_what_was_spent(session_tmp, fresh_pg_u
             after = ask(gw, key, f"spend again, {period}")
             assert after.status_code == 429, (period, after.text)
             assert after.json()["error"]["code"] == "insufficient_quota"
+    finally:
+        gw.stop()
+
+
+def test_a_libpq_style_database_url_works_budgets_included(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """Cloud providers hand out `?sslmode=...` URLs. asyncpg calls it `ssl`, and the budget
+    check's raw pool must take it too: had it failed, fail-open would serve a spent tenant."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url + "?sslmode=disable", deps)
+    try:
+        tid, key = gw.new_tenant(budget_usd="0.000005")  # one answer ($0.000006) spends it
+        assert ask(gw, key, "first").status_code == 200
+        wait_for(lambda: reserved(fresh_pg_url, tid) == 0, 10)
+        refused = ask(gw, key, "second")
+        assert refused.status_code == 429, refused.text
+        assert "budget store unavailable" not in gw.log()
     finally:
         gw.stop()
