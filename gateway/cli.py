@@ -254,15 +254,36 @@ def key_create(
         found = await tenants.find_tenant(engine, tenant)
         return await tenants.create_key(engine, found["id"], name)
 
-    typer.echo(_run(go, _settings())["key"])
+    created = _run(go, _settings())
+    typer.echo(created["key"])  # stdout: the key alone, for scripts
+    typer.echo(f"key id {created['id']} (thriftgate key revoke {created['id']})", err=True)
+
+
+@key_app.command("list")
+def key_list(tenant: str = typer.Argument(..., help="Tenant id or name.")) -> None:
+    """List a tenant's keys: id, prefix, name, created, last used, revoked (never the key)."""
+    from gateway.accounting import tenants
+
+    async def go(engine: Any) -> list[dict[str, Any]]:
+        found = await tenants.find_tenant(engine, tenant)
+        return await tenants.list_keys(engine, found["id"])
+
+    _echo_json(_run(go, _settings()))
 
 
 @key_app.command("revoke")
-def key_revoke(key_id: str) -> None:
-    """Revoke a key by id."""
+def key_revoke(
+    key: str = typer.Argument(..., help="The key's id (see `key list`), or the key itself."),
+) -> None:
+    """Revoke a key, by its id or by the key itself (a leaked `tg-...`)."""
     from gateway.accounting import tenants
+    from gateway.accounting.keys import KEY_PREFIX
 
-    _echo_json(_run(lambda e: tenants.revoke_key(e, key_id), _settings()))
+    async def go(engine: Any) -> dict[str, Any]:
+        key_id = await tenants.key_id_of(engine, key) if key.startswith(KEY_PREFIX) else key
+        return await tenants.revoke_key(engine, key_id)
+
+    _echo_json(_run(go, _settings()))
 
 
 @route_app.command("explain")

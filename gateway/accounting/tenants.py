@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import PERIODS
-from gateway.accounting.keys import generate_key
+from gateway.accounting.keys import generate_key, hash_key
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.tenant_flags import check_flags
 from gateway.db.models import ApiKey, Tenant, new_id, table
@@ -164,6 +164,18 @@ async def list_keys(engine: AsyncEngine, tenant_id: str) -> list[dict[str, Any]]
             await conn.execute(select(k).where(k.c.tenant_id == tenant_id).order_by(k.c.created_at))
         ).all()
     return [key_dict(r) for r in rows]
+
+
+async def key_id_of(engine: AsyncEngine, raw_key: str) -> str:
+    """The id of a key given the key itself (what a user who leaked one holds)."""
+    k = table(ApiKey)
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(select(k.c.id).where(k.c.hash == hash_key(raw_key)))
+        ).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No such key.", code="key_not_found")  # never echo the key
+    return str(found)
 
 
 async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ line (no traceback, no password)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,21 @@ def test_serve_reports_a_database_it_cannot_use_in_one_line(url: str) -> None:
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert lines[0].startswith("error: database "), out.stderr
+
+
+def test_a_key_can_be_listed_and_revoked_from_the_cli_by_id_or_by_the_key(tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    assert cli("tenant", "create", "acme", db=db).returncode == 0
+    made = [cli("key", "create", "acme", db=db) for _ in range(2)]
+    keys = [m.stdout.strip() for m in made]
+    assert all(k.startswith("tg-") for k in keys)  # stdout is the key alone
+    listed = json.loads(cli("key", "list", "acme", db=db).stdout)
+    ids = [k["id"] for k in listed]
+    assert len(ids) == 2 and all(i in m.stderr for i, m in zip(ids, made, strict=True))
+    assert not any(k in json.dumps(listed) for k in keys)  # never the key itself
+    by_key = cli("key", "revoke", keys[0], db=db)  # a leaked key, as its holder has it
+    assert by_key.returncode == 0 and json.loads(by_key.stdout)["revoked_at"], by_key.stderr
+    by_id = cli("key", "revoke", ids[1], db=db)
+    assert by_id.returncode == 0 and json.loads(by_id.stdout)["revoked_at"]
+    unknown = cli("key", "revoke", "tg-not-a-real-key", db=db)
+    assert unknown.returncode == 1 and "tg-not-a-real-key" not in unknown.stderr
