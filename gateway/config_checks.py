@@ -8,6 +8,7 @@ with nowhere to send to, two defaults in one group. Those stop the start. What m
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ def problems(config: FileConfig) -> list[Problem]:
                     False,
                 )
             )
+        if dep.provider == "local" and not _local_extra_installed():
+            found.append(
+                Problem(
+                    f"{where}: provider 'local' runs the model in this process and needs the "
+                    "local extra (pip install 'thriftgate[local]': torch, transformers)",
+                    True,
+                )
+            )
         if dep.default:
             defaults.setdefault(dep.model, []).append(dep.name)
     for model, names in defaults.items():
@@ -94,3 +103,7 @@ def _unknown_providers(providers: set[str]) -> set[str]:
 
     known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
     return {p for p in rest if litellm_name(p) not in known}
+
+
+def _local_extra_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))

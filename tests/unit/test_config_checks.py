@@ -71,3 +71,16 @@ def test_what_may_be_a_mistake_is_a_warning(caplog: pytest.LogCaptureFixture) ->
     assert "'TG_TEST_NOT_SET_ANYWHERE' is not set" in warnings[0]
     assert "auto.models names 'ghost'" in warnings[1]
     assert "no deployments" in warnings[2]
+
+
+def test_the_local_provider_without_the_local_extra_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = config_checks.importlib.util.find_spec
+    monkeypatch.setattr(
+        config_checks.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real(name, *a),
+    )
+    problems = found(config({"provider": "local", "api_base": None}))
+    assert len(problems) == 1 and problems[0][0] and "local extra" in problems[0][1]
