@@ -18,6 +18,7 @@ from collections import deque
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from local_engine.backends.hf_cache import cache_kwargs
 from local_engine.backends.kv_batch import BatchKV
 from local_engine.backends.sequence import (
     FinishEvent,
@@ -147,7 +148,9 @@ class EngineCore:
             self.energy.add_work(seq.energy, seq.num_prompt)
         cache = DynamicCache(config=self.model.config)
         ids = torch.tensor([request.prompt_ids], dtype=torch.long)
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=1
+        )
         token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
         seq.position = seq.num_prompt
         kept = seq.accept([token])
@@ -202,7 +205,7 @@ class EngineCore:
             input_ids=ids,
             attention_mask=mask if self._kv.has_holes else None,
             position_ids=positions,
-            past_key_values=self._kv.cache,
+            **cache_kwargs(self.model, self._kv.cache),
             use_cache=True,
         )
         logits = out.logits

@@ -13,6 +13,8 @@ import numpy.typing as npt
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
+from local_engine.backends.hf_cache import cache_kwargs
+
 
 class DraftModel:
     def __init__(self, model: PreTrainedModel) -> None:
@@ -48,7 +50,7 @@ class DraftModelProposer:
             for _ in range(k):
                 out = self.draft.model(
                     input_ids=torch.tensor([feed], dtype=torch.long),
-                    past_key_values=self.cache,
+                    **cache_kwargs(self.draft.model, self.cache),
                     use_cache=True,
                     logits_to_keep=1,
                 )
