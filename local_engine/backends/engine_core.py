@@ -147,11 +147,19 @@ class EngineCore:
             seq.energy = self.energy.open()
             self.energy.add_work(seq.energy, seq.num_prompt)
         cache = DynamicCache(config=self.model.config)
-        ids = torch.tensor([request.prompt_ids], dtype=torch.long)
-        out = self.model(
-            input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=1
-        )
-        token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
+        try:
+            ids = torch.tensor([request.prompt_ids], dtype=torch.long)
+            out = self.model(
+                input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=1
+            )
+            token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
+        except Exception as exc:
+            # This request's input broke its own pass (it is not in the batch yet): fail it
+            # alone. Left to `_run`, it would fail every other request and never answer this one.
+            log.exception("local engine prefill failed")
+            self._close_energy([seq])
+            request.sink(FinishEvent("error", f"local engine error: {exc}"))
+            return
         seq.position = seq.num_prompt
         kept = seq.accept([token])
         self.stats.first_token(time.perf_counter() - request.submitted_at)
