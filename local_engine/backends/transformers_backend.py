@@ -88,6 +88,7 @@ class TransformersBackend:
         self._core: EngineCore | None = None
         self._tokenizer: Any = None
         self._stop_ids: frozenset[int] = frozenset()
+        self._vocab_size = 0  # a token id at or past it breaks the forward pass
         self.model_dir: Path | None = None
         self.dtype: torch.dtype | None = None
 
@@ -118,6 +119,7 @@ class TransformersBackend:
             stop_ids.add(int(tokenizer.eos_token_id))
         core = EngineCore(model, self.config, self._stats, draft, self._energy)
         core.start()
+        self._vocab_size = int(model.config.vocab_size)
         self._tokenizer, self._stop_ids, self._core = tokenizer, frozenset(stop_ids), core
         self.model_dir, self.dtype = model_dir, dtype
         log.info("local engine ready: %s (%s, speculative=%s)", model_dir, dtype, spec.method)
@@ -140,8 +142,22 @@ class TransformersBackend:
             ids = enc["input_ids"] if not isinstance(enc, list) else enc
             return [int(t) for t in ids]
         if isinstance(req.prompt, list):
+            bad = next((t for t in req.prompt if t >= self._vocab_size), None)
+            if bad is not None:
+                raise BadEngineRequest(
+                    f"token id {bad} is out of range (vocabulary {self._vocab_size})",
+                    param="prompt",
+                )
             return req.prompt
-        return [int(t) for t in self.tokenizer(req.prompt or "")["input_ids"]]
+        ids = [int(t) for t in self.tokenizer(req.prompt or "")["input_ids"]]
+        if ids:
+            return ids
+        # The model cannot run on zero positions; like OpenAI's, an empty prompt starts from
+        # the start token.
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            raise BadEngineRequest("'prompt' must not be empty", param="prompt")
+        return [int(bos)]
 
     def _decode(self, ids: Any) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))

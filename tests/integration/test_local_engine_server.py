@@ -171,6 +171,17 @@ def test_completions_with_token_ids(client: openai.OpenAI, tokenizer: Any) -> No
     assert by_text.choices[0].text == r.choices[0].text
 
 
+def test_prompts_the_model_cannot_run_are_refused_or_started_from_bos(
+    client: openai.OpenAI, tokenizer: Any
+) -> None:
+    """Neither reaches the model's forward pass as is (they broke it, failing every request)."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=MODEL, prompt=[len(tokenizer)], max_tokens=2)
+    assert err.value.body["param"] == "prompt"  # type: ignore[index]
+    r = client.completions.create(model=MODEL, prompt="", max_tokens=2, temperature=0)
+    assert r.usage is not None and r.usage.prompt_tokens == 1  # the start token
+
+
 def test_models_and_errors(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
     with pytest.raises(openai.NotFoundError):
