@@ -8,10 +8,12 @@ class EngineError(Exception):
     type = "server_error"
     code = "engine_error"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        if code is not None:  # a more precise code than the class's (OpenAI's, where it has one)
+            self.code = code
 
     def body(self) -> dict[str, dict[str, str | None]]:
         return {

@@ -1,7 +1,8 @@
 """OpenAI wire format for the engine: parse request bodies, build responses and stream chunks.
 
 Bodies stay plain dicts (as in `gateway.providers.base`); parsing validates only what the engine
-uses and rejects what it cannot honour (n > 1, unknown roles) with a 400 naming the parameter.
+uses and rejects what it cannot honour (n > 1, unknown roles; tools, response formats, logprobs:
+code `unsupported_parameter`) with a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -88,12 +89,44 @@ def _prompt(body: Json) -> str | list[int]:
     raise BadEngineRequest("'prompt' must be one string or one list of token ids", param="prompt")
 
 
+def _unsupported(what: str, param: str) -> BadEngineRequest:
+    return BadEngineRequest(
+        f"the local engine does not support {what}", param=param, code="unsupported_parameter"
+    )
+
+
+def _refuse_unsupported(body: Json) -> None:
+    """A 400 for what the engine cannot honour: ignoring it would answer 200 with something else
+    (prose instead of a tool call or JSON, no logprobs), and a gateway can try a deployment that
+    does support it."""
+    if body.get("n", 1) not in (None, 1):
+        raise _unsupported("n > 1", "n")
+    for tools_name, choice_name in (("tools", "tool_choice"), ("functions", "function_call")):
+        choice = body.get(choice_name)
+        if choice not in (None, "none", "auto"):
+            raise _unsupported("tool calls; send 'none' or 'auto'", choice_name)
+        if body.get(tools_name) and choice != "none":  # with "none" no tool may be called
+            raise _unsupported("tool calls; send tool_choice 'none' to answer in text", tools_name)
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise _unsupported("response formats other than text", "response_format")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and logprobs is not False:  # completions' `logprobs: 0` asks too
+        raise _unsupported("log probabilities", "logprobs")
+    if body.get("top_logprobs") not in (None, 0):
+        raise _unsupported("log probabilities", "top_logprobs")
+    if body.get("echo"):
+        raise _unsupported("echo", "echo")
+    if body.get("suffix"):
+        raise _unsupported("suffix", "suffix")
+    if body.get("best_of") not in (None, 1):
+        raise _unsupported("best_of > 1", "best_of")
+
+
 def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
     if not isinstance(body, dict):
         raise BadEngineRequest("the request body must be a JSON object")
-    n = body.get("n", 1)
-    if n not in (None, 1):
-        raise BadEngineRequest("the local engine supports only n=1", param="n")
+    _refuse_unsupported(body)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1

@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from local_engine.config import EngineConfig, SpeculativeConfig
 from local_engine.errors import BadEngineRequest
-from local_engine.protocol import parse_request
+from local_engine.protocol import Endpoint, parse_request
 from local_engine.spec_decode.metrics import SpecDecodeSnapshot
 from local_engine.stats import EngineStats
 
@@ -62,6 +62,41 @@ def test_bad_requests_name_the_parameter(body: dict[str, object], param: str) ->
         parse_request("chat/completions", body)
     assert err.value.param == param
     assert err.value.body()["error"]["type"] == "invalid_request_error"
+
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "param"),
+    [
+        ("chat/completions", chat(tools=TOOLS), "tools"),
+        ("chat/completions", chat(tools=TOOLS, tool_choice="required"), "tool_choice"),
+        ("chat/completions", chat(response_format={"type": "json_object"}), "response_format"),
+        ("chat/completions", chat(logprobs=True, top_logprobs=2), "logprobs"),
+        ("chat/completions", chat(top_logprobs=2), "top_logprobs"),
+        ("completions", {"prompt": "hi", "logprobs": 0}, "logprobs"),
+        ("completions", {"prompt": "hi", "echo": True}, "echo"),
+        ("completions", {"prompt": "hi", "suffix": "end"}, "suffix"),
+        ("completions", {"prompt": "hi", "best_of": 2}, "best_of"),
+    ],
+)
+def test_what_the_engine_cannot_honour_is_refused_not_ignored(
+    endpoint: Endpoint, body: dict[str, object], param: str
+) -> None:
+    with pytest.raises(BadEngineRequest) as err:
+        parse_request(endpoint, body)
+    assert err.value.param == param
+    assert err.value.body()["error"]["code"] == "unsupported_parameter"
+
+
+def test_unused_tools_and_default_formats_are_accepted() -> None:
+    for body in (
+        chat(tools=[]),
+        chat(tools=TOOLS, tool_choice="none"),
+        chat(response_format={"type": "text"}, logprobs=False, top_logprobs=0),
+    ):
+        parse_request("chat/completions", body)
 
 
 def test_completion_prompt_forms() -> None:
