@@ -6,10 +6,13 @@ deployment's key; a misconfigured deployment), and each counts against that depl
 The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still
 make it), within the request's overall deadline (the first candidate's `timeout_s`, counted from
 arrival). A request the upstream refuses as wrong (400, 404, 422, context_length_exceeded) goes
-back to the client as is, counted against no one. A stream is primed (its first chunk awaited)
-inside the fallback loop, so a deployment that refuses before sending anything can still be
-replaced; once a chunk is out, never retry. Every attempt is reported to the
-router (breaker, latency model): TTFT when the first chunk arrives, the rest at the end.
+back to the client as is, counted against no one. A 400 `unsupported_parameter` is the exception:
+that deployment cannot serve this request (a local engine asked for tools or logprobs) but another
+in the group may, so the next one is tried, still counted against no one; the 400 goes back only
+when no deployment could serve it. A stream is primed (its first chunk awaited) inside the
+fallback loop, so a deployment that refuses before sending anything can still be replaced; once a
+chunk is out, never retry. Every attempt is reported to the router (breaker, latency model): TTFT
+when the first chunk arrives, the rest at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from gateway.errors import GatewayError, NoHealthyDeployment, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    NoHealthyDeployment,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
 from gateway.pipeline.stream import carries_output
@@ -33,6 +42,7 @@ from gateway.routing.router import Router
 log = logging.getLogger("thriftgate.dispatch")
 
 MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
+UNSUPPORTED = "unsupported_parameter"  # this deployment cannot serve the request; others may
 
 
 def retryable(exc: UpstreamError) -> bool:
@@ -64,6 +74,7 @@ class Dispatcher:
             raise NoHealthyDeployment("No deployment is available for this model.")
         deadline = time.perf_counter() + deps[0].config.timeout_s - ctx.elapsed_ms() / 1000.0
         last: GatewayError | None = None
+        unserved: InvalidRequest | None = None  # a deployment that cannot serve this request
         order = list(zip(deps, ranked, strict=True))
         tried: list[str] = []
         reason: str | None = None  # why the next attempt is a fallback, once it starts
@@ -100,11 +111,22 @@ class Dispatcher:
                     rest = self.router.replan(plan, tried, ctx.elapsed_ms())
                     order = [(c.deployment, c) for c in rest]
                 reason = fallback_reason(exc.upstream_status or exc.status_code)
+            except InvalidRequest as exc:
+                if exc.code != UNSUPPORTED:
+                    self._abandon(flight)
+                    raise
+                log.info("deployment %s cannot serve this request: %s", dep.name, exc.message)
+                self._fail(flight, dep.name, exc.status_code, counts=False)
+                unserved = unserved or exc
+                reason = fallback_reason(exc.status_code)
             except BaseException:  # cancelled, or a bad request: no verdict on the upstream
                 self._abandon(flight)
                 raise
+        # A deployment that could serve it but failed says more (a retry may work) than a 400.
         if last is not None:
             raise last
+        if unserved is not None:
+            raise unserved
         raise NoHealthyDeployment("No deployment is available for this model.")
 
     async def _attempt(

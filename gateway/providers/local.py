@@ -48,7 +48,8 @@ def engine_config(dep: Deployment) -> EngineConfig:
 
 def _translate(exc: EngineError, dep: Deployment) -> Exception:
     if isinstance(exc, BadEngineRequest):
-        return InvalidRequest(exc.message, param=exc.param)
+        # the code too: `unsupported_parameter` tells dispatch to try another deployment
+        return InvalidRequest(exc.message, param=exc.param, code=exc.code)
     if isinstance(exc, EngineOverloaded):
         return UpstreamError(exc.message, upstream_status=503, code="engine_overloaded")
     return UpstreamError(

@@ -78,7 +78,7 @@ async def test_errors_are_gateway_errors(provider: LocalProvider) -> None:
     dep = local_dep()
     with pytest.raises(InvalidRequest):
         await provider.complete({"messages": []}, dep, endpoint="chat/completions", timeout_s=30)
-    with pytest.raises(InvalidRequest):  # raised before the first chunk
+    with pytest.raises(InvalidRequest) as err:  # raised before the first chunk
         agen = provider.stream(
             {"messages": [{"role": "user", "content": "x"}], "n": 3},
             dep,
@@ -86,6 +86,8 @@ async def test_errors_are_gateway_errors(provider: LocalProvider) -> None:
             timeout_s=30,
         )
         await anext(agen)
+    # kept: it tells dispatch that another deployment of the group may serve the request
+    assert err.value.code == "unsupported_parameter" and err.value.param == "n"
     with pytest.raises(InvalidRequest):
         await provider.embed({"input": "x"}, dep, timeout_s=5)
     with pytest.raises(UpstreamError):
