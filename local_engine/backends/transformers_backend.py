@@ -162,18 +162,36 @@ class TransformersBackend:
     def _decode(self, ids: Any) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
+    def _max_tokens(self, req: ParsedRequest, prompt_n: int) -> int:
+        """How many tokens to generate at most. A prompt, or a prompt plus `max_tokens`, that does
+        not fit the context is a 400 `context_length_exceeded`, as OpenAI and vLLM answer: clamping
+        would silently give less than was asked. Without `max_tokens`, the context's end is the
+        limit."""
+        context = self.config.max_model_len
+        room = context - prompt_n
+        if room < 1:
+            raise BadEngineRequest(
+                f"the prompt has {prompt_n} tokens; this model takes at most {context - 1}",
+                param="messages" if req.messages is not None else "prompt",
+                code="context_length_exceeded",
+            )
+        if req.max_tokens is None:
+            return min(self.config.default_max_tokens, room)
+        if req.max_tokens > room:
+            raise BadEngineRequest(
+                f"the prompt has {prompt_n} tokens and max_tokens is {req.max_tokens}: together "
+                f"more than this model's context of {context} tokens; ask for at most {room}",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return req.max_tokens
+
     async def generate(self, req: ParsedRequest, tally: Tally) -> AsyncGenerator[str, None]:
         """Text pieces as they are decoded; fills `tally` (usage, finish reason) as it goes."""
         if self._core is None:
             raise EngineError("the local engine is not started")
         prompt_ids = await asyncio.to_thread(self.encode, req)
-        room = self.config.max_model_len - len(prompt_ids)
-        if room < 1:
-            raise BadEngineRequest(
-                f"the prompt has {len(prompt_ids)} tokens; this model takes at most "
-                f"{self.config.max_model_len - 1}",
-                param="messages" if req.messages is not None else "prompt",
-            )
+        max_tokens = self._max_tokens(req, len(prompt_ids))
         tally.prompt_tokens = len(prompt_ids)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -183,7 +201,7 @@ class TransformersBackend:
 
         gen = GenerationRequest(
             prompt_ids=prompt_ids,
-            max_tokens=min(req.max_tokens or self.config.default_max_tokens, room),
+            max_tokens=max_tokens,
             sampling=req.sampling,
             stop_token_ids=self._stop_ids,
             sink=sink,

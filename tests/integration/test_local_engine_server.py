@@ -182,6 +182,24 @@ def test_prompts_the_model_cannot_run_are_refused_or_started_from_bos(
     assert r.usage is not None and r.usage.prompt_tokens == 1  # the start token
 
 
+def test_what_does_not_fit_the_context_is_context_length_exceeded(
+    client: openai.OpenAI, engine: EngineServer, tokenizer: Any
+) -> None:
+    context = engine.backend.config.max_model_len
+    ids = tokenizer("The capital of France is")["input_ids"]
+    for prompt, max_tokens, param in (
+        (ids * (context // len(ids) + 1), 1, "prompt"),
+        (ids, 100_000, "max_tokens"),  # was clamped silently to what fits
+    ):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens)
+        assert err.value.code == "context_length_exceeded"
+        assert err.value.param == param
+    # Without max_tokens the answer may run to the context's end.
+    r = client.completions.create(model=MODEL, prompt=[ids[0]] * (context - 2), temperature=0)
+    assert r.usage is not None and r.usage.completion_tokens <= 2
+
+
 def test_models_and_errors(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
     with pytest.raises(openai.NotFoundError):
