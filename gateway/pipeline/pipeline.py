@@ -33,7 +33,7 @@ from gateway.pipeline.context import (
     Usage,
 )
 from gateway.pipeline.dispatch import Dispatcher
-from gateway.pipeline.responses_request import chat_body_from_responses
+from gateway.pipeline.responses_request import chat_body_from_responses, responses_param
 from gateway.pipeline.route import resolve_candidates
 from gateway.pipeline.stream import StreamAssembler, carries_output
 from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
@@ -99,7 +99,18 @@ class Pipeline:
             # Always ask for usage so the ledger has real counts; stripped again if not asked.
             body["stream_options"] = {**opts, "include_usage": True}
         ctx.prompt_tokens_estimate = estimate_prompt_tokens(body)
-        return ctx, await self.run(ctx)
+        if api != "responses":
+            return ctx, await self.run(ctx)
+        # A Responses client sent `input` and `max_output_tokens`: errors name those.
+        try:
+            reply = await self.run(ctx)
+        except GatewayError as exc:
+            exc.param = responses_param(exc.param)
+            raise
+        error = reply.body.get("error") if isinstance(reply.body, dict) else None
+        if reply.status_code >= 400 and isinstance(error, dict):
+            error["param"] = responses_param(error.get("param"))
+        return ctx, reply
 
     async def run(self, ctx: RequestContext) -> Reply:
         entered: list[Stage] = []

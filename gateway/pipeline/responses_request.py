@@ -361,3 +361,16 @@ def reasoning_effort(reasoning: Any) -> Any:
     if not isinstance(reasoning, dict):
         raise invalid_value("'reasoning' must be an object.", "reasoning")
     return reasoning.get("effort")
+
+
+# What the chat pipeline's errors name, as the Responses API calls it.
+_RESPONSES_PARAMS = {
+    "messages": "input",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+}
+
+
+def responses_param(param: str | None) -> str | None:
+    return _RESPONSES_PARAMS.get(param, param) if param is not None else None

@@ -460,6 +460,28 @@ def test_upstream_failure_before_stream_is_a_502(gateway, tenant, mock_upstream)
     assert exc.value.status_code == 502 and "mock failure 500" in exc.value.message
 
 
+@pytest.mark.parametrize(
+    ("upstream_param", "param"),
+    [("messages", "input"), ("max_tokens", "max_output_tokens"), ("temperature", "temperature")],
+)
+def test_an_upstream_refusal_names_the_responses_parameter(
+    gateway, tenant, mock_upstream, upstream_param, param
+):
+    """The request was translated to chat; the client sent `input` and `max_output_tokens`."""
+    _, key = tenant
+    mock_upstream.control(
+        fail_next=1, fail_status=400, fail_code="context_length_exceeded", fail_param=upstream_param
+    )
+    try:
+        with pytest.raises(openai.BadRequestError) as exc:
+            client(gateway, key).responses.create(
+                model=MODEL, input="too long", extra_headers={"cache-control": "no-store"}
+            )
+    finally:
+        mock_upstream.control(fail_code=None, fail_param=None, fail_status=503)
+    assert exc.value.code == "context_length_exceeded" and exc.value.param == param
+
+
 def test_fast_lane_off_serves_the_same(session_tmp, pg_url, mock_upstream: MockUpstreamServer):
     from tests.support.servers import mock_deployment
 
