@@ -64,22 +64,27 @@ async def ensure_counter(conn: AsyncConnection, tenant_id: str, start: datetime)
     A tenant whose `budget_period` changes (monthly -> daily -> total) so keeps what it has
     spent. Run once per process and period before the first reservation, never per request.
     """
-    tbl, ledger = table(BudgetCounter), table(UsageLedger)
+    ledger = table(UsageLedger)
     spent_so_far = (
         select(func.coalesce(func.sum(ledger.c.cost_usd), 0))
         .where(ledger.c.tenant_id == tenant_id, ledger.c.created_at >= start)
         .scalar_subquery()
     )
-    stmt = upsert_insert(conn.dialect.name, tbl).values(
+    stmt = _new_counter(conn, tenant_id, start, spent_so_far)
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "period_start"]))
+
+
+def _new_counter(conn: AsyncConnection, tenant_id: str, start: datetime, spent: Any) -> Any:
+    """The INSERT of a counter with nothing reserved (its ON CONFLICT is the caller's)."""
+    return upsert_insert(conn.dialect.name, table(BudgetCounter)).values(
         tenant_id=tenant_id,
         period_start=start,
-        spent_usd=spent_so_far,
+        spent_usd=spent,
         reserved_usd=Decimal(0),
         reserved_prev_usd=Decimal(0),
         reserve_epoch=0,
         updated_at=datetime.now(UTC),
     )
-    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "period_start"]))
 
 
 async def upsert_counter_delta(
@@ -98,15 +103,7 @@ async def upsert_counter_delta(
     before generations existed (no epoch) come off the current one.
     """
     tbl = table(BudgetCounter)
-    stmt = upsert_insert(conn.dialect.name, tbl).values(
-        tenant_id=tenant_id,
-        period_start=start,
-        spent_usd=spent_delta,
-        reserved_usd=Decimal(0),
-        reserved_prev_usd=Decimal(0),
-        reserve_epoch=0,
-        updated_at=datetime.now(UTC),
-    )
+    stmt = _new_counter(conn, tenant_id, start, spent_delta)
     current, previous = tbl.c.reserved_usd, tbl.c.reserved_prev_usd
     sets: dict[str, Any] = {"spent_usd": tbl.c.spent_usd + spent_delta}
     if reserved_delta:
