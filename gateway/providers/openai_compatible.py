@@ -145,7 +145,7 @@ class OpenAICompatibleProvider:
             ) as resp:
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
-                done = False
+                done = finished = False
                 async for line in resp.content:
                     if not line.startswith(b"data:"):
                         continue
@@ -164,8 +164,11 @@ class OpenAICompatibleProvider:
                     if "error" in chunk and "choices" not in chunk:
                         why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
                         raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
+                    finished = finished or _final(chunk)
                     yield chunk
-                if not done:
+                # Some servers never send [DONE]; the SDK ends a stream at EOF without it, so
+                # only a stream cut before its finish_reason (or usage) chunk came up short.
+                if not (done or finished):
                     raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
         except TimeoutError as exc:
             raise UpstreamTimeout(
@@ -182,6 +185,16 @@ class OpenAICompatibleProvider:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+def _final(chunk: Json) -> bool:
+    """Whether `chunk` ends the answer: a choice's finish_reason, or the trailing usage chunk."""
+    choices = chunk.get("choices")
+    if not choices and chunk.get("usage"):
+        return True
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") for c in choices
+    )
 
 
 def _message(parsed: Any) -> str:

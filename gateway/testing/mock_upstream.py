@@ -7,8 +7,9 @@ fail_status, fail_next, fail_rate, fail_after_ms (a failure answers after this l
 fail_param (the failure's OpenAI error code and param), fail_message (its message, default
 "mock failure <status>"), fail_text (send that message as a plain-text body instead of JSON),
 hang_s, first_token_ms (a chat stream's role-only opening chunk goes out at once, its first token
-this much later), no_usage, truncate_stream, malformed_stream, reply, honor_max_tokens (cut a chat
-answer at `max_tokens` words with finish_reason "length")) and inspected with `GET /_requests`
+this much later), no_usage, truncate_stream, malformed_stream, omit_done (a chat stream ends at EOF
+after its last chunk, with no `data: [DONE]`), reply, honor_max_tokens (cut a chat answer at
+`max_tokens` words with finish_reason "length")) and inspected with `GET /_requests`
 (the last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
@@ -61,6 +62,7 @@ class MockUpstream:
             "no_usage": False,
             "truncate_stream": False,
             "malformed_stream": False,
+            "omit_done": False,
             "reply": None,
             "honor_max_tokens": False,
         }
@@ -305,7 +307,8 @@ class MockUpstream:
             if idx == 1 and self.knobs["first_token_ms"]:
                 await asyncio.sleep(float(self.knobs["first_token_ms"]) / 1000.0)
             await resp.write(b"data: " + orjson.dumps(ev) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
+        if not self.knobs["omit_done"]:
+            await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 

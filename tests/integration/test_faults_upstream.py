@@ -107,7 +107,7 @@ class Rig:
         for status in STATUSES:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
-        deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200")
+        deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200") + solo("nodone")
         deps += pair("odd-200-fb") + solo("rejected") + pair("late")
         deps += solo("denied") + pair("denied-fb-401") + pair("denied-fb-403")
         saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
@@ -292,6 +292,30 @@ def test_broken_stream_ends_with_an_error_event(rig: Rig, knob: str) -> None:
     row = rig.row(r)
     assert (row["status_code"], row["error_code"]) == (502, "upstream_error")
     assert row["completion_tokens"] > 0  # what was generated is still accounted
+
+
+def test_a_finished_stream_without_done_is_a_success(rig: Rig) -> None:
+    """Some servers close after the finish chunk and never send [DONE]; the SDK reads that as a
+    normal end. More than the breaker's 5 of them must leave the deployment serving."""
+    rig.primary.control(omit_done=True)
+    for _ in range(6):
+        r = rid()
+        out = rig.client.chat.completions.create(
+            model="nodone",
+            messages=msgs(),
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-request-id": r},
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in out if c.choices)
+        row = rig.row(r)
+        assert (row["status_code"], row["error_code"], row["usage_source"]) == (
+            200,
+            None,
+            "upstream",
+        )
+    out = rig.client.chat.completions.create(model="nodone", messages=msgs())
+    assert out.choices[0].message.content
 
 
 @pytest.mark.parametrize("stream", [False, True])

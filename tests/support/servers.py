@@ -154,6 +154,7 @@ class MockUpstreamServer(Process):
             no_usage=False,
             truncate_stream=False,
             malformed_stream=False,
+            omit_done=False,
             reply=None,
             fail_status=503,
             fail_code=None,
