@@ -6,11 +6,13 @@ One pooled aiohttp session per upstream base URL. aiohttp rather than httpx: mea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.providers.base import Endpoint, Json, credentials_refused, provider_key
@@ -23,6 +25,9 @@ MAX_ERROR_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 500
 MAX_TEXT_BODY_CHARS = 200
 MAX_CODE_CHARS = 64
+# One stream line may be far past aiohttp's 512 KiB line cap: a base64 image or audio delta, or
+# a whole tool call's arguments in one event. Past this much it is a runaway upstream.
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 DEFAULT_BASES = {
     "openai": "https://api.openai.com/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -146,26 +151,17 @@ class OpenAICompatibleProvider:
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
                 done = finished = False
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            f"Deployment {dep.name!r} sent a malformed stream event."
-                        ) from exc
-                    if not isinstance(chunk, dict):
-                        raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
-                    if "error" in chunk and "choices" not in chunk:
-                        why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
-                        raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
-                    finished = finished or _final(chunk)
-                    yield chunk
+                async with aclosing(_lines(dep, resp.content)) as lines:
+                    async for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        chunk = _chunk(dep, data)
+                        finished = finished or _final(chunk)
+                        yield chunk
                 # Some servers never send [DONE]; the SDK ends a stream at EOF without it, so
                 # only a stream cut before its finish_reason (or usage) chunk came up short.
                 if not (done or finished):
@@ -174,7 +170,8 @@ class OpenAICompatibleProvider:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} stalled for more than {timeout_s:g} s."
             ) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, HttpProcessingError) as exc:
+            # HttpProcessingError: the upstream's HTTP itself was broken (a bad chunk size...)
             raise UpstreamError(
                 f"Deployment {dep.name!r} connection failed: {type(exc).__name__}."
             ) from exc
@@ -185,6 +182,38 @@ class OpenAICompatibleProvider:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+async def _lines(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+    """The body's lines, CR stripped, split here: aiohttp's own reader caps a line at 512 KiB."""
+    pending = bytearray()
+    async for piece in content.iter_any():
+        *complete, rest = piece.split(b"\n")
+        for line in complete:
+            pending += line
+            yield bytes(pending).removesuffix(b"\r")
+            pending.clear()
+        pending += rest
+        if len(pending) > MAX_EVENT_BYTES:
+            raise UpstreamError(
+                f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} bytes."
+            )
+    if pending:
+        yield bytes(pending).removesuffix(b"\r")
+
+
+def _chunk(dep: Deployment, data: bytes) -> Json:
+    """One event's data as a chunk, or why the upstream's stream is unusable."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"Deployment {dep.name!r} sent a malformed stream event.") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
+    if "error" in chunk and "choices" not in chunk:
+        why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
+        raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
+    return chunk
 
 
 def _final(chunk: Json) -> bool:

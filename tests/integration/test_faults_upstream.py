@@ -108,6 +108,7 @@ class Rig:
             deps += solo(f"burst-{status}") + pair(f"burst-fb-{status}")
         deps += solo("broken-truncate_stream") + solo("broken-malformed_stream")
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200") + solo("nodone")
+        deps += solo("big-event")
         deps += pair("odd-200-fb") + solo("rejected") + pair("late")
         deps += solo("denied") + pair("denied-fb-401") + pair("denied-fb-403")
         saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
@@ -316,6 +317,18 @@ def test_a_finished_stream_without_done_is_a_success(rig: Rig) -> None:
         )
     out = rig.client.chat.completions.create(model="nodone", messages=msgs())
     assert out.choices[0].message.content
+
+
+def test_a_stream_event_past_512_kib_passes_through(rig: Rig) -> None:
+    """One event can be large (a base64 image or audio delta): aiohttp's line cap is no limit."""
+    big = "A" * 700_000
+    rig.primary.control(reply=big)
+    r = rid()
+    out = rig.client.chat.completions.create(
+        model="big-event", messages=msgs(), stream=True, extra_headers={"x-request-id": r}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in out if c.choices) == big
+    assert rig.row(r)["status_code"] == 200
 
 
 @pytest.mark.parametrize("stream", [False, True])

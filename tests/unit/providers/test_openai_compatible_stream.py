@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError
-from gateway.providers.openai_compatible import OpenAICompatibleProvider
+from gateway.providers.openai_compatible import MAX_EVENT_BYTES, OpenAICompatibleProvider
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
 
@@ -96,3 +96,30 @@ async def test_a_stream_cut_before_its_finish_is_an_upstream_error(
     url = await serve([event(delta("hi")), event(delta(" there"))])
     with pytest.raises(UpstreamError, match="ended the stream early"):
         await chunks(provider, url)
+
+
+async def test_an_event_past_aiohttps_line_cap_passes_through(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    # A base64 image or audio delta, or a whole tool call's arguments, in one event.
+    big = "A" * (2 * 1024 * 1024)
+    url = await serve([event(delta("hi")), event(delta(big)), event(delta("", "stop"))])
+    got = await chunks(provider, url)
+    assert [c["choices"][0]["delta"]["content"] for c in got] == ["hi", big, ""]
+
+
+async def test_a_runaway_event_is_an_upstream_error(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    url = await serve([b"data: " + b"x" * (MAX_EVENT_BYTES + 1)])
+    with pytest.raises(UpstreamError, match="over"):
+        await chunks(provider, url)
+
+
+async def test_lines_split_across_writes_and_crlf_are_read_whole(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    raw = (event(delta("hello")) + event(delta("", "stop"))).replace(b"\n", b"\r\n")
+    url = await serve([raw[i : i + 7] for i in range(0, len(raw), 7)] + [b"data: [DONE]\r\n\r\n"])
+    got = await chunks(provider, url)
+    assert [c["choices"][0]["delta"]["content"] for c in got] == ["hello", ""]
