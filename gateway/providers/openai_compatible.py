@@ -151,12 +151,9 @@ class OpenAICompatibleProvider:
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
                 done = finished = False
-                async with aclosing(_lines(dep, resp.content)) as lines:
-                    async for line in lines:
-                        if not line.startswith(b"data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
+                async with aclosing(_events(dep, resp.content)) as events:
+                    async for data in events:
+                        if data.strip() == b"[DONE]":
                             done = True
                             break
                         chunk = _chunk(dep, data)
@@ -200,6 +197,32 @@ async def _lines(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerat
             )
     if pending:
         yield bytes(pending).removesuffix(b"\r")
+
+
+async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+    """Each event's data: its `data:` lines joined by "\n", as the SSE spec and the SDK read a
+    pretty-printed event. Comments and other fields (`event:`, `id:`) carry nothing we use."""
+    data: list[bytes] = []
+    size = 0
+    async with aclosing(_lines(dep, content)) as lines:
+        async for line in lines:
+            if not line:  # a blank line ends the event
+                if data:
+                    yield b"\n".join(data)
+                data, size = [], 0
+            elif line.startswith(b"data:"):
+                value = line[5:].removeprefix(b" ")
+                if not data and value.strip() == b"[DONE]":
+                    yield value  # the end, even from a server that never sends the blank line
+                    continue
+                data.append(value)
+                size += len(value) + 1
+                if size > MAX_EVENT_BYTES:
+                    raise UpstreamError(
+                        f"Deployment {dep.name!r} sent a stream event over {MAX_EVENT_BYTES} bytes."
+                    )
+    if data:  # the last event's closing blank line may never come
+        yield b"\n".join(data)
 
 
 def _chunk(dep: Deployment, data: bytes) -> Json:

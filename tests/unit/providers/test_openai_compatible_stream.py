@@ -123,3 +123,31 @@ async def test_lines_split_across_writes_and_crlf_are_read_whole(
     url = await serve([raw[i : i + 7] for i in range(0, len(raw), 7)] + [b"data: [DONE]\r\n\r\n"])
     got = await chunks(provider, url)
     assert [c["choices"][0]["delta"]["content"] for c in got] == ["hello", ""]
+
+
+def multiline(chunk: dict[str, Any], newline: bytes = b"\n") -> bytes:
+    """`chunk` pretty-printed over several `data:` lines of one event, as the SSE spec allows."""
+    pretty = orjson.dumps(chunk, option=orjson.OPT_INDENT_2).split(b"\n")
+    return b"".join(b"data: " + line + newline for line in pretty) + newline
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+async def test_an_event_over_several_data_lines_is_one_chunk(
+    serve: Serve, provider: OpenAICompatibleProvider, newline: bytes
+) -> None:
+    url = await serve([multiline(delta("hi"), newline), multiline(delta("", "stop"), newline)])
+    got = await chunks(provider, url)
+    assert got == [delta("hi"), delta("", "stop")]
+
+
+async def test_comments_fields_and_a_data_line_without_space_are_read(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    parts = [
+        b": keep-alive\n\n",
+        b"event: message\nid: 1\n" + event(delta("hi")),
+        b"data:" + orjson.dumps(delta("", "stop")) + b"\n\n",
+        b"data: [DONE]\n\n",
+    ]
+    url = await serve(parts)
+    assert await chunks(provider, url) == [delta("hi"), delta("", "stop")]
