@@ -23,7 +23,7 @@ from gateway.api.errors import (
     http_error_response,
     internal_error_response,
 )
-from gateway.api.openai import parse_json, render
+from gateway.api.openai import decode_body, parse_json, render
 from gateway.api.responses import render_responses
 from gateway.errors import GatewayError
 from gateway.pipeline.context import ApiName
@@ -65,7 +65,8 @@ class FastLane:
             if raw is None:
                 return  # the client went away before sending its body
             services = scope["app"].state.services  # set by Starlette before any middleware
-            body = parse_json(raw)
+            limit = services.settings.max_body_bytes
+            body = parse_json(decode_body(raw, headers.get("content-encoding"), limit))
             ctx, reply = await services.pipeline.handle(api, body, headers)
             if api == "responses":
                 response = render_responses(ctx, reply, body)

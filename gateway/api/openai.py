@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import ApiName, EndpointName, Json, Reply, RequestContext
 from gateway.pipeline.pipeline import request_id_from
@@ -37,9 +38,59 @@ OBJECT_BODY = {
 }
 
 
-async def read_json(request: Request) -> Any:
+async def read_json(request: Request, headers: dict[str, str], limit: int) -> Any:
     # Header and body size limits are enforced by SizeGuard before this reads a byte.
-    return parse_json(await request.body())
+    return parse_json(decode_body(await request.body(), headers.get("content-encoding"), limit))
+
+
+# Content-Encoding tokens (RFC 9110 §8.4.1) and their zlib window: gzip's header, or zlib's.
+_INFLATE_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
+
+
+def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body with its Content-Encoding undone (gzip, deflate), `limit` bytes at most once
+    inflated: SizeGuard only saw the compressed size, and a zip bomb must not fill memory."""
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    for coding in reversed([c for c in codings if c not in ("", "identity")]):
+        wbits = _INFLATE_WBITS.get(coding)
+        if wbits is None:
+            err = InvalidRequest(
+                f"Content-Encoding {coding!r} is not supported; send the body uncompressed, "
+                "gzip or deflate.",
+                code="unsupported_media_type",
+            )
+            err.status_code = 415
+            raise err
+        if wbits == 0 and not _zlib_header(raw):
+            wbits = -zlib.MAX_WBITS  # "deflate" sent raw, without its zlib header, as some do
+        raw = _inflate(raw, coding, wbits, limit)
+    return raw
+
+
+def _zlib_header(data: bytes) -> bool:
+    # RFC 1950: method 8 (deflate), and the two header bytes are a multiple of 31
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    try:
+        while data:  # a gzip body may be several members back to back
+            inflater = zlib.decompressobj(wbits)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise PayloadTooLarge(
+                    f"The request body exceeds the limit of {limit} bytes once decompressed."
+                )
+            if not inflater.eof:
+                raise zlib.error("truncated")
+            data = inflater.unused_data
+    except zlib.error as exc:
+        raise InvalidRequest(
+            f"The request body is not valid {coding} data (Content-Encoding: {coding}): {exc}.",
+            code="invalid_body",
+        ) from None
+    return bytes(out)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -102,7 +153,7 @@ async def run_pipeline(request: Request, api: ApiName) -> tuple[RequestContext, 
     rid = request_id_from(headers)
     headers["x-request-id"] = rid
     request.state.request_id = rid
-    body = await read_json(request)
+    body = await read_json(request, headers, services.settings.max_body_bytes)
     ctx, reply = await services.pipeline.handle(api, body, headers)
     return ctx, reply, body
 

@@ -1,0 +1,112 @@
+"""HTTP-level details a client or proxy relies on, on both paths a request can take: the fast
+lane and the FastAPI routes (THRIFTGATE_FAST_LANE=false). Compressed request bodies."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment
+
+pytestmark = pytest.mark.integration
+
+MAX_BODY = 100_000
+MODEL = "proto-m"
+
+
+class Rig:
+    def __init__(self, gw: GatewayServer, key: str) -> None:
+        self.gw, self.key = gw, key
+
+    def post(self, body: bytes, encoding: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        return httpx.post(self.gw.url + "/chat/completions", content=body, headers=headers)
+
+
+def chat(text: str = "compressed hello") -> bytes:
+    # a fresh prompt each time, so the response cache never answers
+    content = f"{text} {uuid.uuid4().hex}"
+    return orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": content}]})
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-lane", "fastapi"])
+def rig(
+    request: pytest.FixtureRequest,
+    session_tmp: Path,
+    pg_url: str,
+    mock_upstream: MockUpstreamServer,
+) -> Iterator[Rig]:
+    gw = GatewayServer(
+        session_tmp,
+        pg_url,
+        [mock_deployment("proto-dep", MODEL, mock_upstream)],
+        extra_env={
+            "THRIFTGATE_FAST_LANE": str(request.param).lower(),
+            "THRIFTGATE_MAX_BODY_BYTES": str(MAX_BODY),
+        },
+    )
+    try:
+        _, key = gw.new_tenant()
+        yield Rig(gw, key)
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b, wbits=-zlib.MAX_WBITS)),  # raw, as some send it
+        ("identity", lambda b: b),
+        ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+    ],
+)
+def test_a_compressed_body_is_decompressed(rig: Rig, encoding: str, compress: Any) -> None:
+    r = rig.post(compress(chat()), encoding)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith("Echo: compressed hello")
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, snappy"])
+def test_an_unsupported_encoding_is_415_naming_it(rig: Rig, encoding: str) -> None:
+    r = rig.post(chat(), encoding)
+    assert r.status_code == 415, r.text
+    err = r.json()["error"]
+    assert err["code"] == "unsupported_media_type"
+    assert "Content-Encoding" in err["message"]
+
+
+def test_a_zip_bomb_is_413(rig: Rig) -> None:
+    # ~100 KB of gzip inflating to 100 MB: refused at the limit, long before memory runs out
+    bomb = gzip.compress(b"[" + b" " * 100_000_000 + b"]", compresslevel=9)
+    assert len(bomb) < MAX_BODY
+    r = rig.post(bomb, "gzip")
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_decompressed_body_just_at_the_limit_is_served(rig: Rig) -> None:
+    body = chat()
+    body = body[:-1] + b" " * (MAX_BODY - len(body)) + b"}"
+    assert len(body) == MAX_BODY
+    assert rig.post(gzip.compress(body), "gzip").status_code == 200
+    r = rig.post(gzip.compress(body[:-1] + b" }"), "gzip")
+    assert r.status_code == 413, r.text
+
+
+def test_a_corrupt_gzip_body_is_400_naming_the_encoding(rig: Rig) -> None:
+    r = rig.post(gzip.compress(chat())[:-12], "gzip")
+    assert r.status_code == 400, r.text
+    assert "gzip" in r.json()["error"]["message"]
