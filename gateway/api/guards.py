@@ -3,7 +3,8 @@
 uvicorn's httptools parser has no header-size limit and FastAPI buffers admin bodies whole, so
 the limits from `Settings` (`max_header_bytes`, `max_body_bytes`) are enforced here as a pure
 ASGI middleware: oversized headers get 431, a declared or streamed body over the limit gets 413,
-both in OpenAI's error shape, before a byte of the body is buffered by a handler. It is the
+both in OpenAI's error shape, before a byte of the body is buffered by a handler. Two different
+values of one credential header get 401 here too, so no route picks one its own way. It is the
 outermost user middleware, so the fast lane and the FastAPI routes rely on it alike.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"api-key", b"x-admin-key"})
 
 
 def _error(message: str, code: str) -> bytes:
@@ -33,10 +36,14 @@ class SizeGuard:
             return
         header_bytes = 0
         declared: bytes | None = None
+        credentials: dict[bytes, bytes] = {}
+        conflict: bytes | None = None
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
             if name == b"content-length":
                 declared = value
+            elif name in CREDENTIAL_HEADERS and credentials.setdefault(name, value) != value:
+                conflict = name
         header_bytes += len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if header_bytes > self.max_header_bytes:
             await _reply(
@@ -47,6 +54,13 @@ class SizeGuard:
                     "headers_too_large",
                 ),
             )
+            return
+        if conflict is not None:
+            # Which one counts would differ by route (the fast lane's dict keeps the last,
+            # Starlette's Headers the first): refuse to guess whose request this is.
+            header = conflict.decode("latin-1")
+            message = f"The request has two different {header!r} headers; send one."
+            await _reply(send, 401, _error(message, "invalid_api_key"))
             return
         limit = self.max_body_bytes
         if declared is not None:

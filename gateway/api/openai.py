@@ -14,7 +14,14 @@ from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.pipeline.auth import bearer_token
-from gateway.pipeline.context import ApiName, EndpointName, Json, Reply, RequestContext
+from gateway.pipeline.context import (
+    ApiName,
+    EndpointName,
+    Json,
+    Reply,
+    RequestContext,
+    TenantInfo,
+)
 from gateway.pipeline.pipeline import request_id_from
 from gateway.pipeline.route import servable_models
 from gateway.services import Services
@@ -195,21 +202,35 @@ async def embeddings(request: Request) -> Response:
     return await _serve(request, "embeddings")
 
 
+async def _models_caller(request: Request, services: Services) -> TenantInfo:
+    """The tenant calling a /v1/models route, read from the same header map as the POST routes,
+    with their x-request-id rule: a valid one is echoed (errors too), else one is made."""
+    headers = header_map(request)
+    request.state.request_id = request_id_from(headers)
+    return await services.keys.authenticate(
+        bearer_token(headers.get("authorization"), headers.get("api-key"))
+    )
+
+
+def _models_response(body: Json, request: Request) -> Response:
+    return Response(
+        orjson.dumps(body),
+        media_type="application/json",
+        headers={"x-request-id": request.state.request_id},
+    )
+
+
 @router.get("/models")
 async def list_models(request: Request, services: ServicesDep) -> Response:
-    tenant = await services.keys.authenticate(
-        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
-    )
+    tenant = await _models_caller(request, services)
     names = servable_models(tenant, services.catalog, services.file_config)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "thriftgate"} for m in names]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+    return _models_response({"object": "list", "data": data}, request)
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> Response:
-    tenant = await services.keys.authenticate(
-        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
-    )
+    tenant = await _models_caller(request, services)
     if model_id not in servable_models(tenant, services.catalog, services.file_config):
         from gateway.errors import NotFound
 
@@ -218,4 +239,4 @@ async def get_model(model_id: str, request: Request, services: ServicesDep) -> R
             code="model_not_found",
         )
     body = {"id": model_id, "object": "model", "created": 0, "owned_by": "thriftgate"}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return _models_response(body, request)

@@ -110,3 +110,33 @@ def test_a_corrupt_gzip_body_is_400_naming_the_encoding(rig: Rig) -> None:
     r = rig.post(gzip.compress(chat())[:-12], "gzip")
     assert r.status_code == 400, r.text
     assert "gzip" in r.json()["error"]["message"]
+
+
+def send(rig: Rig, method: str, path: str, headers: list[tuple[str, str]]) -> httpx.Response:
+    body = chat() if method == "POST" else None
+    return httpx.request(method, rig.gw.url + path, content=body, headers=headers, timeout=30)
+
+
+ROUTES = [("POST", "/chat/completions"), ("GET", "/models"), ("GET", f"/models/{MODEL}")]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("good_first", [True, False])
+def test_two_different_authorization_headers_are_401_on_every_route(
+    rig: Rig, method: str, path: str, good_first: bool
+) -> None:
+    good, bad = f"Bearer {rig.key}", "Bearer sk-not-a-key"
+    pair = [good, bad] if good_first else [bad, good]
+    r = send(rig, method, path, [("Authorization", v) for v in pair])
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "invalid_api_key"
+    # the same credential twice (a proxy repeating it) is no ambiguity
+    assert send(rig, method, path, [("Authorization", good)] * 2).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/models", f"/models/{MODEL}", "/models/no-such-model"])
+def test_models_routes_echo_the_request_id(rig: Rig, path: str) -> None:
+    ok = send(rig, "GET", path, [("Authorization", f"Bearer {rig.key}"), ("x-request-id", "m-1")])
+    assert ok.headers["x-request-id"] == "m-1"
+    refused = send(rig, "GET", path, [("Authorization", "Bearer nope"), ("x-request-id", "m-2")])
+    assert (refused.status_code, refused.headers["x-request-id"]) == (401, "m-2")
