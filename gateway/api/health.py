@@ -1,4 +1,8 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+Each also answers HEAD, as many load balancers probe; left out of the OpenAPI schema, which
+documents the GETs (a HEAD answer has no body to describe).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz")
+@router.head("/readyz", include_in_schema=False)
 async def readyz(services: ServicesDep) -> JSONResponse:
     db_ok = True
     try:

@@ -221,6 +221,7 @@ def _models_response(body: Json, request: Request) -> Response:
 
 
 @router.get("/models")
+@router.head("/models", include_in_schema=False)
 async def list_models(request: Request, services: ServicesDep) -> Response:
     tenant = await _models_caller(request, services)
     names = servable_models(tenant, services.catalog, services.file_config)
@@ -229,6 +230,7 @@ async def list_models(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/models/{model_id:path}")
+@router.head("/models/{model_id:path}", include_in_schema=False)
 async def get_model(model_id: str, request: Request, services: ServicesDep) -> Response:
     tenant = await _models_caller(request, services)
     if model_id not in servable_models(tenant, services.catalog, services.file_config):

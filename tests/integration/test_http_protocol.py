@@ -140,3 +140,12 @@ def test_models_routes_echo_the_request_id(rig: Rig, path: str) -> None:
     assert ok.headers["x-request-id"] == "m-1"
     refused = send(rig, "GET", path, [("Authorization", "Bearer nope"), ("x-request-id", "m-2")])
     assert (refused.status_code, refused.headers["x-request-id"]) == (401, "m-2")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/models", f"/v1/models/{MODEL}"])
+def test_head_is_answered_like_get_without_a_body(rig: Rig, path: str) -> None:
+    auth = {"Authorization": f"Bearer {rig.key}"}
+    get = httpx.get(rig.gw.base + path, headers=auth, timeout=30)
+    head = httpx.head(rig.gw.base + path, headers=auth, timeout=30)
+    assert (head.status_code, head.content) == (get.status_code, b"")
+    assert head.headers["content-type"] == get.headers["content-type"]
