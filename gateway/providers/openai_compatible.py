@@ -181,31 +181,33 @@ class OpenAICompatibleProvider:
         self._sessions.clear()
 
 
-async def _lines(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
-    """The body's lines, CR stripped, split here: aiohttp's own reader caps a line at 512 KiB."""
-    pending = bytearray()
-    async for piece in content.iter_any():
-        *complete, rest = piece.split(b"\n")
-        for line in complete:
-            pending += line
-            yield bytes(pending).removesuffix(b"\r")
-            pending.clear()
-        pending += rest
-        if len(pending) > MAX_EVENT_BYTES:
-            raise UpstreamError(
-                f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} bytes."
-            )
-    if pending:
-        yield bytes(pending).removesuffix(b"\r")
-
-
 async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
     """Each event's data: its `data:` lines joined by "\n", as the SSE spec and the SDK read a
-    pretty-printed event. Comments and other fields (`event:`, `id:`) carry nothing we use."""
+    pretty-printed event. Comments and other fields (`event:`, `id:`) carry nothing we use.
+
+    Lines are split here, not by aiohttp's reader, which caps a line at 512 KiB; and in this one
+    generator, since every chunk of every stream passes through it.
+    """
     data: list[bytes] = []
     size = 0
-    async with aclosing(_lines(dep, content)) as lines:
-        async for line in lines:
+    pending = bytearray()  # a line not yet ended: grows in place, however many pieces it spans
+    async for piece in content.iter_any():
+        if b"\n" not in piece:
+            pending += piece
+            if len(pending) > MAX_EVENT_BYTES:
+                raise UpstreamError(
+                    f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} bytes."
+                )
+            continue
+        if pending:
+            pending += piece
+            piece = bytes(pending)
+            pending.clear()
+        *lines, rest = piece.split(b"\n")
+        pending += rest
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
             if not line:  # a blank line ends the event
                 if data:
                     yield b"\n".join(data)
@@ -221,6 +223,9 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
                     raise UpstreamError(
                         f"Deployment {dep.name!r} sent a stream event over {MAX_EVENT_BYTES} bytes."
                     )
+    line = bytes(pending).removesuffix(b"\r")
+    if line.startswith(b"data:"):  # the body ended without its last newline
+        data.append(line[5:].removeprefix(b" "))
     if data:  # the last event's closing blank line may never come
         yield b"\n".join(data)
 
