@@ -104,12 +104,7 @@ class OpenAICompatibleProvider:
             ) from exc
         except ValueError as exc:
             raise unbuildable(dep, exc) from exc
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"Deployment {dep.name!r} returned malformed JSON.") from exc
-        if not isinstance(parsed, dict):
-            raise UpstreamError(f"Deployment {dep.name!r} returned a non-object JSON body.")
+        parsed = _json_object(dep, raw, "a body")
         if "error" in parsed and "choices" not in parsed and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
             why = _clean(dep, _message(parsed), MAX_MESSAGE_CHARS)
@@ -230,14 +225,19 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
         yield b"\n".join(data)
 
 
+def _json_object(dep: Deployment, raw: bytes, what: str) -> Json:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"Deployment {dep.name!r} sent {what} that is not JSON.") from exc
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"Deployment {dep.name!r} sent {what} that is not a JSON object.")
+    return parsed
+
+
 def _chunk(dep: Deployment, data: bytes) -> Json:
     """One event's data as a chunk, or why the upstream's stream is unusable."""
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(f"Deployment {dep.name!r} sent a malformed stream event.") from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError(f"Deployment {dep.name!r} sent a non-object event.")
+    chunk = _json_object(dep, data, "a stream event")
     if "error" in chunk and "choices" not in chunk:
         why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
         raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")

@@ -35,13 +35,6 @@ async def upstream() -> AsyncIterator[tuple[MockUpstream, str]]:
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[OpenAICompatibleProvider]:
-    p = OpenAICompatibleProvider()
-    yield p
-    await p.aclose()
-
-
-@pytest.fixture
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, KEY)
     return KEY

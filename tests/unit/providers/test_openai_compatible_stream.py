@@ -63,13 +63,6 @@ async def serve() -> AsyncIterator[Serve]:
         await server.close()
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[OpenAICompatibleProvider]:
-    p = OpenAICompatibleProvider()
-    yield p
-    await p.aclose()
-
-
 async def chunks(provider: OpenAICompatibleProvider, url: str) -> list[dict[str, Any]]:
     config = DeploymentConfig(name="d", model="m", api_base=url)
     dep = Deployment(config=config, price=Price(), price_source="config")
