@@ -50,6 +50,15 @@ def provider_key(dep: Deployment) -> str | None:
     return key.strip() or None if key else None
 
 
+def masked_text(dep: Deployment, text: str, limit: int) -> str:
+    """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives.
+    Some upstreams echo the key they were sent ("Incorrect API key provided: ...")."""
+    key = provider_key(dep)
+    if key:
+        text = text.replace(key, "***")
+    return text[:limit]
+
+
 def credentials_refused(dep: Deployment, status: int, detail: str) -> UpstreamError:
     """An upstream 401/403. The tenant's key was checked by the gateway, so the upstream refused
     the deployment's own key: its fault, not the client's. Dispatch falls back and counts it."""

@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json, credentials_refused, provider_key
+from gateway.providers.base import (
+    Endpoint,
+    Json,
+    credentials_refused,
+    masked_text,
+    provider_key,
+)
 from gateway.providers.names import litellm_name
 from gateway.routing.catalog import Deployment
 
@@ -137,13 +143,10 @@ def _to_dict(obj: Any) -> Json:
 def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidRequest:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    # litellm's messages can embed the request; keep only the first line, and never the key:
-    # masked before the cut, so a key straddling it leaves no prefix behind.
+    # litellm's messages can embed the request; keep only the first line, and never the key
+    # (masked before the cut, so a key straddling it leaves no prefix behind).
     text = str(getattr(exc, "message", "") or exc)
-    key = provider_key(dep)
-    if key:
-        text = text.replace(key, "***")
-    raw = text.splitlines()[0][:300] if text.strip() else name
+    raw = masked_text(dep, text.splitlines()[0], 300) if text.strip() else name
     if "Timeout" in name:
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
     if status in (401, 403):

@@ -15,7 +15,13 @@ import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json, credentials_refused, provider_key
+from gateway.providers.base import (
+    Endpoint,
+    Json,
+    credentials_refused,
+    masked_text,
+    provider_key,
+)
 from gateway.routing.catalog import Deployment
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -107,7 +113,7 @@ class OpenAICompatibleProvider:
         parsed = _json_object(dep, raw, "a body")
         if "error" in parsed and "choices" not in parsed and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
-            why = _clean(dep, _message(parsed), MAX_MESSAGE_CHARS)
+            why = masked_text(dep, _message(parsed), MAX_MESSAGE_CHARS)
             raise UpstreamError(f"Deployment {dep.name!r} answered with an error: {why}")
         return parsed
 
@@ -239,7 +245,7 @@ def _chunk(dep: Deployment, data: bytes) -> Json:
     """One event's data as a chunk, or why the upstream's stream is unusable."""
     chunk = _json_object(dep, data, "a stream event")
     if "error" in chunk and "choices" not in chunk:
-        why = _clean(dep, _message(chunk), MAX_MESSAGE_CHARS)
+        why = masked_text(dep, _message(chunk), MAX_MESSAGE_CHARS)
         raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
     return chunk
 
@@ -255,7 +261,7 @@ def _final(chunk: Json) -> bool:
 
 
 def _message(parsed: Any) -> str:
-    """The upstream's whole error message: pass it through `_clean` before showing it."""
+    """The upstream's whole error message: pass it through `masked_text` before showing it."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
@@ -267,15 +273,6 @@ def _message(parsed: Any) -> str:
     return "no error message"
 
 
-def _clean(dep: Deployment, text: str, limit: int) -> str:
-    """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives."""
-    key = provider_key(dep)
-    # some upstreams echo the key they were sent ("Incorrect API key provided: ...")
-    if key:
-        text = text.replace(key, "***")
-    return text[:limit]
-
-
 def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | None]:
     """The OpenAI error's `code` and `param` ("context_length_exceeded", "messages"), if any."""
     err = parsed.get("error") if isinstance(parsed, dict) else None
@@ -283,15 +280,15 @@ def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | Non
         return None, None
     code, param = err.get("code"), err.get("param")
     return (
-        _clean(dep, code, MAX_CODE_CHARS) if isinstance(code, str) and code else None,
-        _clean(dep, param, MAX_CODE_CHARS) if isinstance(param, str) and param else None,
+        masked_text(dep, code, MAX_CODE_CHARS) if isinstance(code, str) and code else None,
+        masked_text(dep, param, MAX_CODE_CHARS) if isinstance(param, str) and param else None,
     )
 
 
 def unbuildable(dep: Deployment, exc: ValueError) -> UpstreamError:
     """aiohttp refused to build the request: a control character inside the key, or
     credentials in api_base as well as a key. The deployment's fault, so dispatch falls back."""
-    why = _clean(dep, str(exc), MAX_MESSAGE_CHARS)
+    why = masked_text(dep, str(exc), MAX_MESSAGE_CHARS)
     return UpstreamError(
         f"Deployment {dep.name!r}: the request could not be built ({why}); "
         "check its api_key_env and api_base."
@@ -302,10 +299,10 @@ def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
     parsed: Any = None
     try:
         parsed = orjson.loads(raw)
-        msg = _clean(dep, _message(parsed), MAX_MESSAGE_CHARS)
+        msg = masked_text(dep, _message(parsed), MAX_MESSAGE_CHARS)
     except orjson.JSONDecodeError:
         body = raw[:MAX_ERROR_BYTES].decode("utf-8", "replace")
-        msg = _clean(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
+        msg = masked_text(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
     if status in (401, 403):
         return credentials_refused(dep, status, msg)
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
