@@ -48,7 +48,7 @@ def problems(config: FileConfig) -> list[Problem]:
         no_base = dep.provider in OPENAI_COMPATIBLE and dep.provider not in DEFAULT_BASES
         if no_base and not dep.api_base:
             found.append(Problem(f"{where}: provider {dep.provider!r} needs an api_base", True))
-        key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
+        key = dep.api_key()
         if dep.api_key_env and not (key and key.strip()):
             found.append(
                 Problem(
