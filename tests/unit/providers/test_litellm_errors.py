@@ -3,10 +3,7 @@ the request's (back to the client)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError
@@ -18,15 +15,6 @@ from gateway.testing.mock_upstream import MockUpstream
 
 KEY_ENV = "TG_TEST_LITELLM_ERRORS_KEY"
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[tuple[MockUpstream, str]]:
-    mock = MockUpstream()
-    server = TestServer(mock.app())
-    await server.start_server()
-    yield mock, str(server.make_url(""))
-    await server.close()
 
 
 def deployment(provider: str, api_base: str | None = None) -> Deployment:

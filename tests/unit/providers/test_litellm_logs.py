@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.providers.litellm_adapter import LiteLLMProvider
@@ -18,17 +16,12 @@ KEY_ENV = "TG_TEST_LITELLM_LOG_KEY"
 KEY = "sk-SECRETPROVIDERKEY123"
 
 
-@pytest.fixture
-async def anthropic_base() -> AsyncIterator[str]:
-    server = TestServer(MockUpstream().app())
-    await server.start_server()
-    yield str(server.make_url(""))
-    await server.close()
-
-
 async def test_debug_logging_does_not_print_the_provider_key(
-    anthropic_base: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    upstream: tuple[MockUpstream, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    _, anthropic_base = upstream
     monkeypatch.setenv(KEY_ENV, KEY)
     caplog.set_level(logging.DEBUG)  # the root logger, as app_from_env sets it for "debug"
     provider = LiteLLMProvider()

@@ -6,11 +6,9 @@ and the logs, and that the deployment's key never does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError
@@ -26,22 +24,16 @@ CHAT = {"messages": [{"role": "user", "content": "hello"}]}
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[MockUpstream, str]]:
-    mock = MockUpstream()
-    server = TestServer(mock.app())
-    await server.start_server()
-    yield mock, str(server.make_url("/v1"))
-    await server.close()
-
-
-@pytest.fixture
 def key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, KEY)
     return KEY
 
 
-def deployment(api_base: str, **extra: Any) -> Deployment:
-    config = DeploymentConfig(name="d", model="m", api_base=api_base, api_key_env=KEY_ENV, **extra)
+def deployment(root: str, **extra: Any) -> Deployment:
+    """A deployment of the mock served at `root` (its OpenAI API is under /v1)."""
+    config = DeploymentConfig(
+        name="d", model="m", api_base=root + "/v1", api_key_env=KEY_ENV, **extra
+    )
     return Deployment(config=config, price=Price(), price_source="config")
 
 
