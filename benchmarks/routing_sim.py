@@ -452,6 +452,13 @@ def main() -> None:
     ap.add_argument("--completion-quantile", type=float, default=RouterTuning().completion_quantile)
     ap.add_argument("--latency-alpha", type=float, default=RouterTuning().latency_alpha)
     ap.add_argument("--stale-after-s", type=float, default=RouterTuning().stale_after_s)
+    ap.add_argument(
+        "--probe-after-s",
+        type=float,
+        default=RouterTuning().probe_after_s,
+        help="when nothing is predicted to meet the SLO, try a deployment whose figures are this "
+        "old (0: never; before: always the fastest)",
+    )
     args = ap.parse_args()
 
     requests = load_requests(args.traces, args.speed, args.limit, args.seed, args.caps)
@@ -475,6 +482,7 @@ def main() -> None:
         completion_quantile=args.completion_quantile,
         latency_alpha=args.latency_alpha,
         stale_after_s=args.stale_after_s,
+        probe_after_s=args.probe_after_s,
         price_on_max_tokens=args.price_on_max_tokens,
     )
     router = Router(catalog, tuning=tuning)

@@ -81,6 +81,21 @@ class CircuitBreaker:
             self._probe_in_flight = now
         return True
 
+    def can_probe_early(self, now: float) -> bool:
+        """Open, with at least the base cool-down passed and no probe out: a probe may be
+        brought forward (the router does so when every available deployment is predicted to
+        miss the request's SLO anyway)."""
+        return (
+            self._state is BreakerState.OPEN
+            and now - self._opened_at >= self.base_cooldown_s
+            and self._probe_in_flight is None
+        )
+
+    def probe_now(self, now: float) -> None:
+        """End the cool-down now: the next `try_acquire` takes the half-open probe."""
+        if self._state is BreakerState.OPEN:
+            self._opened_at = min(self._opened_at, now - self._cooldown_s)
+
     def release(self) -> None:
         """The claimed request ended without a verdict on the upstream (e.g. client went away)."""
         self._probe_in_flight = None

@@ -6,6 +6,8 @@ the others are the fallback order. Reason codes explain the choice in a response
     cheapest-no-slo        no SLO asked for: the cheapest healthy deployment
     cheapest-within-slo    the cheapest of those predicted to meet the SLO
     fastest-slo-unmet      none is predicted to meet it: the fastest one (ledger: slo_met=false)
+    probe-slo-unmet        none is predicted to meet it, and one whose figures are stale is
+                           tried: it may have recovered (set by the router; slo_met=false)
     only-candidate         one healthy deployment; nothing to choose
     fallback-after-<s>     (set by dispatch) the earlier choice failed with status <s>
 """
@@ -26,6 +28,7 @@ CHEAPEST_NO_SLO = "cheapest-no-slo"
 CHEAPEST_WITHIN_SLO = "cheapest-within-slo"
 FASTEST_SLO_UNMET = "fastest-slo-unmet"
 ONLY_CANDIDATE = "only-candidate"
+PROBE_SLO_UNMET = "probe-slo-unmet"
 
 
 def fallback_reason(status: int | None) -> str:

@@ -21,7 +21,7 @@ from gateway.routing.completion import CompletionEstimate, CompletionLengths
 from gateway.routing.flight import Flight, overdue_factors, stretch
 from gateway.routing.latency import LatencyModel, LatencyPrediction
 from gateway.routing.local_load import EngineLoad, LocalThroughput
-from gateway.routing.policy import Candidate, RoutePolicy
+from gateway.routing.policy import FASTEST_SLO_UNMET, PROBE_SLO_UNMET, Candidate, RoutePolicy
 from gateway.settings import RoutingConfig
 
 ENGINE_REPORT_FRESH_S = 10.0  # an engine load report older than this is ignored
@@ -44,6 +44,10 @@ class RouterTuning:
     # that was slow once gets tried again instead of being shunned for good.
     stale_after_s: float = 60.0
     stale_half_life_s: float = 60.0
+    # When no deployment is predicted to meet the SLO, one whose figures are this old, with
+    # nothing in flight to refresh them, and whose config says it could meet it, is tried
+    # instead of the fastest: its bad figures may be from an incident that has passed (0: off).
+    probe_after_s: float = 10.0
 
     @classmethod
     def from_config(cls, cfg: RoutingConfig) -> RouterTuning:
@@ -186,12 +190,18 @@ class Router:
         deps = list(deployments) if deployments is not None else self.candidates(model, auto_models)
         completion = self.completion_estimate(model, max_tokens, prompt_tokens)
         priced: list[Candidate] = []
+        shut: list[Deployment] = []
         for dep in deps:
             if not self.breakers[dep.name].available(now):
+                shut.append(dep)
                 continue
             cost, latency = self.predict(dep, prompt_tokens, completion, now)
             priced.append(Candidate(dep, cost, latency))
         ranked, reason = self.policy.rank(priced, slo_ms, stream)
+        if reason == FASTEST_SLO_UNMET and slo_ms is not None and self.tuning.probe_after_s > 0:
+            ranked, reason = self._probe_first(
+                ranked, reason, shut, slo_ms, stream, prompt_tokens, completion, now
+            )
         return RoutePlan(
             model=model,
             ranked=ranked,
@@ -202,6 +212,54 @@ class Router:
             completion=completion,
             default=self.default_for(model, auto_models),
         )
+
+    def _probe_first(
+        self,
+        ranked: list[Candidate],
+        reason: str,
+        shut: list[Deployment],
+        slo_ms: float,
+        stream: bool,
+        prompt_tokens: int,
+        completion: CompletionEstimate,
+        now: float,
+    ) -> tuple[list[Candidate], str]:
+        """Nothing is predicted to meet the SLO: try a deployment that may have recovered.
+
+        The request is expected to miss on the fastest as well, so it costs little to learn
+        whether a deployment shunned since an incident or an outage is back. Nothing else would
+        tell soon: a deployment no request goes to is never observed again, and an open
+        breaker waits out its cool-down (up to 30 s). Candidates, in this order: one whose
+        figures are `probe_after_s` old with nothing in flight there to refresh them; then one
+        whose breaker is open past its base cool-down (its half-open probe is brought forward).
+        Either only if its config figures say it could meet the SLO.
+        """
+
+        if ranked and ranked[0].latency.expected_ms(stream) <= slo_ms:
+            return ranked, reason  # the fastest may well make it: no request to spare
+
+        def could_meet(name: str) -> bool:
+            prior = self.latency[name].predict_prior(prompt_tokens, completion.expected)
+            return prior.judged_ms(stream) <= slo_ms
+
+        stale = [
+            (cand.cost_usd, i)
+            for i, cand in enumerate(ranked[1:], start=1)
+            if (last := self.latency[cand.name].last_observed) is not None
+            and now - last >= self.tuning.probe_after_s
+            and not self.in_flight[cand.name]
+            and could_meet(cand.name)
+        ]
+        if stale:
+            i = min(stale)[1]  # the cheapest of them
+            return [ranked[i], *ranked[:i], *ranked[i + 1 :]], PROBE_SLO_UNMET
+        for dep in shut:
+            breaker = self.breakers[dep.name]
+            if breaker.can_probe_early(now) and could_meet(dep.name):
+                breaker.probe_now(now)
+                cost, latency = self.predict(dep, prompt_tokens, completion, now)
+                return [Candidate(dep, cost, latency, False), *ranked], PROBE_SLO_UNMET
+        return ranked, reason
 
     def replan(self, plan: RoutePlan, tried: Iterable[str], elapsed_ms: float) -> list[Candidate]:
         """The fallback order after a failure, re-ranked for the time that is left.

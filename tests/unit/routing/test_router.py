@@ -299,3 +299,104 @@ def test_replan_prefers_the_cheapest_that_still_fits(make_catalog: Any, dep_conf
     assert router.replan(plan, ["cheap"], 1000.0)[0].name == "low"
     # 1,300 ms gone, 200 left: only premium can still make it
     assert router.replan(plan, ["cheap"], 1300.0)[0].name == "premium"
+
+
+def slow_down(router: Router, name: str, ttft_ms: float) -> None:
+    for _ in range(8):
+        serve(router, name, prompt=100, completion=10, total_ms=ttft_ms + 100, ttft_ms=ttft_ms)
+
+
+def test_nothing_meets_the_slo_a_stale_deployment_is_probed(
+    make_catalog: Any, dep_config: Any
+) -> None:
+    """An incident made every deployment look slow; one no request has gone to since may have
+    recovered, and the request would miss on the fastest anyway: it is tried."""
+    router, clock = three(make_catalog, dep_config)
+    slow_down(router, "premium", 2000)
+    slow_down(router, "mid", 1500)
+    slow_down(router, "cheap", 3000)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert plan.reason == "fastest-slo-unmet"  # figures still fresh: the fastest
+    assert plan.chosen is not None and plan.chosen.name == "mid"
+
+    clock.now += 15  # past probe_after_s (10), well before stale_after_s (60)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert plan.reason == "probe-slo-unmet"
+    # premium: its config (100 ms) meets 500 ms; cheap's (800 ms) could not, so never probed
+    assert [c.name for c in plan.ranked] == ["premium", "mid", "cheap"]
+    assert plan.chosen is not None and plan.chosen.meets_slo is False
+
+    # one probe at a time: with a request in flight there, the fastest serves
+    flight = router.start(plan.ranked[0], model="llama", prompt_tokens=100, stream=True)
+    assert flight is not None
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert plan.reason == "fastest-slo-unmet" and plan.chosen is not None
+    assert plan.chosen.name == "mid"
+    router.first_token(flight, 150)  # it has recovered: the next requests go there on merit
+    router.succeed(flight, completion_tokens=10, total_ms=300)
+    for _ in range(20):
+        serve(router, "premium", prompt=100, completion=10, total_ms=300, ttft_ms=150)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    # the fastest again on its fresh figures (its tail still remembers the incident)
+    assert plan.chosen is not None and plan.chosen.name == "premium"
+    assert plan.chosen.latency.ttft_ms < 500
+
+
+def test_no_probe_when_the_fastest_may_well_make_it(make_catalog: Any, dep_config: Any) -> None:
+    """Only its tail misses: the fastest's expectation meets the SLO, so no request is spent."""
+    router, clock = three(make_catalog, dep_config)
+    slow_down(router, "premium", 2000)
+    slow_down(router, "mid", 1500)
+    slow_down(router, "cheap", 3000)
+    clock.now += 15
+    mid = router.plan(
+        "llama", prompt_tokens=100, deployments=[router.catalog.deployments["mid"]], stream=True
+    ).ranked[0]
+    slo = (mid.latency.ttft_ms + mid.latency.ttft_high_ms) / 2
+    assert mid.latency.ttft_ms < slo < mid.latency.ttft_high_ms
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=slo, stream=True)
+    assert plan.reason == "fastest-slo-unmet"
+    assert plan.chosen is not None and plan.chosen.name == "mid"
+    # and with probing off, the fastest serves whatever the figures' age
+    router.tuning = RouterTuning(failure_threshold=2, cooldown_s=5, probe_after_s=0)
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert plan.reason == "fastest-slo-unmet"
+
+
+def test_nothing_meets_the_slo_an_open_breaker_probes_early(
+    make_catalog: Any, dep_config: Any
+) -> None:
+    """A dead deployment's breaker waits out a doubled cool-down; when every open one is
+    predicted to miss anyway, its half-open probe is brought forward (after the base one)."""
+    router, clock = three(make_catalog, dep_config)
+    slow_down(router, "mid", 1500)
+    premium = router.catalog.deployments["premium"]
+
+    def attempt_fails() -> None:
+        cand = router.plan("llama", prompt_tokens=10, deployments=[premium]).ranked[0]
+        flight = router.start(cand, model="llama", prompt_tokens=10, stream=True)
+        assert flight is not None
+        router.fail(flight)
+
+    attempt_fails()
+    attempt_fails()  # open, cool-down 5 s
+    clock.now += 5
+    attempt_fails()  # the half-open probe fails: open again, cool-down 10 s
+    slow_down(router, "mid", 1500)  # keep mid's figures fresh (no stale probe)
+    clock.now += 2  # inside the base cool-down: nothing to bring forward
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert "premium" not in [c.name for c in plan.ranked]
+    assert plan.reason == "fastest-slo-unmet"
+    clock.now += 4  # 6 s: past the base 5 s, 4 s before the breaker would half-open itself
+    assert router.breaker_state("premium").value == "open"
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=2000, stream=True)
+    assert "premium" not in [c.name for c in plan.ranked]  # mid meets 2 s: no probe
+    plan = router.plan("llama", prompt_tokens=100, max_tokens=10, slo_ms=500, stream=True)
+    assert plan.reason == "probe-slo-unmet"
+    assert plan.chosen is not None and plan.chosen.name == "premium"
+    probe = router.start(plan.chosen, model="llama", prompt_tokens=100, stream=True)
+    assert probe is not None  # it holds the single half-open probe
+    assert router.start(plan.chosen, model="llama", prompt_tokens=100, stream=True) is None
+    router.first_token(probe, 120)
+    router.succeed(probe, completion_tokens=10, total_ms=200)
+    assert router.breaker_state("premium").value == "closed"
