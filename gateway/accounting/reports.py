@@ -48,10 +48,14 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # one instant in UTC: SQLite compares the digits, so "13:00+05:00" must become "08:00Z"
+        return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
     except ValueError:
         raise InvalidRequest(f"'{name}' must be an ISO-8601 date or time.", param=name) from None
-    # one instant in UTC: SQLite compares the digits, so "13:00+05:00" must become "08:00Z"
-    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last representable instant
+        raise InvalidRequest(
+            f"'{name}' must be a time between years 1 and 9999 in UTC.", param=name
+        ) from None
 
 
 def _money(v: Any) -> str:

@@ -19,3 +19,15 @@ def test_every_offset_means_the_same_instant_in_utc(value: str) -> None:
 def test_a_bad_time_is_a_400() -> None:
     with pytest.raises(InvalidRequest):
         parse_time("yesterday", "since")
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [("9999-12-31T23:00:00-05:00", "since"), ("0001-01-01T00:30:00+01:00", "until")],
+)
+def test_a_time_that_leaves_the_calendar_in_utc_is_a_400_naming_the_parameter(
+    value: str, name: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_time(value, name)
+    assert caught.value.param == name and f"'{name}'" in caught.value.message
