@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,8 @@ from gateway.db.models import ApiKey, Tenant, new_id, table
 from gateway.errors import InvalidRequest, NotFound
 
 TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
+# What `new_id()` makes: a name of this shape would be taken for an id by `find_tenant`.
+ID_SHAPE = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def tenant_dict(row: Any) -> dict[str, Any]:
@@ -52,7 +55,22 @@ def _iso(ts: datetime | None) -> str | None:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
 
 
+def tenant_name(name: str) -> str:
+    """The name as stored: stripped, since "dup " would show as a second "dup" in every list;
+    never blank; never shaped like an id, which every id-or-name lookup would take for one."""
+    name = name.strip()
+    if not name:
+        raise InvalidRequest("'name' must not be empty or blank.", param="name")
+    if ID_SHAPE.fullmatch(name):
+        raise InvalidRequest(
+            "'name' must not look like a tenant id (32 hexadecimal digits).", param="name"
+        )
+    return name
+
+
 def _check(values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("name") is not None:
+        values["name"] = tenant_name(values["name"])
     period = values.get("budget_period")
     if period is not None and period not in PERIODS:
         raise InvalidRequest(
@@ -67,6 +85,7 @@ async def create_tenant(engine: AsyncEngine, name: str, **fields: Any) -> dict[s
     values = _check({k: v for k, v in fields.items() if k in TENANT_FIELDS and v is not None})
     values.setdefault("budget_period", "monthly")
     values.setdefault("flags", {})
+    name = tenant_name(name)
     tid = new_id()
     try:
         async with engine.begin() as conn:
@@ -95,16 +114,18 @@ async def get_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
 
 
 async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
+    """The tenant with this id, else the one with this name. The id wins: a tenant named like
+    another's id before names were checked must not capture that id's keys, spend or cache."""
     if "\x00" in id_or_name:
         raise NotFound(f"No tenant {id_or_name!r}.", code="tenant_not_found")
     t = table(Tenant)
     async with engine.connect() as conn:
-        row = (
+        rows = (
             await conn.execute(select(t).where((t.c.id == id_or_name) | (t.c.name == id_or_name)))
-        ).first()
-    if row is None:
+        ).all()
+    if not rows:
         raise NotFound(f"No tenant {id_or_name!r}.", code="tenant_not_found")
-    return tenant_dict(row)
+    return tenant_dict(next((r for r in rows if r.id == id_or_name), rows[0]))
 
 
 async def list_tenants(engine: AsyncEngine) -> list[dict[str, Any]]:
