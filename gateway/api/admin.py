@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
@@ -25,12 +25,20 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+# The limits go before the NUL check: applied after it, pydantic counts "items", not characters.
+KeyName = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
+# Stripped before the length check, so a blank name is refused ("dup " would list as "dup").
+TenantName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
 
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text = Field(min_length=1, max_length=200)
+    name: TenantName
     budget_usd: Decimal | None = Field(
         default=None, ge=0, lt=10**10, max_digits=20, decimal_places=10
     )  # NUMERIC(20, 10)
@@ -44,7 +52,7 @@ class TenantCreate(BaseModel):
 class TenantPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    name: TenantName | None = None
     budget_usd: Decimal | None = Field(
         default=None, ge=0, lt=10**10, max_digits=20, decimal_places=10
     )  # NUMERIC(20, 10)
@@ -58,7 +66,7 @@ class TenantPatch(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text | None = Field(default=None, max_length=200)
+    name: KeyName | None = None
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
