@@ -53,6 +53,18 @@ class GatewayError(Exception):
         }
 
 
+class ClientGone(GatewayError):
+    """The client closed the connection before its answer: nothing can be sent (the status is
+    for the logs; the ledger row says 499 too)."""
+
+    status_code = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the answer was ready.")
+
+
 class AuthError(GatewayError):
     status_code = 401
     type = "invalid_request_error"

@@ -12,12 +12,14 @@ registered: they document the API in the OpenAPI schema and serve when
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.api.disconnect import DisconnectWatch
 from gateway.api.errors import (
     gateway_error_response,
     http_error_response,
@@ -67,7 +69,15 @@ class FastLane:
             services = scope["app"].state.services  # set by Starlette before any middleware
             limit = services.settings.max_body_bytes
             body = parse_json(decode_body(raw, headers.get("content-encoding"), limit))
-            ctx, reply = await services.pipeline.handle(api, body, headers)
+            watch = DisconnectWatch(receive)
+            try:
+                ctx, reply = await services.pipeline.handle(api, body, headers)
+            except asyncio.CancelledError:
+                if watch.settled():
+                    return  # the client hung up: nobody to answer, the request is settled
+                raise
+            finally:
+                watch.stop()
             if api == "responses":
                 response = render_responses(ctx, reply, body)
             else:

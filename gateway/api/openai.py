@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,8 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.api.disconnect import DisconnectWatch
+from gateway.errors import ClientGone, InvalidRequest, PayloadTooLarge
 from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import (
     ApiName,
@@ -161,7 +163,15 @@ async def run_pipeline(request: Request, api: ApiName) -> tuple[RequestContext, 
     headers["x-request-id"] = rid
     request.state.request_id = rid
     body = await read_json(request, headers, services.settings.max_body_bytes)
-    ctx, reply = await services.pipeline.handle(api, body, headers)
+    watch = DisconnectWatch(request.receive)
+    try:
+        ctx, reply = await services.pipeline.handle(api, body, headers)
+    except asyncio.CancelledError:
+        if watch.settled():  # the client hung up: the request is settled; nobody reads this
+            raise ClientGone() from None
+        raise
+    finally:
+        watch.stop()
     return ctx, reply, body
 
 

@@ -133,6 +133,15 @@ class Pipeline:
             if ctx.route_reason:
                 exc.headers.setdefault("x-thriftgate-route-reason", ctx.route_reason)
             raise
+        except asyncio.CancelledError:
+            # The client hung up on a non-stream request (gateway/api/disconnect.py): the
+            # upstream attempt is cancelled with this task. Settle it as a stream cut short is
+            # settled: a 499 row, the prompt billed once it went upstream, the budget released.
+            ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            if ctx.deployment is not None and ctx.usage.source != "cache":
+                ctx.usage = usage_of(ctx, None)
+            await _unstoppable(self._finish(ctx, entered, Reply(status_code=499)))
+            raise
         except Exception:
             # A bug, not a verdict: the request still settles (its ledger row written, its
             # budget reservation released) before the API layer answers 500.
