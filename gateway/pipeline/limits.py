@@ -74,17 +74,14 @@ class RateLimiter:
                     retry_after_s=w.retry_after(now, rpm, 1),
                 )
         if tpm:
+            if tokens > tpm:
+                raise _never_fits(tokens, tpm)
             t = self._tok.setdefault(tenant_id, _Window(now))
             t.roll(now)
-            if t.used(now) + tokens > tpm and t.used(now) > 0:
+            if t.used(now) + tokens > tpm:
                 raise RateLimited(
                     f"Rate limit reached: {tpm} tokens per minute.",
                     retry_after_s=t.retry_after(now, tpm, tokens),
-                )
-            if tokens > tpm:
-                raise RateLimited(
-                    f"Request of ~{tokens} tokens exceeds the limit of {tpm} tokens per minute.",
-                    retry_after_s=WINDOW_S,
                 )
         if rpm:
             self._req[tenant_id].current += 1
@@ -96,6 +93,19 @@ class RateLimiter:
         w = self._tok.get(tenant_id)
         if w is not None:
             w.current = max(0.0, w.current + delta)
+
+
+def _never_fits(tokens: int, tpm: int) -> RateLimited:
+    """A request larger than the whole per-minute limit fits in no window: no Retry-After, and
+    `x-should-retry: false`, which OpenAI's SDKs obey instead of retrying a 429 (two minutes of
+    waiting for a certain refusal). Still OpenAI's 429 `rate_limit_exceeded`."""
+    exc = RateLimited(
+        f"Request of ~{tokens} tokens exceeds the limit of {tpm} tokens per minute, so it can "
+        "never pass: shorten the prompt or set a smaller max_tokens.",
+        retry_after_s=0,
+    )
+    exc.headers = {"x-should-retry": "false"}
+    return exc
 
 
 class RateLimitStage:
