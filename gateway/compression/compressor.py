@@ -32,7 +32,7 @@ from gateway.compression.tokens import TokenCounter
 log = logging.getLogger("thriftgate.compression")
 
 Json = dict[str, Any]
-_RAW_WORD = re.compile(r"[a-z0-9]+")
+_RAW_WORD = re.compile(r"[^\W_]+")  # query words of any script, protected from pruning
 MILLION = Decimal(1_000_000)
 INSTRUCTION_ROLES = frozenset({"system", "developer"})
 MAX_QUERY_CONTEXT_CHARS = 1200

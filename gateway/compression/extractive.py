@@ -151,8 +151,9 @@ class ExtractiveCompressor:
                     continue
                 if last_end is not None:
                     gap = para.text[last_end : u.start]
-                    # Neighbours keep their exact separator; across a cut, one space or newline.
-                    pieces.append(gap if adjacent else ("\n" if "\n" in gap else " "))
+                    # Neighbours keep their exact separator; across a cut, one space or newline
+                    # (none where the text had none, as between Chinese sentences).
+                    pieces.append(gap if adjacent else _cut_separator(gap))
                 pieces.append(para.text[u.start : u.end])
                 last_end = u.end
                 adjacent = True
@@ -175,3 +176,9 @@ def _select(units: list[_Unit], budget: int) -> set[int]:
             kept.add(id(u))
             spent += u.tokens
     return kept
+
+
+def _cut_separator(gap: str) -> str:
+    if "\n" in gap:
+        return "\n"
+    return " " if gap else ""

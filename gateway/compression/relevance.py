@@ -6,15 +6,43 @@ The embedder is an interface: the semantic cache's MiniLM model plugs in here on
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
-_WORD = re.compile(r"[a-z0-9]+")
+
+def _mark_class() -> str:
+    """The combining marks of the BMP as a character-class body. Python's word class leaves
+    them out, which would cut a Hindi or Thai word at every vowel sign."""
+    ranges: list[str] = []
+    start = None
+    for cp in range(0x10000):
+        if unicodedata.category(chr(cp)).startswith("M"):
+            start = cp if start is None else start
+        elif start is not None:
+            ranges.append(f"\\u{start:04x}-\\u{cp - 1:04x}")
+            start = None
+    return "".join(ranges)
+
+
+# Letters and digits of any script (with their combining marks); not underscores.
+_WORD = re.compile(rf"(?:[^\W_]|[{_mark_class()}])+")
+# Scripts written without spaces between words (Han, kana, Hangul, Thai, Lao, Myanmar, Khmer):
+# a "word" there is a whole phrase, so such runs are matched by character bigrams instead.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]+"
+)
+_INFLECTED = re.compile("[\u0370-\u03ff\u0400-\u04ff\u1f00-\u1fff]")  # Greek, Cyrillic
+# Greek and Cyrillic inflect at the end of the word: these letters are stripped from the end.
+_ENDING_LETTERS = frozenset("аеёиоуыэюяйьъάέήίόύώαεηιουωςϊϋΐΰ")
+INFLECTED_PREFIX = 6
 _STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for
@@ -48,8 +76,39 @@ def stem(word: str) -> str:
     return word
 
 
+def stem_inflected(word: str) -> str:
+    """Greek and Cyrillic: strip the vowel ending, then keep a 6-letter prefix, so that
+    "резервного сервера" matches "резервный сервер". Crude, but over the paragraphs of one
+    request an odd collision costs far less than never matching an inflected form."""
+    end = len(word)
+    while end > 3 and word[end - 1] in _ENDING_LETTERS:
+        end -= 1
+    return word[: min(end, INFLECTED_PREFIX)]
+
+
 def terms(text: str) -> list[str]:
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    """Index terms of any script: stemmed words, and character bigrams where a script puts
+    no spaces between words (a Chinese question shares no whole "word" with its answer)."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word.isascii():
+            if word not in _STOPWORDS:
+                out.append(stem(word))
+            continue
+        pos = 0
+        for run in _UNSPACED.finditer(word):
+            _add_word(word[pos : run.start()], out)
+            chars = run.group()
+            out.extend([chars] if len(chars) == 1 else map("".join, itertools.pairwise(chars)))
+            pos = run.end()
+        _add_word(word[pos:], out)
+    return out
+
+
+def _add_word(word: str, out: list[str]) -> None:
+    if not word or word in _STOPWORDS:
+        return
+    out.append(stem_inflected(word) if _INFLECTED.match(word) else stem(word))
 
 
 class BM25:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+")
+# Latin-style ends need a space after them; CJK full-width ends do not (no spaces there).
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+[\"'”’」』）)\]]*\s*")
+_CJK_ENDS = "。！？"
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof st jr sr vs etc e.g i.e inc ltd co corp no fig gen col capt lt sgt rev
     gov sen rep jan feb mar apr jun jul aug sep sept oct nov dec mt ft u.s u.k a.m p.m
@@ -13,7 +15,11 @@ _ABBREVIATIONS = frozenset(
 
 
 MAX_UNIT_CHARS = 400  # longer "sentences" (run-on text, lists without spaces) are cut further
-_SOFT_BREAKS = (re.compile(r"[.!?;](?=\S)|[.!?;]\s"), re.compile(r"[,:)]\s"), re.compile(r"\s"))
+_SOFT_BREAKS = (
+    re.compile(r"[.!?;](?=\S)|[.!?;]\s|[。！？；]"),
+    re.compile(r"[,:)]\s|[，、：）]"),
+    re.compile(r"\s"),
+)
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -57,7 +63,9 @@ def _line_spans(line: str, offset: int, spans: list[tuple[int, int]]) -> None:
         return
     for m in _BOUNDARY.finditer(line):
         end = m.end()
-        if end >= len(line) or not _starts_sentence(line[end]):
+        if end >= len(line):
+            continue
+        if line[m.start()] not in _CJK_ENDS and not _starts_sentence(line[end]):
             continue
         if line[m.start()] == "." and _is_abbreviation(line, m.start()):
             continue
