@@ -93,7 +93,13 @@ class Services:
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
             RateLimitStage(limiter),
             CacheStage(cache, catalog, enabled_default=file_config.tenant_defaults.cache),
-            BudgetStage(budgets, catalog, fail_open=settings.budget_db_down_policy == "fail-open"),
+            BudgetStage(
+                budgets,
+                catalog,
+                fail_open=settings.budget_db_down_policy == "fail-open",
+                router=router,
+                uncapped_completion=settings.budget_uncapped_completion_tokens,
+            ),
             create_compress_stage(catalog, file_config),
             RouteStage(router, route_metrics),
         ]

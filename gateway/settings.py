@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # A budget reservation counts for at least this long (keep it above the longest request)
     # and is dropped within twice this, so a crashed process's reservations free the budget.
     budget_reservation_ttl_s: float = Field(default=600.0, gt=0)
+    # A request without max_tokens reserves its budget on this many answer tokens until its
+    # model has answered 32 requests, then on the long end of those answers (limits.py).
+    budget_uncapped_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True

@@ -2,8 +2,9 @@
 
 Reservation is one atomic `UPDATE ... RETURNING` on the tenant's counter row for the period:
 it succeeds while `spent + reserved < budget`, so concurrent requests overspend by at most
-one request's estimate. Concurrent requests of one tenant share a statement (group commit,
-see reservations.py) without loosening that bound.
+one request's estimate, plus what answers outgrow their reservations (none with `max_tokens`;
+see limits.BudgetStage for the uncapped ones). Concurrent requests of one tenant share a
+statement (group commit, see reservations.py) without loosening that bound.
 Settlement runs in the ledger writer's batch transaction (see ledger.py).
 
 A process that dies (SIGKILL, OOM, power) never settles its requests in flight, and a summed

@@ -13,11 +13,16 @@ from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
 from gateway.routing.catalog import Catalog
+from gateway.routing.router import Router
 
 log = logging.getLogger("thriftgate.limits")
 
 WINDOW_S = 60.0
-DEFAULT_EXPECTED_COMPLETION = 512
+DEFAULT_EXPECTED_COMPLETION = 512  # the TPM charge of a request without max_tokens
+# A budget reservation for a request without max_tokens, until its model has given this many
+# answers: then the long end (the router's high quantile) of those answers, else this default.
+UNCAPPED_COMPLETION_TOKENS = 4096
+MIN_LEARNED_ANSWERS = 32
 
 
 @dataclass(slots=True)
@@ -131,18 +136,35 @@ class BudgetStage:
     """Reserve the request's estimated cost before dispatch (settled by the ledger writer).
 
     Runs after the cache: a hit costs nothing, so it needs no reservation (and no round trip).
+    Every request admitted beside another overspends by what its answer exceeds its
+    reservation, so the reservation is priced on a long answer: `max_tokens` (x n) when sent,
+    which the upstream enforces; else the long end of the model's recent answers (the
+    router's learned high quantile), or `uncapped_completion` tokens until it has seen
+    `MIN_LEARNED_ANSWERS`. A lone request is never refused for a large reservation (the
+    statement admits while `spent + reserved < budget`); only concurrency near the end of a
+    budget is.
     """
 
-    def __init__(self, budgets: BudgetBook, catalog: Catalog, *, fail_open: bool) -> None:
+    def __init__(
+        self,
+        budgets: BudgetBook,
+        catalog: Catalog,
+        *,
+        fail_open: bool,
+        router: Router | None = None,
+        uncapped_completion: int = UNCAPPED_COMPLETION_TOKENS,
+    ) -> None:
         self.budgets = budgets
         self.catalog = catalog
         self.fail_open = fail_open
+        self.router = router
+        self.uncapped_completion = uncapped_completion
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
         if tenant.budget_usd is None:
             return None
-        amount = self._estimate_cost(ctx, _expected_completion(ctx))
+        amount = self._estimate_cost(ctx, self._reserved_completion(ctx))
         try:
             ctx.period_start, ctx.reserve_epoch = await self.budgets.reserve(
                 tenant.id, tenant.budget_usd, tenant.budget_period, amount
@@ -159,6 +181,16 @@ class BudgetStage:
             )
         return None
 
+    def _reserved_completion(self, ctx: RequestContext) -> int:
+        """Completion tokens to reserve for: the cap if sent, else a long answer of the model."""
+        if max_tokens_of(ctx.body) is not None or ctx.endpoint == "embeddings":
+            return _expected_completion(ctx)
+        tokens = self.uncapped_completion
+        lengths = self.router.lengths.get(ctx.model) if self.router is not None else None
+        if lengths is not None and lengths.count >= MIN_LEARNED_ANSWERS:
+            tokens = lengths.estimate(None, ctx.prompt_tokens_estimate).high
+        return tokens * _choices(ctx)
+
     def _estimate_cost(self, ctx: RequestContext, expected_completion: int) -> Decimal:
         """The most expensive candidate's price: a reservation must not under-estimate."""
         group = ctx.candidates or self.catalog.group(ctx.model)
@@ -173,8 +205,12 @@ class BudgetStage:
 def _expected_completion(ctx: RequestContext) -> int:
     value = max_tokens_of(ctx.body)
     if value is not None:
-        n = ctx.body.get("n")
-        return value * (n if isinstance(n, int) and n > 0 else 1)
+        return value * _choices(ctx)
     if ctx.endpoint == "embeddings":
         return 0
     return DEFAULT_EXPECTED_COMPLETION
+
+
+def _choices(ctx: RequestContext) -> int:
+    n = ctx.body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
