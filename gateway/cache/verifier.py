@@ -2,8 +2,9 @@
 
 Embedding similarity alone serves "capital of Germany?" from "capital of France?". The verifier
 looks at what differs between the new question and the cached one: numbers, negations,
-comparison operators, opposite words, names, and content words that have no counterpart on
-the other side. Hard differences veto; the rest lower a score that must pass the threshold.
+comparison operators, opposite words, code (symbols, identifiers), names, and content words
+that have no counterpart on the other side. Hard differences veto; the rest lower a score
+that must pass the threshold.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "opposites"
     if _prefix_negation(a, b) or _prefix_negation(b, a):
         return "negation"
+    if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
+        return "code"  # one operator, accessor, quote or identifier changes what code does
     return None
 
 
