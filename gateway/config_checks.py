@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import DEFAULT_BASES
@@ -21,6 +23,10 @@ from gateway.settings import ConfigError, FileConfig
 log = logging.getLogger("thriftgate.config")
 
 OWN_PROVIDERS = OPENAI_COMPATIBLE | {"local"}
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Names as people write them (OPENAI_API_KEY): safe to show. A lower-case "name" may be a key
+# pasted in its place (gsk_..., fw_...), so an unset one is never echoed.
+CONVENTIONAL_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +54,17 @@ def problems(config: FileConfig) -> list[Problem]:
         no_base = dep.provider in OPENAI_COMPATIBLE and dep.provider not in DEFAULT_BASES
         if no_base and not dep.api_base:
             found.append(Problem(f"{where}: provider {dep.provider!r} needs an api_base", True))
-        key = dep.api_key()
-        if dep.api_key_env and not (key and key.strip()):
+        elif dep.api_base and not _http_url(dep.api_base):
             found.append(
                 Problem(
-                    f"{where}: api_key_env {dep.api_key_env!r} is not set; its requests go "
-                    "out without a key",
-                    False,
+                    f"{where}: api_base must be an http(s) URL such as http://host:8000/v1 "
+                    "(config values are not expanded from the environment)",
+                    True,
                 )
             )
+        key = dep.api_key()
+        if dep.api_key_env and not (key and key.strip()):
+            found.append(_unset_key(where, dep.api_key_env))
         if dep.provider == "local" and not _local_extra_installed():
             found.append(
                 Problem(
@@ -77,6 +85,40 @@ def problems(config: FileConfig) -> list[Problem]:
         if model not in served:
             found.append(Problem(f"auto.models names {model!r}, which no deployment serves", False))
     return found
+
+
+def _http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, and no `${...}` left for an expansion that never
+    comes: anything else fails every request with an unreachable-deployment 502."""
+    if "${" in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host or port
+        return False
+
+
+def _unset_key(where: str, api_key_env: str) -> Problem:
+    """`api_key_env` names no set variable. Its value is shown only when it reads as a variable
+    name: people paste the key itself there, and a log line must not carry it."""
+    if CONVENTIONAL_NAME.fullmatch(api_key_env):
+        return Problem(
+            f"{where}: api_key_env {api_key_env!r} is not set; its requests go out without a key",
+            False,
+        )
+    if VARIABLE_NAME.fullmatch(api_key_env):
+        return Problem(
+            f"{where}: the variable its api_key_env names is not set (the value is not shown: "
+            "it should be a variable's name, not the key itself); its requests go out without "
+            "a key",
+            False,
+        )
+    return Problem(
+        f"{where}: api_key_env must be the name of an environment variable (letters, digits "
+        "and _), not the key itself; its value is not shown",
+        True,
+    )
 
 
 def check(config: FileConfig) -> None:
