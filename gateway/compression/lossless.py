@@ -4,12 +4,17 @@ Nothing here changes what a text says. Fenced code blocks are never touched; JSO
 only stripped of insignificant whitespace (strings, numbers and key order stay byte-identical,
 so the result parses to the same value); a prose or JSON block that already appeared earlier in
 the conversation is dropped from the later message. Every function is idempotent.
+
+Prose is not always prose: users paste TSV (a tab per cell, so a run of tabs is empty cells),
+code without fences (spaces inside string literals are data), and space-aligned tables (an
+empty cell is a wider gap). Tabs are therefore never touched, and a line's inner spaces are
+collapsed only when it holds no quote and lines up with no neighbour: when in doubt, a line is
+left as it is.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
 
 from gateway.compression.segments import Segment, split_segments
 
@@ -17,36 +22,74 @@ from gateway.compression.segments import Segment, split_segments
 MIN_DUPLICATE_CHARS = 120
 DUPLICATE_MARKER = "[duplicate of an earlier block omitted]"
 
-_INTERIOR_RUN = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
-_TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
+_INTERIOR_RUN = re.compile(r"(?<=\S) {2,}(?=\S)")
+_TRAILING_SPACES = re.compile(r" +$", re.MULTILINE)  # a trailing tab is an empty TSV cell
+# A quote that may open or close a string literal: " or `, or ' unless inside a word ("it's").
+_QUOTE = re.compile(r"[\"`]|'(?![^\W\d_])|(?<![^\W\d_])'")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\s]+')
 
 
 def normalize_whitespace(text: str) -> str:
-    """Prose only: CRLF to LF, trailing spaces, runs of inner spaces, common indentation,
-    and runs of blank lines (at most one blank line in a row)."""
+    """Prose only: CRLF to LF, trailing spaces, runs of inner spaces (see the module's note),
+    common indentation of spaces, and runs of blank lines (at most one blank line in a row)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Cheap substring checks first: most prose has nothing to normalise.
-    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):
-        text = _TRAILING_WS.sub("", text)
-    if "  " in text or "\t" in text:
+    if " \n" in text or text.endswith(" "):
+        text = _TRAILING_SPACES.sub("", text)
+    if "  " in text:
         text = _collapse_inner_runs(text)
-    if text[:1] in (" ", "\t") or "\n " in text or "\n\t" in text:
-        text = textwrap.dedent(text)
+    if text[:1] == " " or "\n " in text:
+        text = _dedent_spaces(text)
     if "\n\n\n" in text:
         text = _BLANK_RUNS.sub("\n\n", text)
     return text
 
 
 def _collapse_inner_runs(text: str) -> str:
-    if "`" not in text:
-        return _INTERIOR_RUN.sub(" ", text)
-    # Inline code spans keep their spacing: collapse line by line, skipping those lines.
+    lines = text.split("\n")
+    aligned = _aligned_lines(lines)
     return "\n".join(
-        line if "`" in line else _INTERIOR_RUN.sub(" ", line) for line in text.split("\n")
+        _INTERIOR_RUN.sub(" ", line)
+        if "  " in line and i not in aligned and _plain_line(line)
+        else line
+        for i, line in enumerate(lines)
     )
+
+
+def _plain_line(line: str) -> bool:
+    """No tab (TSV cells, code) and no quote (string literals, inline code spans)."""
+    return "\t" not in line and _QUOTE.search(line) is None
+
+
+def _aligned_lines(lines: list[str]) -> set[int]:
+    """Lines whose gap of 2+ spaces ends where the next or previous line starts a word: a
+    column. Both lines are marked, so that neither moves and the verdict is stable."""
+    aligned: set[int] = set()
+    for i, line in enumerate(lines):
+        if "  " not in line:
+            continue
+        for m in _INTERIOR_RUN.finditer(line):
+            col = m.end()
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(lines) and _word_starts_at(lines[j], col):
+                    aligned.update((i, j))
+    return aligned
+
+
+def _word_starts_at(line: str, col: int) -> bool:
+    return col < len(line) and line[col] not in " \t" and line[col - 1] in " \t"
+
+
+def _dedent_spaces(text: str) -> str:
+    """Remove the indentation of spaces that every non-empty line shares. Unlike
+    `textwrap.dedent`, a leading tab (an empty first TSV cell) and tab-only lines stay."""
+    lines = text.split("\n")
+    margin = min((len(ln) - len(ln.lstrip(" ")) for ln in lines if ln), default=0)
+    if margin == 0:
+        return text
+    return "\n".join(ln[margin:] for ln in lines)
 
 
 def minify_json(text: str) -> str:
@@ -80,7 +123,7 @@ def join_segments(segments: list[Segment]) -> str:
             keep = max(0, min(lead, 2 - trailing)) if out else 0
             text = text[lead - keep :]
             if i == len(pieces) - 1:
-                text = text.rstrip()
+                text = text.rstrip(" \n")  # not a tab: the empty last cell of a TSV row
         if not text:
             continue
         out.append(text)

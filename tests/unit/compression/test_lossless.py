@@ -87,3 +87,39 @@ def test_duplicate_json_tool_results_are_dropped() -> None:
     dupes = DuplicateBlocks()
     dupes.remove_repeats(lossless_segments(payload))
     assert join_segments(dupes.remove_repeats(lossless_segments(payload))) == ""
+
+
+def test_tabs_of_tsv_rows_are_kept_so_empty_cells_stay_empty() -> None:
+    rows = ["id\tname\tmanager\tcity\tsalary", "0\tEmp0\t\t\t50000", "1\tEmp1\tAnn\t\t", "\t\t\t\t"]
+    tsv = "Employee export (TSV, empty cells mean unknown):\n" + "\n".join(rows)
+    out = lossless_text(tsv)
+    assert out.split("\n")[1:] == rows
+    assert lossless_text("\tx\ty\n\tz\tw") == "\tx\ty\n\tz\tw"  # empty first column, every row
+
+
+def test_string_literals_of_unfenced_code_keep_their_spaces() -> None:
+    code = (
+        "My code (pasted from the terminal, no fences):\n\n"
+        "def pad(name):\n"
+        '    return name + "    |"   # four spaces then a bar\n\n'
+        "def test_pad():\n"
+        '    assert pad("ab") == "ab    |"\n'
+        "    assert fmt('a  b') == `x   y`"
+    )
+    out = lossless_text(code)
+    assert '"    |"' in out and '"ab    |"' in out and "'a  b'" in out and "`x   y`" in out
+
+
+def test_space_aligned_columns_are_left_alone() -> None:
+    table = (
+        "name      manager   city\n"
+        "Emp0                Oslo\n"  # no manager: Oslo must stay under city
+        "Emp1      Ann       Lima"
+    )
+    assert lossless_text("Staff:\n\n" + table) == "Staff:\n\n" + table
+
+
+def test_prose_spacing_is_still_collapsed() -> None:
+    text = "The nightly job ran        with status      OK.  It took   12 seconds."
+    assert lossless_text(text) == "The nightly job ran with status OK. It took 12 seconds."
+    assert lossless_text("It's  the  room") == "It's the room"  # an apostrophe is no quote
