@@ -1,6 +1,7 @@
 """Cache keys: the exact key, the semantic scope and query of a request, and whether it is safe.
 
-- exact key   = hash(endpoint, model group, every message, every output-affecting parameter)
+- exact key   = hash(endpoint, model group, every message, every parameter that may change
+                the answer: all but a short list of bookkeeping fields)
 - scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters)
 - query text  = the last user turn, the only part compared by meaning (when it is short enough
                 for the embedding to see all of it: longer texts are cached exactly only)
@@ -20,14 +21,22 @@ import orjson
 
 Json = dict[str, Any]
 
-# Request fields that change what the model answers. Everything else (stream, stream_options,
-# user, metadata, store, service_tier...) does not enter the key.
-OUTPUT_PARAMS = (
-    "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "seed",
-    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "logprobs",
-    "top_logprobs", "n", "response_format", "tools", "tool_choice", "functions",
-    "function_call", "parallel_tool_calls", "reasoning_effort", "suffix", "echo", "best_of",
-    "modalities", "audio", "prediction", "verbosity",
+# Request fields that never change what the model answers; every other field enters the keys.
+# A deny-list, not an allow-list: the gateway passes unknown fields through to the upstream
+# (vLLM's guided_json / guided_choice, chat_template_kwargs, min_p, a provider's thinking or
+# web_search_options...), and any of them may change the answer, so a field nobody listed
+# here splits the cache rather than shares it.
+# - model, messages, prompt: keyed on their own (the model group; the turns; the prompt)
+# - stream, stream_options: how the answer is delivered; a hit replays it either way
+# - user, safety_identifier: who the end user is, for the provider's abuse monitoring
+# - metadata, store: tags for, and whether to keep, the provider's copy of the completion
+# - service_tier: how fast and at what price, not what
+# - prompt_cache_key, prompt_cache_retention: routing hints for the provider's prompt cache
+NON_OUTPUT_FIELDS = frozenset(
+    {
+        "model", "messages", "prompt", "stream", "stream_options", "user", "safety_identifier",
+        "metadata", "store", "service_tier", "prompt_cache_key", "prompt_cache_retention",
+    }
 )  # fmt: skip
 
 
@@ -53,7 +62,7 @@ class Safety:
 
 
 def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> CacheKeys:
-    params = {k: body[k] for k in OUTPUT_PARAMS if k in body and body[k] is not None}
+    params = output_params(body)
     if endpoint == "chat":
         messages = [_normal_message(m) for m in body.get("messages") or ()]
         exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "msgs": messages, "p": params})
@@ -69,6 +78,11 @@ def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> Cache
     exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "prompt": prompt, "p": params})
     scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "p": params})
     return CacheKeys(exact=exact, scope=scope, query=_comparable(text))
+
+
+def output_params(body: Json) -> Json:
+    """Every field of the request that may change the answer (see `NON_OUTPUT_FIELDS`)."""
+    return {k: v for k, v in body.items() if k not in NON_OUTPUT_FIELDS and v is not None}
 
 
 def _comparable(text: str | None) -> str | None:

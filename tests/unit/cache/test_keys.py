@@ -134,3 +134,40 @@ def test_refusals_and_logprobs_are_never_cached() -> None:
     for ask in ({"logprobs": True}, {"top_logprobs": 3, "logprobs": True}, {"logprobs": 2}):
         assert safety({"messages": [], **ask}).reason == "logprobs"
     assert safety({"messages": [], "logprobs": False}).cacheable
+
+
+def test_every_parameter_that_can_change_the_answer_is_in_the_keys() -> None:
+    # vLLM's guided decoding, chat-template switches, sampling knobs and provider options the
+    # gateway passes through unchanged: the cache must not hand one schema's answer to another
+    base = request_keys("t", "chat", "m", chat(("user", "Pick one")))
+    seen = {base.exact}
+    for name, value in [
+        ("guided_choice", ["red", "blue"]),
+        ("guided_json", {"type": "object"}),
+        ("structured_outputs", {"choice": ["a"]}),
+        ("chat_template_kwargs", {"enable_thinking": True}),
+        ("thinking", {"type": "enabled", "budget_tokens": 1024}),
+        ("reasoning", {"effort": "high"}),
+        ("web_search_options", {}),
+        ("min_p", 0.1),
+        ("some_future_option", 1),
+    ]:
+        keys = request_keys("t", "chat", "m", chat(("user", "Pick one"), **{name: value}))
+        assert keys.exact not in seen, name
+        assert keys.scope != base.scope, name
+        seen.add(keys.exact)
+    prompt = request_keys("t", "completions", "m", {"model": "m", "prompt": "Hi", "min_p": 0.1})
+    assert (
+        prompt.exact != request_keys("t", "completions", "m", {"model": "m", "prompt": "Hi"}).exact
+    )
+
+
+def test_fields_that_never_change_the_answer_stay_out_of_the_keys() -> None:
+    base = request_keys("t", "chat", "m", chat(("user", "Hi")))
+    bookkeeping = chat(
+        ("user", "Hi"), stream=True, stream_options={"include_usage": True}, user="u1",
+        safety_identifier="s1", metadata={"job": "7"}, store=True, service_tier="flex",
+        prompt_cache_key="pk", prompt_cache_retention="24h",
+    )  # fmt: skip
+    keys = request_keys("t", "chat", "m", bookkeeping)
+    assert (keys.exact, keys.scope) == (base.exact, base.scope)
