@@ -2,7 +2,8 @@
 
 - exact key   = hash(endpoint, model group, every message, every parameter that may change
                 the answer: all but a short list of bookkeeping fields)
-- scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters)
+- scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters,
+                the last user turn's fields other than its text, such as `name`)
 - query text  = the last user turn, the only part compared by meaning (when it is short enough
                 for the embedding to see all of it: longer texts are cached exactly only)
 
@@ -68,10 +69,16 @@ def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> Cache
         exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "msgs": messages, "p": params})
         query: str | None = None
         earlier = messages
+        pinned: Json = {"t": tenant_id, "e": endpoint, "m": model, "p": params}
         if messages and messages[-1].get("role") == "user":
             query = _text_only(messages[-1].get("content"))
             earlier = messages[:-1]
-        scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "ctx": earlier, "p": params})
+            # Only the last turn's text is compared by meaning; its other fields (`name`: who
+            # is speaking, in a multi-user chat) must match exactly.
+            rest = {k: v for k, v in messages[-1].items() if k not in ("role", "content")}
+            if rest:
+                pinned["last"] = rest
+        scope = _digest({**pinned, "ctx": earlier})
         return CacheKeys(exact=exact, scope=scope, query=_comparable(query))
     prompt = body.get("prompt")
     text = _normal_text(prompt) if isinstance(prompt, str) else None

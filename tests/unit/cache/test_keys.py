@@ -171,3 +171,20 @@ def test_fields_that_never_change_the_answer_stay_out_of_the_keys() -> None:
     )  # fmt: skip
     keys = request_keys("t", "chat", "m", bookkeeping)
     assert (keys.exact, keys.scope) == (base.exact, base.scope)
+
+
+def test_the_last_turns_name_is_in_the_scope() -> None:
+    def turn(**fields: str) -> dict[str, object]:
+        return {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "Greet the user by their name."},
+                {"role": "user", "content": "Hello, who am I?", **fields},
+            ],
+        }
+
+    alice = request_keys("t", "chat", "m", turn(name="alice"))
+    bob = request_keys("t", "chat", "m", turn(name="bob"))
+    nobody = request_keys("t", "chat", "m", turn())
+    assert len({alice.scope, bob.scope, nobody.scope}) == 3
+    assert alice.query == bob.query == "Hello, who am I?"
