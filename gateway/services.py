@@ -92,7 +92,12 @@ class Services:
         stages: list[Stage] = [
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
             RateLimitStage(limiter),
-            CacheStage(cache, catalog, enabled_default=file_config.tenant_defaults.cache),
+            CacheStage(
+                cache,
+                catalog,
+                enabled_default=file_config.tenant_defaults.cache,
+                compress_default=file_config.tenant_defaults.compression,
+            ),
             BudgetStage(
                 budgets,
                 catalog,

@@ -1,7 +1,8 @@
 """Cache keys: the exact key, the semantic scope and query of a request, and whether it is safe.
 
 - exact key   = hash(endpoint, model group, every message, every parameter that may change
-                the answer: all but a short list of bookkeeping fields)
+                the answer: all but a short list of bookkeeping fields, and the compression
+                that will cut the prompt, if any)
 - scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters,
                 the last user turn's fields other than its text, such as `name`)
 - query text  = the last user turn, the only part compared by meaning (when it is short enough
@@ -62,8 +63,14 @@ class Safety:
     reason: str  # "ok", "temperature", "tool_calls", "n", "logprobs", "not_text"
 
 
-def request_keys(tenant_id: str, endpoint: str, model: str, body: Json) -> CacheKeys:
+def request_keys(
+    tenant_id: str, endpoint: str, model: str, body: Json, *, variant: str = ""
+) -> CacheKeys:
+    """`variant`: what else decides the prompt the upstream will see (the compression that
+    applies); "" when the request goes out as it is, which keeps those keys as they were."""
     params = output_params(body)
+    if variant:
+        params = {**params, "\x00variant": variant}  # no body field starts with a NUL
     if endpoint == "chat":
         messages = [_normal_message(m) for m in body.get("messages") or ()]
         exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "msgs": messages, "p": params})

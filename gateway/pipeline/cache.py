@@ -1,8 +1,9 @@
 """Cache stage: answer from the cache when it safely can; store successful answers.
 
-`before` tries the exact key, then the semantic index (same tenant and scope, verified); a hit
-ends the request with the cached answer (JSON, or a replayed SSE stream) at zero cost and
-records the cost it avoided. `after` stores a successful, cacheable answer. Headers:
+`before` tries the exact key, then the semantic index (same tenant and scope, verified; both
+keys carry the compression the request will get, see `_compression`); a hit ends the request
+with the cached answer (JSON, or a replayed SSE stream) at zero cost and records the cost it
+avoided. `after` stores a successful, cacheable answer. Headers:
 `x-thriftgate-cache` (rendered from `ctx.cache_status`) and, on a semantic hit,
 `x-thriftgate-cache-similarity`.
 """
@@ -24,6 +25,7 @@ from gateway.cache.policy import CachePolicy, directives
 from gateway.cache.replay import chunks_of, fresh_body, replay
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import StoredEntry
+from gateway.compression import resolve_options
 from gateway.db.models import new_id, utcnow
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
@@ -43,11 +45,17 @@ class _Pending:
 
 class CacheStage:
     def __init__(
-        self, cache: ResponseCache, catalog: Catalog, *, enabled_default: bool = True
+        self,
+        cache: ResponseCache,
+        catalog: Catalog,
+        *,
+        enabled_default: bool = True,
+        compress_default: str = "off",
     ) -> None:
         self.cache = cache
         self.catalog = catalog
         self.enabled_default = enabled_default
+        self.compress_default = compress_default  # the compress stage's default mode
         # ledger id -> what `after` needs to store a miss; bounded because a client that
         # disconnects mid-stream never reaches `after`.
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
@@ -69,7 +77,9 @@ class CacheStage:
         )
         if not verdict.cacheable or (not wanted.store and not wanted.lookup):
             return None
-        keys = request_keys(ctx.tenant.id, ctx.endpoint, ctx.model, ctx.body)
+        keys = request_keys(
+            ctx.tenant.id, ctx.endpoint, ctx.model, ctx.body, variant=self._compression(ctx)
+        )
         self.cache.note_limit(ctx.tenant.id, policy.max_entries)
         vector = None
         if wanted.lookup:
@@ -130,6 +140,18 @@ class CacheStage:
             expires_at=now + timedelta(seconds=pending.ttl_s),
         )
         await self.cache.put(entry, pending.policy.max_entries)
+
+    def _compression(self, ctx: RequestContext) -> str:
+        """The compression the compress stage will apply to this request ("" for none).
+
+        It runs after this stage and may cut the prompt, so an answer stored from a cut
+        prompt must not serve a request that turned compression off (or asked for another
+        cut): the options are part of the keys. One mode per tenant, the usual case, shares
+        entries as before."""
+        if ctx.endpoint != "chat" or not isinstance(ctx.body.get("messages"), list):
+            return ""
+        options = resolve_options(ctx.headers, ctx.tenant.flags, self.compress_default)
+        return "" if options.mode == "off" else repr(options)
 
     def _hit(
         self, ctx: RequestContext, entry: StoredEntry, status: str, similarity: float | None

@@ -188,3 +188,11 @@ def test_the_last_turns_name_is_in_the_scope() -> None:
     nobody = request_keys("t", "chat", "m", turn())
     assert len({alice.scope, bob.scope, nobody.scope}) == 3
     assert alice.query == bob.query == "Hello, who am I?"
+
+
+def test_a_compression_variant_separates_the_keys() -> None:
+    body = chat(("user", "Summarise the document above"))
+    plain = request_keys("t", "chat", "m", body)
+    squeezed = request_keys("t", "chat", "m", body, variant="balanced")
+    assert plain.exact != squeezed.exact and plain.scope != squeezed.scope
+    assert request_keys("t", "chat", "m", body, variant="") == plain
