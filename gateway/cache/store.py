@@ -39,6 +39,9 @@ class StoredEntry:
     cost_usd: Decimal
     created_at: datetime
     expires_at: datetime | None
+    # Tokens the compress stage cut from the prompt before it was sent (tiktoken counts): a
+    # hit avoided the uncompressed prompt, as the miss that stored the answer would have.
+    prompt_tokens_removed: int = 0
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -54,7 +57,7 @@ class StoredEntry:
             "embedding": self.embedding.astype("<f4").tobytes()
             if self.embedding is not None
             else None,
-            "response": orjson.loads(self.response),
+            "response": _with_meta(orjson.loads(self.response), self.prompt_tokens_removed),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": self.cost_usd,
@@ -81,8 +84,31 @@ _COLUMNS = (
 )
 
 
+# The `response` column holds the answer's JSON; what the entry knows beyond the answer rides
+# along under this key (no answer has it) and is taken off again when the row is read.
+_META = "x_thriftgate_entry"
+
+
+def _with_meta(response: Any, prompt_tokens_removed: int) -> Any:
+    if not prompt_tokens_removed or not isinstance(response, dict):
+        return response
+    return {**response, _META: {"prompt_tokens_removed": prompt_tokens_removed}}
+
+
+def _without_meta(response: Any) -> tuple[Any, int]:
+    if not isinstance(response, dict) or _META not in response:
+        return response, 0
+    response = dict(response)
+    meta = response.pop(_META)
+    removed = meta.get("prompt_tokens_removed") if isinstance(meta, dict) else None
+    if not isinstance(removed, int) or isinstance(removed, bool) or removed < 0:
+        return response, 0
+    return response, removed
+
+
 def _entry(row: Any) -> StoredEntry:
     emb = np.frombuffer(row.embedding, dtype="<f4").astype(np.float32) if row.embedding else None
+    response, removed = _without_meta(row.response)
     return StoredEntry(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -91,12 +117,13 @@ def _entry(row: Any) -> StoredEntry:
         model=row.model,
         query=row.query_text,
         embedding=emb,
-        response=orjson.dumps(row.response),
+        response=orjson.dumps(response),
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
         cost_usd=Decimal(row.cost_usd),
         created_at=_aware(row.created_at),
         expires_at=_aware(row.expires_at) if row.expires_at is not None else None,
+        prompt_tokens_removed=removed,
     )
 
 

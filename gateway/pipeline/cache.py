@@ -138,6 +138,7 @@ class CacheStage:
             cost_usd=cost,
             created_at=now,
             expires_at=now + timedelta(seconds=pending.ttl_s),
+            prompt_tokens_removed=_removed_by_compression(ctx),
         )
         await self.cache.put(entry, pending.policy.max_entries)
 
@@ -175,8 +176,12 @@ class CacheStage:
             source="cache",
         )
         baseline = self.catalog.default_for(ctx.model)
+        # What the miss that stored the answer counted as its counterfactual: the prompt it
+        # sent plus what compression cut from it (priced as input), i.e. the prompt as the
+        # client wrote it, which is also what this request sent.
         avoided = (
             baseline.cost_usd(prompt_tokens, entry.completion_tokens, cached)
+            + baseline.cost_usd(entry.prompt_tokens_removed, 0)
             if baseline is not None
             else entry.cost_usd
         )
@@ -191,6 +196,13 @@ class CacheStage:
         self._pending[ledger_id] = pending
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
+
+
+def _removed_by_compression(ctx: RequestContext) -> int:
+    """Tokens the compress stage cut from this request's prompt (the account stage's count)."""
+    if ctx.prompt_tokens_original is None or ctx.prompt_tokens_compressed is None:
+        return 0
+    return max(0, ctx.prompt_tokens_original - ctx.prompt_tokens_compressed)
 
 
 def _cached_tokens(body: dict[str, Any], prompt_tokens: int) -> int:

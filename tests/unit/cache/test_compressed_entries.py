@@ -19,6 +19,7 @@ from gateway.cache.response_cache import CacheConfig, ResponseCache
 from gateway.cache.store import CacheStore
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import create_engine
+from gateway.pipeline.account import AccountStage
 from gateway.pipeline.cache import CacheStage
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
@@ -109,3 +110,30 @@ async def test_a_request_that_turns_compression_off_is_not_served_a_compressed_a
     # a different cut of the prompt is a different prompt too
     harder = request("l4", flags=flags, headers={"x-thriftgate-compress-ratio": "8"})
     assert await stage.before(harder) is None and harder.cache_status == "miss"
+
+
+async def test_a_hit_on_a_compressed_answer_claims_the_uncompressed_prompt_like_the_miss(
+    caches: tuple[ResponseCache, ResponseCache],
+) -> None:
+    """The counterfactual is the uncompressed prompt at the default deployment, on the miss
+    that stored the answer and on every hit of it, on this replica and on another."""
+    a, b = caches
+    account = AccountStage(CATALOG, None, None)  # type: ignore[arg-type]  # pricing only
+    flags = {"compression": "balanced"}
+    miss = request("l1", flags=flags)
+    await miss_compressed(CacheStage(a, CATALOG), miss)
+    account._price(miss)
+    dep = CATALOG.default_for("m")
+    assert dep is not None
+    assert miss.counterfactual_cost_usd == dep.cost_usd(1885, 20)  # 831 sent + 1,054 removed
+    await a.aclose()  # waits for the row to be written
+    await b.sync_once()
+    for cache in (a, b):
+        hit = request("l2", flags=flags)
+        reply = await CacheStage(cache, CATALOG).before(hit)
+        assert reply is not None and reply.body is not None
+        assert set(reply.body) == {*ANSWER, "id", "created"}  # the answer, nothing of ours
+        account._price(hit)
+        assert hit.cache_status == "hit-exact" and hit.usage.prompt_tokens == 831
+        assert hit.counterfactual_cost_usd == miss.counterfactual_cost_usd
+        assert hit.savings.cache_usd == miss.counterfactual_cost_usd
