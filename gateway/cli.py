@@ -9,10 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.settings import ConfigError, Settings
 
@@ -53,6 +53,18 @@ def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
     return settings
 
 
+def _check_flag(flag: str, field: str, value: int | None) -> None:
+    """A flag that overrides a setting gets the setting's limits and message (`--port 99999`
+    listened on 34463; `--workers 2000` forked 2,000 gateways), one line, exit 2."""
+    if value is None:
+        return
+    try:
+        TypeAdapter(Annotated[int, *Settings.model_fields[field].metadata]).validate_python(value)
+    except ValidationError as exc:
+        typer.echo(f"error: {flag}: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _describe_env(exc: ValidationError) -> str:
     return "; ".join(
         f"THRIFTGATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
@@ -82,12 +94,16 @@ def _run_sync(call: Callable[[], T], settings: Settings) -> T:
     """Run a command's work; a refusal or an unreachable database is one line, not a trace."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from gateway.db.session import UnsupportedDatabase
     from gateway.errors import GatewayError
 
     try:
         return call()
     except GatewayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except UnsupportedDatabase as exc:
+        typer.echo(f"error: database {_where(settings.database_url)!r}: {exc}", err=True)
         raise typer.Exit(1) from None
     except (SQLAlchemyError, OSError, ValueError) as exc:  # asyncpg: a bad URL option
         typer.echo(
@@ -137,11 +153,13 @@ def serve(
     config: Path | None = typer.Option(None, "--config", help="YAML file of deployments."),
     host: str | None = typer.Option(None, "--host"),
     port: int | None = typer.Option(None, "--port"),
-    workers: int | None = typer.Option(None, "--workers", min=1),
+    workers: int | None = typer.Option(None, "--workers"),
 ) -> None:
     """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
     import uvicorn
 
+    _check_flag("--port", "port", port)
+    _check_flag("--workers", "workers", workers)
     settings = _settings(config, serving=True)
     if settings.admin_key is not None and len(settings.admin_key.get_secret_value()) < 16:
         typer.echo(
@@ -149,18 +167,22 @@ def serve(
             "it controls every tenant and budget",
             err=True,
         )
+    from gateway.db.session import check_supported, normalise_url
+
+    # Before any worker starts, even with THRIFTGATE_MIGRATE_ON_START=false.
+    _run_sync(lambda: check_supported(normalise_url(settings.database_url)), settings)
     if settings.migrate_on_start:
         from gateway.db.migrate import upgrade_head_sync
 
         _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
-    n_workers = workers or settings.workers
+    n_workers = workers if workers is not None else settings.workers
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
         host=host or settings.host,
-        port=port or settings.port,
+        port=port if port is not None else settings.port,
         workers=n_workers if n_workers > 1 else None,
         loop="uvloop" if sys.platform != "win32" else "auto",
         http="httptools",

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./thriftgate.db"
+# Each worker is a whole gateway process: 2,000 of them brought a 2-core machine to a halt.
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 
 
 class ConfigError(Exception):
@@ -121,7 +123,7 @@ class Settings(BaseSettings):
     config: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=1024)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     spool_dir: Path = Path("./spool")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)

@@ -13,6 +13,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
+
+
+class UnsupportedDatabase(ValueError):
+    """THRIFTGATE_DATABASE_URL names a database the gateway cannot use (mysql://...): said in
+    one line, instead of the traceback of a missing driver module."""
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -48,8 +55,25 @@ def upsert_insert(dialect_name: str, target: Any) -> Any:
     return pg_insert(target)
 
 
+def check_supported(url: str) -> None:
+    """Refuse a URL of another database before SQLAlchemy looks for its driver. Only the
+    scheme is named: the rest may hold a password."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        driver = make_url(url).drivername
+    except ArgumentError:
+        return  # unparsable: SQLAlchemy's own error says so
+    if driver not in DRIVERS:
+        raise UnsupportedDatabase(
+            f"only postgresql:// (postgresql+asyncpg://) and sqlite:/// (sqlite+aiosqlite:///) "
+            f"databases are supported, not {driver}://"
+        )
+
+
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     url = normalise_url(url)
+    check_supported(url)
     kwargs: dict[str, Any] = {}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}

@@ -134,3 +134,51 @@ def test_a_key_can_be_listed_and_revoked_from_the_cli_by_id_or_by_the_key(tmp_pa
     assert by_id.returncode == 0 and json.loads(by_id.stdout)["revoked_at"]
     unknown = cli("key", "revoke", "tg-not-a-real-key", db=db)
     assert unknown.returncode == 1 and "tg-not-a-real-key" not in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "message"),
+    [
+        (["--port", "99999"], "--port", "less than or equal to 65535"),  # listened on 34463
+        (["--port", "0"], "--port", "greater than or equal to 1"),
+        (["--port", "-1"], "--port", "greater than or equal to 1"),
+        (["--workers", "2000"], "--workers", "less than or equal to"),  # forked 2,000 workers
+        (["--workers", "0"], "--workers", "greater than or equal to 1"),
+    ],
+)
+def test_serve_flags_are_range_checked_as_the_variables_are(
+    tmp_path: Path, args: list[str], flag: str, message: str
+) -> None:
+    out = cli("serve", *args, db=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"error: {flag}: ") and message in lines[0], out.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before anything ran
+
+
+def test_the_workers_variable_has_the_same_cap(tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env={**os.environ, "THRIFTGATE_DATABASE_URL": db, "THRIFTGATE_WORKERS": "2000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.startswith("error: THRIFTGATE_WORKERS: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u:s3cret@localhost/db", "mysql+aiomysql://u:s3cret@localhost/db",
+     "mssql://u:s3cret@localhost/db", "oracle://u:s3cret@localhost/db"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["tenant", "list"]])
+def test_an_unsupported_database_is_one_line_naming_the_supported_ones(
+    url: str, command: list[str]
+) -> None:
+    out = cli(*command, db=url)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: database 'localhost/db': "), out.stderr
+    assert "postgresql://" in lines[0] and "sqlite://" in lines[0] and "s3cret" not in lines[0]
