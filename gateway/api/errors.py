@@ -83,6 +83,11 @@ def internal_error_response(
     )
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway(request: Request, exc: GatewayError) -> Response:
@@ -102,11 +107,13 @@ def install_error_handlers(app: FastAPI) -> None:
                 request=request,
             )
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = (
-            f"Invalid value for '{loc}': {first.get('msg', 'invalid')}"
-            if loc
-            else "Invalid request body."
-        )
+        if loc:
+            msg = f"Invalid value for '{loc}': {first.get('msg', 'invalid')}"
+        elif not _is_json(request.headers.get("content-type", "")):
+            # `curl -d` sends a form type: the framework does not read such a body as JSON.
+            msg = "Invalid request body: send it as JSON, with Content-Type: application/json."
+        else:
+            msg = "Invalid request body."
         return error_response(
             400, msg, "invalid_request_error", "invalid_value", loc or None, request=request
         )
