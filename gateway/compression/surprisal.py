@@ -5,6 +5,8 @@ the local engine's default, loaded from its converted HF folder). A word's surpr
 over its tokens; the least surprising words are the ones the reader can best reconstruct, so they
 go first. Words holding digits, capitalised words and query terms are never pruned (answers
 are mostly names and numbers), and neither are the sentences most relevant to the query.
+A number keeps its neighbours too: the unit after it and the bound before it ("every 14 days",
+"$3 per month", "more than 20"), since a number without them says something else.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +27,16 @@ log = logging.getLogger("thriftgate.compression")
 
 _WORD = re.compile(r"\S+")
 WINDOW_TOKENS = 512
+_PUNCTUATION = ".,;:!?\"'()[]{}"
+# Spelled-out numbers count as numbers ("every seventeen days"); "one" is mostly a pronoun.
+_NUMBER_WORDS = frozenset(
+    """two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+    sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety
+    hundred thousand million billion trillion dozen""".split()  # noqa: SIM905
+)
+# Words that tie a number to the next word out: "$3 per month", "more than 20", "up to 5".
+_UNIT_LINKS = frozenset("per a an each every of or x / -".split())  # noqa: SIM905
+_BOUND_LINKS = frozenset("than to least most of".split())  # noqa: SIM905
 
 
 class SurprisalModel(Protocol):
@@ -58,13 +70,16 @@ def prune_words(
     fraction: float,
     keep: Callable[[str], bool],
     frozen: Sequence[tuple[int, int]] = (),
+    pinned: Collection[int] = (),
 ) -> str:
     """Drop about `fraction` of the words outside the `frozen` spans, lowest surprisal first,
-    never those `keep` protects."""
+    never those `keep` protects nor the words at the `pinned` indices of `scored`."""
     starts = [a for a, _b in frozen]
     open_words = [i for i, (a, _b, _s) in enumerate(scored) if not _inside(a, frozen, starts)]
     candidates = [
-        (scored[i][2], i) for i in open_words if not keep(text[scored[i][0] : scored[i][1]])
+        (scored[i][2], i)
+        for i in open_words
+        if i not in pinned and not keep(text[scored[i][0] : scored[i][1]])
     ]
     n_drop = min(len(candidates), math.floor(len(open_words) * fraction))
     if n_drop <= 0:
@@ -103,12 +118,35 @@ def relevant_sentences(text: str, query_words: frozenset[str]) -> list[tuple[int
     return [span for span, o in zip(spans, overlap, strict=True) if o >= floor]
 
 
+def is_number(word: str) -> bool:
+    core = word.strip(_PUNCTUATION)
+    return any(ch.isdigit() for ch in core) or core.lower() in _NUMBER_WORDS
+
+
+def number_neighbours(words: Sequence[str]) -> set[int]:
+    """Indices of the words that give each number its meaning: the one after it (the unit:
+    "14 days", "5 GB") and the one before it (the bound: "every 14", "under 14 ms"), and one
+    further through a linking word ("$3 per month", "more than 20")."""
+    pinned: set[int] = set()
+    for i, word in enumerate(words):
+        if not is_number(word):
+            continue
+        for step, links in ((1, _UNIT_LINKS), (-1, _BOUND_LINKS)):
+            j = i + step
+            if not 0 <= j < len(words):
+                continue
+            pinned.add(j)
+            if words[j].strip(_PUNCTUATION).lower() in links and 0 <= j + step < len(words):
+                pinned.add(j + step)
+    return pinned
+
+
 def protected_word(query_terms: frozenset[str]) -> Callable[[str], bool]:
     def keep(word: str) -> bool:
-        core = word.strip(".,;:!?\"'()[]{}")
+        core = word.strip(_PUNCTUATION)
         if not core:
             return False
-        if any(ch.isdigit() for ch in core) or core[0].isupper():
+        if is_number(core) or core[0].isupper():
             return True
         return core.lower() in query_terms
 
@@ -126,7 +164,8 @@ class SurprisalPruner:
             return text
         scored = word_surprisal(text, self.model.token_surprisal(text))
         frozen = relevant_sentences(text, protect)
-        return prune_words(text, scored, fraction, protected_word(protect), frozen)
+        pinned = number_neighbours([text[a:b] for a, b, _s in scored])
+        return prune_words(text, scored, fraction, protected_word(protect), frozen, pinned)
 
 
 class HFSurprisalModel:

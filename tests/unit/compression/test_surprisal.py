@@ -110,3 +110,38 @@ def test_the_sentences_most_relevant_to_the_query_are_not_pruned() -> None:
     out = SurprisalPruner(UnigramModel()).prune(text, 0.5, frozenset({"keeper", "worried"}))
     assert answer in out  # whole, with its frequent little words
     assert len(out.split()) < len(text.split())
+
+
+NUMERIC_FACTS = (
+    "The staging password rotates every 14 days and the backup runs every 7 days while the "
+    "cache expires after 30 days. The quota is $3 per month, latency stays under 14 ms and "
+    "the team pays more than 20 dollars per month for the 5 GB disk, at least 2 replicas."
+)
+
+
+def test_the_words_next_to_a_number_are_never_pruned() -> None:
+    # Under unigram surprisal the repeated units ("days", "per", "month", "every") are the
+    # most predictable words of the text, so they would be the first to go.
+    out = SurprisalPruner(UnigramModel()).prune(NUMERIC_FACTS, 0.4, frozenset())
+    assert len(out.split()) < len(NUMERIC_FACTS.split())
+    for must in (
+        "every 14 days",
+        "every 7 days",
+        "30 days",
+        "$3 per month",
+        "14 ms",
+        "more than 20 dollars",
+        "5 GB",
+        "least 2 replicas",
+    ):
+        assert must in out, must
+
+
+def test_spelled_out_numbers_keep_their_unit() -> None:
+    text = (
+        "Passwords change every seventeen days and keys every twelve days, so every few days "
+        "something changes."
+    )
+    out = SurprisalPruner(UnigramModel()).prune(text, 0.4, frozenset())
+    assert len(out.split()) < len(text.split())
+    assert "every seventeen days" in out and "every twelve days" in out
