@@ -31,6 +31,7 @@ def _mark_class() -> str:
     return "".join(ranges)
 
 
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 # Letters and digits of any script (with their combining marks); not underscores.
 _WORD = re.compile(rf"(?:[^\W_]|[{_mark_class()}])+")
 # Scripts written without spaces between words (Han, kana, Hangul, Thai, Lao, Myanmar, Khmer):
@@ -89,8 +90,11 @@ def stem_inflected(word: str) -> str:
 def terms(text: str) -> list[str]:
     """Index terms of any script: stemmed words, and character bigrams where a script puts
     no spaces between words (a Chinese question shares no whole "word" with its answer)."""
+    text = text.lower()
+    if text.isascii():  # the common case, and a faster pattern: the same terms
+        return [stem(w) for w in _ASCII_WORD.findall(text) if w not in _STOPWORDS]
     out: list[str] = []
-    for word in _WORD.findall(text.lower()):
+    for word in _WORD.findall(text):
         if word.isascii():
             if word not in _STOPWORDS:
                 out.append(stem(word))
