@@ -97,9 +97,7 @@ class AccountStage:
             u.prompt_tokens, u.completion_tokens, u.cached_tokens
         )
         base = baseline or dep
-        removed = 0
-        if ctx.prompt_tokens_original is not None and ctx.prompt_tokens_compressed is not None:
-            removed = max(0, ctx.prompt_tokens_original - ctx.prompt_tokens_compressed)
+        removed = ctx.prompt_tokens_removed
         base_price = self._price_of(base, u.completion_tokens)
         sent_at_baseline = base_price.cost_usd(
             u.prompt_tokens, u.completion_tokens, u.cached_tokens

@@ -138,7 +138,7 @@ class CacheStage:
             cost_usd=cost,
             created_at=now,
             expires_at=now + timedelta(seconds=pending.ttl_s),
-            prompt_tokens_removed=_removed_by_compression(ctx),
+            prompt_tokens_removed=ctx.prompt_tokens_removed,
         )
         await self.cache.put(entry, pending.policy.max_entries)
 
@@ -196,13 +196,6 @@ class CacheStage:
         self._pending[ledger_id] = pending
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
-
-
-def _removed_by_compression(ctx: RequestContext) -> int:
-    """Tokens the compress stage cut from this request's prompt (the account stage's count)."""
-    if ctx.prompt_tokens_original is None or ctx.prompt_tokens_compressed is None:
-        return 0
-    return max(0, ctx.prompt_tokens_original - ctx.prompt_tokens_compressed)
 
 
 def _cached_tokens(body: dict[str, Any], prompt_tokens: int) -> int:

@@ -111,6 +111,13 @@ class RequestContext:
     energy_joules: float | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def prompt_tokens_removed(self) -> int:
+        """Prompt tokens the compress stage cut from this request (0 when it did not run)."""
+        if self.prompt_tokens_original is None or self.prompt_tokens_compressed is None:
+            return 0
+        return max(0, self.prompt_tokens_original - self.prompt_tokens_compressed)
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
