@@ -4,7 +4,9 @@ Cost is priced on the expectation (EWMA); a non-streaming SLO is judged on a hig
 recent lengths, because a total-time promise breaks on the long answers, not the average one.
 Lengths are also learned per prompt-size band (powers of two): in the Azure conversation trace
 the answer length depends strongly on it (p50 93 tokens for 256-511-token prompts, 395 for
-512-2047), so a band's own figures are far tighter than the model's as a whole.
+512-2047), so a band's own figures are far tighter than the model's as a whole. Each band is
+also split in quarters, used once a quarter has enough answers of its own: within 1024-2047,
+1024-1279-token prompts get p50 405 tokens and 1536-2047-token ones p50 85.
 
 With `max_tokens` the SLO's long answer is `max_tokens` x a high quantile of the learned
 answer/max_tokens ratio: clients that send `max_tokens: 4096` for 300-token answers would
@@ -123,10 +125,19 @@ def prompt_band(prompt_tokens: int) -> int:
     return min(20, max(0, int(prompt_tokens).bit_length() - 1))
 
 
+def fine_prompt_band(prompt_tokens: int) -> int:
+    """A quarter of a power-of-two band: 4 x band + which quarter (1024-1279 -> 40, ...,
+    1792-2047 -> 43). Prompts of one app or template cluster within a few percent of each other,
+    and a band twice as wide mixes apps whose answers differ widely."""
+    band = prompt_band(prompt_tokens)
+    quarter = (int(prompt_tokens) >> (band - 2)) & 3 if 2 <= band < 20 else 0
+    return 4 * band + quarter
+
+
 class CompletionLengths:
     """One model's completion lengths, overall and per prompt-size band."""
 
-    __slots__ = ("_bands", "_cap_ratios", "overall", "price_on_max_tokens", "ratios")
+    __slots__ = ("_bands", "_cap_ratios", "_fine", "overall", "price_on_max_tokens", "ratios")
 
     def __init__(
         self,
@@ -139,7 +150,8 @@ class CompletionLengths:
     ) -> None:
         self.overall = LengthStats(default, alpha=alpha, q=q, size=size)
         self.price_on_max_tokens = price_on_max_tokens
-        self._bands: dict[int, LengthStats] = {}
+        self._bands: dict[int, LengthStats] = {}  # by prompt_band
+        self._fine: dict[int, LengthStats] = {}  # by fine_prompt_band
         # answer/max_tokens shares (0 < r <= 1) of answers that were not cut off
         self.ratios = _share_window(size, q)
         self._cap_ratios: dict[int, RatioWindow] = {}  # the same, per max_tokens band
@@ -148,12 +160,11 @@ class CompletionLengths:
     def count(self) -> int:
         return self.overall.count
 
-    def _band(self, prompt_tokens: int) -> LengthStats:
-        band = prompt_band(prompt_tokens)
-        stats = self._bands.get(band)
+    def _band(self, table: dict[int, LengthStats], key: int) -> LengthStats:
+        stats = table.get(key)
         if stats is None:
             o = self.overall
-            stats = self._bands[band] = LengthStats(o.default, alpha=o.alpha, q=o.q, size=128)
+            stats = table[key] = LengthStats(o.default, alpha=o.alpha, q=o.q, size=128)
         return stats
 
     def observe(
@@ -164,7 +175,8 @@ class CompletionLengths:
     ) -> None:
         self.overall.observe(completion_tokens)
         if prompt_tokens is not None and completion_tokens >= 0:
-            self._band(prompt_tokens).observe(completion_tokens)
+            self._band(self._bands, prompt_band(prompt_tokens)).observe(completion_tokens)
+            self._band(self._fine, fine_prompt_band(prompt_tokens)).observe(completion_tokens)
         if max_tokens is not None and max_tokens > 0 and completion_tokens >= 0:
             share = min(1.0, completion_tokens / max_tokens)
             self.ratios.add(share)
@@ -189,10 +201,13 @@ class CompletionLengths:
                 if not self.price_on_max_tokens:
                     expected = max(1, min(max_tokens, math.ceil(max_tokens * shares.mean())))
             return CompletionEstimate(expected, high, "max_tokens")
-        if prompt_tokens is not None:
-            band = self._bands.get(prompt_band(prompt_tokens))
-            if band is not None and band.count >= MIN_BAND_SAMPLES:
-                return band.estimate()
+        if prompt_tokens is not None:  # the narrowest band that has seen enough answers
+            for band in (
+                self._fine.get(fine_prompt_band(prompt_tokens)),
+                self._bands.get(prompt_band(prompt_tokens)),
+            ):
+                if band is not None and band.count >= MIN_BAND_SAMPLES:
+                    return band.estimate()
         return self.overall.estimate()
 
     def _shares(self, max_tokens: int) -> RatioWindow | None:
@@ -206,6 +221,7 @@ class CompletionLengths:
     def to_state(self) -> dict[str, Any]:
         state = self.overall.to_state()
         state["bands"] = {str(k): v.to_state() for k, v in self._bands.items()}
+        state["fine_bands"] = {str(k): v.to_state() for k, v in self._fine.items()}
         state["ratios"] = self.ratios.to_list()
         state["cap_ratios"] = {str(k): v.to_list() for k, v in self._cap_ratios.items()}
         return state
@@ -221,12 +237,13 @@ class CompletionLengths:
                 shares = _shares_of(values)
                 if str(key).isdigit() and shares is not None:
                     self._cap_band(1 << min(20, int(key))).load(shares)
-        bands = state.get("bands")
-        if not isinstance(bands, dict):
-            return
-        for key, sub in bands.items():
-            if isinstance(sub, dict) and str(key).isdigit():
-                self._band(1 << min(20, int(key))).load_state(sub)
+        for name, table, top in (("bands", self._bands, 20), ("fine_bands", self._fine, 83)):
+            saved = state.get(name)
+            if not isinstance(saved, dict):
+                continue
+            for key, sub in saved.items():
+                if isinstance(sub, dict) and str(key).isdigit() and int(key) <= top:
+                    self._band(table, int(key)).load_state(sub)
 
 
 def _share_window(size: int, q: float) -> RatioWindow:

@@ -110,3 +110,19 @@ def test_a_fresh_router_prices_on_the_cap() -> None:
     assert lengths.estimate(max_tokens=4096).expected == 4096
     lengths.observe(100, prompt_tokens=50, max_tokens=4096)
     assert lengths.estimate(max_tokens=4096).expected == 100
+
+
+def test_quarter_bands_split_apps_that_share_a_power_of_two_band() -> None:
+    # conv trace: 1024-1279-token prompts get ~400-token answers, 1536-2047-token ones ~85
+    lengths = CompletionLengths()
+    for _ in range(40):
+        lengths.observe(400, prompt_tokens=1100)
+        lengths.observe(85, prompt_tokens=1800)
+    assert lengths.estimate(prompt_tokens=1150).high == 400
+    assert lengths.estimate(prompt_tokens=1900).high == 85
+    # a quarter not yet seen enough falls back to its power-of-two band (both mixed)
+    assert lengths.estimate(prompt_tokens=1400).high == 400
+    assert 200 < lengths.estimate(prompt_tokens=1400).expected < 300
+    restored = CompletionLengths()
+    restored.load_state(lengths.to_state())
+    assert restored.estimate(prompt_tokens=1900) == lengths.estimate(prompt_tokens=1900)
