@@ -86,6 +86,9 @@ class RoutingConfig(BaseModel):
     # true: a request with max_tokens is priced as if it used all of it; false (default): on
     # the share of that cap its answers have been seeing (the cap until 32 are seen)
     price_on_max_tokens: bool = False
+    # when no deployment is predicted to meet an SLO, try one whose figures are this old (it may
+    # have recovered from an incident) instead of the fastest; 0 turns probing off
+    probe_after_s: float = Field(default=10.0, ge=0)
     stats_flush_interval_s: float = Field(default=30.0, gt=0)  # learned stats -> database
 
 

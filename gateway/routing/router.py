@@ -57,6 +57,7 @@ class RouterTuning:
             max_cooldown_s=cfg.max_cooldown_s,
             latency_quantile=cfg.latency_quantile,
             price_on_max_tokens=cfg.price_on_max_tokens,
+            probe_after_s=cfg.probe_after_s,
         )
 
 

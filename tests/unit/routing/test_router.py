@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from gateway.routing.catalog import AUTO_MODEL
 from gateway.routing.local_load import EngineLoad
 from gateway.routing.router import Router, RouterTuning
@@ -400,3 +402,15 @@ def test_nothing_meets_the_slo_an_open_breaker_probes_early(
     router.first_token(probe, 120)
     router.succeed(probe, completion_tokens=10, total_ms=200)
     assert router.breaker_state("premium").value == "closed"
+
+
+def test_probe_after_s_comes_from_the_routing_config() -> None:
+    from pydantic import ValidationError
+
+    from gateway.settings import FileConfig, RoutingConfig
+
+    assert RouterTuning.from_config(RoutingConfig()).probe_after_s == RouterTuning().probe_after_s
+    parsed = FileConfig.model_validate({"routing": {"probe_after_s": 0}})
+    assert RouterTuning.from_config(parsed.routing).probe_after_s == 0  # probing off
+    with pytest.raises(ValidationError):
+        RoutingConfig(probe_after_s=-1)
