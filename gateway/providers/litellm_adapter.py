@@ -85,8 +85,13 @@ class LiteLLMProvider:
         try:
             resp = await self._litellm.acompletion(**args)
             async for chunk in resp:
-                for out in openai_shaped(_to_dict(chunk)):
+                data = _to_dict(chunk)
+                if _invented_finish(resp, data):
+                    raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
+                for out in openai_shaped(data):
                     yield out
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise _translate(dep, exc) from exc
 
@@ -100,6 +105,24 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _invented_finish(resp: Any, chunk: Json) -> bool:
+    """Whether `chunk`'s finish_reason is litellm's own: at the end of the provider's body its
+    stream wrapper closes the answer with `finish_reason: "stop"` whether or not the provider
+    said why it stopped (Anthropic: a message_delta with stop_reason). Without that, the body
+    was cut mid-answer: passing the "stop" on would bill and cache a truncated answer.
+
+    The wrapper records the provider's own finish as `received_finish_reason` (or
+    `intermittent_finish_reason`); a response without those attributes is not checked."""
+    if not any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ()):
+        return False
+    if not hasattr(resp, "received_finish_reason"):
+        return False
+    return (
+        getattr(resp, "received_finish_reason", None) is None
+        and getattr(resp, "intermittent_finish_reason", None) is None
+    )
 
 
 def _is_empty(choice: Any) -> bool:

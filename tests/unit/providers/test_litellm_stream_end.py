@@ -1,0 +1,156 @@
+"""Where a stream through litellm (Anthropic's Messages API here) counts as complete.
+
+litellm ends every stream with a finish chunk, inventing `finish_reason: "stop"` when the
+provider never said why it stopped; a stream cut mid-answer must still end in an error, never
+pass for a complete answer (it would be billed as one and cached). The upstream is a real
+aiohttp server in-process that sends exactly the events a test gives, then ends the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.accounting.pricing import Price
+from gateway.errors import UpstreamError
+from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
+
+KEY_ENV = "TG_TEST_LITELLM_STREAM_END_KEY"
+CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+Serve = Callable[..., Awaitable[str]]
+
+
+def sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+START = sse(
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 5, "output_tokens": 1},
+        },
+    },
+)
+BLOCK = sse(
+    "content_block_start",
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+)
+
+
+def text(t: str) -> bytes:
+    delta = {"type": "text_delta", "text": t}
+    return sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+
+
+END = [
+    sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 2},
+        },
+    ),
+    sse("message_stop", {"type": "message_stop"}),
+]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start an upstream answering every /v1/messages with `parts`; `stall_s` waits that long
+    before ending the body (a stalled stream)."""
+    servers: list[TestServer] = []
+
+    async def start(parts: list[bytes], stall_s: float = 0.0) -> str:
+        async def messages(request: web.Request) -> web.StreamResponse:
+            await request.read()
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for part in parts:
+                await resp.write(part)
+            if stall_s:
+                import asyncio
+
+                await asyncio.sleep(stall_s)
+            await resp.write_eof()
+            return resp
+
+        app = web.Application()
+        app.router.add_post("/v1/messages", messages)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url(""))
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def chunks(base: str, timeout_s: float = 5) -> list[dict[str, Any]]:
+    config = DeploymentConfig(
+        name="d", model="m", provider="anthropic", upstream_model="claude", api_base=base,
+        api_key_env=KEY_ENV,
+    )
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    stream = LiteLLMProvider().stream(CHAT, dep, endpoint="chat/completions", timeout_s=timeout_s)
+    return [c async for c in stream]
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-ant-test")
+
+
+async def test_a_complete_stream_ends_with_the_providers_finish_and_usage(serve: Serve) -> None:
+    out = await chunks(await serve([START, BLOCK, text("Hello"), text(" there"), *END]))
+    finishes = [c["choices"][0].get("finish_reason") for c in out if c.get("choices")]
+    assert finishes[-1] == "stop"
+    assert out[-1]["choices"] == [] and out[-1]["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize("sent", [4, 5])  # cut after the text; after the block's end
+async def test_a_stream_cut_before_the_providers_stop_is_an_error(
+    serve: Serve, sent: int
+) -> None:
+    parts = [START, BLOCK, text("Hello"), text(" from"), *END][:sent]
+    base = await serve(parts)
+    got: list[dict[str, Any]] = []
+    with pytest.raises(UpstreamError) as info:
+        async for c in LiteLLMProvider().stream(
+            CHAT, _dep(base), endpoint="chat/completions", timeout_s=5
+        ):
+            got.append(c)
+    assert "ended the stream early" in info.value.message
+    assert not any(c.get("choices") and c["choices"][0].get("finish_reason") for c in got)
+
+
+async def test_the_stop_reason_without_message_stop_is_complete(serve: Serve) -> None:
+    # message_delta carries the provider's stop_reason: the answer is whole
+    out = await chunks(await serve([START, BLOCK, text("Hello"), *END[:2]]))
+    assert [c["choices"][0].get("finish_reason") for c in out if c.get("choices")][-1] == "stop"
+
+
+def _dep(base: str) -> Deployment:
+    config = DeploymentConfig(
+        name="d", model="m", provider="anthropic", upstream_model="claude", api_base=base,
+        api_key_env=KEY_ENV,
+    )
+    return Deployment(config=config, price=Price(), price_source="config")
