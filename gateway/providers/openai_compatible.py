@@ -142,6 +142,7 @@ class OpenAICompatibleProvider:
         payload = {**body, "model": dep.served_model, "stream": True}
         url = self._url(dep, endpoint)
         session = self._session(dep.config.api_base or dep.provider)
+        finished = False  # a choice's finish_reason (or the usage chunk) has arrived
         try:
             async with session.post(
                 url,
@@ -151,20 +152,28 @@ class OpenAICompatibleProvider:
             ) as resp:
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
-                done = finished = False
+                done = False
                 async with aclosing(_events(dep, resp.content)) as events:
                     async for data in events:
                         if data.strip() == b"[DONE]":
                             done = True
                             break
                         chunk = _chunk(dep, data)
+                        # The usage-only chunk after the finish is by spec the last one: an
+                        # upstream that then idles without [DONE] must not turn into a stall.
+                        done = finished and _usage_only(chunk)
                         finished = finished or _final(chunk)
                         yield chunk
+                        if done:
+                            resp.close()  # not read to its end: the connection cannot be reused
+                            break
                 # Some servers never send [DONE]; the SDK ends a stream at EOF without it, so
                 # only a stream cut before its finish_reason (or usage) chunk came up short.
                 if not (done or finished):
                     raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
         except TimeoutError as exc:
+            if finished:
+                return  # the answer was whole; only the [DONE] (or the close) never came
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} stalled for more than {timeout_s:g} s."
             ) from exc
@@ -250,11 +259,16 @@ def _chunk(dep: Deployment, data: bytes) -> Json:
     return chunk
 
 
+def _usage_only(chunk: Json) -> bool:
+    """The trailing usage chunk: `choices: []` and a usage block."""
+    return not chunk.get("choices") and bool(chunk.get("usage"))
+
+
 def _final(chunk: Json) -> bool:
     """Whether `chunk` ends the answer: a choice's finish_reason, or the trailing usage chunk."""
-    choices = chunk.get("choices")
-    if not choices and chunk.get("usage"):
+    if _usage_only(chunk):
         return True
+    choices = chunk.get("choices")
     return isinstance(choices, list) and any(
         isinstance(c, dict) and c.get("finish_reason") for c in choices
     )

@@ -1,0 +1,112 @@
+"""Upstream quirks the OpenAI-compatible provider must survive: a stream that idles after its
+last chunk, SSE with bare-CR line endings, error bodies in other shapes (Mistral, FastAPI),
+404s and 429s. The upstream is a real aiohttp server in-process, scripted per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.accounting.pricing import Price
+from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.providers.openai_compatible import OpenAICompatibleProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
+
+CHAT = {"messages": [{"role": "user", "content": "hello"}]}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Serve = Callable[[Handler], Awaitable[str]]
+
+
+def event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def delta(content: str, finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    return {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
+
+
+USAGE = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    servers: list[TestServer] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handler)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("/v1"))
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+def streaming(parts: list[bytes], idle_s: float = 0.0) -> Handler:
+    """Send `parts`, then idle `idle_s` seconds (no [DONE], no EOF) before ending the body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for part in parts:
+            await resp.write(part)
+        if idle_s:
+            await asyncio.sleep(idle_s)
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+def dep(url: str) -> Deployment:
+    config = DeploymentConfig(name="d", model="m", api_base=url)
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+async def chunks(
+    provider: OpenAICompatibleProvider, url: str, timeout_s: float = 5
+) -> list[dict[str, Any]]:
+    stream = provider.stream(CHAT, dep(url), endpoint="chat/completions", timeout_s=timeout_s)
+    return [c async for c in stream]
+
+
+# -- where a stream ends -------------------------------------------------------------------
+
+
+async def test_the_trailing_usage_chunk_ends_the_stream_without_waiting_for_done(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    # usage-only is by spec the last chunk: an upstream that then idles is done, not stalled
+    parts = [event(delta("hi")), event(delta("", "stop")), event(USAGE)]
+    url = await serve(streaming(parts, idle_s=3))
+    got = await chunks(provider, url, timeout_s=0.5)
+    assert got == [delta("hi"), delta("", "stop"), USAGE]
+
+
+async def test_a_stall_after_every_choice_finished_is_not_an_error(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    url = await serve(streaming([event(delta("hi")), event(delta("", "stop"))], idle_s=3))
+    got = await chunks(provider, url, timeout_s=0.5)
+    assert got == [delta("hi"), delta("", "stop")]
+
+
+async def test_a_stall_before_the_finish_is_still_a_timeout(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    url = await serve(streaming([event(delta("hi"))], idle_s=3))
+    with pytest.raises(UpstreamTimeout):
+        await chunks(provider, url, timeout_s=0.5)
