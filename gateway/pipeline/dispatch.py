@@ -2,10 +2,11 @@
 
 Retries go to another candidate on a connect error, 429, 5xx, timeout or a deployment's own
 fault (an upstream 401/403: the tenant's key was checked here, so the upstream refused the
-deployment's key; a misconfigured deployment), and each counts against that deployment's breaker.
+deployment's key; a 404 or redirect: its upstream_model or api_base is wrong; a misconfigured
+deployment), and each counts against that deployment's breaker.
 The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still
 make it), within the request's overall deadline (the first candidate's `timeout_s`, counted from
-arrival). A request the upstream refuses as wrong (400, 404, 422, context_length_exceeded) goes
+arrival). A request the upstream refuses as wrong (400, 413, 422, context_length_exceeded) goes
 back to the client as is, counted against no one. A 400 `unsupported_parameter` is the exception:
 that deployment cannot serve this request (a local engine asked for tools or logprobs) but another
 in the group may, so the next one is tried, still counted against no one; the 400 goes back only
@@ -45,14 +46,20 @@ MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
 UNSUPPORTED = "unsupported_parameter"  # this deployment cannot serve the request; others may
 
 
+# The deployment's own fault, whatever the request: the upstream refused its key (401/403), or
+# its upstream_model or api_base names nothing there (404, or a redirect elsewhere).
+DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 301, 302, 303, 307, 308})
+
+
 def retryable(exc: UpstreamError) -> bool:
     """Another deployment may succeed: connect errors and local failures (no status),
-    timeouts, 429, 5xx, and 401/403 (the upstream refused the deployment's key, not the
-    tenant's)."""
+    timeouts, 429, 5xx, and the deployment's own faults (DEPLOYMENT_FAULTS)."""
     if isinstance(exc, UpstreamTimeout):
         return True
     status = exc.upstream_status
-    return exc.retryable and (status is None or status in (401, 403, 429) or status >= 500)
+    return exc.retryable and (
+        status is None or status in DEPLOYMENT_FAULTS or status == 429 or status >= 500
+    )
 
 
 class Dispatcher:

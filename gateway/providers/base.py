@@ -68,3 +68,15 @@ def credentials_refused(dep: Deployment, status: int, detail: str) -> UpstreamEr
         upstream_status=status,
         code="upstream_auth_failed",
     )
+
+
+def deployment_not_found(dep: Deployment, status: int, detail: str) -> UpstreamError:
+    """An upstream 404 (or a redirect, which aiohttp would follow as a GET): the path or model
+    the deployment names does not exist there. Its config is wrong, not the client's request,
+    so dispatch falls back and counts it; if every deployment fails the client gets a 502."""
+    return UpstreamError(
+        f"Deployment {dep.name!r} got HTTP {status} from its upstream; check its upstream_model "
+        f"and api_base. The upstream said: {detail}",
+        upstream_status=status,
+        code="upstream_not_found",
+    )

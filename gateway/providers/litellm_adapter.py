@@ -17,6 +17,7 @@ from gateway.providers.base import (
     Endpoint,
     Json,
     credentials_refused,
+    deployment_not_found,
     masked_text,
     provider_key,
 )
@@ -182,7 +183,9 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
             f"{dep.provider!r}.",
             code="deployment_misconfigured",
         )
-    if status in (400, 404, 422):
+    if status == 404:
+        return deployment_not_found(dep, status, raw)
+    if status in (400, 422):
         return InvalidRequest(f"Deployment {dep.name!r} rejected the request: {raw}")
     return UpstreamError(
         f"Deployment {dep.name!r} failed ({name}): {raw}",

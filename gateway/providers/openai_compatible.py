@@ -6,7 +6,7 @@ One pooled aiohttp session per upstream base URL. aiohttp rather than httpx: mea
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -19,6 +19,7 @@ from gateway.providers.base import (
     Endpoint,
     Json,
     credentials_refused,
+    deployment_not_found,
     masked_text,
     provider_key,
 )
@@ -96,10 +97,11 @@ class OpenAICompatibleProvider:
                 data=data,
                 headers=self._headers(dep),
                 timeout=self._timeout(timeout_s, stream=False),
+                allow_redirects=False,  # followed, a 301/302 turns the POST into a GET
             ) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise upstream_error(dep, resp.status, raw)
+                    raise upstream_error(dep, resp.status, raw, resp.headers)
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
@@ -149,9 +151,11 @@ class OpenAICompatibleProvider:
                 data=orjson.dumps(payload),
                 headers=self._headers(dep),
                 timeout=self._timeout(timeout_s, stream=True),
+                allow_redirects=False,
             ) as resp:
                 if resp.status != 200:
-                    raise upstream_error(dep, resp.status, await resp.content.read(MAX_ERROR_BYTES))
+                    raw = await resp.content.read(MAX_ERROR_BYTES)
+                    raise upstream_error(dep, resp.status, raw, resp.headers)
                 done = False
                 async with aclosing(_events(dep, resp.content)) as events:
                     async for data in events:
@@ -309,7 +313,10 @@ def unbuildable(dep: Deployment, exc: ValueError) -> UpstreamError:
     )
 
 
-def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
+def upstream_error(
+    dep: Deployment, status: int, raw: bytes, headers: Mapping[str, str] | None = None
+) -> UpstreamError:
+    headers = headers or {}
     parsed: Any = None
     try:
         parsed = orjson.loads(raw)
@@ -319,8 +326,13 @@ def upstream_error(dep: Deployment, status: int, raw: bytes) -> UpstreamError:
         msg = masked_text(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
     if status in (401, 403):
         return credentials_refused(dep, status, msg)
+    if status == 404:
+        return deployment_not_found(dep, status, msg)
+    if 300 <= status < 400:
+        where = masked_text(dep, headers.get("Location", "elsewhere"), MAX_TEXT_BODY_CHARS)
+        return deployment_not_found(dep, status, f"moved to {where}")
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
-    if status in (400, 404, 413, 422):
+    if status in (400, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and
         # param go back as they came: clients branch on "context_length_exceeded".
         code, param = _code_and_param(dep, parsed)

@@ -55,9 +55,9 @@ async def test_an_upstream_refusing_our_key_is_the_deployments_fault(
 
 
 def test_only_the_deployments_faults_are_retried() -> None:
-    for status in (None, 401, 403, 429, 500, 503):
+    for status in (None, 301, 401, 403, 404, 429, 500, 503):
         assert retryable(UpstreamError("x", upstream_status=status)), status
-    for status in (400, 404, 422):
+    for status in (400, 413, 422):
         assert not retryable(UpstreamError("x", upstream_status=status)), status
 
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.pipeline.dispatch import retryable
 from gateway.providers.openai_compatible import OpenAICompatibleProvider
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
@@ -110,3 +111,36 @@ async def test_a_stall_before_the_finish_is_still_a_timeout(
     url = await serve(streaming([event(delta("hi"))], idle_s=3))
     with pytest.raises(UpstreamTimeout):
         await chunks(provider, url, timeout_s=0.5)
+
+
+# -- a deployment whose api_base or model is wrong ---------------------------------------------
+
+
+async def test_a_redirect_is_the_deployments_fault_not_followed_as_a_get(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    # http:// to https:// — aiohttp would follow a 301 with a GET and get a 404 or 405
+    async def moved(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("https://api.example.com/v1/chat/completions")
+
+    url = await serve(moved)
+    with pytest.raises(UpstreamError) as info:
+        await provider.complete(CHAT, dep(url), endpoint="chat/completions", timeout_s=5)
+    assert (info.value.upstream_status, info.value.code) == (301, "upstream_not_found")
+    assert "https://api.example.com" in info.value.message
+    assert retryable(info.value)
+
+
+async def test_a_404_is_the_deployments_fault(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    async def missing(request: web.Request) -> web.StreamResponse:
+        err = {"message": "The model `m` does not exist", "code": "model_not_found"}
+        return web.json_response({"error": err}, status=404)
+
+    url = await serve(missing)
+    with pytest.raises(UpstreamError) as info:
+        await provider.complete(CHAT, dep(url), endpoint="chat/completions", timeout_s=5)
+    assert info.value.status_code == 502 and info.value.upstream_status == 404
+    assert "'d'" in info.value.message and "does not exist" in info.value.message
+    assert retryable(info.value)

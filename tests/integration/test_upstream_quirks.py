@@ -1,0 +1,203 @@
+"""Upstreams that answer in ways the OpenAI spec does not promise, behind a real gateway process,
+driven by the official openai SDK: a 404 from a deployment (its model or api_base is wrong), an
+upstream that rejects `stream_options`, upstream 429s (with Retry-After, or out of quota) and
+error bodies in Mistral's shape.
+
+The quirky upstream is a small threaded HTTP server here; its behaviour is picked by the
+request's `model` (each deployment's upstream_model).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.servers import GatewayServer, create_database, drop_database, sql, wait_for
+
+pytestmark = pytest.mark.integration
+
+KEY = "sk-quirks-provider-secret-0123456789"
+MISTRAL_DETAIL = [
+    {"type": "extra_forbidden", "loc": ["body", "foo"], "msg": "Extra inputs are not permitted"}
+]
+
+
+def answer(model: str) -> dict[str, Any]:
+    message = {"role": "assistant", "content": "fine, thanks"}
+    return {
+        "id": "chatcmpl-q",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
+
+
+def stream_events(model: str, usage: bool) -> bytes:
+    def chunk(choices: list[Any], **extra: Any) -> bytes:
+        body = {"id": "c", "object": "chat.completion.chunk", "model": model, "choices": choices}
+        return b"data: " + json.dumps({**body, **extra}).encode() + b"\n\n"
+
+    out = chunk([{"index": 0, "delta": {"content": "fine"}, "finish_reason": None}])
+    out += chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if usage:
+        out += chunk([], usage={"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6})
+    return out + b"data: [DONE]\n\n"
+
+
+class Quirky(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        Quirky.received.append(body)
+        model = body.get("model", "")
+        if model == "not-found":
+            err = {"message": f"The model `{model}` does not exist.", "code": "model_not_found"}
+            return self.reply(404, {"error": {**err, "type": "invalid_request_error"}})
+        if model == "rate-limited":
+            err = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+            return self.reply(429, {"error": err}, {"Retry-After": "7"})
+        if model == "no-quota":
+            err = {"message": "You exceeded your current quota.", "code": "insufficient_quota"}
+            return self.reply(429, {"error": {**err, "type": "insufficient_quota"}})
+        if model == "mistral":
+            body = {"object": "Error", "message": MISTRAL_DETAIL, "code": 3001}
+            return self.reply(422, {**body, "type": "invalid_request_error"})
+        if model == "old-azure" and "stream_options" in body:
+            err = {
+                "message": "Unknown parameter: 'stream_options'.",
+                "type": "invalid_request_error",
+                "param": "stream_options",
+                "code": "unknown_parameter",
+            }
+            return self.reply(400, {"error": err})
+        if not body.get("stream"):
+            return self.reply(200, answer(model))
+        raw = stream_events(model, usage="stream_options" in body)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.db = create_database("tg_quirks")
+        self.upstream = ThreadingHTTPServer(("127.0.0.1", 0), Quirky)
+        threading.Thread(target=self.upstream.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{self.upstream.server_address[1]}/v1"
+
+        def dep(name: str, model: str, upstream_model: str, cost: float = 0.1) -> dict[str, Any]:
+            return {
+                "name": name,
+                "model": model,
+                "provider": "openai_compatible",
+                "upstream_model": upstream_model,
+                "api_base": base,
+                "api_key_env": "QUIRKS_PROVIDER_KEY",
+                "input_cost_per_mtok": cost,
+                "output_cost_per_mtok": cost * 4,
+            }
+
+        deps = [
+            dep("nf-a", "nf-fb", "not-found", 0.1),
+            dep("nf-b", "nf-fb", "ok", 1.0),
+            dep("nf-solo", "nf-solo", "not-found"),
+            dep("rl-a", "rl-fb", "rate-limited", 0.1),
+            dep("rl-b", "rl-fb", "ok", 1.0),
+            dep("rl-solo", "rl-solo", "rate-limited"),
+            dep("quota-solo", "quota-solo", "no-quota"),
+            dep("mistral", "mistral", "mistral"),
+            dep("old-azure", "old-azure", "old-azure"),
+        ]
+        self.gw = GatewayServer(tmp, self.db, deps, extra_env={"QUIRKS_PROVIDER_KEY": KEY})
+        _, key = self.gw.new_tenant()
+        self.client = openai.OpenAI(
+            base_url=self.gw.url,
+            api_key=key,
+            max_retries=0,
+            timeout=30,
+            default_headers={"Cache-Control": "no-cache, no-store"},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.gw.stop()
+        self.upstream.shutdown()
+        drop_database(self.db)
+
+    def row(self, request_id: str) -> Any:
+        rows = wait_for(
+            lambda: sql(self.db, "SELECT * FROM usage_ledger WHERE request_id = $1", request_id),
+            10,
+        )
+        assert len(rows) == 1, rows
+        return rows[0]
+
+
+@pytest.fixture(scope="module")
+def rig(session_tmp: Path) -> Iterator[Rig]:
+    tmp = session_tmp / "upstream-quirks"
+    tmp.mkdir(exist_ok=True)
+    r = Rig(tmp)
+    yield r
+    r.close()
+
+
+def msgs() -> Any:
+    return [{"role": "user", "content": f"hello {uuid.uuid4().hex}"}]
+
+
+def rid() -> str:
+    return "req-quirk-" + uuid.uuid4().hex
+
+
+# -- F3: a 404 is the deployment's fault ------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_deployment_answering_404_falls_back_to_the_next(rig: Rig, stream: bool) -> None:
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="nf-fb", messages=msgs(), stream=stream
+    )
+    assert raw.headers["x-thriftgate-deployment"] == "nf-b"
+    assert raw.headers["x-thriftgate-route-reason"] == "fallback-after-404"
+    if stream:
+        assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+
+
+def test_a_404_from_every_deployment_is_a_502_naming_it(rig: Rig) -> None:
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="nf-solo", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+    assert info.value.status_code == 502
+    message = info.value.body["message"]  # type: ignore[index]
+    assert "nf-solo" in message and "404" in message
+    assert KEY not in str(info.value.body)
+    assert rig.row(r)["status_code"] == 502
