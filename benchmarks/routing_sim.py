@@ -8,7 +8,7 @@ back only once the simulated clock has passed its completion. Routing decision t
 wall-clock time of `Router.plan()`.
 
     python benchmarks/routing_sim.py /work/shared/data/traces/azure_llm_conv_2023.csv \
-        [--speed 1.0] [--limit N] [--seed 7]
+        [--speed 1.0] [--limit N] [--seed 7] [--verbose] [--breakdown]
 
 Each deployment's latency drifts (a slow random walk plus incidents that slow it 2-4x for
 minutes); each fails at a base rate and has outages. SLOs: 500 ms .. 20 s and none; streaming
@@ -31,9 +31,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from gateway.routing.catalog import Catalog, Deployment
+from gateway.routing.completion import CompletionEstimate
 from gateway.routing.flight import Flight
 from gateway.routing.local_load import EngineLoad
-from gateway.routing.policy import Candidate
+from gateway.routing.policy import PROBE_SLO_UNMET, Candidate
 from gateway.routing.router import RoutePlan, Router, RouterTuning
 from gateway.settings import DeploymentConfig
 
@@ -180,6 +181,28 @@ class Outcome:
     misses: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class Regret:
+    """--breakdown: what the router paid over the cheapest deployment that was up and would
+    have met the SLO (hindsight at arrival, in the router's own run), by the reason it did not
+    pick that one. The router's plan for the request is read from `plan`."""
+
+    plan: list[RoutePlan] = field(default_factory=list)
+    usd: dict[str, float] = field(default_factory=dict)
+    count: Counter[str] = field(default_factory=Counter)
+
+    def add(self, reason: str, served: str, best: str, usd: float) -> None:
+        for key in (reason, f"{reason}: {served} instead of {best}"):
+            self.usd[key] = self.usd.get(key, 0.0) + usd
+            self.count[key] += 1
+
+    def report(self) -> None:
+        total = sum(v for k, v in self.usd.items() if ":" not in k)
+        print(f"regret against hindsight: ${total:.3f} over {self.count.total() // 2} requests")
+        for key, usd in sorted(self.usd.items(), key=lambda kv: -kv[1])[:30]:
+            print(f"  {key:<64} {self.count[key]:6d}  ${usd:.3f}")
+
+
 Choose = Callable[["Request", float], list[tuple[str, Candidate | None]]]
 # After a failed attempt: (names tried so far, ms elapsed since arrival) -> the new order
 Replan = Callable[[list[str], float], list[tuple[str, Candidate | None]]]
@@ -193,6 +216,7 @@ class Sim:
         self.active: dict[str, list[float]] = {d.name: [] for d in CONFIGS}
         self.seq = 0
         self.clock = [0.0]  # the router's clock: simulated seconds
+        self.regret: Regret | None = None
 
     def concurrency(self, name: str, t: float) -> int:
         heap = self.active[name]
@@ -320,6 +344,7 @@ class Sim:
             if not self.fails(name, req, t):
                 ttft, total, _ = self.latency(name, req, t)
                 best = min(best, ttft if req.stream else total)
+        hindsight = self.hindsight(req, t) if self.regret and router else None
         order = list(order)
         tried: list[str] = []
         attempt = -1
@@ -354,7 +379,10 @@ class Sim:
             dep = self.catalog.deployments[name]
             ttft, total, tps = self.latency(name, req, start)
             heapq.heappush(self.active[name], start + total / 1000.0)
-            out.cost_usd += self.cost(dep, req, total, tps, start)
+            paid = self.cost(dep, req, total, tps, start)
+            out.cost_usd += paid
+            if hindsight is not None and router is not None:
+                self.attribute(router, req, name, float(paid), hindsight, attempt > 0)
             out.by_deployment[name] = out.by_deployment.get(name, 0) + 1
             judged_ms = delay + (ttft if req.stream else total)
             served = f"{name}" + (f" after {attempt} failure(s)" if attempt else "")
@@ -374,6 +402,63 @@ class Sim:
                     kind = "stream" if req.stream else "total"
                     cap = "max_tokens" if req.max_tokens else "learned-len"
                     out.misses[f"{kind} slo={req.slo_ms:.0f} {cap} served={served}"] += 1
+
+    def hindsight(self, req: Request, t: float) -> tuple[float, str] | None:
+        """The cheapest deployment up at `t` that would have met the SLO: (cost, name)."""
+        best: tuple[float, str] | None = None
+        for name in self.active:
+            if self.fails(name, req, t):
+                continue
+            ttft, total, _ = self.latency(name, req, t)
+            if req.slo_ms is not None and (ttft if req.stream else total) > req.slo_ms:
+                continue
+            dep = self.catalog.deployments[name]
+            if TRUTH[name].local:  # as self.cost, counting this request in the batch
+                hw = float(dep.config.hardware_usd_per_hour or 0)
+                cost = hw * total / 3_600_000.0 / (self.concurrency(name, t) + 1)
+            else:
+                cost = float(dep.cost_usd(req.prompt, req.completion))
+            best = min(best, (cost, name)) if best else (cost, name)
+        return best
+
+    def attribute(
+        self,
+        router: Router,
+        req: Request,
+        served: str,
+        paid: float,
+        hindsight: tuple[float, str],
+        after_failure: bool,
+    ) -> None:
+        best_usd, best = hindsight
+        if self.regret is None or paid <= best_usd:
+            return
+        plan = self.regret.plan[0]
+        cand = next((c for c in plan.ranked if c.name == best), None)
+        slo = req.slo_ms
+        if after_failure:
+            reason = "fallback after a failure"
+        elif plan.reason == PROBE_SLO_UNMET:
+            reason = "probe"
+        elif slo is None:
+            reason = "no SLO: cost estimate"
+        elif cand is None:
+            reason = "breaker open"
+        elif cand.meets_slo:
+            reason = "cost estimate"
+        elif req.stream:
+            tail = cand.latency.ttft_ms <= slo
+            reason = "TTFT tail margin" if tail else "TTFT level (or queue) too high"
+        else:
+            exact = CompletionEstimate(req.completion, req.completion, "hindsight")
+            _, known = router.predict(cand.deployment, req.prompt, exact, self.clock[0])
+            if known.total_high_ms <= slo:
+                reason = "answer length estimate"
+            elif cand.latency.total_ms <= slo:
+                reason = "total tail margin"
+            else:
+                reason = "total level too high"
+        self.regret.add(reason, served, best, paid - best_usd)
 
 
 # Caps real clients send: fixed per app, mostly far above the answer, sometimes below it.
@@ -430,6 +515,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--verbose", action="store_true", help="show the router's SLO misses")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="attribute the router's cost over hindsight's cheapest SLO-meeting pick, by reason",
+    )
     ap.add_argument(
         "--no-replan",
         action="store_true",
@@ -488,6 +578,8 @@ def main() -> None:
     router = Router(catalog, tuning=tuning)
 
     last_plan: list[RoutePlan] = []
+    if args.breakdown:
+        sim.regret = Regret(plan=last_plan)
 
     def routed(req: Request, _t: float) -> list[tuple[str, Candidate | None]]:
         plan = router.plan(
@@ -554,6 +646,8 @@ def main() -> None:
     if args.verbose:
         for key, count in r.misses.most_common(200):
             print(f"  miss x{count}: {key}")
+    if sim.regret is not None:
+        sim.regret.report()
     hw = sum((d.hardware_usd_per_hour or Decimal(0)) for d in CONFIGS)
     print(
         f"note: local-gpu is charged its share of ${hw}/h per request served; renting it for "
