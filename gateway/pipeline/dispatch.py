@@ -72,6 +72,9 @@ class Dispatcher:
         self.providers = providers
         self.router = router
         self.metrics = metrics
+        # Deployments that refused the `stream_options` the gateway adds (old Azure
+        # api-versions): their streams go without it, their usage counted here instead.
+        self._no_stream_options: set[str] = set()
 
     async def dispatch(self, ctx: RequestContext) -> Reply:
         plan = ctx.route_plan
@@ -149,11 +152,23 @@ class Dispatcher:
             body = await provider.complete(ctx.body, dep_, endpoint=path, timeout_s=timeout_s)
             self._succeed(flight, body)
             return Reply(body=body)
-        chunks = provider.stream(ctx.body, dep_, endpoint=path, timeout_s=timeout_s)
+        ours = _gateway_stream_options(ctx)
+        body = ctx.body
+        if ours and dep_.name in self._no_stream_options:
+            body = _without_stream_options(body)
+        chunks = provider.stream(body, dep_, endpoint=path, timeout_s=timeout_s)
         try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            raise UpstreamError(f"Deployment {dep_.name!r} sent an empty stream.") from None
+            first = await _prime(chunks, dep_)
+        except InvalidRequest as exc:
+            if not (ours and body is ctx.body and _names_stream_options(exc)):
+                raise
+            # The upstream refuses the parameter the gateway added, not anything the client
+            # sent: once more without it, and remember (in-process) for this deployment.
+            log.info("deployment %s refuses stream_options; streaming without it", dep_.name)
+            self._no_stream_options.add(dep_.name)
+            body = _without_stream_options(body)
+            chunks = provider.stream(body, dep_, endpoint=path, timeout_s=timeout_s)
+            first = await _prime(chunks, dep_)
         # The first chunk commits the request to this deployment (no retry after it), but the
         # time to first token is when output arrives: it may open with a role-only chunk.
         return Reply(chunks=self._follow(flight, first, chunks))
@@ -244,6 +259,32 @@ class Dispatcher:
         if self.metrics is not None and observed_ms is not None:
             self.metrics.observed.labels(flight.name, phase).observe(observed_ms / 1000.0)
             self.metrics.predicted.labels(flight.name, phase).observe(predicted_ms / 1000.0)
+
+
+async def _prime(chunks: AsyncIterator[Json], dep_: Deployment) -> Json:
+    """The stream's first chunk: where an upstream that refuses the request says so."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        raise UpstreamError(f"Deployment {dep_.name!r} sent an empty stream.") from None
+
+
+def _gateway_stream_options(ctx: RequestContext) -> bool:
+    """Whether the request's stream_options is only what the pipeline adds to get usage
+    (`include_usage: true` the client did not ask for): dropping it changes nothing it sees."""
+    return ctx.body.get("stream_options") == {"include_usage": True} and not ctx.client_wants_usage
+
+
+def _without_stream_options(body: Json) -> Json:
+    return {k: v for k, v in body.items() if k != "stream_options"}
+
+
+def _names_stream_options(exc: InvalidRequest) -> bool:
+    """A 400 about stream_options ("Unknown parameter: 'stream_options'", Azure's
+    "Unrecognized request argument supplied: stream_options")."""
+    return exc.status_code == 400 and (
+        exc.param == "stream_options" or "stream_options" in exc.message
+    )
 
 
 def set_reason(ctx: RequestContext, reason: str) -> None:

@@ -201,3 +201,36 @@ def test_a_404_from_every_deployment_is_a_502_naming_it(rig: Rig) -> None:
     assert "nf-solo" in message and "404" in message
     assert KEY not in str(info.value.body)
     assert rig.row(r)["status_code"] == 502
+
+
+# -- F2: an upstream that rejects stream_options ----------------------------------------------
+
+
+def old_azure_requests() -> list[dict[str, Any]]:
+    return [b for b in Quirky.received if b.get("model") == "old-azure"]
+
+
+def test_a_stream_to_an_upstream_rejecting_stream_options_is_retried_without_it(rig: Rig) -> None:
+    before = len(old_azure_requests())
+    for _ in range(2):
+        r = rid()
+        stream = rig.client.chat.completions.create(
+            model="old-azure", messages=msgs(), stream=True, extra_headers={"x-request-id": r}
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "fine"
+        row = rig.row(r)
+        assert row["status_code"] == 200 and row["completion_tokens"] > 0
+    sent = old_azure_requests()[before:]
+    # the first stream learnt it: one refused attempt, then none sends stream_options
+    assert ["stream_options" in b for b in sent] == [True, False, False]
+
+
+def test_stream_options_the_client_sent_itself_is_not_dropped(rig: Rig) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        rig.client.chat.completions.create(
+            model="old-azure",
+            messages=msgs(),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    assert "stream_options" in info.value.body["message"]  # type: ignore[index]
