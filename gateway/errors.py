@@ -10,7 +10,8 @@
     ├── BudgetExceeded                429 insufficient_quota
     ├── NoHealthyDeployment           503 no_healthy_deployment
     └── UpstreamError                 502 upstream_error   (wraps the upstream's status/message)
-        └── UpstreamTimeout           504 upstream_timeout
+        ├── UpstreamTimeout           504 upstream_timeout
+        └── UpstreamRateLimited       429 rate_limit_exceeded (the last deployment's 429, Retry-After)
 
 A missed latency SLO is not an error: the fastest candidate serves and a header says so.
 """
@@ -140,3 +141,12 @@ class UpstreamError(GatewayError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The upstream answered 429. Dispatch falls back as for any upstream failure; when it was
+    the last deployment's answer the client gets the 429 (and the upstream's Retry-After)."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from gateway.providers.base import (
     Endpoint,
     Json,
@@ -332,11 +332,42 @@ def upstream_error(
         where = masked_text(dep, headers.get("Location", "elsewhere"), MAX_TEXT_BODY_CHARS)
         return deployment_not_found(dep, status, f"moved to {where}")
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
+    code, param = _code_and_param(dep, parsed)
     if status in (400, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and
         # param go back as they came: clients branch on "context_length_exceeded".
-        code, param = _code_and_param(dep, parsed)
         err = InvalidRequest(text, code=code or "upstream_rejected_request", param=param)
         err.status_code = 400 if status != 413 else 413
         raise err
-    return UpstreamError(text, upstream_status=status, retryable=True)
+    if status == 429:
+        return rate_limited(dep, msg, code, headers)
+    failed = UpstreamError(text, upstream_status=status, retryable=True)
+    if headers.get("x-should-retry") == "false":  # the upstream knows a retry cannot help
+        failed.headers["x-should-retry"] = "false"
+    return failed
+
+
+def rate_limited(
+    dep: Deployment, msg: str, code: str | None, headers: Mapping[str, str]
+) -> UpstreamError:
+    """An upstream 429. Dispatch falls back either way; if it is the last answer the client
+    gets a 429 with the upstream's Retry-After, except for an exhausted quota: that is the
+    operator's provider account, and no retry by the client can help."""
+    if code == "insufficient_quota":
+        failed = UpstreamError(
+            f"Deployment {dep.name!r}'s provider account is out of quota (HTTP 429): {msg}",
+            upstream_status=429,
+            code="upstream_quota_exhausted",
+        )
+        failed.headers["x-should-retry"] = "false"
+        return failed
+    limited = UpstreamRateLimited(
+        f"Deployment {dep.name!r} is rate limited by its upstream (HTTP 429): {msg}",
+        upstream_status=429,
+        code=code or "rate_limit_exceeded",
+    )
+    for name in ("Retry-After", "retry-after-ms"):
+        value = headers.get(name, "")
+        if value and len(value) <= 64 and value.isprintable():  # seconds, or an HTTP date
+            limited.headers[name] = value
+    return limited

@@ -234,3 +234,35 @@ def test_stream_options_the_client_sent_itself_is_not_dropped(rig: Rig) -> None:
             stream_options={"include_usage": True},
         )
     assert "stream_options" in info.value.body["message"]  # type: ignore[index]
+
+
+# -- F7: upstream 429s ------------------------------------------------------------------------
+
+
+def test_a_429_falls_back_to_the_next_deployment(rig: Rig) -> None:
+    raw = rig.client.chat.completions.with_raw_response.create(model="rl-fb", messages=msgs())
+    assert raw.headers["x-thriftgate-deployment"] == "rl-b"
+    assert raw.headers["x-thriftgate-route-reason"] == "fallback-after-429"
+
+
+def test_a_429_from_the_last_deployment_is_a_429_with_its_retry_after(rig: Rig) -> None:
+    r = rid()
+    with pytest.raises(openai.RateLimitError) as info:
+        rig.client.chat.completions.create(
+            model="rl-solo", messages=msgs(), extra_headers={"x-request-id": r}
+        )
+    assert info.value.response.headers["retry-after"] == "7"
+    body = info.value.body
+    assert (body["type"], body["code"]) == ("rate_limit_error", "rate_limit_exceeded")  # type: ignore[index]
+    assert "rl-solo" in body["message"]  # type: ignore[index]
+    assert rig.row(r)["status_code"] == 429
+
+
+def test_an_upstream_out_of_quota_is_a_502_the_sdk_does_not_retry(rig: Rig) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(model="quota-solo", messages=msgs())
+    assert info.value.status_code == 502
+    assert info.value.response.headers["x-should-retry"] == "false"
+    message = info.value.body["message"]  # type: ignore[index]
+    assert "quota-solo" in message and "out of quota" in message
+    assert info.value.body["code"] == "upstream_quota_exhausted"  # type: ignore[index]
