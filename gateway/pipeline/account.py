@@ -64,24 +64,16 @@ class AccountStage:
         self.ledger.submit(ledger_row(ctx))
         self._observe(ctx)
 
-    def _baseline(self, ctx: RequestContext) -> Deployment | None:
-        plan = ctx.route_plan
-        if plan is not None and plan.default is not None:
-            return plan.default  # the router's baseline (for auto: the first listed model's)
-        dep = self.catalog.default_for(ctx.model)
-        if dep is None and ctx.candidates:
-            dep = self.catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
-        return dep or ctx.deployment
-
     def _price(self, ctx: RequestContext) -> None:
         u = ctx.usage
-        baseline = self._baseline(ctx)
+        baseline = baseline_of(ctx, self.catalog)
         if ctx.cache_status in CACHE_HITS:
             ctx.cost_usd = ZERO
-            if ctx.counterfactual_cost_usd == ZERO and baseline is not None:
-                ctx.counterfactual_cost_usd = baseline.cost_usd(
-                    u.prompt_tokens, u.completion_tokens
-                )
+            if baseline is not None:
+                # at the price the miss was accounted at: a hardware-priced baseline's token
+                # price is configured as 0, and the cache stage cannot see the router's price
+                price = self._price_of(baseline, u.completion_tokens)
+                ctx.counterfactual_cost_usd = hit_counterfactual(ctx, price)
             ctx.savings.cache_usd = ctx.counterfactual_cost_usd
             ctx.savings.compression_usd = ZERO
             ctx.savings.routing_usd = ZERO
@@ -136,6 +128,28 @@ class AccountStage:
             if amount > 0:
                 m.saved.labels(tenant, technique).inc(float(amount))
         m.cache.labels(tenant, ctx.cache_status).inc()
+
+
+def baseline_of(ctx: RequestContext, catalog: Catalog) -> Deployment | None:
+    """The deployment a request's counterfactual is priced at: the router's baseline (for
+    thriftgate/auto, the first listed model's default), else the model's default. One
+    function for misses and cache hits, so a hit claims what its miss counted."""
+    plan = ctx.route_plan
+    if plan is not None and plan.default is not None:
+        return plan.default
+    dep = catalog.default_for(ctx.model)
+    if dep is None and ctx.candidates:  # thriftgate/auto before routing (a cache hit)
+        dep = catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
+    return dep or ctx.deployment
+
+
+def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:
+    """What a cache hit avoided at `price`: the prompt its miss sent plus what compression cut
+    from it (as input), i.e. the prompt as the client wrote it, and the stored answer."""
+    u = ctx.usage
+    return price.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens) + price.cost_usd(
+        ctx.hit_tokens_removed, 0
+    )
 
 
 # More tokens than any model takes in one request: an upstream reporting this is broken, and

@@ -27,6 +27,7 @@ from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import StoredEntry
 from gateway.compression import resolve_options
 from gateway.db.models import new_id, utcnow
+from gateway.pipeline.account import baseline_of, hit_counterfactual
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
 
@@ -122,6 +123,7 @@ class CacheStage:
             body["usage"] = {k: v for k, v in body["usage"].items() if k != "energy_joules"}
         dep = ctx.deployment
         usage = ctx.usage
+        # at the configured price (a record only: a hit is priced by the account stage)
         cost = dep.cost_usd(usage.prompt_tokens, usage.completion_tokens) if dep else Decimal(0)
         now = utcnow()
         entry = StoredEntry(
@@ -175,16 +177,11 @@ class CacheStage:
             cached_tokens=cached,
             source="cache",
         )
-        baseline = self.catalog.default_for(ctx.model)
-        # What the miss that stored the answer counted as its counterfactual: the prompt it
-        # sent plus what compression cut from it (priced as input), i.e. the prompt as the
-        # client wrote it, which is also what this request sent.
-        avoided = (
-            baseline.cost_usd(prompt_tokens, entry.completion_tokens, cached)
-            + baseline.cost_usd(entry.prompt_tokens_removed, 0)
-            if baseline is not None
-            else entry.cost_usd
-        )
+        ctx.hit_tokens_removed = entry.prompt_tokens_removed
+        baseline = baseline_of(ctx, self.catalog)
+        # At the configured price; the account stage re-prices it at the price its miss was
+        # accounted at (a hardware-priced deployment's comes from the router).
+        avoided = hit_counterfactual(ctx, baseline.price) if baseline else entry.cost_usd
         ctx.cost_usd = Decimal(0)
         ctx.counterfactual_cost_usd = avoided
         ctx.savings.cache_usd = avoided

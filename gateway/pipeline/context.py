@@ -87,6 +87,7 @@ class RequestContext:
     # cache
     cache_status: str = "bypass"
     cache_similarity: float | None = None
+    hit_tokens_removed: int = 0  # a hit: prompt tokens compression cut from its miss's prompt
     # compression
     compression_method: str | None = None
     prompt_tokens_original: int | None = None  # tiktoken count before compression

@@ -1,0 +1,231 @@
+"""What a request costs and saves, as the client and the ledger see it (hardening round 6).
+
+A real gateway, the mock upstream, a tiny quirky upstream of our own (streams whose usage comes
+in odd places, an Anthropic /v1/messages that reports prompt-cache writes) and the official
+openai SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    free_port,
+    ledger_row,
+    mock_deployment,
+    sdk_client,
+)
+
+pytestmark = pytest.mark.integration
+
+
+# -- a quirky upstream: its behaviour is picked by the request's model ----------------------
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    body = {
+        "id": "chatcmpl-q",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    model = body["model"]
+    words = ["Hello", " there", " friend"]
+    usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i, w in enumerate(words):
+        extra: dict[str, Any] = {}
+        if model == "every-usage":  # a running total on every chunk
+            extra["usage"] = {"prompt_tokens": 11, "completion_tokens": i + 1,
+                              "total_tokens": 12 + i}  # fmt: skip
+        await resp.write(_chunk(model, {"content": w}, **extra))
+    if model == "cut":  # the connection drops before the finish
+        return resp
+    extra = {"usage": usage} if model in ("finish-usage", "every-usage") else {}
+    await resp.write(_chunk(model, {}, "stop", **extra))
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
+ANTHROPIC_USAGE = {
+    "input_tokens": 100,
+    "output_tokens": 20,
+    "cache_creation_input_tokens": 1000,
+    "cache_read_input_tokens": 2000,
+}
+
+
+async def _messages(request: web.Request) -> web.Response:
+    body = await request.json()
+    return web.json_response(
+        {
+            "id": "msg_q",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "Hello from claude"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": ANTHROPIC_USAGE,
+        }
+    )
+
+
+class QuirkyUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", _chat)
+        app.router.add_post("/v1/messages", _messages)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        started.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def quirky(name: str, q: QuirkyUpstream) -> dict[str, Any]:
+    return {
+        "name": f"q-{name}",
+        "model": f"q-{name}",
+        "provider": "openai_compatible",
+        "upstream_model": name,
+        "api_base": q.url + "/v1",
+        "api_key_env": "MOCK_PROVIDER_KEY",
+        "input_cost_per_mtok": 1,
+        "output_cost_per_mtok": 2,
+    }
+
+
+@pytest.fixture(scope="module")
+def quirks() -> Iterator[QuirkyUpstream]:
+    q = QuirkyUpstream()
+    yield q
+    q.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(
+    session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer, quirks: QuirkyUpstream
+) -> Iterator[GatewayServer]:
+    deps = [
+        mock_deployment("m-cheap", "m", mock_upstream, input_cost_per_mtok=0.1,
+                        output_cost_per_mtok=0.4),
+        mock_deployment("m-exp", "m", mock_upstream, input_cost_per_mtok=1.0,
+                        output_cost_per_mtok=3.0, default=True),
+        mock_deployment("x-only", "x", mock_upstream, input_cost_per_mtok=2.0,
+                        output_cost_per_mtok=8.0),
+        # priced by its hardware: the configured token price is 0
+        mock_deployment("h-local", "h", mock_upstream, input_cost_per_mtok=None,
+                        output_cost_per_mtok=None, hardware_usd_per_hour=36, ms_per_token=10),
+        mock_deployment("slow", "slow", mock_upstream, timeout_s=1),
+        *(quirky(n, quirks) for n in ("no-usage", "finish-usage", "every-usage", "cut")),
+        {
+            "name": "claude",
+            "model": "claude",
+            "provider": "anthropic",
+            "upstream_model": "claude-haiku-4-5",
+            "api_base": quirks.url,
+            "api_key_env": "MOCK_PROVIDER_KEY",
+        },
+    ]  # fmt: skip
+    for d in deps:  # leave prices unset where asked (hardware-priced, litellm-priced)
+        for k in ("input_cost_per_mtok", "output_cost_per_mtok"):
+            if d.get(k, 0) is None:
+                del d[k]
+    server = GatewayServer(session_tmp, pg_url, deps, file_config={"auto": {"models": ["m", "x"]}})
+    yield server
+    server.stop()
+
+
+def rid(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+def ask(c: openai.OpenAI, model: str, text: str, request_id: str) -> Any:
+    return c.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "user", "content": text}],
+        temperature=0,
+        extra_headers={"x-request-id": request_id},
+    )
+
+
+def d(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+# -- H3-3 / H3-5: what a cache hit saved ------------------------------------------------------
+
+
+def test_a_cache_hit_on_a_hardware_priced_deployment_saves_what_the_miss_cost(
+    gw: GatewayServer,
+) -> None:
+    _, key = gw.new_tenant()
+    c = sdk_client(gw, key)
+    text = f"cache this hardware answer please {uuid.uuid4().hex[:6]}"
+    miss_id, hit_id = rid("hw-miss"), rid("hw-hit")
+    ask(c, "h", text, miss_id)
+    hit = ask(c, "h", text, hit_id)
+    assert hit.headers["x-thriftgate-cache"] == "hit-exact"
+    miss_row, hit_row = ledger_row(gw, miss_id), ledger_row(gw, hit_id)
+    assert d(miss_row["cost_usd"]) > 0
+    assert d(hit_row["cost_usd"]) == 0
+    # The load-dependent price can move between the two requests, but never to zero.
+    assert d(hit_row["counterfactual_cost_usd"]) > 0
+    assert d(hit_row["saved_cache_usd"]) == d(hit_row["counterfactual_cost_usd"])
+    assert d(hit.headers["x-thriftgate-saved-usd"]) == d(hit_row["saved_cache_usd"])
+
+
+def test_an_auto_cache_hit_claims_the_counterfactual_of_the_miss_that_stored_it(
+    gw: GatewayServer,
+) -> None:
+    _, key = gw.new_tenant()
+    c = sdk_client(gw, key)
+    text = f"auto cache me please alpha beta gamma {uuid.uuid4().hex[:6]}"
+    miss_id, hit_id = rid("auto-miss"), rid("auto-hit")
+    ask(c, "thriftgate/auto", text, miss_id)
+    hit = ask(c, "thriftgate/auto", text, hit_id)
+    assert hit.headers["x-thriftgate-cache"] == "hit-exact"
+    miss_row, hit_row = ledger_row(gw, miss_id), ledger_row(gw, hit_id)
+    assert (hit_row["prompt_tokens"], hit_row["completion_tokens"]) == (
+        miss_row["prompt_tokens"],
+        miss_row["completion_tokens"],
+    )
+    # both against the baseline the router uses for auto: the first listed model's default
+    assert d(hit_row["counterfactual_cost_usd"]) == d(miss_row["counterfactual_cost_usd"]) > 0
