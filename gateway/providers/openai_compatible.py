@@ -279,24 +279,53 @@ def _final(chunk: Json) -> bool:
 
 
 def _message(parsed: Any) -> str:
-    """The upstream's whole error message: pass it through `masked_text` before showing it."""
+    """The upstream's whole error message: pass it through `masked_text` before showing it.
+
+    OpenAI's `{"error": {"message"}}`, vLLM's flat `{"message"}`, and the validation lists of
+    Mistral (`{"message": [{"loc", "msg"}...]}`) and FastAPI (`{"detail": [...]}`)."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        if isinstance(err, str):
+        if isinstance(err, dict) and (text := _text(err.get("message"))):
+            return text
+        if isinstance(err, str) and err:
             return err
-        if isinstance(parsed.get("message"), str):
-            return str(parsed["message"])
+        for key in ("message", "detail"):
+            if text := _text(parsed.get(key)):
+                return text
     return "no error message"
 
 
+def _text(value: Any) -> str | None:
+    """A message field as text: a string, or a validation list joined ("body.foo: msg; ...")."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):  # Mistral nests it again: {"message": {"detail": [...]}}
+        return _text(value.get("detail") or value.get("msg") or value.get("message"))
+    if not isinstance(value, list):
+        return None
+    parts: list[str] = []
+    for item in value[:20]:  # the message is cut to MAX_MESSAGE_CHARS anyway
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts) or None
+
+
 def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | None]:
-    """The OpenAI error's `code` and `param` ("context_length_exceeded", "messages"), if any."""
-    err = parsed.get("error") if isinstance(parsed, dict) else None
-    if not isinstance(err, dict):
+    """The OpenAI error's `code` and `param` ("context_length_exceeded", "messages"), if any;
+    from the top level of a flat error body (vLLM, Mistral). An integer code (Mistral's 3001)
+    goes on as its digits."""
+    if not isinstance(parsed, dict):
         return None, None
+    err = parsed.get("error")
+    if not isinstance(err, dict):
+        err = parsed if "error" not in parsed else {}
     code, param = err.get("code"), err.get("param")
+    if isinstance(code, int) and not isinstance(code, bool):
+        code = str(code)
     return (
         masked_text(dep, code, MAX_CODE_CHARS) if isinstance(code, str) and code else None,
         masked_text(dep, param, MAX_CODE_CHARS) if isinstance(param, str) and param else None,

@@ -266,3 +266,14 @@ def test_an_upstream_out_of_quota_is_a_502_the_sdk_does_not_retry(rig: Rig) -> N
     message = info.value.body["message"]  # type: ignore[index]
     assert "quota-solo" in message and "out of quota" in message
     assert info.value.body["code"] == "upstream_quota_exhausted"  # type: ignore[index]
+
+
+# -- F8: error bodies in Mistral's shape ------------------------------------------------------
+
+
+def test_a_mistral_validation_error_keeps_its_message_and_code(rig: Rig) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        rig.client.chat.completions.create(model="mistral", messages=msgs())
+    body = info.value.body
+    assert body["message"].endswith("body.foo: Extra inputs are not permitted")  # type: ignore[index]
+    assert body["code"] == "3001"  # type: ignore[index]

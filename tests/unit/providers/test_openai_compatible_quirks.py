@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.pipeline.dispatch import retryable
-from gateway.providers.openai_compatible import OpenAICompatibleProvider
+from gateway.providers.openai_compatible import OpenAICompatibleProvider, upstream_error
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
 
@@ -144,3 +144,44 @@ async def test_a_404_is_the_deployments_fault(
     assert info.value.status_code == 502 and info.value.upstream_status == 404
     assert "'d'" in info.value.message and "does not exist" in info.value.message
     assert retryable(info.value)
+
+
+# -- error bodies in other shapes ----------------------------------------------------------------
+
+MISTRAL = {
+    "object": "Error",
+    "message": [
+        {"type": "extra_forbidden", "loc": ["body", "foo"], "msg": "Extra inputs are not permitted"}
+    ],
+    "type": "invalid_request_error",
+    "code": 3001,
+}
+FASTAPI = {"detail": [{"loc": ["body", "messages"], "msg": "field required", "type": "missing"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "code"),
+    [
+        (MISTRAL, "body.foo: Extra inputs are not permitted", "3001"),
+        (FASTAPI, "body.messages: field required", "upstream_rejected_request"),
+        ({"detail": "max_tokens is too large"}, "max_tokens is too large", None),
+        ({"object": "error", "message": "max_tokens must be at least 1", "code": 400}, None, "400"),
+    ],
+)
+def test_error_bodies_in_other_shapes_keep_their_message_and_code(
+    body: dict[str, Any], message: str | None, code: str | None
+) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        upstream_error(dep("http://x/v1"), 422, orjson.dumps(body))
+    assert "no error message" not in info.value.message
+    if message is not None:
+        assert info.value.message.endswith(message)
+    if code is not None:
+        assert info.value.code == code
+
+
+def test_a_long_list_of_errors_is_cut_to_a_readable_message() -> None:
+    many = {"detail": [{"loc": ["body", f"f{i}"], "msg": "x" * 80} for i in range(50)]}
+    with pytest.raises(InvalidRequest) as info:
+        upstream_error(dep("http://x/v1"), 422, orjson.dumps(many))
+    assert "body.f0: " in info.value.message and len(info.value.message) < 600
