@@ -20,7 +20,13 @@ from typing import Any
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.compression.options import check_headers as check_compression_headers
-from gateway.errors import INTERNAL_ERROR, GatewayError, InvalidRequest, UpstreamError
+from gateway.errors import (
+    INTERNAL_ERROR,
+    GatewayError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.pipeline.account import usage_of
 from gateway.pipeline.auth import KeyStore, bearer_token
 from gateway.pipeline.context import (
@@ -126,6 +132,8 @@ class Pipeline:
         except GatewayError as exc:
             ctx.status_code = exc.status_code
             ctx.error_code = exc.code
+            if prompt_went_upstream(exc):
+                bill_prompt_sent(ctx)
             await self._finish(ctx, entered, Reply(body=exc.body(), status_code=exc.status_code))
             # an error explains itself too: which deployment failed, and why it was chosen
             if ctx.deployment is not None:
@@ -138,8 +146,7 @@ class Pipeline:
             # upstream attempt is cancelled with this task. Settle it as a stream cut short is
             # settled: a 499 row, the prompt billed once it went upstream, the budget released.
             ctx.status_code, ctx.error_code = 499, "client_disconnected"
-            if ctx.deployment is not None and ctx.usage.source != "cache":
-                ctx.usage = usage_of(ctx, None)
+            bill_prompt_sent(ctx)
             await _unstoppable(self._finish(ctx, entered, Reply(status_code=499)))
             raise
         except Exception:
@@ -248,6 +255,33 @@ async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
     _SETTLING.add(task)
     task.add_done_callback(_SETTLING.discard)
     await asyncio.shield(task)
+
+
+# A timeout while connecting: nothing was sent (aiohttp's, httpx's under litellm).
+_CONNECT_TIMEOUTS = ("ConnectionTimeoutError", "ConnectTimeout", "ConnectTimeoutError")
+
+
+def prompt_went_upstream(exc: GatewayError) -> bool:
+    """Whether a failed request's prompt reached an upstream that may have processed (and
+    billed) it: the wait for its answer timed out. A connection that failed or timed out
+    sent nothing; an upstream's error answer is not billed by providers."""
+    if not isinstance(exc, UpstreamTimeout):
+        return False
+    cause: BaseException | None = exc.__cause__
+    for _ in range(8):  # the chain of causes is short; never loop on a cycle
+        if cause is None:
+            return True
+        if type(cause).__name__ in _CONNECT_TIMEOUTS:
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
+def bill_prompt_sent(ctx: RequestContext) -> None:
+    """The request ended without an answer after its prompt went upstream (a timeout, the
+    client hanging up): bill the prompt, counted by tiktoken, as the upstream will."""
+    if ctx.deployment is not None and ctx.usage.source != "cache":
+        ctx.usage = usage_of(ctx, None)
 
 
 def priced(ctx: RequestContext) -> dict[str, str]:

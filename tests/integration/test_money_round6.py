@@ -154,6 +154,8 @@ def gw(
         mock_deployment("h-local", "h", mock_upstream, input_cost_per_mtok=None,
                         output_cost_per_mtok=None, hardware_usd_per_hour=36, ms_per_token=10),
         mock_deployment("slow", "slow", mock_upstream, timeout_s=1),
+        # nothing listens there: the request never leaves the gateway
+        {**mock_deployment("gone", "gone", mock_upstream), "api_base": f"http://127.0.0.1:{free_port()}/v1"},
         *(quirky(n, quirks) for n in ("no-usage", "finish-usage", "every-usage", "cut")),
         {
             "name": "claude",
@@ -229,3 +231,34 @@ def test_an_auto_cache_hit_claims_the_counterfactual_of_the_miss_that_stored_it(
     )
     # both against the baseline the router uses for auto: the first listed model's default
     assert d(hit_row["counterfactual_cost_usd"]) == d(miss_row["counterfactual_cost_usd"]) > 0
+
+
+# -- H1-F4: the gateway's own timeout after the prompt went upstream ------------------------
+
+
+def test_a_timeout_waiting_for_the_answer_bills_the_prompt_the_upstream_was_sent(
+    gw: GatewayServer, mock_upstream: MockUpstreamServer
+) -> None:
+    _, key = gw.new_tenant()
+    c = sdk_client(gw, key)
+    mock_upstream.control(hang_s=3)
+    request_id = rid("timeout")
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(c, "slow", "a prompt the upstream read before it went quiet", request_id)
+    assert err.value.status_code == 504
+    row = ledger_row(gw, request_id)
+    assert (row["status_code"], row["error_code"]) == (504, "upstream_timeout")
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] == 0
+    assert row["usage_source"] == "tiktoken"
+    assert d(row["cost_usd"]) == d(row["prompt_tokens"]) * Decimal("0.15") / 1_000_000
+
+
+def test_an_upstream_that_could_not_be_reached_bills_nothing(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant()
+    c = sdk_client(gw, key)
+    request_id = rid("unreachable")
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(c, "gone", "a prompt that never left the gateway", request_id)
+    assert err.value.status_code == 502
+    row = ledger_row(gw, request_id)
+    assert row["prompt_tokens"] == 0 and d(row["cost_usd"]) == 0
