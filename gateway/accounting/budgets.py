@@ -15,8 +15,10 @@ reservation thus counts for at least one epoch and at most two; a crashed proces
 within two, instead of holding the tenant's budget for the rest of the period. Settlement
 takes a reservation back from the generation it went into.
 
-A counter row is created with the spend the ledger already holds for its period, so a tenant
-whose `budget_period` changes (monthly -> daily -> total) keeps what it has spent.
+Spend is settled into every counter the cost belongs to (its month's, its day's, the total),
+whichever period is in force, and a missing counter is created with the spend the ledger
+already holds for its period: a tenant whose `budget_period` changes (monthly -> daily ->
+monthly) keeps what it has spent, with any number of workers and replicas.
 """
 
 from __future__ import annotations
@@ -59,20 +61,40 @@ def period_start(period: str, now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-async def ensure_counter(conn: AsyncConnection, tenant_id: str, start: datetime) -> None:
-    """Create a counter if missing, with the spend the ledger already holds for its period.
+def counter_starts(at: datetime) -> list[datetime]:
+    """The counters a cost incurred at `at` belongs to: its month's, its day's and the total.
 
-    A tenant whose `budget_period` changes (monthly -> daily -> total) so keeps what it has
-    spent. Run once per process and period before the first reservation, never per request.
+    Spend lands in all of them whatever period is in force, so a tenant whose `budget_period`
+    changes (monthly -> daily -> monthly) finds the new period's counter already holding what
+    was spent under the other one (on the 1st the day's and the month's are one row).
     """
+    return sorted({period_start(period, at) for period in PERIODS})
+
+
+def _ledger_spent_since(tenant_id: str, start: datetime) -> Any:
     ledger = table(UsageLedger)
-    spent_so_far = (
+    return (
         select(func.coalesce(func.sum(ledger.c.cost_usd), 0))
         .where(ledger.c.tenant_id == tenant_id, ledger.c.created_at >= start)
         .scalar_subquery()
     )
-    stmt = _new_counter(conn, tenant_id, start, spent_so_far)
-    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "period_start"]))
+
+
+async def ensure_counter(conn: AsyncConnection, tenant_id: str, start: datetime) -> None:
+    """Create a counter if missing, with the spend the ledger already holds for its period;
+    bring an existing one up to it (GREATEST: the counter may be ahead by rows settled in the
+    same instant, never legitimately behind).
+
+    Settlement keeps every existing counter of the tenant current (counter_starts); this
+    catches up counters written before that rule, or while the tenant had no budget. Run once
+    per process and period before the first reservation, never per request.
+    """
+    tbl = table(BudgetCounter)
+    stmt = _new_counter(conn, tenant_id, start, _ledger_spent_since(tenant_id, start))
+    sets = {"spent_usd": _greatest(conn, tbl.c.spent_usd, stmt.excluded.spent_usd)}
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=["tenant_id", "period_start"], set_=sets)
+    )
 
 
 def _new_counter(conn: AsyncConnection, tenant_id: str, start: datetime, spent: Any) -> Any:
@@ -85,6 +107,32 @@ def _new_counter(conn: AsyncConnection, tenant_id: str, start: datetime, spent: 
         reserved_prev_usd=Decimal(0),
         reserve_epoch=0,
         updated_at=datetime.now(UTC),
+    )
+
+
+async def add_spend(
+    conn: AsyncConnection, tenant_id: str, start: datetime, spent_delta: Decimal
+) -> None:
+    """Add spend to a counter; a missing one is created with the ledger's sum for its period.
+
+    Call in the transaction that inserted the spend's ledger rows: the sum then includes them.
+    Two transactions creating the same counter: the second waits on the first's row and adds
+    only its own delta (the first's sum could not see its uncommitted rows), so neither is
+    lost nor counted twice. The UPDATE first keeps the common case to one cheap statement.
+    """
+    tbl = table(BudgetCounter)
+    now = datetime.now(UTC)
+    found = await conn.execute(
+        update(tbl)
+        .where(tbl.c.tenant_id == tenant_id, tbl.c.period_start == start)
+        .values(spent_usd=tbl.c.spent_usd + spent_delta, updated_at=now)
+    )
+    if found.rowcount:
+        return
+    stmt = _new_counter(conn, tenant_id, start, _ledger_spent_since(tenant_id, start))
+    sets = {"spent_usd": tbl.c.spent_usd + spent_delta, "updated_at": now}
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=["tenant_id", "period_start"], set_=sets)
     )
 
 
@@ -105,25 +153,51 @@ async def upsert_counter_delta(
     """
     tbl = table(BudgetCounter)
     stmt = _new_counter(conn, tenant_id, start, spent_delta)
-    current, previous = tbl.c.reserved_usd, tbl.c.reserved_prev_usd
     sets: dict[str, Any] = {"spent_usd": tbl.c.spent_usd + spent_delta}
-    if reserved_delta:
-        # Never below zero: a generation dropped early must not go negative later.
-        if epoch is None:
-            sets["reserved_usd"] = _greatest(conn, current + reserved_delta, 0)
-        else:
-            sets["reserved_usd"] = case(
-                (tbl.c.reserve_epoch == epoch, _greatest(conn, current + reserved_delta, 0)),
-                else_=current,
-            )
-            sets["reserved_prev_usd"] = case(
-                (tbl.c.reserve_epoch == epoch + 1, _greatest(conn, previous + reserved_delta, 0)),
-                else_=previous,
-            )
+    sets.update(_release_sets(conn, reserved_delta, epoch))
     sets["updated_at"] = datetime.now(UTC)
     await conn.execute(
         stmt.on_conflict_do_update(index_elements=["tenant_id", "period_start"], set_=sets)
     )
+
+
+async def release_reserved(
+    conn: AsyncConnection, tenant_id: str, start: datetime, amount: Decimal, epoch: int | None
+) -> None:
+    """Take a reservation back from the counter it went into (a missing counter holds none:
+    creating one here would start it at zero spend)."""
+    if not amount:
+        return
+    tbl = table(BudgetCounter)
+    sets = _release_sets(conn, -amount, epoch)
+    await conn.execute(
+        update(tbl)
+        .where(tbl.c.tenant_id == tenant_id, tbl.c.period_start == start)
+        .values(**sets, updated_at=datetime.now(UTC))
+    )
+
+
+def _release_sets(
+    conn: AsyncConnection, reserved_delta: Decimal, epoch: int | None
+) -> dict[str, Any]:
+    """Column updates taking reservations (a negative delta) back from their generation."""
+    if not reserved_delta:
+        return {}
+    tbl = table(BudgetCounter)
+    current, previous = tbl.c.reserved_usd, tbl.c.reserved_prev_usd
+    # Never below zero: a generation dropped early must not go negative later.
+    if epoch is None:
+        return {"reserved_usd": _greatest(conn, current + reserved_delta, 0)}
+    return {
+        "reserved_usd": case(
+            (tbl.c.reserve_epoch == epoch, _greatest(conn, current + reserved_delta, 0)),
+            else_=current,
+        ),
+        "reserved_prev_usd": case(
+            (tbl.c.reserve_epoch == epoch + 1, _greatest(conn, previous + reserved_delta, 0)),
+            else_=previous,
+        ),
+    }
 
 
 def _greatest(conn: AsyncConnection | AsyncEngine, *exprs: Any) -> Any:
@@ -297,9 +371,7 @@ class BudgetBook:
 
     async def _release(self, key: tuple[str, datetime], amount: Decimal, epoch: int) -> None:
         async with self._autocommit.connect() as conn:
-            await upsert_counter_delta(
-                conn, key[0], key[1], spent_delta=Decimal(0), reserved_delta=-amount, epoch=epoch
-            )
+            await release_reserved(conn, key[0], key[1], amount, epoch)
 
     def forget(self, tenant_id: str) -> None:
         """Budget changed (admin PATCH): drop the cached exhausted flag."""

@@ -24,7 +24,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.accounting.budgets import upsert_counter_delta
+from gateway.accounting.budgets import add_spend, counter_starts, release_reserved
 from gateway.accounting.settling import Settling
 from gateway.accounting.spool import LedgerSpool
 from gateway.db.models import ApiKey, UsageLedger, table
@@ -242,31 +242,36 @@ class LedgerWriter:
         return {row[0] for row in result}
 
     async def _settle(self, conn: AsyncConnection, rows: Iterable[dict[str, Any]]) -> None:
+        """Budget counters for the new rows of a budgeted tenant: the reservation comes off the
+        counter (and generation) it went into; the cost goes into every counter it belongs to
+        (its month's, its day's, the total: budgets.counter_starts), whichever period is in
+        force, so switching periods never finds a counter behind the ledger."""
         # per tenant, period and the generation its reservations went into (budgets.py)
-        deltas: dict[tuple[str, datetime, int | None], list[Decimal]] = defaultdict(
-            lambda: [Decimal(0), Decimal(0)]
-        )
+        released: dict[tuple[str, datetime, int | None], Decimal] = defaultdict(Decimal)
+        spent: dict[tuple[str, datetime], Decimal] = defaultdict(Decimal)
         last_used: dict[str, datetime] = {}
         for r in rows:
             row = r["row"]
             if r["period_start"] is not None:
-                d = deltas[(row["tenant_id"], r["period_start"], r["reserve_epoch"])]
-                d[0] += row["cost_usd"]
-                d[1] += r["reserved_usd"]
+                released[(row["tenant_id"], r["period_start"], r["reserve_epoch"])] += r[
+                    "reserved_usd"
+                ]
+                for start in counter_starts(row["created_at"]):
+                    spent[(row["tenant_id"], start)] += row["cost_usd"]
             key_id = row.get("key_id")
             if key_id and (key_id not in last_used or row["created_at"] > last_used[key_id]):
                 last_used[key_id] = row["created_at"]
-        for (tenant_id, period_start, epoch), (spent, reserved) in sorted(
-            deltas.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)
-        ):
-            await upsert_counter_delta(
-                conn,
-                tenant_id,
-                period_start,
-                spent_delta=spent,
-                reserved_delta=-reserved,
-                epoch=epoch,
-            )
+        # one counter after the other in key order, so concurrent writers lock counter rows in
+        # the same order (no deadlock)
+        counters = sorted(set(spent) | {(t, s) for t, s, _ in released})
+        for tenant_id, start in counters:
+            if (tenant_id, start) in spent:
+                await add_spend(conn, tenant_id, start, spent[(tenant_id, start)])
+            for (t, s, epoch), amount in sorted(
+                released.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or 0)
+            ):
+                if (t, s) == (tenant_id, start):
+                    await release_reserved(conn, tenant_id, start, amount, epoch)
         for key_id, when in sorted(last_used.items()):
             await conn.execute(
                 update(table(ApiKey)).where(table(ApiKey).c.id == key_id).values(last_used_at=when)

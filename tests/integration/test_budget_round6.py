@@ -1,0 +1,127 @@
+"""Budgets, hardening round 6: period switches, hardware-priced deployments, several workers,
+and what a budget refusal says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from gateway.accounting.budgets import period_start
+from tests.support.servers import GatewayServer, mock_deployment, sql, wait_for
+
+pytestmark = pytest.mark.integration
+
+# $1 per Mtok both ways: max_tokens 20 reserves ~$0.00003; an echoed one-line question ~$0.00001
+PRICED = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 1}
+
+
+def ask(gw: GatewayServer, key: str, text: str, max_tokens: int = 20) -> httpx.Response:
+    """One request on a new connection (so with several workers any of them may take it)."""
+    return httpx.post(
+        gw.url + "/chat/completions",
+        headers={"Authorization": f"Bearer {key}", "Cache-Control": "no-store"},
+        json={
+            "model": "m",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": text}],
+        },
+        timeout=60,
+    )
+
+
+def reserved(db_url: str, tenant_id: str) -> Decimal:
+    rows = sql(
+        db_url,
+        "SELECT reserved_usd + reserved_prev_usd AS r FROM budget_counters WHERE tenant_id=$1",
+        tenant_id,
+    )
+    return Decimal(sum(r["r"] for r in rows))
+
+
+def ledger_spent(db_url: str, tenant_id: str, since: datetime) -> Decimal:
+    rows = sql(
+        db_url,
+        "SELECT coalesce(sum(cost_usd), 0) AS s FROM usage_ledger "
+        "WHERE tenant_id=$1 AND created_at >= $2",
+        tenant_id,
+        since,
+    )
+    return Decimal(rows[0]["s"])
+
+
+def counter_spent(db_url: str, tenant_id: str, start: datetime) -> Decimal | None:
+    rows = sql(
+        db_url,
+        "SELECT spent_usd FROM budget_counters WHERE tenant_id=$1 AND period_start=$2",
+        tenant_id,
+        start,
+    )
+    return Decimal(rows[0]["spent_usd"]) if rows else None
+
+
+def settled(db_url: str, tenant_id: str, requests: int) -> bool:
+    rows = sql(db_url, "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id=$1", tenant_id)
+    return rows[0]["n"] >= requests and reserved(db_url, tenant_id) == 0
+
+
+def test_switching_the_period_away_and_back_counts_what_was_spent_meanwhile(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """monthly -> daily -> monthly: what was spent while the daily period was in force is part
+    of the month too. The monthly counter was left where the first switch found it, and the
+    tenant spent about twice its monthly budget."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        tid, key = gw.new_tenant(budget_usd="1", budget_period="monthly")
+        sent = 0
+        for period, n in (("monthly", 1), ("daily", 3), ("monthly", 1)):
+            r = gw.admin("PATCH", f"/admin/tenants/{tid}", json={"budget_period": period})
+            assert r.status_code == 200, r.text
+            for i in range(n):
+                assert ask(gw, key, f"{period} spend {i}").status_code == 200
+                sent += 1
+        assert wait_for(lambda: settled(fresh_pg_url, tid, sent), 10)
+        now = datetime.now(UTC)
+        for period in ("monthly", "daily", "total"):
+            start = period_start(period, now)
+            spent = ledger_spent(fresh_pg_url, tid, start)
+            assert spent > 0
+            assert counter_spent(fresh_pg_url, tid, start) == spent, period
+    finally:
+        gw.stop()
+
+
+def test_switching_back_keeps_the_monthly_budget(session_tmp, fresh_pg_url, mock_upstream):
+    """The hunter's case: once the month's spend passes the budget under the daily period, the
+    monthly period refuses again."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        first = ask_and_cost(gw, fresh_pg_url)
+        budget = first * Decimal("2.5")  # two and a half answers in the month, or in a day
+        tid, key = gw.new_tenant(budget_usd=str(budget), budget_period="monthly")
+        assert ask(gw, key, "spend 0").status_code == 200
+        gw.admin("PATCH", f"/admin/tenants/{tid}", json={"budget_period": "daily"})
+        for i in (1, 2):  # the day's spend (all of the month's so far) is still under it
+            assert ask(gw, key, f"spend {i}").status_code == 200
+            assert wait_for(lambda n=i + 1: settled(fresh_pg_url, tid, n), 10)
+        gw.admin("PATCH", f"/admin/tenants/{tid}", json={"budget_period": "monthly"})
+        refused = ask(gw, key, "over the month's budget")
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+    finally:
+        gw.stop()
+
+
+def ask_and_cost(gw: GatewayServer, db_url: str) -> Decimal:
+    """What one `spend N` question costs (a budget-less tenant asks it once)."""
+    tid, key = gw.new_tenant()
+    assert ask(gw, key, "spend 9").status_code == 200
+    rows = wait_for(
+        lambda: sql(db_url, "SELECT cost_usd FROM usage_ledger WHERE tenant_id=$1", tid), 10
+    )
+    return Decimal(rows[0]["cost_usd"])
