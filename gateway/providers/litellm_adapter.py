@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+import orjson
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.providers.base import (
@@ -22,8 +25,12 @@ from gateway.providers.base import (
     provider_key,
 )
 from gateway.providers.names import litellm_name
+from gateway.providers.openai_compatible import error_message
 from gateway.routing.catalog import Deployment
 
+# litellm's message prefixes: "litellm.ContextWindowExceededError: litellm.BadRequestError:
+# AnthropicError - " before the provider's own (often JSON) error body.
+_PREFIXES = re.compile(r"^(?:litellm\.\w+: )+(?:\w+(?:Error|Exception) - )?")
 # Request fields litellm would reject or that we handle ourselves.
 _DROP = ("model", "stream", "stream_options")
 # litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
@@ -170,8 +177,10 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
     # litellm's messages can embed the request; keep only the first line, and never the key
     # (masked before the cut, so a key straddling it leaves no prefix behind).
     text = str(getattr(exc, "message", "") or exc)
-    raw = masked_text(dep, text.splitlines()[0], 300) if text.strip() else name
-    if "Timeout" in name:
+    first = text.splitlines()[0] if text.strip() else name
+    raw = _clean(masked_text(dep, first, len(first)))[:300]
+    if any("Timeout" in type(e).__name__ for e in _chain(exc)):
+        # a stalled stream comes as MidStreamFallbackError wrapping the read timeout
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
     if status in (401, 403):
         return credentials_refused(dep, status, raw)
@@ -186,8 +195,35 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
     if status == 404:
         return deployment_not_found(dep, status, raw)
     if status in (400, 422):
-        return InvalidRequest(f"Deployment {dep.name!r} rejected the request: {raw}")
+        rejected = f"Deployment {dep.name!r} rejected the request: {raw}"
+        if name == "ContextWindowExceededError":  # clients branch on OpenAI's code
+            return InvalidRequest(rejected, code="context_length_exceeded", param="messages")
+        return InvalidRequest(rejected)
     return UpstreamError(
         f"Deployment {dep.name!r} failed ({name}): {raw}",
         upstream_status=status if isinstance(status, int) else None,
     )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: litellm's `original_exception`, then Python's cause/context."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        seen = getattr(seen, "original_exception", None) or seen.__cause__ or seen.__context__
+
+
+def _clean(text: str) -> str:
+    """The provider's own message out of litellm's: its prefixes off, and the message of the
+    provider's JSON error body (sometimes shown as a bytes repr, b'{...}') if that is what
+    follows; else the text without the prefixes."""
+    text = _PREFIXES.sub("", text, count=1)
+    body = text[2:-1] if text[:2] in ("b'", 'b"') and text[-1:] == text[1] else text
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text
+    message = error_message(parsed)
+    return text if message is None else message

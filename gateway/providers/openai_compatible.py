@@ -279,10 +279,14 @@ def _final(chunk: Json) -> bool:
 
 
 def _message(parsed: Any) -> str:
-    """The upstream's whole error message: pass it through `masked_text` before showing it.
+    """The upstream's whole error message: pass it through `masked_text` before showing it."""
+    return error_message(parsed) or "no error message"
 
-    OpenAI's `{"error": {"message"}}`, vLLM's flat `{"message"}`, and the validation lists of
-    Mistral (`{"message": [{"loc", "msg"}...]}`) and FastAPI (`{"detail": [...]}`)."""
+
+def error_message(parsed: Any) -> str | None:
+    """An error body's message, if it has one: OpenAI's (and Anthropic's) `{"error":
+    {"message"}}`, vLLM's flat `{"message"}`, and the validation lists of Mistral
+    (`{"message": [{"loc", "msg"}...]}`) and FastAPI (`{"detail": [...]}`)."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
         if isinstance(err, dict) and (text := _text(err.get("message"))):
@@ -292,7 +296,7 @@ def _message(parsed: Any) -> str:
         for key in ("message", "detail"):
             if text := _text(parsed.get(key)):
                 return text
-    return "no error message"
+    return None
 
 
 def _text(value: Any) -> str | None:
