@@ -38,6 +38,7 @@ class DeploymentConfig(BaseModel):
     input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
     output_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
     cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
     # Router hints: cold-start latency model until live measurements arrive.
     ttft_ms: float | None = Field(default=None, ge=0)
     ms_per_token: float | None = Field(default=None, ge=0)

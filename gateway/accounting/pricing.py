@@ -21,19 +21,34 @@ class Price:
     input_per_mtok: Decimal = ZERO
     output_per_mtok: Decimal = ZERO
     cached_input_per_mtok: Decimal | None = None  # provider prompt-cache discount, if any
+    # prompt tokens written to the provider's prompt cache (Anthropic: 1.25x input), if any
+    cache_write_input_per_mtok: Decimal | None = None
 
     def cost_usd(
-        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> Decimal:
+        """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
+        provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it."""
         cached = min(max(cached_tokens, 0), prompt_tokens)
+        written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
         cached_price = (
             self.input_per_mtok
             if self.cached_input_per_mtok is None
             else self.cached_input_per_mtok
         )
+        write_price = (
+            self.input_per_mtok
+            if self.cache_write_input_per_mtok is None
+            else self.cache_write_input_per_mtok
+        )
         total = (
-            (prompt_tokens - cached) * self.input_per_mtok
+            (prompt_tokens - cached - written) * self.input_per_mtok
             + cached * cached_price
+            + written * write_price
             + completion_tokens * self.output_per_mtok
         )
         return total / MILLION
@@ -44,7 +59,10 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     if cfg.input_cost_per_mtok is not None and cfg.output_cost_per_mtok is not None:
         return (
             Price(
-                cfg.input_cost_per_mtok, cfg.output_cost_per_mtok, cfg.cached_input_cost_per_mtok
+                cfg.input_cost_per_mtok,
+                cfg.output_cost_per_mtok,
+                cfg.cached_input_cost_per_mtok,
+                cfg.cache_write_input_cost_per_mtok,
             ),
             "config",
         )
@@ -55,6 +73,7 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cfg.input_cost_per_mtok or ZERO,
                 cfg.output_cost_per_mtok or ZERO,
                 cfg.cached_input_cost_per_mtok,
+                cfg.cache_write_input_cost_per_mtok,
             ),
             "unknown",
         )
@@ -67,7 +86,10 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     cached = cfg.cached_input_cost_per_mtok
     if cached is None and entry.get("cache_read_input_token_cost") is not None:
         cached = _per_mtok(entry.get("cache_read_input_token_cost"))
-    return Price(inp, out, cached), "litellm"
+    written = cfg.cache_write_input_cost_per_mtok
+    if written is None and entry.get("cache_creation_input_token_cost") is not None:
+        written = _per_mtok(entry.get("cache_creation_input_token_cost"))
+    return Price(inp, out, cached, written), "litellm"
 
 
 def usd_text(value: Decimal | None) -> str:

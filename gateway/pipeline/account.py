@@ -86,13 +86,13 @@ class AccountStage:
             ctx.savings.routing_usd = ZERO
             return
         ctx.cost_usd = self._price_of(dep, u.completion_tokens).cost_usd(
-            u.prompt_tokens, u.completion_tokens, u.cached_tokens
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
         )
         base = baseline or dep
         removed = ctx.prompt_tokens_removed
         base_price = self._price_of(base, u.completion_tokens)
         sent_at_baseline = base_price.cost_usd(
-            u.prompt_tokens, u.completion_tokens, u.cached_tokens
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
         )
         ctx.savings.compression_usd = base_price.cost_usd(removed, 0)
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
@@ -196,7 +196,9 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
     prompt_tokens = _count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
     if isinstance(usage, dict) and prompt_tokens is not None:
         details = usage.get("prompt_tokens_details") or {}
-        cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        if not isinstance(details, dict):
+            details = {}
+        cached = min(_count(details.get("cached_tokens")) or 0, prompt_tokens)
         completion = _count(usage.get("completion_tokens"))
         total = _count(usage.get("total_tokens"))
         if completion is None and "completion_tokens" not in usage and total is not None:
@@ -207,7 +209,8 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         return Usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion,
-            cached_tokens=min(cached or 0, prompt_tokens),
+            cached_tokens=cached,
+            cache_write_tokens=min(_cache_writes(usage, details), prompt_tokens - cached),
             source="upstream",
         )
     model = ctx.deployment.served_model if ctx.deployment else ctx.model
@@ -219,6 +222,21 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         completion_tokens=count_text(completion_text(body), model),
         source="tiktoken",
     )
+
+
+def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
+    """Prompt tokens written to the provider's prompt cache, which `prompt_tokens` includes:
+    litellm reports Anthropic's as `cache_creation_input_tokens` (and in the details as
+    `cache_creation_tokens`); OpenRouter-style upstreams as details' `cache_write_tokens`."""
+    for value in (
+        usage.get("cache_creation_input_tokens"),
+        details.get("cache_creation_tokens"),
+        details.get("cache_write_tokens"),
+    ):
+        count = _count(value)
+        if count:
+            return count
+    return 0
 
 
 def _embed_tokens(ctx: RequestContext, model: str) -> int:

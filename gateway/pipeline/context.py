@@ -48,6 +48,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0  # written to the provider's prompt cache (part of prompt_tokens)
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
 
 

@@ -262,3 +262,21 @@ def test_an_upstream_that_could_not_be_reached_bills_nothing(gw: GatewayServer) 
     assert err.value.status_code == 502
     row = ledger_row(gw, request_id)
     assert row["prompt_tokens"] == 0 and d(row["cost_usd"]) == 0
+
+
+# -- H1-F5: Anthropic prompt-cache writes ---------------------------------------------------
+
+
+def test_anthropic_cache_writes_are_billed_at_the_cache_write_price(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant(flags={"cache": False})
+    c = sdk_client(gw, key)
+    request_id = rid("claude")
+    raw = ask(c, "claude", "a long system prompt worth caching", request_id)
+    row = ledger_row(gw, request_id)
+    # claude-haiku-4-5 in litellm's map: $1 in, $1.25 cache write, $0.10 cache read, $5 out
+    expected = (100 * Decimal("1") + 1000 * Decimal("1.25") + 2000 * Decimal("0.1")
+                + 20 * Decimal("5")) / 1_000_000  # fmt: skip
+    assert d(row["cost_usd"]) == expected == Decimal("0.00165")
+    assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
+    # the prompt is counted once: fresh, written and read tokens together
+    assert (row["prompt_tokens"], row["cached_tokens"]) == (3100, 2000)

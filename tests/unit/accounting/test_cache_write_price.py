@@ -1,0 +1,40 @@
+"""Prompt-cache writes (Anthropic: 1.25x input) are priced at their own rate, counted once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gateway.accounting.pricing import Price, resolve_price
+from gateway.pipeline.account import usage_of
+from gateway.settings import DeploymentConfig
+from tests.support.context import bare_context
+
+
+def test_a_configured_cache_write_price_applies_to_the_written_tokens() -> None:
+    cfg = DeploymentConfig(
+        name="d", model="m", input_cost_per_mtok=Decimal(3), output_cost_per_mtok=Decimal(15),
+        cached_input_cost_per_mtok=Decimal("0.3"), cache_write_input_cost_per_mtok=Decimal("3.75"),
+    )  # fmt: skip
+    price, _ = resolve_price(cfg)
+    # 100 fresh at $3, 1000 written at $3.75, 2000 read at $0.30, 20 out at $15
+    assert price.cost_usd(3100, 20, 2000, 1000) == Decimal("0.00495")
+
+
+def test_without_a_write_price_writes_cost_the_input_price() -> None:
+    assert Price(Decimal(1), Decimal(2)).cost_usd(1000, 0, 0, 400) == Decimal("0.001")
+
+
+def test_written_tokens_are_read_from_the_usage_details_too() -> None:
+    details = {"cached_tokens": 2000, "cache_write_tokens": 1000}
+    body = {
+        "usage": {"prompt_tokens": 3100, "completion_tokens": 20, "prompt_tokens_details": details}
+    }
+    u = usage_of(bare_context(), body)
+    assert (u.prompt_tokens, u.cached_tokens, u.cache_write_tokens) == (3100, 2000, 1000)
+
+
+def test_written_tokens_never_exceed_the_uncached_prompt() -> None:
+    body = {"usage": {"prompt_tokens": 100, "completion_tokens": 1,
+                      "cache_creation_input_tokens": 500,
+                      "prompt_tokens_details": {"cached_tokens": 60}}}  # fmt: skip
+    assert usage_of(bare_context(), body).cache_write_tokens == 40
