@@ -12,7 +12,8 @@ from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, perio
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
-from gateway.routing.catalog import Catalog
+from gateway.routing.catalog import Catalog, Deployment
+from gateway.routing.local_load import EngineLoad, LocalThroughput
 from gateway.routing.router import Router
 
 log = logging.getLogger("thriftgate.limits")
@@ -196,10 +197,35 @@ class BudgetStage:
         group = ctx.candidates or self.catalog.group(ctx.model)
         if not group:
             return Decimal(0)
-        return max(d.cost_usd(ctx.prompt_tokens_estimate, expected_completion) for d in group)
+        prompt = ctx.prompt_tokens_estimate
+        return max(self._dearest_cost(d, prompt, expected_completion) for d in group)
+
+    def _dearest_cost(self, dep: Deployment, prompt: int, completion: int) -> Decimal:
+        """What `dep` may bill for the request, at most.
+
+        A hardware-priced deployment ($/hour, usually $0 per token in its config) is billed at
+        its effective price at the engine's load when the request finishes (the account stage),
+        which can be lower than now: the reservation takes the dearest load the engine can be
+        at under its learned speeds (usually a request alone on it)."""
+        configured = dep.cost_usd(prompt, completion)
+        local = self.router.local.get(dep.name) if self.router is not None else None
+        if local is None or dep.config.hardware_usd_per_hour is None:
+            return configured
+        quotes = [local.quote(EngineLoad(queue_depth=0, running=r), 1) for r in _load_levels(local)]
+        return max([configured, *(q.price.cost_usd(prompt, completion) for q in quotes)])
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
         return None
+
+
+def _load_levels(local: LocalThroughput) -> list[int]:
+    """Other sequences running beside one more request: one per learned concurrency level
+    (1, 2, 3-4, 5-8, ...), up to the engine's slots (queued requests change no price)."""
+    levels, running = [], 0
+    while running < local.max_concurrency:
+        levels.append(running)
+        running = running * 2 + 1
+    return levels
 
 
 def _expected_completion(ctx: RequestContext) -> int:

@@ -3,6 +3,7 @@ and what a budget refusal says."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -125,3 +126,43 @@ def ask_and_cost(gw: GatewayServer, db_url: str) -> Decimal:
         lambda: sql(db_url, "SELECT cost_usd FROM usage_ledger WHERE tenant_id=$1", tid), 10
     )
     return Decimal(rows[0]["cost_usd"])
+
+
+def test_a_hardware_priced_deployment_reserves_what_it_will_bill(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """A deployment priced by the hour ($0 configured per token) is billed at its effective
+    price at the engine's load; its reservation was $0, so 20 concurrent requests spent 3.8x a
+    budget that a token-priced model would have kept to one request over it."""
+    hw = {"hardware_usd_per_hour": 36, "ms_per_token": 10}
+    deps = [
+        mock_deployment(
+            "h-local", "m", mock_upstream, input_cost_per_mtok=0, output_cost_per_mtok=0, **hw
+        )
+    ]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        probe = ask_and_cost(gw, fresh_pg_url)  # one request alone: the dearest load
+        assert probe > 0
+        budget = probe * 2
+        tid, key = gw.new_tenant(budget_usd=str(budget), budget_period="daily")
+        mock_upstream.control(latency_ms=2000)  # all 20 in flight together
+        statuses: list[int] = []
+
+        def one(i: int) -> None:
+            statuses.append(ask(gw, key, f"spend {i % 10}", max_tokens=16).status_code)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        mock_upstream.control(latency_ms=0)
+        admitted = statuses.count(200)
+        assert admitted >= 1 and admitted + statuses.count(429) == 20, statuses
+        assert wait_for(lambda: settled(fresh_pg_url, tid, 20), 15)
+        spent = ledger_spent(fresh_pg_url, tid, period_start("total"))
+        # at most one request's reservation over the budget (README's bound); it was 3.8x
+        assert spent <= budget * 2, (spent, budget, statuses)
+    finally:
+        gw.stop()
