@@ -176,19 +176,21 @@ class Pipeline:
     ) -> AsyncIterator[Json]:
         assembler = StreamAssembler()
         failed: GatewayError | None = None
-        closing: Json | None = None  # the usage chunk, sent once the request is priced
+        closing: Json | None = None  # the upstream's usage chunk, sent once the request is priced
+        last: Json | None = None  # the latest chunk: the shape of a closing chunk made here
         try:
             async for chunk in chunks:
                 if ctx.ttft_ms is None and carries_output(chunk):
                     ctx.ttft_ms = ctx.elapsed_ms()
                 assembler.add(chunk)
+                last = chunk
                 if chunk.get("usage"):
                     if not chunk.get("choices"):
-                        if ctx.client_wants_usage:
-                            closing = chunk
+                        closing = chunk
                         continue
-                    if not ctx.client_wants_usage:
-                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    # usage on an answer chunk (the finish, or a running total on each): the
+                    # client gets it once, in the closing chunk, as OpenAI sends it
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
                 yield chunk
         except UpstreamError as exc:  # after the first byte: report in-band, never retry
             failed = exc
@@ -203,23 +205,17 @@ class Pipeline:
         # The upstream is done. From here on the request is settled whatever the client does:
         # one that closes the stream right after the finish chunk (the SDK's usual `break`)
         # must not cancel its ledger row half way through the stages' `after`.
+        body = assembler.result(chat=ctx.endpoint == "chat")
         if failed is not None:
-            partial = assembler.result(chat=ctx.endpoint == "chat")
             if ctx.usage.source != "cache":
                 # What streamed before the break reached the client and is billed upstream.
-                ctx.usage = usage_of(ctx, partial)
+                ctx.usage = usage_of(ctx, body)
             ctx.status_code, ctx.error_code = failed.status_code, failed.code
-            await _unstoppable(self._close_and_finish(chunks, ctx, entered, Reply(body=partial)))
-            if closing is not None:
-                yield closing
-            yield failed.body()
-            return
-        body = assembler.result(chat=ctx.endpoint == "chat")
         await _unstoppable(self._close_and_finish(chunks, ctx, entered, Reply(body=body)))
-        if closing is not None:
-            # What a stream's headers could not say yet: what it cost and saved (as the
-            # x-thriftgate-cost-usd / -saved-usd headers of a non-stream answer do).
-            yield {**closing, "x_thriftgate": priced(ctx)}
+        if ctx.client_wants_usage:
+            yield closing_chunk(ctx, closing, last, body.get("usage"))
+        if failed is not None:
+            yield failed.body()
 
     async def _close_and_finish(
         self, chunks: AsyncIterator[Json], ctx: RequestContext, entered: list[Stage], reply: Reply
@@ -282,6 +278,35 @@ def bill_prompt_sent(ctx: RequestContext) -> None:
     client hanging up): bill the prompt, counted by tiktoken, as the upstream will."""
     if ctx.deployment is not None and ctx.usage.source != "cache":
         ctx.usage = usage_of(ctx, None)
+
+
+# What a closing chunk made here copies from the stream's chunks.
+_CHUNK_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
+
+
+def closing_chunk(
+    ctx: RequestContext, closing: Json | None, last: Json | None, usage: Json | None
+) -> Json:
+    """The stream's closing usage chunk, with what its headers could not say yet: what it
+    cost and saved (as the x-thriftgate-cost-usd / -saved-usd headers of a non-stream answer
+    do). The upstream's own; else one made from the last usage it reported on an answer
+    chunk, or (none reported, or the stream broke) from the counts the ledger row has."""
+    if closing is None:
+        closing = {k: last[k] for k in _CHUNK_FIELDS if k in last} if last else {}
+        closing["choices"] = []
+        closing["usage"] = usage if usage else _usage_block(ctx.usage)
+    return {**closing, "x_thriftgate": priced(ctx)}
+
+
+def _usage_block(usage: Usage) -> Json:
+    block: Json = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cached_tokens:
+        block["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return block
 
 
 def priced(ctx: RequestContext) -> dict[str, str]:

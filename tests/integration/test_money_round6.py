@@ -280,3 +280,65 @@ def test_anthropic_cache_writes_are_billed_at_the_cache_write_price(gw: GatewayS
     assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
     # the prompt is counted once: fresh, written and read tokens together
     assert (row["prompt_tokens"], row["cached_tokens"]) == (3100, 2000)
+
+
+# -- H3-9/10, H1-F9: a stream asking for usage always ends with one priced usage chunk ------
+
+
+def stream_chunks(
+    c: openai.OpenAI, model: str, request_id: str
+) -> tuple[list[Any], Exception | None]:
+    stream = c.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "say hello"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"x-request-id": request_id, "cache-control": "no-store"},
+    )
+    chunks: list[Any] = []
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+    except openai.APIError as exc:
+        return chunks, exc
+    return chunks, None
+
+
+def priced_chunks(chunks: list[Any]) -> list[Any]:
+    return [ch for ch in chunks if (ch.model_extra or {}).get("x_thriftgate")]
+
+
+@pytest.mark.parametrize("model", ["q-no-usage", "q-finish-usage", "q-every-usage"])
+def test_a_stream_asking_for_usage_gets_its_cost_once_in_the_closing_usage_chunk(
+    gw: GatewayServer, model: str
+) -> None:
+    _, key = gw.new_tenant()
+    request_id = rid(model)
+    chunks, error = stream_chunks(sdk_client(gw, key), model, request_id)
+    assert error is None
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == (
+        "Hello there friend"
+    )
+    row = ledger_row(gw, request_id)
+    last = chunks[-1]
+    assert priced_chunks(chunks) == [last] and last.choices == []
+    assert [ch for ch in chunks if ch.usage] == [last]  # usage once, as OpenAI sends it
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (
+        row["prompt_tokens"],
+        row["completion_tokens"],
+    )
+    assert d(last.model_extra["x_thriftgate"]["cost_usd"]) == d(row["cost_usd"]) > 0
+    if model != "q-no-usage":
+        assert (row["prompt_tokens"], row["completion_tokens"]) == (11, 3)
+
+
+def test_a_stream_cut_short_still_says_what_it_cost(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant()
+    request_id = rid("cut")
+    chunks, error = stream_chunks(sdk_client(gw, key), "q-cut", request_id)
+    assert error is not None  # the in-band error event
+    row = ledger_row(gw, request_id)
+    assert row["status_code"] == 502
+    priced = priced_chunks(chunks)
+    assert priced == [chunks[-1]] and priced[0].usage is not None
+    assert d(priced[0].model_extra["x_thriftgate"]["cost_usd"]) == d(row["cost_usd"]) > 0
