@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,6 +90,15 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     if written is None and entry.get("cache_creation_input_token_cost") is not None:
         written = _per_mtok(entry.get("cache_creation_input_token_cost"))
     return Price(inp, out, cached, written), "litellm"
+
+
+LEDGER_PLACES = Decimal("1e-10")  # the ledger's money columns are NUMERIC(20,10)
+
+
+def ledger_usd(value: Decimal) -> Decimal:
+    """Dollars as the ledger stores them: 10 decimal places, a half rounded away from zero
+    (as Postgres rounds NUMERIC), so the headers and the usage chunk say what the row says."""
+    return value.quantize(LEDGER_PLACES, rounding=ROUND_HALF_UP)
 
 
 def usd_text(value: Decimal | None) -> str:

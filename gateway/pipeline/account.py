@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.ledger import LedgerWriter
-from gateway.accounting.pricing import Price
+from gateway.accounting.pricing import Price, ledger_usd
 from gateway.accounting.tokenizer import count_prompt, count_text
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import Reply, RequestContext, Usage
@@ -74,6 +74,7 @@ class AccountStage:
                 # price is configured as 0, and the cache stage cannot see the router's price
                 price = self._price_of(baseline, u.completion_tokens)
                 ctx.counterfactual_cost_usd = hit_counterfactual(ctx, price)
+            ctx.counterfactual_cost_usd = ledger_usd(ctx.counterfactual_cost_usd)
             ctx.savings.cache_usd = ctx.counterfactual_cost_usd
             ctx.savings.compression_usd = ZERO
             ctx.savings.routing_usd = ZERO
@@ -85,16 +86,20 @@ class AccountStage:
             ctx.savings.compression_usd = ZERO
             ctx.savings.routing_usd = ZERO
             return
-        ctx.cost_usd = self._price_of(dep, u.completion_tokens).cost_usd(
-            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+        # Each figure rounded as the ledger stores it; routing and the counterfactual derive
+        # from the rounded ones, so cost + savings = counterfactual holds to the last place.
+        ctx.cost_usd = ledger_usd(
+            self._price_of(dep, u.completion_tokens).cost_usd(
+                u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+            )
         )
-        base = baseline or dep
-        removed = ctx.prompt_tokens_removed
-        base_price = self._price_of(base, u.completion_tokens)
-        sent_at_baseline = base_price.cost_usd(
-            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+        base_price = self._price_of(baseline or dep, u.completion_tokens)
+        sent_at_baseline = ledger_usd(
+            base_price.cost_usd(
+                u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+            )
         )
-        ctx.savings.compression_usd = base_price.cost_usd(removed, 0)
+        ctx.savings.compression_usd = ledger_usd(base_price.cost_usd(tokens_removed(ctx), 0))
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
         ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
 
@@ -141,6 +146,18 @@ def baseline_of(ctx: RequestContext, catalog: Catalog) -> Deployment | None:
     if dep is None and ctx.candidates:  # thriftgate/auto before routing (a cache hit)
         dep = catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
     return dep or ctx.deployment
+
+
+def tokens_removed(ctx: RequestContext) -> int:
+    """Prompt tokens compression cut, in the upstream's tokens where it reported its count:
+    tiktoken counted both prompts, and the upstream's tokenizer can count the sent one very
+    differently (848 for tiktoken's 1,156), so the cut is scaled by the same ratio."""
+    removed = ctx.prompt_tokens_removed
+    sent = ctx.prompt_tokens_compressed
+    u = ctx.usage
+    if removed and sent and u.source == "upstream" and u.prompt_tokens:
+        return round(removed * u.prompt_tokens / sent)
+    return removed
 
 
 def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:

@@ -27,7 +27,7 @@ from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import StoredEntry
 from gateway.compression import resolve_options
 from gateway.db.models import new_id, utcnow
-from gateway.pipeline.account import baseline_of, hit_counterfactual
+from gateway.pipeline.account import baseline_of, hit_counterfactual, tokens_removed
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
 
@@ -140,7 +140,8 @@ class CacheStage:
             cost_usd=cost,
             created_at=now,
             expires_at=now + timedelta(seconds=pending.ttl_s),
-            prompt_tokens_removed=ctx.prompt_tokens_removed,
+            # in the same (upstream) tokens as prompt_tokens, as the miss's saving counted them
+            prompt_tokens_removed=tokens_removed(ctx),
         )
         await self.cache.put(entry, pending.policy.max_entries)
 
