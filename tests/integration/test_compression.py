@@ -69,7 +69,8 @@ def test_balanced_header_compresses_and_the_ledger_records_it(gateway, mock_upst
     assert row["compression_method"] == "balanced"
     assert row["prompt_tokens_original"] == before
     assert row["prompt_tokens"] == resp.usage.prompt_tokens  # what the upstream billed
-    saved = Decimal(before - after) * PRICE_IN / Decimal(1_000_000)
+    removed = round((before - after) * resp.usage.prompt_tokens / after)  # upstream tokens
+    saved = Decimal(removed) * PRICE_IN / Decimal(1_000_000)
     assert row["saved_compression_usd"] == saved
     assert row["counterfactual_cost_usd"] == row["cost_usd"] + saved
     assert Decimal(raw.headers["x-thriftgate-saved-usd"]) >= saved
