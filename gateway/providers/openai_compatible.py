@@ -197,7 +197,8 @@ class OpenAICompatibleProvider:
 
 async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
     """Each event's data: its `data:` lines joined by "\n", as the SSE spec and the SDK read a
-    pretty-printed event. Comments and other fields (`event:`, `id:`) carry nothing we use.
+    pretty-printed event; lines end in LF, CRLF or a bare CR, as the spec allows. Comments and
+    other fields (`event:`, `id:`) carry nothing we use.
 
     Lines are split here, not by aiohttp's reader, which caps a line at 512 KiB; and in this one
     generator, since every chunk of every stream passes through it.
@@ -205,14 +206,28 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
     data: list[bytes] = []
     size = 0
     pending = bytearray()  # a line not yet ended: grows in place, however many pieces it spans
+    # Lines end in bare CRs (the SSE spec allows CR, LF and CRLF): from then on each piece's
+    # line ends are made "\n" before the split. Found only where a piece holds no "\n", so
+    # an LF or CRLF stream (a CRLF's "\r" is stripped line by line) pays nothing for it.
+    bare_cr = False
+    skip_lf = False  # the last piece ended in "\r": a "\n" opening this one ends the same line
     async for piece in content.iter_any():
+        if bare_cr:
+            piece, skip_lf = _lf_ended(piece, skip_lf)
         if b"\n" not in piece:
+            start = len(pending) - 1 if pending else 0
             pending += piece
-            if len(pending) > MAX_EVENT_BYTES:
-                raise UpstreamError(
-                    f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} bytes."
-                )
-            continue
+            # a "\r" before the line's last byte is followed by no "\n": it ends a line
+            if pending.find(b"\r", start, len(pending) - 1) == -1:
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise UpstreamError(
+                        f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} "
+                        "bytes."
+                    )
+                continue
+            bare_cr = True
+            piece, skip_lf = _lf_ended(bytes(pending), False)
+            pending.clear()
         if pending:
             pending += piece
             piece = bytes(pending)
@@ -242,6 +257,14 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
         data.append(line[5:].removeprefix(b" "))
     if data:  # the last event's closing blank line may never come
         yield b"\n".join(data)
+
+
+def _lf_ended(piece: bytes, skip_lf: bool) -> tuple[bytes, bool]:
+    """`piece` with its CR and CRLF line ends made LF (JSON never holds a raw CR); and whether
+    it ended in "\r", so that a "\n" opening the next piece is the same line end."""
+    if skip_lf and piece.startswith(b"\n"):
+        piece = piece[1:]
+    return piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), piece.endswith(b"\r")
 
 
 def _json_object(dep: Deployment, raw: bytes, what: str) -> Json:

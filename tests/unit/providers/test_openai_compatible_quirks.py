@@ -185,3 +185,27 @@ def test_a_long_list_of_errors_is_cut_to_a_readable_message() -> None:
     with pytest.raises(InvalidRequest) as info:
         upstream_error(dep("http://x/v1"), 422, orjson.dumps(many))
     assert "body.f0: " in info.value.message and len(info.value.message) < 600
+
+
+# -- SSE line endings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n", b"\n"])
+@pytest.mark.parametrize("size", [1, 5, 1 << 16])  # line ends split across writes, or whole
+async def test_every_sse_line_ending_is_read(
+    serve: Serve, provider: OpenAICompatibleProvider, newline: bytes, size: int
+) -> None:
+    # the SSE spec allows CR, LF and CRLF; a CRLF split across two reads is one line end
+    raw = b"".join(event(c) for c in (delta("hi"), delta("", "stop"), USAGE)) + b"data: [DONE]\n\n"
+    raw = raw.replace(b"\n", newline)
+    url = await serve(streaming([raw[i : i + size] for i in range(0, len(raw), size)]))
+    assert await chunks(provider, url) == [delta("hi"), delta("", "stop"), USAGE]
+
+
+async def test_bare_cr_lines_each_written_alone_are_read(
+    serve: Serve, provider: OpenAICompatibleProvider
+) -> None:
+    # every write ends in the CR ending its line: none can tell it from half a CRLF
+    raw = b"".join(event(c) for c in (delta("hi"), delta("", "stop"))).replace(b"\n", b"\r")
+    url = await serve(streaming([line + b"\r" for line in raw.split(b"\r")[:-1]]))
+    assert await chunks(provider, url) == [delta("hi"), delta("", "stop")]
