@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.accounting.settling import Settling
-from gateway.db.models import BudgetCounter, UsageLedger, table
+from gateway.db.models import BudgetCounter, Tenant, UsageLedger, table
 from gateway.db.session import upsert_insert
 from gateway.errors import BudgetExceeded
 
@@ -255,8 +256,8 @@ class BudgetBook:
         self.settling = settling if settling is not None else Settling()
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._known: set[tuple[str, datetime]] = set()
-        # tenant -> (monotonic time to re-check, its settling credit at the refusal)
-        self._exhausted: dict[str, tuple[float, Decimal]] = {}
+        # tenant -> its budget found spent for the period (re-checked after half a second)
+        self._exhausted: dict[str, _Spent] = {}
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._batcher: ReservationBatcher[tuple[str, datetime]] = ReservationBatcher(
@@ -299,23 +300,76 @@ class BudgetBook:
         self, tenant_id: str, budget_usd: Decimal, period: str, amount: Decimal
     ) -> tuple[datetime, int]:
         """Reserve `amount`; returns the period start and the generation (epoch) it went into,
-        which settlement needs. Raises BudgetExceeded when spent."""
+        which settlement needs. Raises BudgetExceeded when the budget is spent or held by
+        requests in flight."""
         start = period_start(period)
-        credit = self.settling.credit((tenant_id, start.isoformat()))
-        refused = self._exhausted.get(tenant_id)
-        if refused is not None and time.monotonic() < refused[0] and credit <= refused[1]:
-            raise _exceeded(budget_usd)
+        spent = self._exhausted.get(tenant_id)
+        if spent is not None and spent.applies(start, budget_usd):
+            raise spent.error
         try:
             epoch = await self._reserve(tenant_id, start, budget_usd, amount)
+            if epoch is None:
+                return await self._recheck(tenant_id, start, budget_usd, amount)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise BudgetStoreUnavailable(type(exc).__name__) from exc
-        if epoch is None:
-            # Re-check at most every half second while exhausted, or as soon as a request of
-            # the tenant finishes (its settlement may free room).
-            self._exhausted[tenant_id] = (time.monotonic() + 0.5, credit)
-            raise _exceeded(budget_usd)
-        self._exhausted.pop(tenant_id, None)
         return start, epoch
+
+    async def _recheck(
+        self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
+    ) -> tuple[datetime, int]:
+        """A refusal is re-checked before it is answered, against the database's view.
+
+        The budget may have been changed by an admin through another worker or replica, whose
+        notice has not reached this one (a budget removed meanwhile is left to that notice).
+        And the reservations holding the budget may be finished requests of another worker or
+        replica, released by its next ledger flush (this process only knows its own:
+        settling.py); a lone request must not be refused for them. So: re-read the budget, and
+        while the counter's spend leaves room, retry a little longer than a ledger flush
+        interval. What is spent is final for the period: that refusal is remembered for half a
+        second (per budget: a raised one is checked at once)."""
+        deadline = time.monotonic() + 2 * self.settling.flush_interval_s + 0.25
+        delay = 0.05
+        while True:
+            state = await self._state(tenant_id, start)
+            if state.budget is not None and state.budget != budget_usd:
+                budget_usd = state.budget  # changed since this process loaded the tenant
+            elif state.spent >= budget_usd:
+                error = _used_up(budget_usd, state.spent)
+                self._exhausted[tenant_id] = _Spent(
+                    time.monotonic() + 0.5, start, budget_usd, error
+                )
+                raise error
+            elif time.monotonic() >= deadline:
+                raise _held(budget_usd, state.spent, state.reserved, amount)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            epoch = await self._batcher.reserve((tenant_id, start), budget_usd, amount)
+            if epoch is not None:
+                self._exhausted.pop(tenant_id, None)
+                return start, epoch
+
+    async def _state(self, tenant_id: str, start: datetime) -> _CounterState:
+        """The tenant's budget as the database has it now, and its counter's spend and live
+        reservations (net of this process's finished requests)."""
+        t, c = table(Tenant), table(BudgetCounter)
+        columns = (t.c.budget_usd, c.c.spent_usd, c.c.reserved_usd, c.c.reserved_prev_usd)
+        joined = t.outerjoin(c, (c.c.tenant_id == t.c.id) & (c.c.period_start == start))
+        stmt = select(*columns, c.c.reserve_epoch).select_from(joined).where(t.c.id == tenant_id)
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:  # the tenant is gone: nothing to re-check
+            return _CounterState(None, Decimal(0), Decimal(0))
+        budget = None if row[0] is None else Decimal(str(row[0]))
+        spent = Decimal(str(row[1] or 0))
+        live = live_reserved(
+            Decimal(str(row[2] or 0)),
+            Decimal(str(row[3] or 0)),
+            int(row[4] or 0),
+            reservation_epoch(self.reservation_ttl_s),
+        )
+        credit = self.settling.credit((tenant_id, start.isoformat()))
+        return _CounterState(budget, spent, max(Decimal(0), live - credit))
 
     async def _reserve(
         self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
@@ -385,6 +439,34 @@ class BudgetBook:
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _CounterState:
+    budget: Decimal | None
+    spent: Decimal
+    reserved: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _Spent:
+    """A refusal for a budget spent for the period, answered from memory for a moment."""
+
+    until: float  # monotonic
+    start: datetime
+    budget: Decimal
+    error: BudgetExceeded
+
+    def applies(self, start: datetime, budget: Decimal) -> bool:
+        return time.monotonic() < self.until and start == self.start and budget == self.budget
+
+
+def _used_up(budget: Decimal, spent: Decimal) -> BudgetExceeded:
+    return _exceeded(budget)
+
+
+def _held(budget: Decimal, spent: Decimal, reserved: Decimal, amount: Decimal) -> BudgetExceeded:
+    return _exceeded(budget)
 
 
 def _exceeded(budget: Decimal) -> BudgetExceeded:

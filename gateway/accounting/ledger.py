@@ -64,6 +64,7 @@ class LedgerWriter:
         self.spool = LedgerSpool(spool_dir)
         # what finished requests will release from their reservations once their rows land
         self.settling = settling if settling is not None else Settling()
+        self.settling.flush_interval_s = flush_interval_s
         self.flush_interval_s = flush_interval_s
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()

@@ -20,7 +20,10 @@ ZERO = Decimal(0)
 
 
 class Settling:
-    def __init__(self) -> None:
+    def __init__(self, flush_interval_s: float = 0.5) -> None:
+        # how long a finished request's reservation may wait for its ledger flush (the writer
+        # sets it); other processes' flushes are assumed as frequent (same settings)
+        self.flush_interval_s = flush_interval_s
         self._rows: dict[str, tuple[Key, Decimal]] = {}
         self._credit: dict[Key, Decimal] = {}
 

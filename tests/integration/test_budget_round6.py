@@ -166,3 +166,40 @@ def test_a_hardware_priced_deployment_reserves_what_it_will_bill(
         assert spent <= budget * 2, (spent, budget, statuses)
     finally:
         gw.stop()
+
+
+LARGE = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 3}  # max_tokens 1e6 reserves ~$3
+
+
+def test_lone_requests_are_not_refused_with_two_workers(session_tmp, fresh_pg_url, mock_upstream):
+    """README: a large reservation never refuses a lone request. With two workers, one saw the
+    other's finished requests still reserved until that worker's ledger flush, and refused one
+    request in five of a one-at-a-time client with $0.0001 of $5 spent."""
+    deps = [mock_deployment("m", "m", mock_upstream, **LARGE)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps, workers=2)
+    try:
+        _, key = gw.new_tenant(budget_usd="5", budget_period="daily")
+        statuses = [ask(gw, key, f"one at a time {i}", 1_000_000) for i in range(30)]
+        refused = [r.text for r in statuses if r.status_code != 200]
+        assert not refused, (len(refused), refused[:1])
+    finally:
+        gw.stop()
+
+
+def test_a_raised_budget_admits_at_once_on_every_worker(session_tmp, fresh_pg_url, mock_upstream):
+    """A refusal was remembered for half a second by each worker, and the PATCH cleared it only
+    on the worker that took it: the other kept refusing a budget raised from $1e-7 to $1."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps, workers=2)
+    try:
+        tid, key = gw.new_tenant(budget_usd="0.0000001", budget_period="daily")
+        assert ask(gw, key, "the one it can afford").status_code == 200
+        assert wait_for(lambda: settled(fresh_pg_url, tid, 1), 10)
+        before = [ask(gw, key, f"spent {i}").status_code for i in range(8)]
+        assert before == [429] * 8
+        r = gw.admin("PATCH", f"/admin/tenants/{tid}", json={"budget_usd": "1"})
+        assert r.status_code == 200, r.text
+        after = [ask(gw, key, f"raised {i}") for i in range(8)]
+        assert [a.status_code for a in after] == [200] * 8, [a.text for a in after]
+    finally:
+        gw.stop()
