@@ -462,15 +462,28 @@ class _Spent:
 
 
 def _used_up(budget: Decimal, spent: Decimal) -> BudgetExceeded:
-    return _exceeded(budget)
+    """Spent for the period: final until the period ends or the budget is raised, so OpenAI's
+    SDKs are told not to retry (`x-should-retry: false`; they retried a 429 twice)."""
+    return BudgetExceeded(
+        f"Budget of ${usd_text(budget)} for this period is used up: ${_money(spent)} spent. "
+        "Raise the budget or wait for the next period.",
+        headers={"x-should-retry": "false"},
+    )
 
 
 def _held(budget: Decimal, spent: Decimal, reserved: Decimal, amount: Decimal) -> BudgetExceeded:
-    return _exceeded(budget)
-
-
-def _exceeded(budget: Decimal) -> BudgetExceeded:
+    """Not spent, but reserved by requests in flight (each reserves its dearest answer):
+    they release the rest when they finish, so a retry shortly may pass."""
     return BudgetExceeded(
-        f"Budget of ${usd_text(budget)} for this period is used up. Raise the budget or wait "
-        "for the next period.",
+        f"Budget of ${usd_text(budget)} for this period has no room left now: "
+        f"${_money(spent)} spent and ${_money(reserved)} reserved by requests in flight "
+        "(a request reserves the most its answer can cost; this one up to "
+        f"${_money(amount)}). Retry when they finish, or send a smaller max_tokens to reserve "
+        "less.",
+        headers={"Retry-After": "1"},
     )
+
+
+def _money(value: Decimal) -> str:
+    """Dollars for a message: 6 significant digits are plenty to see where the budget went."""
+    return usd_text(Decimal(format(value, ".6g")) if value else value)

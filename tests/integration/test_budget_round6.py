@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+import openai
 import pytest
 
 from gateway.accounting.budgets import period_start
@@ -202,4 +203,60 @@ def test_a_raised_budget_admits_at_once_on_every_worker(session_tmp, fresh_pg_ur
         after = [ask(gw, key, f"raised {i}") for i in range(8)]
         assert [a.status_code for a in after] == [200] * 8, [a.text for a in after]
     finally:
+        gw.stop()
+
+
+def test_a_spent_budget_says_so_and_the_sdk_does_not_retry(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """A budget spent for the period: the 429 says what was spent and tells OpenAI's SDK not to
+    retry (it retried twice, 1.6 s and two more ledger rows, for a certain refusal)."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        tid, key = gw.new_tenant(budget_usd="0.000001", budget_period="daily")
+        assert ask(gw, key, "the one it can afford").status_code == 200
+        assert wait_for(lambda: settled(fresh_pg_url, tid, 1), 10)
+        client = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=2, timeout=30)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(
+                model="m", max_tokens=20, messages=[{"role": "user", "content": "more"}]
+            )
+        assert refused.value.code == "insufficient_quota"
+        assert refused.value.response.headers.get("x-should-retry") == "false"
+        message = refused.value.message
+        assert "used up" in message and "spent" in message, message
+        rows = wait_for(
+            lambda: sql(
+                fresh_pg_url,
+                "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id=$1 AND status_code=429",
+                tid,
+            )[0]["n"],
+            10,
+        )
+        assert rows == 1  # one attempt, not three
+    finally:
+        gw.stop()
+
+
+def test_a_budget_held_by_requests_in_flight_says_so(session_tmp, fresh_pg_url, mock_upstream):
+    """Most of the budget left, but reserved by a request in flight: the 429 said 'used up'.
+    It now says what is spent and what is reserved, and that a retry may pass (Retry-After)."""
+    deps = [mock_deployment("m", "m", mock_upstream, **LARGE)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        tid, key = gw.new_tenant(budget_usd="2", budget_period="daily")
+        mock_upstream.control(latency_ms=8000)
+        first = threading.Thread(target=ask, args=(gw, key, "long one", 1_000_000), daemon=True)
+        first.start()
+        assert wait_for(lambda: reserved(fresh_pg_url, tid) > 2, 10)
+        r = ask(gw, key, "beside it", 20)
+        assert r.status_code == 429, r.text
+        assert r.headers.get("retry-after") and r.headers.get("x-should-retry") != "false"
+        message = r.json()["error"]["message"]
+        assert "used up" not in message and "reserved" in message, message
+        mock_upstream.control(latency_ms=0)
+        first.join(30)
+    finally:
+        mock_upstream.control(latency_ms=0)
         gw.stop()
