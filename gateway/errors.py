@@ -11,7 +11,7 @@
     ├── NoHealthyDeployment           503 no_healthy_deployment
     └── UpstreamError                 502 upstream_error   (wraps the upstream's status/message)
         ├── UpstreamTimeout           504 upstream_timeout
-        └── UpstreamRateLimited       429 rate_limit_exceeded (the last deployment's 429, Retry-After)
+        └── UpstreamRateLimited       429 rate_limit_exceeded  (the last deployment's 429)
 
 A missed latency SLO is not an error: the fastest candidate serves and a header says so.
 """

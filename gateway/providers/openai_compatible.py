@@ -220,10 +220,8 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
             # a "\r" before the line's last byte is followed by no "\n": it ends a line
             if pending.find(b"\r", start, len(pending) - 1) == -1:
                 if len(pending) > MAX_EVENT_BYTES:
-                    raise UpstreamError(
-                        f"Deployment {dep.name!r} sent a stream line over {MAX_EVENT_BYTES} "
-                        "bytes."
-                    )
+                    over = f"a stream line over {MAX_EVENT_BYTES} bytes"
+                    raise UpstreamError(f"Deployment {dep.name!r} sent {over}.")
                 continue
             bare_cr = True
             piece, skip_lf = _lf_ended(bytes(pending), False)

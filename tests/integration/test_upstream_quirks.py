@@ -55,7 +55,7 @@ def stream_events(model: str, usage: bool) -> bytes:
 
 
 class Quirky(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: list[dict[str, Any]] = []  # noqa: RUF012  (shared by the handler threads)
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
@@ -65,7 +65,11 @@ class Quirky(BaseHTTPRequestHandler):
             err = {"message": f"The model `{model}` does not exist.", "code": "model_not_found"}
             return self.reply(404, {"error": {**err, "type": "invalid_request_error"}})
         if model == "rate-limited":
-            err = {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}
+            err = {
+                "message": "Rate limit reached",
+                "type": "requests",
+                "code": "rate_limit_exceeded",
+            }
             return self.reply(429, {"error": err}, {"Retry-After": "7"})
         if model == "no-quota":
             err = {"message": "You exceeded your current quota.", "code": "insufficient_quota"}
@@ -90,7 +94,9 @@ class Quirky(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def reply(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

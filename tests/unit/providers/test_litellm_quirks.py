@@ -114,7 +114,11 @@ async def test_a_stalled_stream_is_a_timeout(serve: Serve) -> None:
             "usage": {"input_tokens": 5, "output_tokens": 1},
         },
     }
-    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Hi"},
+    }
 
     async def stalls(request: web.Request) -> web.StreamResponse:
         await request.read()

@@ -106,7 +106,11 @@ async def serve() -> AsyncIterator[Serve]:
 
 async def chunks(base: str, timeout_s: float = 5) -> list[dict[str, Any]]:
     config = DeploymentConfig(
-        name="d", model="m", provider="anthropic", upstream_model="claude", api_base=base,
+        name="d",
+        model="m",
+        provider="anthropic",
+        upstream_model="claude",
+        api_base=base,
         api_key_env=KEY_ENV,
     )
     dep = Deployment(config=config, price=Price(), price_source="config")
@@ -127,9 +131,7 @@ async def test_a_complete_stream_ends_with_the_providers_finish_and_usage(serve:
 
 
 @pytest.mark.parametrize("sent", [4, 5])  # cut after the text; after the block's end
-async def test_a_stream_cut_before_the_providers_stop_is_an_error(
-    serve: Serve, sent: int
-) -> None:
+async def test_a_stream_cut_before_the_providers_stop_is_an_error(serve: Serve, sent: int) -> None:
     parts = [START, BLOCK, text("Hello"), text(" from"), *END][:sent]
     base = await serve(parts)
     got: list[dict[str, Any]] = []
@@ -150,7 +152,11 @@ async def test_the_stop_reason_without_message_stop_is_complete(serve: Serve) ->
 
 def _dep(base: str) -> Deployment:
     config = DeploymentConfig(
-        name="d", model="m", provider="anthropic", upstream_model="claude", api_base=base,
+        name="d",
+        model="m",
+        provider="anthropic",
+        upstream_model="claude",
+        api_base=base,
         api_key_env=KEY_ENV,
     )
     return Deployment(config=config, price=Price(), price_source="config")
