@@ -327,7 +327,9 @@ class BudgetBook:
         while the counter's spend leaves room, retry a little longer than a ledger flush
         interval. What is spent is final for the period: that refusal is remembered for half a
         second (per budget: a raised one is checked at once)."""
-        deadline = time.monotonic() + 2 * self.settling.flush_interval_s + 0.25
+        # (never near a reservation lifetime: waiting out two would drop live reservations)
+        wait_s = min(2 * self.settling.flush_interval_s + 0.25, self.reservation_ttl_s / 4)
+        deadline = time.monotonic() + wait_s
         delay = 0.05
         while True:
             state = await self._state(tenant_id, start)
