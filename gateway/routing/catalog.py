@@ -56,7 +56,12 @@ class Catalog:
         for cfg in configs:
             price, source = resolve_price(cfg)
             dep = Deployment(config=cfg, price=price, price_source=source)
-            if source == "unknown" and cfg.provider != "local" and price.input_per_mtok == 0:
+            if (
+                source == "unknown"
+                and cfg.provider != "local"
+                and cfg.hardware_usd_per_hour is None  # billed at its effective price instead
+                and price.input_per_mtok == 0
+            ):
                 # Billed at $0, it would also look cheapest to the router: say so at start.
                 log.warning(
                     "deployment %s: no price for %r in the config or litellm's price map; "
