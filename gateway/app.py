@@ -12,6 +12,7 @@ from gateway.api import admin, dashboard, health, metrics, openai, responses
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_lane import FastLane
 from gateway.api.guards import SizeGuard
+from gateway.metrics import worker_exiting
 from gateway.providers.litellm_adapter import quiet_litellm_logs
 from gateway.services import Services
 from gateway.settings import Settings
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.aclose()
+            worker_exiting()  # multiprocess metrics: its live gauges stop counting
 
     app = FastAPI(
         title="thriftgate",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -178,19 +181,55 @@ def serve(
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
     n_workers = workers if workers is not None else settings.workers
-    uvicorn.run(
-        "gateway.app:app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-        workers=n_workers if n_workers > 1 else None,
-        loop="uvloop" if sys.platform != "win32" else "auto",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        timeout_graceful_shutdown=30,
-    )
+    with _metrics_dir(n_workers):
+        uvicorn.run(
+            "gateway.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port if port is not None else settings.port,
+            workers=n_workers if n_workers > 1 else None,
+            loop="uvloop" if sys.platform != "win32" else "auto",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            timeout_graceful_shutdown=30,
+        )
+
+
+@contextlib.contextmanager
+def _metrics_dir(n_workers: int) -> Iterator[None]:
+    """Several workers are several processes: their metrics meet in a directory
+    (prometheus_client's multiprocess mode) that /metrics merges, or each scrape would show
+    one worker's counts. Set here, before uvicorn starts the workers, which inherit it.
+
+    One worker and no PROMETHEUS_MULTIPROC_DIR: nothing changes (in-process metrics). An
+    operator's PROMETHEUS_MULTIPROC_DIR is used, its *.db files wiped at start (what is left
+    there is a previous run's counts, as prometheus_client's documentation says); otherwise
+    a private directory is made and removed at exit."""
+    from gateway.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        try:
+            Path(given).mkdir(parents=True, exist_ok=True)
+            for stale in Path(given).glob("*.db"):
+                stale.unlink()
+        except OSError as exc:
+            typer.echo(f"error: {MULTIPROC_ENV} {given!r}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
+        yield
+        return
+    if n_workers <= 1:
+        yield
+        return
+    private = tempfile.mkdtemp(prefix="thriftgate-metrics-")
+    os.environ[MULTIPROC_ENV] = private
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from gateway.api.deps import ServicesDep
@@ -14,4 +14,4 @@ router = APIRouter(tags=["metrics"])
 @router.get("/metrics")
 async def metrics(services: ServicesDep) -> Response:
     services.metrics.ledger_pending.set(services.ledger.spool.pending)
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -7,13 +7,19 @@ on a dashboard. Breaker state and learned figures are read from the router at sc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Summary
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.metrics import multiprocess_dir
 from gateway.routing.router import Router
+
+# With several workers each has its own router: these figures come from the worker that
+# answered the scrape and are labelled with its pid (they cannot be summed across workers).
+PER_WORKER_NOTE = " (per worker: the one that answered this scrape, see its pid label)"
 
 
 class RouterMetrics:
@@ -58,31 +64,35 @@ class RouterStateCollector(Collector):
         self.router = router
 
     def collect(self) -> Iterator[Metric]:
+        per_worker = multiprocess_dir() is not None
+        note = PER_WORKER_NOTE if per_worker else ""
+        labels = ["deployment", "pid"] if per_worker else ["deployment"]
+        extra = [str(os.getpid())] if per_worker else []
         breaker = GaugeMetricFamily(
             "thriftgate_route_breaker_state",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open",
-            labels=["deployment"],
+            "Circuit breaker: 0 closed, 1 half-open, 2 open" + note,
+            labels=labels,
         )
         in_flight = GaugeMetricFamily(
-            "thriftgate_route_in_flight", "Requests in flight", labels=["deployment"]
+            "thriftgate_route_in_flight", "Requests in flight" + note, labels=labels
         )
         ttft = GaugeMetricFamily(
             "thriftgate_route_learned_ttft_seconds",
-            "Learned time to first token at a 1000-token prompt",
-            labels=["deployment"],
+            "Learned time to first token at a 1000-token prompt" + note,
+            labels=labels,
         )
         itl = GaugeMetricFamily(
             "thriftgate_route_learned_seconds_per_token",
-            "Learned inter-token time",
-            labels=["deployment"],
+            "Learned inter-token time" + note,
+            labels=labels,
         )
         for name in self.router.latency:
-            breaker.add_metric([name], self.router.breaker_state(name).gauge)
-            in_flight.add_metric([name], self.router.in_flight.get(name, 0))
+            breaker.add_metric([name, *extra], self.router.breaker_state(name).gauge)
+            in_flight.add_metric([name, *extra], self.router.in_flight.get(name, 0))
             model = self.router.latency[name]
             a, b = model.ttft_coefficients()
-            ttft.add_metric([name], (a + 1000 * b) / 1000.0)
-            itl.add_metric([name], model.ms_per_token / 1000.0)
+            ttft.add_metric([name, *extra], (a + 1000 * b) / 1000.0)
+            itl.add_metric([name, *extra], model.ms_per_token / 1000.0)
         yield from (breaker, in_flight, ttft, itl)
 
     def describe(self) -> Iterator[Metric]:
