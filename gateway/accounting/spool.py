@@ -33,6 +33,8 @@ class LedgerSpool:
         self._seq = 0
         self._fd = -1
         self._rows_in_open = 0
+        # (segment name, size) -> complete rows in it: /metrics counts the directory often
+        self._row_counts: dict[tuple[str, int], int] = {}
         self._open_segment()
 
     def _segment_path(self, seq: int) -> Path:
@@ -52,7 +54,23 @@ class LedgerSpool:
 
     @property
     def pending(self) -> int:
+        """Rows in this process's open segment (what wakes the writer early)."""
         return self._rows_in_open
+
+    def unwritten_rows(self) -> int:
+        """Rows of every segment in the directory: open and closed, this process's, other
+        workers' and dead owners' (not yet adopted). A segment leaves the directory only once
+        its rows are in the database, so this is what the database does not have yet."""
+        counts: dict[tuple[str, int], int] = {}
+        for segment in self.dir.glob("*.jsonl"):
+            try:
+                key = (segment.name, segment.stat().st_size)
+                known = self._row_counts.get(key)
+                counts[key] = segment.read_bytes().count(b"\n") if known is None else known
+            except FileNotFoundError:
+                continue  # written and deleted between the listing and now
+        self._row_counts = counts  # segments that are gone are forgotten
+        return sum(counts.values())
 
     def append(self, row: dict[str, Any]) -> None:
         os.write(self._fd, orjson.dumps(row, default=str) + b"\n")

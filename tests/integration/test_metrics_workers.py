@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -107,5 +108,41 @@ def test_one_worker_uses_no_metrics_directory(
         assert total(text, "thriftgate_requests_total") == 3
         assert 'thriftgate_route_in_flight{deployment="mock-mini"}' in text
         assert metric_dirs(temp) == []
+    finally:
+        gw.stop()
+
+
+def test_spooled_rows_gauge_counts_rows_waiting_for_the_database(
+    tmp_path: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    gw = GatewayServer(
+        tmp_path, fresh_pg_url, [mock_deployment("mock-mini", "gpt-4o-mini", mock_upstream)]
+    )
+    db = fresh_pg_url.rsplit("/", 1)[1]
+    admin_url = fresh_pg_url.rsplit("/", 1)[0] + "/postgres"
+    try:
+        _, key = gw.new_tenant()
+        serve_requests(gw, key, 1)  # the key is cached; the tenant known
+        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        sql(
+            admin_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            db,
+        )
+        n = 6
+        serve_requests(gw, key, n)
+        # the writer rotates the open segment every flush: the rows sit in closed segments
+        time.sleep(3)
+        gauge = total(scrape(gw), "thriftgate_ledger_spooled_rows")
+        spooled = sum(p.read_bytes().count(b"\n") for p in gw.spool_dir.glob("*.jsonl"))
+        assert spooled >= n
+        assert gauge == spooled
+    finally:
+        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+    try:
+        assert wait_for(
+            lambda: total(scrape(gw), "thriftgate_ledger_spooled_rows") == 0, timeout_s=20
+        )
+        assert sql(fresh_pg_url, "SELECT count(*) FROM usage_ledger")[0][0] == n + 1
     finally:
         gw.stop()
