@@ -30,6 +30,7 @@ from gateway.cache.store import CacheStore, StoredEntry
 from gateway.cache.text_facts import analyse, embedding_text
 from gateway.cache.verifier import PairVerifier, Verdict, VerifierConfig
 from gateway.db.models import utcnow
+from gateway.db.session import FailureLog
 
 log = logging.getLogger("thriftgate.cache")
 T = TypeVar("T")
@@ -89,6 +90,9 @@ class ResponseCache:
         self._tasks: list[asyncio.Task[None]] = []
         self._loaded = True
         self._pending_writes: set[asyncio.Task[None]] = set()
+        # a database outage: one traceback, then a line a minute, then one when it is back
+        self._poll_log = FailureLog(log, "cache follower: polling the table")
+        self._write_log = FailureLog(log, "writing a cache entry", level=logging.ERROR)
 
     # -- life cycle ---------------------------------------------------------------------
     @classmethod
@@ -251,8 +255,9 @@ class ResponseCache:
             await self.store.insert([entry])
             if evicted:
                 await self.store.delete_ids(evicted)
+            self._write_log.succeeded()
         except Exception:  # the cache is an optimisation: a lost write is a later miss
-            log.exception("writing a cache entry failed")
+            self._write_log.failed()
 
     def _embed_into_index(self, entry: StoredEntry) -> None:
         assert entry.query
@@ -284,10 +289,11 @@ class ResponseCache:
                 if time.monotonic() - last_sweep >= self.config.expire_sweep_s:
                     last_sweep = time.monotonic()
                     await self.store.delete_expired(utcnow())
+                self._poll_log.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("cache follower: polling the table failed", exc_info=True)
+                self._poll_log.failed()
 
     async def sync_once(self) -> int:
         """Apply purges and rows other replicas wrote since the last poll; return rows added."""

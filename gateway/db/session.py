@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -19,6 +22,53 @@ DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
 class UnsupportedDatabase(ValueError):
     """THRIFTGATE_DATABASE_URL names a database the gateway cannot use (mysql://...): said in
     one line, instead of the traceback of a missing driver module."""
+
+
+class FailureLog:
+    """The log of something retried while the database is down (a poller, a writer).
+
+    Logging every failure flooded the log with a traceback a second (2,485 lines in 8 s of an
+    outage). The first failure is logged with its traceback; while it lasts, at most one line
+    every `every_s` (the count and the last error's type); once it works again, one line."""
+
+    def __init__(
+        self, logger: logging.Logger, what: str, *, level: int = logging.WARNING,
+        every_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        self.logger, self.what, self.level, self.every_s = logger, what, level, every_s
+        self._since: float | None = None  # monotonic time of the outage's first failure
+        self._last_line = 0.0
+        self._failures = 0
+
+    def failed(self) -> None:
+        """Call from the `except` block that caught the failure."""
+        now = time.monotonic()
+        self._failures += 1
+        if self._since is None:
+            self._since = self._last_line = now
+            self.logger.log(self.level, "%s failed", self.what, exc_info=True)
+        elif now - self._last_line >= self.every_s:
+            self._last_line = now
+            exc = sys.exc_info()[1]
+            self.logger.log(
+                self.level,
+                "%s still failing: %d failures in %.0f s, the last %s",
+                self.what,
+                self._failures,
+                now - self._since,
+                type(exc).__name__ if exc is not None else "unknown",
+            )
+
+    def succeeded(self) -> None:
+        if self._since is None:
+            return
+        self.logger.warning(
+            "%s works again after %.0f s (%d failures)",
+            self.what,
+            time.monotonic() - self._since,
+            self._failures,
+        )
+        self._since, self._failures = None, 0
 
 
 def is_sqlite(url: str) -> bool:

@@ -18,7 +18,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.models import DeploymentStat
-from gateway.db.session import upsert_insert
+from gateway.db.session import FailureLog, upsert_insert
 from gateway.routing.router import Router
 
 log = logging.getLogger("thriftgate.routing")
@@ -30,6 +30,7 @@ class RouterStatsStore:
         self.router = router
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._save_log = FailureLog(log, "saving router statistics")  # not every 30 s
 
     async def load(self) -> int:
         """Restore what an earlier process learned; a database error leaves the router cold."""
@@ -74,8 +75,9 @@ class RouterStatsStore:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.save()
+                self._save_log.succeeded()
             except Exception:  # a database hiccup must not stop routing
-                log.warning("saving router statistics failed", exc_info=True)
+                self._save_log.failed()
 
     async def aclose(self) -> None:
         if self._task is not None:
