@@ -108,7 +108,7 @@ def _run_sync(call: Callable[[], T], settings: Settings) -> T:
     except UnsupportedDatabase as exc:
         typer.echo(f"error: database {_where(settings.database_url)!r}: {exc}", err=True)
         raise typer.Exit(1) from None
-    except (SQLAlchemyError, OSError, ValueError) as exc:  # asyncpg: a bad URL option
+    except (SQLAlchemyError, OSError, ValueError, TypeError) as exc:  # asyncpg: a bad option
         typer.echo(
             f"error: database {_where(settings.database_url)!r}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
@@ -125,11 +125,12 @@ def _where(database_url: str) -> str:
 
     try:
         url = make_url(database_url)
-    except ArgumentError:
+        port = url.port  # `:abc` raises ValueError here
+    except (ArgumentError, ValueError):
         return "(unparsable URL)"
     host = url.host or ""
-    if url.port:
-        host += f":{url.port}"
+    if port:
+        host += f":{port}"
     return f"{host}/{url.database or ''}" if host else (url.database or "")
 
 

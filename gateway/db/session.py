@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -106,32 +106,75 @@ def upsert_insert(dialect_name: str, target: Any) -> Any:
 
 
 def check_supported(url: str) -> None:
-    """Refuse a URL of another database before SQLAlchemy looks for its driver. Only the
-    scheme is named: the rest may hold a password."""
+    """Refuse a URL of another database before SQLAlchemy looks for its driver, and a URL
+    parameter or port the driver would fail on with a long traceback. Only the scheme and
+    the parameter's name are named: the rest may hold a password."""
     from sqlalchemy.exc import ArgumentError
 
     try:
-        driver = make_url(url).drivername
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - parses the port: `:abc` raises ValueError here
     except ArgumentError:
         return  # unparsable: SQLAlchemy's own error says so
+    except ValueError:
+        raise UnsupportedDatabase("the port in the URL is not a number") from None
+    driver = parsed.drivername
     if driver not in DRIVERS:
         raise UnsupportedDatabase(
             f"only postgresql:// (postgresql+asyncpg://) and sqlite:/// (sqlite+aiosqlite:///) "
             f"databases are supported, not {driver}://"
         )
+    if driver == "postgresql+asyncpg":
+        postgres_connect_args(parsed)
+
+
+# libpq URL parameters (`?connect_timeout=10&application_name=x`) that asyncpg takes under
+# another name or shape, and those asyncpg takes as they are; any other one is refused.
+POSTGRES_URL_PARAMETERS = (
+    "ssl", "sslmode", "connect_timeout", "application_name", "target_session_attrs",
+    "passfile", "prepared_statement_cache_size", "host", "port",
+)  # fmt: skip
+
+
+def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
+    """The URL without the parameters asyncpg cannot take from it, and the connect arguments
+    they become: `connect_timeout` (libpq: seconds to connect) is asyncpg's `timeout`, and
+    `application_name` goes in `server_settings`."""
+    unknown = sorted(set(url.query) - set(POSTGRES_URL_PARAMETERS))
+    if unknown:
+        raise UnsupportedDatabase(
+            f"URL parameter {unknown[0]!r} is not supported "
+            f"(supported: {', '.join(POSTGRES_URL_PARAMETERS)})"
+        )
+    args: dict[str, Any] = {}
+    if "connect_timeout" in url.query:
+        raw = url.query["connect_timeout"]
+        try:
+            seconds = float(raw if isinstance(raw, str) else raw[-1])
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds < 1e6:
+            raise UnsupportedDatabase("URL parameter connect_timeout must be a positive number")
+        args["timeout"] = seconds
+    if "application_name" in url.query:
+        name = url.query["application_name"]
+        args["server_settings"] = {"application_name": name if isinstance(name, str) else name[-1]}
+    return url.difference_update_query(["connect_timeout", "application_name"]), args
 
 
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     url = normalise_url(url)
     check_supported(url)
     kwargs: dict[str, Any] = {}
+    target: str | URL = url
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:
+        target, kwargs["connect_args"] = postgres_connect_args(make_url(url))
         kwargs.update(
             pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
         )
-    engine = create_async_engine(url, **kwargs)
+    engine = create_async_engine(target, **kwargs)
     if is_sqlite(url):
 
         @event.listens_for(engine.sync_engine, "connect")
