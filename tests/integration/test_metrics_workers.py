@@ -121,25 +121,25 @@ def test_spooled_rows_gauge_counts_rows_waiting_for_the_database(
     db = fresh_pg_url.rsplit("/", 1)[1]
     admin_url = fresh_pg_url.rsplit("/", 1)[0] + "/postgres"
     try:
-        _, key = gw.new_tenant()
-        serve_requests(gw, key, 1)  # the key is cached; the tenant known
-        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
-        sql(
-            admin_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            db,
-        )
-        n = 6
-        serve_requests(gw, key, n)
-        # the writer rotates the open segment every flush: the rows sit in closed segments
-        time.sleep(3)
-        gauge = total(scrape(gw), "thriftgate_ledger_spooled_rows")
-        spooled = sum(p.read_bytes().count(b"\n") for p in gw.spool_dir.glob("*.jsonl"))
-        assert spooled >= n
-        assert gauge == spooled
-    finally:
-        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
-    try:
+        try:
+            _, key = gw.new_tenant()
+            serve_requests(gw, key, 1)  # the key is cached; the tenant known
+            sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+            sql(
+                admin_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                db,
+            )
+            n = 6
+            serve_requests(gw, key, n)
+            # the writer rotates the open segment every flush: the rows sit in closed segments
+            time.sleep(3)
+            gauge = total(scrape(gw), "thriftgate_ledger_spooled_rows")
+            spooled = sum(p.read_bytes().count(b"\n") for p in gw.spool_dir.glob("*.jsonl"))
+            assert spooled >= n
+            assert gauge == spooled
+        finally:
+            sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
         assert wait_for(
             lambda: total(scrape(gw), "thriftgate_ledger_spooled_rows") == 0, timeout_s=20
         )

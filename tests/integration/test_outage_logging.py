@@ -56,26 +56,26 @@ def test_database_outage_logs_each_failure_once_then_recovery(
     db = fresh_pg_url.rsplit("/", 1)[1]
     admin_url = fresh_pg_url.rsplit("/", 1)[0] + "/postgres"
     try:
-        _, key = gw.new_tenant()
-        ask(gw, key, "warm up")
-        start = len(gw.log())
-        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
-        sql(
-            admin_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            db,
-        )
-        for i in range(6):
-            ask(gw, key, f"during the outage {i}")  # each one's cache write fails
-        time.sleep(4)  # ~20 follower polls
-        during = gw.log()[start:]
-        assert "cache follower: polling the table failed" in during
-        assert during.count("cache follower: polling the table") == 1, during[-4000:]
-        assert during.count("writing a cache entry") == 1, during[-4000:]
-        assert logged_tracebacks(during) <= 2, during[-4000:]
-    finally:
-        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
-    try:
+        try:
+            _, key = gw.new_tenant()
+            ask(gw, key, "warm up")
+            start = len(gw.log())
+            sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+            sql(
+                admin_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                db,
+            )
+            for i in range(6):
+                ask(gw, key, f"during the outage {i}")  # each one's cache write fails
+            time.sleep(4)  # ~20 follower polls
+            during = gw.log()[start:]
+            assert "cache follower: polling the table failed" in during
+            assert during.count("cache follower: polling the table") == 1, during[-4000:]
+            assert during.count("writing a cache entry") == 1, during[-4000:]
+            assert logged_tracebacks(during) <= 2, during[-4000:]
+        finally:
+            sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
         assert wait_for(
             lambda: "cache follower: polling the table works again" in gw.log()[start:],
             timeout_s=20,
