@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +32,32 @@ def resolve_backend(backend: str, vllm_python: Path | None) -> str:
     return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
 
 
+def _price(raw: str) -> Decimal:
+    """`--hardware-usd-per-hour abc` was a decimal.InvalidOperation traceback."""
+    try:
+        price = Decimal(raw.strip())
+    except InvalidOperation:
+        raise typer.BadParameter(
+            f"{raw!r} is not a number", param_hint="'--hardware-usd-per-hour'"
+        ) from None
+    if not price.is_finite() or price < 0:
+        raise typer.BadParameter("must be a number >= 0", param_hint="'--hardware-usd-per-hour'")
+    return price
+
+
+def _check_model_folder(flag: str, path: Path | None) -> None:
+    """A missing model folder was a traceback from the server's start-up: said here, at once."""
+    if path is None:
+        return
+    from local_engine.model_store import is_hf_folder
+
+    if not is_hf_folder(Path(path).expanduser()):
+        raise typer.BadParameter(
+            f"{path} is not a local Hugging Face model folder (config.json + weights)",
+            param_hint=f"'{flag}'",
+        )
+
+
 @engine_app.command()
 def serve(
     backend: Annotated[
@@ -52,7 +78,8 @@ def serve(
     ] = None,
     num_speculative_tokens: Annotated[int, typer.Option(min=1, max=64)] = 10,
     host: str = "127.0.0.1",
-    port: int = 8100,
+    # 99999 was said as :99999 and listened on 34463 (the socket layer wraps it): refused
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8100,
     served_model_name: str = DEFAULT_MODEL_NAME,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
     max_batch_size: Annotated[int, typer.Option(min=1)] = 8,
@@ -71,6 +98,9 @@ def serve(
     from local_engine.backends import create_backend
     from local_engine.server import create_app
 
+    price = _price(hardware_usd_per_hour)
+    _check_model_folder("--model", model)
+    _check_model_folder("--draft-model", draft_model)
     logging.basicConfig(level=log_level.upper())
     if vllm_python is None and os.environ.get("THRIFTGATE_VLLM_PYTHON"):
         vllm_python = Path(os.environ["THRIFTGATE_VLLM_PYTHON"])
@@ -85,7 +115,7 @@ def serve(
                 "served_model_name": served_model_name,
                 "dtype": dtype,
                 "max_batch_size": max_batch_size,
-                "hardware_usd_per_hour": Decimal(hardware_usd_per_hour),
+                "hardware_usd_per_hour": price,
                 "speculative": {
                     "method": speculative,
                     "draft_model": draft_model,
