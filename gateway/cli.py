@@ -171,6 +171,7 @@ def serve(
             "it controls every tenant and budget",
             err=True,
         )
+    _check_spool_dir(settings.spool_dir)
     from gateway.db.session import check_supported, normalise_url
 
     # Before any worker starts, even with THRIFTGATE_MIGRATE_ON_START=false.
@@ -196,6 +197,20 @@ def serve(
             h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_graceful_shutdown=30,
         )
+
+
+def _check_spool_dir(directory: Path) -> None:
+    """Every worker spools ledger rows there: a directory it cannot create or write to was a
+    traceback from each worker's start-up. Said here, once, in one line."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        typer.echo(
+            f"error: THRIFTGATE_SPOOL_DIR {str(directory)!r}: {exc.strerror or exc}", err=True
+        )
+        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager

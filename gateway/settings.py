@@ -199,6 +199,12 @@ def load_file_config(path: Path) -> FileConfig:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config file {path} is a directory, not a YAML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

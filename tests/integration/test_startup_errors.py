@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,35 @@ def test_engine_serve_refuses_bad_flags_before_starting(args: list[str], message
     assert "Traceback" not in out.stderr
     flat = " ".join(re.sub("[│╭╮╰╯─]", " ", out.stderr).split())  # typer boxes and wraps it
     assert message in flat, out.stderr
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    return {"THRIFTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
+
+
+def test_a_directory_or_binary_config_file_is_one_line(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe bad")
+    for config, message in ((tmp_path, "is a directory"), (binary, "is not UTF-8")):
+        for args in (["serve", "--config", str(config)], ["tenant", "list"]):
+            out = run(*args, env={**sqlite_env, "THRIFTGATE_CONFIG": str(config)})
+            lines = [line for line in out.stderr.splitlines() if line.strip()]
+            assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+            assert lines[0].startswith("error: config file") and message in lines[0]
+
+
+def test_an_unwritable_spool_directory_is_one_line(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text("deployments: []\n")
+    out = run(
+        "serve", "--config", str(config), "--port", "1",
+        env={**sqlite_env, "THRIFTGATE_SPOOL_DIR": "/proc/thriftgate-spool"},
+    )  # fmt: skip
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith("error: THRIFTGATE_SPOOL_DIR '/proc/thriftgate-spool'")
