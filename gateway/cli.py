@@ -10,7 +10,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -149,7 +148,7 @@ def _json_object(raw: str | None, option: str) -> dict[str, Any] | None:
 
 
 def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 @app.command()
@@ -261,7 +260,9 @@ def migrate() -> None:
 @tenant_app.command("create")
 def tenant_create(
     name: str,
-    budget_usd: float | None = typer.Option(None, "--budget-usd", min=0),
+    # a string, parsed as a Decimal by the API's model: a float lost digits (12345678.123456789
+    # was stored as 12345678.1234567892) and refused the API's largest budget
+    budget_usd: str | None = typer.Option(None, "--budget-usd"),
     budget_period: str = typer.Option("monthly", "--budget-period", help="monthly, daily or total"),
     rpm: int | None = typer.Option(None, "--rpm", min=1),
     tpm: int | None = typer.Option(None, "--tpm", min=1),
@@ -274,12 +275,12 @@ def tenant_create(
     from gateway.accounting import tenants
 
     settings = _settings()
-    budget = Decimal(str(budget_usd)) if budget_usd is not None else None
     flag_map = _json_object(flags, "--flags")
-    _check_admin_input(
-        name=name, budget_usd=budget, budget_period=budget_period, rpm=rpm, tpm=tpm,
+    checked = _check_admin_input(
+        name=name, budget_usd=budget_usd, budget_period=budget_period, rpm=rpm, tpm=tpm,
         slo_ms=slo_ms, flags=flag_map or {},
     )  # fmt: skip
+    budget = checked.budget_usd
     result = _run(
         lambda e: tenants.create_tenant(
             e,
@@ -296,14 +297,17 @@ def tenant_create(
     typer.echo(result["id"])
 
 
-def _check_admin_input(**fields: Any) -> None:
-    """The admin API's limits, so the CLI cannot store what the API would refuse."""
-    from pydantic import ValidationError
-
+def _check_admin_input(**fields: Any) -> Any:
+    """The admin API's limits, so the CLI cannot store what the API would refuse; returns
+    the API's model of them (TenantCreate)."""
     from gateway.api.admin import TenantCreate
 
+    return _validated(TenantCreate, fields)
+
+
+def _validated(model: Any, fields: dict[str, Any]) -> Any:
     try:
-        TenantCreate(**fields)
+        return model(**fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "input"
@@ -326,6 +330,9 @@ def key_create(
 ) -> None:
     """Create an API key for a tenant; prints the key once (only its hash is stored)."""
     from gateway.accounting import tenants
+    from gateway.api.admin import KeyCreate
+
+    name = _validated(KeyCreate, {"name": name}).name  # the API's 200-character limit
 
     async def go(engine: Any) -> dict[str, Any]:
         found = await tenants.find_tenant(engine, tenant)
@@ -356,10 +363,16 @@ def key_revoke(
     from gateway.accounting import tenants
     from gateway.accounting.keys import KEY_PREFIX
 
+    given = key.strip()  # pasted with a blank around it, it was not found
+
     async def go(engine: Any) -> dict[str, Any]:
-        key_id = await tenants.key_id_of(engine, key) if key.startswith(KEY_PREFIX) else key
+        key_id = await tenants.key_id_of(engine, given) if given.startswith(KEY_PREFIX) else given
         return await tenants.revoke_key(engine, key_id)
 
+    if KEY_PREFIX in given and not given.startswith(KEY_PREFIX):
+        # not an id, and an error that names the id would print the key: its prefix only
+        typer.echo(f"error: no such key ({given[: given.index(KEY_PREFIX) + 8]}...)", err=True)
+        raise typer.Exit(1)
     _echo_json(_run(go, _settings()))
 
 
