@@ -88,4 +88,17 @@ def app_from_env() -> FastAPI:
     )
     # Not even at THRIFTGATE_LOG_LEVEL=debug: litellm would log every call's provider key.
     quiet_litellm_logs()
+    quiet_database_driver_logs()
     return create_app(settings)
+
+
+# Loggers that at DEBUG write every statement's parameters: prompts, answers, key hashes.
+DRIVER_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
+
+
+def quiet_database_driver_logs() -> None:
+    """Not even at THRIFTGATE_LOG_LEVEL=debug: the database drivers stay at INFO or above."""
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
