@@ -12,12 +12,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./thriftgate.db"
 # Each worker is a whole gateway process: 2,000 of them brought a 2-core machine to a halt.
 MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
+
+
+# A price per million tokens above this is a typo (1e30 cannot even be stored: the ledger's
+# NUMERIC(20,10) overflows and every request's row is refused); today's dearest are ~$600.
+MAX_USD_PER_MTOK = 1_000_000
+AUTO_MODEL = "thriftgate/auto"  # gateway/routing/catalog.py: what no deployment may be called
 
 
 class ConfigError(Exception):
@@ -35,10 +49,10 @@ class DeploymentConfig(BaseModel):
     upstream_model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
-    input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
-    output_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
-    cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
-    cache_write_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0)
+    input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    cache_write_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     # Router hints: cold-start latency model until live measurements arrive.
     ttft_ms: float | None = Field(default=None, ge=0)
     ms_per_token: float | None = Field(default=None, ge=0)
@@ -48,6 +62,20 @@ class DeploymentConfig(BaseModel):
     # Local engine only: hardware price, used with measured throughput to price tokens.
     hardware_usd_per_hour: Decimal | None = Field(default=None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name", "model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _not_auto(cls, value: str) -> str:
+        if value == AUTO_MODEL:
+            raise ValueError(f"{AUTO_MODEL} is the gateway's own routing model, not a deployment's")
+        return value
 
     @property
     def served_model(self) -> str:
@@ -91,6 +119,15 @@ class RoutingConfig(BaseModel):
     # have recovered from an incident) instead of the fastest; 0 turns probing off
     probe_after_s: float = Field(default=10.0, ge=0)
     stats_flush_interval_s: float = Field(default=30.0, gt=0)  # learned stats -> database
+
+    @model_validator(mode="after")
+    def _cooldown_within_cap(self) -> RoutingConfig:
+        if self.cooldown_s > self.max_cooldown_s:
+            raise ValueError(
+                f"cooldown_s ({self.cooldown_s:g}) must not exceed max_cooldown_s "
+                f"({self.max_cooldown_s:g})"
+            )
+        return self
 
 
 class FileConfig(BaseModel):
@@ -145,7 +182,9 @@ class Settings(BaseSettings):
     budget_db_down_policy: Literal["fail-open", "fail-closed"] = "fail-open"
     # A budget reservation counts for at least this long (keep it above the longest request)
     # and is dropped within twice this, so a crashed process's reservations free the budget.
-    budget_reservation_ttl_s: float = Field(default=600.0, gt=0)
+    # (1 s to 30 days: 1e-300 overflowed the reservation generation and every budgeted
+    # request answered 500)
+    budget_reservation_ttl_s: float = Field(default=600.0, ge=1, le=30 * 86400)
     # A request without max_tokens reserves its budget on this many answer tokens until its
     # model has answered 32 requests, then on the long end of those answers (limits.py).
     budget_uncapped_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)

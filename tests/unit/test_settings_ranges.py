@@ -1,0 +1,64 @@
+"""Settings and config values that were accepted and then broke serving are refused at start,
+in one message naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from gateway.settings import ConfigError, Settings, load_file_config
+
+GOOD = {"name": "a", "model": "m", "api_base": "http://127.0.0.1:9/v1"}
+MODEL = "deployments.0.model"
+PRICE = "1000000"
+
+
+def load(tmp_path: Path, config: dict[str, object]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    load_file_config(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "where", "message"),
+    [
+        ({"deployments": [{**GOOD, "model": "thriftgate/auto"}]}, MODEL, "routing model"),
+        ({"deployments": [{**GOOD, "model": " "}]}, MODEL, "blank"),
+        ({"deployments": [{**GOOD, "input_cost_per_mtok": 1e30}]}, "input_cost_per_mtok", PRICE),
+        ({"deployments": [{**GOOD, "output_cost_per_mtok": "1e7"}]}, "output_cost_per_mtok", PRICE),
+        ({"routing": {"cooldown_s": 60, "max_cooldown_s": 30}}, "routing", "max_cooldown_s"),
+    ],
+)  # fmt: skip
+def test_a_config_that_breaks_serving_is_refused(
+    tmp_path: Path, config: dict[str, object], where: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, config)
+    assert where in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_sane_values_still_load(tmp_path: Path) -> None:
+    load(
+        tmp_path,
+        {
+            "deployments": [{**GOOD, "input_cost_per_mtok": 600, "output_cost_per_mtok": 0}],
+            "routing": {"cooldown_s": 30, "max_cooldown_s": 30},
+        },
+    )
+
+
+@pytest.mark.parametrize("ttl", ["1e-300", "0.5", "1e12"])
+def test_a_reservation_lifetime_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, ttl: str
+) -> None:
+    monkeypatch.setenv("THRIFTGATE_BUDGET_RESERVATION_TTL_S", ttl)
+    with pytest.raises(ValidationError, match="budget_reservation_ttl_s"):
+        Settings()
+
+
+def test_a_sane_reservation_lifetime_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFTGATE_BUDGET_RESERVATION_TTL_S", "3")
+    assert Settings().budget_reservation_ttl_s == 3
