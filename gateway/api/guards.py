@@ -5,7 +5,8 @@ the limits from `Settings` (`max_header_bytes`, `max_body_bytes`) are enforced h
 ASGI middleware: oversized headers get 431, a declared or streamed body over the limit gets 413,
 both in OpenAI's error shape, before a byte of the body is buffered by a handler. Two different
 values of one credential header get 401 here too, so no route picks one its own way. It is the
-outermost user middleware, so the fast lane and the FastAPI routes rely on it alike.
+outermost user middleware, so the fast lane and the FastAPI routes rely on it alike. It also
+serves API paths with a trailing slash as the path without it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,22 @@ class SizeGuard:
                     raise HTTPException(status_code=413, detail=_too_large(limit))
             return message
 
+        path = scope["path"]
+        if path.endswith("/") and path.startswith("/v1/"):
+            scope = _without_trailing_slash(scope, path)
         await self.app(scope, limited_receive, send)
+
+
+def _without_trailing_slash(scope: Scope, path: str) -> Scope:
+    """`/v1/chat/completions/` is served as `/v1/chat/completions`: Starlette would answer a
+    bare 307 to an absolute `http://` URL (wrong behind a TLS proxy), or a 404 for GET routes."""
+    stripped = path.rstrip("/") or "/"
+    raw = scope.get("raw_path")
+    return {
+        **scope,
+        "path": stripped,
+        "raw_path": raw.rstrip(b"/") if isinstance(raw, bytes) else raw,
+    }
 
 
 def _too_large(limit: int) -> str:

@@ -149,3 +149,18 @@ def test_head_is_answered_like_get_without_a_body(rig: Rig, path: str) -> None:
     head = httpx.head(rig.gw.base + path, headers=auth, timeout=30)
     assert (head.status_code, head.content) == (get.status_code, b"")
     assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_api_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
+    # Starlette answered POST .../completions/ with a bare 307 to an absolute http:// URL (wrong
+    # behind a TLS proxy, and not OpenAI's error shape) and GET /v1/models/ with a 404.
+    headers = {"Authorization": f"Bearer {rig.key}", "Content-Type": "application/json"}
+    r = httpx.post(rig.gw.url + "/chat/completions/", content=chat(), headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
+    models = httpx.get(rig.gw.url + "/models/", headers=headers)
+    assert models.status_code == 200, models.text
+    assert MODEL in {m["id"] for m in models.json()["data"]}
+    missing = httpx.post(rig.gw.url + "/no-such-route/", content=chat(), headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
