@@ -160,6 +160,8 @@ class Pipeline:
             reply.chunks = self._watch(ctx, reply.chunks, entered)
             return reply
         await self._finish(ctx, entered, reply)
+        if ctx.status_code < 400 and ctx.endpoint != "embeddings":
+            fill_missing_usage(ctx, reply.body)
         return reply
 
     async def _finish(self, ctx: RequestContext, entered: list[Stage], reply: Reply) -> None:
@@ -296,6 +298,13 @@ def closing_chunk(
         closing["choices"] = []
         closing["usage"] = usage if usage else _usage_block(ctx.usage)
     return {**closing, "x_thriftgate": priced(ctx)}
+
+
+def fill_missing_usage(ctx: RequestContext, body: Json | None) -> None:
+    """An upstream that reports no usage: the answer carries the counts the ledger billed
+    (tiktoken), as a stream's closing chunk does, instead of `"usage": null`."""
+    if isinstance(body, dict) and not body.get("usage") and ctx.usage.source == "tiktoken":
+        body["usage"] = _usage_block(ctx.usage)
 
 
 def _usage_block(usage: Usage) -> Json:

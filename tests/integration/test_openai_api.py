@@ -151,7 +151,7 @@ def test_streaming_without_usage_asks_upstream_and_strips_it(gateway, tenant, mo
 def test_missing_upstream_usage_falls_back_to_tiktoken(gateway, tenant, mock_upstream):
     _, key = tenant
     mock_upstream.control(no_usage=True)
-    client(gateway, key).chat.completions.create(
+    out = client(gateway, key).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "count me with tiktoken"}],
         extra_headers={"x-request-id": "req-tiktoken"},
@@ -160,6 +160,12 @@ def test_missing_upstream_usage_falls_back_to_tiktoken(gateway, tenant, mock_ups
     assert row["usage_source"] == "tiktoken"
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     assert row["cost_usd"] > 0
+    # The answer says what was billed (it said "usage": null), as a stream's usage chunk does.
+    assert out.usage is not None
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (
+        row["prompt_tokens"],
+        row["completion_tokens"],
+    )
 
 
 def test_tools_round_trip_and_passthrough_fields(gateway, tenant, mock_upstream):
