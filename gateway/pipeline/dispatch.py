@@ -13,7 +13,8 @@ in the group may, so the next one is tried, still counted against no one; the 40
 when no deployment could serve it. A stream is primed (its first chunk awaited) inside the
 fallback loop, so a deployment that refuses before sending anything can still be replaced; once a
 chunk is out, never retry. Every attempt is reported to the router (breaker, latency model): TTFT
-when the first chunk arrives, the rest at the end.
+when the first chunk arrives, the rest at the end; an attempt that waited for a local engine to
+load its model counts for the breaker only (the load is not the deployment's latency).
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ class Dispatcher:
         self, ctx: RequestContext, dep_: Deployment, flight: Flight | None, timeout_s: float
     ) -> Reply:
         provider = self.providers.for_deployment(dep_)
+        if flight is not None and _loading(provider, dep_):
+            # it will wait for a local engine's one-time model load: seconds that say nothing
+            # about its speed once loaded; learned, they would send SLO traffic elsewhere
+            flight.learn = False
         if ctx.endpoint == "embeddings":
             body = await provider.embed(ctx.body, dep_, timeout_s=timeout_s)
             self._succeed(flight, body)
@@ -259,6 +264,12 @@ class Dispatcher:
         if self.metrics is not None and observed_ms is not None:
             self.metrics.observed.labels(flight.name, phase).observe(observed_ms / 1000.0)
             self.metrics.predicted.labels(flight.name, phase).observe(predicted_ms / 1000.0)
+
+
+def _loading(provider: object, dep_: Deployment) -> bool:
+    """Whether the provider has yet to load this deployment (a local engine's model)."""
+    loading = getattr(provider, "loading", None)
+    return bool(loading(dep_)) if callable(loading) else False
 
 
 async def _prime(chunks: AsyncIterator[Json], dep_: Deployment) -> Json:

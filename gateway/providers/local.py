@@ -11,6 +11,7 @@ double of the hardware counter) and reports it per answer as `usage.energy_joule
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from local_engine.stats import EngineStats
 
 if TYPE_CHECKING:
     from gateway.routing.catalog import Deployment
+
+log = logging.getLogger("thriftgate.local")
 
 
 def engine_config(dep: Deployment) -> EngineConfig:
@@ -63,6 +66,26 @@ class LocalProvider:
         self._meter_factory = meter_factory
         self._engines: dict[str, ServingBackend] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        self._preloads: set[asyncio.Task[None]] = set()
+
+    def loading(self, dep: Deployment) -> bool:
+        """Whether a request now would wait for the engine to load its model first."""
+        return dep.name not in self._engines
+
+    def preload(self, deps: list[Deployment]) -> None:
+        """Start loading the local deployments' engines in the background (call on a running
+        loop, at startup), so the first request rarely waits seconds for a model load."""
+        for dep in deps:
+            if dep.provider == "local" and self.loading(dep):
+                task = asyncio.create_task(self._preload(dep), name=f"preload-{dep.name}")
+                self._preloads.add(task)
+                task.add_done_callback(self._preloads.discard)
+
+    async def _preload(self, dep: Deployment) -> None:
+        try:
+            await self.engine(dep)
+        except Exception as exc:  # the first request will try again and report it
+            log.warning("preloading local deployment %s failed: %s", dep.name, exc)
 
     async def engine(self, dep: Deployment) -> ServingBackend:
         """The deployment's engine, started on first use (concurrent callers wait for one load)."""
@@ -129,6 +152,10 @@ class LocalProvider:
         )
 
     async def aclose(self) -> None:
+        for task in list(self._preloads):
+            task.cancel()
+        if self._preloads:
+            await asyncio.gather(*self._preloads, return_exceptions=True)
         engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
             await engine.aclose()

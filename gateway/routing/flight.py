@@ -31,6 +31,9 @@ class Flight:
     first_token_ms: float | None = None
     finished: bool = False
     max_tokens: int | None = None  # the request's cap, for learning answer/max_tokens
+    # False when the attempt waited for something that will not recur (a local engine loading
+    # its model): its outcome still counts for the breaker, but its time teaches no latency.
+    learn: bool = True
 
 
 def overdue_factors(flights: Iterable[Flight], now: float) -> tuple[float, float]:

@@ -8,6 +8,7 @@ One `Router` lives in the app's `Services` (built in the lifespan), never at mod
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -93,11 +94,13 @@ class Router:
         tuning: RouterTuning | None = None,
         clock: Callable[[], float] = time.monotonic,
         policy: RoutePolicy | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.catalog = catalog
         self.auto_models = tuple(auto_models)
         self.tuning = tuning or RouterTuning()
         self.clock = clock
+        self.wall_clock = wall_clock  # only to carry the figures' age across a restart
         self.policy = policy or RoutePolicy()
         self.latency: dict[str, LatencyModel] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
@@ -384,6 +387,8 @@ class Router:
         now = self.clock()
         flight.first_token_ms = (now - flight.started) * 1000.0 if ttft_ms is None else ttft_ms
         self.awaiting_first[flight.name].pop(id(flight), None)
+        if not flight.learn:
+            return
         wait_ms = flight.predicted.queue_wait_ms
         if wait_ms > 0:  # it queued for a slot: its TTFT teaches the queue, not the engine
             local = self.local.get(flight.name)
@@ -408,6 +413,17 @@ class Router:
         total = (now - flight.started) * 1000.0 if total_ms is None else total_ms
         name = flight.name
         self.breakers[name].record_success()
+        if flight.learn:  # else its time (a model load) is not the deployment's speed
+            self._learn_latency(flight, completion_tokens, total, now)
+        if count_length:
+            lengths = self.lengths.get(flight.model) or self._new_lengths()
+            self.lengths[flight.model] = lengths
+            lengths.observe(completion_tokens, flight.prompt_tokens, flight.max_tokens)
+
+    def _learn_latency(
+        self, flight: Flight, completion_tokens: int, total: float, now: float
+    ) -> None:
+        name = flight.name
         ttft = flight.first_token_ms
         local = self.local.get(name)
         itl_override = None
@@ -425,10 +441,6 @@ class Router:
             ms_per_token=itl_override,
             ttft_learned=ttft is not None or flight.predicted.queue_wait_ms > 0,
         )
-        if count_length:
-            lengths = self.lengths.get(flight.model) or self._new_lengths()
-            self.lengths[flight.model] = lengths
-            lengths.observe(completion_tokens, flight.prompt_tokens, flight.max_tokens)
 
     def fail(self, flight: Flight) -> None:
         """The upstream failed (connect error, 429, 5xx, timeout): counts toward its breaker."""
@@ -489,12 +501,24 @@ class Router:
         out: dict[str, dict[str, Any]] = {}
         for name, lat in self.latency.items():
             state: dict[str, Any] = {"latency": lat.to_state()}
+            if lat.last_observed is not None:
+                # wall-clock time of the last observation: the monotonic clock restarts with
+                # the process, and the figures' age is what lets a shunned deployment go stale
+                state["observed_at"] = self.wall_clock() - (self.clock() - lat.last_observed)
             if name in self.local:
                 state["local"] = self.local[name].to_state()
             out[f"dep:{name}"] = state
         for model, lengths in self.lengths.items():
             out[f"model:{model}"] = {"lengths": lengths.to_state()}
         return out
+
+    def _restore_age(self, name: str, observed_at: Any) -> None:
+        """Map the saved wall-clock time of the last observation onto this process's clock."""
+        if isinstance(observed_at, bool) or not isinstance(observed_at, int | float):
+            return
+        age = self.wall_clock() - float(observed_at)
+        if math.isfinite(age):
+            self.latency[name].last_observed = self.clock() - max(0.0, age)
 
     def restore(self, snapshot: dict[str, dict[str, Any]]) -> int:
         """Load what `snapshot()` produced; unknown deployments are skipped. Returns how many."""
@@ -503,6 +527,7 @@ class Router:
             kind, _, name = key.partition(":")
             if kind == "dep" and name in self.latency:
                 self.latency[name].load_state(state.get("latency", {}))
+                self._restore_age(name, state.get("observed_at"))
                 if name in self.local:
                     self.local[name].load_state(state.get("local", {}))
                 loaded += 1
