@@ -4,7 +4,7 @@ router's live view (predicted latency, breaker state) when the gateway runs one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -48,9 +48,9 @@ async def latency_percentiles(
     engine: AsyncEngine, window: Window
 ) -> dict[str, tuple[float, float]]:
     """p50 and p95 of dispatched, successful requests per deployment over the last 24 h."""
-    if engine.dialect.name != "postgresql":
-        return {}
     since = max(window.since, window.now - PERCENTILE_WINDOW)
+    if engine.dialect.name != "postgresql":
+        return await _percentiles_in_python(engine, since)
     pct = func.percentile_cont(0.5).within_group(L.latency_ms)
     p95 = func.percentile_cont(0.95).within_group(L.latency_ms)
     stmt = (
@@ -66,6 +66,46 @@ async def latency_percentiles(
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return {r.deployment: (float(r.p50), float(r.p95)) for r in rows}
+
+
+# SQLite (the embedded default) has no percentile_cont: its latencies are read and ranked here.
+# An embedded gateway serves a few requests a second, so a day is well under this bound.
+SQLITE_PERCENTILE_ROWS = 200_000
+
+
+async def _percentiles_in_python(
+    engine: AsyncEngine, since: datetime
+) -> dict[str, tuple[float, float]]:
+    stmt = (
+        select(L.deployment, L.latency_ms)
+        .where(
+            L.created_at >= since,
+            L.status_code < 400,
+            L.cache_status.not_in(CACHE_HITS),
+            L.deployment.is_not(None),
+            L.latency_ms.is_not(None),
+        )
+        .order_by(L.created_at.desc())
+        .limit(SQLITE_PERCENTILE_ROWS)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    by_dep: dict[str, list[float]] = {}
+    for dep, ms in rows:
+        by_dep.setdefault(dep, []).append(float(ms))
+    out = {}
+    for dep, values in by_dep.items():
+        values.sort()
+        out[dep] = (percentile_cont(values, 0.5), percentile_cont(values, 0.95))
+    return out
+
+
+def percentile_cont(ordered: list[float], q: float) -> float:
+    """Postgres' percentile_cont: linear interpolation between the two nearest ranks."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def live_view(
