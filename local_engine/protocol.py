@@ -1,8 +1,11 @@
 """OpenAI wire format for the engine: parse request bodies, build responses and stream chunks.
 
 Bodies stay plain dicts (as in `gateway.providers.base`); parsing validates only what the engine
-uses and rejects what it cannot honour (n > 1, unknown roles; tools, response formats, logprobs:
-code `unsupported_parameter`) with a 400 naming the parameter.
+uses and rejects what it cannot honour with a 400 naming the parameter: code
+`unsupported_parameter` for what is valid OpenAI but beyond this engine (tools and tool calls in
+history, images and other non-text parts, the legacy `function` role, several prompts, response
+formats, logprobs, logit_bias, presence/frequency penalties), so a gateway group can fall back to
+a deployment that can; `invalid_request` for what is malformed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from local_engine.sampling_params import SamplingParams
 Json = dict[str, Any]
 Endpoint = Literal["chat/completions", "completions"]
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+MIN_TOP_P = 1e-6
+UNSUPPORTED_ROLES = frozenset({"function"})  # valid OpenAI (deprecated), not served here
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,12 @@ def _content_text(content: Any, index: int) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
+            if (
+                isinstance(part, dict)
+                and isinstance(part.get("type"), str)
+                and (part["type"] != "text")
+            ):
+                raise _unsupported(f"{part['type']!r} content parts", f"messages[{index}]")
             if not isinstance(part, dict) or part.get("type") != "text":
                 raise BadEngineRequest(
                     "the local engine accepts only text content parts", param=f"messages[{index}]"
@@ -67,6 +78,11 @@ def _messages(body: Json) -> list[dict[str, str]]:
         raise BadEngineRequest("'messages' must be a non-empty list", param="messages")
     out = []
     for i, msg in enumerate(raw):
+        if isinstance(msg, dict) and msg.get("role") in UNSUPPORTED_ROLES:
+            raise _unsupported(f"the {msg['role']!r} role", f"messages[{i}]")
+        for calls in ("tool_calls", "function_call"):  # dropped, they would garble the history
+            if isinstance(msg, dict) and msg.get(calls):
+                raise _unsupported("tool calls in the conversation", f"messages[{i}].{calls}")
         if not isinstance(msg, dict) or msg.get("role") not in ROLES:
             raise BadEngineRequest(f"messages[{i}] needs a valid 'role'", param=f"messages[{i}]")
         role = "system" if msg["role"] == "developer" else str(msg["role"])
@@ -86,6 +102,12 @@ def _prompt(body: Json) -> str | list[int]:
         and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
     ):
         return [int(t) for t in prompt]
+    if (
+        isinstance(prompt, list)
+        and len(prompt) > 1
+        and all(isinstance(p, str | list) for p in prompt)
+    ):
+        raise _unsupported("several prompts in one request", "prompt")
     raise BadEngineRequest("'prompt' must be one string or one list of token ids", param="prompt")
 
 
@@ -121,6 +143,13 @@ def _refuse_unsupported(body: Json) -> None:
         raise _unsupported("suffix", "suffix")
     if body.get("best_of") not in (None, 1):
         raise _unsupported("best_of > 1", "best_of")
+    # Sampling adjustments the engine does not implement: their defaults (empty, 0) change
+    # nothing and pass; anything else would be answered as if they were not there.
+    if body.get("logit_bias"):
+        raise _unsupported("logit_bias", "logit_bias")
+    for penalty in ("presence_penalty", "frequency_penalty"):
+        if body.get(penalty) not in (None, 0):
+            raise _unsupported(f"a non-zero {penalty}", penalty)
 
 
 def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
@@ -146,7 +175,8 @@ def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
         raise BadEngineRequest("'seed' must be an integer", param="seed")
     sampling = SamplingParams(
         temperature=_number(body, "temperature", 0.0, 2.0, 1.0),
-        top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
+        # OpenAI takes 0..1; 0 is the smallest nucleus (the most likely token), not an error
+        top_p=max(MIN_TOP_P, _number(body, "top_p", 0.0, 1.0, 1.0)),
         seed=seed,
     )
     stream = bool(body.get("stream", False))

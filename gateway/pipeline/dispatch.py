@@ -7,10 +7,11 @@ deployment), and each counts against that deployment's breaker.
 The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still
 make it), within the request's overall deadline (the first candidate's `timeout_s`, counted from
 arrival). A request the upstream refuses as wrong (400, 413, 422, context_length_exceeded) goes
-back to the client as is, counted against no one. A 400 `unsupported_parameter` is the exception:
-that deployment cannot serve this request (a local engine asked for tools or logprobs) but another
-in the group may, so the next one is tried, still counted against no one; the 400 goes back only
-when no deployment could serve it. A stream is primed (its first chunk awaited) inside the
+back to the client as is, counted against no one. A 400 `unsupported_parameter` or
+`context_length_exceeded` is the exception: that deployment cannot serve this request (a local
+engine asked for tools or images, or a prompt longer than its 2k context) but another in the
+group may, so the next one is tried, still counted against no one; the first such 400 goes back
+only when no deployment could serve it. A stream is primed (its first chunk awaited) inside the
 fallback loop, so a deployment that refuses before sending anything can still be replaced; once a
 chunk is out, never retry. Every attempt is reported to the router (breaker, latency model): TTFT
 when the first chunk arrives, the rest at the end; an attempt that waited for a local engine to
@@ -44,7 +45,9 @@ from gateway.routing.router import Router
 log = logging.getLogger("thriftgate.dispatch")
 
 MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
-UNSUPPORTED = "unsupported_parameter"  # this deployment cannot serve the request; others may
+# This deployment cannot serve the request (a capability it lacks, a context too small for the
+# prompt or max_tokens); another in the group may.
+UNSERVABLE = frozenset({"unsupported_parameter", "context_length_exceeded"})
 
 
 # The deployment's own fault, whatever the request: the upstream refused its key (401/403), or
@@ -123,7 +126,7 @@ class Dispatcher:
                     order = [(c.deployment, c) for c in rest]
                 reason = fallback_reason(exc.upstream_status or exc.status_code)
             except InvalidRequest as exc:
-                if exc.code != UNSUPPORTED:
+                if exc.code not in UNSERVABLE:
                     self._abandon(flight)
                     raise
                 log.info("deployment %s cannot serve this request: %s", dep.name, exc.message)

@@ -79,3 +79,31 @@ def test_the_400_goes_back_when_no_deployment_can_serve_it() -> None:
     assert err.value.code == "unsupported_parameter" and err.value.param == "tools"
     assert [p.calls for p in refusers.values()] == [1, 1]
     assert all(b.consecutive_failures == 0 for b in route.breakers.values())
+
+
+class TooLong(Provider):
+    """A deployment whose context is too small for this request (a 2k-token local engine)."""
+
+    async def complete(self, body: Any, dep: Deployment, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.refuses:
+            raise InvalidRequest(
+                "the prompt has 3000 tokens; this model takes at most 2047",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        return REPLY
+
+
+def test_a_context_too_small_falls_back_to_a_larger_one() -> None:
+    route = router("local", "cloud")
+    reply, attempts = dispatch(route, {"local": TooLong(True), "cloud": TooLong(False)})
+    assert reply.body == REPLY and attempts == ["local", "cloud"]
+    assert route.breakers["local"].consecutive_failures == 0
+
+
+def test_context_length_exceeded_goes_back_when_no_deployment_takes_it() -> None:
+    route = router("local", "other-local")
+    with pytest.raises(InvalidRequest) as err:
+        dispatch(route, {"local": TooLong(True), "other-local": TooLong(True)})
+    assert err.value.code == "context_length_exceeded"
