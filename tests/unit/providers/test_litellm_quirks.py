@@ -5,25 +5,20 @@ deployment's fault. The upstream is a real aiohttp server in-process, scripted p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.pipeline.dispatch import retryable
 from gateway.providers.litellm_adapter import LiteLLMProvider
 from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import Handler, ServeMessages, anthropic_deployment
 
 KEY_ENV = "TG_TEST_LITELLM_QUIRKS_KEY"
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Serve = Callable[[Handler], Awaitable[str]]
 
 
 @pytest.fixture(autouse=True)
@@ -31,33 +26,8 @@ def key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-ant-test")
 
 
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    servers: list[TestServer] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/messages", handler)
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url(""))
-
-    yield start
-    for server in servers:
-        await server.close()
-
-
 def dep(base: str) -> Deployment:
-    config = DeploymentConfig(
-        name="d",
-        model="m",
-        provider="anthropic",
-        upstream_model="claude",
-        api_base=base,
-        api_key_env=KEY_ENV,
-    )
-    return Deployment(config=config, price=Price(), price_source="config")
+    return anthropic_deployment(base, KEY_ENV)
 
 
 def anthropic_error(status: int, kind: str, message: str) -> Handler:
@@ -71,10 +41,10 @@ def anthropic_error(status: int, kind: str, message: str) -> Handler:
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_prompt_too_long_is_context_length_exceeded_with_a_clean_message(
-    serve: Serve, stream: bool
+    serve_messages: ServeMessages, stream: bool
 ) -> None:
     why = "prompt is too long: 250000 tokens > 200000 maximum"
-    base = await serve(anthropic_error(400, "invalid_request_error", why))
+    base = await serve_messages(anthropic_error(400, "invalid_request_error", why))
     with pytest.raises(InvalidRequest) as info:
         if stream:
             async for _ in LiteLLMProvider().stream(
@@ -89,8 +59,8 @@ async def test_a_prompt_too_long_is_context_length_exceeded_with_a_clean_message
     assert info.value.message == f"Deployment 'd' rejected the request: {why}"
 
 
-async def test_a_404_is_the_deployments_fault(serve: Serve) -> None:
-    base = await serve(anthropic_error(404, "not_found_error", "model: claude-nope"))
+async def test_a_404_is_the_deployments_fault(serve_messages: ServeMessages) -> None:
+    base = await serve_messages(anthropic_error(404, "not_found_error", "model: claude-nope"))
     with pytest.raises(UpstreamError) as info:
         await LiteLLMProvider().complete(CHAT, dep(base), endpoint="chat/completions", timeout_s=5)
     assert (info.value.upstream_status, info.value.code) == (404, "upstream_not_found")
@@ -101,7 +71,7 @@ def sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-async def test_a_stalled_stream_is_a_timeout(serve: Serve) -> None:
+async def test_a_stalled_stream_is_a_timeout(serve_messages: ServeMessages) -> None:
     start = {
         "type": "message_start",
         "message": {
@@ -128,7 +98,7 @@ async def test_a_stalled_stream_is_a_timeout(serve: Serve) -> None:
         await asyncio.sleep(3)
         return resp
 
-    base = await serve(stalls)
+    base = await serve_messages(stalls)
     with pytest.raises(UpstreamTimeout):
         async for _ in LiteLLMProvider().stream(
             CHAT, dep(base), endpoint="chat/completions", timeout_s=0.5

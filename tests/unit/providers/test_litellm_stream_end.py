@@ -8,19 +8,17 @@ aiohttp server in-process that sends exactly the events a test gives, then ends 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError
 from gateway.providers.litellm_adapter import LiteLLMProvider
-from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
 
 KEY_ENV = "TG_TEST_LITELLM_STREAM_END_KEY"
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
@@ -73,10 +71,9 @@ END = [
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
+def serve(serve_messages: ServeMessages) -> Serve:
     """Start an upstream answering every /v1/messages with `parts`; `stall_s` waits that long
     before ending the body (a stalled stream)."""
-    servers: list[TestServer] = []
 
     async def start(parts: list[bytes], stall_s: float = 0.0) -> str:
         async def messages(request: web.Request) -> web.StreamResponse:
@@ -86,34 +83,17 @@ async def serve() -> AsyncIterator[Serve]:
             for part in parts:
                 await resp.write(part)
             if stall_s:
-                import asyncio
-
                 await asyncio.sleep(stall_s)
             await resp.write_eof()
             return resp
 
-        app = web.Application()
-        app.router.add_post("/v1/messages", messages)
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url(""))
+        return await serve_messages(messages)
 
-    yield start
-    for server in servers:
-        await server.close()
+    return start
 
 
 async def chunks(base: str, timeout_s: float = 5) -> list[dict[str, Any]]:
-    config = DeploymentConfig(
-        name="d",
-        model="m",
-        provider="anthropic",
-        upstream_model="claude",
-        api_base=base,
-        api_key_env=KEY_ENV,
-    )
-    dep = Deployment(config=config, price=Price(), price_source="config")
+    dep = anthropic_deployment(base, KEY_ENV)
     stream = LiteLLMProvider().stream(CHAT, dep, endpoint="chat/completions", timeout_s=timeout_s)
     return [c async for c in stream]
 
@@ -137,7 +117,7 @@ async def test_a_stream_cut_before_the_providers_stop_is_an_error(serve: Serve, 
     got: list[dict[str, Any]] = []
     with pytest.raises(UpstreamError) as info:
         async for c in LiteLLMProvider().stream(
-            CHAT, _dep(base), endpoint="chat/completions", timeout_s=5
+            CHAT, anthropic_deployment(base, KEY_ENV), endpoint="chat/completions", timeout_s=5
         ):
             got.append(c)
     assert "ended the stream early" in info.value.message
@@ -148,15 +128,3 @@ async def test_the_stop_reason_without_message_stop_is_complete(serve: Serve) ->
     # message_delta carries the provider's stop_reason: the answer is whole
     out = await chunks(await serve([START, BLOCK, text("Hello"), *END[:2]]))
     assert [c["choices"][0].get("finish_reason") for c in out if c.get("choices")][-1] == "stop"
-
-
-def _dep(base: str) -> Deployment:
-    config = DeploymentConfig(
-        name="d",
-        model="m",
-        provider="anthropic",
-        upstream_model="claude",
-        api_base=base,
-        api_key_env=KEY_ENV,
-    )
-    return Deployment(config=config, price=Price(), price_source="config")
