@@ -160,6 +160,7 @@ class BudgetStage:
         self.fail_open = fail_open
         self.router = router
         self.uncapped_completion = uncapped_completion
+        self._answer_caps: dict[str, int | None] = {}
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
@@ -198,7 +199,25 @@ class BudgetStage:
         if not group:
             return Decimal(0)
         prompt = ctx.prompt_tokens_estimate
-        return max(self._dearest_cost(d, prompt, expected_completion) for d in group)
+        uncapped = max_tokens_of(ctx.body) is None and ctx.endpoint != "embeddings"
+        costs = []
+        for dep in group:
+            completion = (
+                self._answer_limit(dep, expected_completion, ctx)
+                if uncapped
+                else (expected_completion)
+            )
+            costs.append(self._dearest_cost(dep, prompt, completion))
+        return max(costs)
+
+    def _answer_limit(self, dep: Deployment, completion: int, ctx: RequestContext) -> int:
+        """An uncapped reservation, at most the longest answer the deployment gives (a local
+        engine stops at its default_max_tokens: reserving 4,096 refuses concurrent requests
+        a budget could serve)."""
+        if dep.name not in self._answer_caps:
+            self._answer_caps[dep.name] = _max_answer_tokens(dep)
+        cap = self._answer_caps[dep.name]
+        return completion if cap is None else min(completion, cap * _choices(ctx))
 
     def _dearest_cost(self, dep: Deployment, prompt: int, completion: int) -> Decimal:
         """What `dep` may bill for the request, at most.
@@ -216,6 +235,14 @@ class BudgetStage:
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
         return None
+
+
+def _max_answer_tokens(dep: Deployment) -> int | None:
+    if dep.provider != "local":
+        return None
+    from gateway.providers.local import max_answer_tokens  # the engine's settings, lazily
+
+    return max_answer_tokens(dep)
 
 
 def _load_levels(local: LocalThroughput) -> list[int]:

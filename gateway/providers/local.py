@@ -49,6 +49,18 @@ def engine_config(dep: Deployment) -> EngineConfig:
         ) from exc
 
 
+def max_answer_tokens(dep: Deployment) -> int | None:
+    """The longest answer the deployment's engine gives to a request without max_tokens
+    (transformers: its default_max_tokens; vLLM: up to the context's end); None if unknown."""
+    try:
+        cfg = engine_config(dep)
+    except UpstreamError:
+        return None
+    if cfg.backend == "vllm":
+        return cfg.vllm.max_model_len - 1
+    return min(cfg.default_max_tokens, cfg.max_model_len - 1)
+
+
 def _translate(exc: EngineError, dep: Deployment) -> Exception:
     if isinstance(exc, BadEngineRequest):
         # the code too: `unsupported_parameter` tells dispatch to try another deployment
