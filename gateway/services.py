@@ -23,6 +23,7 @@ from gateway.pipeline.context import Stage
 from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.limits import BudgetStage, RateLimiter, RateLimitStage
 from gateway.pipeline.pipeline import Pipeline
+from gateway.pipeline.responses_items import ItemStore, ResponsesItemStage, stage_settings
 from gateway.pipeline.route import RouteStage
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Catalog
@@ -89,7 +90,10 @@ class Services:
         router_stats = RouterStatsStore(
             engine, router, interval_s=file_config.routing.stats_flush_interval_s
         )
+        response_items = ItemStore(engine, **stage_settings(settings))
         stages: list[Stage] = [
+            # first: every other stage sees the body with its item references resolved
+            ResponsesItemStage(response_items),
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
             RateLimitStage(limiter),
             CacheStage(
@@ -130,6 +134,8 @@ class Services:
             cache=cache,
         )
         services.closers.append(cache)
+        await response_items.start()
+        services.closers.append(response_items)
         services.router = router
         providers.warm(list(catalog.deployments.values()))
         await ledger.start()

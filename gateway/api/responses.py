@@ -3,7 +3,8 @@
 The request is translated into a chat body inside the pipeline (`pipeline/responses_request.py`),
 so every stage applies unchanged; this module renders the chat reply as a `response` object, or
 the chat chunk stream as Responses stream events (`event: <type>` + `data: {...}`). Responses
-are not stored, so retrieving, deleting or cancelling one answers 404.
+are not stored (only their output items, for `item_reference` inputs:
+`pipeline/responses_items.py`), so retrieving, deleting or cancelling one answers 404.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ async def _not_stored(request: Request, services: Services, response_id: str) ->
         bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
     )
     raise NotFound(
-        f"No response with id '{response_id}': this gateway does not store responses "
-        "(`store` is accepted and ignored), so they cannot be retrieved, listed, cancelled "
-        "or deleted.",
+        f"No response with id '{response_id}': this gateway does not store responses (`store` "
+        "keeps only their output items, for 'item_reference' inputs), so they cannot be "
+        "retrieved, listed, cancelled or deleted.",
         param="response_id",
         code="response_not_found",
     )

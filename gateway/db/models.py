@@ -243,3 +243,17 @@ class DashboardSession(Base):
     key_check: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ResponseItem(Base):
+    """An output item of a `/v1/responses` reply, kept for a while so that a later request
+    from the same tenant can send `{"type": "item_reference", "id": ...}` instead of it."""
+
+    __tablename__ = "response_items"
+    __table_args__ = (Index("ix_response_items_expires", "expires_at"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

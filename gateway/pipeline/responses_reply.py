@@ -30,7 +30,8 @@ def echo_fields(raw: Json) -> Json:
         "reasoning": raw.get("reasoning"),
         "user": raw.get("user"),
         "truncation": raw.get("truncation") or "disabled",
-        "store": False,  # whatever was asked: this gateway keeps no responses
+        # `store` keeps the output items (for `item_reference` inputs), not the response
+        "store": raw.get("store") is not False,
         "background": False,
         "previous_response_id": None,
         "service_tier": raw.get("service_tier"),

@@ -2,14 +2,17 @@
 
 The gateway serves the Responses API as a translation onto the chat pipeline, so auth, limits,
 cache, compression, routing, fallback and the ledger apply unchanged. What needs state kept on
-our side (`previous_response_id`, `conversation`, stored `prompt`s, `background` runs, item
-references) or a hosted tool (web search, file search, ...) is refused with a 400 that names
-the parameter; `store` is accepted and ignored, because nothing is stored. Fields this module
-does not know are passed through to the chat body untouched, as the chat endpoint does.
+our side (`previous_response_id`, `conversation`, stored `prompt`s, `background` runs) or a
+hosted tool (web search, file search, ...) is refused with a 400 that names the parameter.
+`item_reference` inputs name output items of earlier replies, which the gateway keeps per tenant
+(`responses_items.py`): the first translation leaves a placeholder for each and lists the ids;
+the Responses stage looks them up and translates again with the stored items. Fields this
+module does not know are passed through to the chat body untouched, as the chat endpoint does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import InvalidRequest
@@ -47,24 +50,53 @@ TOOL_CHOICES = frozenset({"auto", "none", "required"})
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
+class ResponsesChatBody(dict[str, Any]):
+    """The chat body of a Responses request, plus what the Responses stage needs from the
+    request as sent (serialises as the plain dict it is)."""
+
+    raw: Json  # the Responses body, to translate again once references are resolved
+    references: list[str]  # ids of `item_reference` inputs still to resolve, in order
+    store: bool  # keep this reply's output items for later references (`store`, default true)
+
+
 def unsupported(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="unsupported_parameter")
 
 
-def chat_body_from_responses(raw: Any) -> Json:
-    """Validate a Responses request and return the equivalent chat completions body."""
+def unknown_reference(where: str, item_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"'{where}' refers to item '{item_id}', which is unknown or expired: this gateway "
+        "keeps the output items of its responses for a limited time, for the tenant that "
+        "received them. Send the item itself instead of a reference, or send requests with "
+        "'store': false so that clients send items in full (Vercel AI SDK: "
+        "providerOptions.openai.store = false).",
+        param=where,
+        code="item_not_found",
+    )
+
+
+def chat_body_from_responses(raw: Any, items: Mapping[str, Json] | None = None) -> Json:
+    """Validate a Responses request and return the equivalent chat completions body.
+
+    Without `items`, each `item_reference` input becomes a placeholder and its id is listed in
+    the result's `references`; with `items` (the stored items by id), references are replaced
+    by the items they name, and one that is not there is a 400.
+    """
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
     validate_common(raw)
     _refuse_unserved(raw)
-    body: Json = {k: v for k, v in raw.items() if k not in TRANSLATED and k not in UNSERVED}
+    body = ResponsesChatBody(
+        {k: v for k, v in raw.items() if k not in TRANSLATED and k not in UNSERVED}
+    )
+    body.raw, body.references, body.store = raw, [], raw.get("store") is not False
     messages: list[Json] = []
     instructions = raw.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
             raise invalid_value("'instructions' must be a string.", "instructions")
         messages.append({"role": "system", "content": instructions})
-    messages.extend(messages_from_input(raw.get("input")))
+    messages.extend(messages_from_input(raw.get("input"), items, body.references))
     body["messages"] = messages
     int_field(raw, "max_output_tokens", 1, MAX_TOKENS_LIMIT)
     if raw.get("max_output_tokens") is not None:
@@ -85,7 +117,8 @@ def chat_body_from_responses(raw: Any) -> Json:
     if raw.get("stream"):
         # Always ask for usage: the final `response.completed` event carries it.
         body["stream_options"] = {"include_usage": True}
-    return validate_chat(body)
+    validate_chat(body)
+    return body
 
 
 def _refuse_unserved(raw: Json) -> None:
@@ -126,8 +159,14 @@ def _refuse_unserved(raw: Json) -> None:
 # -- input -------------------------------------------------------------------------------
 
 
-def messages_from_input(inp: Any) -> list[Json]:
-    """`input` (a string or a list of items) as chat messages, in order."""
+def messages_from_input(
+    inp: Any, items: Mapping[str, Json] | None = None, references: list[str] | None = None
+) -> list[Json]:
+    """`input` (a string or a list of items) as chat messages, in order.
+
+    An `item_reference` is replaced by `items[id]`; without `items` its id is appended to
+    `references` and an empty assistant message holds its place until it is resolved.
+    """
     if isinstance(inp, str):
         return [{"role": "user", "content": inp}]
     if not isinstance(inp, list) or not inp:
@@ -142,6 +181,17 @@ def messages_from_input(inp: Any) -> list[Json]:
         if not isinstance(item, dict):
             raise invalid_value(f"'{where}' must be an object.", where)
         kind = item.get("type", "message" if "role" in item else None)
+        if kind == "item_reference":
+            ref = _reference_id(item, where)
+            if items is None:
+                if references is not None:
+                    references.append(ref)
+                messages.append({"role": "assistant", "content": ""})
+                continue
+            stored = items.get(ref)
+            if stored is None:
+                raise unknown_reference(where, ref)
+            item, kind = stored, stored.get("type")
         if kind == "message":
             messages.append(_message(item, where))
         elif kind == "function_call":
@@ -150,11 +200,6 @@ def messages_from_input(inp: Any) -> list[Json]:
             messages.append(_tool_result(item, where))
         elif kind == "reasoning":
             continue  # a reasoning model's own notes from an earlier turn: chat cannot take them
-        elif kind == "item_reference":
-            raise unsupported(
-                f"'{where}' is an item reference; items are not stored, send the item itself.",
-                f"{where}.type",
-            )
         else:
             raise unsupported(
                 f"'{where}.type' {kind!r} is not supported; use messages, 'function_call' "
@@ -162,6 +207,13 @@ def messages_from_input(inp: Any) -> list[Json]:
                 f"{where}.type",
             )
     return messages
+
+
+def _reference_id(item: Json, where: str) -> str:
+    ref = item.get("id")
+    if not isinstance(ref, str) or not ref:
+        raise invalid_value(f"'{where}.id' must be a non-empty string.", f"{where}.id")
+    return ref
 
 
 def _message(item: Json, where: str) -> Json:

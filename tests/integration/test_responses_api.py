@@ -70,7 +70,7 @@ def test_plain_text_answer_usage_headers_and_ledger(gateway, tenant, mock_upstre
     assert resp.usage.total_tokens == 14
     assert resp.usage.input_tokens_details.cached_tokens == 0
     assert resp.usage.output_tokens_details.reasoning_tokens == 0
-    assert resp.store is False and resp.tools == [] and resp.tool_choice == "auto"
+    assert resp.store is True and resp.tools == [] and resp.tool_choice == "auto"
     assert raw.headers["x-request-id"] == request_id
     assert raw.headers["x-thriftgate-deployment"] == "mock-mini"
     assert raw.headers["x-thriftgate-cache"] == "bypass"
@@ -99,7 +99,7 @@ def test_instructions_sampling_and_metadata_are_translated_and_echoed(
         max_output_tokens=50,
         user="alice",
         metadata={"team": "search"},
-        store=True,  # the SDK's default: accepted, and nothing is stored
+        store=True,  # the SDK's default: accepted (the output items are kept for references)
     )
     sent = mock_upstream.received()[-1]["body"]
     assert sent["messages"] == [
@@ -384,7 +384,7 @@ def test_unsupported_parameters_get_a_clear_400(gateway, tenant, extra, param):
         ({"model": MODEL, "input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
         ({"model": MODEL, "input": "x", "temperature": "hot"}, "temperature"),
         ({"model": MODEL, "input": "x", "instructions": ["a"]}, "instructions"),
-        ({"model": MODEL, "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"model": MODEL, "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
     ],
 )
 def test_invalid_shapes_get_a_clear_400(gateway, tenant, body, param):

@@ -346,7 +346,7 @@ def test_length_is_incomplete_and_request_fields_are_echoed():
     assert out["instructions"] == "i" and out["max_output_tokens"] == 3
     assert out["tools"] == [TOOL] and out["tool_choice"] == "required"
     assert out["parallel_tool_calls"] is False and out["text"]["format"]["type"] == "json_object"
-    assert out["metadata"] == {"a": "b"} and out["store"] is False and out["error"] is None
+    assert out["metadata"] == {"a": "b"} and out["store"] is True and out["error"] is None
     assert finish_status("content_filter") == ("incomplete", {"reason": "content_filter"})
     assert finish_status(None) == ("completed", None)
 

@@ -1,0 +1,215 @@
+"""Output items of `/v1/responses` replies, kept per tenant so `item_reference` inputs resolve.
+
+Clients that keep `store: true` (the API's default; the Vercel AI SDK's too) send earlier
+assistant output back as `{"type": "item_reference", "id": "msg_..."}` instead of the item.
+`ResponsesItemStage` keeps each reply's output items (message `msg_<ledger id>`, function calls
+`fc_<ledger id>_<n>`) for `ttl_s` and resolves references from the same tenant only.
+
+Where they live: an in-process LRU, filled before the reply leaves (so an agent loop's next
+step on this worker resolves at once), and the `response_items` table, written in the
+background like the cache (so other workers and replicas resolve them too). Only a request
+that carries references looks them up, and only ids the LRU lacks go to the database. Expired
+rows, and each tenant's rows beyond `per_tenant`, are swept periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.tokenizer import estimate_prompt_tokens
+from gateway.db.models import ResponseItem, table
+from gateway.pipeline.context import Json, Reply, RequestContext
+from gateway.pipeline.responses_reply import response_from_chat
+from gateway.pipeline.responses_request import ResponsesChatBody, chat_body_from_responses
+
+log = logging.getLogger("thriftgate.responses")
+
+DEFAULT_TTL_S = 24 * 3600.0
+DEFAULT_PER_TENANT = 100_000
+DEFAULT_LOCAL_ITEMS = 20_000
+SWEEP_INTERVAL_S = 600.0
+MAX_ITEM_ID = 64  # the column's width; a longer id cannot be one of ours
+
+_ITEMS = table(ResponseItem)
+# Each tenant's rows beyond its newest `cap` (window functions: Postgres, SQLite >= 3.25).
+_OVER_CAP = text(
+    "DELETE FROM response_items WHERE (tenant_id, item_id) IN ("
+    " SELECT tenant_id, item_id FROM ("
+    "  SELECT tenant_id, item_id, row_number() OVER"
+    "   (PARTITION BY tenant_id ORDER BY created_at DESC, item_id) AS rn"
+    "  FROM response_items) ranked"
+    " WHERE rn > :cap)"
+)
+
+
+class ItemStore:
+    """Items by (tenant, id): an LRU in front of the `response_items` table."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        per_tenant: int = DEFAULT_PER_TENANT,
+        local_items: int = DEFAULT_LOCAL_ITEMS,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
+    ) -> None:
+        self.engine = engine
+        self.ttl_s = ttl_s
+        self.per_tenant = per_tenant
+        self.local_items = local_items
+        self.sweep_interval_s = sweep_interval_s
+        # (tenant id, item id) -> (expiry as time.time(), item)
+        self._local: OrderedDict[tuple[str, str], tuple[float, Json]] = OrderedDict()
+        self._writes: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="response-items-sweep")
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._writes:  # items already answered: let their rows land
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+    # -- writes ------------------------------------------------------------------------
+    def put(self, tenant_id: str, items: list[Json]) -> None:
+        """Serve `items` from this process at once; write them to the table in the background."""
+        expires = time.time() + self.ttl_s
+        for item in items:
+            self._remember(tenant_id, item["id"], expires, item)
+        task = asyncio.create_task(self._write(tenant_id, items, expires))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _remember(self, tenant_id: str, item_id: str, expires: float, item: Json) -> None:
+        key = (tenant_id, item_id)
+        self._local[key] = (expires, item)
+        self._local.move_to_end(key)
+        while len(self._local) > self.local_items:
+            self._local.popitem(last=False)
+
+    async def _write(self, tenant_id: str, items: list[Json], expires: float) -> None:
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "item_id": item["id"],
+                "item": item,
+                "created_at": now,
+                "expires_at": datetime.fromtimestamp(expires, UTC),
+            }
+            for item in items
+        ]
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(_ITEMS), rows)
+        except IntegrityError:  # ids are minted from unique ledger ids: a replay, nothing new
+            pass
+        except Exception:  # a lost write is a later "unknown item" 400 on another replica
+            log.warning("storing %d response items failed", len(rows), exc_info=True)
+
+    # -- reads -------------------------------------------------------------------------
+    async def get(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Json]:
+        """The stored items of `tenant_id` among `ids` (unknown and expired ones left out)."""
+        now = time.time()
+        found: dict[str, Json] = {}
+        missing: list[str] = []
+        for item_id in dict.fromkeys(ids):
+            entry = self._local.get((tenant_id, item_id))
+            if entry is not None and entry[0] > now:
+                found[item_id] = entry[1]
+            elif len(item_id) <= MAX_ITEM_ID:
+                missing.append(item_id)
+        if missing:
+            for item_id, expires, item in await self._read(tenant_id, missing):
+                found[item_id] = item
+                self._remember(tenant_id, item_id, expires, item)
+        return found
+
+    async def _read(self, tenant_id: str, ids: list[str]) -> list[tuple[str, float, Json]]:
+        query = select(_ITEMS.c.item_id, _ITEMS.c.expires_at, _ITEMS.c.item).where(
+            _ITEMS.c.tenant_id == tenant_id,
+            _ITEMS.c.item_id.in_(ids),
+            _ITEMS.c.expires_at > datetime.now(UTC),
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(r.item_id, _timestamp(r.expires_at), r.item) for r in rows]
+
+    # -- retention ---------------------------------------------------------------------
+    async def sweep(self) -> None:
+        """Delete expired rows, then each tenant's oldest rows beyond `per_tenant`."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_ITEMS).where(_ITEMS.c.expires_at <= datetime.now(UTC)))
+            await conn.execute(_OVER_CAP, {"cap": self.per_tenant})
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("sweeping response items failed", exc_info=True)
+            await asyncio.sleep(self.sweep_interval_s)
+
+
+def _timestamp(value: datetime) -> float:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+class ResponsesItemStage:
+    """Resolves a Responses request's item references before anything else sees its body,
+    and keeps its reply's output items (unless it said `store: false`)."""
+
+    def __init__(self, store: ItemStore) -> None:
+        self.store = store
+
+    async def before(self, ctx: RequestContext) -> Reply | None:
+        body = ctx.body
+        if not isinstance(body, ResponsesChatBody) or not body.references:
+            return None
+        items = await self.store.get(ctx.tenant.id, body.references)
+        resolved = chat_body_from_responses(body.raw, items)  # a 400 names an unknown one
+        if ctx.stream:  # as `Pipeline.handle` set it on the first translation
+            resolved["stream_options"] = body["stream_options"]
+        ctx.body = resolved
+        ctx.prompt_tokens_estimate = estimate_prompt_tokens(resolved)
+        return None
+
+    async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        body = ctx.body
+        if not isinstance(body, ResponsesChatBody) or not body.store or ctx.status_code >= 400:
+            return
+        chat = reply.body
+        if not isinstance(chat, dict) or not chat.get("choices"):
+            return
+        self.store.put(ctx.tenant.id, output_items(chat, "resp_" + ctx.ledger_id))
+
+
+def output_items(chat: Json, response_id: str) -> list[Json]:
+    """The output items the client was sent for this chat reply (same ids, same content)."""
+    reply = response_from_chat(
+        chat, response_id=response_id, created_at=0, model="", echo={}, usage=None
+    )
+    items: list[Json] = reply["output"]
+    return items
+
+
+def stage_settings(settings: Any) -> dict[str, Any]:
+    """The store's retention from `Settings` where it has the fields, else the defaults."""
+    return {
+        "ttl_s": getattr(settings, "responses_items_ttl_s", DEFAULT_TTL_S),
+        "per_tenant": getattr(settings, "responses_items_per_tenant", DEFAULT_PER_TENANT),
+    }
