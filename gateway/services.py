@@ -53,6 +53,7 @@ class Services:
     # Optional components other stages register (cache, router, ...), closed in reverse order.
     closers: list[Any] = field(default_factory=list)
     router: Router | None = None
+    response_items: ItemStore | None = None  # output items of /v1/responses replies
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -137,6 +138,7 @@ class Services:
         await response_items.start()
         services.closers.append(response_items)
         services.router = router
+        services.response_items = response_items
         providers.warm(list(catalog.deployments.values()))
         await ledger.start()
         await router_stats.start()  # warm from what earlier processes learned

@@ -17,16 +17,22 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.api.deps import ServicesDep
-from gateway.api.openai import OBJECT_BODY, decision_headers, run_pipeline
-from gateway.errors import NotFound
+from gateway.accounting.tokenizer import count_prompt
+from gateway.api.deps import ServicesDep, header_map
+from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pipeline
+from gateway.errors import InvalidRequest, NotFound
 from gateway.pipeline.auth import bearer_token
-from gateway.pipeline.context import Json, Reply, RequestContext
+from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
 from gateway.pipeline.responses_reply import (
     echo_fields,
     response_from_chat,
     usage_from_chat,
     usage_from_counts,
+)
+from gateway.pipeline.responses_request import (
+    ResponsesChatBody,
+    chat_body_from_responses,
+    responses_param,
 )
 from gateway.pipeline.responses_stream import ResponsesStream, response_events
 from gateway.services import Services
@@ -86,10 +92,58 @@ async def create_response(request: Request) -> Response:
     return render_responses(ctx, reply, raw)
 
 
-async def _not_stored(request: Request, services: Services, response_id: str) -> NoReturn:
-    await services.keys.authenticate(
+# The model whose tokenizer counts a request that names none (OpenAI's counting default).
+COUNT_MODEL = "gpt-4o"
+
+
+async def _authenticate(request: Request, services: Services) -> TenantInfo:
+    return await services.keys.authenticate(
         bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
     )
+
+
+# Declared before the `{response_id}` routes so these names are not taken for response ids.
+@router.post("/responses/input_tokens", openapi_extra=OBJECT_BODY)
+async def count_input_tokens(request: Request, services: ServicesDep) -> Response:
+    """The prompt tokens a Responses request would send, counted as the ledger counts them
+    when the upstream reports none (tiktoken over the translated chat body)."""
+    tenant = await _authenticate(request, services)
+    raw = await read_json(request, header_map(request), services.settings.max_body_bytes)
+    if isinstance(raw, dict) and not raw.get("model"):
+        raw = {**raw, "model": COUNT_MODEL}  # optional here, unlike in `create`
+    try:
+        body = chat_body_from_responses(raw)
+        if isinstance(body, ResponsesChatBody) and body.references:
+            store = services.response_items
+            items = await store.get(tenant.id, body.references) if store is not None else {}
+            body = chat_body_from_responses(raw, items)
+    except InvalidRequest as exc:
+        exc.param = responses_param(exc.param)
+        raise
+    tokens = count_prompt(body, body["model"])
+    return Response(
+        orjson.dumps({"object": "response.input_tokens", "input_tokens": tokens}),
+        media_type="application/json",
+    )
+
+
+@router.post("/responses/compact", openapi_extra=OBJECT_BODY)
+async def compact_response(request: Request, services: ServicesDep) -> Response:
+    await _authenticate(request, services)
+    raise NotFound(
+        "Compacting a conversation ('POST /v1/responses/compact') is not supported by this "
+        "gateway; send the conversation in 'input' as it is.",
+        code="not_implemented",
+    )
+
+
+@router.post("/responses/{response_id}")
+async def post_to_response(response_id: str, request: Request, services: ServicesDep) -> Response:
+    await _not_stored(request, services, response_id)
+
+
+async def _not_stored(request: Request, services: Services, response_id: str) -> NoReturn:
+    await _authenticate(request, services)
     raise NotFound(
         f"No response with id '{response_id}': this gateway does not store responses (`store` "
         "keeps only their output items, for 'item_reference' inputs), so they cannot be "

@@ -208,3 +208,35 @@ def test_sweep_on_postgres(fresh_pg_url):
 
 def test_sweep_on_sqlite(tmp_path: Path):
     _sweep_keeps_only_live_rows_within_the_cap(f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}")
+
+
+# -- other /v1/responses/... operations (finding 2) -----------------------------------------
+
+
+def test_input_tokens_are_counted_like_the_prompt(gateway):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    counted = c.responses.input_tokens.count(model=MODEL, input="Say hello to the world")
+    # the pipeline's count for the same chat body: 3 per message + 5 words + 3 for the reply
+    assert counted.object == "response.input_tokens" and counted.input_tokens == 11
+    first = c.responses.create(model=MODEL, input="count me", extra_headers=NO_CACHE)
+    by_ref = c.responses.input_tokens.count(
+        model=MODEL, input=[ref(first.output[0].id), {"role": "user", "content": "hi"}]
+    )
+    assert by_ref.input_tokens > 0
+    with pytest.raises(openai.BadRequestError) as err:
+        c.responses.input_tokens.count(model=MODEL, input=[ref("msg_nope")])
+    assert err.value.body["param"] == "input[0]"
+    with pytest.raises(openai.AuthenticationError):
+        client(gateway, "tg-wrong").responses.input_tokens.count(model=MODEL, input="x")
+
+
+def test_compact_and_posting_to_a_response_are_openai_shaped_404s(gateway):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    with pytest.raises(openai.NotFoundError) as err:
+        c.responses.compact(model=MODEL, input="long history")
+    assert err.value.body["type"] == "invalid_request_error"
+    assert "not supported" in err.value.body["message"]
+    with pytest.raises(openai.NotFoundError):
+        c.post("/responses/resp_1", body={}, cast_to=object)
