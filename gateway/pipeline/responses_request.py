@@ -45,6 +45,12 @@ UNSERVED = {
 }
 ROLES = frozenset({"user", "system", "developer", "assistant"})
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
+# Custom (free-form input) tools exist in chat too, but their calls, their outputs and their
+# stream events would each need translating both ways; until then, a clear refusal.
+CUSTOM_TOOLS = (
+    "{where} 'custom' is not supported: custom (free-form input) tools are not translated "
+    "onto chat completions by this gateway; use a 'function' tool with a JSON schema."
+)
 # The one `include` value that asks for more than the answer text and usage; the others name
 # hosted-tool or reasoning details this gateway never produces, so they are accepted as no-ops.
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -333,6 +339,8 @@ def tools_from_responses(tools: Any) -> list[Json]:
         if not isinstance(tool, dict):
             raise invalid_value(f"'{where}' must be an object.", where)
         kind = tool.get("type")
+        if kind == "custom":
+            raise unsupported(CUSTOM_TOOLS.format(where=f"'{where}.type'"), f"{where}.type")
         if kind != "function":
             raise unsupported(
                 f"'{where}.type' {kind!r} is not supported: built-in tools (web search, file "
@@ -361,11 +369,33 @@ def tool_choice_from_responses(choice: Any) -> Any:
                 "'tool_choice.name' must be a non-empty string.", "tool_choice.name"
             )
         return {"type": "function", "function": {"name": name}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return _allowed_tools(choice)
+    if isinstance(choice, dict) and choice.get("type") == "custom":
+        raise unsupported(CUSTOM_TOOLS.format(where="'tool_choice'"), "tool_choice")
     raise unsupported(
-        "'tool_choice' must be 'auto', 'none', 'required' or "
-        '{"type": "function", "name": ...}.',
+        "'tool_choice' must be 'auto', 'none', 'required', "
+        '{"type": "function", "name": ...} or {"type": "allowed_tools", ...}.',
         "tool_choice",
     )
+
+
+def _allowed_tools(choice: Json) -> Json:
+    """`{"type": "allowed_tools", "mode", "tools": [{"type": "function", "name"}]}` in chat's
+    nested form (`allowed_tools: {mode, tools: [{type, function: {name}}]}`)."""
+    mode, tools = choice.get("mode"), choice.get("tools")
+    if mode not in ("auto", "required"):
+        raise invalid_value("'tool_choice.mode' must be 'auto' or 'required'.", "tool_choice.mode")
+    if not isinstance(tools, list):
+        raise invalid_value("'tool_choice.tools' must be an array of tools.", "tool_choice.tools")
+    allowed: list[Json] = []
+    for i, tool in enumerate(tools):
+        at = f"tool_choice.tools[{i}]"
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not name:
+            raise invalid_value(f"'{at}' must be a function tool with its 'name'.", at)
+        allowed.append({"type": "function", "function": {"name": name}})
+    return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": allowed}}
 
 
 def text_options(text: Any) -> Json:
