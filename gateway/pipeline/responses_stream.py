@@ -2,8 +2,9 @@
 
 `response.created` and `response.in_progress` open the stream; text arrives as a message item
 (`output_item.added`, `content_part.added`, `output_text.delta`..., then the matching `.done`
-events), each tool call as a `function_call` item with `function_call_arguments.delta`s; the
-stream ends with `response.completed` (or `response.incomplete` when cut by
+events; a refusal as a `refusal` part with `refusal.delta`s), each tool call as a
+`function_call` item with `function_call_arguments.delta`s; the stream ends with
+`response.completed` (or `response.incomplete` when cut by
 `max_output_tokens`) carrying the whole response and its usage. An in-band error from the
 pipeline (the upstream failed after the first byte) ends it with `error` and `response.failed`.
 """
@@ -26,6 +27,11 @@ from gateway.pipeline.responses_reply import (
 )
 
 Json = dict[str, Any]
+
+
+def content_part(kind: str, text: str) -> Json:
+    """A message's content part: `output_text`, or a `refusal` (as the JSON reply has it)."""
+    return output_text(text) if kind == "output_text" else {"type": "refusal", "refusal": text}
 
 
 @dataclass(slots=True)
@@ -58,7 +64,9 @@ class ResponsesStream:
         self.seq = 0
         self.output: list[tuple[int, Json]] = []  # finished items with their output_index
         self.announced = 0  # items announced so far: the next item's output_index
-        self.text: list[str] | None = None  # the open message item's text, if one is open
+        # The open message item's content parts as (kind, texts), or None when none is open;
+        # kind is "output_text" or "refusal", and a new part opens when the kind changes.
+        self.parts: list[tuple[str, list[str]]] | None = None
         self.text_index = -1
         self.calls: dict[int, _Call] = {}  # open function calls by chat tool-call index
         self.finish_reason: str | None = None
@@ -93,43 +101,68 @@ class ResponsesStream:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return events
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            events.extend(self._text_delta(content))
+        for kind, key in (("output_text", "content"), ("refusal", "refusal")):
+            text = delta.get(key)
+            if isinstance(text, str) and text:
+                events.extend(self._text_delta(text, kind))
         for call in delta.get("tool_calls") or ():
             if isinstance(call, dict):
                 events.extend(self._call_delta(call))
         return events
 
-    def _text_delta(self, content: str) -> list[Json]:
+    def _text_delta(self, content: str, kind: str = "output_text") -> list[Json]:
+        events = self._open_part(kind)
+        assert self.parts is not None
+        self.parts[-1][1].append(content)
+        extra: Json = {"logprobs": []} if kind == "output_text" else {}
+        events.append(
+            self._event(
+                f"response.{kind}.delta",
+                item_id=self.msg_id,
+                output_index=self.text_index,
+                content_index=len(self.parts) - 1,
+                delta=content,
+                **extra,
+            )
+        )
+        return events
+
+    def _open_part(self, kind: str) -> list[Json]:
+        """Open the message item if none is open, and a `kind` part unless that is open."""
         events: list[Json] = []
-        if self.text is None:
-            self.text, self.text_index = [], self._next_index()
+        if self.parts is None:
+            self.parts, self.text_index = [], self._next_index()
             item = message_item(self.msg_id, "", status="in_progress")
             events.append(
                 self._event("response.output_item.added", output_index=self.text_index, item=item)
             )
-            events.append(
-                self._event(
-                    "response.content_part.added",
-                    item_id=self.msg_id,
-                    output_index=self.text_index,
-                    content_index=0,
-                    part=output_text(""),
-                )
-            )
-        self.text.append(content)
+        if self.parts and self.parts[-1][0] == kind:
+            return events
+        events.extend(self._close_part())
+        self.parts.append((kind, []))
         events.append(
             self._event(
-                "response.output_text.delta",
+                "response.content_part.added",
                 item_id=self.msg_id,
                 output_index=self.text_index,
-                content_index=0,
-                delta=content,
-                logprobs=[],
+                content_index=len(self.parts) - 1,
+                part=content_part(kind, ""),
             )
         )
         return events
+
+    def _close_part(self) -> list[Json]:
+        """The `.done` events of the open content part (none when no part is open)."""
+        if not self.parts:
+            return []
+        kind, texts = self.parts[-1]
+        text, index = "".join(texts), len(self.parts) - 1
+        where = {"item_id": self.msg_id, "output_index": self.text_index, "content_index": index}
+        done: Json = {"text": text, "logprobs": []} if kind == "output_text" else {"refusal": text}
+        return [
+            self._event(f"response.{kind}.done", **where, **done),
+            self._event("response.content_part.done", **where, part=content_part(kind, text)),
+        ]
 
     def _call_delta(self, call: Json) -> list[Json]:
         events: list[Json] = []
@@ -175,30 +208,15 @@ class ResponsesStream:
         return [item for _, item in sorted(self.output, key=lambda pair: pair[0])]
 
     def _close_text(self, status: str = "completed") -> list[Json]:
-        if self.text is None:
+        if self.parts is None:
             return []
-        text, index = "".join(self.text), self.text_index
-        self.text = None
-        item = message_item(self.msg_id, text, status=status)
+        events = self._close_part()
+        item = message_item(self.msg_id, "", status=status)
+        item["content"] = [content_part(kind, "".join(texts)) for kind, texts in self.parts]
+        index, self.parts = self.text_index, None
         self.output.append((index, item))
-        return [
-            self._event(
-                "response.output_text.done",
-                item_id=self.msg_id,
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            ),
-            self._event(
-                "response.content_part.done",
-                item_id=self.msg_id,
-                output_index=index,
-                content_index=0,
-                part=output_text(text),
-            ),
-            self._event("response.output_item.done", output_index=index, item=item),
-        ]
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
 
     def _close_calls(self) -> list[Json]:
         events: list[Json] = []
@@ -225,10 +243,7 @@ class ResponsesStream:
         status, incomplete = finish_status(self.finish_reason)
         events = self._close_text(status) + self._close_calls()
         if not self.output:  # nothing was generated: still one (empty) message, as the JSON reply
-            item = message_item(self.msg_id, "", status=status)
-            self.output.append((self._next_index(), item))
-            events.append(self._event("response.output_item.added", output_index=0, item=item))
-            events.append(self._event("response.output_item.done", output_index=0, item=item))
+            events += self._open_part("output_text") + self._close_text(status)
         body = self._shell(status)
         body.update(
             incomplete_details=incomplete,
