@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket
 from starlette.responses import Response, StreamingResponse
 
 from gateway.accounting.tokenizer import count_prompt
@@ -140,6 +140,35 @@ async def compact_response(request: Request, services: ServicesDep) -> Response:
 @router.post("/responses/{response_id}")
 async def post_to_response(response_id: str, request: Request, services: ServicesDep) -> Response:
     await _not_stored(request, services, response_id)
+
+
+WEBSOCKET_REFUSAL = (
+    "WebSocket mode is not supported by this gateway: send POST /v1/responses (with "
+    "'stream': true for server-sent events); the Realtime API is not available."
+)
+
+
+@router.websocket("/responses")
+@router.websocket("/realtime")
+async def refuse_websocket(websocket: WebSocket) -> None:
+    """`client.responses.connect()` / realtime clients: an OpenAI-shaped 404 instead of the
+    server's bare 403 for a WebSocket path it does not know."""
+    body = {
+        "error": {
+            "message": WEBSOCKET_REFUSAL,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "websocket_not_supported",
+        }
+    }
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = Response(orjson.dumps(body), 404, media_type="application/json")
+        await websocket.send_denial_response(response)
+        return
+    # A server without the denial extension: accept, say why, and close as a policy refusal.
+    await websocket.accept()
+    await websocket.send_text(orjson.dumps({"type": "error", **body}).decode())
+    await websocket.close(code=1008, reason="WebSocket mode is not supported")
 
 
 async def _not_stored(request: Request, services: Services, response_id: str) -> NoReturn:

@@ -9,11 +9,14 @@ answered, on another replica of the same database, and never for another tenant.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import create_engine
@@ -240,3 +243,21 @@ def test_compact_and_posting_to_a_response_are_openai_shaped_404s(gateway):
     assert "not supported" in err.value.body["message"]
     with pytest.raises(openai.NotFoundError):
         c.post("/responses/resp_1", body={}, cast_to=object)
+
+
+@pytest.mark.parametrize("path", ["/responses", "/realtime"])
+def test_websocket_mode_is_refused_with_an_openai_error(gateway, path):
+    _, key = gateway.new_tenant()
+    url = gateway.url.replace("http://", "ws://") + path
+
+    async def connect() -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as err:
+            async with ws_connect(url, additional_headers={"Authorization": f"Bearer {key}"}):
+                pass
+        return err.value
+
+    refused = asyncio.run(connect())
+    assert refused.response.status_code == 404
+    error = json.loads(refused.response.body)["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "websocket_not_supported"
+    assert "WebSocket" in error["message"]
