@@ -140,6 +140,12 @@ class Services:
         services.router = router
         services.response_items = response_items
         providers.warm(list(catalog.deployments.values()))
+        local_deps = [d for d in catalog.deployments.values() if d.provider == "local"]
+        if local_deps:
+            # Load local models now, not inside the first request (LocalProvider.preload).
+            preload = getattr(providers.for_deployment(local_deps[0]), "preload", None)
+            if preload is not None:
+                preload(local_deps)
         await ledger.start()
         await router_stats.start()  # warm from what earlier processes learned
         services.closers.append(router_stats)

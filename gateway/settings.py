@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     # A request without max_tokens reserves its budget on this many answer tokens until its
     # model has answered 32 requests, then on the long end of those answers (limits.py).
     budget_uncapped_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    # /v1/responses output items kept for `item_reference` inputs (store: true)
+    responses_items_ttl_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    responses_items_per_tenant: int = Field(default=100_000, ge=1)
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True

@@ -31,6 +31,7 @@ from gateway.db.models import ResponseItem, table
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.responses_reply import response_from_chat
 from gateway.pipeline.responses_request import ResponsesChatBody, chat_body_from_responses
+from gateway.settings import Settings
 
 log = logging.getLogger("thriftgate.responses")
 
@@ -207,9 +208,9 @@ def output_items(chat: Json, response_id: str) -> list[Json]:
     return items
 
 
-def stage_settings(settings: Any) -> dict[str, Any]:
-    """The store's retention from `Settings` where it has the fields, else the defaults."""
+def stage_settings(settings: Settings) -> dict[str, Any]:
+    """The store's retention, from `Settings`."""
     return {
-        "ttl_s": getattr(settings, "responses_items_ttl_s", DEFAULT_TTL_S),
-        "per_tenant": getattr(settings, "responses_items_per_tenant", DEFAULT_PER_TENANT),
+        "ttl_s": settings.responses_items_ttl_s,
+        "per_tenant": settings.responses_items_per_tenant,
     }
