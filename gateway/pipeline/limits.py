@@ -205,7 +205,7 @@ class BudgetStage:
             completion = (
                 self._answer_limit(dep, expected_completion, ctx)
                 if uncapped
-                else (expected_completion)
+                else expected_completion
             )
             costs.append(self._dearest_cost(dep, prompt, completion))
         return max(costs)
