@@ -30,10 +30,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             await conn.execute(text("SELECT 1"))
     except Exception:
         db_ok = False
+    # A local model still loading at startup: requests would wait for it (seconds), so a load
+    # balancer should not send any yet. A load that failed is not waited for.
+    loading = services.providers.loading_models()
     body = {
-        "status": "ok" if db_ok else "degraded",
+        "status": "starting" if loading else "ok" if db_ok else "degraded",
         "database": "ok" if db_ok else "unreachable",
         "ledger_writer": "ok" if services.ledger.healthy else "retrying",
+        "local_engines": "loading" if loading else "ok",
         "deployments": len(services.catalog.deployments),
     }
-    return JSONResponse(body, status_code=200 if db_ok else 503)
+    return JSONResponse(body, status_code=200 if db_ok and not loading else 503)

@@ -84,6 +84,10 @@ class LocalProvider:
         """Whether a request now would wait for the engine to load its model first."""
         return dep.name not in self._engines
 
+    def preloading(self) -> bool:
+        """Whether a model load started at startup is still running (/readyz says so)."""
+        return bool(self._preloads)
+
     def preload(self, deps: list[Deployment]) -> None:
         """Start loading the local deployments' engines in the background (call on a running
         loop, at startup), so the first request rarely waits seconds for a model load."""

@@ -49,6 +49,12 @@ class ProviderRegistry:
         for dep in deps:
             self.for_deployment(dep)
 
+    def loading_models(self) -> bool:
+        """Whether a local engine is still loading its model (started at startup)."""
+        local = self._by_kind.get("local")
+        preloading = getattr(local, "preloading", None)
+        return bool(preloading is not None and preloading())
+
     async def aclose(self) -> None:
         for provider in self._by_kind.values():
             await provider.aclose()

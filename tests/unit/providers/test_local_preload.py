@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.providers import local
+from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Catalog
 from gateway.settings import DeploymentConfig
 
@@ -42,5 +43,37 @@ def test_preload_loads_the_engine_before_any_request(monkeypatch: pytest.MonkeyP
         await provider.engine(dep)  # already there: no second load
         assert Backend.started == 1
         await provider.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_registry_says_a_model_is_loading_until_the_preload_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /readyz answers 503 "starting" while this is true (gateway/api/health.py)
+    release = asyncio.Event()
+
+    class SlowBackend(Backend):
+        async def start(self) -> None:
+            await release.wait()
+
+    monkeypatch.setattr(local, "create_backend", SlowBackend)
+    dep = Catalog.build([DeploymentConfig(name="smol", model="m", provider="local")]).deployments[
+        "smol"
+    ]
+
+    async def run() -> None:
+        registry = ProviderRegistry()
+        assert not registry.loading_models()  # no local provider at all
+        provider = registry.for_deployment(dep)
+        assert isinstance(provider, local.LocalProvider)
+        provider.preload([dep])
+        await asyncio.sleep(0)
+        assert registry.loading_models()
+        release.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not registry.loading_models()
+        await registry.aclose()
 
     asyncio.run(run())
