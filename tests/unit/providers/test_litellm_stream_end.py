@@ -8,17 +8,15 @@ aiohttp server in-process that sends exactly the events a test gives, then ends 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 from gateway.errors import UpstreamError
 from gateway.providers.litellm_adapter import LiteLLMProvider
-from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
+from tests.unit.providers.conftest import ServeMessages, anthropic_deployment, sse_handler
 
 KEY_ENV = "TG_TEST_LITELLM_STREAM_END_KEY"
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
@@ -76,18 +74,7 @@ def serve(serve_messages: ServeMessages) -> Serve:
     before ending the body (a stalled stream)."""
 
     async def start(parts: list[bytes], stall_s: float = 0.0) -> str:
-        async def messages(request: web.Request) -> web.StreamResponse:
-            await request.read()
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            for part in parts:
-                await resp.write(part)
-            if stall_s:
-                await asyncio.sleep(stall_s)
-            await resp.write_eof()
-            return resp
-
-        return await serve_messages(messages)
+        return await serve_messages(sse_handler(parts, stall_s))
 
     return start
 

@@ -5,14 +5,12 @@ last chunk, SSE with bare-CR line endings, error bodies in other shapes (Mistral
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
@@ -20,56 +18,27 @@ from gateway.pipeline.dispatch import retryable
 from gateway.providers.openai_compatible import OpenAICompatibleProvider, upstream_error
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import (
+    USAGE,
+    Handler,
+    ServeRoute,
+    delta,
+    event,
+    sse_handler,
+)
 
 CHAT = {"messages": [{"role": "user", "content": "hello"}]}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
 
 
-def event(chunk: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-def delta(content: str, finish: str | None = None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
-    return {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
-
-
-USAGE = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
-
-
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    servers: list[TestServer] = []
+def serve(serve_route: ServeRoute) -> Serve:
+    """Upstreams answering POST /v1/chat/completions with a handler: their /v1 base URL."""
 
     async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", handler)
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("/v1"))
+        return (await serve_route("/v1/chat/completions", handler)).rstrip("/") + "/v1"
 
-    yield start
-    for server in servers:
-        await server.close()
-
-
-def streaming(parts: list[bytes], idle_s: float = 0.0) -> Handler:
-    """Send `parts`, then idle `idle_s` seconds (no [DONE], no EOF) before ending the body."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for part in parts:
-            await resp.write(part)
-        if idle_s:
-            await asyncio.sleep(idle_s)
-        await resp.write_eof()
-        return resp
-
-    return handler
+    return start
 
 
 def dep(url: str) -> Deployment:
@@ -92,7 +61,7 @@ async def test_the_trailing_usage_chunk_ends_the_stream_without_waiting_for_done
 ) -> None:
     # usage-only is by spec the last chunk: an upstream that then idles is done, not stalled
     parts = [event(delta("hi")), event(delta("", "stop")), event(USAGE)]
-    url = await serve(streaming(parts, idle_s=3))
+    url = await serve(sse_handler(parts, idle_s=3))
     got = await chunks(provider, url, timeout_s=0.5)
     assert got == [delta("hi"), delta("", "stop"), USAGE]
 
@@ -100,7 +69,7 @@ async def test_the_trailing_usage_chunk_ends_the_stream_without_waiting_for_done
 async def test_a_stall_after_every_choice_finished_is_not_an_error(
     serve: Serve, provider: OpenAICompatibleProvider
 ) -> None:
-    url = await serve(streaming([event(delta("hi")), event(delta("", "stop"))], idle_s=3))
+    url = await serve(sse_handler([event(delta("hi")), event(delta("", "stop"))], idle_s=3))
     got = await chunks(provider, url, timeout_s=0.5)
     assert got == [delta("hi"), delta("", "stop")]
 
@@ -108,7 +77,7 @@ async def test_a_stall_after_every_choice_finished_is_not_an_error(
 async def test_a_stall_before_the_finish_is_still_a_timeout(
     serve: Serve, provider: OpenAICompatibleProvider
 ) -> None:
-    url = await serve(streaming([event(delta("hi"))], idle_s=3))
+    url = await serve(sse_handler([event(delta("hi"))], idle_s=3))
     with pytest.raises(UpstreamTimeout):
         await chunks(provider, url, timeout_s=0.5)
 
@@ -198,7 +167,7 @@ async def test_every_sse_line_ending_is_read(
     # the SSE spec allows CR, LF and CRLF; a CRLF split across two reads is one line end
     raw = b"".join(event(c) for c in (delta("hi"), delta("", "stop"), USAGE)) + b"data: [DONE]\n\n"
     raw = raw.replace(b"\n", newline)
-    url = await serve(streaming([raw[i : i + size] for i in range(0, len(raw), size)]))
+    url = await serve(sse_handler([raw[i : i + size] for i in range(0, len(raw), size)]))
     assert await chunks(provider, url) == [delta("hi"), delta("", "stop"), USAGE]
 
 
@@ -207,5 +176,5 @@ async def test_bare_cr_lines_each_written_alone_are_read(
 ) -> None:
     # every write ends in the CR ending its line: none can tell it from half a CRLF
     raw = b"".join(event(c) for c in (delta("hi"), delta("", "stop"))).replace(b"\n", b"\r")
-    url = await serve(streaming([line + b"\r" for line in raw.split(b"\r")[:-1]]))
+    url = await serve(sse_handler([line + b"\r" for line in raw.split(b"\r")[:-1]]))
     assert await chunks(provider, url) == [delta("hi"), delta("", "stop")]

@@ -6,61 +6,31 @@ The upstream here is a real aiohttp server in-process that sends exactly the byt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError
 from gateway.providers.openai_compatible import MAX_EVENT_BYTES, OpenAICompatibleProvider
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import USAGE, ServeRoute, delta, event, sse_handler
 
 CHAT = {"messages": [{"role": "user", "content": "hello"}]}
 Serve = Callable[[list[bytes]], Awaitable[str]]
 
 
-def event(chunk: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-def delta(content: str, finish: str | None = None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
-    return {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
-
-
-USAGE = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
-
-
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
+def serve(serve_route: ServeRoute) -> Serve:
     """Start an upstream that answers every chat request with `parts`, written one by one."""
-    servers: list[TestServer] = []
 
     async def start(parts: list[bytes]) -> str:
-        async def chat(request: web.Request) -> web.StreamResponse:
-            await request.read()
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            for part in parts:
-                await resp.write(part)
-            await resp.write_eof()
-            return resp
+        return (await serve_route("/v1/chat/completions", sse_handler(parts))).rstrip("/") + "/v1"
 
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        server = TestServer(app)
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("/v1"))
-
-    yield start
-    for server in servers:
-        await server.close()
+    return start
 
 
 async def chunks(provider: OpenAICompatibleProvider, url: str) -> list[dict[str, Any]]:
