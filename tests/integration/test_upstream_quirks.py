@@ -20,7 +20,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, create_database, drop_database, sql, wait_for
+from tests.support.servers import GatewayServer, create_database, drop_database, ledger_row
 
 pytestmark = pytest.mark.integration
 
@@ -157,12 +157,7 @@ class Rig:
         drop_database(self.db)
 
     def row(self, request_id: str) -> Any:
-        rows = wait_for(
-            lambda: sql(self.db, "SELECT * FROM usage_ledger WHERE request_id = $1", request_id),
-            10,
-        )
-        assert len(rows) == 1, rows
-        return rows[0]
+        return ledger_row(self.gw, request_id)
 
 
 @pytest.fixture(scope="module")
