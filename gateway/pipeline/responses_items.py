@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.db.models import ResponseItem, table
+from gateway.db.session import FailureLog
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.responses_reply import response_from_chat
 from gateway.pipeline.responses_request import ResponsesChatBody, chat_body_from_responses
@@ -74,6 +75,9 @@ class ItemStore:
         self._local: OrderedDict[tuple[str, str], tuple[float, Json]] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # a database outage must not log a traceback per /v1/responses reply
+        self._write_log = FailureLog(log, "storing response items")
+        self._sweep_log = FailureLog(log, "sweeping response items")
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="response-items-sweep")
@@ -119,7 +123,9 @@ class ItemStore:
         except IntegrityError:  # ids are minted from unique ledger ids: a replay, nothing new
             pass
         except Exception:  # a lost write is a later "unknown item" 400 on another replica
-            log.warning("storing %d response items failed", len(rows), exc_info=True)
+            self._write_log.failed()
+        else:
+            self._write_log.succeeded()
 
     # -- reads -------------------------------------------------------------------------
     async def get(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Json]:
@@ -161,7 +167,9 @@ class ItemStore:
             try:
                 await self.sweep()
             except Exception:
-                log.warning("sweeping response items failed", exc_info=True)
+                self._sweep_log.failed()
+            else:
+                self._sweep_log.succeeded()
             await asyncio.sleep(self.sweep_interval_s)
 
 
