@@ -35,7 +35,7 @@ def test_connect_timeout_and_application_name_reach_asyncpg() -> None:
         engine = create_engine(f"{PG}/postgres?connect_timeout=10&application_name=tg-url-test")
         try:
             async with engine.connect() as conn:
-                name = (await conn.execute(text("SELECT current_setting('application_name')")))
+                name = await conn.execute(text("SELECT current_setting('application_name')"))
                 return str(name.scalar_one()), str(engine.url)
         finally:
             await engine.dispose()
