@@ -158,11 +158,22 @@ class Router:
         return out
 
     def default_for(
-        self, model: str, auto_models: Sequence[str] | None = None
+        self,
+        model: str,
+        auto_models: Sequence[str] | None = None,
+        deployments: Sequence[Deployment] | None = None,
     ) -> Deployment | None:
-        """The baseline: the group's default; for auto, the default of the first listed model."""
+        """The baseline: the group's default; for auto, the default of the first listed model.
+
+        For auto, `deployments` (the tenant's candidates, in its list's order: its own
+        `auto_models` narrowed to the models it may use) stand in for the file's list when no
+        `auto_models` are given, so the baseline is one of the models the tenant could have had.
+        """
         if model != AUTO_MODEL:
             return self.catalog.default_for(model)
+        if not auto_models and deployments:
+            first = deployments[0]
+            return self.catalog.default_for(first.model) or first
         for m in auto_models if auto_models else self.auto_models:
             dep = self.catalog.default_for(m)
             if dep is not None:
@@ -214,7 +225,7 @@ class Router:
             stream=stream,
             prompt_tokens=prompt_tokens,
             completion=completion,
-            default=self.default_for(model, auto_models),
+            default=self.default_for(model, auto_models, deps),
         )
 
     def _probe_first(

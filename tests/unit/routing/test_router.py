@@ -414,3 +414,24 @@ def test_probe_after_s_comes_from_the_routing_config() -> None:
     assert RouterTuning.from_config(parsed.routing).probe_after_s == 0  # probing off
     with pytest.raises(ValidationError):
         RoutingConfig(probe_after_s=-1)
+
+
+def test_auto_baseline_comes_from_the_tenants_own_candidates(
+    make_catalog: Any, dep_config: Any
+) -> None:
+    """The route stage plans `thriftgate/auto` on the tenant's candidates (its `auto_models`
+    flag, narrowed by its allowed models), not the file's list: the baseline a miss's savings
+    are priced at must be a deployment of those, like a cache hit's (account.baseline_of), not
+    the default of a model the tenant cannot use (that claimed 28x the cost as saved)."""
+    cat = make_catalog(
+        dep_config("big-a", model="big", inp="3", out="9", default=True),
+        dep_config("small-b", model="small", inp="0.2", out="0.4"),
+        dep_config("small-a", model="small", inp="0.1", out="0.2", default=True),
+    )
+    router = Router(cat, auto_models=("big", "small"))
+    tenant_candidates = list(cat.group("small"))
+    plan = router.plan(AUTO_MODEL, prompt_tokens=10, deployments=tenant_candidates)
+    assert [c.name for c in plan.ranked] == ["small-a", "small-b"]
+    assert plan.default is not None and plan.default.name == "small-a"
+    # the file's list still decides without a tenant's candidates
+    assert router.plan(AUTO_MODEL, prompt_tokens=10).default.name == "big-a"  # type: ignore[union-attr]
