@@ -60,7 +60,7 @@ class Safety:
     """Why a request may (or may not) be cached under the tenant's policy."""
 
     cacheable: bool
-    reason: str  # "ok", "temperature", "tool_calls", "n", "logprobs", "not_text"
+    reason: str  # "ok", "temperature", "tool_calls", "n", "logprobs", "audio"
 
 
 def request_keys(
@@ -125,7 +125,17 @@ def safety(
         return Safety(False, "tool_calls")
     if body.get("logprobs") or body.get("top_logprobs"):
         return Safety(False, "logprobs")  # per-token data a replay cannot honestly give
+    if _wants_audio(body):
+        # The answer's audio carries an id the provider forgets at its `expires_at`: a replay
+        # would hand out a dead id for the next turn to refer to.
+        return Safety(False, "audio")
     return Safety(True, "ok")
+
+
+def _wants_audio(body: Json) -> bool:
+    modalities = body.get("modalities")
+    asked = isinstance(modalities, list | tuple) and "audio" in modalities
+    return asked or bool(body.get("audio"))
 
 
 def response_cacheable(body: Json | None, *, tool_calls_ok: bool = False) -> bool:
@@ -141,11 +151,19 @@ def response_cacheable(body: Json | None, *, tool_calls_ok: bool = False) -> boo
         if choice.get("finish_reason") not in ("stop", "length", "tool_calls", "function_call"):
             return False
         msg = choice.get("message")
-        if isinstance(msg, dict) and msg.get("tool_calls") and not tool_calls_ok:
+        msg = msg if isinstance(msg, dict) else {}
+        # `function_call` is the legacy `functions` API's tool call
+        call = msg.get("tool_calls") or msg.get("function_call")
+        if call and not tool_calls_ok:
             return False
-        if isinstance(msg, dict) and msg.get("refusal"):
+        if not call and choice.get("finish_reason") in ("tool_calls", "function_call"):
+            return False  # it stopped for a call it does not hold (lost on the way): a replay
+            # would be an empty answer
+        if msg.get("refusal"):
             return False  # a refusal is not an answer worth repeating (or repeatable: a replay
             # of a streamed one came back empty)
+        if msg.get("audio"):
+            return False  # see `safety`: the audio's id expires with the provider's copy
     return True
 
 

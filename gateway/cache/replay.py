@@ -11,6 +11,10 @@ import orjson
 
 Json = dict[str, Any]
 PIECE_CHARS = 96  # content characters per replayed chunk
+# Message fields a replay streams before the answer's content, as a reasoning model does.
+LEADING_FIELDS = ("reasoning_content", "reasoning")
+# Message fields the replay streams its own way (or never holds: a refusal is not cached).
+_OWN_WAY = frozenset({"role", "content", "tool_calls", "refusal", *LEADING_FIELDS})
 
 
 def fresh_body(stored: bytes, request_id: str) -> Json:
@@ -55,17 +59,19 @@ def chunks_of(body: Json, *, include_usage: bool) -> list[Json]:
         if chat:
             msg = choice.get("message") or {}
             first: Json = {"role": msg.get("role") or "assistant", "content": ""}
-            out.append({**meta, "choices": [{"index": idx, "delta": first, "finish_reason": None}]})
-            for piece in split_text(msg.get("content") or ""):
-                delta: Json = {"content": piece}
+            deltas: list[Json] = [first]
+            deltas += [{k: msg[k]} for k in LEADING_FIELDS if _said(msg.get(k))]
+            deltas += [{"content": piece} for piece in split_text(msg.get("content") or "")]
+            if msg.get("tool_calls"):
+                deltas.append(
+                    {"tool_calls": [{**c, "index": i} for i, c in enumerate(msg["tool_calls"])]}
+                )
+            # the rest as they are, one delta each: a legacy `function_call`, `annotations`...
+            deltas += [{k: v} for k, v in msg.items() if k not in _OWN_WAY and _said(v)]
+            for delta in deltas:
                 out.append(
                     {**meta, "choices": [{"index": idx, "delta": delta, "finish_reason": None}]}
                 )
-            if msg.get("tool_calls"):
-                calls = [{**c, "index": i} for i, c in enumerate(msg["tool_calls"])]
-                tool_delta: Json = {"tool_calls": calls}
-                choice_out = {"index": idx, "delta": tool_delta, "finish_reason": None}
-                out.append({**meta, "choices": [choice_out]})
             out.append({**meta, "choices": [{"index": idx, "delta": {}, "finish_reason": finish}]})
         else:
             pieces = split_text(choice.get("text") or "") or [""]
@@ -82,6 +88,10 @@ def chunks_of(body: Json, *, include_usage: bool) -> list[Json]:
     if include_usage and isinstance(body.get("usage"), dict):
         out.append({**meta, "choices": [], "usage": body["usage"]})
     return out
+
+
+def _said(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
 
 
 async def replay(chunks: list[Json]) -> AsyncIterator[Json]:

@@ -196,3 +196,38 @@ def test_a_compression_variant_separates_the_keys() -> None:
     squeezed = request_keys("t", "chat", "m", body, variant="balanced")
     assert plain.exact != squeezed.exact and plain.scope != squeezed.scope
     assert request_keys("t", "chat", "m", body, variant="") == plain
+
+
+def test_legacy_function_calls_are_tool_calls() -> None:
+    # A `functions` request answered with a `function_call` is a tool call: stored only when the
+    # tenant caches tool calls, like a `tool_calls` answer (it used to be stored by default).
+    fc = {"name": "lookup", "arguments": '{"q": "Paris"}'}
+    called = {
+        "choices": [
+            {"message": {"content": None, "function_call": fc}, "finish_reason": "function_call"}
+        ]
+    }
+    assert not response_cacheable(called)
+    assert response_cacheable(called, tool_calls_ok=True)
+
+
+def test_a_call_lost_on_the_way_is_never_stored() -> None:
+    # An answer that says it stopped for a call but holds none (a stream assembled without its
+    # `function_call` deltas) would be replayed as an empty answer.
+    for finish in ("function_call", "tool_calls"):
+        empty = {"choices": [{"message": {"content": ""}, "finish_reason": finish}]}
+        assert not response_cacheable(empty, tool_calls_ok=True)
+
+
+def test_audio_answers_are_never_cached() -> None:
+    # Audio lives in `message.audio`, with an id the provider forgets at `expires_at`: a replay
+    # could hand out a dead id, and a stream assembled without its audio deltas is empty.
+    ask = {"messages": [{"role": "user", "content": "Say hi"}]}
+    assert safety({**ask, "modalities": ["text", "audio"], "audio": {"voice": "alloy"}}).reason == (
+        "audio"
+    )
+    assert safety({**ask, "audio": {"voice": "alloy", "format": "wav"}}).reason == "audio"
+    assert safety({**ask, "modalities": ["text"]}).cacheable
+    spoken = {"id": "audio_1", "data": "UklGRg==", "expires_at": 1, "transcript": "hi"}
+    answer = {"choices": [{"message": {"content": None, "audio": spoken}, "finish_reason": "stop"}]}
+    assert not response_cacheable(answer)

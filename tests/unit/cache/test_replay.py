@@ -54,3 +54,39 @@ def test_fresh_body_gets_a_new_id() -> None:
     body = fresh_body(orjson.dumps(BODY), "req_1")
     assert body["id"] == "chatcmpl-cache-req_1" and body["created"] >= 1
     assert body["choices"] == BODY["choices"]
+
+
+def _reassembled_deltas(body: dict[str, object]) -> dict[str, list[object]]:
+    """Every delta field the replay sent, in order (what an SDK's stream consumer sees)."""
+    seen: dict[str, list[object]] = {}
+    for c in chunks_of(body, include_usage=False):
+        for choice in c["choices"]:
+            for k, v in choice["delta"].items():
+                seen.setdefault(k, []).append(v)
+    return seen
+
+
+def test_a_replayed_function_call_keeps_its_call() -> None:
+    fc = {"name": "lookup", "arguments": '{"q": "Paris"}'}
+    msg = {"role": "assistant", "content": None, "function_call": fc}
+    body = {**BODY, "choices": [{"index": 0, "message": msg, "finish_reason": "function_call"}]}
+    assert _reassembled_deltas(body)["function_call"] == [fc]
+
+
+def test_a_replay_keeps_reasoning_and_annotations() -> None:
+    cite = {"type": "url_citation", "url_citation": {"url": "https://example.com", "title": "t"}}
+    msg = {
+        "role": "assistant",
+        "content": "The answer.",
+        "reasoning_content": "Let me think.",
+        "annotations": [cite],
+    }
+    body = {**BODY, "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}
+    seen = _reassembled_deltas(body)
+    assert seen["reasoning_content"] == ["Let me think."]
+    assert seen["annotations"] == [[cite]]
+    assert "".join(str(x) for x in seen["content"]) == "The answer."
+    # the reasoning streams before the answer, as a reasoning model sends it
+    deltas = [c["choices"][0]["delta"] for c in chunks_of(body, include_usage=False)]
+    first_words = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert "reasoning_content" in deltas[first_words - 1]
