@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache.embedder import Embedder, OnnxMiniLM, WordVectorCache
@@ -65,6 +66,23 @@ class _Lookup:
     query: str
     policy: CachePolicy
     future: asyncio.Future[SemanticResult]
+
+
+def with_usage(response: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
+    """The answer with a `usage` block: an upstream that reports none has its answer billed on
+    counted tokens, and the miss's body says so (`pipeline.fill_missing_usage`); its hits must
+    say the same, not `usage: null`."""
+    if b'"usage"' in response:
+        return response  # (or the words in the answer's text: then it goes without, as before)
+    body = orjson.loads(response)
+    if not isinstance(body, dict) or body.get("usage"):
+        return response
+    body["usage"] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    return orjson.dumps(body)
 
 
 class ResponseCache:
@@ -231,6 +249,7 @@ class ResponseCache:
         the table in the background, off the response's path."""
         if max_entries is not None:
             self._limits[entry.tenant_id] = max_entries
+        entry.response = with_usage(entry.response, entry.prompt_tokens, entry.completion_tokens)
         self._mark_seen(entry)
         embed = entry.embedding is None and bool(entry.query) and self.embedder is not None
         if embed:

@@ -74,3 +74,32 @@ async def test_database_down_at_start_is_not_fatal() -> None:
     finally:
         await cache.aclose()
         await engine.dispose()
+
+
+async def test_an_answer_stored_without_usage_is_served_with_the_billed_counts(
+    tmp_path: Path,
+) -> None:
+    # An upstream that reports no usage: the miss's body says what the ledger billed (tiktoken),
+    # so its hits must too, not `usage: null`.
+    import orjson
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"
+    await upgrade_head(url)
+    engine = create_engine(url)
+    cache = ResponseCache(CacheStore(engine), None, CacheConfig(semantic=False))
+    try:
+        e = entry("t1", "k-no-usage")
+        await cache.put(e)
+        got = cache.exact("k-no-usage")
+        assert got is not None
+        usage = orjson.loads(got.response)["usage"]
+        assert usage == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        # an answer with its own usage keeps it as it is
+        own = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 1}}
+        e2 = entry("t1", "k-usage")
+        e2.response = orjson.dumps(own)
+        await cache.put(e2)
+        assert orjson.loads(cache.exact("k-usage").response) == own  # type: ignore[union-attr]
+    finally:
+        await cache.aclose()
+        await engine.dispose()
