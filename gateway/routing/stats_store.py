@@ -2,8 +2,10 @@
 
 Loaded once at start; saved every `interval_s` from a background task and once more on close.
 Rows are keyed like `Router.snapshot()`: `dep:<deployment>` and `model:<model group>`. With
-several replicas each one writes what it learned (last writer wins); a replica that starts
-later begins from the freshest of them instead of from the config's hints.
+several workers or replicas each one writes what it learned (last writer wins); a replica that
+starts later begins from the freshest of them instead of from the config's hints. A process
+writes only the rows whose figures changed since it loaded or last saved them: an idle worker
+would otherwise write back, every interval, what it loaded at start over what a busy one learned.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class RouterStatsStore:
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._save_log = FailureLog(log, "saving router statistics")  # not every 30 s
+        # each row's figures as this process last loaded or saved them (without the age)
+        self._written: dict[str, dict[str, Any]] = {}
 
     async def load(self) -> int:
         """Restore what an earlier process learned; a database error leaves the router cold."""
@@ -42,18 +46,27 @@ class RouterStatsStore:
             loaded = self.router.restore(snapshot)
         except Exception:
             log.warning("could not load router statistics; starting cold", exc_info=True)
+            loaded = -1
+        # what this process starts from is no news: only what it learns from now on is written
+        self._written = {key: _figures(state) for key, state in self.router.snapshot().items()}
+        if loaded < 0:
             return 0
         log.info("router statistics loaded for %d deployments/models", loaded)
         return loaded
 
     async def save(self) -> int:
-        snapshot = self.router.snapshot()
-        if not snapshot:
+        """Write the rows whose figures changed since this process loaded or saved them."""
+        changed = {
+            key: (state, figures)
+            for key, state in self.router.snapshot().items()
+            if self._written.get(key) != (figures := _figures(state))
+        }
+        if not changed:
             return 0
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = [
             {"deployment": key[:200], "stats": state, "updated_at": now}
-            for key, state in snapshot.items()
+            for key, (state, _) in changed.items()
         ]
         table = DeploymentStat.__table__
         assert isinstance(table, Table)
@@ -64,6 +77,8 @@ class RouterStatsStore:
         )
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
+        for key, (_, figures) in changed.items():
+            self._written[key] = figures
         return len(rows)
 
     async def start(self) -> None:
@@ -89,3 +104,9 @@ class RouterStatsStore:
             await self.save()
         except Exception:
             log.warning("saving router statistics on shutdown failed", exc_info=True)
+
+
+def _figures(state: dict[str, Any]) -> dict[str, Any]:
+    """A row's learned figures without `observed_at`, which is recomputed from the clocks at
+    every snapshot and so differs between two snapshots of the same figures."""
+    return {k: v for k, v in state.items() if k != "observed_at"}

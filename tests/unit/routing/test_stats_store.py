@@ -38,7 +38,8 @@ async def test_save_then_load_restores_predictions(
             learned.succeed(flight, completion_tokens=40, total_ms=550.0)
         store = RouterStatsStore(engine, learned)
         assert await store.save() == 3  # two deployments and one model
-        assert await store.save() == 3  # an upsert, not a duplicate
+        _learn_b(learned, times=1)
+        assert await store.save() == 2  # an upsert, not a duplicate (b and the model changed)
         fresh = _router(make_catalog, dep_config)
         cold = fresh.plan("llama", prompt_tokens=100, slo_ms=300, stream=True).chosen
         assert cold is not None and cold.name == "a"  # the 900 ms hint misses 300 ms
@@ -59,5 +60,44 @@ async def test_load_without_table_starts_cold(
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
     try:
         assert await RouterStatsStore(engine, _router(make_catalog, dep_config)).load() == 0
+    finally:
+        await engine.dispose()
+
+
+def _learn_b(router: Router, ttft_ms: float = 150.0, times: int = 20) -> None:
+    b = router.catalog.deployments["b"]
+    for _ in range(times):
+        cand = router.plan("llama", prompt_tokens=100, deployments=[b]).ranked[0]
+        flight = router.start(cand, model="llama", prompt_tokens=100, stream=True)
+        assert flight is not None
+        router.first_token(flight, ttft_ms)
+        router.succeed(flight, completion_tokens=40, total_ms=ttft_ms + 400.0)
+
+
+async def test_a_worker_that_learned_nothing_does_not_overwrite_one_that_did(
+    tmp_path: Path, make_catalog: Any, dep_config: Any
+) -> None:
+    """With several workers every one saves every interval (last writer wins). A worker that
+    saw no traffic for a deployment wrote back what it loaded at start, over what the busy
+    worker had learned, so a restart came back with the old figures (or the config's hints)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: DeploymentStat.__table__.create(c))
+        busy, idle = _router(make_catalog, dep_config), _router(make_catalog, dep_config)
+        busy_store, idle_store = RouterStatsStore(engine, busy), RouterStatsStore(engine, idle)
+        assert await busy_store.load() == 0 and await idle_store.load() == 0
+        _learn_b(busy)
+        assert await busy_store.save() == 2  # b and the model's lengths: a learned nothing
+        assert await idle_store.save() == 0  # nothing new here: nothing to write over it
+        restarted = _router(make_catalog, dep_config)
+        restarted_store = RouterStatsStore(engine, restarted)
+        assert await restarted_store.load() == 2
+        assert await restarted_store.save() == 0  # what it loaded is not news either
+        chosen = restarted.plan("llama", prompt_tokens=100, slo_ms=300, stream=True).chosen
+        assert chosen is not None and chosen.name == "b"  # warm: b was learned fast
+        assert await busy_store.save() == 0  # unchanged since its last save
+        _learn_b(busy, times=1)
+        assert await busy_store.save() == 2
     finally:
         await engine.dispose()
