@@ -81,6 +81,16 @@ class CircuitBreaker:
             self._probe_in_flight = now
         return True
 
+    def retry_in(self, now: float) -> float:
+        """Seconds until a request may be sent: 0 when one may go now; for an open breaker what
+        is left of its current cool-down (doubled by each failed probe, so not the base one);
+        while a half-open probe is out, 1 (its outcome decides, and it is usually near)."""
+        if self.available(now):
+            return 0.0
+        if self.state(now) is BreakerState.OPEN:
+            return max(0.0, self._opened_at + self._cooldown_s - now)
+        return 1.0
+
     def can_probe_early(self, now: float) -> bool:
         """Open, with at least the base cool-down passed and no probe out: a probe may be
         brought forward (the router does so when every available deployment is predicted to

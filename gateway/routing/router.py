@@ -502,6 +502,13 @@ class Router:
             observed_at=report.observed_at,
         )
 
+    def retry_after_s(self, deployments: Iterable[Deployment]) -> int:
+        """For a 503 when every breaker of `deployments` is shut: whole seconds (at least 1)
+        until the first of them lets a request through, for the response's Retry-After."""
+        now = self.clock()
+        waits = [self.breakers[dep.name].retry_in(now) for dep in deployments]
+        return max(1, math.ceil(min(waits, default=self.tuning.cooldown_s)))
+
     def breaker_state(self, name: str) -> BreakerState:
         return self.breakers[name].state(self.clock())
 

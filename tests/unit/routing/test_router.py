@@ -435,3 +435,34 @@ def test_auto_baseline_comes_from_the_tenants_own_candidates(
     assert plan.default is not None and plan.default.name == "small-a"
     # the file's list still decides without a tenant's candidates
     assert router.plan(AUTO_MODEL, prompt_tokens=10).default.name == "big-a"  # type: ignore[union-attr]
+
+
+def test_retry_after_counts_the_doubled_cool_down(make_catalog: Any, dep_config: Any) -> None:
+    """Every breaker shut: the 503's Retry-After said the base cool-down (5 s) while the
+    breakers, doubled by failed probes, stayed shut for 10 and 20 s; a client that obeyed it
+    was refused again and again. It is the time until the first breaker lets one through."""
+    router, clock = three(make_catalog, dep_config)
+    deps = list(router.catalog.deployments.values())
+
+    def fail(name: str) -> None:
+        cand = router.plan(
+            "llama", prompt_tokens=10, deployments=[router.catalog.deployments[name]]
+        )
+        flight = router.start(cand.ranked[0], model="llama", prompt_tokens=10, stream=False)
+        assert flight is not None
+        router.fail(flight)
+
+    for name in ("premium", "cheap", "mid"):
+        fail(name)
+        fail(name)  # threshold 2: open, cool-down 5 s
+    assert router.plan("llama", prompt_tokens=10).ranked == []
+    assert router.retry_after_s(deps) == 5
+    clock.now += 5.0
+    for name in ("premium", "cheap", "mid"):
+        fail(name)  # each half-open probe fails: the cool-down doubles to 10 s
+    assert router.plan("llama", prompt_tokens=10).ranked == []
+    assert router.retry_after_s(deps) == 10
+    clock.now += 7.5
+    assert router.retry_after_s(deps) == 3  # 2.5 s left, in whole seconds
+    clock.now += 2.5
+    assert router.retry_after_s(deps) == 1 and router.plan("llama", prompt_tokens=10).ranked
