@@ -204,6 +204,51 @@ class TextFacts:
     code: tuple[str, ...] = ()  # the tokens of its code spans (fenced or backticked), exactly
     skeleton: tuple[str, ...] = ()  # the code in its prose: symbols and the words they touch
     code_like: bool = False  # it holds code (a span, or a symbol no sentence would use)
+    # The numbers in the order they come, and the words from the first to the last of them
+    # with each number as "#": "10 divided by 2" and "2 divided by 10" share the words but
+    # not the order (see `verifier.hard_difference`).
+    number_order: tuple[str, ...] = ()
+    number_span: tuple[str, ...] = ()
+    when: frozenset[str] = frozenset()  # "past" / "present" / "future" (see `_times`)
+
+
+# When a question is about, relative to when it is asked: the past ("yesterday", "last year"),
+# the present ("today", "this week") or the future ("tomorrow", "next month"). "Who won this
+# year?" and "Who won last year?" read alike and have different answers; "this morning" and
+# "today" are the same direction and may stand in for each other.
+_DEICTIC_DAYS = {
+    "yesterday": "past",
+    "today": "present",
+    "tonight": "present",
+    "tomorrow": "future",
+}
+_TIME_SHIFTERS = {
+    "this": "present", "current": "present", "last": "past", "past": "past", "previous": "past",
+    "next": "future", "coming": "future", "upcoming": "future",
+}  # fmt: skip
+_TIME_UNITS = frozenset(
+    _words(
+        "year month week weekend day night morning afternoon evening season quarter semester "
+        "term summer winter spring autumn fall decade century monday tuesday wednesday "
+        "thursday friday saturday sunday"
+    )
+)
+
+
+def _times(tokens: Sequence[str]) -> frozenset[str]:
+    found: set[str] = set()
+    for i, tok in enumerate(tokens):
+        if tok in _DEICTIC_DAYS:
+            found.add(_DEICTIC_DAYS[tok])
+        elif tok in _TIME_SHIFTERS and i + 1 < len(tokens) and tokens[i + 1] in _TIME_UNITS:
+            found.add(_TIME_SHIFTERS[tok])
+    return frozenset(found)
+
+
+def _number_span(slots: list[str]) -> tuple[str, ...]:
+    """The slots from the first number to the last ("#" for each number)."""
+    marks = [i for i, s in enumerate(slots) if s == "#"]
+    return tuple(slots[marks[0] : marks[-1] + 1]) if len(marks) > 1 else ()
 
 
 def stem(word: str) -> str:
@@ -395,6 +440,8 @@ def analyse(text: str) -> TextFacts:
     names: set[str] = set()
     acronyms: set[str] = set()
     negations = 0
+    order: list[str] = []  # the numbers, in order
+    slots: list[str] = []  # every token, "#" for a number, words stemmed
     sentence_start = True
     starts = _sentence_starts(text, raw)
     for i, tok in enumerate(raw):
@@ -409,12 +456,19 @@ def analyse(text: str) -> TextFacts:
         sentence_start = i in starts
         if tok in OPERATORS:
             operators[OPERATORS[tok]] += 1
+            slots.append(OPERATORS[tok])
             continue
         if tok[0].isdigit():
             num = canonical_number(tok)
             if num is not None:
                 numbers[num] += 1
+                order.append(num)
+            slots.append("#" if num is not None else tok)
             continue
+        strong = low in NUMBER_WORDS and low not in _WEAK_NUMBER_WORDS
+        if strong:
+            order.append(NUMBER_WORDS[low])
+        slots.append("#" if strong else stem(low))
         flat = low.replace("'", "")
         if flat in NEGATIONS or low.endswith("n't"):
             negations += 1
@@ -445,6 +499,9 @@ def analyse(text: str) -> TextFacts:
         code=code,
         skeleton=skeleton,
         code_like=code_like or bool(code),
+        number_order=tuple(order),
+        number_span=_number_span(slots),
+        when=_times(tokens),
     )
 
 

@@ -127,6 +127,10 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "numbers"
     if (a.numbers or b.numbers or a.weak_numbers or b.weak_numbers) and _weak_conflict(a, b):
         return "numbers"
+    if a.number_order != b.number_order and a.number_span == b.number_span:
+        return "numbers"  # the same numbers around the same words, swapped: "10 divided by 2"
+    if a.when and b.when and a.when != b.when:
+        return "time"  # "this year" / "last year", "today" / "tomorrow"
     if a.negations != b.negations:
         return "negation"
     if a.operators != b.operators:

@@ -215,3 +215,61 @@ def test_interchangeable_openings_do_not_conflict() -> None:
     assert not intents_conflict("yesno-modal", "method")  # "Can I learn X fast?" / "How can I..."
     assert not intents_conflict("other", "reason")
     assert intents_conflict("yesno", "reason") and intents_conflict("time", "place")
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("What is 10 divided by 2?", "What is 2 divided by 10?"),
+        ("What is 7 minus 3?", "What is 3 minus 7?"),
+        ("Is 9 bigger than 12?", "Is 12 bigger than 9?"),
+        ("What is 2 to the power of 10?", "What is 10 to the power of 2?"),
+        ("What is log base 2 of 8?", "What is log base 8 of 2?"),
+        ("what's 12 mod 5", "What is 5 mod 12?"),
+    ],
+)
+def test_swapped_operands_are_vetoed(cached: str, query: str) -> None:
+    # The same numbers around the same words in another order: another sum (cosine 0.98-0.99).
+    assert hard_difference(analyse(query), analyse(cached)) == "numbers"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # reordered clauses keep each number with its own words
+        ("In 2019, how many people owned 2 cars?", "How many people owned 2 cars in 2019?"),
+        ("Shares rose 16 cents to close at $58.28", "Shares closed at $58.28, up 16 cents"),
+        ("between 1990 and 2000", "from 1990 to 2000"),
+    ],
+)
+def test_numbers_moved_with_their_words_are_not_a_swap(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) is None
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Who won the election this year?", "Who won the election last year?"),
+        ("Is it going to rain this weekend?", "Is it going to rain next weekend?"),
+        ("What's the weather today?", "What's the weather tomorrow?"),
+        ("What happened yesterday in the news?", "What happened today in the news?"),
+        ("Who won the super bowl last year?", "Who won the super bowl next year?"),
+        ("What movies come out next month?", "What movies came out the previous month?"),
+    ],
+)
+def test_different_times_are_vetoed(cached: str, query: str) -> None:
+    # "this year" and "last year" are different years; both texts name one, and not the same.
+    assert hard_difference(analyse(query), analyse(cached)) == "time"
+
+
+def test_a_time_on_one_side_only_is_left_to_the_score() -> None:
+    assert hard_difference(analyse("What's the weather today?"), analyse("Weather?")) is None
+    same = analyse("What's on TV tonight?"), analyse("what is on tv tonight")
+    assert hard_difference(*same) is None
+    year = analyse("best films of the past year"), analyse("Best films of last year")
+    assert hard_difference(*year) is None  # "past" / "previous" / "last" year are one year
+    day = (
+        analyse("What did the senate pass this morning?"),
+        analyse("What did the senate pass today?"),
+    )
+    assert hard_difference(*day) is None  # the same direction: now
