@@ -26,7 +26,16 @@ def explain(
         stream=stream,
         auto_models=auto_models,
     )
-    return render(plan, router)
+    return [*render(plan, router), LIVE_STATE_NOTE]
+
+
+# explain() plans on the CLI's own router: the learned figures are the table's (as of the
+# gateway's last save), the live state below is the serving processes' alone.
+LIVE_STATE_NOTE = (
+    "note: planned here, not in the gateway: breakers, requests in flight and engine load "
+    "are not seen (each candidate counts as closed and idle); the live breakers are "
+    "thriftgate_route_breaker_state on /metrics"
+)
 
 
 def render(plan: RoutePlan, router: Router) -> list[str]:
