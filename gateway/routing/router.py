@@ -202,7 +202,10 @@ class Router:
         deployments: Iterable[Deployment] | None = None,
     ) -> RoutePlan:
         now = self.clock()
-        deps = list(deployments) if deployments is not None else self.candidates(model, auto_models)
+        if deployments is None:
+            deps = self.candidates(model, auto_models)
+        else:  # once each: a tenant's auto list may name a model twice
+            deps = list({dep.name: dep for dep in deployments}.values())
         completion = self.completion_estimate(model, max_tokens, prompt_tokens)
         priced: list[Candidate] = []
         shut: list[Deployment] = []

@@ -466,3 +466,14 @@ def test_retry_after_counts_the_doubled_cool_down(make_catalog: Any, dep_config:
     assert router.retry_after_s(deps) == 3  # 2.5 s left, in whole seconds
     clock.now += 2.5
     assert router.retry_after_s(deps) == 1 and router.plan("llama", prompt_tokens=10).ranked
+
+
+def test_a_deployment_listed_twice_is_one_candidate(make_catalog: Any, dep_config: Any) -> None:
+    """A tenant's `auto_models: [m, m]` lists m's deployments twice: the plan ranked the one
+    deployment twice and said `cheapest-no-slo` for what was its only candidate."""
+    cat = make_catalog(dep_config("solo", model="m", default=True))
+    router = Router(cat)
+    twice = [*cat.group("m"), *cat.group("m")]
+    plan = router.plan(AUTO_MODEL, prompt_tokens=10, deployments=twice)
+    assert [c.name for c in plan.ranked] == ["solo"]
+    assert plan.reason == "only-candidate"
