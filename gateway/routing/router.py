@@ -26,6 +26,7 @@ from gateway.routing.policy import FASTEST_SLO_UNMET, PROBE_SLO_UNMET, Candidate
 from gateway.settings import RoutingConfig
 
 ENGINE_REPORT_FRESH_S = 10.0  # an engine load report older than this is ignored
+MAX_RETRY_AFTER_S = 86_400.0  # the longest Retry-After `retry_after_s` gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,7 +511,8 @@ class Router:
         until the first of them lets a request through, for the response's Retry-After."""
         now = self.clock()
         waits = [self.breakers[dep.name].retry_in(now) for dep in deployments]
-        return max(1, math.ceil(min(waits, default=self.tuning.cooldown_s)))
+        wait = min(waits, default=self.tuning.cooldown_s)
+        return max(1, math.ceil(min(wait, MAX_RETRY_AFTER_S)))  # an infinite cool-down: a day
 
     def breaker_state(self, name: str) -> BreakerState:
         return self.breakers[name].state(self.clock())

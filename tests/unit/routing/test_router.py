@@ -477,3 +477,24 @@ def test_a_deployment_listed_twice_is_one_candidate(make_catalog: Any, dep_confi
     plan = router.plan(AUTO_MODEL, prompt_tokens=10, deployments=twice)
     assert [c.name for c in plan.ranked] == ["solo"]
     assert plan.reason == "only-candidate"
+
+
+def test_retry_after_of_an_endless_cool_down_is_a_number(make_catalog: Any) -> None:
+    """`cooldown_s: .inf` in YAML passes the config's check (> 0); int(inf) made the
+    all-breakers-open 503 a 500."""
+    from gateway.settings import DeploymentConfig
+
+    router = Router(
+        make_catalog(DeploymentConfig(name="x", model="llama")),
+        tuning=RouterTuning(failure_threshold=1, cooldown_s=float("inf")),
+    )
+    dep = router.catalog.deployments["x"]
+    flight = router.start(
+        router.plan("llama", prompt_tokens=1).ranked[0],
+        model="llama",
+        prompt_tokens=1,
+        stream=False,
+    )
+    assert flight is not None
+    router.fail(flight)
+    assert router.retry_after_s([dep]) == 86_400
