@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+import httpx
 import orjson
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
@@ -25,7 +26,7 @@ from gateway.providers.base import (
     provider_key,
 )
 from gateway.providers.names import litellm_name
-from gateway.providers.openai_compatible import error_message
+from gateway.providers.openai_compatible import error_message, rate_limited
 from gateway.routing.catalog import Deployment
 
 # litellm's message prefixes: "litellm.ContextWindowExceededError: litellm.BadRequestError:
@@ -194,6 +195,9 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         )
     if status == 404:
         return deployment_not_found(dep, status, raw)
+    if status == 429:  # as from an OpenAI-compatible upstream: a 429 with its Retry-After
+        code = "insufficient_quota" if "insufficient_quota" in text else None
+        return rate_limited(dep, raw, code, _response_headers(exc))
     if status in (400, 422):
         rejected = f"Deployment {dep.name!r} rejected the request: {raw}"
         if name == "ContextWindowExceededError":  # clients branch on OpenAI's code
@@ -203,6 +207,17 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         f"Deployment {dep.name!r} failed ({name}): {raw}",
         upstream_status=status if isinstance(status, int) else None,
     )
+
+
+def _response_headers(exc: BaseException) -> Mapping[str, str]:
+    """The upstream response's headers that litellm kept on its exception (or what it wraps)."""
+    for seen in _chain(exc):
+        headers = getattr(seen, "litellm_response_headers", None)
+        if headers is None:
+            headers = getattr(getattr(seen, "response", None), "headers", None)
+        if isinstance(headers, Mapping) and headers:
+            return httpx.Headers(dict(headers))  # case-insensitive, whatever litellm kept
+    return httpx.Headers()
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from gateway.pipeline.dispatch import retryable
 from gateway.providers.litellm_adapter import LiteLLMProvider
 from gateway.routing.catalog import Deployment
@@ -104,3 +104,34 @@ async def test_a_stalled_stream_is_a_timeout(serve_messages: ServeMessages) -> N
             CHAT, dep(base), endpoint="chat/completions", timeout_s=0.5
         ):
             pass
+
+
+def anthropic_429(retry_after: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+        return web.json_response(body, status=429, headers={"retry-after": retry_after})
+
+    return handler
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_429_is_passed_on_as_a_rate_limit_with_its_retry_after(
+    serve_messages: ServeMessages, stream: bool
+) -> None:
+    base = await serve_messages(anthropic_429("7"))
+    with pytest.raises(UpstreamRateLimited) as info:
+        if stream:
+            async for _ in LiteLLMProvider().stream(
+                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
+            ):
+                pass
+        else:
+            await LiteLLMProvider().complete(
+                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
+            )
+    err = info.value
+    assert (err.status_code, err.upstream_status, err.code) == (429, 429, "rate_limit_exceeded")
+    assert err.headers.get("Retry-After") == "7"
+    assert "slow down" in err.message
+    assert retryable(err)  # the next deployment may serve it
