@@ -181,9 +181,11 @@ KNOWN_NAMES = frozenset(
         google facebook amazon microsoft apple iphone ipad android samsung quora youtube
         instagram twitter whatsapp netflix uber tesla linkedin snapchat reddit wikipedia
         windows linux ubuntu macos ios excel photoshop bitcoin ethereum
+        monday tuesday wednesday thursday friday saturday sunday
+        january february april june july september october november december
         """
     )
-)
+)  # ("may" and "march" are words first; "august" an adjective)
 
 # Grammatical and sentence-function words that never count as "what differs".
 _FUNCTION_ONLY = STOPWORDS - set(POLAR) - NEGATIONS

@@ -273,3 +273,25 @@ def test_a_time_on_one_side_only_is_left_to_the_score() -> None:
         analyse("What did the senate pass today?"),
     )
     assert hard_difference(*day) is None  # the same direction: now
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Rewrite this to sound more formal: hey guys, the meeting got moved to thursday",
+            "Rewrite this to sound more formal: hey guys, the meeting got moved to friday",
+        ),
+        ("write an email asking for friday off", "write an email asking for monday off"),
+        (
+            "Write a short note telling the team that the offsite is moved to june this year",
+            "Write a short note telling the team that the offsite is moved to july this year",
+        ),
+    ],
+)
+def test_lower_case_days_and_months_are_names(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    # Typed in lower case they were content words whose word vectors sit close together
+    # ("thursday" ~ "friday": 0.83), so they counted as synonyms (score 0.975: a hit).
+    assert judge(verifier, model, cached, query) == (False, "names")
