@@ -9,8 +9,10 @@ Three kinds implement it: `openai_compatible` (OpenAI, Groq, vLLM, our local eng
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote, quote_plus
 
 from gateway.errors import UpstreamError
 
@@ -50,13 +52,56 @@ def provider_key(dep: Deployment) -> str | None:
     return key.strip() or None if key else None
 
 
+# A run of this many characters of the key, anywhere in upstream text, is a piece of the key.
+KEY_FRAGMENT_CHARS = 8
+
+
 def masked_text(dep: Deployment, text: str, limit: int) -> str:
     """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives.
-    Some upstreams echo the key they were sent ("Incorrect API key provided: ...")."""
+    Some upstreams echo the key they were sent ("Incorrect API key provided: ..."), whole, in
+    part ("sk-abc...xyz" minus a few characters), URL-encoded (a request URL with `?key=`) or
+    JSON-escaped (`\\/`): every form, and every run of `KEY_FRAGMENT_CHARS` of its characters,
+    is masked."""
     key = provider_key(dep)
-    if key:
-        text = text.replace(key, "***")
-    return text[:limit]
+    if not key:
+        return text[:limit]
+    return mask_key(text, key, limit + len(key))[:limit]
+
+
+def mask_key(text: str, key: str, scan: int | None = None) -> str:
+    """`text` with every form of `key` and every piece of it masked; past `scan` characters
+    (once the whole key's forms are gone) it is cut, which bounds the piece search."""
+    escaped = json.dumps(key)[1:-1]
+    for form in sorted(
+        {
+            key,
+            quote(key, safe=""),
+            quote_plus(key),
+            escaped,
+            escaped.replace("/", "\\/"),
+        },
+        key=len,
+        reverse=True,
+    ):
+        text = text.replace(form, "***")
+    text = text if scan is None else text[:scan]
+    n = KEY_FRAGMENT_CHARS
+    if len(key) < n:
+        return text
+    pieces = {key[i : i + n] for i in range(len(key) - n + 1)}
+    masked = bytearray(len(text))
+    for i in range(len(text) - n + 1):
+        if text[i : i + n] in pieces:
+            masked[i : i + n] = b"\x01" * n
+    if not any(masked):
+        return text
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if not masked[i]:
+            out.append(ch)
+        elif i == 0 or not masked[i - 1]:
+            out.append("***")
+    return "".join(out)
 
 
 def credentials_refused(dep: Deployment, status: int, detail: str) -> UpstreamError:

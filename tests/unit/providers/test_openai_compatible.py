@@ -7,6 +7,7 @@ and the logs, and that the deployment's key never does.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -120,3 +121,42 @@ async def test_a_request_that_cannot_be_built_is_the_deployments_fault(
                     pass
         assert "could not be built" in info.value.message
         assert "SECRETPROVIDERKEY" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "Invalid key: {key_but_last_4}****",  # most of the key, its end starred
+        "bad url https://x/v1?key={url_encoded}",  # a request URL echoed with the key
+        '{{"error": {{"message": "bad key {slash_escaped}"}}}}',  # PHP's json_encode escapes "/"
+    ],
+)
+async def test_a_key_echoed_in_part_or_encoded_is_masked(
+    upstream: tuple[MockUpstream, str],
+    provider: OpenAICompatibleProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    echo: str,
+) -> None:
+    key = "sk-h3/EVILSECRET+key/0123456789abcdef"
+    monkeypatch.setenv(KEY_ENV, key)
+    mock, url = upstream
+    text = echo.format(
+        key_but_last_4=key[:-4],
+        url_encoded=quote(key, safe=""),
+        slash_escaped=key.replace("/", "\\/"),
+    )
+    mock.knobs.update(fail_next=1, fail_status=500, fail_message=text, fail_text=True)
+    message = (await refusal(provider, deployment(url))).message
+    assert "EVILSECRET" not in message and "0123456789" not in message, message
+
+
+def test_a_key_json_escaped_in_a_litellm_error_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # litellm passes the provider's raw body; `_clean` decodes it after the masking, so a key
+    # with "/" sent back as "\/" (a valid JSON escape) came out whole.
+    key = "sk-h3/EVILSECRET+key/0123456789abcdef"
+    monkeypatch.setenv(KEY_ENV, key)
+    body = '{"error": {"message": "invalid x-api-key ' + key.replace("/", "\\/") + '"}}'
+    exc = RuntimeError("litellm.AuthenticationError: AnthropicException - " + body)
+    exc.status_code = 401  # type: ignore[attr-defined]
+    err = _translate(deployment("http://unused"), exc)
+    assert "invalid x-api-key" in err.message and "EVILSECRET" not in err.message, err.message
