@@ -43,8 +43,10 @@ class DeploymentConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1)
-    model: str = Field(min_length=1)
+    # the ledger's `deployment` and `model` columns are VARCHAR(200): a longer name made every
+    # row of the deployment refused by the database (quarantined: served, never billed)
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200)
     provider: str = "openai_compatible"
     upstream_model: str | None = None
     api_base: str | None = None
@@ -106,7 +108,8 @@ class AutoModelConfig(BaseModel):
 class RoutingConfig(BaseModel):
     """Router knobs (see gateway/routing/router.py `RouterTuning`); the defaults suit most."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # `.inf` passed the > 0 checks: an endless cool-down made the all-breakers-open 503 a 500
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open a breaker
     cooldown_s: float = Field(default=5.0, gt=0)  # open -> half-open

@@ -62,3 +62,34 @@ def test_a_reservation_lifetime_out_of_range_is_refused(
 def test_a_sane_reservation_lifetime_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THRIFTGATE_BUDGET_RESERVATION_TTL_S", "3")
     assert Settings().budget_reservation_ttl_s == 3
+
+
+LONG = "x" * 201  # the ledger's `deployment` and `model` columns are VARCHAR(200)
+ENDLESS = {"cooldown_s": float("inf"), "max_cooldown_s": float("inf")}
+
+
+@pytest.mark.parametrize(
+    ("config", "where", "message"),
+    [
+        ({"deployments": [{**GOOD, "name": LONG}]}, "deployments.0.name", "200 characters"),
+        ({"deployments": [{**GOOD, "model": LONG}]}, MODEL, "200 characters"),
+        ({"routing": ENDLESS}, "routing.cooldown_s", "finite number"),
+        ({"routing": ENDLESS}, "routing.max_cooldown_s", "finite number"),
+        ({"routing": {"stats_flush_interval_s": float("inf")}}, "stats_flush_interval_s", "finite"),
+        ({"routing": {"probe_after_s": float("inf")}}, "routing.probe_after_s", "finite number"),
+    ],
+)  # fmt: skip
+def test_a_name_the_ledger_cannot_hold_or_an_endless_knob_is_refused(
+    tmp_path: Path, config: dict[str, object], where: str, message: str
+) -> None:
+    """A deployment named (or serving a model named) past 200 characters was served and never
+    billed: the database refused each of its ledger rows (quarantined). `cooldown_s: .inf`
+    passed the > 0 check and made the all-breakers-open 503 a 500 (int(inf))."""
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, config)
+    assert where in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_names_of_200_characters_still_load(tmp_path: Path) -> None:
+    longest = "y" * 200
+    load(tmp_path, {"deployments": [{**GOOD, "name": longest, "model": longest}]})
