@@ -165,7 +165,10 @@ def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     url = normalise_url(url)
     check_supported(url)
-    kwargs: dict[str, Any] = {}
+    # A statement's error text would carry its parameters ("[parameters: (...)]"): prompts and
+    # answers (cache entries, Responses items), key hashes. Tracebacks of a database outage are
+    # logged at WARNING; they must not copy tenants' data into the log.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     target: str | URL = url
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
