@@ -73,7 +73,7 @@ class RouteStage:
         if chosen is None:
             raise NoHealthyDeployment(
                 f"Every deployment of '{ctx.model}' is failing; retry in a few seconds.",
-                headers={"Retry-After": str(max(1, int(self.router.tuning.cooldown_s)))},
+                headers={"Retry-After": str(self.router.retry_after_s(ctx.candidates))},
             )
         ctx.route_plan = plan
         ctx.candidates = [c.deployment for c in plan.ranked]
