@@ -88,7 +88,7 @@ class SizeGuard:
             return message
 
         path = scope["path"]
-        if path.endswith("/") and path.startswith("/v1/"):
+        if path.endswith("/") and path.startswith(("/v1/", "/admin/")):
             scope = _without_trailing_slash(scope, path)
         await self.app(scope, limited_receive, send)
 

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment
+from tests.support.servers import ADMIN_KEY, GatewayServer, MockUpstreamServer, mock_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +164,13 @@ def test_api_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
     missing = httpx.post(rig.gw.url + "/no-such-route/", content=chat(), headers=headers)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_admin_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
+    # like /v1/: a bare 307 to an absolute http:// URL pointed behind a TLS proxy at port 80
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    r = httpx.get(rig.gw.base + "/admin/tenants/", headers=admin, follow_redirects=False)
+    assert r.status_code == 200, (r.status_code, r.headers.get("location"))
+    assert isinstance(r.json(), list | dict)
+    refused = httpx.get(rig.gw.base + "/admin/tenants/", follow_redirects=False)
+    assert refused.status_code == 401
