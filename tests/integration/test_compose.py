@@ -90,6 +90,8 @@ def test_gateway_scales_behind_the_proxy(compose: dict[str, Any]) -> None:
     assert f"listen {container};" in nginx
     assert "http://gateway:8000" in nginx and "resolver 127.0.0.11" in nginx
     assert "proxy_buffering off;" in nginx  # SSE streams pass through
+    # /metrics names every tenant with its spend: the public port does not serve it
+    assert re.search(r"location = /metrics \{\s*return 404;\s*\}", nginx)
     mounted = {v.split(":")[0] for v in proxy["volumes"]}
     assert "./deploy/nginx.conf" in mounted
 
