@@ -4,18 +4,20 @@ Retries go to another candidate on a connect error, 429, 5xx, timeout or a deplo
 fault (an upstream 401/403: the tenant's key was checked here, so the upstream refused the
 deployment's key; a 404 or redirect: its upstream_model or api_base is wrong; a misconfigured
 deployment), and each counts against that deployment's breaker.
-The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still
-make it), within the request's overall deadline (the first candidate's `timeout_s`, counted from
-arrival). A request the upstream refuses as wrong (400, 413, 422, context_length_exceeded) goes
-back to the client as is, counted against no one. A 400 `unsupported_parameter` or
-`context_length_exceeded` is the exception: that deployment cannot serve this request (a local
-engine asked for tools or images, or a prompt longer than its 2k context) but another in the
-group may, so the next one is tried, still counted against no one; the first such 400 goes back
-only when no deployment could serve it. A stream is primed (its first chunk awaited) inside the
-fallback loop, so a deployment that refuses before sending anything can still be replaced; once a
-chunk is out, never retry. Every attempt is reported to the router (breaker, latency model): TTFT
-when the first chunk arrives, the rest at the end; an attempt that waited for a local engine to
-load its model counts for the breaker only (the load is not the deployment's latency).
+The router re-ranks the untried ones for the SLO time that is left (the cheapest that can still make
+it), within the request's overall deadline (the largest `timeout_s` among its candidates, counted
+from arrival; each attempt is still cut at its own deployment's `timeout_s`, so one that hangs
+leaves time for the next). A request the upstream refuses as wrong (400, 413, 422,
+context_length_exceeded) goes back to the client as is, counted against no one. A 400
+`unsupported_parameter` or `context_length_exceeded` is the exception: that deployment cannot serve
+this request (a local engine asked for tools or images, or a prompt longer than its 2k context) but
+another in the group may, so the next one is tried, still counted against no one; the first such 400
+goes back only when no deployment could serve it. A stream is primed (its first chunk awaited)
+inside the fallback loop, so a deployment that refuses before sending anything can still be
+replaced; once a chunk is out, never retry. Every attempt is reported to the router (breaker,
+latency model): TTFT when the first chunk arrives, the rest at the end; an attempt that waited for a
+local engine to load its model counts for the breaker only (the load is not the deployment's
+latency).
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ class Dispatcher:
         deps = [c.deployment for c in ranked if c is not None] if plan else list(ctx.candidates)
         if not deps:
             raise NoHealthyDeployment("No deployment is available for this model.")
-        deadline = time.perf_counter() + deps[0].config.timeout_s - ctx.elapsed_ms() / 1000.0
+        # The whole request may take as long as its most patient candidate allows; each attempt
+        # is still cut at its own timeout_s, so a hung first choice leaves time for the others
+        # (with the first one's timeout as the deadline, a timeout could never fall back).
+        deadline = (
+            time.perf_counter() + max(d.config.timeout_s for d in deps) - ctx.elapsed_ms() / 1000.0
+        )
         last: GatewayError | None = None
         unserved: InvalidRequest | None = None  # a deployment that cannot serve this request
         order = list(zip(deps, ranked, strict=True))

@@ -110,6 +110,10 @@ class Rig:
         deps += solo("nousage-False") + solo("nousage-True") + solo("odd-200") + solo("nodone")
         deps += solo("big-event")
         deps += pair("odd-200-fb") + solo("rejected") + pair("late")
+        # the first deployment's timeout_s is the group's largest: it spends the whole deadline
+        spent = pair("spent")
+        spent[1]["timeout_s"] = DEADLINE_S / 2
+        deps += spent
         deps += solo("denied") + pair("denied-fb-401") + pair("denied-fb-403")
         saver = pair("rejected-saver")  # the pricey one is the baseline: routing saves
         saver[1]["default"] = True
@@ -442,21 +446,43 @@ def test_a_refused_provider_key_with_nowhere_to_fall_back_is_a_502_naming_it(rig
     assert (row["status_code"], row["error_code"]) == (502, "upstream_auth_failed")
 
 
+def test_a_deployment_that_times_out_falls_back(rig: Rig) -> None:
+    """The first choice hangs past its own timeout_s (1 s); the second's is longer (5 s), and
+    the request's deadline is the group's largest, so the second serves it. The deadline was
+    the first one's timeout_s: it spent all of it, and a timeout never fell back."""
+    rig.primary.control(hang_s=DEADLINE_S * 3)
+    r = rid()
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="late", messages=msgs(), extra_headers={"x-request-id": r}
+    )
+    assert raw.http_response.status_code == 200 and raw.parse().choices[0].message.content
+    assert raw.headers["x-thriftgate-deployment"] == "late-b"
+    assert raw.headers["x-thriftgate-route-reason"] == "fallback-after-504"
+    row = rig.row(r)
+    assert (row["status_code"], row["deployment"], row["route_reason"]) == (
+        200,
+        "late-b",
+        "fallback-after-504",
+    )
+    assert row["latency_ms"] >= DEADLINE_S * 1000 * 0.9  # the first one had its full timeout
+
+
 def test_a_deadline_spent_on_one_deployment_reports_that_deployment(rig: Rig) -> None:
-    """The first deployment used up the request's whole deadline: no fallback was tried, so
-    the error names the one that timed out and the row does not claim a fallback."""
+    """The first deployment used up the request's whole deadline (its timeout_s is the group's
+    largest): no fallback was tried, so the error names the one that timed out and the row does
+    not claim a fallback."""
     rig.primary.control(hang_s=DEADLINE_S * 3)
     r, prompt = rid(), msgs()
     with pytest.raises(openai.APIStatusError) as info:
         rig.client.chat.completions.create(
-            model="late", messages=prompt, extra_headers={"x-request-id": r}
+            model="spent", messages=prompt, extra_headers={"x-request-id": r}
         )
     assert info.value.status_code == 504
-    assert "Deployment 'late-a' did not answer" in info.value.message
-    assert info.value.response.headers["x-thriftgate-deployment"] == "late-a"
+    assert "Deployment 'spent-a' did not answer" in info.value.message
+    assert info.value.response.headers["x-thriftgate-deployment"] == "spent-a"
     assert not info.value.response.headers["x-thriftgate-route-reason"].startswith("fallback")
     row = rig.row(r)
-    assert (row["deployment"], row["error_code"]) == ("late-a", "upstream_timeout")
+    assert (row["deployment"], row["error_code"]) == ("spent-a", "upstream_timeout")
     assert not row["route_reason"].startswith("fallback"), row["route_reason"]
     assert not [x for x in rig.backup.received() if x["body"].get("messages") == prompt]
 
