@@ -114,6 +114,10 @@ class Dispatcher:
                 continue  # its breaker opened meanwhile, or its half-open probe is taken
             if reason is not None:
                 set_reason(ctx, reason)
+                if cand is not None:  # the prediction of the one that now serves
+                    ctx.predicted_latency_ms = round(cand.latency.expected_ms(ctx.stream), 1)
+                    predicted = f"{ctx.predicted_latency_ms:g}"
+                    ctx.extra_headers["x-thriftgate-predicted-latency-ms"] = predicted
             ctx.deployment = dep
             ctx.attempts.append(dep.name)
             try:
