@@ -80,3 +80,41 @@ def test_with_a_valid_key_a_bad_body_is_still_refused_as_before(
         "invalid_json",
         "unsupported_media_type",
     )
+
+
+def test_a_tenant_body_of_too_many_json_objects_is_refused_before_it_is_parsed(
+    gw: GatewayServer,
+) -> None:
+    # With a valid key the same kind of body (9 KB gzip, 3.6 MB of `{}`) still took ~3 s of the
+    # event loop to parse and depth-walk: one tenant stalled every other for seconds.
+    _, key = gw.new_tenant()
+    objects = b",".join([b'{"a":[{}]}'] * 120_000)
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":[' + objects
+    sent = {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        "authorization": f"Bearer {key}",
+    }
+    r = httpx.post(gw.url + "/chat/completions", content=gzip.compress(body + b"]}"), headers=sent)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_json" and "100000 JSON objects and arrays" in err["message"]
+
+
+def test_brackets_inside_strings_are_not_objects(gw: GatewayServer) -> None:
+    # a prompt of code holds many brackets; only real objects and arrays count, and nest
+    _, key = gw.new_tenant()
+    code = "f(x) { return [[[[{a: [1]}]]]]; } " * 40_000  # 240,000 brackets in a string
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": code}],
+        "max_tokens": 4,
+    }
+    r = httpx.post(
+        gw.url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}", "Cache-Control": "no-store"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"]
