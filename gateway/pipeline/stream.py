@@ -54,6 +54,9 @@ class StreamAssembler:
                     "content": [],
                     "text": [],
                     "refusal": [],
+                    "reasoning": {},  # reasoning_content / reasoning -> pieces
+                    "function_call": None,
+                    "annotations": [],
                     "role": None,
                     "tools": {},
                     "finish_reason": None,
@@ -72,6 +75,16 @@ class StreamAssembler:
                 acc["content"].append(delta["content"])
             if isinstance(delta.get("refusal"), str):
                 acc["refusal"].append(delta["refusal"])
+            for field in ("reasoning_content", "reasoning"):
+                if isinstance(delta.get(field), str):
+                    acc["reasoning"].setdefault(field, []).append(delta[field])
+            fc = delta.get("function_call")
+            if isinstance(fc, dict):  # the legacy `functions` API's call, in pieces
+                call = acc["function_call"] = acc["function_call"] or {"name": "", "arguments": ""}
+                call["name"] += fc.get("name") or ""
+                call["arguments"] += fc.get("arguments") or ""
+            if isinstance(delta.get("annotations"), list):
+                acc["annotations"].extend(delta["annotations"])
             for call in delta.get("tool_calls") or ():
                 if not isinstance(call, dict):
                     continue
@@ -97,6 +110,12 @@ class StreamAssembler:
                 }
                 if acc["refusal"]:
                     message["refusal"] = "".join(acc["refusal"])
+                for field, pieces in acc["reasoning"].items():
+                    message[field] = "".join(pieces)
+                if acc["function_call"] is not None:
+                    message["function_call"] = acc["function_call"]
+                if acc["annotations"]:
+                    message["annotations"] = acc["annotations"]
                 if acc["tools"]:
                     message["tool_calls"] = [
                         {
