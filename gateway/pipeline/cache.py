@@ -63,12 +63,14 @@ class CacheStage:
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         ctx.cache_status = "bypass"
+        # A malformed cache header is the same 400 whether or not this request could be cached
+        # (it was a 200 for tenants with the cache off and on /v1/embeddings).
+        wanted = directives(ctx.headers)
         if ctx.endpoint == "embeddings":
             return None
         policy = CachePolicy.from_flags(ctx.tenant.flags, enabled_default=self.enabled_default)
         if not policy.enabled:
             return None
-        wanted = directives(ctx.headers)
         verdict = safety(
             ctx.body,
             max_temperature=policy.max_temperature,

@@ -171,6 +171,22 @@ def test_bad_ttl_header_is_an_openai_error(gateway: GatewayServer) -> None:
     assert body["error"]["type"] == "invalid_request_error"
 
 
+def test_bad_ttl_header_is_refused_whether_or_not_the_request_could_be_cached(
+    gateway: GatewayServer,
+) -> None:
+    # it was a 200 for a tenant with the cache off and on /v1/embeddings (like the compression
+    # header before round 1): the same header must not be fine on some requests only
+    _, off = gateway.new_tenant(flags={"cache": False})
+    bad = {"x-thriftgate-cache-ttl": "soon"}
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client(gateway, off), "hi", headers=bad)
+    assert err.value.response.json()["error"]["param"] == "x-thriftgate-cache-ttl"
+    _, key = gateway.new_tenant()
+    with pytest.raises(openai.BadRequestError) as err:
+        client(gateway, key).embeddings.create(model=MODEL, input="hi", extra_headers=bad)
+    assert err.value.response.json()["error"]["param"] == "x-thriftgate-cache-ttl"
+
+
 def test_ttl_expires_entries(gateway: GatewayServer) -> None:
     _, key = gateway.new_tenant()
     c = client(gateway, key)
