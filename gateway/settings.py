@@ -41,7 +41,7 @@ class ConfigError(Exception):
 class DeploymentConfig(BaseModel):
     """One place a model can be served: a provider endpoint plus its prices."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # the ledger's `deployment` and `model` columns are VARCHAR(200): a longer name made every
     # row of the deployment refused by the database (quarantined: served, never billed)

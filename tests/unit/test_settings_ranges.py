@@ -77,6 +77,9 @@ ENDLESS = {"cooldown_s": float("inf"), "max_cooldown_s": float("inf")}
         ({"routing": ENDLESS}, "routing.max_cooldown_s", "finite number"),
         ({"routing": {"stats_flush_interval_s": float("inf")}}, "stats_flush_interval_s", "finite"),
         ({"routing": {"probe_after_s": float("inf")}}, "routing.probe_after_s", "finite number"),
+        # the request's deadline is its deployments' longest timeout: one endless made all so
+        ({"deployments": [{**GOOD, "timeout_s": float("inf")}]}, "timeout_s", "finite number"),
+        ({"deployments": [{**GOOD, "ttft_ms": float("nan")}]}, "ttft_ms", "finite number"),
     ],
 )  # fmt: skip
 def test_a_name_the_ledger_cannot_hold_or_an_endless_knob_is_refused(
