@@ -29,6 +29,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "unmatched_min": -0.05,
     "name_one_side": -0.10,  # a name only one side mentions
     "intent_conflict": -0.10,  # they ask for different kinds of answer (why vs is, when vs did)
+    # a word swapped for one that is no synonym ("kitchen" / "bathroom", "junior" / "senior",
+    # "declining" / "accepting") costs the same in a long prompt as in a short question
+    "substitution": -0.03,
 }
 DEFAULT_MIN_COS = 0.80  # below this an entry is never a candidate
 DEFAULT_SCORE_THRESHOLD = 0.93  # the penalised score a hit must reach
@@ -88,6 +91,7 @@ class PairVerifier:
             "name_one_side": float(bool(names_q) != bool(names_c)),
             "names_both_sides": float(bool(names_q) and bool(names_c)),
             "intent_conflict": float(intents_conflict(query.intent, cached.intent)),
+            "substitution": float(bool(only_q) and bool(only_c)),
         }
 
     def score(self, feats: dict[str, float]) -> float:

@@ -295,3 +295,36 @@ def test_lower_case_days_and_months_are_names(
     # Typed in lower case they were content words whose word vectors sit close together
     # ("thursday" ~ "friday": 0.83), so they counted as synonyms (score 0.975: a hit).
     assert judge(verifier, model, cached, query) == (False, "names")
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Write a short professional email to my landlord explaining that the kitchen sink has "
+         "been leaking for two weeks and asking him to fix it",
+         "Write a short professional email to my landlord explaining that the bathroom sink has "
+         "been leaking for two weeks and asking him to fix it"),
+        ("Write a cover letter for a junior data analyst position at a healthcare company, "
+         "highlighting my experience with SQL and Tableau",
+         "Write a cover letter for a senior data analyst position at a healthcare company, "
+         "highlighting my experience with SQL and Tableau"),
+        ("Give me a 3 day itinerary for a trip to Rome focused on food, history and art, for a "
+         "couple on a moderate budget",
+         "Give me a 3 day itinerary for a trip to Rome focused on food, history and art, for a "
+         "family on a moderate budget"),
+        ("Write a python script that reads a csv file of sales data, groups the rows by region "
+         "and prints the total revenue per region",
+         "Write a python script that reads a csv file of sales data, groups the rows by region "
+         "and prints the average revenue per region"),
+        ("Draft a polite message declining a meeting invitation from a colleague because I have "
+         "a scheduling conflict",
+         "Draft a polite message accepting a meeting invitation from a colleague because I have "
+         "a scheduling conflict"),
+    ],
+)  # fmt: skip
+def test_one_word_swapped_in_a_long_prompt_misses(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    # a template with one slot changed: the share-of-words penalty was ~0.02 at this length
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok, why
