@@ -4,7 +4,7 @@ Prose is cut into sentences (lines count as sentences), each scored by its relev
 query (the last user turn): sentence BM25, the BM25 of its paragraph (RAG passages live or die
 together), its neighbours' scores, and the embedding cosine when an embedder is available. The
 best sentences are kept until the budget is spent and are put back in their original order,
-byte-identical. Code and JSON segments are not units: they are kept whole.
+byte-identical. Code, JSON and table segments are not units: they are kept whole.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Lossless compression: whitespace normalisation, exact JSON minification, duplicate blocks.
 
-Nothing here changes what a text says. Fenced code blocks are never touched; JSON values are
-only stripped of insignificant whitespace (strings, numbers and key order stay byte-identical,
-so the result parses to the same value); a prose or JSON block that already appeared earlier in
-the conversation is dropped from the later message. Every function is idempotent.
+Nothing here changes what a text says. Fenced code blocks and tables are never touched; JSON
+values are only stripped of insignificant whitespace (strings, numbers and key order stay
+byte-identical, so the result parses to the same value); a prose, JSON or table block that
+already appeared earlier in the conversation is dropped from the later message. Every function
+is idempotent.
 
 Prose is not always prose: users paste TSV (a tab per cell, so a run of tabs is empty cells),
 code without fences (spaces inside string literals are data), and space-aligned tables (an
@@ -98,7 +99,7 @@ def minify_json(text: str) -> str:
 
 
 def lossless_segments(text: str) -> list[Segment]:
-    """Normalise prose and minify JSON; code segments pass through unchanged."""
+    """Normalise prose and minify JSON; code and tables pass through unchanged."""
     out: list[Segment] = []
     for seg in split_segments(text):
         if seg.kind == "text":
@@ -157,7 +158,7 @@ class DuplicateBlocks:
             if seg.kind == "code":
                 out.append(seg)
                 continue
-            if seg.kind == "json":
+            if seg.kind in ("json", "table"):  # a whole block: kept or dropped whole
                 key = seg.text.strip()
                 if len(key) >= self.min_chars and key in self._seen:
                     out.append(Segment("text", ""))
@@ -194,6 +195,6 @@ class DuplicateBlocks:
 def _blocks(seg: Segment) -> list[str]:
     if seg.kind == "code":
         return []
-    if seg.kind == "json":
+    if seg.kind in ("json", "table"):
         return [seg.text.strip()]
     return [p.strip() for p in seg.text.split("\n\n")]
