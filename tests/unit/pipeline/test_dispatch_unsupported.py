@@ -15,6 +15,7 @@ from gateway.routing.catalog import Catalog, Deployment
 from gateway.routing.router import Router
 from gateway.settings import DeploymentConfig
 from tests.support.context import bare_context
+from tests.unit.pipeline.fakes import Providers
 
 REPLY = {"choices": [{"finish_reason": "stop"}], "usage": {"completion_tokens": 3}}
 
@@ -31,14 +32,6 @@ class Provider:
         if self.refuses:
             raise InvalidRequest("no tools here", param="tools", code="unsupported_parameter")
         return REPLY
-
-
-class Providers:
-    def __init__(self, by_name: dict[str, Provider]) -> None:
-        self.by_name = by_name
-
-    def for_deployment(self, dep: Deployment) -> Provider:
-        return self.by_name[dep.name]
 
 
 def router(*names: str) -> Router:

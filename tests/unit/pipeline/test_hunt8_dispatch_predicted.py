@@ -14,6 +14,7 @@ from gateway.routing.catalog import Catalog, Deployment
 from gateway.routing.router import Router
 from gateway.settings import DeploymentConfig
 from tests.support.context import bare_context
+from tests.unit.pipeline.fakes import Providers
 
 REPLY = {"choices": [{"finish_reason": "stop"}], "usage": {"completion_tokens": 3}}
 HEADER = "x-thriftgate-predicted-latency-ms"
@@ -27,14 +28,6 @@ class Provider:
         if self.fails:
             raise UpstreamError("upstream is down", upstream_status=503)
         return REPLY
-
-
-class Providers:
-    def __init__(self, by_name: dict[str, Provider]) -> None:
-        self.by_name = by_name
-
-    def for_deployment(self, dep: Deployment) -> Provider:
-        return self.by_name[dep.name]
 
 
 def config(name: str, price: int, ttft_ms: float, ms_per_token: float) -> DeploymentConfig:

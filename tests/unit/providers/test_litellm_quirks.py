@@ -30,6 +30,17 @@ def dep(base: str) -> Deployment:
     return anthropic_deployment(base, KEY_ENV)
 
 
+async def call(base: str, *, stream: bool) -> None:
+    """One chat request through litellm to `base`, streamed or not, read to its end."""
+    if stream:
+        async for _ in LiteLLMProvider().stream(
+            CHAT, dep(base), endpoint="chat/completions", timeout_s=5
+        ):
+            pass
+    else:
+        await LiteLLMProvider().complete(CHAT, dep(base), endpoint="chat/completions", timeout_s=5)
+
+
 def anthropic_error(status: int, kind: str, message: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -46,15 +57,7 @@ async def test_a_prompt_too_long_is_context_length_exceeded_with_a_clean_message
     why = "prompt is too long: 250000 tokens > 200000 maximum"
     base = await serve_messages(anthropic_error(400, "invalid_request_error", why))
     with pytest.raises(InvalidRequest) as info:
-        if stream:
-            async for _ in LiteLLMProvider().stream(
-                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
-            ):
-                pass
-        else:
-            await LiteLLMProvider().complete(
-                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
-            )
+        await call(base, stream=stream)
     assert info.value.code == "context_length_exceeded"
     assert info.value.message == f"Deployment 'd' rejected the request: {why}"
 
@@ -121,15 +124,7 @@ async def test_a_429_is_passed_on_as_a_rate_limit_with_its_retry_after(
 ) -> None:
     base = await serve_messages(anthropic_429("7"))
     with pytest.raises(UpstreamRateLimited) as info:
-        if stream:
-            async for _ in LiteLLMProvider().stream(
-                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
-            ):
-                pass
-        else:
-            await LiteLLMProvider().complete(
-                CHAT, dep(base), endpoint="chat/completions", timeout_s=5
-            )
+        await call(base, stream=stream)
     err = info.value
     assert (err.status_code, err.upstream_status, err.code) == (429, 429, "rate_limit_exceeded")
     assert err.headers.get("Retry-After") == "7"
