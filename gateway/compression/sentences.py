@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 
 # Latin-style ends need a space after them; CJK full-width ends do not (no spaces there).
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+[\"'”’」』）)\]]*\s*")
+# Also the full stops of Devanagari (danda, double danda), Arabic (question mark), Urdu,
+# Armenian, Ethiopic and Myanmar, written with a space after them.
+_SPACED_ENDS = ".!?…\u0964\u0965\u061f\u06d4\u0589\u1362\u1367\u1368\u104b"
+_BOUNDARY = re.compile(rf"[{_SPACED_ENDS}]+[\"'”’)\]»]*\s+|[。！？]+[\"'”’」』）)\]]*\s*")
 _CJK_ENDS = "。！？"
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof st jr sr vs etc e.g i.e inc ltd co corp no fig gen col capt lt sgt rev
@@ -16,7 +19,7 @@ _ABBREVIATIONS = frozenset(
 
 MAX_UNIT_CHARS = 400  # longer "sentences" (run-on text, lists without spaces) are cut further
 _SOFT_BREAKS = (
-    re.compile(r"[.!?;](?=\S)|[.!?;]\s|[。！？；]"),
+    re.compile(rf"[.!?;](?=\S)|[{_SPACED_ENDS};؛]\s|[。！？；]"),
     re.compile(r"[,:)]\s|[，、：）]"),
     re.compile(r"\s"),
 )
@@ -79,7 +82,8 @@ def _line_spans(line: str, offset: int, spans: list[tuple[int, int]]) -> None:
 
 
 def _starts_sentence(ch: str) -> bool:
-    return ch.isupper() or ch.isdigit() or ch in "\"'“‘([-*•"
+    # A letter of a script without case (Arabic, Hebrew, Hindi...) may start one too.
+    return (ch.isalpha() and not ch.islower()) or ch.isdigit() or ch in "\"'“‘([-*•«"
 
 
 def _is_abbreviation(line: str, dot: int) -> bool:

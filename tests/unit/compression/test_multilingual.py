@@ -99,3 +99,31 @@ def test_cjk_sentence_ends_split_sentences() -> None:
         "第二句话！",
         "第三句话？",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        # Devanagari's danda; no capital letters follow it (found by hunter h4, session 8).
+        ("राम ने कहा कि वह कल नहीं आएगा। सीता ने जवाब दिया। वे दोनों हँसे॥ फिर चले गए।", 4),
+        # Arabic's question mark and a period before a letter that has no case.
+        ("هل ستأتي غدا؟ نعم سآتي. سأصل في الصباح.", 3),
+        # Hebrew and Urdu.
+        ("השרת נמצא בחיפה. הגיבוי נמצא בתל אביב.", 2),
+        ("سرور لاہور میں ہے۔ بیک اپ کراچی میں ہے۔", 2),
+        # Armenian and Amharic full stops.
+        ("Սերվերը Երևանում է։ Պահուստը Գյումրիում է։", 2),
+        ("አገልጋዩ በአዲስ አበባ ነው። ምትኬው በባሕር ዳር ነው።", 2),
+    ],
+)
+def test_sentence_ends_of_scripts_without_capitals(text: str, count: int) -> None:
+    assert len(sentence_spans(text)) == count
+
+
+def test_a_long_hindi_paragraph_is_cut_at_sentence_ends_not_between_words() -> None:
+    # Longer than a unit may be (400 characters): without its danda known, it was cut at a
+    # space mid-sentence, and balanced could splice two half sentences into a new one.
+    sentence = "कंपनी का मुख्य सर्वर मुंबई में नहीं है बल्कि वह पुणे के डेटा केंद्र में रखा गया है।"
+    text = " ".join([sentence] * 8)
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == [sentence] * 8
