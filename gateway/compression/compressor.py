@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -25,8 +26,10 @@ from gateway.compression.extractive import ExtractiveCompressor
 from gateway.compression.lossless import DuplicateBlocks, join_segments, lossless_segments
 from gateway.compression.options import CompressionOptions
 from gateway.compression.prefix import PrefixMemory
-from gateway.compression.relevance import Embedder, weighted_query
+from gateway.compression.relevance import Embedder, terms, weighted_query
 from gateway.compression.segments import Segment, split_segments
+from gateway.compression.sentences import sentence_spans
+from gateway.compression.surprisal import protected_word
 from gateway.compression.tokens import TokenCounter
 
 log = logging.getLogger("thriftgate.compression")
@@ -113,6 +116,37 @@ class PromptCompressor:
         # back a prefix that an earlier `balanced` request of the same chat cut down.
         scope = f"{scope}\x00{options!r}"
         frozen = self.memory.recall(scope, messages) if self.memory is not None else []
+        price = input_price_per_mtok
+        fresh: CompressionResult | None = None
+        if frozen and options.mode in ("balanced", "aggressive"):
+            # A prefix cut for an earlier question is reused only while it holds what this
+            # question needs: the relevant sentences a fresh extraction keeps for it (the
+            # extraction alone: no second pass of the pruner's model).
+            probe = self._compress_after(
+                [], messages, slots, replace(options, mode="balanced"), price
+            )
+            if not _covers(probe, frozen, messages, pruned=options.mode == "aggressive"):
+                fresh = probe
+                if options.mode == "aggressive":
+                    fresh = self._compress_after([], messages, slots, options, price)
+                fresh.notes.append("remembered prefix lacks sentences this question needs")
+                frozen = []
+        result = fresh or self._compress_after(frozen, messages, slots, options, price)
+        if self.memory is not None:
+            self.memory.remember(scope, messages, result.messages, replace=not frozen)
+        return result
+
+    def _compress_after(
+        self,
+        frozen: list[Json],
+        messages: Sequence[Json],
+        all_slots: list[_Slot],
+        options: CompressionOptions,
+        price: Decimal | None,
+    ) -> CompressionResult:
+        """Compress what follows the `frozen` prefix (sent as it was remembered)."""
+        slots = [copy.copy(s) for s in all_slots]  # the modes rewrite the tail's slots
+        before = sum(s.tokens for s in slots)
         out = [copy.copy(m) for m in messages]
         out[: len(frozen)] = frozen
         tail = [s for s in slots if s.msg >= len(frozen)]
@@ -126,7 +160,7 @@ class PromptCompressor:
         tail_before = before - frozen_before
         tail_after = sum(s.tokens for s in tail)
         saved = tail_before - tail_after
-        price = input_price_per_mtok or Decimal(0)
+        price = price or Decimal(0)
         saved_usd = Decimal(saved) * price / MILLION
         if saved < options.min_saved_tokens or saved_usd < options.min_saved_usd:
             # Not worth it: the tail goes out as the client wrote it; the prefix stays as sent.
@@ -138,8 +172,6 @@ class PromptCompressor:
         saved_usd = Decimal(before - after) * price / MILLION
         for (msg, part), text in new_texts.items():
             out[msg] = _with_text(out[msg], part, text)
-        if self.memory is not None:
-            self.memory.remember(scope, messages, out)
         return CompressionResult(out, method, before, after, saved_usd, notes)
 
     def _run_modes(
@@ -304,6 +336,41 @@ def _query_parts(messages: Sequence[Json], last_paragraph_only: bool) -> list[tu
         if user_weight < MIN_HISTORY_WEIGHT:
             break
     return [p for p in parts if p[0].strip()]
+
+
+def _covers(
+    fresh: CompressionResult, frozen: Sequence[Json], messages: Sequence[Json], *, pruned: bool
+) -> bool:
+    """Does the remembered prefix hold the sentences of it that a fresh compression keeps and
+    that matter to the question: those sharing at least half as many of the last user turn's
+    terms as the best one. A `pruned` prefix (aggressive) must hold the words of them that the
+    pruner never drops (the question's words, numbers, names)."""
+    last = _last_user_index(messages)
+    last_text = message_text(messages[last]) if last is not None else ""
+    query = set(terms(last_text))
+    if not query:
+        return True
+    keep = protected_word(frozenset(_RAW_WORD.findall(last_text.lower())))
+    relevant: list[tuple[int, str, str]] = []
+    for new, old in zip(fresh.messages, frozen, strict=False):
+        text = message_text(new)
+        for a, b in sentence_spans(text):
+            overlap = len(query.intersection(terms(text[a:b])))
+            if overlap:
+                relevant.append((overlap, text[a:b], message_text(old)))
+    if not relevant:
+        return True
+    floor = max(1, math.ceil(max(o for o, _s, _t in relevant) / 2))
+    for overlap, sentence, sent_before in relevant:
+        if overlap < floor:
+            continue
+        if pruned:
+            needed = {w for w in sentence.split() if keep(w)}
+            if not needed <= set(sent_before.split()):
+                return False
+        elif sentence not in sent_before:
+            return False
+    return True
 
 
 def _keep_last_paragraph(segments: list[Segment]) -> list[Segment]:

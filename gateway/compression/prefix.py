@@ -55,15 +55,27 @@ class PrefixMemory:
             out.append(orjson.loads(hit))
         return out
 
-    def remember(self, scope: str, originals: Sequence[Json], sent: Sequence[Json]) -> None:
+    def remember(
+        self,
+        scope: str,
+        originals: Sequence[Json],
+        sent: Sequence[Json],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Record what was sent for each prefix; `replace`: over what was remembered before
+        (the compressor sent a new version of the prefix)."""
         key = b""
         for original, message in zip(originals, sent, strict=True):
             key = _chain(key, original)
             data = orjson.dumps(message)
             with self._lock:
-                if (scope, key) in self._entries:
+                old = self._entries.get((scope, key))
+                if old is not None:
                     self._entries.move_to_end((scope, key))
-                    continue
+                    if not replace or old == data:
+                        continue
+                    self._bytes -= len(old)
                 self._entries[(scope, key)] = data
                 self._bytes += len(data)
         with self._lock:

@@ -141,10 +141,11 @@ def test_a_repeated_prefix_is_sent_byte_identical(counter: TiktokenCounter) -> N
     compressor = PromptCompressor(counter, memory=memory)
     first = rag_messages(random.Random(7))
     sent1 = compressor.compress(first, balanced(), scope="t1").messages
+    # A follow-up the first cut still answers (one it does not: test_prefix_followup.py).
     follow_up = [
         *first,
         {"role": "assistant", "content": "Margarethe Voss."},
-        {"role": "user", "content": "Which document mentions copper and falcon together?"},
+        {"role": "user", "content": "In which year did she do it?"},
     ]
     sent2 = compressor.compress(follow_up, balanced(), scope="t1").messages
     assert sent2[: len(sent1)] == sent1  # same bytes the provider has cached
