@@ -10,18 +10,25 @@ from gateway.dashboard.queries import JOULES_PER_WH, Figures, Overview
 
 # At most this many tenants get their own colour in the stacked chart; the rest are "other".
 MAX_SERIES = 8
+# Below this, `usd` shows significant digits instead of four decimals.
+SMALL_USD = Decimal("0.0001")
 
 
 def usd(value: Decimal | float | int | None) -> str:
-    """Dollars for people: cents for a dollar or more, four decimals below a dollar."""
+    """Dollars for people: cents for a dollar or more, four decimals below a dollar, and two
+    significant digits below a ten-thousandth (a cheap request costs a few millionths: "$0.0000"
+    read as free, which only "$0.00" means). The sign goes before the dollar sign."""
     if value is None:
         return "n/a"
     v = Decimal(str(value))
     if v == 0:
         return "$0.00"
-    if abs(v) >= 1:
-        return f"${v:,.2f}"
-    return f"${v:.4f}"
+    sign, v = ("-" if v < 0 else ""), abs(v)
+    if v >= 1:
+        return f"{sign}${v:,.2f}"
+    if v >= SMALL_USD:
+        return f"{sign}${v:.4f}"
+    return f"{sign}${v:.{1 - v.adjusted()}f}"
 
 
 def pct(value: float | None, digits: int = 1) -> str:
