@@ -14,6 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.reports import ROW_FIELDS, row_dict
+from gateway.dashboard.queries import tenant_names as tenant_names_of
 from gateway.db.models import UsageLedger, UsageRollupDaily
 
 L = UsageLedger.__table__.c
@@ -145,16 +146,20 @@ def _is_number(value: str) -> bool:
 async def csv_chunks(engine: AsyncEngine, f: LedgerFilter) -> AsyncIterator[bytes]:
     """The filtered ledger as CSV, streamed from a server-side cursor a batch at a time."""
     names = [c.name for c in ROW_FIELDS]
+    # The page shows each row's tenant by name; so does the export, in a last column (a
+    # reader that counts columns is unaffected).
+    tenant_names = await tenant_names_of(engine)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(names)
+    writer.writerow([*names, "tenant_name"])
     stmt = _where(select(*ROW_FIELDS), f).order_by(L.created_at.desc(), L.id.desc())
     async with engine.connect() as conn:
         result = await conn.stream(stmt.execution_options(yield_per=CSV_BATCH_ROWS))
         async for batch in result.partitions(CSV_BATCH_ROWS):
             for r in batch:
                 d = row_dict(r)
-                writer.writerow([_cell(d[n]) for n in names])
+                name = tenant_names.get(d["tenant_id"])
+                writer.writerow([*(_cell(d[n]) for n in names), _cell(name)])
             yield buf.getvalue().encode()
             buf.seek(0)
             buf.truncate()
