@@ -9,8 +9,11 @@
 
   function usd(v) {
     if (v === 0) return "$0";
-    return Math.abs(v) >= 1 ? "$" + v.toLocaleString("en-US", { maximumFractionDigits: 2 })
-      : "$" + v.toPrecision(2);
+    const sign = v < 0 ? "-" : "";
+    const a = Math.abs(v);
+    if (a >= 1) return sign + "$" + a.toLocaleString("en-US", { maximumFractionDigits: 2 });
+    // Two significant digits in plain decimals (toPrecision writes 5e-7 as "5.0e-7").
+    return sign + "$" + a.toFixed(Math.min(20, 1 - Math.floor(Math.log10(a))));
   }
 
   function money(axis) {
