@@ -33,6 +33,10 @@ class Price:
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it."""
+        if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
+            return (
+                prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+            ) / MILLION
         cached = min(max(cached_tokens, 0), prompt_tokens)
         written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
         cached_price = (

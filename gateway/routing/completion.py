@@ -27,6 +27,7 @@ caps this moved conv from 26% to 34% and code from 45% to 64% saved (seed 7).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from gateway.routing.latency import RatioWindow
 DEFAULT_COMPLETION_TOKENS = 256
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CompletionEstimate:
     expected: int  # for cost
     high: int  # for a total-time SLO
@@ -46,9 +47,10 @@ MIN_RATIO_SAMPLES = 32  # answer/max_tokens ratios seen before they shorten the 
 
 
 class LengthStats:
-    """EWMA and a ring-buffer quantile of observed completion lengths."""
+    """EWMA and a ring-buffer quantile of observed completion lengths (a sorted copy is kept
+    up to date per answer, so the estimate on the decision path is one index)."""
 
-    __slots__ = ("_buf", "_ewma", "_high", "_next", "alpha", "count", "default", "q", "size")
+    __slots__ = ("_buf", "_ewma", "_next", "_sorted", "alpha", "count", "default", "q", "size")
 
     def __init__(
         self,
@@ -64,8 +66,8 @@ class LengthStats:
         self.size = size
         self._ewma = float(default)
         self._buf: list[int] = []
+        self._sorted: list[int] = []
         self._next = 0
-        self._high: int | None = None
         self.count = 0
 
     def observe(self, completion_tokens: int) -> None:
@@ -76,21 +78,21 @@ class LengthStats:
         if len(self._buf) < self.size:
             self._buf.append(completion_tokens)
         else:
+            del self._sorted[bisect_left(self._sorted, self._buf[self._next])]
             self._buf[self._next] = completion_tokens
+        insort(self._sorted, completion_tokens)
         self._next = (self._next + 1) % self.size
-        self._high = None
         self.count += 1
 
     def estimate(self, max_tokens: int | None = None) -> CompletionEstimate:
         if max_tokens is not None and max_tokens > 0:
             return CompletionEstimate(max_tokens, max_tokens, "max_tokens")
-        if not self._buf:
+        ordered = self._sorted
+        if not ordered:
             return CompletionEstimate(self.default, self.default, "default")
-        if self._high is None:
-            ordered = sorted(self._buf)
-            self._high = ordered[min(len(ordered) - 1, int(self.q * len(ordered)))]
+        high = ordered[min(len(ordered) - 1, int(self.q * len(ordered)))]
         expected = max(1, math.ceil(self._ewma))
-        return CompletionEstimate(expected, max(expected, self._high), "learned")
+        return CompletionEstimate(expected, max(expected, high), "learned")
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -112,8 +114,8 @@ class LengthStats:
         if math.isfinite(ewma) and ewma >= 0:
             self._ewma = ewma
         self._buf = recent
+        self._sorted = sorted(recent)
         self._next = len(recent) % self.size
-        self._high = None
         self.count = count
 
 

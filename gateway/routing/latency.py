@@ -12,6 +12,7 @@ Pure, no I/O: the router calls `observe` after each response and `predict` per c
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,14 @@ _REF_PROMPT_TOKENS = 2000.0  # where the prior's second pseudo point sits
 
 
 class RatioWindow:
-    """A ring buffer of the last `size` ratios with a cached quantile (recomputed on demand).
+    """A ring buffer of the last `size` ratios, with a sorted copy kept up to date per sample
+    (a bisect and a C-speed list shift), so a quantile is one index on the decision path.
 
     `floor` bounds the quantile from below: 1 for observed/predicted latency (a tail never
     predicts faster than the mean), 0 for shares such as answer/max_tokens."""
 
     __slots__ = (
-        "_buf", "_cached", "_dirty", "_next", "cold_ratio", "floor", "min_samples", "q", "size",
+        "_buf", "_next", "_quantile", "_sorted", "cold_ratio", "floor", "min_samples", "q", "size",
     )  # fmt: skip
 
     def __init__(
@@ -45,9 +47,9 @@ class RatioWindow:
         self.min_samples = min_samples
         self.floor = floor
         self._buf: list[float] = []
+        self._sorted: list[float] = []
         self._next = 0
-        self._dirty = True
-        self._cached = cold_ratio
+        self._quantile = cold_ratio
 
     def add(self, ratio: float) -> None:
         if not math.isfinite(ratio) or ratio <= 0:
@@ -55,29 +57,30 @@ class RatioWindow:
         if len(self._buf) < self.size:
             self._buf.append(ratio)
         else:
+            old = self._buf[self._next]
+            del self._sorted[bisect_left(self._sorted, old)]
             self._buf[self._next] = ratio
+        insort(self._sorted, ratio)
         self._next = (self._next + 1) % self.size
-        self._dirty = True
+        self._quantile = self._compute_quantile()
 
     def __len__(self) -> int:
         return len(self._buf)
 
     def quantile(self) -> float:
         """The q-quantile of recent ratios, never below the floor; blended with the cold ratio
-        early."""
-        if not self._dirty:
-            return self._cached
-        n = len(self._buf)
+        early (computed when a ratio is added: the decision path only reads it)."""
+        return self._quantile
+
+    def _compute_quantile(self) -> float:
+        ordered = self._sorted
+        n = len(ordered)
         if n == 0:
-            value = self.cold_ratio
-        else:
-            ordered = sorted(self._buf)
-            value = max(self.floor, ordered[min(n - 1, int(self.q * n))])
-            if n < self.min_samples:  # too few to trust: lean on the cold-start spread
-                w = n / self.min_samples
-                value = w * value + (1.0 - w) * max(value, self.cold_ratio)
-        self._cached = value
-        self._dirty = False
+            return self.cold_ratio
+        value = max(self.floor, ordered[min(n - 1, int(self.q * n))])
+        if n < self.min_samples:  # too few to trust: lean on the cold-start spread
+            w = n / self.min_samples
+            value = w * value + (1.0 - w) * max(value, self.cold_ratio)
         return value
 
     def mean(self) -> float:
@@ -89,7 +92,9 @@ class RatioWindow:
 
     def load(self, values: list[float]) -> None:
         self._buf = []
+        self._sorted = []
         self._next = 0
+        self._quantile = self.cold_ratio
         for v in values[-self.size :]:
             self.add(float(v))
 
@@ -155,7 +160,7 @@ class EwmaLine:
             self.w0, self.sw, self.swx, self.swy, self.swxx, self.swxy = (float(v) for v in values)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LatencyPrediction:
     """Predicted ms: `*_ms` is the expectation, `*_high_ms` the tail an SLO is judged on."""
 

@@ -37,7 +37,7 @@ def bucket(concurrency: int) -> int:
     return min(_BUCKETS - 1, max(0, math.ceil(math.log2(max(1, concurrency)))))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LocalQuote:
     price: Price
     ms_per_token: float

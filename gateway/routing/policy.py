@@ -36,7 +36,7 @@ def fallback_reason(status: int | None) -> str:
     return f"fallback-after-{status}" if status is not None else "fallback-after-error"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
     """One deployment as the policy sees it: predicted cost and latency for this request."""
 

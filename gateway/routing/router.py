@@ -305,15 +305,16 @@ class Router:
         self, dep: Deployment, prompt_tokens: int, completion: CompletionEstimate, now: float
     ) -> tuple[Decimal, LatencyPrediction]:
         """Predicted cost (expected tokens) and latency (a long answer widens the tail)."""
-        model = self.latency[dep.name]
-        local = self.local.get(dep.name)
+        name = dep.name
+        model = self.latency[name]
+        local = self.local.get(name)
         if local is None:
             cost = dep.cost_usd(prompt_tokens, completion.expected)
             latency = model.predict(
                 prompt_tokens, completion.expected, high_completion_tokens=completion.high
             )
         else:
-            quote = local.quote(self.current_load(dep.name, now), completion.expected)
+            quote = local.quote(self.current_load(name, now), completion.expected)
             cost = quote.price.cost_usd(prompt_tokens, completion.expected)
             latency = model.predict(
                 prompt_tokens,
@@ -324,7 +325,7 @@ class Router:
                 extra_ttft_high_ms=quote.queue_wait_ms * local.wait_ratios.quantile(),
             )
         latency = self._relax_stale(model, latency, prompt_tokens, completion.high, now)
-        waiting = self.awaiting_first[dep.name]
+        waiting = self.awaiting_first[name]
         if waiting:
             latency = stretch(latency, *overdue_factors(waiting.values(), now))
         return cost, latency
