@@ -37,6 +37,14 @@ _NUMBER_WORDS = frozenset(
 # Words that tie a number to the next word out: "$3 per month", "more than 20", "up to 5".
 _UNIT_LINKS = frozenset("per a an each every of or x / -".split())  # noqa: SIM905
 _BOUND_LINKS = frozenset("than to least most of".split())  # noqa: SIM905
+# Words that flip or limit what a sentence says: pruning one inverts it ("does not run on
+# Sundays" -> "does run Sundays"), so they stay, and so does the word they bear on.
+_NEGATIONS = frozenset(
+    """not no never none nor neither nothing nobody nowhere without cannot except unless only
+    nicht kein keine keinen nie ohne ne pas jamais sans non nunca sin senza mai не нет ни без
+    никогда""".split()  # noqa: SIM905
+)
+_NEGATED_SUFFIXES = ("n't", "n’t")
 
 
 class SurprisalModel(Protocol):
@@ -123,12 +131,21 @@ def is_number(word: str) -> bool:
     return any(ch.isdigit() for ch in core) or core.lower() in _NUMBER_WORDS
 
 
+def is_negation(word: str) -> bool:
+    core = word.strip(_PUNCTUATION).lower()
+    return core in _NEGATIONS or core.endswith(_NEGATED_SUFFIXES)
+
+
 def number_neighbours(words: Sequence[str]) -> set[int]:
     """Indices of the words that give each number its meaning: the one after it (the unit:
     "14 days", "5 GB") and the one before it (the bound: "every 14", "under 14 ms"), and one
-    further through a linking word ("$3 per month", "more than 20")."""
+    further through a linking word ("$3 per month", "more than 20"). Also each negation and
+    the word after it ("not refundable", "never open", "no longer")."""
     pinned: set[int] = set()
     for i, word in enumerate(words):
+        if is_negation(word):
+            pinned.update(j for j in (i, i + 1) if j < len(words))
+            continue
         if not is_number(word):
             continue
         for step, links in ((1, _UNIT_LINKS), (-1, _BOUND_LINKS)):

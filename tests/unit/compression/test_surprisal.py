@@ -145,3 +145,29 @@ def test_spelled_out_numbers_keep_their_unit() -> None:
     out = SurprisalPruner(UnigramModel()).prune(text, 0.4, frozenset())
     assert len(out.split()) < len(text.split())
     assert "every seventeen days" in out and "every twelve days" in out
+
+
+NEGATED_FACTS = (
+    "the ferry does not run on sundays. the tickets are not refundable. the old bridge is "
+    "never open after dark. the cafe no longer takes cash. visitors without a permit can't "
+    "enter the wing. the lift isn't working. the ferry does run on mondays. the ferry does "
+    "run on fridays. the ferry does run on saturdays."
+)
+
+
+def test_negations_and_the_word_they_negate_are_never_pruned() -> None:
+    # The SmolLM2 pruner turned "The ferry does not run on Sundays" into "The ferry does run
+    # Sundays" (found by hunter h4, session 8). Under unigram surprisal "not" is among the
+    # most predictable words here, so it would be the first to go.
+    out = SurprisalPruner(UnigramModel()).prune(NEGATED_FACTS, 0.4, frozenset())
+    assert len(out.split()) < len(NEGATED_FACTS.split())
+    for must in (
+        "not run",
+        "not refundable",
+        "never open",
+        "no longer",
+        "without a",
+        "can't enter",
+        "isn't working",
+    ):
+        assert must in out, must
