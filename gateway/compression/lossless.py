@@ -3,8 +3,8 @@
 Nothing here changes what a text says. Fenced code blocks and tables are never touched; JSON
 values are only stripped of insignificant whitespace (strings, numbers and key order stay
 byte-identical, so the result parses to the same value); a prose, JSON or table block that
-already appeared earlier in the conversation is dropped from the later message. Every function
-is idempotent.
+already appeared earlier in the conversation is replaced by a marker in the later message.
+Every function is idempotent.
 
 Prose is not always prose: users paste TSV (a tab per cell, so a run of tabs is empty cells),
 code without fences (spaces inside string literals are data), and space-aligned tables (an
@@ -152,7 +152,7 @@ class DuplicateBlocks:
                     self._seen.add(block)
 
     def remove_repeats(self, segments: list[Segment]) -> list[Segment]:
-        """Drop blocks seen earlier (in this or an earlier message) and remember the rest."""
+        """Mark blocks seen earlier (in this or an earlier message) and remember the rest."""
         out: list[Segment] = []
         for seg in segments:
             if seg.kind == "code":
@@ -161,7 +161,7 @@ class DuplicateBlocks:
             if seg.kind in ("json", "table"):  # a whole block: kept or dropped whole
                 key = seg.text.strip()
                 if len(key) >= self.min_chars and key in self._seen:
-                    out.append(Segment("text", ""))
+                    out.append(Segment("keep", DUPLICATE_MARKER))
                 else:
                     self._seen.add(key)
                     out.append(seg)
@@ -181,14 +181,16 @@ class DuplicateBlocks:
             key = para.strip()
             if len(key) >= self.min_chars:
                 if key in self._seen:
+                    # Its place is marked: a reader must not take the block for deleted (a
+                    # file read again after an edit keeps its unchanged paragraphs).
+                    if not kept or kept[-1] != DUPLICATE_MARKER:
+                        kept.append(DUPLICATE_MARKER)
                     dropped = True
                     continue
                 self._seen.add(key)
             kept.append(para)
         if not dropped:
             return text
-        if not kept:
-            return max(lead, trail, key=len)[:2]
         return lead + "\n\n".join(kept) + trail
 
 

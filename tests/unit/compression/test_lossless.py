@@ -4,6 +4,7 @@ import json
 import random
 
 from gateway.compression.lossless import (
+    DUPLICATE_MARKER,
     DuplicateBlocks,
     join_segments,
     lossless_segments,
@@ -65,13 +66,13 @@ def test_every_json_value_still_parses_after_lossless() -> None:
                 json.loads(seg.text)
 
 
-def test_duplicate_blocks_are_dropped_after_their_first_occurrence() -> None:
+def test_duplicate_blocks_are_marked_after_their_first_occurrence() -> None:
     block = "The quarterly report shows revenue grew in every region. " * 3
     dupes = DuplicateBlocks()
     first = dupes.remove_repeats(lossless_segments(f"Intro.\n\n{block}"))
     second = dupes.remove_repeats(lossless_segments(f"{block}\n\nNew paragraph here."))
     assert block.strip() in join_segments(first)
-    assert join_segments(second) == "New paragraph here."
+    assert join_segments(second) == f"{DUPLICATE_MARKER}\n\nNew paragraph here."
 
 
 def test_short_repeats_and_code_are_not_deduplicated() -> None:
@@ -82,11 +83,11 @@ def test_short_repeats_and_code_are_not_deduplicated() -> None:
     assert again == f"Thanks!\n\n{code}"
 
 
-def test_duplicate_json_tool_results_are_dropped() -> None:
+def test_duplicate_json_tool_results_are_marked() -> None:
     payload = json.dumps({"rows": [{"id": i, "name": f"item {i}"} for i in range(10)]}, indent=2)
     dupes = DuplicateBlocks()
     dupes.remove_repeats(lossless_segments(payload))
-    assert join_segments(dupes.remove_repeats(lossless_segments(payload))) == ""
+    assert join_segments(dupes.remove_repeats(lossless_segments(payload))) == DUPLICATE_MARKER
 
 
 def test_tabs_of_tsv_rows_are_kept_so_empty_cells_stay_empty() -> None:
