@@ -175,14 +175,13 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the breaks lossless normalises to "\n
 def _line_bounds(text: str) -> list[tuple[int, int]]:
     """(start, end) of each line, without its break; a lone CR breaks a line too, so that a
     block found in the raw text is the block found once lossless made it LF-only."""
+    bounds: list[tuple[int, int]] = []
     if "\r" not in text:  # the common case, faster
-        bounds = []
         pos = 0
         for line in text.split("\n"):
             bounds.append((pos, pos + len(line)))
             pos += len(line) + 1
         return bounds
-    bounds: list[tuple[int, int]] = []
     pos = 0
     for m in _LINE_BREAK.finditer(text):
         bounds.append((pos, m.start()))
