@@ -54,6 +54,9 @@ _OVER_CAP = text(
 )
 
 
+READ_BATCH = 1000  # ids per SELECT when resolving item references
+
+
 class ItemStore:
     """Items by (tenant, id): an LRU in front of the `response_items` table."""
 
@@ -139,8 +142,10 @@ class ItemStore:
                 found[item_id] = entry[1]
             elif len(item_id) <= MAX_ITEM_ID:
                 missing.append(item_id)
-        if missing:
-            for item_id, expires, item in await self._read(tenant_id, missing):
+        # In batches: one bind parameter per id, and a request may carry ~100,000 references
+        # (asyncpg refuses more than 32,767 arguments: a 500).
+        for i in range(0, len(missing), READ_BATCH):
+            for item_id, expires, item in await self._read(tenant_id, missing[i : i + READ_BATCH]):
                 found[item_id] = item
                 self._remember(tenant_id, item_id, expires, item)
         return found
