@@ -19,6 +19,7 @@ Request headers: `Cache-Control: no-cache` (skip the lookup, still store), `no-s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,24 +68,30 @@ class RequestDirectives:
     ttl_s: int | None = None
 
 
+_SECONDS = re.compile(r"[0-9]+")
+
+
 def directives(headers: dict[str, str]) -> RequestDirectives:
     """Read `Cache-Control` and `x-thriftgate-cache-ttl` (headers are lower-cased)."""
-    parts = {
-        p.strip().split("=", 1)[0].lower() for p in headers.get("cache-control", "").split(",")
-    }
+    parts: dict[str, str] = {}
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.partition("=")
+        parts[name.strip().lower()] = value.strip().strip('"')
     no_store = "no-store" in parts
-    no_cache = "no-cache" in parts
+    # `max-age=0`, as in HTTP: any stored answer is too old (the fresh one is still stored)
+    max_age = parts.get("max-age", "")
+    stale = _SECONDS.fullmatch(max_age) is not None and int(max_age) == 0
+    no_cache = "no-cache" in parts or stale
     ttl: int | None = None
     raw = headers.get("x-thriftgate-cache-ttl")
     if raw is not None and raw.strip():
-        try:
-            ttl = int(raw.strip())
-        except ValueError:
+        if not _SECONDS.fullmatch(raw.strip()):  # int() also reads "1_000", "+5", "٥"
             raise InvalidRequest(
                 "Header 'x-thriftgate-cache-ttl' must be a whole number of seconds.",
                 code="invalid_header",
                 param="x-thriftgate-cache-ttl",
-            ) from None
+            )
+        ttl = int(raw.strip())
         if not 0 < ttl <= MAX_TTL_S:
             raise InvalidRequest(
                 f"Header 'x-thriftgate-cache-ttl' must be between 1 and {MAX_TTL_S} seconds.",

@@ -38,3 +38,23 @@ def test_bad_ttl_header_is_a_400(value: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         directives({"x-thriftgate-cache-ttl": value})
     assert err.value.status_code == 400 and err.value.param == "x-thriftgate-cache-ttl"
+
+
+@pytest.mark.parametrize("value", ["max-age=0", "MAX-AGE = 0", "private, max-age=00"])
+def test_max_age_zero_asks_for_a_fresh_answer(value: str) -> None:
+    # as in HTTP: a stored answer of any age is too old; the fresh one is still stored
+    d = directives({"cache-control": value})
+    assert (d.lookup, d.store) == (False, True)
+
+
+def test_a_positive_max_age_does_not_bypass() -> None:
+    d = directives({"cache-control": "max-age=60"})
+    assert (d.lookup, d.store) == (True, True)
+
+
+@pytest.mark.parametrize("value", ["1_000", "+30", "٣٠", " 3 0 "])
+def test_ttl_header_takes_ascii_digits_only(value: str) -> None:
+    # Python's int() reads "1_000", "+30" and Arabic-Indic digits; the header means seconds
+    with pytest.raises(InvalidRequest) as err:
+        directives({"x-thriftgate-cache-ttl": value})
+    assert err.value.param == "x-thriftgate-cache-ttl"
