@@ -114,7 +114,6 @@ class Services:
             RouteStage(router, route_metrics),
         ]
         pipeline = Pipeline(
-            keys=keys,
             catalog=catalog,
             file_config=file_config,
             stages=stages,

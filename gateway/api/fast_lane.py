@@ -25,7 +25,7 @@ from gateway.api.errors import (
     http_error_response,
     internal_error_response,
 )
-from gateway.api.openai import check_key, decode_body, parse_json, render
+from gateway.api.openai import decode_body, parse_json, render
 from gateway.api.responses import render_responses
 from gateway.errors import GatewayError
 from gateway.pipeline.context import ApiName
@@ -67,12 +67,13 @@ class FastLane:
             if raw is None:
                 return  # the client went away before sending its body
             services = scope["app"].state.services  # set by Starlette before any middleware
-            await check_key(services, headers)  # before a byte of the body is decoded
+            # the key before a byte of the body is decoded (see run_pipeline)
+            tenant = await services.keys.authenticate_headers(headers)
             limit = services.settings.max_body_bytes
             body = parse_json(decode_body(raw, headers.get("content-encoding"), limit))
             watch = DisconnectWatch(receive)
             try:
-                ctx, reply = await services.pipeline.handle(api, body, headers)
+                ctx, reply = await services.pipeline.handle(api, body, headers, tenant)
             except asyncio.CancelledError:
                 if watch.settled():
                     return  # the client hung up: nobody to answer, the request is settled

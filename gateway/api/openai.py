@@ -16,7 +16,6 @@ from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
 from gateway.api.disconnect import DisconnectWatch
 from gateway.errors import ClientGone, InvalidRequest, PayloadTooLarge
-from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import (
     ApiName,
     EndpointName,
@@ -171,15 +170,6 @@ async def _sse(chunks: AsyncIterator[Json]) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-async def check_key(services: Services, headers: dict[str, str]) -> None:
-    """Refuse a request without a valid key before its body is decompressed or parsed: 9 KB of
-    gzip can inflate to megabytes of JSON that take seconds of the event loop to parse, and
-    nobody without a key may spend that. The pipeline checks the key again (a cache hit)."""
-    await services.keys.authenticate(
-        bearer_token(headers.get("authorization"), headers.get("api-key"))
-    )
-
-
 async def run_pipeline(request: Request, api: ApiName) -> tuple[RequestContext, Reply, Any]:
     """Read the body and run it through the pipeline: (context, reply, the body as sent)."""
     # No FastAPI dependencies on the hot routes: solving them costs ~6% of CPU under load.
@@ -188,11 +178,13 @@ async def run_pipeline(request: Request, api: ApiName) -> tuple[RequestContext, 
     rid = request_id_from(headers)
     headers["x-request-id"] = rid
     request.state.request_id = rid
-    await check_key(services, headers)
+    # The key before the body is decompressed or parsed: 9 KB of gzip can inflate to megabytes
+    # of JSON that take seconds of the event loop, and nobody without a key may spend that.
+    tenant = await services.keys.authenticate_headers(headers)
     body = await read_json(request, headers, services.settings.max_body_bytes)
     watch = DisconnectWatch(request.receive)
     try:
-        ctx, reply = await services.pipeline.handle(api, body, headers)
+        ctx, reply = await services.pipeline.handle(api, body, headers, tenant)
     except asyncio.CancelledError:
         if watch.settled():  # the client hung up: the request is settled; nobody reads this
             raise ClientGone() from None
@@ -244,9 +236,7 @@ async def _models_caller(request: Request, services: Services) -> TenantInfo:
     with their x-request-id rule: a valid one is echoed (errors too), else one is made."""
     headers = header_map(request)
     request.state.request_id = request_id_from(headers)
-    return await services.keys.authenticate(
-        bearer_token(headers.get("authorization"), headers.get("api-key"))
-    )
+    return await services.keys.authenticate_headers(headers)
 
 
 def _models_response(body: Json, request: Request) -> Response:

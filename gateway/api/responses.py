@@ -21,7 +21,6 @@ from gateway.accounting.tokenizer import count_prompt
 from gateway.api.deps import ServicesDep, header_map
 from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pipeline
 from gateway.errors import InvalidRequest, NotFound
-from gateway.pipeline.auth import bearer_token
 from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
 from gateway.pipeline.responses_reply import (
     echo_fields,
@@ -97,9 +96,7 @@ COUNT_MODEL = "gpt-4o"
 
 
 async def _authenticate(request: Request, services: Services) -> TenantInfo:
-    return await services.keys.authenticate(
-        bearer_token(request.headers.get("authorization"), request.headers.get("api-key"))
-    )
+    return await services.keys.authenticate_headers(request.headers)
 
 
 # Declared before the `{response_id}` routes so these names are not taken for response ids.

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -59,6 +60,12 @@ class KeyStore:
         """Drop the tenant's cached keys here and, through NOTIFY, on every other replica."""
         self.invalidate(tenant_id=tenant_id)
         await self.events.publish(tenant_id)
+
+    async def authenticate_headers(self, headers: Mapping[str, str]) -> TenantInfo:
+        """The tenant of a request's `Authorization: Bearer` (or `api-key`) header."""
+        return await self.authenticate(
+            bearer_token(headers.get("authorization"), headers.get("api-key"))
+        )
 
     async def authenticate(self, raw_key: str | None) -> TenantInfo:
         if not raw_key:

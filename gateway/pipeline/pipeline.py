@@ -28,7 +28,6 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.pipeline.account import usage_of
-from gateway.pipeline.auth import KeyStore, bearer_token
 from gateway.pipeline.context import (
     ApiName,
     EndpointName,
@@ -36,6 +35,7 @@ from gateway.pipeline.context import (
     Reply,
     RequestContext,
     Stage,
+    TenantInfo,
     Usage,
 )
 from gateway.pipeline.dispatch import Dispatcher
@@ -63,25 +63,21 @@ class Pipeline:
     def __init__(
         self,
         *,
-        keys: KeyStore,
         catalog: Catalog,
         file_config: FileConfig,
         stages: Sequence[Stage],
         dispatcher: Dispatcher,
     ) -> None:
-        self.keys = keys
         self.catalog = catalog
         self.file_config = file_config
         self.stages = list(stages)
         self.dispatcher = dispatcher
 
     async def handle(
-        self, api: ApiName, body: Any, headers: dict[str, str]
+        self, api: ApiName, body: Any, headers: dict[str, str], tenant: TenantInfo
     ) -> tuple[RequestContext, Reply]:
-        """Run one request. Raises GatewayError for failures before any byte is sent."""
-        tenant = await self.keys.authenticate(
-            bearer_token(headers.get("authorization"), headers.get("api-key"))
-        )
+        """Run one request of `tenant` (authenticated by the caller before it decoded the
+        body). Raises GatewayError for failures before any byte is sent."""
         endpoint, validate = APIS[api]
         body = validate(body)
         model: str = body["model"]

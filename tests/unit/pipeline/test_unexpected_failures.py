@@ -46,7 +46,6 @@ def ctx() -> RequestContext:
 
 def pipeline(stage: Recorder, when: str) -> Pipeline:
     return Pipeline(
-        keys=None,  # type: ignore[arg-type]
         catalog=None,  # type: ignore[arg-type]
         file_config=None,  # type: ignore[arg-type]
         stages=[stage],  # type: ignore[list-item]
