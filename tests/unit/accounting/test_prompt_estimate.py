@@ -1,0 +1,63 @@
+"""The fast prompt estimate behind budget reservations and TPM charges must not fall far short
+of what the upstream bills: every request admitted beside others overspends a budget by what
+its real cost outgrows its reservation (hunt9 h2: 16 concurrent requests with max_tokens=5
+spent 4.5x a $0.01 budget with Chinese prompts, 12x with five images each)."""
+
+from __future__ import annotations
+
+from gateway.accounting.tokenizer import IMAGE_TOKENS_ESTIMATE, count_text, estimate_prompt_tokens
+
+TEXTS = {
+    "english": "The quick brown fox jumps over the lazy dog. " * 50,
+    "chinese": "我们今天讨论一下人工智能在医疗领域的应用以及未来的发展方向。" * 50,
+    "japanese": "今日は天気がとても良いので、公園に散歩に行きましょう。" * 50,
+    "korean": "오늘은 날씨가 매우 좋아서 공원에 산책하러 갑시다." * 50,
+    "russian": "Сегодня очень хорошая погода, давайте пойдём гулять в парк." * 50,
+    "hindi": "आज मौसम बहुत अच्छा है, चलो पार्क में टहलने चलते हैं।" * 50,
+    "arabic": "الطقس جميل جدا اليوم، دعونا نذهب للتنزه في الحديقة." * 50,
+    "thai": "วันนี้อากาศดีมาก ไปเดินเล่นที่สวนสาธารณะกันเถอะ" * 50,
+}
+
+
+def _chat(content: object) -> dict[str, object]:
+    return {"model": "m", "messages": [{"role": "user", "content": content}]}
+
+
+def test_the_estimate_is_not_far_below_the_tokenizers_count_in_any_script() -> None:
+    for name, text in TEXTS.items():
+        real = count_text(text, "gpt-4")  # cl100k: the hungriest of the common tokenizers
+        estimate = estimate_prompt_tokens(_chat(text))
+        assert estimate >= 0.95 * real, (name, estimate, real)
+        assert estimate <= 3.5 * real, (name, estimate, real)  # and not absurdly high
+
+
+def test_text_parts_and_completions_prompts_count_the_same_way() -> None:
+    text = TEXTS["chinese"]
+    real = count_text(text, "gpt-4")
+    parts = _chat([{"type": "text", "text": text}])
+    assert estimate_prompt_tokens(parts) >= 0.95 * real
+    assert estimate_prompt_tokens({"model": "m", "prompt": text}) >= 0.95 * real
+    assert estimate_prompt_tokens({"model": "m", "input": [text]}) >= 0.95 * real
+
+
+def test_english_keeps_its_four_characters_a_token() -> None:
+    text = TEXTS["english"]
+    assert estimate_prompt_tokens(_chat(text)) == (len(text) + 16) // 4 + 8
+
+
+def test_a_lone_surrogate_is_counted_not_a_crash() -> None:
+    assert estimate_prompt_tokens(_chat("a\ud800b")) > 0
+
+
+def test_each_image_counts_as_a_large_image() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}
+    body = _chat([{"type": "text", "text": "Describe these."}, image, image, image])
+    # OpenAI bills a high-detail image up to 1,445 tokens on gpt-4o (85 + 170 per 512 px tile)
+    assert IMAGE_TOKENS_ESTIMATE >= 1445
+    assert estimate_prompt_tokens(body) >= 3 * IMAGE_TOKENS_ESTIMATE
+
+
+def test_a_files_data_counts_as_its_characters() -> None:
+    data = "data:application/pdf;base64," + "QUJD" * 5000
+    part = {"type": "file", "file": {"filename": "a.pdf", "file_data": data}}
+    assert estimate_prompt_tokens(_chat([part])) >= len(data) // 4
