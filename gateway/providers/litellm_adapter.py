@@ -34,6 +34,20 @@ from gateway.routing.catalog import Deployment
 _PREFIXES = re.compile(r"^(?:litellm\.\w+: )+(?:\w+(?:Error|Exception) - )?")
 # Request fields litellm would reject or that we handle ourselves.
 _DROP = ("model", "stream", "stream_options")
+# Request fields that change the answer, with the values that ask for nothing. litellm runs with
+# `drop_params` (a provider that lacks `user` or `seed` must not fail the request), so one of
+# these its provider lacks would vanish on the way: `n: 3` answered with one choice, `logprobs`
+# with null, a bias or penalty ignored. Such a request is refused instead (see `_refuse_lacking`).
+_ANSWER_PARAMS: dict[str, tuple[Any, ...]] = {
+    "n": (None, 1),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
+    "modalities": (None, ["text"]),
+    "audio": (None,),
+}
 # litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
@@ -56,6 +70,28 @@ class LiteLLMProvider:
         quiet_litellm_logs()  # after the import: LITELLM_LOG=DEBUG turns debug on there
         self._litellm = litellm
 
+    def _refuse_lacking(self, body: Json, dep: Deployment) -> None:
+        """A 400 `unsupported_parameter` for an answer-changing field litellm would drop for
+        this deployment's provider: a 200 without what was asked is a wrong answer, and dispatch
+        tries the group's next deployment for this code. Unknown to litellm: nothing refused."""
+        try:
+            supported = self._litellm.get_supported_openai_params(
+                model=dep.served_model, custom_llm_provider=litellm_name(dep.provider)
+            )
+        except Exception:  # litellm cannot say: let it handle the request as before
+            return
+        if supported is None:
+            return
+        for name, inert in _ANSWER_PARAMS.items():
+            if name not in supported and body.get(name) not in inert:
+                raise InvalidRequest(
+                    f"Deployment {dep.name!r} ({dep.provider}) does not support '{name}': "
+                    "its provider cannot honour it; send the request without it or use a "
+                    "model that supports it.",
+                    param=name,
+                    code="unsupported_parameter",
+                )
+
     def _args(self, body: Json, dep: Deployment, timeout_s: float) -> dict[str, Any]:
         args = {k: v for k, v in body.items() if k not in _DROP}
         args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
@@ -75,6 +111,7 @@ class LiteLLMProvider:
             raise InvalidRequest(
                 f"Deployment {dep.name!r} ({dep.provider}) serves chat completions only."
             )
+        self._refuse_lacking(body, dep)
         try:
             resp = await self._litellm.acompletion(**self._args(body, dep, timeout_s))
         except Exception as exc:
@@ -88,6 +125,7 @@ class LiteLLMProvider:
             raise InvalidRequest(
                 f"Deployment {dep.name!r} ({dep.provider}) serves chat completions only."
             )
+        self._refuse_lacking(body, dep)
         args = self._args(body, dep, timeout_s)
         args["stream"] = True
         args["stream_options"] = {"include_usage": True}

@@ -1,0 +1,97 @@
+"""What litellm would drop silently is refused instead: with `drop_params` on, a parameter the
+provider lacks (Anthropic: `n`, `logprobs`, `logit_bias`, penalties, audio) vanished on the way
+and the client got a 200 with one choice, `logprobs: null`, an unbiased answer. Now it is a
+400 `unsupported_parameter` naming it (dispatch then tries the group's next deployment), and
+what asks for nothing (`n: 1`, `logprobs: false`) or only tags the request (`user`, `store`,
+`metadata`, `seed`) still passes. The upstream is a real aiohttp server in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.errors import InvalidRequest
+from gateway.providers.litellm_adapter import LiteLLMProvider
+from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
+
+KEY_ENV = "TG_TEST_LITELLM_CAPS_KEY"
+CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-ant-test")
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
+    await request.read()
+    return web.json_response(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude",
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 3, "output_tokens": 1},
+        }
+    )
+
+
+async def complete(base: str, extra: dict[str, Any], *, stream: bool = False) -> None:
+    dep = anthropic_deployment(base, KEY_ENV)
+    body = {**CHAT, **extra}
+    if stream:
+        async for _ in LiteLLMProvider().stream(
+            body, dep, endpoint="chat/completions", timeout_s=5
+        ):
+            pass
+    else:
+        await LiteLLMProvider().complete(body, dep, endpoint="chat/completions", timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 3}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"frequency_penalty": -1}, "frequency_penalty"),
+        ({"modalities": ["text", "audio"], "audio": {"voice": "alloy"}}, "modalities"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_what_the_provider_lacks_is_a_400_naming_it(
+    serve_messages: ServeMessages, extra: dict[str, Any], param: str, stream: bool
+) -> None:
+    base = await serve_messages(answer)
+    with pytest.raises(InvalidRequest) as info:
+        await complete(base, extra, stream=stream)
+    assert (info.value.code, info.value.param, info.value.status_code) == (
+        "unsupported_parameter",
+        param,
+        400,
+    )
+    assert f"'{param}'" in info.value.message and "'d'" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n": 1, "logprobs": False, "top_logprobs": 0, "logit_bias": {}},
+        {"presence_penalty": 0, "frequency_penalty": 0.0, "modalities": ["text"]},
+        {"user": "u1", "store": True, "metadata": {"a": "b"}, "seed": 7},
+        {"service_tier": "auto", "prediction": {"type": "content", "content": "hi"}},
+        {"response_format": {"type": "text"}, "stop": ["x"], "temperature": 0.2},
+    ],
+)
+async def test_what_asks_for_nothing_or_only_tags_the_request_passes(
+    serve_messages: ServeMessages, extra: dict[str, Any]
+) -> None:
+    base = await serve_messages(answer)
+    await complete(base, extra)
