@@ -265,5 +265,7 @@ def _expected_completion(ctx: RequestContext) -> int:
 
 
 def _choices(ctx: RequestContext) -> int:
-    n = ctx.body.get("n")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    """Answers the upstream generates (and bills): `n`, or `best_of` when larger (legacy
+    completions generate best_of answers and return the n best; vLLM takes it on chat too)."""
+    counts = [ctx.body.get("n"), ctx.body.get("best_of")]
+    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool)] + [1])

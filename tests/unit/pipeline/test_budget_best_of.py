@@ -1,0 +1,53 @@
+"""`best_of` (legacy completions; vLLM takes it on chat too) makes the upstream generate that
+many answers, each up to max_tokens, and bill them all: the budget reservation and the TPM
+charge must count them, not only the `n` returned (hunt9 h2)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from gateway.pipeline.context import TenantInfo
+from gateway.pipeline.limits import BudgetStage, _expected_completion
+from gateway.routing.catalog import Catalog
+from gateway.settings import DeploymentConfig
+from tests.support.context import bare_context
+
+
+class Book:
+    def __init__(self) -> None:
+        self.amounts: list[Decimal] = []
+
+    async def reserve(self, tenant: str, budget: Decimal, period: str, amount: Decimal) -> Any:
+        self.amounts.append(amount)
+        return None, 0
+
+
+def reserved(body: dict[str, Any]) -> Decimal:
+    cfg = DeploymentConfig(
+        name="d", model="m", input_cost_per_mtok=Decimal(0), output_cost_per_mtok=Decimal(1)
+    )
+    catalog = Catalog.build([cfg])
+    book = Book()
+    stage = BudgetStage(book, catalog, fail_open=False)  # type: ignore[arg-type]
+    ctx = bare_context(
+        body=body,
+        endpoint="completions",
+        tenant=TenantInfo(id="t", name="t", key_id=None, budget_usd=Decimal(1)),
+        candidates=list(catalog.group("m")),
+    )
+    asyncio.run(stage.before(ctx))
+    return book.amounts[0]
+
+
+def test_best_of_is_reserved_for_every_answer_generated() -> None:
+    one = reserved({"model": "m", "prompt": "x", "max_tokens": 100})
+    assert reserved({"model": "m", "prompt": "x", "max_tokens": 100, "best_of": 5}) == 5 * one
+    both = {"model": "m", "prompt": "x", "max_tokens": 100, "n": 2, "best_of": 4}
+    assert reserved(both) == 4 * one
+
+
+def test_best_of_counts_toward_the_tpm_charge() -> None:
+    ctx = bare_context(body={"model": "m", "prompt": "x", "max_tokens": 100, "best_of": 3})
+    assert _expected_completion(ctx) == 300
