@@ -122,14 +122,17 @@ class RateLimitStage:
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
-        ctx.tpm_charged = ctx.prompt_tokens_estimate + _expected_completion(ctx)
-        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, ctx.tpm_charged)
+        tokens = ctx.prompt_tokens_estimate + _expected_completion(ctx)
+        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
+        ctx.tpm_charged = tokens  # only once charged: a refusal here gives nothing back
         ctx.period_start = period_start(tenant.budget_period)
         return None
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        """The estimate charged becomes what was used: zero for a request refused later (its
+        budget) or failed before anything was sent, which must not hold the tenant's TPM."""
         actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
-        if ctx.tenant.tpm and actual:
+        if ctx.tenant.tpm and actual != ctx.tpm_charged:
             self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
 
 

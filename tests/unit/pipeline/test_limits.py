@@ -1,7 +1,12 @@
+import asyncio
+from decimal import Decimal
+
 import pytest
 
 from gateway.errors import RateLimited
-from gateway.pipeline.limits import RateLimiter
+from gateway.pipeline.context import Reply, RequestContext, TenantInfo
+from gateway.pipeline.limits import RateLimiter, RateLimitStage
+from tests.support.context import bare_context
 
 
 def test_rpm_limit_then_retry_after():
@@ -58,3 +63,33 @@ def test_retry_after_is_when_the_next_request_really_fits(
             lim.check("t", rpm=rpm, tpm=None, tokens=1)
     clock[0] = start + wait
     lim.check("t", rpm=rpm, tpm=None, tokens=1)
+
+
+def _tpm_context(tpm: int, max_tokens: int) -> RequestContext:
+    tenant = TenantInfo(id="t", name="t", key_id=None, tpm=tpm, budget_usd=Decimal(1))
+    body = {"model": "m", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]}
+    return bare_context(body=body, tenant=tenant, prompt_tokens_estimate=10)
+
+
+def test_a_request_that_used_no_tokens_gives_its_tpm_charge_back() -> None:
+    """Refused by the budget, or failed before anything was sent: no tokens were used, so the
+    estimate charged up front comes off again (hunt9 h2: a tenant refused for its budget was
+    then locked out by its TPM limit once the budget was raised, having used nothing)."""
+    stage = RateLimitStage(RateLimiter())
+    for _ in range(20):  # 20 x 310 tokens charged against a TPM of 1,000
+        ctx = _tpm_context(1000, 300)
+        asyncio.run(stage.before(ctx))
+        ctx.status_code = 429  # the budget stage refused it: usage stays zero
+        asyncio.run(stage.after(ctx, Reply(status_code=429)))
+
+
+def test_a_tpm_refusal_gives_back_nothing_it_did_not_charge() -> None:
+    stage = RateLimitStage(RateLimiter())
+    first = _tpm_context(1000, 600)
+    asyncio.run(stage.before(first))  # 610 in flight
+    refused = _tpm_context(1000, 600)
+    with pytest.raises(RateLimited):
+        asyncio.run(stage.before(refused))
+    asyncio.run(stage.after(refused, Reply(status_code=429)))
+    with pytest.raises(RateLimited):  # the first request's 610 still count
+        asyncio.run(stage.before(_tpm_context(1000, 600)))
