@@ -6,6 +6,7 @@ One pooled aiohttp session per upstream base URL. aiohttp rather than httpx: mea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -24,6 +25,8 @@ from gateway.providers.base import (
     provider_key,
 )
 from gateway.routing.catalog import Deployment
+
+log = logging.getLogger("thriftgate.providers")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_ERROR_BYTES = 64 * 1024
@@ -47,6 +50,9 @@ class OpenAICompatibleProvider:
     def __init__(self, *, connect_timeout_s: float = 5.0) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._connect_timeout_s = connect_timeout_s
+        # Deployments that refused `max_tokens` for `max_completion_tokens` (OpenAI's reasoning
+        # models): their chat limits are sent under that name (see `_refused_max_tokens`).
+        self._max_completion_tokens: set[str] = set()
 
     def _session(self, base: str) -> aiohttp.ClientSession:
         session = self._sessions.get(base)
@@ -122,10 +128,15 @@ class OpenAICompatibleProvider:
     async def complete(
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
     ) -> Json:
-        payload = {**body, "model": dep.served_model}
+        payload = self._limited(dep, endpoint, {**body, "model": dep.served_model})
         payload.pop("stream", None)
         payload.pop("stream_options", None)
-        out = await self._post_json(dep, endpoint, payload, timeout_s)
+        try:
+            out = await self._post_json(dep, endpoint, payload, timeout_s)
+        except InvalidRequest as exc:
+            if not self._refused_max_tokens(dep, endpoint, payload, exc):
+                raise
+            out = await self._post_json(dep, endpoint, as_max_completion_tokens(payload), timeout_s)
         if not isinstance(out.get("choices"), list):
             raise UpstreamError(f"Deployment {dep.name!r} returned no choices.")
         return out
@@ -138,10 +149,51 @@ class OpenAICompatibleProvider:
             raise UpstreamError(f"Deployment {dep.name!r} returned no embeddings.")
         return out
 
+    def _limited(self, dep: Deployment, endpoint: Endpoint, payload: Json) -> Json:
+        if endpoint == "chat/completions" and dep.name in self._max_completion_tokens:
+            return as_max_completion_tokens(payload)
+        return payload
+
+    def _refused_max_tokens(
+        self, dep: Deployment, endpoint: Endpoint, payload: Json, exc: InvalidRequest
+    ) -> bool:
+        """The upstream refused `max_tokens` for `max_completion_tokens`, as OpenAI's reasoning
+        models do ("Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens'
+        instead"): remember it for the deployment; the caller sends the limit again so named.
+        The gateway itself writes `max_tokens` (a Responses request's `max_output_tokens`), and
+        most OpenAI-compatible servers take only that name."""
+        refused = (
+            endpoint == "chat/completions"
+            and "max_tokens" in payload
+            and exc.param == "max_tokens"
+            and exc.code == "unsupported_parameter"
+        )
+        if refused:
+            log.info("deployment %s takes max_completion_tokens, not max_tokens", dep.name)
+            self._max_completion_tokens.add(dep.name)
+        return refused
+
     async def stream(
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
     ) -> AsyncIterator[Json]:
-        payload = {**body, "model": dep.served_model, "stream": True}
+        payload = self._limited(dep, endpoint, {**body, "model": dep.served_model, "stream": True})
+        try:
+            # a refusal is an HTTP 400 answered before the stream's first chunk
+            async with aclosing(self._stream(payload, dep, endpoint, timeout_s)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        except InvalidRequest as exc:
+            if not self._refused_max_tokens(dep, endpoint, payload, exc):
+                raise
+        payload = as_max_completion_tokens(payload)
+        async with aclosing(self._stream(payload, dep, endpoint, timeout_s)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _stream(
+        self, payload: Json, dep: Deployment, endpoint: Endpoint, timeout_s: float
+    ) -> AsyncGenerator[Json, None]:
         url = self._url(dep, endpoint)
         session = self._session(dep.config.api_base or dep.provider)
         finished = False  # a choice's finish_reason (or the usage chunk) has arrived
@@ -193,6 +245,13 @@ class OpenAICompatibleProvider:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+def as_max_completion_tokens(payload: Json) -> Json:
+    """`payload` with its `max_tokens` sent as `max_completion_tokens` (which wins if both)."""
+    out = {k: v for k, v in payload.items() if k != "max_tokens"}
+    out.setdefault("max_completion_tokens", payload.get("max_tokens"))
+    return out
 
 
 async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
