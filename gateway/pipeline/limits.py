@@ -228,8 +228,13 @@ class BudgetStage:
         A hardware-priced deployment ($/hour, usually $0 per token in its config) is billed at
         its effective price at the engine's load when the request finishes (the account stage),
         which can be lower than now: the reservation takes the dearest load the engine can be
-        at under its learned speeds (usually a request alone on it)."""
-        configured = dep.cost_usd(prompt, completion)
+        at under its learned speeds (usually a request alone on it). A prompt may be written to
+        the provider's prompt cache, billed above the input price (Anthropic: 1.25x): then the
+        whole prompt is reserved at that price."""
+        price = dep.price
+        write = price.cache_write_input_per_mtok
+        written = prompt if write is not None and write > price.input_per_mtok else 0
+        configured = price.cost_usd(prompt, completion, 0, written)
         local = self.router.local.get(dep.name) if self.router is not None else None
         if local is None or dep.config.hardware_usd_per_hour is None:
             return configured

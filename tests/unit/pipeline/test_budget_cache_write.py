@@ -1,0 +1,49 @@
+"""A deployment that bills prompt-cache writes above its input price (Anthropic: 1.25x for the
+5-minute cache) can bill every prompt token at that price; a reservation at the input price
+let each request admitted beside others overspend the budget by the difference (hunt9 h2)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from gateway.pipeline.context import TenantInfo
+from gateway.pipeline.limits import BudgetStage
+from gateway.routing.catalog import Catalog
+from gateway.settings import DeploymentConfig
+from tests.support.context import bare_context
+
+
+class Book:
+    def __init__(self) -> None:
+        self.amounts: list[Decimal] = []
+
+    async def reserve(self, tenant: str, budget: Decimal, period: str, amount: Decimal) -> Any:
+        self.amounts.append(amount)
+        return None, 0
+
+
+def reserved(**prices: Any) -> Decimal:
+    cfg = DeploymentConfig(name="d", model="m", output_cost_per_mtok=Decimal(0), **prices)
+    catalog = Catalog.build([cfg])
+    book = Book()
+    stage = BudgetStage(book, catalog, fail_open=False)  # type: ignore[arg-type]
+    ctx = bare_context(
+        body={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+        tenant=TenantInfo(id="t", name="t", key_id=None, budget_usd=Decimal(1)),
+        candidates=list(catalog.group("m")),
+        prompt_tokens_estimate=1_000_000,
+    )
+    asyncio.run(stage.before(ctx))
+    return book.amounts[0]
+
+
+def test_the_prompt_is_reserved_at_the_cache_write_price_when_dearer() -> None:
+    write = {"input_cost_per_mtok": Decimal(3), "cache_write_input_cost_per_mtok": Decimal("3.75")}
+    assert reserved(**write) == Decimal("3.75")
+
+
+def test_a_cheaper_cached_price_reserves_the_input_price() -> None:
+    cached = {"input_cost_per_mtok": Decimal(3), "cached_input_cost_per_mtok": Decimal("0.3")}
+    assert reserved(**cached) == Decimal(3)
