@@ -316,11 +316,29 @@ def _validated(model: Any, fields: dict[str, Any]) -> Any:
 
 
 @tenant_app.command("list")
-def tenant_list() -> None:
+def tenant_list(
+    include_deleted: bool = typer.Option(False, "--include-deleted", help="List deleted ones too."),
+) -> None:
     """List tenants as JSON."""
     from gateway.accounting import tenants
 
-    _echo_json(_run(tenants.list_tenants, _settings()))
+    _echo_json(_run(lambda e: tenants.list_tenants(e, include_deleted), _settings()))
+
+
+@tenant_app.command("delete")
+def tenant_delete(
+    tenant: str = typer.Argument(..., help="Tenant id or name."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a tenant: revoke its keys, drop its cache and stored Responses items. Its ledger
+    rows (what it was billed) stay, under its name marked deleted. Cannot be undone."""
+    from gateway.accounting import tenant_deletion, tenants
+
+    settings = _settings()
+    found = _run(lambda e: tenants.find_tenant(e, tenant), settings)
+    if found["deleted_at"] is None and not yes:
+        typer.confirm(f"Delete tenant {found['name']!r} ({found['id']})?", abort=True)
+    _echo_json(_run(lambda e: tenant_deletion.delete_tenant(e, found["id"]), settings))
 
 
 @key_app.command("create")

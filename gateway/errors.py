@@ -4,6 +4,7 @@
     ├── AuthError                     401 invalid_api_key
     ├── PermissionDenied              403 permission_denied
     ├── NotFound                      404 not_found / model_not_found
+    ├── Conflict                      409 conflict / tenant_deleted
     ├── InvalidRequest                400 invalid_request_error
     │   └── PayloadTooLarge           413 request_too_large
     ├── RateLimited                   429 rate_limit_exceeded   (Retry-After)
@@ -82,6 +83,14 @@ class NotFound(GatewayError):
     status_code = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class Conflict(GatewayError):
+    """The request is well formed but the resource's state forbids it (a deleted tenant)."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class InvalidRequest(GatewayError):

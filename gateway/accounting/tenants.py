@@ -16,9 +16,10 @@ from gateway.accounting.keys import generate_key, hash_key
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.tenant_flags import check_flags
 from gateway.db.models import ApiKey, Tenant, new_id, table
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 
 TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
+NAME_MAX = 200  # the column's length
 # What `new_id()` makes: a name of this shape would be taken for an id by `find_tenant`.
 ID_SHAPE = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -34,6 +35,7 @@ def tenant_dict(row: Any) -> dict[str, Any]:
         "slo_ms": row.default_slo_ms,
         "flags": row.flags or {},
         "created_at": _iso(row.created_at),
+        "deleted_at": _iso(row.deleted_at),
     }
 
 
@@ -128,16 +130,29 @@ async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
     return tenant_dict(next((r for r in rows if r.id == id_or_name), rows[0]))
 
 
-async def list_tenants(engine: AsyncEngine) -> list[dict[str, Any]]:
+async def list_tenants(engine: AsyncEngine, include_deleted: bool = False) -> list[dict[str, Any]]:
+    t = table(Tenant)
+    query = select(t).order_by(t.c.name)
+    if not include_deleted:
+        query = query.where(t.c.deleted_at.is_(None))
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(table(Tenant)).order_by(table(Tenant).c.name))).all()
+        rows = (await conn.execute(query)).all()
     return [tenant_dict(r) for r in rows]
+
+
+def _refuse_deleted(tenant: dict[str, Any]) -> None:
+    if tenant["deleted_at"] is not None:
+        raise Conflict(
+            f"Tenant {tenant['id']!r} was deleted at {tenant['deleted_at']}.",
+            code="tenant_deleted",
+        )
 
 
 async def update_tenant(
     engine: AsyncEngine, tenant_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     values = _check({k: v for k, v in changes.items() if k in TENANT_FIELDS})
+    _refuse_deleted(await get_tenant(engine, tenant_id))
     if values:
         try:
             async with engine.begin() as conn:
@@ -156,7 +171,7 @@ async def update_tenant(
 async def create_key(
     engine: AsyncEngine, tenant_id: str, name: str | None = None
 ) -> dict[str, Any]:
-    await get_tenant(engine, tenant_id)
+    _refuse_deleted(await get_tenant(engine, tenant_id))
     raw, prefix, digest = generate_key()
     kid = new_id()
     now = datetime.now(UTC)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from gateway.accounting import reports, tenants
+from gateway.accounting import reports, tenant_deletion, tenants
 from gateway.api.deps import AdminDep, ServicesDep
 from gateway.services import Services
 
@@ -82,8 +82,8 @@ async def create_tenant(body: TenantCreate, services: ServicesDep) -> dict[str, 
 
 
 @router.get("/tenants")
-async def list_tenants(services: ServicesDep) -> dict[str, Any]:
-    return {"data": await tenants.list_tenants(services.engine)}
+async def list_tenants(services: ServicesDep, include_deleted: bool = False) -> dict[str, Any]:
+    return {"data": await tenants.list_tenants(services.engine, include_deleted)}
 
 
 @router.get("/tenants/{tenant_id}")
@@ -104,6 +104,17 @@ async def update_tenant(
     result = await tenants.update_tenant(services.engine, tenant_id, changes)
     await services.keys.invalidate_everywhere(tenant_id)
     services.budgets.forget(tenant_id)
+    return result
+
+
+@router.delete("/tenants/{tenant_id}")
+async def delete_tenant(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
+    """Revoke the tenant's keys and drop its cache and stored items; its ledger rows stay."""
+    result = await tenant_deletion.delete_tenant(services.engine, tenant_id)
+    await services.keys.invalidate_everywhere(tenant_id)
+    services.budgets.forget(tenant_id)
+    if services.cache is not None:  # this replica's in-memory copy, at once
+        await services.cache.purge(tenant_id)
     return result
 
 

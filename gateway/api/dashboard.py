@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from gateway.accounting import tenants
+from gateway.accounting import tenant_deletion, tenants
 from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import check_admin_key
 from gateway.api.deps import ServicesDep, get_services
@@ -226,6 +226,7 @@ async def tenant_list(request: Request, session: SessionDep, services: ServicesD
             "figures": figures,
             "empty": queries.Figures(),
             "error": request.query_params.get("error"),
+            "deleted": request.query_params.get("deleted") == "1",
         },
         session=session,
     )
@@ -307,6 +308,17 @@ async def key_create(
     )
     # Rendered, not redirected: the key is shown exactly once and never travels in a URL.
     return await _tenant_page(request, session, services, tenant_id, new_key=created)
+
+
+@router.post("/tenants/{tenant_id}/delete")
+async def tenant_delete(tenant_id: str, session: CheckedDep, services: ServicesDep) -> Response:
+    """As `DELETE /admin/tenants/{id}`: keys revoked, cache and items dropped, spend kept."""
+    await tenant_deletion.delete_tenant(services.engine, tenant_id)
+    await services.keys.invalidate_everywhere(tenant_id)
+    services.budgets.forget(tenant_id)
+    if services.cache is not None:
+        await services.cache.purge(tenant_id)
+    return RedirectResponse("/dashboard/tenants?deleted=1", status_code=303)
 
 
 @router.post("/keys/{key_id}/revoke")

@@ -68,6 +68,9 @@ class Tenant(Base):
     # Per-tenant switches: allowed models, cache/compression policy, auto-model tier...
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set by deletion: the tenant's keys are revoked and its cache and items dropped, while its
+    # ledger rows (what it was billed) stay; its name is freed for a new tenant.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiKey(Base):

@@ -127,7 +127,7 @@ class KeyStore:
                         t.flags,
                     )
                     .select_from(ApiKey.__table__.join(Tenant.__table__, t.id == k.tenant_id))
-                    .where(k.hash == digest)
+                    .where(k.hash == digest, t.deleted_at.is_(None))
                 )
             ).first()
         if row is None:

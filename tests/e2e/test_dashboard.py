@@ -376,6 +376,29 @@ def test_create_and_revoke_a_key(page: Any, env: Env) -> None:
         )
 
 
+def test_delete_a_tenant(page: Any, env: Env) -> None:
+    tid, key = env.gw.new_tenant("e2e-doomed")
+    client = openai.OpenAI(base_url=env.gw.url, api_key=key, max_retries=0)
+    ask = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=ask)
+    page.goto(env.gw.base + f"/dashboard/tenants/{tid}")
+    page.once("dialog", lambda d: d.dismiss())  # a second thought: nothing happens
+    page.click("#delete-tenant")
+    assert sql(env.db, "SELECT deleted_at FROM tenants WHERE id = $1", tid)[0][0] is None
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete-tenant")
+    page.wait_for_url("**/dashboard/tenants?deleted=1")
+    assert page.locator("#deleted-note").is_visible()
+    assert page.locator("a", has_text="e2e-doomed").count() == 0
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask)
+    # Its page still shows what it spent, says it is deleted, and offers no changes.
+    page.goto(env.gw.base + f"/dashboard/tenants/{tid}")
+    assert "Deleted" in page.inner_text("#deleted-note")
+    for form in ("#settings-form", "#create-key-form", "#delete-tenant-form"):
+        assert page.locator(form).count() == 0
+
+
 # -- requests --------------------------------------------------------------------------------
 
 
