@@ -12,11 +12,13 @@ halves, in arrival order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
+log = logging.getLogger("thriftgate.budgets")
 
 # (key, budget, amount to add, slack that must still fit under the budget) -> the generation
 # (epoch) the amount went into, or None when refused (see budgets.py)
@@ -36,26 +38,47 @@ class ReservationBatcher(Generic[K]):
 
     async def reserve(self, key: K, budget: Decimal, amount: Decimal) -> Admitted:
         if key not in self._running:
-            # Nothing in flight for this tenant: run the statement in the caller's task (no
-            # task hop at low load); requests arriving meanwhile queue for the next batch.
+            # Nothing in flight for this tenant: the statement runs at once; requests arriving
+            # meanwhile queue for the next batch. It runs to its end even if the caller is
+            # cancelled (its client hung up): the database may have applied it before its
+            # answer came back, and a reservation nobody settles would hold the budget for two
+            # reservation lifetimes, so one the caller no longer awaits is given back.
             self._running.add(key)
+            statement = asyncio.ensure_future(self._resolve(key, [(budget, amount)]))
+            statement.add_done_callback(lambda _: self._statement_done(key))
             try:
-                return (await self._resolve(key, [(budget, amount)]))[0]
-            finally:
-                self._running.discard(key)
-                if self._queues.get(key):
-                    self._start(key)
+                return (await asyncio.shield(statement))[0]
+            except asyncio.CancelledError:
+                statement.add_done_callback(lambda done: self._give_back(key, amount, done))
+                raise
         fut: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(key, []).append((budget, amount, fut))
         if key not in self._running:
             self._start(key)
         return await fut
 
-    def _start(self, key: K) -> None:
-        self._running.add(key)
-        task = asyncio.ensure_future(self._drain(key))
+    def _statement_done(self, key: K) -> None:
+        self._running.discard(key)
+        if self._queues.get(key):
+            self._start(key)
+
+    def _give_back(self, key: K, amount: Decimal, done: asyncio.Future[list[Admitted]]) -> None:
+        """Release what a statement admitted for a caller that stopped waiting for it."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        epoch = done.result()[0]
+        if epoch is not None:
+            self._spawn(self._release(key, amount, epoch))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def _start(self, key: K) -> None:
+        self._running.add(key)
+        self._spawn(self._drain(key))
 
     async def _drain(self, key: K) -> None:
         try:
@@ -119,3 +142,8 @@ class ReservationBatcher(Generic[K]):
             fut.set_result(epoch)
         for epoch, amount in orphaned.items():
             await self._release(key, amount, epoch)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("releasing a budget reservation failed: %r", task.exception())
