@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -138,6 +138,26 @@ async def list_tenants(engine: AsyncEngine, include_deleted: bool = False) -> li
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [tenant_dict(r) for r in rows]
+
+
+async def page_of_tenants(
+    engine: AsyncEngine, *, offset: int, limit: int, search: str = ""
+) -> tuple[list[dict[str, Any]], int]:
+    """Live tenants by name, `limit` from `offset`, whose name holds `search` (any case),
+    and how many there are in all."""
+    t = table(Tenant)
+    where = [t.c.deleted_at.is_(None)]
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(func.lower(t.c.name).like(f"%{escaped.lower()}%", escape="\\"))
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(t).where(*where))).scalar_one()
+        rows = (
+            await conn.execute(
+                select(t).where(*where).order_by(t.c.name, t.c.id).offset(offset).limit(limit)
+            )
+        ).all()
+    return [tenant_dict(r) for r in rows], int(total)
 
 
 def _refuse_deleted(tenant: dict[str, Any]) -> None:
