@@ -212,6 +212,7 @@ class TextFacts:
     number_order: tuple[str, ...] = ()
     number_span: tuple[str, ...] = ()
     when: frozenset[str] = frozenset()  # "past" / "present" / "future" (see `_times`)
+    tense: str | None = None  # a question's: "past" / "present" / "future" (`question_tense`)
 
 
 # When a question is about, relative to when it is asked: the past ("yesterday", "last year"),
@@ -504,6 +505,7 @@ def analyse(text: str) -> TextFacts:
         number_order=tuple(order),
         number_span=_number_span(slots),
         when=_times(tokens),
+        tense=question_tense(tokens),
     )
 
 
@@ -539,6 +541,40 @@ def question_intent(tokens: Sequence[str]) -> str:
         if i == 0 and tok not in ("in", "and", "so", "but", "then", "also", "or"):
             break
     return "other"
+
+
+# The tense of a question's own verb, where an auxiliary carries it: "Is Pluto a planet?" and
+# "Was Pluto a planet?", "Who is the CEO?" and "Who was the CEO?", "Does it work?" and "Will it
+# work?" ask about different times. The perfect ("Has it arrived?") asks what "Did it arrive?"
+# asks. Modals other than will/shall ("can", "could", "would") carry politeness, not time.
+_TENSES = {
+    "is": "present", "are": "present", "am": "present", "do": "present", "does": "present",
+    "isn't": "present", "aren't": "present", "don't": "present", "doesn't": "present",
+    "was": "past", "were": "past", "did": "past", "has": "past", "have": "past", "had": "past",
+    "wasn't": "past", "weren't": "past", "didn't": "past", "hasn't": "past",
+    "haven't": "past", "hadn't": "past",
+    "will": "future", "shall": "future", "won't": "future",
+}  # fmt: skip
+_LEADS = frozenset(_WH_INTENT) | _AMOUNT | frozenset(_words("in on at of to for from and so"))
+
+
+def question_tense(tokens: Sequence[str]) -> str | None:
+    """The tense of the auxiliary that opens a question ("is ...", "what was ...", "how many
+    people were ..."), or None for requests, statements and questions that open otherwise."""
+    if not tokens or (tokens[0] not in _TENSES and tokens[0] not in _LEADS):
+        return None
+    asks = tokens[0] in _TENSES
+    for tok in tokens[:5]:
+        if tok in _WH_INTENT:
+            asks = True
+        if tok in _TENSES:
+            return _TENSES[tok] if asks else None
+        if tok not in _LEADS:
+            if not asks:
+                return None
+            if tok in _MODALS:
+                return None
+    return None
 
 
 def _sentence_starts(text: str, raw: list[str]) -> set[int]:

@@ -135,6 +135,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "numbers"  # the same numbers around the same words, swapped: "10 divided by 2"
     if a.when and b.when and a.when != b.when:
         return "time"  # "this year" / "last year", "today" / "tomorrow"
+    if a.tense and b.tense and a.tense != b.tense:
+        return "time"  # "Is Pluto a planet?" / "Was Pluto a planet?"
     if a.negations != b.negations:
         return "negation"
     if a.operators != b.operators:

@@ -262,6 +262,38 @@ def test_different_times_are_vetoed(cached: str, query: str) -> None:
     assert hard_difference(analyse(query), analyse(cached)) == "time"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Is Pluto a planet?", "Was Pluto a planet?"),
+        ("Who is the CEO of Twitter?", "Who was the CEO of Twitter?"),
+        ("Does the 7 train run on weekends?", "Did the 7 train run on weekends?"),
+        ("How many people are living in Tokyo?", "How many people were living in Tokyo?"),
+        ("Will it rain in Paris?", "Is it raining in Paris?"),
+        ("What is the tallest building in the world?", "What was the tallest building in the world?"),
+        ("Has the package arrived?", "Will the package arrive?"),
+    ],
+)
+def test_a_question_asked_in_another_tense_is_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "time"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Has the package arrived?", "Did the package arrive?"),  # perfect = past here
+        ("Is there a cure for the flu?", "Are there cures for the flu?"),
+        ("How do I learn Python fast?", "How can I learn Python fast?"),  # a modal: no tense
+        ("Can you tell me what the capital of France is?", "What is the capital of France?"),
+        ("The meeting was moved to the afternoon.", "The meeting is moved to the afternoon."),
+        ("What's the capital of France?", "What was the capital of France?"),  # clitic: unknown
+    ],
+)
+def test_a_tense_that_says_nothing_about_time_is_not_vetoed(cached: str, query: str) -> None:
+    a, b = analyse(query), analyse(cached)
+    assert not (a.tense and b.tense and a.tense != b.tense)
+
+
 def test_a_time_on_one_side_only_is_left_to_the_score() -> None:
     assert hard_difference(analyse("What's the weather today?"), analyse("Weather?")) is None
     same = analyse("What's on TV tonight?"), analyse("what is on tv tonight")
