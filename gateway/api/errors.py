@@ -10,7 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.api.deps import header_map
 from gateway.errors import INTERNAL_ERROR, GatewayError
+from gateway.pipeline.pipeline import request_id_from
 
 log = logging.getLogger("thriftgate.api")
 
@@ -37,9 +39,11 @@ def error_response(
 ) -> Response:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     out = dict(headers or {})
-    rid = getattr(request.state, "request_id", None) if request is not None else None
-    if rid:
-        out["x-request-id"] = rid
+    if request is not None and "x-request-id" not in out:
+        # a route that set none (an unknown path, a 405, a failure before the route ran):
+        # the client's own id echoed, or one made, as every other answer carries
+        rid = getattr(request.state, "request_id", None)
+        out["x-request-id"] = rid or request_id_from(header_map(request))
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=out
     )

@@ -22,6 +22,7 @@ from gateway.api.deps import ServicesDep, header_map
 from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pipeline
 from gateway.errors import InvalidRequest, NotFound
 from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
+from gateway.pipeline.pipeline import request_id_from
 from gateway.pipeline.responses_reply import (
     echo_fields,
     response_from_chat,
@@ -96,7 +97,10 @@ COUNT_MODEL = "gpt-4o"
 
 
 async def _authenticate(request: Request, services: Services) -> TenantInfo:
-    return await services.keys.authenticate_headers(request.headers)
+    """The caller's tenant, with the request id every answer (errors too) carries."""
+    headers = header_map(request)
+    request.state.request_id = request_id_from(headers)
+    return await services.keys.authenticate_headers(headers)
 
 
 # Declared before the `{response_id}` routes so these names are not taken for response ids.
@@ -121,6 +125,7 @@ async def count_input_tokens(request: Request, services: ServicesDep) -> Respons
     return Response(
         orjson.dumps({"object": "response.input_tokens", "input_tokens": tokens}),
         media_type="application/json",
+        headers={"x-request-id": request.state.request_id},
     )
 
 
