@@ -108,9 +108,7 @@ class LiteLLMProvider:
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
     ) -> Json:
         if endpoint != "chat/completions":
-            raise InvalidRequest(
-                f"Deployment {dep.name!r} ({dep.provider}) serves chat completions only."
-            )
+            raise chat_only(dep)
         self._refuse_lacking(body, dep)
         try:
             resp = await self._litellm.acompletion(**self._args(body, dep, timeout_s))
@@ -122,9 +120,7 @@ class LiteLLMProvider:
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
     ) -> AsyncIterator[Json]:
         if endpoint != "chat/completions":
-            raise InvalidRequest(
-                f"Deployment {dep.name!r} ({dep.provider}) serves chat completions only."
-            )
+            raise chat_only(dep)
         self._refuse_lacking(body, dep)
         args = self._args(body, dep, timeout_s)
         args["stream"] = True
@@ -152,6 +148,17 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def chat_only(dep: Deployment) -> InvalidRequest:
+    """Legacy `/v1/completions` asked of a deployment litellm serves chat only: this deployment
+    cannot serve it, another of its group may (dispatch tries it for this code)."""
+    return InvalidRequest(
+        f"Deployment {dep.name!r} ({dep.provider}) serves chat completions only; send the "
+        "request to /v1/chat/completions.",
+        param="model",
+        code="unsupported_parameter",
+    )
 
 
 def _invented_finish(resp: Any, chunk: Json) -> bool:

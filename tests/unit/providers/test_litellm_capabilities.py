@@ -95,3 +95,22 @@ async def test_what_asks_for_nothing_or_only_tags_the_request_passes(
 ) -> None:
     base = await serve_messages(answer)
     await complete(base, extra)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_legacy_completions_are_unservable_here_so_a_group_can_fall_back(
+    serve_messages: ServeMessages, stream: bool
+) -> None:
+    """A group mixing a litellm deployment with an OpenAI-compatible one answered every
+    `/v1/completions` request with the litellm one's 400 when the router ranked it first."""
+    base = await serve_messages(answer)
+    dep = anthropic_deployment(base, KEY_ENV)
+    body = {"prompt": "hello", "max_tokens": 5}
+    with pytest.raises(InvalidRequest) as info:
+        if stream:
+            async for _ in LiteLLMProvider().stream(body, dep, endpoint="completions", timeout_s=5):
+                pass
+        else:
+            await LiteLLMProvider().complete(body, dep, endpoint="completions", timeout_s=5)
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "model")
+    assert "/v1/chat/completions" in info.value.message
