@@ -103,36 +103,37 @@ def _count_item(item: Any, model: str) -> int:
     return 1 if isinstance(item, int) else 0
 
 
-# What the estimate counts for an image part: OpenAI bills a high-detail image up to 1,445
-# tokens on gpt-4o (85 + 170 per 512 px tile), a patch-priced model ~1,536 x its multiplier,
-# Anthropic ~1,600 at most; its size is unknown here without decoding it.
+# What a budget's prompt ceiling counts for an image part: OpenAI bills a high-detail image up
+# to 1,445 tokens on gpt-4o (85 + 170 per 512 px tile), a patch-priced model ~1,536 x its
+# multiplier, Anthropic ~1,600 at most; its size is unknown here without decoding it.
 IMAGE_TOKENS_ESTIMATE = 1536
 
 
-def _text_chars(text: str) -> int:
-    """Characters of `text` as the estimate counts them (~4 to a token). English averages
+def _text_chars(text: str, ceiling: bool) -> int:
+    """Characters of `text` as an estimate counts them (~4 to a token). English averages
     ~4.5 characters a token, but a CJK, Devanagari or Thai character is 1-1.5 tokens and an
-    emoji 2 or more: each byte past a character's first in UTF-8 counts 2.5 characters more
-    (cl100k within ~0.8-1.6x of the real count in every script tried, o200k higher)."""
-    if text.isascii():  # O(1) in CPython: the common case costs nothing more
+    emoji 2 or more: for a ceiling, each byte past a character's first in UTF-8 counts 2.5
+    characters more (cl100k within ~0.8-1.6x of the real count in every script tried, o200k
+    up to ~3x above it)."""
+    if not ceiling or text.isascii():  # isascii is O(1) in CPython
         return len(text)
     extra = len(text.encode("utf-8", "surrogatepass")) - len(text)
     return len(text) + 5 * extra // 2
 
 
-def _content_chars(content: Any) -> int:
-    """A message's content for the estimate: text by its characters, an image as a large
-    one, a file by its inline data (what is billed is unknown without parsing it)."""
+def _content_chars(content: Any, ceiling: bool) -> int:
+    """A message's content: text by its characters; for a ceiling, an image as a large one and
+    a file by its inline data (what is billed is unknown without parsing it)."""
     if isinstance(content, str):
-        return _text_chars(content)
-    if not isinstance(content, list):
-        return 0 if content is None else len(orjson.dumps(content))
+        return _text_chars(content, ceiling)
+    if not ceiling or not isinstance(content, list):
+        return 0 if content is None else len(_content_text(content))
     chars = 0
     for part in content:
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("text"), str):
-            chars += _text_chars(part["text"])
+            chars += _text_chars(part["text"], ceiling)
         elif part.get("type") in ("image_url", "input_image", "image"):
             chars += 4 * IMAGE_TOKENS_ESTIMATE
         elif isinstance(part.get("file"), dict):
@@ -142,26 +143,37 @@ def _content_chars(content: Any) -> int:
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """A fast upper-ish estimate for budgets/limits/routing: ~4 characters a token (more for
-    characters outside ASCII, see _text_chars), images at IMAGE_TOKENS_ESTIMATE.
+    """A fast estimate for rate limits and routing: ~4 characters a token.
 
     Tokenising every prompt on the hot path would cost more than the gateway's whole budget;
-    the exact count comes from the upstream's usage block afterwards. A budget reservation is
-    priced on this: an estimate far below the billed count lets every request admitted beside
-    others overspend the budget by the difference.
+    the exact count comes from the upstream's usage block afterwards. It can be far below that
+    count (images count nothing, a CJK character a quarter token): a TPM charge is corrected
+    to the real count afterwards, and a budget reserves on `prompt_tokens_ceiling`.
     """
+    return _estimate(body, ceiling=False)
+
+
+def prompt_tokens_ceiling(body: dict[str, Any]) -> int:
+    """A fast estimate rarely below what the upstream bills, for budget reservations: every
+    request admitted beside others overspends a budget by what its cost outgrows its
+    reservation. Characters outside ASCII count by their UTF-8 bytes, an image as
+    IMAGE_TOKENS_ESTIMATE. Never for a refusal of its own: it can be ~3x high."""
+    return _estimate(body, ceiling=True)
+
+
+def _estimate(body: dict[str, Any], ceiling: bool) -> int:
     chars = 0
     if isinstance(body.get("messages"), list):
         for msg in body["messages"]:
             if isinstance(msg, dict):
-                chars += _content_chars(msg.get("content")) + 16
+                chars += _content_chars(msg.get("content"), ceiling) + 16
     for text in (body.get("prompt"), body.get("input")):
         if isinstance(text, str):
-            chars += _text_chars(text)
+            chars += _text_chars(text, ceiling)
         elif isinstance(text, list):
             for p in text:  # strings, token ids or arrays of them (a token is ~4 characters)
                 tokens = len(p) if isinstance(p, list) else 1
-                chars += _text_chars(p) if isinstance(p, str) else 4 * tokens
+                chars += _text_chars(p, ceiling) if isinstance(p, str) else 4 * tokens
     if body.get("tools"):
         chars += len(orjson.dumps(body["tools"]))
     return chars // 4 + 8

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
+from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
@@ -201,7 +202,9 @@ class BudgetStage:
         group = ctx.candidates or self.catalog.group(ctx.model)
         if not group:
             return Decimal(0)
-        prompt = ctx.prompt_tokens_estimate
+        # the rate limits' estimate counts an image as nothing and a CJK character as a
+        # quarter token: each request admitted beside others would overspend by the difference
+        prompt = max(ctx.prompt_tokens_estimate, prompt_tokens_ceiling(ctx.body))
         uncapped = max_tokens_of(ctx.body) is None and ctx.endpoint != "embeddings"
         costs = []
         for dep in group:
