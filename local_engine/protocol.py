@@ -156,11 +156,16 @@ def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
     if not isinstance(body, dict):
         raise BadEngineRequest("the request body must be a JSON object")
     _refuse_unsupported(body)
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    # A null `max_completion_tokens` (clients that write every field) is absent, as the gateway
+    # reads it: `max_tokens` beside it still caps the answer.
+    limit_name = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
+    max_tokens = body.get(limit_name)
     if max_tokens is not None and (
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
     ):
-        raise BadEngineRequest("'max_tokens' must be a positive integer", param="max_tokens")
+        raise BadEngineRequest(f"'{limit_name}' must be a positive integer", param=limit_name)
     stop = body.get("stop")
     if stop is None:
         stops: list[str] = []

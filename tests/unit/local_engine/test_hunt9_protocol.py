@@ -1,0 +1,25 @@
+"""Hunt 9 (h4): the local engine's request parsing, as clients really send it."""
+
+import pytest
+
+from local_engine.errors import BadEngineRequest
+from local_engine.protocol import parse_request
+
+
+def chat(**kw: object) -> dict[str, object]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **kw}
+
+
+def test_a_null_max_completion_tokens_leaves_max_tokens_in_force() -> None:
+    # Clients that write every field send `"max_completion_tokens": null` beside `max_tokens`.
+    # The gateway reserved budget for 5 tokens; the engine answered its 256-token default.
+    req = parse_request("chat/completions", chat(max_tokens=5, max_completion_tokens=None))
+    assert req.max_tokens == 5
+    req = parse_request("chat/completions", chat(max_tokens=None, max_completion_tokens=7))
+    assert req.max_tokens == 7
+
+
+def test_a_bad_max_completion_tokens_is_named() -> None:
+    with pytest.raises(BadEngineRequest) as info:
+        parse_request("chat/completions", chat(max_completion_tokens=0))
+    assert info.value.param == "max_completion_tokens"
