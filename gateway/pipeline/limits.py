@@ -130,8 +130,12 @@ class RateLimitStage:
         return None
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
+        self.account_now(ctx)
+
+    def account_now(self, ctx: RequestContext) -> None:
         """The estimate charged becomes what was used: zero for a request refused later (its
-        budget) or failed before anything was sent, which must not hold the tenant's TPM."""
+        budget) or failed before anything was sent, which must not hold the tenant's TPM.
+        Synchronous: a stream its client closed is settled through this too (Pipeline)."""
         actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
         if ctx.tenant.tpm and actual != ctx.tpm_charged:
             self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
