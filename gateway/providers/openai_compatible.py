@@ -107,7 +107,7 @@ class OpenAICompatibleProvider:
             ) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise upstream_error(dep, resp.status, raw, resp.headers)
+                    raise upstream_error(dep, resp.status, raw, resp.headers, path)
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
@@ -207,7 +207,7 @@ class OpenAICompatibleProvider:
             ) as resp:
                 if resp.status != 200:
                     raw = await resp.content.read(MAX_ERROR_BYTES)
-                    raise upstream_error(dep, resp.status, raw, resp.headers)
+                    raise upstream_error(dep, resp.status, raw, resp.headers, endpoint)
                 done = False
                 async with aclosing(_events(dep, resp.content)) as events:
                     async for data in events:
@@ -427,8 +427,14 @@ def unbuildable(dep: Deployment, exc: ValueError) -> UpstreamError:
 
 
 def upstream_error(
-    dep: Deployment, status: int, raw: bytes, headers: Mapping[str, str] | None = None
+    dep: Deployment,
+    status: int,
+    raw: bytes,
+    headers: Mapping[str, str] | None = None,
+    path: str | None = None,
 ) -> UpstreamError:
+    """The upstream's error answer to a POST to `path` as the gateway's error (a 400 is raised
+    here, as the client's own mistake)."""
     headers = headers or {}
     parsed: Any = None
     try:
@@ -439,6 +445,16 @@ def upstream_error(
         msg = masked_text(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
     if status in (401, 403):
         return credentials_refused(dep, status, msg)
+    if status == 404 and path == "completions":
+        # OpenAI's answer to a chat model there ("This is a chat model and not supported in the
+        # v1/completions endpoint"), or an upstream without the legacy route: its chat traffic
+        # may be fine, so it is no breaker failure; another deployment of the group may serve.
+        raise InvalidRequest(
+            f"Deployment {dep.name!r} does not serve legacy completions (/v1/completions); "
+            f"send the request to /v1/chat/completions. The upstream said: {msg}",
+            param="model",
+            code="unsupported_parameter",
+        )
     if status == 404:
         return deployment_not_found(dep, status, msg)
     if 300 <= status < 400:

@@ -1,0 +1,61 @@
+"""Legacy `/v1/completions` on a chat-only upstream: OpenAI answers a chat model there with a 404
+("This is a chat model and not supported in the v1/completions endpoint"), as do upstreams with
+no such route. Taken for the deployment's own fault, five such requests (two SDK calls with its
+default retries) opened the deployment's breaker, and its chat traffic got 503s. A 404 on that
+endpoint says only that this deployment cannot serve legacy completions: a 400
+`unsupported_parameter` (another deployment of the group may; no breaker count). The upstream is
+a real aiohttp server in-process."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+from gateway.accounting.pricing import Price
+from gateway.errors import InvalidRequest, UpstreamError
+from gateway.providers.openai_compatible import OpenAICompatibleProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import ServeRoute
+
+CHAT_MODEL = (
+    "This is a chat model and not supported in the v1/completions endpoint. "
+    "Did you mean to use v1/chat/completions?"
+)
+
+
+async def chat_model(request: web.Request) -> web.StreamResponse:
+    await request.read()
+    error = {"message": CHAT_MODEL, "type": "invalid_request_error", "param": "model", "code": None}
+    return web.json_response({"error": error}, status=404)
+
+
+def dep(url: str) -> Deployment:
+    config = DeploymentConfig(name="d", model="m", api_base=url)
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_404_on_legacy_completions_is_unservable_not_the_deployments_fault(
+    serve_route: ServeRoute, provider: OpenAICompatibleProvider, stream: bool
+) -> None:
+    url = (await serve_route("/v1/completions", chat_model)).rstrip("/") + "/v1"
+    body = {"prompt": "hello", "max_tokens": 5}
+    with pytest.raises(InvalidRequest) as info:
+        if stream:
+            async for _ in provider.stream(body, dep(url), endpoint="completions", timeout_s=5):
+                pass
+        else:
+            await provider.complete(body, dep(url), endpoint="completions", timeout_s=5)
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "model")
+    assert CHAT_MODEL in info.value.message
+
+
+async def test_a_404_on_chat_is_still_the_deployments_fault(
+    serve_route: ServeRoute, provider: OpenAICompatibleProvider
+) -> None:
+    url = (await serve_route("/v1/chat/completions", chat_model)).rstrip("/") + "/v1"
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(UpstreamError) as info:
+        await provider.complete(body, dep(url), endpoint="chat/completions", timeout_s=5)
+    assert (info.value.upstream_status, info.value.code) == (404, "upstream_not_found")
