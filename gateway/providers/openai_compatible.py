@@ -38,6 +38,8 @@ MAX_CODE_CHARS = 64
 # One stream line may be far past aiohttp's 512 KiB line cap: a base64 image or audio delta, or
 # a whole tool call's arguments in one event. Past this much it is a runaway upstream.
 MAX_EVENT_BYTES = 64 * 1024 * 1024
+# How OpenAI words a 404 for a model asked on an endpoint it does not serve.
+WRONG_ENDPOINT = "not supported in the v1/"
 DEFAULT_BASES = {
     "openai": "https://api.openai.com/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -445,13 +447,14 @@ def upstream_error(
         msg = masked_text(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
     if status in (401, 403):
         return credentials_refused(dep, status, msg)
-    if status == 404 and path == "completions":
-        # OpenAI's answer to a chat model there ("This is a chat model and not supported in the
-        # v1/completions endpoint"), or an upstream without the legacy route: its chat traffic
-        # may be fine, so it is no breaker failure; another deployment of the group may serve.
+    if status == 404 and path is not None and (path != "chat/completions" or WRONG_ENDPOINT in msg):
+        # This deployment does not serve this endpoint: OpenAI's answer to a chat model on the
+        # legacy or embeddings endpoint, or to an embedding model on chat ("This is not a chat
+        # model and thus not supported in the v1/chat/completions endpoint"), or an upstream
+        # without the route. Its traffic on its own endpoint may be fine, so it is no breaker
+        # failure; another deployment of the group may serve it.
         raise InvalidRequest(
-            f"Deployment {dep.name!r} does not serve legacy completions (/v1/completions); "
-            f"send the request to /v1/chat/completions. The upstream said: {msg}",
+            f"Deployment {dep.name!r} does not serve /v1/{path}. The upstream said: {msg}",
             param="model",
             code="unsupported_parameter",
         )

@@ -51,10 +51,44 @@ async def test_a_404_on_legacy_completions_is_unservable_not_the_deployments_fau
     assert CHAT_MODEL in info.value.message
 
 
+async def test_a_404_on_embeddings_is_unservable_too(
+    serve_route: ServeRoute, provider: OpenAICompatibleProvider
+) -> None:
+    url = (await serve_route("/v1/embeddings", chat_model)).rstrip("/") + "/v1"
+    with pytest.raises(InvalidRequest) as info:
+        await provider.embed({"input": "hello"}, dep(url), timeout_s=5)
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "model")
+
+
+async def test_an_embedding_model_asked_for_chat_is_unservable(
+    serve_route: ServeRoute, provider: OpenAICompatibleProvider
+) -> None:
+    async def not_chat(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        message = (
+            "This is not a chat model and thus not supported in the v1/chat/completions "
+            "endpoint. Did you mean to use v1/completions?"
+        )
+        error = {"message": message, "type": "invalid_request_error", "param": "model"}
+        return web.json_response({"error": error}, status=404)
+
+    url = (await serve_route("/v1/chat/completions", not_chat)).rstrip("/") + "/v1"
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as info:
+        await provider.complete(body, dep(url), endpoint="chat/completions", timeout_s=5)
+    assert info.value.code == "unsupported_parameter"
+
+
 async def test_a_404_on_chat_is_still_the_deployments_fault(
     serve_route: ServeRoute, provider: OpenAICompatibleProvider
 ) -> None:
-    url = (await serve_route("/v1/chat/completions", chat_model)).rstrip("/") + "/v1"
+    async def no_model(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        message = "The model `gpt-nope` does not exist or you do not have access to it."
+        error = {"message": message, "type": "invalid_request_error", "code": "model_not_found"}
+        return web.json_response({"error": error}, status=404)
+
+    url = (await serve_route("/v1/chat/completions", no_model)).rstrip("/") + "/v1"
     body = {"messages": [{"role": "user", "content": "hi"}]}
     with pytest.raises(UpstreamError) as info:
         await provider.complete(body, dep(url), endpoint="chat/completions", timeout_s=5)
