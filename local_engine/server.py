@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -27,6 +28,19 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 def _error(exc: EngineError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (unknown path, wrong method), OpenAI-shaped instead of plain text."""
+    assert isinstance(exc, HTTPException)
+    code = "method_not_allowed" if exc.status_code == 405 else "unknown_url"
+    error = BadEngineRequest(f"Invalid URL ({request.method} {request.url.path})", code=code)
+    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure: a JSON 500 that names nothing internal (the log has the traceback)."""
+    return _error(EngineError("the local engine failed to answer this request"))
 
 
 def _sse(obj: Any) -> bytes:
@@ -150,6 +164,7 @@ def create_app(backend: ServingBackend) -> Starlette:
             Route("/health", health, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.backend = backend
     app.state.started = int(time.time())
