@@ -25,6 +25,7 @@ from gateway.providers.base import (
     masked_text,
     provider_key,
 )
+from gateway.providers.embeddings import in_requested_format
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
 from gateway.routing.catalog import Deployment
@@ -144,7 +145,7 @@ class LiteLLMProvider:
             resp = await self._litellm.aembedding(**args)
         except Exception as exc:
             raise _translate(dep, exc) from exc
-        return _to_dict(resp)
+        return in_requested_format(body, _to_dict(resp))
 
     async def aclose(self) -> None:
         return None

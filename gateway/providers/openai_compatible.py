@@ -24,6 +24,7 @@ from gateway.providers.base import (
     masked_text,
     provider_key,
 )
+from gateway.providers.embeddings import in_requested_format
 from gateway.routing.catalog import Deployment
 
 log = logging.getLogger("thriftgate.providers")
@@ -149,7 +150,7 @@ class OpenAICompatibleProvider:
         )
         if not isinstance(out.get("data"), list):
             raise UpstreamError(f"Deployment {dep.name!r} returned no embeddings.")
-        return out
+        return in_requested_format(body, out)
 
     def _limited(self, dep: Deployment, endpoint: Endpoint, payload: Json) -> Json:
         if endpoint == "chat/completions" and dep.name in self._max_completion_tokens:

@@ -1,0 +1,53 @@
+"""Embedding vectors in the encoding the client asked for.
+
+OpenAI answers `encoding_format: "base64"` with each vector's little-endian float32 bytes in
+base64, and a list of floats otherwise. An upstream may ignore the field: litellm drops it
+(`drop_params`) for providers without it, and many OpenAI-compatible servers speak floats only.
+The Node `openai` SDK asks for base64 whenever its caller chose no format and decodes whatever
+comes back as base64 without looking, so floats passed on became a vector of zeros and noise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from typing import Any
+
+Json = dict[str, Any]
+
+
+def in_requested_format(body: Json, out: Json) -> Json:
+    """`out` (an embeddings response) with each vector encoded as `body` asked: floats become
+    base64 when base64 was asked for, base64 becomes floats otherwise. Anything else (integer
+    vectors of another format, a malformed item) is left as the upstream sent it."""
+    wants_base64 = body.get("encoding_format") == "base64"
+    for item in out.get("data") or ():
+        if not isinstance(item, dict):
+            continue
+        vector = item.get("embedding")
+        if wants_base64 and isinstance(vector, list) and _numbers(vector):
+            try:
+                packed = struct.pack(f"<{len(vector)}f", *vector)
+            except (struct.error, OverflowError):  # past float32's range: not a float32 vector
+                continue
+            item["embedding"] = base64.b64encode(packed).decode()
+        elif not wants_base64 and isinstance(vector, str):
+            decoded = _decoded(vector)
+            if decoded is not None:
+                item["embedding"] = decoded
+    return out
+
+
+def _numbers(vector: list[Any]) -> bool:
+    return all(isinstance(x, float | int) and not isinstance(x, bool) for x in vector)
+
+
+def _decoded(text: str) -> list[float] | None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) % 4:
+        return None
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
