@@ -10,6 +10,7 @@ Three kinds implement it: `openai_compatible` (OpenAI, Groq, vLLM, our local eng
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, quote_plus
@@ -56,16 +57,28 @@ def provider_key(dep: Deployment) -> str | None:
 KEY_FRAGMENT_CHARS = 8
 
 
+# The operator's account identifiers in upstream messages: OpenAI's "Rate limit reached for
+# gpt-4o in organization org-AbC123... on tokens per min", project ids, and OpenAI's own
+# masked echo of the key ("Incorrect API key provided: sk-proj-****abcd", its last characters).
+_ACCOUNT_ID = re.compile(r"\b(org|proj|acct)([-_])[A-Za-z0-9]{6,}")
+_MASKED_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]*\*{2,}[A-Za-z0-9_-]*")
+
+
+def mask_accounts(text: str) -> str:
+    text = _ACCOUNT_ID.sub(lambda m: f"{m[1]}{m[2]}***", text)
+    return _MASKED_KEY.sub("sk-***", text)
+
+
 def masked_text(dep: Deployment, text: str, limit: int) -> str:
     """Upstream text fit to show: the key masked first, then cut, so no prefix of it survives.
     Some upstreams echo the key they were sent ("Incorrect API key provided: ..."), whole, in
     part ("sk-abc...xyz" minus a few characters), URL-encoded (a request URL with `?key=`) or
     JSON-escaped (`\\/`): every form, and every run of `KEY_FRAGMENT_CHARS` of its characters,
-    is masked."""
+    is masked; so are the operator's organisation and project ids (`mask_accounts`)."""
     key = provider_key(dep)
     if not key:
-        return text[:limit]
-    return mask_key(text, key, limit + len(key))[:limit]
+        return mask_accounts(text[: limit + 64])[:limit]
+    return mask_accounts(mask_key(text, key, limit + len(key)))[:limit]
 
 
 def mask_key(text: str, key: str, scan: int | None = None) -> str:

@@ -160,3 +160,28 @@ def test_a_key_json_escaped_in_a_litellm_error_is_masked(monkeypatch: pytest.Mon
     exc.status_code = 401  # type: ignore[attr-defined]
     err = _translate(deployment("http://unused"), exc)
     assert "invalid x-api-key" in err.message and "EVILSECRET" not in err.message, err.message
+
+
+async def test_the_operators_account_ids_are_masked(
+    upstream: tuple[MockUpstream, str], provider: OpenAICompatibleProvider, key: str
+) -> None:
+    """OpenAI names the operator's organisation in rate-limit errors and echoes its own masked
+    form of the key (its last four characters): neither is the tenant's business."""
+    mock, url = upstream
+    text = (
+        "Rate limit reached for gpt-4o in organization org-Q3xYz9AbCdEfGh1234 on tokens per min "
+        "(TPM): Limit 30000. Project proj_Ab12Cd34Ef56. Incorrect API key provided: "
+        "sk-proj-********************************************9abc."
+    )
+    mock.knobs.update(fail_next=1, fail_status=429, fail_message=text)
+    message = (await refusal(provider, deployment(url))).message
+    assert "Q3xYz9" not in message and "Ab12Cd34" not in message and "9abc" not in message
+    assert "organization org-*** on tokens per min" in message
+    assert "Rate limit reached for gpt-4o" in message  # the rest reads as the upstream wrote it
+
+
+def test_account_masking_leaves_ordinary_words_alone() -> None:
+    from gateway.providers.base import mask_accounts
+
+    for text in ("reorganise the org chart", "project-level quota", "task-123 is done"):
+        assert mask_accounts(text) == text
