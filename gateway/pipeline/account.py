@@ -223,6 +223,8 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         if completion is None:  # missing or nonsense: count what was generated
             model = ctx.deployment.served_model if ctx.deployment else ctx.model
             completion = count_text(completion_text(body), model)
+        else:
+            completion += _reasoning_outside(usage, prompt_tokens, completion, total)
         return Usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion,
@@ -239,6 +241,19 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         completion_tokens=count_text(completion_text(body), model),
         source="tiktoken",
     )
+
+
+def _reasoning_outside(
+    usage: dict[str, Any], prompt: int, completion: int, total: int | None
+) -> int:
+    """Reasoning tokens an upstream counted outside `completion_tokens` and bills as output:
+    xAI's total is prompt + completion + reasoning, where OpenAI's completion includes the
+    reasoning (its total is prompt + completion). Only when the total says so: never twice."""
+    details = usage.get("completion_tokens_details")
+    reasoning = _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    if reasoning and total is not None and total == prompt + completion + reasoning:
+        return reasoning
+    return 0
 
 
 def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:

@@ -27,3 +27,27 @@ def test_a_missing_completion_count_without_a_total_counts_the_text() -> None:
 def test_nonsense_is_not_a_count() -> None:
     assert billed({"prompt_tokens": 10.5, "completion_tokens": 3})[2] == "tiktoken"
     assert billed({"prompt_tokens": 10, "completion_tokens": -1})[1] > 0  # counted instead
+
+
+def test_reasoning_reported_outside_the_completion_count_is_billed() -> None:
+    """xAI (Grok) counts reasoning outside `completion_tokens` but in `total_tokens`, and bills
+    it as output: 386 reasoning tokens of a 387-token answer were billed as 1 (hunt9 h2)."""
+    usage = {
+        "prompt_tokens": 12,
+        "completion_tokens": 1,
+        "total_tokens": 399,
+        "completion_tokens_details": {"reasoning_tokens": 386},
+    }
+    assert billed(usage) == (12, 387, "upstream")
+
+
+def test_reasoning_inside_the_completion_count_is_not_billed_twice() -> None:
+    usage = {  # OpenAI: reasoning is part of completion_tokens, and the total says so
+        "prompt_tokens": 12,
+        "completion_tokens": 400,
+        "total_tokens": 412,
+        "completion_tokens_details": {"reasoning_tokens": 386},
+    }
+    assert billed(usage) == (12, 400, "upstream")
+    del usage["total_tokens"]  # no total to tell: as reported
+    assert billed(usage) == (12, 400, "upstream")
