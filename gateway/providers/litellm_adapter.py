@@ -92,6 +92,16 @@ class LiteLLMProvider:
                     param=name,
                     code="unsupported_parameter",
                 )
+        # The legacy `functions` list where litellm maps only `tools` (Anthropic, Mistral):
+        # dropped, the model answers prose. (Where neither is listed, as for Ollama, litellm
+        # has its own fallback for functions, which is left alone.)
+        if body.get("functions") and "functions" not in supported and "tools" in supported:
+            raise InvalidRequest(
+                f"Deployment {dep.name!r} ({dep.provider}) does not support the legacy "
+                "'functions' parameter; send them as 'tools' (and 'tool_choice').",
+                param="functions",
+                code="unsupported_parameter",
+            )
 
     def _args(self, body: Json, dep: Deployment, timeout_s: float) -> dict[str, Any]:
         args = {k: v for k, v in body.items() if k not in _DROP}

@@ -114,3 +114,17 @@ async def test_legacy_completions_are_unservable_here_so_a_group_can_fall_back(
             await LiteLLMProvider().complete(body, dep, endpoint="completions", timeout_s=5)
     assert (info.value.code, info.value.param) == ("unsupported_parameter", "model")
     assert "/v1/chat/completions" in info.value.message
+
+
+async def test_legacy_functions_where_litellm_maps_only_tools_are_refused(
+    serve_messages: ServeMessages,
+) -> None:
+    """litellm maps Anthropic's (and Mistral's) tools but drops the legacy `functions` list:
+    the model answered prose and the client's `message.function_call` was never there."""
+    base = await serve_messages(answer)
+    functions = [{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    with pytest.raises(InvalidRequest) as info:
+        await complete(base, {"functions": functions, "function_call": "auto"})
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "functions")
+    assert "'tools'" in info.value.message
+    await complete(base, {"functions": []})  # an empty list asks for nothing
