@@ -54,7 +54,7 @@ def _content_text(content: Any, index: int) -> str:
         return ""
     if isinstance(content, list):
         parts = []
-        for part in content:
+        for j, part in enumerate(content):
             if (
                 isinstance(part, dict)
                 and isinstance(part.get("type"), str)
@@ -65,7 +65,13 @@ def _content_text(content: Any, index: int) -> str:
                 raise BadEngineRequest(
                     "the local engine accepts only text content parts", param=f"messages[{index}]"
                 )
-            parts.append(str(part.get("text", "")))
+            text = part.get("text")
+            if not isinstance(text, str):  # str() put "None" or a dict's repr into the prompt
+                raise BadEngineRequest(
+                    "a text content part needs a string 'text'",
+                    param=f"messages[{index}].content[{j}].text",
+                )
+            parts.append(text)
         return "".join(parts)
     raise BadEngineRequest(
         "message content must be a string or a list of parts", param=f"messages[{index}].content"

@@ -23,3 +23,23 @@ def test_a_bad_max_completion_tokens_is_named() -> None:
     with pytest.raises(BadEngineRequest) as info:
         parse_request("chat/completions", chat(max_completion_tokens=0))
     assert info.value.param == "max_completion_tokens"
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "text", "text": None},
+        {"type": "text", "text": {"a": 1}},
+        {"type": "text", "text": 5},
+        {"type": "text"},
+    ],
+)
+def test_a_text_part_without_a_string_is_refused_not_prompted_as_its_repr(
+    part: dict[str, object],
+) -> None:
+    # It reached the model as "None" / "{'a': 1}" and was answered 200.
+    body = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, part]}])
+    with pytest.raises(BadEngineRequest) as info:
+        parse_request("chat/completions", body)
+    assert info.value.param == "messages[0].content[1].text"
+    assert info.value.code == "invalid_request"
