@@ -215,7 +215,10 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         details = usage.get("prompt_tokens_details") or {}
         if not isinstance(details, dict):
             details = {}
-        cached = min(_count(details.get("cached_tokens")) or 0, prompt_tokens)
+        hits = details.get("cached_tokens")
+        if hits is None:  # DeepSeek's own API reports its cache hits at the top level only
+            hits = usage.get("prompt_cache_hit_tokens")
+        cached = min(_count(hits) or 0, prompt_tokens)
         completion = _count(usage.get("completion_tokens"))
         total = _count(usage.get("total_tokens"))
         if completion is None and "completion_tokens" not in usage and total is not None:

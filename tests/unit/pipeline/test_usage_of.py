@@ -51,3 +51,22 @@ def test_reasoning_inside_the_completion_count_is_not_billed_twice() -> None:
     assert billed(usage) == (12, 400, "upstream")
     del usage["total_tokens"]  # no total to tell: as reported
     assert billed(usage) == (12, 400, "upstream")
+
+
+def cached(usage: dict) -> int:
+    return usage_of(bare_context(body={"messages": []}), {**BODY, "usage": usage}).cached_tokens
+
+
+def test_deepseeks_own_cache_hit_count_is_read() -> None:
+    """DeepSeek's API reports prompt-cache hits as top-level `prompt_cache_hit_tokens` (no
+    `prompt_tokens_details`): they were billed at the full input price (hunt9 h2)."""
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 10,
+        "total_tokens": 1010,
+        "prompt_cache_hit_tokens": 896,
+        "prompt_cache_miss_tokens": 104,
+    }
+    assert cached(usage) == 896
+    nested = {**usage, "prompt_tokens_details": {"cached_tokens": 512}}  # a proxy's: it wins
+    assert cached(nested) == 512
