@@ -1,0 +1,52 @@
+"""Embeddings through litellm come back in the encoding the client asked for.
+
+litellm drops `encoding_format` (`drop_params`) for providers without it (Ollama, Cohere,
+Gemini, Bedrock...), so a base64 request was answered with floats; the Node `openai` SDK asks
+for base64 by default and decodes the answer unchecked, into zeros and noise."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+from aiohttp import web
+
+from gateway.accounting.pricing import Price
+from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import ServeRoute
+
+VECTOR = [0.5, -0.25, 1.0]
+
+
+async def _ollama(serve_route: ServeRoute, seen: list[dict[str, Any]]) -> Deployment:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.json())
+        return web.json_response({"model": "nomic", "embeddings": [VECTOR], "prompt_eval_count": 2})
+
+    base = await serve_route("/api/embed", handler)
+    config = DeploymentConfig(
+        name="d", model="m", provider="ollama", upstream_model="nomic", api_base=base.rstrip("/")
+    )
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+async def test_a_base64_request_gets_base64_when_litellm_drops_the_format(
+    serve_route: ServeRoute,
+) -> None:
+    seen: list[dict[str, Any]] = []
+    dep = await _ollama(serve_route, seen)
+    body = {"model": "m", "input": ["hi"], "encoding_format": "base64"}
+    out = await LiteLLMProvider().embed(body, dep, timeout_s=5)
+    assert "encoding_format" not in seen[0]  # the provider never saw it
+    raw = base64.b64decode(out["data"][0]["embedding"])
+    assert list(struct.unpack("<3f", raw)) == VECTOR
+    assert out["usage"]["prompt_tokens"] == 2
+
+
+async def test_a_float_request_gets_floats(serve_route: ServeRoute) -> None:
+    dep = await _ollama(serve_route, [])
+    out = await LiteLLMProvider().embed({"model": "m", "input": "hi"}, dep, timeout_s=5)
+    assert out["data"][0]["embedding"] == VECTOR
