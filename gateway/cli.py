@@ -52,7 +52,34 @@ def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
         # A bad THRIFTGATE_* value: name the variable, never echo the value (it may be a key).
         typer.echo(f"error: {_describe_env(exc)}", err=True)
         raise typer.Exit(2) from None
+    _check_sqlite_directory(settings.database_url)
     return settings
+
+
+def _check_sqlite_directory(database_url: str) -> None:
+    """SQLite creates its file, not the directories above it: `sqlite:///data/thriftgate.db`
+    without `data/` was "unable to open database file", at times followed by two tracebacks of
+    aiosqlite's thread reporting to an event loop already closed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from gateway.db.session import is_sqlite, normalise_url
+
+    if not is_sqlite(database_url):
+        return
+    try:
+        name = make_url(normalise_url(database_url)).database
+    except ArgumentError:
+        return  # the database layer says what is wrong with it
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return  # in memory, or a URI filename (`?uri=true`) SQLite parses itself
+    directory = Path(name).parent
+    if not directory.is_dir():
+        typer.echo(
+            f"error: THRIFTGATE_DATABASE_URL: directory {str(directory)!r} does not exist",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def _check_flag(flag: str, field: str, value: int | None) -> None:
@@ -171,14 +198,19 @@ def serve(
             err=True,
         )
     _check_spool_dir(settings.spool_dir)
+    listen_host = host or settings.host
+    listen_port = port if port is not None else settings.port
+    _check_address(listen_host, listen_port, from_flag=host is not None)
     from gateway.db.session import check_supported, normalise_url
 
     # Before any worker starts, even with THRIFTGATE_MIGRATE_ON_START=false.
     _run_sync(lambda: check_supported(normalise_url(settings.database_url)), settings)
     if settings.migrate_on_start:
-        from gateway.db.migrate import upgrade_head_sync
+        from gateway.db.migrate import check_writable_sync, upgrade_head_sync
 
         _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
+        # A database it can read but not write served, with /readyz "ok", and recorded nothing.
+        _run_sync(lambda: check_writable_sync(settings.database_url), settings)
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
     n_workers = workers if workers is not None else settings.workers
@@ -186,8 +218,8 @@ def serve(
         uvicorn.run(
             "gateway.app:app_from_env",
             factory=True,
-            host=host or settings.host,
-            port=port if port is not None else settings.port,
+            host=listen_host,
+            port=listen_port,
             workers=n_workers if n_workers > 1 else None,
             loop="uvloop" if sys.platform != "win32" else "auto",
             http="httptools",
@@ -210,6 +242,40 @@ def _check_spool_dir(directory: Path) -> None:
             f"error: THRIFTGATE_SPOOL_DIR {str(directory)!r}: {exc.strerror or exc}", err=True
         )
         raise typer.Exit(2) from None
+
+
+def _check_address(host: str, port: int, *, from_flag: bool) -> None:
+    """uvicorn binds only once the app has started: a port already taken (a second `serve`)
+    or a host that does not resolve was reported after the migrations, the cache, the router's
+    statistics and the bundled model had loaded (18 s here), among their logs. Said here, in
+    one line. (The port may still be taken in between; uvicorn then says so itself.)"""
+    import errno
+    import socket
+
+    where = f"--host {host!r}" if from_flag else f"THRIFTGATE_HOST {host!r}"
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        typer.echo(f"error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
+        raise typer.Exit(2) from None
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                reason = "is already in use (another `thriftgate serve`, or another program)"
+            else:
+                reason = f"cannot be listened on ({where}): {exc.strerror or exc}"
+            typer.echo(f"error: {_host_port(host, port)} {reason}", err=True)
+            raise typer.Exit(2) from None
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @contextlib.contextmanager

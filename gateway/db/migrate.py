@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
 from gateway.db.session import create_engine
 
@@ -51,3 +52,19 @@ async def _run(database_url: str, fn) -> None:  # type: ignore[no-untyped-def]
 
 def upgrade_head_sync(database_url: str) -> None:
     asyncio.run(upgrade_head(database_url))
+
+
+async def check_writable(database_url: str) -> None:
+    """Raise the database's own error if it cannot be written (a SQLite file the user cannot
+    write, a read-only replica or transaction): one write, rolled back."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            await conn.rollback()
+    finally:
+        await engine.dispose()
+
+
+def check_writable_sync(database_url: str) -> None:
+    asyncio.run(check_writable(database_url))

@@ -1,0 +1,101 @@
+"""`thriftgate serve` says what cannot work before it migrates, loads models or binds, in one
+line (hardening round 8, the embedded default's first hour)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.db.migrate import upgrade_head_sync
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line(out: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "gw.yaml"
+    config.write_text("deployments: []\n")  # nothing to load: the start-up alone is tested
+    return {
+        "THRIFTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}",
+        "THRIFTGATE_CONFIG": str(config),
+        "THRIFTGATE_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+
+
+def test_a_port_in_use_is_said_before_anything_starts(tmp_path: Path, env: dict[str, str]) -> None:
+    # A second `serve` on the same port migrated, loaded the cache, the router's statistics and
+    # the bundled model (18 s here), then printed uvicorn's bind error among its start-up logs
+    # and exited 3.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        out = cli("serve", "--port", str(port), env=env)
+        elapsed = time.monotonic() - started
+    line = one_line(out)
+    assert out.returncode == 2
+    assert line.startswith(f"error: 127.0.0.1:{port} is already in use"), line
+    assert not (tmp_path / "s.db").exists()  # refused before the migrations
+    assert elapsed < 30
+
+
+def test_a_host_that_does_not_resolve_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    out = cli("serve", "--port", "1", env={**env, "THRIFTGATE_HOST": "no-such-host.invalid"})
+    line = one_line(out)
+    assert out.returncode == 2
+    assert line.startswith("error: THRIFTGATE_HOST 'no-such-host.invalid'"), line
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_read_only_database_is_refused_at_start(tmp_path: Path, env: dict[str, str]) -> None:
+    # A database the gateway can read but not write (a file created by `sudo thriftgate ...`,
+    # a read replica's URL) served: /readyz said "database: ok" while every ledger row, cache
+    # entry and Responses item failed to be written, so no spend was ever recorded.
+    db = tmp_path / "s.db"
+    upgrade_head_sync(f"sqlite+aiosqlite:///{db}")
+    read_only = f"sqlite+aiosqlite:///file:{db}?mode=ro&uri=true"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = cli("serve", "--port", str(port), env={**env, "THRIFTGATE_DATABASE_URL": read_only})
+    line = one_line(out)
+    assert out.returncode == 1
+    assert line.startswith("error: database ") and "readonly database" in line, line
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["tenant", "list"]])
+def test_a_sqlite_database_in_a_missing_directory_is_one_line(
+    tmp_path: Path, env: dict[str, str], command: list[str]
+) -> None:
+    # "unable to open database file", sometimes followed by two tracebacks of aiosqlite's
+    # thread reporting to a closed event loop
+    missing = tmp_path / "data" / "thriftgate.db"
+    out = cli(*command, env={**env, "THRIFTGATE_DATABASE_URL": f"sqlite:///{missing}"})
+    line = one_line(out)
+    assert out.returncode == 2
+    assert (
+        line == f"error: THRIFTGATE_DATABASE_URL: directory {str(missing.parent)!r} does not exist"
+    )
