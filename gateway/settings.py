@@ -31,6 +31,7 @@ MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 # A price per million tokens above this is a typo (1e30 cannot even be stored: the ledger's
 # NUMERIC(20,10) overflows and every request's row is refused); today's dearest are ~$600.
 MAX_USD_PER_MTOK = 1_000_000
+MAX_USD_PER_HOUR = 1_000_000  # a local engine's hardware: a GPU node is ~$100 an hour
 AUTO_MODEL = "thriftgate/auto"  # gateway/routing/catalog.py: what no deployment may be called
 
 
@@ -62,7 +63,7 @@ class DeploymentConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     default: bool = False  # the group's default deployment (the "without routing" baseline)
     # Local engine only: hardware price, used with measured throughput to price tokens.
-    hardware_usd_per_hour: Decimal | None = Field(default=None, ge=0)
+    hardware_usd_per_hour: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_HOUR)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name", "model")
@@ -158,8 +159,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 class Settings(BaseSettings):
     """Process settings. Pass one into `create_app()`; nothing reads the environment later."""
 
+    # `inf` passed the > 0 checks: THRIFTGATE_KEY_CACHE_TTL_S=inf kept revoked keys working
     model_config = SettingsConfigDict(
-        env_prefix="THRIFTGATE_", env_ignore_empty=True, extra="ignore"
+        env_prefix="THRIFTGATE_", env_ignore_empty=True, extra="ignore", allow_inf_nan=False
     )
 
     database_url: str = DEFAULT_SQLITE_URL

@@ -96,3 +96,31 @@ def test_a_name_the_ledger_cannot_hold_or_an_endless_knob_is_refused(
 def test_names_of_200_characters_still_load(tmp_path: Path) -> None:
     longest = "y" * 200
     load(tmp_path, {"deployments": [{**GOOD, "name": longest, "model": longest}]})
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "THRIFTGATE_LEDGER_FLUSH_INTERVAL_S",  # rows waited in the spool for a pile of 100
+        "THRIFTGATE_KEY_CACHE_TTL_S",  # a revoked key worked for the life of the process
+        "THRIFTGATE_CACHE_POLL_INTERVAL_S",
+        "THRIFTGATE_RESPONSES_ITEMS_TTL_S",
+    ],
+)
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan"])
+def test_an_endless_interval_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    """`inf` passed the > 0 and >= 0 checks of the environment's intervals (hunt9 h1)."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError, match=var.removeprefix("THRIFTGATE_").lower()):
+        Settings()
+
+
+def test_a_hardware_price_the_ledger_cannot_hold_is_refused(tmp_path: Path) -> None:
+    """`hardware_usd_per_hour` had no upper bound where the per-token prices have one: 1e30
+    priced a token past what the ledger's NUMERIC(20,10) holds (hunt9 h1)."""
+    local = {"name": "l", "model": "m", "provider": "local"}
+    with pytest.raises(ConfigError, match="hardware_usd_per_hour"):
+        load(tmp_path, {"deployments": [{**local, "hardware_usd_per_hour": 1e30}]})
+    load(tmp_path, {"deployments": [{**local, "hardware_usd_per_hour": 98.32}]})  # 8 x H100
