@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.settings import ConfigError, Settings
+from gateway.settings import MAX_WORKERS, ConfigError, Settings
 
 app = typer.Typer(
     pretty_exceptions_enable=False,
@@ -180,10 +180,22 @@ def _echo_json(data: Any) -> None:
 
 @app.command()
 def serve(
-    config: Path | None = typer.Option(None, "--config", help="YAML file of deployments."),
-    host: str | None = typer.Option(None, "--host"),
-    port: int | None = typer.Option(None, "--port"),
-    workers: int | None = typer.Option(None, "--workers"),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="YAML file of deployments (default: THRIFTGATE_CONFIG, else the bundled local model).",
+    ),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default: THRIFTGATE_HOST, else 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on (default: THRIFTGATE_PORT, else 8000)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help=f"Worker processes (default: THRIFTGATE_WORKERS, else 1; at most {MAX_WORKERS}).",
+    ),
 ) -> None:
     """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
     import uvicorn
@@ -468,6 +480,9 @@ def route_explain(
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
     stream: bool = typer.Option(False, "--stream", help="Judge the SLO on time to first token."),
     learned: bool = typer.Option(True, "--learned/--cold", help="Load learned stats from the DB."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML file of deployments (the one `serve` was given)."
+    ),
 ) -> None:
     """Print each candidate's predicted cost and latency, in the order the router ranks them."""
     from gateway.routing.catalog import Catalog
@@ -475,7 +490,7 @@ def route_explain(
     from gateway.routing.router import Router, RouterTuning
     from gateway.routing.stats_store import RouterStatsStore
 
-    settings = _settings()
+    settings = _settings(config)
     file_config = settings.file_config()
     catalog = Catalog.build(file_config.deployments)
     router = Router(
@@ -484,7 +499,13 @@ def route_explain(
         tuning=RouterTuning.from_config(file_config.routing),
     )
     if not router.candidates(model):
-        typer.echo(f"error: no deployment serves model {model!r}", err=True)
+        source = (
+            f"in {settings.config}"
+            if settings.config is not None
+            else "(no deployments file: give the one `serve` uses with --config, or set "
+            "THRIFTGATE_CONFIG)"
+        )
+        typer.echo(f"error: no deployment serves model {model!r} {source}", err=True)
         raise typer.Exit(1)
     if learned:
         loaded = _run(lambda e: RouterStatsStore(e, router).load(), settings)

@@ -99,3 +99,23 @@ def test_a_sqlite_database_in_a_missing_directory_is_one_line(
     assert (
         line == f"error: THRIFTGATE_DATABASE_URL: directory {str(missing.parent)!r} does not exist"
     )
+
+
+def test_route_explain_reads_the_config_file_serve_was_given(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # `serve --config gw.yaml` then `route explain --model m` planned the embedded default's
+    # deployments: "no deployment serves model 'm'", and explain had no --config to say which
+    config = tmp_path / "cloud.yaml"
+    config.write_text(
+        "deployments:\n"
+        "  - {name: cheap-one, model: m, api_base: 'http://127.0.0.1:9/v1',\n"
+        "     input_cost_per_mtok: 1, output_cost_per_mtok: 2}\n"
+    )
+    no_file = {k: v for k, v in env.items() if k != "THRIFTGATE_CONFIG"}
+    out = cli("route", "explain", "--model", "m", "--config", str(config), "--cold", env=no_file)
+    assert out.returncode == 0, out.stderr
+    assert "cheap-one" in out.stdout
+    missing = cli("route", "explain", "--model", "m", "--cold", env=no_file)
+    assert missing.returncode == 1
+    assert "--config" in one_line(missing)  # says where the deployments come from
