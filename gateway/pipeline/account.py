@@ -215,10 +215,7 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         details = usage.get("prompt_tokens_details") or {}
         if not isinstance(details, dict):
             details = {}
-        hits = details.get("cached_tokens")
-        if hits is None:  # DeepSeek's own API reports its cache hits at the top level only
-            hits = usage.get("prompt_cache_hit_tokens")
-        cached = min(_count(hits) or 0, prompt_tokens)
+        cached = min(cache_hits(usage, details), prompt_tokens)
         completion = _count(usage.get("completion_tokens"))
         total = _count(usage.get("total_tokens"))
         if completion is None and "completion_tokens" not in usage and total is not None:
@@ -227,7 +224,7 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             model = ctx.deployment.served_model if ctx.deployment else ctx.model
             completion = count_text(completion_text(body), model)
         else:
-            completion += _reasoning_outside(usage, prompt_tokens, completion, total)
+            completion += reasoning_outside(usage, prompt_tokens, completion, total)
         return Usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion,
@@ -246,7 +243,16 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
     )
 
 
-def _reasoning_outside(
+def cache_hits(usage: dict[str, Any], details: dict[str, Any]) -> int:
+    """Prompt tokens read from the provider's prompt cache: OpenAI's details, else DeepSeek's
+    own API, which reports them at the top level only."""
+    hits = details.get("cached_tokens")
+    if hits is None:
+        hits = usage.get("prompt_cache_hit_tokens")
+    return _count(hits) or 0
+
+
+def reasoning_outside(
     usage: dict[str, Any], prompt: int, completion: int, total: int | None
 ) -> int:
     """Reasoning tokens an upstream counted outside `completion_tokens` and bills as output:

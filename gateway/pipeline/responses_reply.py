@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.pipeline.account import cache_hits, reasoning_outside
+
 Json = dict[str, Any]
 
 # finish_reason -> incomplete_details.reason; any other finish means the answer is complete.
@@ -64,12 +66,14 @@ def usage_from_chat(usage: Any) -> Json | None:
     completion = _int(usage.get("completion_tokens"))
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
-    cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0
+    cached = cache_hits(usage, prompt_details if isinstance(prompt_details, dict) else {})
     reasoning = (
         _int(completion_details.get("reasoning_tokens"))
         if isinstance(completion_details, dict)
         else 0
     )
+    # as the ledger bills it: output includes reasoning (xAI counts it outside completion)
+    completion += reasoning_outside(usage, prompt, completion, _int(usage.get("total_tokens")))
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},

@@ -70,3 +70,23 @@ def test_deepseeks_own_cache_hit_count_is_read() -> None:
     assert cached(usage) == 896
     nested = {**usage, "prompt_tokens_details": {"cached_tokens": 512}}  # a proxy's: it wins
     assert cached(nested) == 512
+
+
+def test_responses_usage_reads_providers_as_the_ledger_does() -> None:
+    """The Responses API's usage is translated from the chat upstream's: OpenAI's semantics
+    (output includes reasoning), and the counts the ledger billed (hunt9 h2)."""
+    from gateway.pipeline.responses_reply import usage_from_chat
+
+    xai = {
+        "prompt_tokens": 12,
+        "completion_tokens": 1,
+        "total_tokens": 399,
+        "completion_tokens_details": {"reasoning_tokens": 386},
+    }
+    out = usage_from_chat(xai)
+    assert out is not None
+    assert (out["output_tokens"], out["total_tokens"]) == (387, 399)
+    assert out["output_tokens_details"]["reasoning_tokens"] == 386
+    deepseek = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_cache_hit_tokens": 896}
+    out = usage_from_chat(deepseek)
+    assert out is not None and out["input_tokens_details"]["cached_tokens"] == 896
