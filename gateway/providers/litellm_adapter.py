@@ -155,6 +155,9 @@ class LiteLLMProvider:
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
         args = self._args(body, dep, timeout_s)
+        # Floats, encoded here as the client asked: litellm drops the field for providers
+        # without it and maps "base64" to Bedrock's binary (one bit a dimension) embeddings.
+        args.pop("encoding_format", None)
         try:
             resp = await self._litellm.aembedding(**args)
         except Exception as exc:

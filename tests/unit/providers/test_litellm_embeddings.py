@@ -1,8 +1,10 @@
 """Embeddings through litellm come back in the encoding the client asked for.
 
-litellm drops `encoding_format` (`drop_params`) for providers without it (Ollama, Cohere,
-Gemini, Bedrock...), so a base64 request was answered with floats; the Node `openai` SDK asks
-for base64 by default and decodes the answer unchecked, into zeros and noise."""
+The Node `openai` SDK asks for `encoding_format: "base64"` by default and decodes the answer
+unchecked. litellm drops the field (`drop_params`) for providers without it (Ollama, Gemini...),
+which answered floats, decoded into zeros and noise; for Bedrock's Titan v2 it asks for
+*binary* embeddings instead (one bit a dimension), a different vector altogether. The provider
+is asked for floats; the gateway encodes them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import base64
 import struct
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from gateway.accounting.pricing import Price
@@ -44,6 +47,39 @@ async def test_a_base64_request_gets_base64_when_litellm_drops_the_format(
     raw = base64.b64decode(out["data"][0]["embedding"])
     assert list(struct.unpack("<3f", raw)) == VECTOR
     assert out["usage"]["prompt_tokens"] == 2
+
+
+async def test_bedrock_is_asked_for_float_embeddings_not_binary(
+    serve_route: ServeRoute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (("AWS_ACCESS_KEY_ID", "AKIATEST"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_REGION_NAME", "us-east-1")
+    seen: list[dict[str, Any]] = []
+
+    async def titan(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append(body)
+        binary = "binary" in body.get("embeddingTypes", ())
+        kinds = {"binary": [1, 0, 1]} if binary else {"float": VECTOR}
+        return web.json_response(
+            {"embedding": VECTOR, "inputTextTokenCount": 2, "embeddingsByType": kinds}
+        )
+
+    base = await serve_route("/model/amazon.titan-embed-text-v2:0/invoke", titan)
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="bedrock",
+        upstream_model="amazon.titan-embed-text-v2:0",
+        api_base=base.rstrip("/"),
+    )
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    body = {"model": "m", "input": "hi", "encoding_format": "base64"}
+    out = await LiteLLMProvider().embed(body, dep, timeout_s=5)
+    assert "binary" not in seen[0].get("embeddingTypes", ())
+    raw = base64.b64decode(out["data"][0]["embedding"])
+    assert list(struct.unpack("<3f", raw)) == VECTOR
 
 
 async def test_a_float_request_gets_floats(serve_route: ServeRoute) -> None:
