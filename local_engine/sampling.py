@@ -22,11 +22,22 @@ def probs_from_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Ten
     return probs
 
 
+def sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of `probs` ([rows, vocab]) -> [rows], by inverse CDF: exactly one
+    uniform draw per row (a seeded generator advances by one number per token, whichever path
+    chose it) and a few times cheaper than `torch.multinomial` on a 49k vocabulary."""
+    cdf = torch.cumsum(probs, dim=-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, dtype=cdf.dtype)
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+    # Rounding may put u * total at the very end: the last token that has any probability.
+    last = probs.shape[-1] - 1 - torch.argmax((probs.flip(-1) > 0).to(torch.int8), dim=-1)
+    return torch.minimum(index, last)
+
+
 def choose_tokens(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
 ) -> torch.Tensor:
     """One token per row of `logits` ([rows, vocab]) -> [rows]."""
     if params.greedy:
         return torch.argmax(logits, dim=-1)
-    probs = probs_from_logits(logits, params)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return sample(probs_from_logits(logits, params), generator)

@@ -5,8 +5,9 @@
 Greedy verification keeps the longest prefix of drafts equal to the target's argmax, then adds
 the target's own next token: the output is exactly what plain greedy decoding would produce
 (given the same logits). Sampling uses speculative sampling with a point-mass draft (prompt
-lookup drafts are deterministic): accept draft x with probability p(x), otherwise sample from p
-with x removed, which leaves the output distribution exactly p.
+lookup drafts are deterministic): draw from p as plain sampling would and keep draft x if the
+draw is x (probability p(x)); otherwise the draw, p with x removed, replaces it. The output
+distribution is exactly p, and a seeded request draws the same tokens with or without drafts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from local_engine.sampling import probs_from_logits
+from local_engine.sampling import probs_from_logits, sample
 from local_engine.sampling_params import SamplingParams
 
 
@@ -44,24 +45,23 @@ def verify_sampled(
     params: SamplingParams,
     generator: torch.Generator | None,
 ) -> Verdict:
-    """Speculative sampling for deterministic drafts; `logits` is [len(drafts) + 1, vocab]."""
+    """Speculative sampling for deterministic drafts; `logits` is [len(drafts) + 1, vocab].
+
+    Each position draws its token from the target exactly as plain sampling does (one draw from
+    the request's generator) and keeps the draft only if the draw equals it: the draft is kept
+    with probability p(x), and a rejection yields p without x, renormalised, which is the
+    accept-or-resample rule's law. A seeded request thus makes the same draws however many
+    drafts its steps verified, so its answer does not change with the engine's load."""
     if logits.shape[0] != len(drafts) + 1:
         raise ValueError("logits must have len(drafts) + 1 rows")
     probs = probs_from_logits(logits, params)
+
+    def draw(position: int) -> int:
+        return int(sample(probs[position : position + 1], generator)[0])
+
     out: list[int] = []
     for i, draft in enumerate(drafts):
-        p = probs[i]
-        u = torch.rand((), generator=generator).item()
-        if u < float(p[draft]):
-            out.append(int(draft))
-            continue
-        residual = p.clone()
-        residual[draft] = 0.0
-        total = float(residual.sum())
-        if total <= 0.0:  # p was a point mass on the draft; cannot happen when u < 1
-            out.append(int(draft))
-            continue
-        out.append(int(torch.multinomial(residual / total, 1, generator=generator).item()))
-        return Verdict(tokens=out, num_accepted=i)
-    bonus = int(torch.multinomial(probs[len(drafts)], 1, generator=generator).item())
-    return Verdict(tokens=[*out, bonus], num_accepted=len(drafts))
+        out.append(draw(i))
+        if out[-1] != draft:
+            return Verdict(tokens=out, num_accepted=i)
+    return Verdict(tokens=[*out, draw(len(drafts))], num_accepted=len(drafts))
