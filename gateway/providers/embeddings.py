@@ -1,10 +1,16 @@
-"""Embedding vectors in the encoding the client asked for.
+"""Embedding vectors in the size and encoding the client asked for.
 
 OpenAI answers `encoding_format: "base64"` with each vector's little-endian float32 bytes in
 base64, and a list of floats otherwise. An upstream may ignore the field: litellm drops it
 (`drop_params`) for providers without it, and many OpenAI-compatible servers speak floats only.
 The Node `openai` SDK asks for base64 whenever its caller chose no format and decodes whatever
 comes back as base64 without looking, so floats passed on became a vector of zeros and noise.
+
+`dimensions` may be ignored the same way (litellm drops it for Mistral, Hugging Face, Titan
+v1...; some OpenAI-compatible servers ignore it): a 200 carried vectors of the model's full
+size, which an index sized for `dimensions` refuses later. OpenAI answers a 400 for a model
+without them; so does the gateway, as `unsupported_parameter`, for which dispatch tries the
+group's next deployment.
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ import binascii
 import struct
 from typing import Any
 
+from gateway.errors import InvalidRequest
+
 Json = dict[str, Any]
 
 
 def in_requested_format(body: Json, out: Json) -> Json:
     """`out` (an embeddings response) with each vector encoded as `body` asked: floats become
     base64 when base64 was asked for, base64 becomes floats otherwise. Anything else (integer
-    vectors of another format, a malformed item) is left as the upstream sent it."""
+    vectors of another format, a malformed item) is left as the upstream sent it. Raises
+    `InvalidRequest` when the vectors are not of the size `body["dimensions"]` asked for."""
+    _check_dimensions(body.get("dimensions"), out)
     wants_base64 = body.get("encoding_format") == "base64"
     for item in out.get("data") or ():
         if not isinstance(item, dict):
@@ -37,6 +47,30 @@ def in_requested_format(body: Json, out: Json) -> Json:
             if decoded is not None:
                 item["embedding"] = decoded
     return out
+
+
+def _check_dimensions(want: Any, out: Json) -> None:
+    if not isinstance(want, int) or isinstance(want, bool):
+        return
+    for item in out.get("data") or ():
+        size = _size(item.get("embedding")) if isinstance(item, dict) else None
+        if size is not None and size != want:
+            raise InvalidRequest(
+                f"This model's deployment does not support 'dimensions': it answered "
+                f"{size}-dimensional vectors for {want}; send the request without it or use a "
+                "model that supports it.",
+                param="dimensions",
+                code="unsupported_parameter",
+            )
+
+
+def _size(vector: Any) -> int | None:
+    if isinstance(vector, list):
+        return len(vector)
+    if isinstance(vector, str):
+        decoded = _decoded(vector)
+        return None if decoded is None else len(decoded)
+    return None
 
 
 def _numbers(vector: list[Any]) -> bool:

@@ -58,3 +58,19 @@ def test_float_embeddings_stay_floats(gateway: GatewayServer, key: str) -> None:
         assert r.status_code == 200, r.text
         vector = r.json()["data"][0]["embedding"]
         assert isinstance(vector, list) and all(isinstance(x, float) for x in vector)
+
+
+def test_dimensions_the_upstream_ignores_are_a_400_not_full_size_vectors(
+    gateway: GatewayServer, key: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """The mock answers 8-dimensional vectors whatever `dimensions` says, as litellm's
+    providers without the field (it is dropped) and some OpenAI-compatible servers do."""
+    for encoding in ("float", "base64"):
+        r = _embed(gateway, key, input="delta", dimensions=4, encoding_format=encoding)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["param"]) == ("unsupported_parameter", "dimensions")
+        assert "8-dimensional vectors for 4" in error["message"]
+    assert mock_upstream.received()[-1]["body"]["dimensions"] == 4
+    ok = _embed(gateway, key, input="delta", dimensions=8)
+    assert ok.status_code == 200 and len(ok.json()["data"][0]["embedding"]) == 8
