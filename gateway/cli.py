@@ -60,20 +60,10 @@ def _check_sqlite_directory(database_url: str) -> None:
     """SQLite creates its file, not the directories above it: `sqlite:///data/thriftgate.db`
     without `data/` was "unable to open database file", at times followed by two tracebacks of
     aiosqlite's thread reporting to an event loop already closed."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from gateway.db.session import is_sqlite, normalise_url
-
-    if not is_sqlite(database_url):
+    path = _sqlite_file(database_url)
+    if path is None:
         return
-    try:
-        name = make_url(normalise_url(database_url)).database
-    except ArgumentError:
-        return  # the database layer says what is wrong with it
-    if not name or name == ":memory:" or name.startswith("file:"):
-        return  # in memory, or a URI filename (`?uri=true`) SQLite parses itself
-    directory = Path(name).parent
+    directory = path.parent
     if not directory.is_dir():
         typer.echo(
             f"error: THRIFTGATE_DATABASE_URL: directory {str(directory)!r} does not exist",
@@ -104,6 +94,10 @@ def _describe_env(exc: ValidationError) -> str:
 def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
     from gateway.db.session import create_engine
 
+    new_file = _sqlite_file(settings.database_url)
+    if new_file is not None and new_file.exists():
+        new_file = None
+
     async def go() -> T:
         if settings.migrate_on_start:
             # Admin commands work on a fresh database too (the embedded default's first run).
@@ -116,7 +110,34 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
         finally:
             await engine.dispose()
 
-    return _run_sync(lambda: asyncio.run(go()), settings)
+    result = _run_sync(lambda: asyncio.run(go()), settings)
+    if new_file is not None and new_file.exists():
+        # The default is ./thriftgate.db: a "second shell" in another directory than the
+        # gateway's made a database of its own in silence, and its keys were refused.
+        typer.echo(
+            f"note: created a new database {str(new_file.resolve())!r}; a gateway started in "
+            "another directory uses its own (set THRIFTGATE_DATABASE_URL to share one)",
+            err=True,
+        )
+    return result
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database, memory or a URI filename."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from gateway.db.session import is_sqlite, normalise_url
+
+    if not is_sqlite(database_url):
+        return None
+    try:
+        name = make_url(normalise_url(database_url)).database
+    except ArgumentError:
+        return None  # the database layer says what is wrong with it
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None  # in memory, or a URI filename (`?uri=true`) SQLite parses itself
+    return Path(name)
 
 
 def _run_sync(call: Callable[[], T], settings: Settings) -> T:

@@ -119,3 +119,23 @@ def test_route_explain_reads_the_config_file_serve_was_given(
     missing = cli("route", "explain", "--model", "m", "--cold", env=no_file)
     assert missing.returncode == 1
     assert "--config" in one_line(missing)  # says where the deployments come from
+
+
+def test_an_admin_command_that_creates_the_database_says_where(tmp_path: Path) -> None:
+    # README: serve in one shell, `tenant create` / `key create` "in a second shell". A second
+    # shell in another directory made a new ./thriftgate.db there in silence; its key was then
+    # "Incorrect API key provided" on the gateway, which reads its own directory's file.
+    elsewhere = tmp_path / "second-shell"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THRIFTGATE_")}
+    run = [sys.executable, "-m", "gateway.cli", "tenant", "create", "demo"]
+    first = subprocess.run(run, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert len(first.stdout.strip()) == 32  # stdout is still the id alone
+    note = one_line(first)
+    assert note.startswith("note: created a new database ") and "THRIFTGATE_DATABASE_URL" in note
+    assert str(elsewhere / "thriftgate.db") in note
+    again = subprocess.run(
+        [*run[:-1], "other"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and again.stderr == "", again.stderr
