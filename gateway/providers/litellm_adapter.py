@@ -48,6 +48,8 @@ _ANSWER_PARAMS: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (None, 0),
     "modalities": (None, ["text"]),
     "audio": (None,),
+    # structured output (Cohere, Replicate): free text instead, which the client cannot parse
+    "response_format": (None, {"type": "text"}),
 }
 # litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")

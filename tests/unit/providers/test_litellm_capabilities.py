@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest
 from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
 from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
 
 KEY_ENV = "TG_TEST_LITELLM_CAPS_KEY"
@@ -128,3 +131,47 @@ async def test_legacy_functions_where_litellm_maps_only_tools_are_refused(
     assert (info.value.code, info.value.param) == ("unsupported_parameter", "functions")
     assert "'tools'" in info.value.message
     await complete(base, {"functions": []})  # an empty list asks for nothing
+
+
+def _cohere() -> Deployment:
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="cohere_chat",
+        upstream_model="command-r",
+        api_base="http://127.0.0.1:9",  # never reached: the refusal comes first
+        api_key_env=KEY_ENV,
+    )
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "object"}}},
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_structured_output_a_provider_lacks_is_a_400_not_free_text(
+    response_format: dict[str, Any], stream: bool
+) -> None:
+    """litellm has no `response_format` for Cohere (nor Replicate) and dropped it: the answer
+    was free text with a 200, and LangChain's `with_structured_output`, the AI SDK's
+    `generateObject` or the SDK's `parse()` failed on it client-side."""
+    body = {**CHAT, "response_format": response_format}
+    with pytest.raises(InvalidRequest) as info:
+        if stream:
+            async for _ in LiteLLMProvider().stream(
+                body, _cohere(), endpoint="chat/completions", timeout_s=5
+            ):
+                pass
+        else:
+            await LiteLLMProvider().complete(
+                body, _cohere(), endpoint="chat/completions", timeout_s=5
+            )
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "response_format")
+
+
+def test_a_text_response_format_asks_for_nothing() -> None:
+    LiteLLMProvider()._refuse_lacking({**CHAT, "response_format": {"type": "text"}}, _cohere())
