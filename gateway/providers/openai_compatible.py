@@ -199,7 +199,9 @@ class OpenAICompatibleProvider:
     ) -> AsyncGenerator[Json, None]:
         url = self._url(dep, endpoint)
         session = self._session(dep.config.api_base or dep.provider)
-        finished = False  # a choice's finish_reason (or the usage chunk) has arrived
+        finished = False  # every answer's finish_reason (or the usage chunk) has arrived
+        answers = _answers_asked(payload, endpoint)
+        ended: set[int] = set()  # indices of the answers that have finished
         try:
             async with session.post(
                 url,
@@ -221,7 +223,7 @@ class OpenAICompatibleProvider:
                         # The usage-only chunk after the finish is by spec the last one: an
                         # upstream that then idles without [DONE] must not turn into a stall.
                         done = finished and _usage_only(chunk)
-                        finished = finished or _final(chunk)
+                        finished = finished or _final(chunk, ended, answers)
                         yield chunk
                         if done:
                             resp.close()  # not read to its end: the connection cannot be reused
@@ -351,14 +353,27 @@ def _usage_only(chunk: Json) -> bool:
     return not chunk.get("choices") and bool(chunk.get("usage"))
 
 
-def _final(chunk: Json) -> bool:
-    """Whether `chunk` ends the answer: a choice's finish_reason, or the trailing usage chunk."""
+def _final(chunk: Json, ended: set[int], answers: int) -> bool:
+    """Whether the stream is whole with `chunk`: the trailing usage chunk, or the last of the
+    `answers` finish reasons (`ended` collects the finished choices' indices). With several
+    answers (`n`, several prompts), one cut after the first finish is still short."""
     if _usage_only(chunk):
         return True
-    choices = chunk.get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") for c in choices
-    )
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            index = choice.get("index", 0)
+            ended.add(index if isinstance(index, int) else 0)
+    return len(ended) >= answers
+
+
+def _answers_asked(payload: Json, endpoint: Endpoint) -> int:
+    """How many answers a stream carries: `n` each, for each prompt of a legacy completions
+    request that sends several (strings, or token-id arrays)."""
+    n = payload.get("n")
+    each = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    prompt = payload.get("prompt") if endpoint == "completions" else None
+    several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
+    return each * (len(prompt) if several and isinstance(prompt, list) else 1)
 
 
 def _message(parsed: Any) -> str:
