@@ -53,7 +53,32 @@ def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
         typer.echo(f"error: {_describe_env(exc)}", err=True)
         raise typer.Exit(2) from None
     _check_sqlite_directory(settings.database_url)
+    _warn_misspelt_variables()
     return settings
+
+
+# THRIFTGATE_* variables read elsewhere: docker-compose.yml, the local engine's model cache
+OTHER_VARIABLES = frozenset({"CONFIG_FILE", "PUBLIC_PORT", "MODEL_CACHE"})
+
+
+def _warn_misspelt_variables() -> None:
+    """A misspelt setting (THRIFTGATE_ADMINKEY, THRIFTGATE_DATABASE) was ignored in silence:
+    no dashboard, or a SQLite file instead of the Postgres database meant. Named when it
+    resembles a setting; its value is never shown."""
+    import difflib
+
+    known = [name.upper() for name in Settings.model_fields]
+    for variable in sorted(os.environ):
+        name = variable.removeprefix("THRIFTGATE_")
+        if name == variable or name in known or name in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        if close:
+            typer.echo(
+                f"warning: {variable} is not a thriftgate setting "
+                f"(did you mean THRIFTGATE_{close[0]}?); it is ignored",
+                err=True,
+            )
 
 
 def _check_sqlite_directory(database_url: str) -> None:

@@ -139,3 +139,20 @@ def test_an_admin_command_that_creates_the_database_says_where(tmp_path: Path) -
         [*run[:-1], "other"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # THRIFTGATE_ADMINKEY or THRIFTGATE_DATABASE were ignored in silence: no dashboard, or the
+    # tenants created in ./thriftgate.db instead of the Postgres database meant
+    assert cli("migrate", env=env).returncode == 0
+    out = cli("tenant", "list", env={**env, "THRIFTGATE_ADMINKEY": "s3cret-admin-key-value"})
+    assert out.returncode == 0, out.stderr
+    assert one_line(out) == (
+        "warning: THRIFTGATE_ADMINKEY is not a thriftgate setting "
+        "(did you mean THRIFTGATE_ADMIN_KEY?); it is ignored"
+    )
+    assert "s3cret" not in out.stderr
+    quiet = cli("tenant", "list", env={**env, "THRIFTGATE_CONFIG_FILE": "x.yaml"})  # compose's
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
