@@ -38,7 +38,9 @@ async def delete_tenant(engine: AsyncEngine, tenant_id: str) -> dict[str, Any]:
     new_name = deleted_name(tenant["name"], tenant_id)
     try:
         async with engine.begin() as conn:
-            removed = await _remove(conn, tenant_id, new_name, notify=not is_sqlite(str(engine.url)))
+            removed = await _remove(
+                conn, tenant_id, new_name, notify=not is_sqlite(str(engine.url))
+            )
     except IntegrityError:  # a live tenant was given that name by hand
         raise Conflict(
             f"Another tenant is named {new_name!r}; rename it first.", code="tenant_exists"

@@ -39,6 +39,7 @@ def test_a_deleted_tenant_loses_keys_cache_and_items_but_keeps_its_ledger(
     client.responses.create(model="gpt-4o-mini", input="Say hi")
     items = "SELECT 1 FROM response_items WHERE tenant_id = $1"
     assert wait_for(lambda: sql(gateway.db_url, items, tid))
+
     def billed() -> int:
         q = "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id = $1"
         return int(sql(gateway.db_url, q, tid)[0]["n"])

@@ -270,7 +270,10 @@ def test_different_times_are_vetoed(cached: str, query: str) -> None:
         ("Does the 7 train run on weekends?", "Did the 7 train run on weekends?"),
         ("How many people are living in Tokyo?", "How many people were living in Tokyo?"),
         ("Will it rain in Paris?", "Is it raining in Paris?"),
-        ("What is the tallest building in the world?", "What was the tallest building in the world?"),
+        (
+            "What is the tallest building in the world?",
+            "What was the tallest building in the world?",
+        ),
         ("Has the package arrived?", "Will the package arrive?"),
     ],
 )
