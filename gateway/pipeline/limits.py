@@ -281,6 +281,10 @@ def _expected_completion(ctx: RequestContext) -> int:
 
 def _choices(ctx: RequestContext) -> int:
     """Answers the upstream generates (and bills): `n`, or `best_of` when larger (legacy
-    completions generate best_of answers and return the n best; vLLM takes it on chat too)."""
+    completions generate best_of answers and return the n best; vLLM takes it on chat too),
+    for each prompt of a legacy completions request (a list of strings or of token arrays)."""
     counts = [ctx.body.get("n"), ctx.body.get("best_of")]
-    return max([c for c in counts if isinstance(c, int) and not isinstance(c, bool)] + [1])
+    per_prompt = max([c for c in counts if isinstance(c, int) and not isinstance(c, bool)] + [1])
+    prompt = ctx.body.get("prompt") if ctx.endpoint == "completions" else None
+    several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
+    return per_prompt * (len(prompt) if several else 1)

@@ -51,3 +51,15 @@ def test_best_of_is_reserved_for_every_answer_generated() -> None:
 def test_best_of_counts_toward_the_tpm_charge() -> None:
     ctx = bare_context(body={"model": "m", "prompt": "x", "max_tokens": 100, "best_of": 3})
     assert _expected_completion(ctx) == 300
+
+
+def test_every_prompt_of_a_legacy_completions_list_is_reserved() -> None:
+    """8 requests of 20 prompts each spent $0.096 of a $0.01 budget: one answer was reserved
+    per request while the upstream generated (and billed) one per prompt (hunt9 h3)."""
+    one = reserved({"model": "m", "prompt": "x", "max_tokens": 100})
+    assert reserved({"model": "m", "prompt": ["x"] * 20, "max_tokens": 100}) == 20 * one
+    tokens = {"model": "m", "prompt": [[1, 2], [3, 4], [5]], "max_tokens": 100, "n": 2}
+    assert reserved(tokens) == 6 * one
+    assert reserved({"model": "m", "prompt": [1, 2, 3], "max_tokens": 100}) == one  # one prompt
+    body = {"model": "m", "prompt": ["a", "b"], "max_tokens": 100}
+    assert _expected_completion(bare_context(body=body, endpoint="completions")) == 200
