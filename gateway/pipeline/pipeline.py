@@ -156,7 +156,7 @@ class Pipeline:
             reply.chunks = self._watch(ctx, reply.chunks, entered)
             return reply
         await self._finish(ctx, entered, reply)
-        if ctx.status_code < 400 and ctx.endpoint != "embeddings":
+        if ctx.status_code < 400:
             fill_missing_usage(ctx, reply.body)
         return reply
 
@@ -300,7 +300,11 @@ def fill_missing_usage(ctx: RequestContext, body: Json | None) -> None:
     """An upstream that reports no usage: the answer carries the counts the ledger billed
     (tiktoken), as a stream's closing chunk does, instead of `"usage": null`."""
     if isinstance(body, dict) and not body.get("usage") and ctx.usage.source == "tiktoken":
-        body["usage"] = _usage_block(ctx.usage)
+        if ctx.endpoint == "embeddings":  # OpenAI's embedding usage has no completion side
+            n = ctx.usage.prompt_tokens
+            body["usage"] = {"prompt_tokens": n, "total_tokens": n}
+        else:
+            body["usage"] = _usage_block(ctx.usage)
 
 
 def _usage_block(usage: Usage) -> Json:

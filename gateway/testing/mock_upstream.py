@@ -367,14 +367,10 @@ class MockUpstream:
                 {"object": "embedding", "index": i, "embedding": [b / 255.0 for b in digest[:8]]}
             )
         tokens = sum(_words(str(x)) for x in items)
-        return web.json_response(
-            {
-                "object": "list",
-                "data": data,
-                "model": body.get("model"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
+        reply: Json = {"object": "list", "data": data, "model": body.get("model")}
+        if not self.knobs["no_usage"]:
+            reply["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.json_response(reply)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -168,6 +168,22 @@ def test_missing_upstream_usage_falls_back_to_tiktoken(gateway, tenant, mock_ups
     )
 
 
+def test_embeddings_without_upstream_usage_say_what_was_billed(gateway, tenant, mock_upstream):
+    _, key = tenant
+    mock_upstream.control(no_usage=True)
+    out = client(gateway, key).embeddings.with_raw_response.create(
+        model="text-embedding-3-small",
+        input=["count me", "with tiktoken"],
+        extra_headers={"x-request-id": "req-embed-nousage"},
+    )
+    row = ledger_row(gateway, "req-embed-nousage")
+    assert row["usage_source"] == "tiktoken" and row["prompt_tokens"] > 0
+    usage = out.parse().usage  # it was None: the SDK's r.usage.prompt_tokens raised
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.total_tokens) == (row["prompt_tokens"],) * 2
+    assert "completion_tokens" not in out.http_response.json()["usage"]  # as OpenAI's
+
+
 def test_tools_round_trip_and_passthrough_fields(gateway, tenant, mock_upstream):
     _, key = tenant
     c = client(gateway, key)
