@@ -25,7 +25,7 @@ from gateway.providers.base import (
     masked_text,
     provider_key,
 )
-from gateway.providers.embeddings import in_requested_format
+from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
 from gateway.routing.catalog import Deployment
@@ -38,14 +38,15 @@ _DROP = ("model", "stream", "stream_options")
 # Request fields that change the answer, with the values that ask for nothing. litellm runs with
 # `drop_params` (a provider that lacks `user` or `seed` must not fail the request), so one of
 # these its provider lacks would vanish on the way: `n: 3` answered with one choice, `logprobs`
-# with null, a bias or penalty ignored. Such a request is refused instead (see `_refuse_lacking`).
+# with null, a token bias ignored. Such a request is refused instead (see `_refuse_lacking`).
+# Presence / frequency penalties are not here: they are sampling hints like temperature (chat
+# UIs send them by default), an answer without them is still an answer, and other gateways
+# drop them too; refusing them turned away requests that work everywhere else.
 _ANSWER_PARAMS: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
     "logit_bias": (None, {}),
-    "presence_penalty": (None, 0),
-    "frequency_penalty": (None, 0),
     "modalities": (None, ["text"]),
     "audio": (None,),
     # structured output (Cohere, Replicate): free text instead, which the client cannot parse
@@ -156,7 +157,7 @@ class LiteLLMProvider:
             raise _translate(dep, exc) from exc
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
-        args = self._args(body, dep, timeout_s)
+        args = self._args(body, dep, timeout_s)  # REVERTED
         # Floats, encoded here as the client asked: litellm drops the field for providers
         # without it and maps "base64" to Bedrock's binary (one bit a dimension) embeddings.
         args.pop("encoding_format", None)

@@ -1,5 +1,5 @@
 """What litellm would drop silently is refused instead: with `drop_params` on, a parameter the
-provider lacks (Anthropic: `n`, `logprobs`, `logit_bias`, penalties, audio) vanished on the way
+provider lacks (Anthropic: `n`, `logprobs`, `logit_bias`, audio) vanished on the way
 and the client got a 200 with one choice, `logprobs: null`, an unbiased answer. Now it is a
 400 `unsupported_parameter` naming it (dispatch then tries the group's next deployment), and
 what asks for nothing (`n: 1`, `logprobs: false`) or only tags the request (`user`, `store`,
@@ -63,8 +63,6 @@ async def complete(base: str, extra: dict[str, Any], *, stream: bool = False) ->
         ({"logprobs": True}, "logprobs"),
         ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
-        ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"frequency_penalty": -1}, "frequency_penalty"),
         ({"modalities": ["text", "audio"], "audio": {"voice": "alloy"}}, "modalities"),
     ],
 )
@@ -88,6 +86,8 @@ async def test_what_the_provider_lacks_is_a_400_naming_it(
     [
         {"n": 1, "logprobs": False, "top_logprobs": 0, "logit_bias": {}},
         {"presence_penalty": 0, "frequency_penalty": 0.0, "modalities": ["text"]},
+        # sampling hints, as temperature: dropped where the provider lacks them, not refused
+        {"presence_penalty": 0.5, "frequency_penalty": -1},
         {"user": "u1", "store": True, "metadata": {"a": "b"}, "seed": 7},
         {"service_tier": "auto", "prediction": {"type": "content", "content": "hi"}},
         {"response_format": {"type": "text"}, "stop": ["x"], "temperature": 0.2},
