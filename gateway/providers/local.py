@@ -118,6 +118,15 @@ class LocalProvider:
                     await engine.start()
                 except EngineError as exc:
                     raise _translate(exc, dep) from exc
+                except Exception as exc:  # weights or tokenizer transformers cannot read
+                    # This deployment's fault (a group falls back, the breaker counts it), not a
+                    # gateway 500; the folder's path and the library's words go to the log only.
+                    log.exception("local deployment %s could not load its model", dep.name)
+                    raise UpstreamError(
+                        f"local deployment {dep.name!r} could not load its model (the gateway's "
+                        "log says why)",
+                        upstream_status=503,
+                    ) from exc
                 self._engines[dep.name] = engine
         return engine
 
