@@ -20,9 +20,48 @@ import binascii
 import struct
 from typing import Any
 
+from gateway.accounting.tokenizer import encoding_for
 from gateway.errors import InvalidRequest
 
 Json = dict[str, Any]
+
+
+def with_text_input(body: Json) -> Json:
+    """`body` with token-id inputs decoded to text, for providers that take text only (through
+    litellm: Cohere and Gemini refuse ids in litellm itself, which read as the deployment
+    failing, a 502 counted by its breaker; others embed the ids' digits). LangChain's
+    `OpenAIEmbeddings` sends ids by default, tiktoken's for the model name the client asked
+    for; the gateway's tokenizer picks the same encoding for embedding models (cl100k_base)."""
+    value = body.get("input")
+    if not isinstance(value, list) or not value:
+        return body
+    if all(_ids(x) for x in value):
+        texts = [_text(x, body, f"input[{i}]") for i, x in enumerate(value)]
+    elif _ids(value):
+        texts = [_text(value, body, "input")]
+    else:
+        return body
+    return {**body, "input": texts}
+
+
+def _ids(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    )
+
+
+def _text(ids: list[int], body: Json, param: str) -> str:
+    encoding = encoding_for(str(body.get("model") or ""))
+    if any(i < 0 or i >= encoding.n_vocab for i in ids):
+        raise InvalidRequest(
+            f"'{param}' holds a token id outside the {encoding.name} vocabulary.", param=param
+        )
+    try:
+        return str(encoding.decode(ids))
+    except Exception:  # an id in the range that the encoding leaves unassigned
+        raise InvalidRequest(f"'{param}' holds an invalid token id.", param=param) from None
 
 
 def in_requested_format(body: Json, out: Json) -> Json:

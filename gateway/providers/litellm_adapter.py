@@ -157,7 +157,7 @@ class LiteLLMProvider:
             raise _translate(dep, exc) from exc
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
-        args = self._args(body, dep, timeout_s)  # REVERTED
+        args = self._args(with_text_input(body), dep, timeout_s)
         # Floats, encoded here as the client asked: litellm drops the field for providers
         # without it and maps "base64" to Bedrock's binary (one bit a dimension) embeddings.
         args.pop("encoding_format", None)

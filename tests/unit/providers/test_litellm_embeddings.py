@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from gateway.accounting.pricing import Price
+from gateway.errors import InvalidRequest
 from gateway.providers.litellm_adapter import LiteLLMProvider
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
@@ -86,3 +87,43 @@ async def test_a_float_request_gets_floats(serve_route: ServeRoute) -> None:
     dep = await _ollama(serve_route, [])
     out = await LiteLLMProvider().embed({"model": "m", "input": "hi"}, dep, timeout_s=5)
     assert out["data"][0]["embedding"] == VECTOR
+
+
+async def test_token_ids_reach_a_text_only_provider_as_text(
+    serve_route: ServeRoute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LangChain's OpenAIEmbeddings sends tiktoken ids by default. litellm refuses them for
+    Cohere (and Gemini) in its own code, which read as the deployment failing: a 502 counted
+    by its breaker, so a few LangChain calls took the embedding model down for everyone."""
+    monkeypatch.setenv("TG_TEST_COHERE_KEY", "co-test")
+    seen: list[dict[str, Any]] = []
+
+    async def cohere(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.json())
+        vectors = [VECTOR for _ in seen[-1]["texts"]]
+        return web.json_response(
+            {"id": "e", "embeddings": {"float": vectors}, "meta": {"billed_units": {}}}
+        )
+
+    base = await serve_route("/", cohere)
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="cohere",
+        upstream_model="embed-english-v3.0",
+        api_base=base,
+        api_key_env="TG_TEST_COHERE_KEY",
+    )
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    # tiktoken's cl100k_base ids of "a longer document about cats" and "b", as LangChain sends
+    body = {"model": "text-embedding-3-small", "input": [[64, 5129, 2246, 922, 19987], [65]]}
+    out = await LiteLLMProvider().embed(body, dep, timeout_s=5)
+    assert seen[0]["texts"] == ["a longer document about cats", "b"]
+    assert [item["embedding"] for item in out["data"]] == [VECTOR, VECTOR]
+
+
+async def test_token_ids_past_the_vocabulary_are_a_400(serve_route: ServeRoute) -> None:
+    dep = await _ollama(serve_route, [])
+    with pytest.raises(InvalidRequest) as info:
+        await LiteLLMProvider().embed({"model": "m", "input": [[1, 10**9]]}, dep, timeout_s=5)
+    assert (info.value.status_code, info.value.param) == (400, "input[0]")
