@@ -4,8 +4,8 @@ Bodies stay plain dicts (as in `gateway.providers.base`); parsing validates only
 uses and rejects what it cannot honour with a 400 naming the parameter: code
 `unsupported_parameter` for what is valid OpenAI but beyond this engine (tools and tool calls in
 history, images and other non-text parts, the legacy `function` role, several prompts, response
-formats, logprobs, logit_bias, presence/frequency penalties), so a gateway group can fall back to
-a deployment that can; `invalid_request` for what is malformed.
+formats, logprobs, logit_bias, presence/frequency penalties, audio output, web search), so a
+gateway group can fall back to a deployment that can; `invalid_request` for what is malformed.
 """
 
 from __future__ import annotations
@@ -143,6 +143,13 @@ def _refuse_unsupported(body: Json) -> None:
         raise _unsupported("log probabilities", "logprobs")
     if body.get("top_logprobs") not in (None, 0):
         raise _unsupported("log probabilities", "top_logprobs")
+    if body.get("audio") is not None:
+        raise _unsupported("audio output", "audio")
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and any(m != "text" for m in modalities):
+        raise _unsupported("output modalities other than text", "modalities")
+    if body.get("web_search_options") is not None:
+        raise _unsupported("web search", "web_search_options")
     if body.get("echo"):
         raise _unsupported("echo", "echo")
     if body.get("suffix"):

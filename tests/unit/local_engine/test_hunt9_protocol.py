@@ -43,3 +43,25 @@ def test_a_text_part_without_a_string_is_refused_not_prompted_as_its_repr(
         parse_request("chat/completions", body)
     assert info.value.param == "messages[0].content[1].text"
     assert info.value.code == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat(modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}), "audio"),
+        (chat(modalities=["audio"]), "modalities"),
+        (chat(web_search_options={}), "web_search_options"),
+    ],
+)
+def test_audio_output_and_web_search_are_refused_not_answered_in_plain_text(
+    body: dict[str, object], param: str
+) -> None:
+    # Answered 200 with text only: a client that asked for speech or for a searched answer got
+    # neither, and a gateway group never tried a deployment that can.
+    with pytest.raises(BadEngineRequest) as info:
+        parse_request("chat/completions", body)
+    assert info.value.param == param and info.value.code == "unsupported_parameter"
+
+
+def test_text_only_modalities_pass() -> None:
+    assert parse_request("chat/completions", chat(modalities=["text"], audio=None)).messages
