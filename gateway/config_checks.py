@@ -13,12 +13,13 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import DEFAULT_BASES
 from gateway.providers.registry import OPENAI_COMPATIBLE
-from gateway.settings import ConfigError, FileConfig
+from gateway.settings import ConfigError, DeploymentConfig, FileConfig
 
 log = logging.getLogger("thriftgate.config")
 
@@ -73,6 +74,8 @@ def problems(config: FileConfig) -> list[Problem]:
                     True,
                 )
             )
+        elif dep.provider == "local":
+            found.extend(Problem(f"{where}: {m}", True) for m in _local_engine_problems(dep))
         if dep.default:
             defaults.setdefault(dep.model, []).append(dep.name)
     for model, names in defaults.items():
@@ -145,6 +148,30 @@ def _unknown_providers(providers: set[str]) -> set[str]:
 
     known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
     return {p for p in rest if litellm_name(p) not in known}
+
+
+def _local_engine_problems(dep: DeploymentConfig) -> list[str]:
+    """What the local engine would refuse when it loads: misspelt or mistyped `options`, a
+    model or draft folder that is not there. The gateway started (a warning, /readyz "ok")
+    and every request to the deployment failed."""
+    from pydantic import ValidationError
+
+    from gateway.providers.local import engine_options
+    from local_engine.model_store import is_hf_folder
+
+    try:
+        engine = engine_options(dep)
+    except ValidationError as exc:
+        return [
+            f"options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+    folders = (("options.model", engine.model), ("options.speculative.draft_model",
+               engine.speculative.draft_model))  # fmt: skip
+    return [
+        f"{where}: {folder} is not a local Hugging Face model folder (config.json + weights)"
+        for where, folder in folders
+        if folder is not None and not is_hf_folder(Path(folder).expanduser())
+    ]
 
 
 def _local_extra_installed() -> bool:

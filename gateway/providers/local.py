@@ -29,20 +29,27 @@ from local_engine.stats import EngineStats
 
 if TYPE_CHECKING:
     from gateway.routing.catalog import Deployment
+    from gateway.settings import DeploymentConfig
 
 log = logging.getLogger("thriftgate.local")
 
 
-def engine_config(dep: Deployment) -> EngineConfig:
-    """The deployment's engine settings: its `options`, plus its served name and hardware price."""
-    options: dict[str, Any] = dict(dep.config.options)
-    options.setdefault("served_model_name", dep.served_model)
-    if dep.config.hardware_usd_per_hour is not None:
-        options.setdefault("hardware_usd_per_hour", Decimal(dep.config.hardware_usd_per_hour))
+def engine_options(config: DeploymentConfig) -> EngineConfig:
+    """A deployment's engine settings: its `options`, plus its served name and hardware price
+    (raises pydantic's ValidationError; the start-up checks call it too)."""
+    options: dict[str, Any] = dict(config.options)
+    options.setdefault("served_model_name", config.served_model)
+    if config.hardware_usd_per_hour is not None:
+        options.setdefault("hardware_usd_per_hour", Decimal(config.hardware_usd_per_hour))
     if isinstance(options.get("speculative"), str):
         options["speculative"] = {"method": options["speculative"]}
+    return EngineConfig.model_validate(options)
+
+
+def engine_config(dep: Deployment) -> EngineConfig:
+    """The deployment's engine settings: its `options`, plus its served name and hardware price."""
     try:
-        return EngineConfig.model_validate(options)
+        return engine_options(dep.config)
     except ValidationError as exc:
         raise UpstreamError(
             f"deployment {dep.name!r} has invalid local engine options: {exc}", retryable=False

@@ -84,3 +84,27 @@ def test_the_local_provider_without_the_local_extra_stops_the_start(
     )
     problems = found(config({"provider": "local", "api_base": None}))
     assert len(problems) == 1 and problems[0][0] and "local extra" in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"modle": "/srv/models/qwen"}, "options.modle: Extra inputs are not permitted"),
+        ({"speculative": "medusa"}, "options.speculative.method: Input should be"),
+        ({"model": "/nonexistent/qwen"}, "/nonexistent/qwen is not a local Hugging Face model"),
+        (
+            {"speculative": {"method": "draft", "draft_model": "/nonexistent/draft"}},
+            "options.speculative.draft_model: /nonexistent/draft is not a local Hugging Face",
+        ),
+    ],
+)
+def test_a_local_deployment_whose_engine_cannot_start_stops_the_start(
+    options: dict[str, Any], message: str
+) -> None:
+    """Bad engine options (a misspelt key, a model path that is not there) started the gateway
+    with a warning and /readyz "ok"; every request to the deployment then failed (hunt9 h1)."""
+    cfg = config({"name": "loc", "provider": "local", "api_base": None, "options": options})
+    problems = found(cfg)
+    assert len(problems) == 1 and problems[0][0], problems
+    assert problems[0][1].startswith("deployment 'loc': ") and message in problems[0][1]
+    assert "\n" not in problems[0][1]  # one line at start-up
