@@ -266,5 +266,24 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}")
+        message = _unknown_key(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "deployments": DeploymentConfig,
+    "auto": AutoModelConfig,
+    "routing": RoutingConfig,
+    "tenant_defaults": TenantDefaults,
+}
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """`timeout: 30` said "Extra inputs are not permitted": name the key it resembles."""
+    import difflib
+
+    model = FileConfig if len(loc) == 1 else SECTIONS.get(str(loc[0]))
+    keys = list(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return "unknown key" + (f" (did you mean {close[0]}?)" if close else "")

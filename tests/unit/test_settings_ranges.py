@@ -124,3 +124,28 @@ def test_a_hardware_price_the_ledger_cannot_hold_is_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="hardware_usd_per_hour"):
         load(tmp_path, {"deployments": [{**local, "hardware_usd_per_hour": 1e30}]})
     load(tmp_path, {"deployments": [{**local, "hardware_usd_per_hour": 98.32}]})  # 8 x H100
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"deployments": [{**GOOD, "timeout": 30}]},
+            "deployments.0.timeout: unknown key (did you mean timeout_s?)",
+        ),
+        (
+            {"deployments": [{**GOOD, "input_cost_per_mtoks": 1}]},
+            "deployments.0.input_cost_per_mtoks: unknown key (did you mean input_cost_per_mtok?)",
+        ),
+        ({"deployment": [GOOD]}, "deployment: unknown key (did you mean deployments?)"),
+        ({"routing": {"failure_treshold": 3}}, "did you mean failure_threshold?"),
+        ({"deployments": [{**GOOD, "zzz": 1}]}, "deployments.0.zzz: unknown key"),
+    ],
+)
+def test_a_misspelt_config_key_is_named_with_the_key_it_resembles(
+    tmp_path: Path, config: dict[str, object], message: str
+) -> None:
+    """`timeout: 30` said "Extra inputs are not permitted" (hunt9 h1)."""
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, config)
+    assert message in str(info.value), str(info.value)
