@@ -267,6 +267,8 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
         message = _unknown_key(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "tuple_type":  # the YAML reader's word, not Python's
+            message = "should be a list (one '- ' item per entry)"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 

@@ -140,6 +140,8 @@ def test_a_hardware_price_the_ledger_cannot_hold_is_refused(tmp_path: Path) -> N
         ({"deployment": [GOOD]}, "deployment: unknown key (did you mean deployments?)"),
         ({"routing": {"failure_treshold": 3}}, "did you mean failure_threshold?"),
         ({"deployments": [{**GOOD, "zzz": 1}]}, "deployments.0.zzz: unknown key"),
+        ({"deployments": GOOD}, "deployments: should be a list"),  # "a valid tuple"
+        ({"auto": {"models": "m"}}, "auto.models: should be a list"),
     ],
 )
 def test_a_misspelt_config_key_is_named_with_the_key_it_resembles(
