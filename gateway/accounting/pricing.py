@@ -23,6 +23,17 @@ class Price:
     cached_input_per_mtok: Decimal | None = None  # provider prompt-cache discount, if any
     # prompt tokens written to the provider's prompt cache (Anthropic: 1.25x input), if any
     cache_write_input_per_mtok: Decimal | None = None
+    # Prices of the provider's service tiers other than the standard one (OpenAI's "flex" at
+    # half price, "priority" above it), by the tier's name as the upstream reports it.
+    tiers: tuple[tuple[str, Price], ...] = ()
+
+    def for_tier(self, tier: str | None) -> Price:
+        """The price of the named service tier, else this (standard) one."""
+        if tier is not None:
+            for name, price in self.tiers:
+                if name == tier:
+                    return price
+        return self
 
     def cost_usd(
         self,
@@ -93,7 +104,34 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     written = cfg.cache_write_input_cost_per_mtok
     if written is None and entry.get("cache_creation_input_token_cost") is not None:
         written = _per_mtok(entry.get("cache_creation_input_token_cost"))
-    return Price(inp, out, cached, written), "litellm"
+    tiers: tuple[tuple[str, Price], ...] = ()
+    if cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
+        tiers = _tier_prices(entry, written)  # only beside litellm's own standard price
+    return Price(inp, out, cached, written, tiers), "litellm"
+
+
+SERVICE_TIERS = ("flex", "priority")
+
+
+def _tier_prices(entry: dict[str, Any], written: Decimal | None) -> tuple[tuple[str, Price], ...]:
+    """litellm's `input_cost_per_token_flex` etc.: a tier with both its prices listed."""
+    out = []
+    for tier in SERVICE_TIERS:
+        inp, outp = (
+            entry.get(f"input_cost_per_token_{tier}"),
+            entry.get(f"output_cost_per_token_{tier}"),
+        )
+        if inp is None or outp is None:
+            continue
+        cached = entry.get(f"cache_read_input_token_cost_{tier}")
+        price = Price(
+            _per_mtok(inp),
+            _per_mtok(outp),
+            _per_mtok(cached) if cached is not None else None,
+            written,
+        )
+        out.append((tier, price))
+    return tuple(out)
 
 
 LEDGER_PLACES = Decimal("1e-10")  # the ledger's money columns are NUMERIC(20,10)

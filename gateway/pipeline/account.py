@@ -88,12 +88,15 @@ class AccountStage:
             return
         # Each figure rounded as the ledger stores it; routing and the counterfactual derive
         # from the rounded ones, so cost + savings = counterfactual holds to the last place.
+        # A service tier's price (OpenAI's flex: half) at the deployment that served it, and
+        # the same tier at the baseline where it has one: asking for flex is not a saving of
+        # routing.
         ctx.cost_usd = ledger_usd(
-            self._price_of(dep, u.completion_tokens).cost_usd(
+            self._price_of(dep, u.completion_tokens, u.service_tier).cost_usd(
                 u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
             )
         )
-        base_price = self._price_of(baseline or dep, u.completion_tokens)
+        base_price = self._price_of(baseline or dep, u.completion_tokens, u.service_tier)
         sent_at_baseline = ledger_usd(
             base_price.cost_usd(
                 u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
@@ -103,12 +106,12 @@ class AccountStage:
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
         ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
 
-    def _price_of(self, dep: Deployment, completion_tokens: int) -> Price:
+    def _price_of(self, dep: Deployment, completion_tokens: int, tier: str | None = None) -> Price:
         if dep.config.hardware_usd_per_hour is not None and self.effective_price is not None:
             price = self.effective_price(dep.name, max(completion_tokens, 1))
             if price is not None:
                 return price
-        return dep.price
+        return dep.price.for_tier(tier)
 
     def _observe(self, ctx: RequestContext) -> None:
         m = self.metrics
@@ -208,7 +211,18 @@ def energy_of(ctx: RequestContext, body: dict[str, Any] | None) -> float | None:
     return joules if math.isfinite(joules) and 0 <= joules < MAX_JOULES_PER_REQUEST else None
 
 
+def service_tier(ctx: RequestContext, body: dict[str, Any] | None) -> str | None:
+    """The tier that served the request, as the upstream says (OpenAI answers the tier used,
+    e.g. "default" for "auto"), else the one the client asked for."""
+    served = body.get("service_tier") if isinstance(body, dict) else None
+    if isinstance(served, str):
+        return served
+    asked = ctx.body.get("service_tier")
+    return asked if isinstance(asked, str) else None
+
+
 def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
+    tier = service_tier(ctx, body)
     usage = body.get("usage") if isinstance(body, dict) else None
     prompt_tokens = _count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
     if isinstance(usage, dict) and prompt_tokens is not None:
@@ -231,6 +245,7 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             cached_tokens=cached,
             cache_write_tokens=min(_cache_writes(usage, details), prompt_tokens - cached),
             source="upstream",
+            service_tier=tier,
         )
     model = ctx.deployment.served_model if ctx.deployment else ctx.model
     prompt = (
@@ -240,6 +255,7 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
         prompt_tokens=prompt,
         completion_tokens=count_text(completion_text(body), model),
         source="tiktoken",
+        service_tier=tier,
     )
 
 

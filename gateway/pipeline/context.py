@@ -50,6 +50,7 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0  # written to the provider's prompt cache (part of prompt_tokens)
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
+    service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 
 
 @dataclass(slots=True)

@@ -210,6 +210,8 @@ class BudgetStage:
         # quarter token: each request admitted beside others would overspend by the difference
         prompt = max(ctx.prompt_tokens_estimate, prompt_tokens_ceiling(ctx.body))
         uncapped = max_tokens_of(ctx.body) is None and ctx.endpoint != "embeddings"
+        tier = ctx.body.get("service_tier")
+        tier = tier if isinstance(tier, str) else None
         costs = []
         for dep in group:
             completion = (
@@ -217,7 +219,7 @@ class BudgetStage:
                 if uncapped
                 else expected_completion
             )
-            costs.append(self._dearest_cost(dep, prompt, completion))
+            costs.append(self._dearest_cost(dep, prompt, completion, tier))
         return max(costs)
 
     def _answer_limit(self, dep: Deployment, completion: int, ctx: RequestContext) -> int:
@@ -229,7 +231,9 @@ class BudgetStage:
         cap = self._answer_caps[dep.name]
         return completion if cap is None else min(completion, cap * _choices(ctx))
 
-    def _dearest_cost(self, dep: Deployment, prompt: int, completion: int) -> Decimal:
+    def _dearest_cost(
+        self, dep: Deployment, prompt: int, completion: int, tier: str | None = None
+    ) -> Decimal:
         """What `dep` may bill for the request, at most.
 
         A hardware-priced deployment ($/hour, usually $0 per token in its config) is billed at
@@ -242,6 +246,10 @@ class BudgetStage:
         write = price.cache_write_input_per_mtok
         written = prompt if write is not None and write > price.input_per_mtok else 0
         configured = price.cost_usd(prompt, completion, 0, written)
+        if tier is not None and price.tiers:  # a dearer tier asked for (priority) is reserved
+            configured = max(
+                configured, price.for_tier(tier).cost_usd(prompt, completion, 0, written)
+            )
         local = self.router.local.get(dep.name) if self.router is not None else None
         if local is None or dep.config.hardware_usd_per_hour is None:
             return configured
@@ -286,5 +294,6 @@ def _choices(ctx: RequestContext) -> int:
     counts = [ctx.body.get("n"), ctx.body.get("best_of")]
     per_prompt = max([c for c in counts if isinstance(c, int) and not isinstance(c, bool)] + [1])
     prompt = ctx.body.get("prompt") if ctx.endpoint == "completions" else None
-    several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
-    return per_prompt * (len(prompt) if several else 1)
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+        return per_prompt * len(prompt)  # several prompts (not one prompt's token array)
+    return per_prompt

@@ -41,6 +41,9 @@ class StreamAssembler:
         if not self.meta:
             self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
             self.meta["object"] = chunk.get("object")
+        tier = chunk.get("service_tier")
+        if isinstance(tier, str):  # the tier that served it (and sets its price): the last said
+            self.meta["service_tier"] = tier
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage

@@ -35,6 +35,11 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _served_tier(asked: str) -> str:
+    """The tier OpenAI says served a request: the one asked for, "default" for "auto"."""
+    return "default" if asked == "auto" else asked
+
+
 def _content(msg: Json) -> str:
     c = msg.get("content")
     if isinstance(c, str):
@@ -184,6 +189,8 @@ class MockUpstream:
                 for i in range(n)
             ],
         }
+        if isinstance(body.get("service_tier"), str):
+            resp["service_tier"] = _served_tier(body["service_tier"])
         if not self.knobs["no_usage"]:
             resp["usage"] = usage
         return web.Response(body=orjson.dumps(resp), content_type="application/json")
@@ -207,6 +214,8 @@ class MockUpstream:
             "created": int(time.time()),
             "model": body.get("model"),
         }
+        if isinstance(body.get("service_tier"), str):  # as OpenAI: in every chunk
+            base["service_tier"] = _served_tier(body["service_tier"])
         pieces = [w + " " for w in text.split()] if text else []
         if pieces:
             pieces[-1] = pieces[-1].rstrip()

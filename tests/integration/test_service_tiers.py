@@ -1,0 +1,82 @@
+"""OpenAI's service tiers are priced as billed: `flex` at half the standard price, `priority`
+above it (litellm's price map lists both for gpt-5), by the tier the upstream says served the
+request, streamed or not (the reservation: tests/unit/pipeline/test_budget_service_tier.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    create_database,
+    drop_database,
+    ledger_row,
+    mock_deployment,
+    sdk_client,
+)
+
+pytestmark = pytest.mark.integration
+
+MILLION = Decimal(1_000_000)
+# litellm 1.100.5's map for gpt-5, USD per million tokens: standard, flex, priority
+PRICES = {
+    "default": (Decimal("1.25"), Decimal(10)),
+    "flex": (Decimal("0.625"), Decimal(5)),
+    "priority": (Decimal("2.5"), Decimal(20)),
+}
+
+
+@pytest.fixture(scope="module")
+def gw(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[GatewayServer]:
+    db = create_database("tg_tiers")
+    dep = mock_deployment(
+        "tiered", "gpt-5-tiered", mock_upstream,
+        upstream_model="gpt-5", input_cost_per_mtok=None, output_cost_per_mtok=None,
+    )  # fmt: skip
+    g = GatewayServer(session_tmp, db, [dep])
+    yield g
+    g.stop()
+    drop_database(db)
+
+
+def expected(row: dict, tier: str) -> Decimal:
+    inp, out = PRICES[tier]
+    return (row["prompt_tokens"] * inp + row["completion_tokens"] * out) / MILLION
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("asked", "served"), [("flex", "flex"), ("priority", "priority"),
+                                               ("auto", "default"), (None, "default")])  # fmt: skip
+def test_each_tier_is_billed_at_its_price(
+    gw: GatewayServer, stream: bool, asked: str | None, served: str
+) -> None:
+    _, key = gw.new_tenant()
+    rid = f"tier-{asked}-{stream}"
+    extra = {} if asked is None else {"service_tier": asked}
+    client = sdk_client(gw, key)
+    messages = [{"role": "user", "content": f"price me by my tier please {rid}"}]
+    headers = {"x-request-id": rid, "Cache-Control": "no-store"}
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-5-tiered", messages=messages, stream=True,
+                stream_options={"include_usage": True}, extra_headers=headers, **extra,
+            )
+        )  # fmt: skip
+        tiers = {c.service_tier for c in chunks if c.service_tier}
+        assert tiers == ({served} if asked else set())
+    else:
+        reply = client.chat.completions.with_raw_response.create(
+            model="gpt-5-tiered", messages=messages, extra_headers=headers, **extra
+        )
+        assert Decimal(reply.headers["x-thriftgate-cost-usd"]) > 0
+    row = ledger_row(gw, rid)
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+    assert row["cost_usd"] == expected(row, served)
+    assert row["saved_routing_usd"] == 0  # the same tier at the baseline: no routing saving
+    assert row["counterfactual_cost_usd"] == row["cost_usd"]
