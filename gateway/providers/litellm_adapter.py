@@ -99,6 +99,21 @@ class LiteLLMProvider:
                     param=name,
                     code="unsupported_parameter",
                 )
+        # Tools where litellm maps none (Bedrock's Llama models, SageMaker, Predibase): dropped,
+        # an agent gets prose with a 200. Plain `ollama` lists none but puts them into the
+        # prompt itself (litellm's function-to-prompt fallback), which is left alone.
+        if (
+            body.get("tools")
+            and "tools" not in supported
+            and "functions" not in supported
+            and litellm_name(dep.provider) != "ollama"
+        ):
+            raise InvalidRequest(
+                f"Deployment {dep.name!r} ({dep.provider}) does not support 'tools': its "
+                "provider cannot call them; use a model that supports tool calling.",
+                param="tools",
+                code="unsupported_parameter",
+            )
         # The legacy `functions` list where litellm maps only `tools` (Anthropic, Mistral):
         # dropped, the model answers prose. (Where neither is listed, as for Ollama, litellm
         # has its own fallback for functions, which is left alone.)

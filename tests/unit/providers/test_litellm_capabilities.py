@@ -175,3 +175,31 @@ async def test_structured_output_a_provider_lacks_is_a_400_not_free_text(
 
 def test_a_text_response_format_asks_for_nothing() -> None:
     LiteLLMProvider()._refuse_lacking({**CHAT, "response_format": {"type": "text"}}, _cohere())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tools_a_provider_cannot_call_are_a_400_not_prose(stream: bool) -> None:
+    """Bedrock's Llama 3 has no tool calling in litellm: the tools vanished and an agent got a
+    prose answer with a 200. Refused before anything is sent (hunt9 h5)."""
+    config = DeploymentConfig(
+        name="d", model="m", provider="bedrock", upstream_model="meta.llama3-8b-instruct-v1:0",
+        api_base="http://127.0.0.1:9", api_key_env=KEY_ENV,
+    )  # fmt: skip
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    body = {**CHAT, "tools": tools}
+    with pytest.raises(InvalidRequest) as info:
+        if stream:
+            async for _ in LiteLLMProvider().stream(
+                body, dep, endpoint="chat/completions", timeout_s=5
+            ):
+                pass
+        else:
+            await LiteLLMProvider().complete(body, dep, endpoint="chat/completions", timeout_s=5)
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "tools")
+
+
+async def test_tools_pass_where_litellm_maps_them(serve_messages: ServeMessages) -> None:
+    base = await serve_messages(answer)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    await complete(base, {"tools": tools})  # Anthropic: mapped, sent
