@@ -205,7 +205,11 @@ class EngineCore:
             ids[i, : len(row)] = torch.tensor(row)
             ids[i, len(row) :] = seq.last_token  # filler, masked out below
             new_cols[i, : len(row)] = 1
-            positions[i] = torch.arange(seq.position, seq.position + q)
+            # Filler columns are masked but still looked up: keep them inside the model's
+            # positions (a row near the end, beside a row with many drafts).
+            positions[i] = torch.arange(seq.position, seq.position + q).clamp_(
+                max=self.config.max_model_len - 1
+            )
             if self.energy is not None:
                 self.energy.add_work(seq.energy, len(row))
         mask = self._kv.extend(new_cols)

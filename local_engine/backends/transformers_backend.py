@@ -117,6 +117,16 @@ class TransformersBackend:
         stop_ids.update(eos if isinstance(eos, list) else [] if eos is None else [eos])
         if tokenizer.eos_token_id is not None:
             stop_ids.add(int(tokenizer.eos_token_id))
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and 0 < positions < self.config.max_model_len:
+            # GPT-2's 1,024 under the default 2,048: past its positions the model cannot run.
+            log.warning(
+                "max_model_len %d is more than %s takes; serving %d tokens of context",
+                self.config.max_model_len,
+                model_dir.name,
+                positions,
+            )
+            self.config = self.config.model_copy(update={"max_model_len": positions})
         core = EngineCore(model, self.config, self._stats, draft, self._energy)
         core.start()
         self._vocab_size = int(model.config.vocab_size)
