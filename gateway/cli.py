@@ -256,6 +256,7 @@ def serve(
             err=True,
         )
     _check_spool_dir(settings.spool_dir)
+    _check_cache_model_dir(settings)
     listen_host = host or settings.host
     listen_port = port if port is not None else settings.port
     _check_address(listen_host, listen_port, from_flag=host is not None)
@@ -298,6 +299,30 @@ def _check_spool_dir(directory: Path) -> None:
     except OSError as exc:
         typer.echo(
             f"error: THRIFTGATE_SPOOL_DIR {str(directory)!r}: {exc.strerror or exc}", err=True
+        )
+        raise typer.Exit(2) from None
+
+
+def _check_cache_model_dir(settings: Settings) -> None:
+    """The semantic cache exports its embedding model to this directory once (a directory
+    already holding it may be read-only): one it cannot create or write was a 74-line
+    traceback from the app's start-up."""
+    if not settings.cache_semantic:
+        return
+    from gateway.cache.embedder import default_cache_dir
+
+    directory = settings.cache_model_dir or default_cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not any(directory.glob("*.onnx")):
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+                pass
+    except OSError as exc:
+        typer.echo(
+            f"error: THRIFTGATE_CACHE_MODEL_DIR {str(directory)!r}: {exc.strerror or exc} "
+            "(the semantic cache keeps its embedding model there; "
+            "THRIFTGATE_CACHE_SEMANTIC=false turns it off)",
+            err=True,
         )
         raise typer.Exit(2) from None
 

@@ -156,3 +156,18 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
     assert "s3cret" not in out.stderr
     quiet = cli("tenant", "list", env={**env, "THRIFTGATE_CONFIG_FILE": "x.yaml"})  # compose's
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_a_cache_model_directory_that_cannot_be_made_is_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # The semantic cache exports its embedding model there once: a directory that cannot be
+    # created was a 74-line traceback from the app's start-up, exit 3
+    out = cli(
+        "serve", "--port", "1",
+        env={**env, "THRIFTGATE_CACHE_MODEL_DIR": "/proc/thriftgate-models"},
+    )  # fmt: skip
+    line = one_line(out)
+    assert out.returncode == 2
+    assert line.startswith("error: THRIFTGATE_CACHE_MODEL_DIR '/proc/thriftgate-models': "), line
+    assert not (tmp_path / "s.db").exists()
