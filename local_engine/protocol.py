@@ -36,6 +36,7 @@ class ParsedRequest:
     stop: list[str]
     stream: bool
     include_usage: bool
+    max_tokens_param: str = "max_tokens"  # or "max_completion_tokens": what errors name
 
 
 def _number(body: Json, name: str, lo: float, hi: float, default: float) -> float:
@@ -212,6 +213,7 @@ def parse_request(endpoint: Endpoint, body: Json) -> ParsedRequest:
         stop=stops,
         stream=stream,
         include_usage=stream and bool(options.get("include_usage", False)),
+        max_tokens_param=limit_name,
     )
 
 

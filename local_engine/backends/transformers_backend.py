@@ -189,9 +189,10 @@ class TransformersBackend:
             return min(self.config.default_max_tokens, room)
         if req.max_tokens > room:
             raise BadEngineRequest(
-                f"the prompt has {prompt_n} tokens and max_tokens is {req.max_tokens}: together "
-                f"more than this model's context of {context} tokens; ask for at most {room}",
-                param="max_tokens",
+                f"the prompt has {prompt_n} tokens and {req.max_tokens_param} is "
+                f"{req.max_tokens}: together more than this model's context of {context} tokens; "
+                f"ask for at most {room}",
+                param=req.max_tokens_param,
                 code="context_length_exceeded",
             )
         return req.max_tokens

@@ -65,3 +65,15 @@ def test_audio_output_and_web_search_are_refused_not_answered_in_plain_text(
 
 def test_text_only_modalities_pass() -> None:
     assert parse_request("chat/completions", chat(modalities=["text"], audio=None)).messages
+
+
+def test_a_max_completion_tokens_past_the_context_is_named_as_sent() -> None:
+    from local_engine.backends.transformers_backend import TransformersBackend
+    from local_engine.config import EngineConfig
+
+    backend = TransformersBackend(EngineConfig(max_model_len=100))
+    req = parse_request("chat/completions", chat(max_completion_tokens=500))
+    with pytest.raises(BadEngineRequest) as info:
+        backend._max_tokens(req, prompt_n=40)
+    assert info.value.param == "max_completion_tokens"
+    assert "max_completion_tokens is 500" in info.value.message
