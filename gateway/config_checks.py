@@ -63,6 +63,15 @@ def problems(config: FileConfig) -> list[Problem]:
                     True,
                 )
             )
+        elif dep.provider in OPENAI_COMPATIBLE and _endpoint_path(dep.api_base):
+            found.append(
+                Problem(
+                    f"{where}: api_base is the base URL the gateway adds /chat/completions to "
+                    f"(such as https://api.groq.com/openai/v1), not the endpoint "
+                    f"(.../{_endpoint_path(dep.api_base)})",
+                    True,
+                )
+            )
         key = dep.api_key()
         if dep.api_key_env and not (key and key.strip()):
             found.append(_unset_key(where, dep.api_key_env))
@@ -100,6 +109,15 @@ def _http_url(value: str) -> bool:
         return parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:  # e.g. a malformed IPv6 host or port
         return False
+
+
+ENDPOINTS = ("chat/completions", "completions", "embeddings", "responses")
+
+
+def _endpoint_path(api_base: str | None) -> str | None:
+    """The endpoint an api_base ends with (the URL a provider's docs show for curl), if any."""
+    path = urlsplit(api_base or "").path.rstrip("/")
+    return next((e for e in ENDPOINTS if path.endswith("/" + e)), None)
 
 
 def _unset_key(where: str, api_key_env: str) -> Problem:

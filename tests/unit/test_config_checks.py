@@ -108,3 +108,20 @@ def test_a_local_deployment_whose_engine_cannot_start_stops_the_start(
     assert len(problems) == 1 and problems[0][0], problems
     assert problems[0][1].startswith("deployment 'loc': ") and message in problems[0][1]
     assert "\n" not in problems[0][1]  # one line at start-up
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "https://api.groq.com/openai/v1/chat/completions",
+        "http://127.0.0.1:8100/v1/completions/",
+        "http://127.0.0.1:9/v1/responses",
+    ],
+)
+def test_an_endpoint_given_as_api_base_stops_the_start(api_base: str) -> None:
+    """The URL a provider's docs show for curl (`.../v1/chat/completions`) pasted as api_base
+    was served as `.../chat/completions/chat/completions`: a 404 on every request (hunt9 h1)."""
+    problems = found(config({"name": "groq", "api_base": api_base}))
+    assert len(problems) == 1 and problems[0][0], problems
+    assert problems[0][1].startswith("deployment 'groq': api_base is the base URL"), problems
+    assert found(config({"api_base": "http://127.0.0.1:9/openai/v1"})) == []
