@@ -185,11 +185,37 @@ def _local_engine_problems(dep: DeploymentConfig) -> list[str]:
         ]
     folders = (("options.model", engine.model), ("options.speculative.draft_model",
                engine.speculative.draft_model))  # fmt: skip
-    return [
+    found = [
         f"{where}: {folder} is not a local Hugging Face model folder (config.json + weights)"
         for where, folder in folders
         if folder is not None and not is_hf_folder(Path(folder).expanduser())
     ]
+    if engine.model is None:
+        found.extend(_bundled_model_target_problems(engine.model_cache_dir))
+    return found
+
+
+def _bundled_model_target_problems(cache_dir: Path | None) -> list[str]:
+    """The bundled SmolLM2 is converted once into the model cache: a cache that cannot be
+    created or written started the gateway (/readyz ok) and every request was a 502."""
+    import tempfile
+
+    from local_engine.model_store import BUNDLED_FOLDER, default_cache_dir, is_hf_folder
+
+    target = (cache_dir or default_cache_dir()) / BUNDLED_FOLDER
+    if is_hf_folder(target):
+        return []
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        return [
+            f"the bundled model is converted once into {str(target)!r}, which cannot be "
+            f"written: {exc.strerror or exc} (set THRIFTGATE_MODEL_CACHE or "
+            "options.model_cache_dir)"
+        ]
+    return []
 
 
 def _local_extra_installed() -> bool:

@@ -125,3 +125,17 @@ def test_an_endpoint_given_as_api_base_stops_the_start(api_base: str) -> None:
     assert len(problems) == 1 and problems[0][0], problems
     assert problems[0][1].startswith("deployment 'groq': api_base is the base URL"), problems
     assert found(config({"api_base": "http://127.0.0.1:9/openai/v1"})) == []
+
+
+def test_a_model_cache_the_bundled_model_cannot_be_converted_into_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bundled SmolLM2 is converted once into THRIFTGATE_MODEL_CACHE: one that cannot be
+    created started the gateway, /readyz said ok, and every request was a 502 (hunt9 h1)."""
+    monkeypatch.setenv("THRIFTGATE_MODEL_CACHE", "/proc/thriftgate-models")
+    problems = found(config({"name": "loc", "provider": "local", "api_base": None}))
+    assert len(problems) == 1 and problems[0][0], problems
+    assert problems[0][1].startswith(
+        "deployment 'loc': the bundled model is converted once into '/proc/thriftgate-models/"
+    ), problems
+    assert "THRIFTGATE_MODEL_CACHE" in problems[0][1]
