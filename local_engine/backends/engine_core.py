@@ -1,7 +1,9 @@
 """The decode loop: one worker thread, continuous batching, per-row speculative decoding.
 
-Requests join the running batch at any step boundary (prefilled alone, then merged), leave when
-done or cancelled, and each step is ONE forward pass over every row's next input plus its drafts.
+Requests join the running batch at any step boundary (prefilled alone, then merged; a prompt
+longer than `prefill_chunk_tokens` joining running rows is fed one chunk per step, so they keep
+decoding), leave when done or cancelled, and each step is ONE forward pass over every row's next
+input plus its drafts.
 Per row, drafts come from the row's proposer, sized by its adaptive controller and by load (the
 batch shares a draft-token budget), and are verified against that same pass's logits.
 When GPU energy is measured, each row's work (prompt positions at its prefill, 1 + drafts per
@@ -14,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -41,6 +44,16 @@ from local_engine.stats import StatsRecorder
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class PartialPrefill:
+    """A long prompt prefilled a chunk per loop turn, so running rows keep decoding meanwhile."""
+
+    seq: Sequence
+    cache: DynamicCache
+    done: int = 0  # prompt tokens already in the cache
+    busy_s: float = 0.0  # time spent in its passes (the engine's throughput counts it)
+
+
 class EngineCore:
     def __init__(
         self,
@@ -61,6 +74,7 @@ class EngineCore:
         self._cond = threading.Condition()
         self._stopping = False
         self._seqs: list[Sequence] = []
+        self._partial: PartialPrefill | None = None
         self._kv = BatchKV()
         self._step_cost = StepCost()  # measured step time per (rows, width): batch drafting
         self._thread = threading.Thread(target=self._run, name="local-engine", daemon=True)
@@ -91,15 +105,22 @@ class EngineCore:
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not self._pending and not self._seqs and not self._stopping:
+                    while (
+                        not self._pending
+                        and not self._seqs
+                        and self._partial is None
+                        and not self._stopping
+                    ):
                         self._cond.wait()
                     if self._stopping:
                         break
-                    idle = not self._seqs
+                    idle = not self._seqs and self._partial is None
                 if idle and self.config.batch_wait_ms > 0:
                     time.sleep(self.config.batch_wait_ms / 1000.0)  # let simultaneous ones arrive
                 try:
                     self._admit()
+                    if self._partial is not None:
+                        self._prefill_chunk(self._partial)
                     if self._seqs:
                         self._step()
                 except Exception as exc:  # a failed step fails its requests, not the engine
@@ -117,12 +138,17 @@ class EngineCore:
             seq.request.sink(FinishEvent("error", message))
         for req in pending:
             req.sink(FinishEvent("error", message))
+        if self._partial is not None:
+            self._close_energy([self._partial.seq])
+            self._partial.seq.request.sink(FinishEvent("error", message))
+            self._partial = None
         self._seqs = []
         self._kv = BatchKV()
         self.stats.running = 0
 
     def _admit(self) -> None:
-        while len(self._seqs) < self.config.max_batch_size:
+        # A chunked prefill in progress holds the next slot (and keeps the queue's order).
+        while self._partial is None and len(self._seqs) < self.config.max_batch_size:
             with self._cond:
                 if not self._pending:
                     break
@@ -132,10 +158,9 @@ class EngineCore:
                 request.sink(FinishEvent("cancelled"))
                 continue
             self._prefill(request)
-        self.stats.running = len(self._seqs)
+        self.stats.running = len(self._seqs) + (self._partial is not None)
 
     def _prefill(self, request: GenerationRequest) -> None:
-        started = time.perf_counter()
         use_spec = request.speculate and self.spec_config.enabled
         seq = Sequence(
             request,
@@ -146,24 +171,46 @@ class EngineCore:
         if self.energy is not None:
             seq.energy = self.energy.open()
             self.energy.add_work(seq.energy, seq.num_prompt)
-        cache = DynamicCache(config=self.model.config)
+        partial = PartialPrefill(seq, DynamicCache(config=self.model.config))
+        if self._seqs and seq.num_prompt > self.config.prefill_chunk_tokens:
+            # One pass over a long prompt would stall every running row for seconds on a CPU.
+            self._partial = partial
+            return
+        self._prefill_chunk(partial, seq.num_prompt)
+
+    def _prefill_chunk(self, partial: PartialPrefill, size: int | None = None) -> None:
+        """Feed the next `size` prompt tokens (a chunk); after the last, the row joins the batch."""
+        seq, request, cache = partial.seq, partial.seq.request, partial.cache
+        if request.cancelled.is_set():
+            self._partial = None
+            self._close_energy([seq])
+            request.sink(FinishEvent("cancelled"))
+            return
+        started = time.perf_counter()
+        end = min(seq.num_prompt, partial.done + (size or self.config.prefill_chunk_tokens))
         try:
-            ids = torch.tensor([request.prompt_ids], dtype=torch.long)
+            ids = torch.tensor([request.prompt_ids[partial.done : end]], dtype=torch.long)
             out = self.model(
                 input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=1
             )
+            partial.done = end
+            if end < seq.num_prompt:
+                partial.busy_s += time.perf_counter() - started
+                return
+            self._partial = None
             token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
         except Exception as exc:
             # This request's input broke its own pass (it is not in the batch yet): fail it
             # alone. Left to `_run`, it would fail every other request and never answer this one.
             log.exception("local engine prefill failed")
+            self._partial = None
             self._close_energy([seq])
             request.sink(FinishEvent("error", f"local engine error: {exc}"))
             return
         seq.position = seq.num_prompt
         kept = seq.accept([token])
         self.stats.first_token(time.perf_counter() - request.submitted_at)
-        self.stats.step(time.perf_counter() - started, len(kept))
+        self.stats.step(partial.busy_s + time.perf_counter() - started, len(kept))
         request.sink(TokensEvent(kept))
         if seq.finished is not None:
             request.sink(FinishEvent(seq.finished, energy_joules=self._close_energy([seq])[0]))
