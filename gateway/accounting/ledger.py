@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.budgets import add_spend, counter_starts, release_reserved
 from gateway.accounting.settling import Settling
-from gateway.accounting.spool import LedgerSpool
+from gateway.accounting.spool import LedgerSpool, database_key
 from gateway.db.models import ApiKey, UsageLedger, table
 from gateway.db.session import upsert_insert
 
@@ -61,7 +61,15 @@ class LedgerWriter:
         settling: Settling | None = None,
     ) -> None:
         self.engine = engine
-        self.spool = LedgerSpool(spool_dir)
+        self.spool = LedgerSpool(spool_dir, database_key(engine.url))
+        for key, rows in self.spool.foreign_rows().items():
+            log.warning(
+                "spool %s holds %d ledger rows of another database (key %s): left for a gateway "
+                "on that database to replay",
+                spool_dir,
+                rows,
+                key,
+            )
         # what finished requests will release from their reservations once their rows land
         self.settling = settling if settling is not None else Settling()
         self.settling.flush_interval_s = flush_interval_s

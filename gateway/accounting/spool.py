@@ -8,12 +8,19 @@ Layout: `<dir>/<owner>.lock` is flock-ed for the life of the process; its rows g
 `<dir>/<owner>-<seq>.jsonl` segments. The writer rotates the open segment, writes closed ones to
 the database and deletes them. At start, segments whose owner's lock is free (the owner died)
 are adopted, so a restart replays them; rows carry ids, so a replay is idempotent.
+
+A spool directory may outlive the database it was written for (a gateway started on another
+database from the same directory: `./spool` is the default for every embedded gateway). The
+owner's name therefore starts with a key of its database, `<database key>.<pid>_<token>`, and
+only segments of the same database are adopted; another database's wait for a gateway on it
+(a warning says so at start). Owners named without a key (written before keys) are adopted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -21,13 +28,28 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.engine import URL
+
+
+def database_key(url: URL) -> str:
+    """A short, stable name of a database: its URL without password or options (a SQLite file
+    by its absolute path). Two spellings of one server (localhost / 127.0.0.1) differ; their
+    rows then wait for a gateway using the spelling they were written under."""
+    if url.get_backend_name() == "sqlite":
+        name = url.database or ""
+        ident = "sqlite:" + (str(Path(name).resolve()) if name and name != ":memory:" else name)
+    else:
+        ident = f"{url.get_backend_name()}://{url.username}@{url.host}:{url.port}/{url.database}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
 class LedgerSpool:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, database_key: str | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.owner = f"{os.getpid()}_{secrets.token_hex(4)}"
+        self.database_key = database_key
+        ident = f"{os.getpid()}_{secrets.token_hex(4)}"
+        self.owner = f"{database_key}.{ident}" if database_key else ident
         self._lock_fd = os.open(self.dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._seq = 0
@@ -88,10 +110,27 @@ class LedgerSpool:
         mine = sorted(self.dir.glob(f"{self.owner}-*.jsonl"))
         return [p for p in mine if p != self._open_path]
 
+    def _ours(self, owner: str) -> bool:
+        """A segment owner of this database, or of no recorded one."""
+        key, dot, _ = owner.partition(".")
+        return not dot or self.database_key is None or key == self.database_key
+
+    def foreign_rows(self) -> dict[str, int]:
+        """Rows spooled for other databases, by database key (they are left alone)."""
+        out: dict[str, int] = {}
+        for segment in self.dir.glob("*.jsonl"):
+            owner = segment.name.rsplit("-", 1)[0]
+            if self._ours(owner):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                key = owner.partition(".")[0]
+                out[key] = out.get(key, 0) + segment.read_bytes().count(b"\n")
+        return out
+
     def _adopt_orphans(self) -> None:
         for lock in self.dir.glob("*.lock"):
             owner = lock.stem
-            if owner == self.owner:
+            if owner == self.owner or not self._ours(owner):
                 continue
             try:
                 fd = os.open(lock, os.O_RDWR)

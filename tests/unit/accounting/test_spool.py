@@ -56,3 +56,58 @@ def test_a_live_owner_keeps_its_segments(tmp_path: Path):
     a.close()
     b.close()
     assert os.path.isdir(tmp_path)
+
+
+def _dead_spool(directory: Path, key: str | None, ids: list[str]) -> None:
+    code = (
+        "import os, signal\n"
+        "from gateway.accounting.spool import LedgerSpool\n"
+        f"s = LedgerSpool({str(directory)!r}, {key!r})\n"
+        + "".join(f"s.append({{'id': {i!r}}})\n" for i in ids)
+        + "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+
+
+def _ids(spool: LedgerSpool) -> list[str]:
+    return sorted(r["id"] for seg in spool.closed_segments() for r in LedgerSpool.read(seg))
+
+
+def test_rows_of_another_database_are_left_for_a_gateway_on_it(tmp_path: Path):
+    """A gateway started on database B from the directory where one on database A died
+    replayed A's rows into B (hunt9 h1): only the same database's rows are adopted."""
+    _dead_spool(tmp_path, "aaaaaaaaaaaa", ["a-1", "a-2"])
+    _dead_spool(tmp_path, None, ["legacy-1"])  # written before keys: adopted by anyone
+    other = LedgerSpool(tmp_path, "bbbbbbbbbbbb")
+    assert _ids(other) == ["legacy-1"]
+    assert other.foreign_rows() == {"aaaaaaaaaaaa": 2}
+    other.close()
+    same = LedgerSpool(tmp_path, "aaaaaaaaaaaa")
+    assert _ids(same) == ["a-1", "a-2"]
+    assert "aaaaaaaaaaaa" not in same.foreign_rows()
+
+
+def test_a_database_key_names_the_database_not_how_it_was_reached(tmp_path: Path):
+    from sqlalchemy.engine import make_url
+
+    from gateway.accounting.spool import database_key
+
+    pg = "postgresql+asyncpg://u:{pw}@db.example:5432/app?sslmode=require"
+    assert database_key(make_url(pg.format(pw="one"))) == database_key(
+        make_url(pg.format(pw="two").replace("?sslmode=require", ""))
+    )  # a rotated password or another option is the same database
+    assert database_key(make_url(pg.format(pw="x"))) != database_key(
+        make_url(pg.format(pw="x").replace("/app", "/other"))
+    )
+    here, there = tmp_path / "a", tmp_path / "b"
+    here.mkdir(), there.mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(here)
+        first = database_key(make_url("sqlite+aiosqlite:///./thriftgate.db"))
+        os.chdir(there)
+        second = database_key(make_url("sqlite+aiosqlite:///./thriftgate.db"))
+    finally:
+        os.chdir(cwd)
+    assert first != second  # ./thriftgate.db in two directories: two databases
+    assert first == database_key(make_url(f"sqlite+aiosqlite:///{here / 'thriftgate.db'}"))
