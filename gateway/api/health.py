@@ -33,11 +33,17 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # A local model still loading at startup: requests would wait for it (seconds), so a load
     # balancer should not send any yet. A load that failed is not waited for.
     loading = services.providers.loading_models()
+    # A model that failed to load answers every request with a 503: ready only while some
+    # other deployment can serve (the embedded default has none).
+    failed = services.providers.failed_models()
+    serving = len(services.catalog.deployments) - len(failed)
+    engines = "loading" if loading else "failed" if failed else "ok"
+    ready = db_ok and not loading and serving > 0
     body = {
-        "status": "starting" if loading else "ok" if db_ok else "degraded",
+        "status": "starting" if loading else "ok" if ready and not failed else "degraded",
         "database": "ok" if db_ok else "unreachable",
         "ledger_writer": "ok" if services.ledger.healthy else "retrying",
-        "local_engines": "loading" if loading else "ok",
+        "local_engines": engines,
         "deployments": len(services.catalog.deployments),
     }
-    return JSONResponse(body, status_code=200 if db_ok and not loading else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -86,6 +86,11 @@ class LocalProvider:
         self._engines: dict[str, ServingBackend] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._preloads: set[asyncio.Task[None]] = set()
+        self._failed: set[str] = set()  # deployments whose last model load failed
+
+    def failed(self) -> set[str]:
+        """Deployments whose last model load failed (until one succeeds): /readyz says so."""
+        return set(self._failed)
 
     def loading(self, dep: Deployment) -> bool:
         """Whether a request now would wait for the engine to load its model first."""
@@ -124,8 +129,10 @@ class LocalProvider:
                 try:
                     await engine.start()
                 except EngineError as exc:
+                    self._failed.add(dep.name)
                     raise _translate(exc, dep) from exc
                 except Exception as exc:  # weights or tokenizer transformers cannot read
+                    self._failed.add(dep.name)
                     # This deployment's fault (a group falls back, the breaker counts it), not a
                     # gateway 500; the folder's path and the library's words go to the log only.
                     log.exception("local deployment %s could not load its model", dep.name)
@@ -135,6 +142,7 @@ class LocalProvider:
                         upstream_status=503,
                     ) from exc
                 self._engines[dep.name] = engine
+                self._failed.discard(dep.name)
         return engine
 
     def stats(self, dep: Deployment) -> EngineStats | None:

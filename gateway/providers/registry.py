@@ -55,6 +55,12 @@ class ProviderRegistry:
         preloading = getattr(local, "preloading", None)
         return bool(preloading is not None and preloading())
 
+    def failed_models(self) -> set[str]:
+        """Local deployments whose model load failed (and has not succeeded since)."""
+        local = self._by_kind.get("local")
+        failed = getattr(local, "failed", None)
+        return set(failed()) if failed is not None else set()
+
     async def aclose(self) -> None:
         for provider in self._by_kind.values():
             await provider.aclose()
