@@ -12,6 +12,7 @@
     ├── NoHealthyDeployment           503 no_healthy_deployment
     └── UpstreamError                 502 upstream_error   (wraps the upstream's status/message)
         ├── UpstreamTimeout           504 upstream_timeout
+        ├── UpstreamOverloaded        503 engine_overloaded  (a full queue; Retry-After)
         └── UpstreamRateLimited       429 rate_limit_exceeded  (the last deployment's 429)
 
 A missed latency SLO is not an error: the fastest candidate serves and a header says so.
@@ -150,6 +151,20 @@ class UpstreamError(GatewayError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+
+
+class UpstreamOverloaded(UpstreamError):
+    """A healthy engine whose queue is full (the local engine): busy, not broken. Dispatch falls
+    back without counting it toward the breaker; as the last answer it is a 503 with a
+    Retry-After, as OpenAI answers "The engine is currently overloaded" (the SDK retries it)."""
+
+    status_code = 503
+    type = "server_error"
+    code = "engine_overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, upstream_status=503, code="engine_overloaded")
+        self.headers["Retry-After"] = str(retry_after_s)
 
 
 class UpstreamRateLimited(UpstreamError):

@@ -31,6 +31,7 @@ from gateway.errors import (
     InvalidRequest,
     NoHealthyDeployment,
     UpstreamError,
+    UpstreamOverloaded,
     UpstreamTimeout,
 )
 from gateway.pipeline.context import Json, Reply, RequestContext
@@ -128,7 +129,9 @@ class Dispatcher:
                 status = exc.upstream_status or exc.status_code
                 log.info("deployment %s failed (%s): %s", dep.name, status, exc.message)
                 again = retryable(exc)
-                self._fail(flight, dep.name, status, counts=again)
+                # a full queue is a busy engine, not a broken one: no breaker count
+                busy = isinstance(exc, UpstreamOverloaded)
+                self._fail(flight, dep.name, status, counts=again and not busy)
                 if not again:
                     raise
                 if plan is not None and self.router is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamOverloaded, UpstreamTimeout
 from gateway.providers.base import Endpoint, Json
 from local_engine.backends import ServingBackend, create_backend
 from local_engine.config import EngineConfig
@@ -73,7 +73,7 @@ def _translate(exc: EngineError, dep: Deployment) -> Exception:
         # the code too: `unsupported_parameter` tells dispatch to try another deployment
         return InvalidRequest(exc.message, param=exc.param, code=exc.code)
     if isinstance(exc, EngineOverloaded):
-        return UpstreamError(exc.message, upstream_status=503, code="engine_overloaded")
+        return UpstreamOverloaded(f"local deployment {dep.name!r}: {exc.message}")
     return UpstreamError(
         f"local engine {dep.name!r}: {exc.message}", upstream_status=exc.status_code
     )
