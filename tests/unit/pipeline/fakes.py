@@ -1,7 +1,8 @@
-"""Stand-ins the dispatch tests share."""
+"""Stand-ins the dispatch and budget tests share."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from gateway.routing.catalog import Deployment
@@ -15,3 +16,14 @@ class Providers:
 
     def for_deployment(self, dep: Deployment) -> Any:
         return self.by_name[dep.name]
+
+
+class Book:
+    """A budget book that admits everything and records the amounts reserved."""
+
+    def __init__(self) -> None:
+        self.amounts: list[Decimal] = []
+
+    async def reserve(self, tenant: str, budget: Decimal, period: str, amount: Decimal) -> Any:
+        self.amounts.append(amount)
+        return None, 0

@@ -13,15 +13,7 @@ from gateway.pipeline.limits import BudgetStage, _expected_completion
 from gateway.routing.catalog import Catalog
 from gateway.settings import DeploymentConfig
 from tests.support.context import bare_context
-
-
-class Book:
-    def __init__(self) -> None:
-        self.amounts: list[Decimal] = []
-
-    async def reserve(self, tenant: str, budget: Decimal, period: str, amount: Decimal) -> Any:
-        self.amounts.append(amount)
-        return None, 0
+from tests.unit.pipeline.fakes import Book
 
 
 def reserved(body: dict[str, Any]) -> Decimal:
