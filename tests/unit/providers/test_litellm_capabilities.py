@@ -44,8 +44,10 @@ async def answer(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def complete(base: str, extra: dict[str, Any], *, stream: bool = False) -> None:
-    dep = anthropic_deployment(base, KEY_ENV)
+async def complete(
+    base: str, extra: dict[str, Any], *, stream: bool = False, dep: Deployment | None = None
+) -> None:
+    dep = dep or anthropic_deployment(base, KEY_ENV)
     body = {**CHAT, **extra}
     if stream:
         async for _ in LiteLLMProvider().stream(
@@ -187,15 +189,8 @@ async def test_tools_a_provider_cannot_call_are_a_400_not_prose(stream: bool) ->
     )  # fmt: skip
     dep = Deployment(config=config, price=Price(), price_source="config")
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    body = {**CHAT, "tools": tools}
     with pytest.raises(InvalidRequest) as info:
-        if stream:
-            async for _ in LiteLLMProvider().stream(
-                body, dep, endpoint="chat/completions", timeout_s=5
-            ):
-                pass
-        else:
-            await LiteLLMProvider().complete(body, dep, endpoint="chat/completions", timeout_s=5)
+        await complete("unused", {"tools": tools}, stream=stream, dep=dep)
     assert (info.value.code, info.value.param) == ("unsupported_parameter", "tools")
 
 
