@@ -125,14 +125,21 @@ def _window(request: Request) -> Window:
 # -- sign in / out ---------------------------------------------------------------------------
 
 
+DISABLED = "The dashboard is disabled: set THRIFTGATE_ADMIN_KEY."
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
+    if _admin_key(request) is None:  # said before a key is typed in, not after
+        return _login_page(request, DISABLED, 403)
     return _login_page(request, None, 200)
 
 
 def _login_page(request: Request, error: str | None, status_code: int) -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", {"error": error, "login_token": token}, status_code)
+    disabled = _admin_key(request) is None
+    context = {"error": error, "login_token": token, "disabled": disabled}
+    response = render(request, "login.html", context, status_code)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -153,7 +160,7 @@ async def login(
 ) -> Response:
     expected = _admin_key(request)
     if expected is None:
-        return _login_page(request, "The dashboard is disabled: set THRIFTGATE_ADMIN_KEY.", 403)
+        return _login_page(request, DISABLED, 403)
     if not same(login_token, request.cookies.get(LOGIN_CSRF_COOKIE)):
         return _login_page(request, "The sign-in form expired: please try again.", 400)
     if not check_admin_key(admin_key, expected):

@@ -98,3 +98,23 @@ def test_nul_characters_are_refused_not_a_500(gw: GatewayServer, signed_in: http
     ] == "key"
     r = signed_in.post("/dashboard/keys/x%00y/revoke", data={"csrf_token": csrf(signed_in, path)})
     assert r.status_code == 404
+
+
+def test_without_an_admin_key_the_sign_in_page_says_so_at_once(
+    session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """It showed the sign-in form, and said the dashboard was disabled only once a key had been
+    typed in and sent (hunt9 h1)."""
+    g = GatewayServer(
+        session_tmp,
+        pg_url,
+        [mock_deployment("dash-off", "dash-off", mock_upstream)],
+        extra_env={"THRIFTGATE_ADMIN_KEY": ""},
+    )
+    try:
+        page = httpx.get(g.base + "/dashboard/login", timeout=10)
+        assert page.status_code == 403
+        assert "The dashboard is disabled: set THRIFTGATE_ADMIN_KEY." in page.text
+        assert 'name="admin_key"' not in page.text  # no form to type a key into
+    finally:
+        g.stop()
