@@ -55,6 +55,15 @@ def problems(config: FileConfig) -> list[Problem]:
         no_base = dep.provider in OPENAI_COMPATIBLE and dep.provider not in DEFAULT_BASES
         if no_base and not dep.api_base:
             found.append(Problem(f"{where}: provider {dep.provider!r} needs an api_base", True))
+        elif dep.provider == "azure" and not dep.api_base and not os.environ.get("AZURE_API_BASE"):
+            # litellm needs the resource's endpoint: every request failed with a 502
+            found.append(
+                Problem(
+                    f"{where}: provider 'azure' needs an api_base (the resource's endpoint, "
+                    "https://<resource>.openai.azure.com) or AZURE_API_BASE",
+                    True,
+                )
+            )
         elif dep.api_base and not _http_url(dep.api_base):
             found.append(
                 Problem(

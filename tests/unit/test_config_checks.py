@@ -139,3 +139,14 @@ def test_a_model_cache_the_bundled_model_cannot_be_converted_into_stops_the_star
         "deployment 'loc': the bundled model is converted once into '/proc/thriftgate-models/"
     ), problems
     assert "THRIFTGATE_MODEL_CACHE" in problems[0][1]
+
+
+def test_azure_without_its_endpoint_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`provider: azure` with no api_base started, and every request was a 502 (hunt9 h1)."""
+    monkeypatch.delenv("AZURE_API_BASE", raising=False)
+    cfg = FileConfig.model_validate(
+        {"deployments": [{"name": "az", "model": "m", "provider": "azure", "upstream_model": "x"}]}
+    )
+    assert any(fatal and "needs an api_base" in msg for fatal, msg in found(cfg))
+    monkeypatch.setenv("AZURE_API_BASE", "https://r.openai.azure.com")  # litellm reads it
+    assert not any("api_base" in msg for _, msg in found(cfg))
