@@ -213,6 +213,11 @@ class TextFacts:
     number_span: tuple[str, ...] = ()
     when: frozenset[str] = frozenset()  # "past" / "present" / "future" (see `_times`)
     tense: str | None = None  # a question's: "past" / "present" / "future" (`question_tense`)
+    # The names (and acronyms) in order, runs of them as one ("apple music"), and the words
+    # from the first to the last with each as "@": "Is plan A better than plan B?" and "Is plan
+    # B better than plan A?", "USD to EUR" and "EUR to USD" share the words but not the order.
+    name_order: tuple[str, ...] = ()
+    name_span: tuple[str, ...] = ()
 
 
 # When a question is about, relative to when it is asked: the past ("yesterday", "last year"),
@@ -444,6 +449,7 @@ def analyse(text: str) -> TextFacts:
     acronyms: set[str] = set()
     negations = 0
     order: list[str] = []  # the numbers, in order
+    named: list[int] = []  # indexes in `tokens` of names and acronyms
     slots: list[str] = []  # every token, "#" for a number, words stemmed
     sentence_start = True
     starts = _sentence_starts(text, raw)
@@ -484,8 +490,10 @@ def analyse(text: str) -> TextFacts:
             polar.update(POLAR[low])
         if len(tok) >= 2 and tok.isupper() and tok.isalpha():
             acronyms.add(low)
+            named.append(len(tokens) - 1)
         elif (tok[0].isupper() and not sentence_start and low != "i") or low in KNOWN_NAMES:
             names.add(low)
+            named.append(len(tokens) - 1)
         if low not in _FUNCTION_ONLY and low not in POLAR:
             content.add(stem(low))
     return TextFacts(
@@ -506,7 +514,35 @@ def analyse(text: str) -> TextFacts:
         number_span=_number_span(slots),
         when=_times(tokens),
         tense=question_tense(tokens),
+        **_name_positions(tokens, named),
     )
+
+
+# Words that join names without ordering them: "Python and Java" is "Java and Python".
+_SYMMETRIC = frozenset({"and", "or", "nor", "vs", "versus", "&", ",", "with"})
+
+
+def _name_positions(tokens: list[str], named: list[int]) -> dict[str, tuple[str, ...]]:
+    """`name_order` and `name_span` (see `TextFacts`); empty unless two runs of names are
+    joined by words that order them ("better than", "to", "from ... to")."""
+    runs: list[list[int]] = []
+    for i in named:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    if len(runs) < 2:
+        return {}
+    span: list[str] = []
+    at = runs[0][0]
+    for first, last in runs:
+        span.extend(tokens[at:first])
+        span.append("@")
+        at = last + 1
+    if all(t in _SYMMETRIC for t in span if t != "@"):
+        return {}
+    order = tuple(" ".join(tokens[first : last + 1]) for first, last in runs)
+    return {"name_order": order, "name_span": tuple(span)}
 
 
 _AUXILIARIES = frozenset(

@@ -133,6 +133,13 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "numbers"
     if a.number_order != b.number_order and a.number_span == b.number_span:
         return "numbers"  # the same numbers around the same words, swapped: "10 divided by 2"
+    if (
+        a.name_order != b.name_order
+        and a.name_span
+        and a.name_span == b.name_span
+        and sorted(a.name_order) == sorted(b.name_order)
+    ):
+        return "names"  # the same names around the same words, swapped: "A better than B"
     if a.when and b.when and a.when != b.when:
         return "time"  # "this year" / "last year", "today" / "tomorrow"
     if a.tense and b.tense and a.tense != b.tense:

@@ -297,6 +297,33 @@ def test_a_tense_that_says_nothing_about_time_is_not_vetoed(cached: str, query: 
     assert not (a.tense and b.tense and a.tense != b.tense)
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Is plan A better than plan B?", "Is plan B better than plan A?"),  # cosine 0.984
+        ("Convert 100 USD to EUR", "Convert 100 EUR to USD"),
+        ("Translate this from English to French", "Translate this from French to English"),
+        ("Is Spotify cheaper than Apple Music?", "Is Apple Music cheaper than Spotify?"),
+        ("cheapest flights from NYC to LA", "cheapest flights from LA to NYC"),
+    ],
+)
+def test_names_swapped_around_the_same_words_are_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "names"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Compare Python and Java", "Compare Java and Python"),  # "and" does not order them
+        ("Python vs Java for beginners", "Java vs Python for beginners"),
+        ("Is Python better than Java?", "Is Python better than Java for beginners?"),
+        ("How do I move from Python to Java?", "How can I switch from Python to Java?"),
+    ],
+)
+def test_names_in_an_order_that_says_nothing_are_not_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) != "names"
+
+
 def test_a_time_on_one_side_only_is_left_to_the_score() -> None:
     assert hard_difference(analyse("What's the weather today?"), analyse("Weather?")) is None
     same = analyse("What's on TV tonight?"), analyse("what is on tv tonight")
