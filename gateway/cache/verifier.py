@@ -140,6 +140,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         and sorted(a.name_order) == sorted(b.name_order)
     ):
         return "names"  # the same names around the same words, swapped: "A better than B"
+    if _swapped_around_direction(a.tokens, b.tokens):
+        return "order"  # "miles to km" / "km to miles", "celsius to fahrenheit"
     if a.when and b.when and a.when != b.when:
         return "time"  # "this year" / "last year", "today" / "tomorrow"
     if a.tense and b.tense and a.tense != b.tense:
@@ -161,6 +163,36 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
     if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
         return "code"  # one operator, accessor, quote or identifier changes what code does
     return None
+
+
+# Words that give the things on either side of them different roles: "miles to km" is not
+# "km to miles". ("and", "or", "vs" do not: "a list and a tuple" is "a tuple and a list".)
+_DIRECTIONAL = frozenset({
+    "to", "into", "than", "from", "over", "under", "above", "below", "before", "after", "per",
+    "onto", "toward", "towards",
+})  # fmt: skip
+
+
+MAX_SWAP_TOKENS = 24
+
+
+def _swapped_around_direction(a: Sequence[str], b: Sequence[str]) -> bool:
+    """The same words, but two pieces exchanged across a directional word: where the texts
+    differ, `a` reads P M Q and `b` reads Q M P, with M holding one of `_DIRECTIONAL`."""
+    if len(a) != len(b) or a == b or sorted(a) != sorted(b):
+        return False
+    first = next(i for i in range(len(a)) if a[i] != b[i])
+    last = next(i for i in range(len(a) - 1, -1, -1) if a[i] != b[i])
+    seg_a, seg_b = list(a[first : last + 1]), list(b[first : last + 1])
+    n = len(seg_a)
+    if n > MAX_SWAP_TOKENS:  # a long reordering is a rewrite, and this search is cubic
+        return False
+    for p in range(1, n):
+        for q in range(1, n - p + 1):
+            middle = seg_a[p : n - q]
+            if seg_b == seg_a[n - q :] + middle + seg_a[:p] and _DIRECTIONAL.intersection(middle):
+                return True
+    return False
 
 
 def _weak_conflict(a: TextFacts, b: TextFacts) -> bool:

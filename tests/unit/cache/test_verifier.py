@@ -324,6 +324,38 @@ def test_names_in_an_order_that_says_nothing_are_not_vetoed(cached: str, query: 
     assert hard_difference(analyse(query), analyse(cached)) != "names"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Convert 5 miles to km", "Convert 5 km to miles"),  # cosine 0.987, served before
+        ("how to convert celsius to fahrenheit", "how to convert fahrenheit to celsius"),
+        ("is a cat bigger than a dog", "is a dog bigger than a cat"),
+        ("move files from the laptop to the server", "move files from the server to the laptop"),
+    ],
+)
+def test_words_swapped_across_a_direction_are_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "order"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("difference between a list and a tuple", "difference between a tuple and a list"),
+        ("cheap flights to paris from london", "cheap flights from london to paris"),
+        ("salt and pepper to taste", "pepper and salt to taste"),
+    ],
+)
+def test_a_reordering_that_keeps_the_roles_is_not_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) is None
+
+
+def test_a_long_reordering_is_left_to_the_score() -> None:
+    words = [f"w{i}" for i in range(40)]
+    a = " ".join(["x", "to", *words, "y"])
+    b = " ".join(["y", "to", *words, "x"])
+    assert hard_difference(analyse(a), analyse(b)) is None
+
+
 def test_a_time_on_one_side_only_is_left_to_the_score() -> None:
     assert hard_difference(analyse("What's the weather today?"), analyse("Weather?")) is None
     same = analyse("What's on TV tonight?"), analyse("what is on tv tonight")
