@@ -63,12 +63,13 @@ class FastLane:
         headers["x-request-id"] = rid
         response: Response
         try:
+            services = scope["app"].state.services  # set by Starlette before any middleware
+            # The key before a byte of the body is read (see run_pipeline): a client that sent
+            # `Expect: 100-continue` with a bad key gets its 401 instead of a 100 and an upload.
+            tenant = await services.keys.authenticate_headers(headers)
             raw = await _read_body(receive)
             if raw is None:
                 return  # the client went away before sending its body
-            services = scope["app"].state.services  # set by Starlette before any middleware
-            # the key before a byte of the body is decoded (see run_pipeline)
-            tenant = await services.keys.authenticate_headers(headers)
             limit = services.settings.max_body_bytes
             body = parse_json(decode_body(raw, headers.get("content-encoding"), limit))
             watch = DisconnectWatch(receive)

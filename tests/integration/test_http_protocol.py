@@ -174,3 +174,24 @@ def test_admin_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
     assert isinstance(r.json(), list | dict)
     refused = httpx.get(rig.gw.base + "/admin/tenants/", follow_redirects=False)
     assert refused.status_code == 401
+
+
+def test_a_bad_key_is_refused_before_the_body_is_asked_for(rig: Rig) -> None:
+    """`Expect: 100-continue` with a bad key: the 401 comes without a `100 Continue`, so the
+    client never uploads its (here 90 KB) body. The fast lane read the body first (hunt9 h5)."""
+    import socket
+
+    host, port = "127.0.0.1", rig.gw.port
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "Authorization: Bearer tg-not-a-real-key\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 90000\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 401"), answer[:200]
+    assert "100 Continue" not in answer
