@@ -119,6 +119,30 @@ def output_text(text: str) -> Json:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def token_logprobs(logprobs: Any) -> list[Json]:
+    """Chat's `logprobs.content` (a choice's, or a chunk's) as an output_text part's `logprobs`:
+    the same per-token entries (token, logprob, bytes, top_logprobs); [] when there are none."""
+    entries = as_object(logprobs).get("content")
+    out: list[Json] = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        tops = entry.get("top_logprobs")
+        out.append(
+            {
+                "token": entry.get("token"),
+                "logprob": entry.get("logprob"),
+                "bytes": entry.get("bytes"),
+                "top_logprobs": [
+                    {"token": t.get("token"), "logprob": t.get("logprob"), "bytes": t.get("bytes")}
+                    for t in (tops if isinstance(tops, list) else ())
+                    if isinstance(t, dict)
+                ],
+            }
+        )
+    return out
+
+
 def function_call_item(
     item_id: str, call_id: str, name: str, arguments: str, *, status: str = "completed"
 ) -> Json:
@@ -162,6 +186,8 @@ def response_from_chat(
         item = message_item(msg_id, text or "", status=status)
         if refusal:
             item["content"] = [{"type": "refusal", "refusal": refusal}]
+        elif item["content"]:
+            item["content"][0]["logprobs"] = token_logprobs(choice.get("logprobs"))
         output.append(item)
     for i, call in enumerate(message.get("tool_calls") or ()):
         fn = call.get("function") if isinstance(call, dict) else None

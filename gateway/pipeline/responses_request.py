@@ -51,9 +51,11 @@ CUSTOM_TOOLS = (
     "{where} 'custom' is not supported: custom (free-form input) tools are not translated "
     "onto chat completions by this gateway; use a 'function' tool with a JSON schema."
 )
-# The one `include` value that asks for more than the answer text and usage; the others name
-# hosted-tool or reasoning details this gateway never produces, so they are accepted as no-ops.
+# The one `include` value that asks for more than the answer text and usage (translated onto
+# chat's `logprobs`); the others name hosted-tool or reasoning details this gateway never
+# produces, so they are accepted as no-ops.
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+MAX_TOP_LOGPROBS = 20
 
 
 class ResponsesChatBody(dict[str, Any]):
@@ -120,6 +122,12 @@ def chat_body_from_responses(raw: Any, items: Mapping[str, Json] | None = None) 
     effort = reasoning_effort(raw.get("reasoning"))
     if effort is not None:
         body["reasoning_effort"] = effort
+    top = raw.get("top_logprobs") or 0
+    if LOGPROBS_INCLUDE in (raw.get("include") or ()) or top:
+        # each output_text part (and stream delta) carries chat's per-token log probabilities
+        body["logprobs"] = True
+        if top:
+            body["top_logprobs"] = top
     if raw.get("stream"):
         # Always ask for usage: the final `response.completed` event carries it.
         body["stream_options"] = {"include_usage": True}
@@ -141,16 +149,11 @@ def _refuse_unserved(raw: Json) -> None:
     if store is not None and not isinstance(store, bool):
         raise invalid_value("'store' must be a boolean.", "store")
     include = raw.get("include")
-    if include is not None:
-        if not isinstance(include, list) or not all(isinstance(x, str) for x in include):
-            raise invalid_value("'include' must be an array of strings.", "include")
-        if LOGPROBS_INCLUDE in include:
-            raise unsupported(f"'include' value '{LOGPROBS_INCLUDE}' is not supported.", "include")
-    top_logprobs = raw.get("top_logprobs")
-    if top_logprobs not in (None, 0):
-        raise unsupported(
-            "'top_logprobs' is not supported: log probabilities are not returned.", "top_logprobs"
-        )
+    if include is not None and (
+        not isinstance(include, list) or not all(isinstance(x, str) for x in include)
+    ):
+        raise invalid_value("'include' must be an array of strings.", "include")
+    int_field(raw, "top_logprobs", 0, MAX_TOP_LOGPROBS)
     truncation = raw.get("truncation")
     if truncation not in (None, "auto", "disabled"):
         raise invalid_value("'truncation' must be 'auto' or 'disabled'.", "truncation")

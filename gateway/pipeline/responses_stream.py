@@ -23,15 +23,20 @@ from gateway.pipeline.responses_reply import (
     message_item,
     output_text,
     response_shell,
+    token_logprobs,
     usage_from_chat,
 )
 
 Json = dict[str, Any]
 
 
-def content_part(kind: str, text: str) -> Json:
+def content_part(kind: str, text: str, logprobs: list[Json] | None = None) -> Json:
     """A message's content part: `output_text`, or a `refusal` (as the JSON reply has it)."""
-    return output_text(text) if kind == "output_text" else {"type": "refusal", "refusal": text}
+    if kind != "output_text":
+        return {"type": "refusal", "refusal": text}
+    part = output_text(text)
+    part["logprobs"] = logprobs or []
+    return part
 
 
 @dataclass(slots=True)
@@ -68,6 +73,7 @@ class ResponsesStream:
         # kind is "output_text" or "refusal", and a new part opens when the kind changes.
         self.parts: list[tuple[str, list[str]]] | None = None
         self.text_index = -1
+        self.logprobs: list[list[Json]] = []  # each part's token log probabilities, as parts
         self.calls: dict[int, _Call] = {}  # open function calls by chat tool-call index
         self.finish_reason: str | None = None
         self.usage: Json | None = None
@@ -104,17 +110,21 @@ class ResponsesStream:
         for kind, key in (("output_text", "content"), ("refusal", "refusal")):
             text = delta.get(key)
             if isinstance(text, str) and text:
-                events.extend(self._text_delta(text, kind))
+                logprobs = token_logprobs(choice.get("logprobs")) if kind == "output_text" else []
+                events.extend(self._text_delta(text, kind, logprobs))
         for call in delta.get("tool_calls") or ():
             if isinstance(call, dict):
                 events.extend(self._call_delta(call))
         return events
 
-    def _text_delta(self, content: str, kind: str = "output_text") -> list[Json]:
+    def _text_delta(
+        self, content: str, kind: str = "output_text", logprobs: list[Json] | None = None
+    ) -> list[Json]:
         events = self._open_part(kind)
         assert self.parts is not None
         self.parts[-1][1].append(content)
-        extra: Json = {"logprobs": []} if kind == "output_text" else {}
+        self.logprobs[-1].extend(logprobs or ())
+        extra: Json = {"logprobs": logprobs or []} if kind == "output_text" else {}
         events.append(
             self._event(
                 f"response.{kind}.delta",
@@ -140,6 +150,7 @@ class ResponsesStream:
             return events
         events.extend(self._close_part())
         self.parts.append((kind, []))
+        self.logprobs = [*self.logprobs[: len(self.parts) - 1], []]
         events.append(
             self._event(
                 "response.content_part.added",
@@ -158,10 +169,14 @@ class ResponsesStream:
         kind, texts = self.parts[-1]
         text, index = "".join(texts), len(self.parts) - 1
         where = {"item_id": self.msg_id, "output_index": self.text_index, "content_index": index}
-        done: Json = {"text": text, "logprobs": []} if kind == "output_text" else {"refusal": text}
+        logprobs = self.logprobs[-1]
+        done: Json = (
+            {"text": text, "logprobs": logprobs} if kind == "output_text" else {"refusal": text}
+        )
+        part = content_part(kind, text, logprobs)
         return [
             self._event(f"response.{kind}.done", **where, **done),
-            self._event("response.content_part.done", **where, part=content_part(kind, text)),
+            self._event("response.content_part.done", **where, part=part),
         ]
 
     def _call_delta(self, call: Json) -> list[Json]:
@@ -212,7 +227,10 @@ class ResponsesStream:
             return []
         events = self._close_part()
         item = message_item(self.msg_id, "", status=status)
-        item["content"] = [content_part(kind, "".join(texts)) for kind, texts in self.parts]
+        item["content"] = [
+            content_part(kind, "".join(texts), logprobs)
+            for (kind, texts), logprobs in zip(self.parts, self.logprobs, strict=False)
+        ]
         index, self.parts = self.text_index, None
         self.output.append((index, item))
         events.append(self._event("response.output_item.done", output_index=index, item=item))

@@ -40,6 +40,31 @@ def _served_tier(asked: str) -> str:
     return "default" if asked == "auto" else asked
 
 
+def _pieces(text: str) -> list[str]:
+    """The text as the mock's tokens: words, each but the last with its trailing space."""
+    pieces = [w + " " for w in text.split()] if text else []
+    if pieces:
+        pieces[-1] = pieces[-1].rstrip()
+    return pieces
+
+
+def _logprobs(body: Json, pieces: list[str]) -> Json:
+    """A choice's `logprobs` field for `pieces` when the request asked for them: made-up but
+    well-formed values, the alternatives numbered (`top_logprobs` of them)."""
+    if not body.get("logprobs"):
+        return {}
+    top = body.get("top_logprobs") or 0
+
+    def entry(token: str, logprob: float) -> Json:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = [
+        {**entry(p, -0.25), "top_logprobs": [entry(f"alt{k}", -1.0 - k) for k in range(top)]}
+        for p in pieces
+    ]
+    return {"logprobs": {"content": content, "refusal": None}}
+
+
 def _content(msg: Json) -> str:
     c = msg.get("content")
     if isinstance(c, str):
@@ -185,6 +210,7 @@ class MockUpstream:
                     "index": i,
                     "message": message,
                     "finish_reason": finish,
+                    **_logprobs(body, _pieces(text)),
                 }
                 for i in range(n)
             ],
@@ -216,9 +242,7 @@ class MockUpstream:
         }
         if isinstance(body.get("service_tier"), str):  # as OpenAI: in every chunk
             base["service_tier"] = _served_tier(body["service_tier"])
-        pieces = [w + " " for w in text.split()] if text else []
-        if pieces:
-            pieces[-1] = pieces[-1].rstrip()
+        pieces = _pieces(text)
         events: list[Json] = []
         for i in range(n):
             events.append(
@@ -237,7 +261,14 @@ class MockUpstream:
                 events.append(
                     {
                         **base,
-                        "choices": [{"index": i, "delta": {"content": p}, "finish_reason": None}],
+                        "choices": [
+                            {
+                                "index": i,
+                                "delta": {"content": p},
+                                "finish_reason": None,
+                                **_logprobs(body, [p]),
+                            }
+                        ],
                     }
                 )
             if tool_calls:

@@ -191,6 +191,31 @@ def test_stream_with_create_assembles_text_and_final_usage(gateway, tenant, mock
     assert row["cost_usd"] == cost(8, 6)
 
 
+def test_logprobs_come_back_per_token_streamed_or_not(gateway, tenant, mock_upstream):
+    """`include: ["message.output_text.logprobs"]` and `top_logprobs` (the Vercel AI SDK's
+    `providerOptions.openai.logprobs`) were a 400; chat's logprobs are translated onto the
+    output_text part, its deltas and its done events."""
+    _, key = tenant
+    c = client(gateway, key)
+    ask = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    reply = c.responses.create(model=MODEL, input="four words of text", **ask)
+    sent = mock_upstream.received()[-1]["body"]
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    part = reply.output[0].content[0]
+    assert "".join(lp.token for lp in part.logprobs) == part.text == "Echo: four words of text"
+    assert all(len(lp.top_logprobs) == 2 and lp.logprob < 0 for lp in part.logprobs)
+    events = list(c.responses.create(model=MODEL, input="five words of text", stream=True, **ask))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert all(len(e.logprobs) == 1 and e.logprobs[0].token == e.delta for e in deltas)
+    done = next(e for e in events if e.type == "response.output_text.done")
+    final = events[-1].response.output[0].content[0]
+    assert [lp.token for lp in done.logprobs] == [lp.token for lp in final.logprobs]
+    assert "".join(lp.token for lp in final.logprobs) == "Echo: five words of text"
+    plain = c.responses.create(model=MODEL, input="no logprobs asked")
+    assert plain.output[0].content[0].logprobs == []
+    assert "logprobs" not in mock_upstream.received()[-1]["body"]
+
+
 def test_stream_helper_get_final_response(gateway, tenant):
     _, key = tenant
     deltas: list[str] = []

@@ -192,6 +192,15 @@ def test_tools_tool_choice_and_text_format():
     assert "parallel_tool_calls" not in bare and "tool_choice" not in bare
 
 
+def test_logprobs_are_asked_of_chat():
+    asked = translate(include=["message.output_text.logprobs"], top_logprobs=3)
+    assert asked["logprobs"] is True and asked["top_logprobs"] == 3
+    assert translate(include=["message.output_text.logprobs"])["logprobs"] is True
+    assert translate(top_logprobs=2)["logprobs"] is True  # a count implies the ask
+    plain = translate(include=["reasoning.encrypted_content"], top_logprobs=0)
+    assert "logprobs" not in plain and "top_logprobs" not in plain
+
+
 def test_stream_asks_for_usage_and_reasoning_effort_maps():
     body = translate(stream=True, stream_options={"include_obfuscation": False})
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -209,8 +218,9 @@ def test_stream_asks_for_usage_and_reasoning_effort_maps():
         ({"tools": [{"type": "function"}]}, "tools[0].name", "invalid_value"),
         ({"tools": "f"}, "tools", "invalid_value"),
         ({"tool_choice": "sometimes"}, "tool_choice", "unsupported_parameter"),
-        ({"include": ["message.output_text.logprobs"]}, "include", "unsupported_parameter"),
-        ({"top_logprobs": 2}, "top_logprobs", "unsupported_parameter"),
+        ({"include": "message.output_text.logprobs"}, "include", "invalid_value"),
+        ({"top_logprobs": 21}, "top_logprobs", "invalid_value"),
+        ({"top_logprobs": "2"}, "top_logprobs", "invalid_value"),
         (
             {"text": {"format": {"type": "json_schema", "name": "n"}}},
             "text.format.schema",
