@@ -72,7 +72,7 @@ class AccountStage:
             if baseline is not None:
                 # at the price the miss was accounted at: a hardware-priced baseline's token
                 # price is configured as 0, and the cache stage cannot see the router's price
-                price = self._price_of(baseline, u.completion_tokens)
+                price = self._price_of(baseline, u.completion_tokens, u.service_tier)
                 ctx.counterfactual_cost_usd = hit_counterfactual(ctx, price)
             ctx.counterfactual_cost_usd = ledger_usd(ctx.counterfactual_cost_usd)
             ctx.savings.cache_usd = ctx.counterfactual_cost_usd
@@ -217,6 +217,11 @@ def service_tier(ctx: RequestContext, body: dict[str, Any] | None) -> str | None
     served = body.get("service_tier") if isinstance(body, dict) else None
     if isinstance(served, str):
         return served
+    return asked_tier(ctx)
+
+
+def asked_tier(ctx: RequestContext) -> str | None:
+    """The service tier the client asked for, if any (a cache hit avoided a call at it)."""
     asked = ctx.body.get("service_tier")
     return asked if isinstance(asked, str) else None
 

@@ -27,7 +27,7 @@ from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import StoredEntry
 from gateway.compression import resolve_options
 from gateway.db.models import new_id, utcnow
-from gateway.pipeline.account import baseline_of, hit_counterfactual, tokens_removed
+from gateway.pipeline.account import asked_tier, baseline_of, hit_counterfactual, tokens_removed
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
 
@@ -179,12 +179,17 @@ class CacheStage:
             completion_tokens=entry.completion_tokens,
             cached_tokens=cached,
             source="cache",
+            service_tier=asked_tier(ctx),  # what the avoided call would have been priced at
         )
         ctx.hit_tokens_removed = entry.prompt_tokens_removed
         baseline = baseline_of(ctx, self.catalog)
         # At the configured price; the account stage re-prices it at the price its miss was
         # accounted at (a hardware-priced deployment's comes from the router).
-        avoided = hit_counterfactual(ctx, baseline.price) if baseline else entry.cost_usd
+        avoided = (
+            hit_counterfactual(ctx, baseline.price.for_tier(ctx.usage.service_tier))
+            if baseline
+            else entry.cost_usd
+        )
         ctx.cost_usd = Decimal(0)
         ctx.counterfactual_cost_usd = avoided
         ctx.savings.cache_usd = avoided

@@ -80,3 +80,22 @@ def test_each_tier_is_billed_at_its_price(
     assert row["cost_usd"] == expected(row, served)
     assert row["saved_routing_usd"] == 0  # the same tier at the baseline: no routing saving
     assert row["counterfactual_cost_usd"] == row["cost_usd"]
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+def test_a_cache_hit_saves_what_its_tier_would_have_cost(gw: GatewayServer, tier: str) -> None:
+    """A hit of a flex request avoided a flex-priced call, not a standard one (hunt9 h6: the
+    saving was priced at the standard tier, twice what flex would have cost)."""
+    _, key = gw.new_tenant()
+    client = sdk_client(gw, key)
+    messages = [{"role": "user", "content": f"Which river is the longest one, asked at {tier}?"}]
+    for rid in (f"hit-{tier}-miss", f"hit-{tier}-hit"):
+        client.chat.completions.create(
+            model="gpt-5-tiered", messages=messages, service_tier=tier,
+            extra_headers={"x-request-id": rid},
+        )  # fmt: skip
+    miss, hit = ledger_row(gw, f"hit-{tier}-miss"), ledger_row(gw, f"hit-{tier}-hit")
+    assert miss["cache_status"] == "miss" and hit["cache_status"] == "hit-exact"
+    assert miss["cost_usd"] == expected(miss, tier)
+    assert hit["cost_usd"] == 0
+    assert hit["saved_cache_usd"] == hit["counterfactual_cost_usd"] == expected(hit, tier)
