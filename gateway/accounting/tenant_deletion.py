@@ -6,11 +6,14 @@ say whose they were; every key of it is revoked; its cache entries are deleted a
 recorded (other replicas drop their in-memory copies within a poll interval); its stored
 Responses items are deleted. On Postgres a key-event NOTIFY goes out at commit, so every replica
 forgets the tenant's cached keys at once (on SQLite the key-cache TTL applies). Requests already
-in flight finish and are billed as usual. Deletion cannot be undone.
+in flight finish and are billed as usual, but what they would store for the tenant (a cache
+entry, Responses items) is not stored: those writes go through `deleted_among`. Deletion cannot
+be undone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +87,21 @@ async def _remove(
         "cache_entries": int(cached.rowcount or 0),
         "response_items": int(items),
     }
+
+
+async def deleted_among(conn: AsyncConnection, tenant_ids: Iterable[str]) -> set[str]:
+    """Those of `tenant_ids` that are deleted, for a write of rows kept for tenants: their
+    rows are held (FOR SHARE on Postgres; SQLite has one writer) until the caller's transaction
+    ends, so a deletion waits for a write made before it, and a write after it sees it."""
+    t = table(Tenant)
+    ids = sorted(set(tenant_ids))
+    rows = await conn.execute(
+        select(t.c.id, t.c.deleted_at)
+        .where(t.c.id.in_(ids))
+        .order_by(t.c.id)
+        .with_for_update(read=True)
+    )
+    return {r.id for r in rows if r.deleted_at is not None}
 
 
 def _already(tenant_id: str) -> Conflict:

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.tenant_deletion import deleted_among
 from gateway.db.models import CacheEntry, CachePurge, new_id, utcnow
 
 
@@ -142,7 +143,11 @@ class CacheStore:
         if not entries:
             return
         async with self.engine.begin() as conn:
-            await conn.execute(insert(CacheEntry), [e.row() for e in entries])
+            # a request in flight when its tenant was deleted stores nothing for it
+            gone = await deleted_among(conn, (e.tenant_id for e in entries))
+            rows = [e.row() for e in entries if e.tenant_id not in gone]
+            if rows:
+                await conn.execute(insert(CacheEntry), rows)
 
     async def live(self, now: datetime, page: int = 5000) -> AsyncIterator[list[StoredEntry]]:
         """Every unexpired entry, oldest first, in pages (start-up load)."""

@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.tenant_deletion import deleted_among
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.db.models import ResponseItem, table
 from gateway.db.session import FailureLog
@@ -122,7 +123,9 @@ class ItemStore:
         ]
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(_ITEMS), rows)
+                # a request in flight when its tenant was deleted stores nothing for it
+                if not await deleted_among(conn, [tenant_id]):
+                    await conn.execute(insert(_ITEMS), rows)
         except IntegrityError:  # ids are minted from unique ledger ids: a replay, nothing new
             pass
         except Exception:  # a lost write is a later "unknown item" 400 on another replica
