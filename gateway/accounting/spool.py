@@ -30,16 +30,21 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import URL
 
+DEFAULT_PORTS = {"postgresql": 5432}
+
 
 def database_key(url: URL) -> str:
     """A short, stable name of a database: its URL without password or options (a SQLite file
-    by its absolute path). Two spellings of one server (localhost / 127.0.0.1) differ; their
-    rows then wait for a gateway using the spelling they were written under."""
+    by its absolute path; Postgres's default port written or not, the host in any case). Two
+    names of one server (localhost / 127.0.0.1) differ; their rows then wait for a gateway
+    using the name they were written under."""
     if url.get_backend_name() == "sqlite":
         name = url.database or ""
         ident = "sqlite:" + (str(Path(name).resolve()) if name and name != ":memory:" else name)
     else:
-        ident = f"{url.get_backend_name()}://{url.username}@{url.host}:{url.port}/{url.database}"
+        port = url.port or DEFAULT_PORTS.get(url.get_backend_name())
+        host = (url.host or "").lower()
+        ident = f"{url.get_backend_name()}://{url.username}@{host}:{port}/{url.database}"
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
@@ -80,11 +85,13 @@ class LedgerSpool:
         return self._rows_in_open
 
     def unwritten_rows(self) -> int:
-        """Rows of every segment in the directory: open and closed, this process's, other
-        workers' and dead owners' (not yet adopted). A segment leaves the directory only once
-        its rows are in the database, so this is what the database does not have yet."""
+        """Rows of every segment of this database in the directory: open and closed, this
+        process's, other workers' and dead owners' (not yet adopted). A segment leaves the
+        directory only once its rows are in the database, so this is what it does not have yet."""
         counts: dict[tuple[str, int], int] = {}
         for segment in self.dir.glob("*.jsonl"):
+            if not self._ours(segment.name.rsplit("-", 1)[0]):
+                continue  # another database's, left for a gateway on it (`foreign_rows`)
             try:
                 key = (segment.name, segment.stat().st_size)
                 known = self._row_counts.get(key)

@@ -111,3 +111,27 @@ def test_a_database_key_names_the_database_not_how_it_was_reached(tmp_path: Path
         os.chdir(cwd)
     assert first != second  # ./thriftgate.db in two directories: two databases
     assert first == database_key(make_url(f"sqlite+aiosqlite:///{here / 'thriftgate.db'}"))
+
+
+def test_the_default_port_and_a_hosts_case_are_one_database(tmp_path: Path):
+    """`@db/app` and `@db:5432/app` are one Postgres database: with two keys, a restart on the
+    other spelling left the dead gateway's rows unreplayed (hunt9 h6)."""
+    from sqlalchemy.engine import make_url
+
+    from gateway.accounting.spool import database_key
+
+    plain = database_key(make_url("postgresql+asyncpg://u@db.example/app"))
+    assert plain == database_key(make_url("postgresql+asyncpg://u@db.example:5432/app"))
+    assert plain == database_key(make_url("postgresql+asyncpg://u@DB.Example/app"))
+    assert plain != database_key(make_url("postgresql+asyncpg://u@db.example:5433/app"))
+
+
+def test_rows_of_another_database_are_not_counted_as_this_ones_unwritten(tmp_path: Path):
+    """/metrics' ledger_pending is what this database does not have yet; another database's
+    rows, left alone, kept it above zero for good (hunt9 h6)."""
+    _dead_spool(tmp_path, "aaaaaaaaaaaa", ["a-1", "a-2"])
+    _dead_spool(tmp_path, None, ["legacy-1"])
+    spool = LedgerSpool(tmp_path, "bbbbbbbbbbbb")
+    spool.append({"id": "b-1"})
+    assert spool.unwritten_rows() == 2  # its own and the legacy one it will adopt
+    spool.close()
