@@ -141,7 +141,7 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
     ):
         return "names"  # the same names around the same words, swapped: "A better than B"
     if _swapped_around_direction(a.tokens, b.tokens):
-        return "order"  # "miles to km" / "km to miles", "celsius to fahrenheit"
+        return "order"  # "miles to km" / "km to miles", "is a dolphin a fish" / "a fish a dolphin"
     if a.when and b.when and a.when != b.when:
         return "time"  # "this year" / "last year", "today" / "tomorrow"
     if a.tense and b.tense and a.tense != b.tense:
@@ -160,6 +160,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "opposites"
     if _prefix_negation(a, b) or _prefix_negation(b, a):
         return "negation"
+    if _flipped_particle(a.tokens, b.tokens):
+        return "opposites"  # "zoom in" / "zoom out", "translate from English" / "to English"
     if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
         return "code"  # one operator, accessor, quote or identifier changes what code does
     return None
@@ -167,6 +169,9 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
 
 # Words that give the things on either side of them different roles: "miles to km" is not
 # "km to miles". ("and", "or", "vs" do not: "a list and a tuple" is "a tuple and a list".)
+# Any other word between the two pieces gives them roles too: subject and object ("does stress
+# cause acne" / "does acne cause stress"), thing and class ("is a dolphin a fish").
+_SYMMETRIC = frozenset({"and", "or", "nor", "vs", "versus", "&", ",", "with"})
 _DIRECTIONAL = frozenset({
     "to", "into", "than", "from", "over", "under", "above", "below", "before", "after", "per",
     "onto", "toward", "towards",
@@ -177,8 +182,9 @@ MAX_SWAP_TOKENS = 24
 
 
 def _swapped_around_direction(a: Sequence[str], b: Sequence[str]) -> bool:
-    """The same words, but two pieces exchanged across a directional word: where the texts
-    differ, `a` reads P M Q and `b` reads Q M P, with M holding one of `_DIRECTIONAL`."""
+    """The same words, but two pieces exchanged across words that give them roles: where the
+    texts differ, `a` reads P M Q and `b` reads Q M P, with M holding one of `_DIRECTIONAL`, or
+    P, M and Q short and M holding none of `_SYMMETRIC` (`_gives_roles`)."""
     if len(a) != len(b) or a == b or sorted(a) != sorted(b):
         return False
     first = next(i for i in range(len(a)) if a[i] != b[i])
@@ -190,8 +196,56 @@ def _swapped_around_direction(a: Sequence[str], b: Sequence[str]) -> bool:
     for p in range(1, n):
         for q in range(1, n - p + 1):
             middle = seg_a[p : n - q]
-            if seg_b == seg_a[n - q :] + middle + seg_a[:p] and _DIRECTIONAL.intersection(middle):
+            if seg_b == seg_a[n - q :] + middle + seg_a[:p] and _gives_roles(seg_a, p, q):
                 return True
+    return False
+
+
+# Beyond a directional word, only a swap of short pieces across a short middle: a news rewrite
+# moves whole clauses around a verb ('"...," said X' / 'X said: "..."'), a question swaps its
+# subject and object.
+MAX_ROLE_PIECE = 3
+
+
+def _gives_roles(seg: Sequence[str], p: int, q: int) -> bool:
+    """Whether the middle of `seg` (all but its first `p` and last `q` tokens) gives the two
+    pieces around it different roles."""
+    middle = seg[p : len(seg) - q]
+    if _DIRECTIONAL.intersection(middle):
+        return True
+    if not middle or _SYMMETRIC.intersection(middle):
+        return False
+    return max(p, q, len(middle)) <= MAX_ROLE_PIECE
+
+
+# Particles and prepositions that point opposite ways. They are in almost every question ("in
+# Python", "to a list"), so they count only where they are the whole difference.
+_OPPOSITE_PARTICLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (frozenset({"in", "into"}), frozenset({"out"})),
+    (frozenset({"on", "onto"}), frozenset({"off"})),
+    (frozenset({"to", "into", "toward", "towards"}), frozenset({"from"})),
+    (frozenset({"for"}), frozenset({"against"})),
+)
+MAX_FLIP_SPAN = 3
+
+
+def _flipped_particle(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Where the texts differ (at most `MAX_FLIP_SPAN` tokens each), one holds a particle and
+    the other its opposite: "zoom in on" / "zoom out on", "arguments for" / "against"."""
+    n = min(len(a), len(b))
+    lead = 0
+    while lead < n and a[lead] == b[lead]:
+        lead += 1
+    tail = 0
+    while tail < n - lead and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    span_a, span_b = a[lead : len(a) - tail], b[lead : len(b) - tail]
+    if not span_a or not span_b or max(len(span_a), len(span_b)) > MAX_FLIP_SPAN:
+        return False
+    da, db = set(span_a), set(span_b)
+    for one, other in _OPPOSITE_PARTICLES:
+        if (da & one and db & other and not db & one) or (db & one and da & other and not da & one):
+            return True
     return False
 
 

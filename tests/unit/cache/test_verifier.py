@@ -349,6 +349,67 @@ def test_a_reordering_that_keeps_the_roles_is_not_vetoed(cached: str, query: str
     assert hard_difference(analyse(query), analyse(cached)) is None
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Is a square a rectangle?", "Is a rectangle a square?"),  # cosine 0.998, served before
+        ("Is a dolphin a fish?", "Is a fish a dolphin?"),
+        ("Does stress cause acne?", "Does acne cause stress?"),
+        ("Can a cat eat a mouse?", "Can a mouse eat a cat?"),
+    ],
+)
+def test_words_swapped_across_any_role_giving_word_are_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "order"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("In Python, how do I sort a list?", "How do I sort a list in Python?"),  # moved, no swap
+        ("Compare cats and dogs as pets", "Compare dogs and cats as pets"),
+        (
+            "What are the pros and cons of remote work?",
+            "What are the cons and pros of remote work?",
+        ),
+        ("which is better, rice or pasta", "which is better, pasta or rice"),
+        ("mix the flour with the sugar", "mix the sugar with the flour"),
+        # a rewrite moving a whole clause around a verb (MSRP paraphrases)
+        ('"The gloves are off," said Rob.', 'Rob said: "The gloves are off."'),
+    ],
+)
+def test_pieces_joined_without_roles_may_swap(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) is None
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("How do I zoom in on a Mac?", "How do I zoom out on a Mac?"),  # cosine 0.957, served
+        ("Translate this paragraph from English", "Translate this paragraph to English"),
+        ("Give me arguments for nuclear power", "Give me arguments against nuclear power"),
+        ("Cheapest flights to Paris in June", "Cheapest flights from Paris in June"),
+        ("How do I log in to Gmail?", "How do I log out of Gmail?"),
+        ("turn on the wifi", "turn off the wifi"),
+    ],
+)
+def test_a_particle_flipped_to_its_opposite_is_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "opposites"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Translate this paragraph into English", "Translate this paragraph to English"),
+        ("How do I log in to Gmail?", "How to log into Gmail"),
+        ("How do I sort a list in Python?", "How do I sort a list with Python?"),
+        # the difference is more than the particle: left to the score
+        ("Flights to Paris", "What are the cheapest flights from London to Paris tomorrow"),
+    ],
+)
+def test_particles_that_do_not_point_opposite_ways_are_not_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) != "opposites"
+
+
 def test_a_long_reordering_is_left_to_the_score() -> None:
     words = [f"w{i}" for i in range(40)]
     a = " ".join(["x", "to", *words, "y"])
