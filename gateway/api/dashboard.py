@@ -31,7 +31,7 @@ from gateway.dashboard.sessions import (
     same,
 )
 from gateway.dashboard.windows import RANGES, Window, window
-from gateway.errors import GatewayError
+from gateway.errors import Conflict, GatewayError
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboard"
 STATIC = ROOT / "static"
@@ -310,6 +310,15 @@ async def _tenant_page(
     )
 
 
+async def _refused(
+    request: Request, session: Session, services: Any, tenant_id: str, exc: Conflict
+) -> Response:
+    """A form posted for a tenant deleted meanwhile: its page, saying so (not a JSON 409)."""
+    return await _tenant_page(
+        request, session, services, tenant_id, form_error=exc.message, status_code=409
+    )
+
+
 @router.get("/tenants/{tenant_id}")
 async def tenant_detail(
     request: Request, tenant_id: str, session: SessionDep, services: ServicesDep
@@ -325,17 +334,25 @@ async def key_create(
     services: ServicesDep,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    created = await tenants.create_key(
-        services.engine, tenant_id, name.replace("\x00", "").strip() or None
-    )
+    try:
+        created = await tenants.create_key(
+            services.engine, tenant_id, name.replace("\x00", "").strip() or None
+        )
+    except Conflict as exc:  # deleted meanwhile (another tab, another admin)
+        return await _refused(request, session, services, tenant_id, exc)
     # Rendered, not redirected: the key is shown exactly once and never travels in a URL.
     return await _tenant_page(request, session, services, tenant_id, new_key=created)
 
 
 @router.post("/tenants/{tenant_id}/delete")
-async def tenant_delete(tenant_id: str, session: CheckedDep, services: ServicesDep) -> Response:
+async def tenant_delete(
+    request: Request, tenant_id: str, session: CheckedDep, services: ServicesDep
+) -> Response:
     """As `DELETE /admin/tenants/{id}`: keys revoked, cache and items dropped, spend kept."""
-    await tenant_deletion.delete_tenant(services.engine, tenant_id)
+    try:
+        await tenant_deletion.delete_tenant(services.engine, tenant_id)
+    except Conflict as exc:  # already deleted (a second click, another admin)
+        return await _refused(request, session, services, tenant_id, exc)
     await services.keys.invalidate_everywhere(tenant_id)
     services.budgets.forget(tenant_id)
     if services.cache is not None:
@@ -386,7 +403,10 @@ async def tenant_settings(
         return await _tenant_page(
             request, session, services, tenant_id, form_error=message, status_code=400
         )
-    await tenants.update_tenant(services.engine, tenant_id, changes)
+    try:
+        await tenants.update_tenant(services.engine, tenant_id, changes)
+    except Conflict as exc:  # deleted meanwhile
+        return await _refused(request, session, services, tenant_id, exc)
     # As the admin API does: cached tenant settings and the exhausted-budget flag go stale.
     await services.keys.invalidate_everywhere(tenant_id)
     services.budgets.forget(tenant_id)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.servers import (
+    ADMIN_KEY,
     GatewayServer,
     MockUpstreamServer,
     create_database,
@@ -74,3 +77,41 @@ def test_requests_in_flight_at_deletion_leave_no_cache_entry_or_stored_item(
     cached = sql(gw.db_url, "SELECT count(*) AS n FROM cache_entries WHERE tenant_id = $1", tid)
     items = sql(gw.db_url, "SELECT count(*) AS n FROM response_items WHERE tenant_id = $1", tid)
     assert (cached[0]["n"], items[0]["n"]) == (0, 0)
+
+
+def _signed_in(gw: GatewayServer) -> httpx.Client:
+    client = httpx.Client(base_url=gw.base, timeout=30, headers={"Origin": gw.base})
+    page = client.get("/dashboard/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token is not None
+    r = client.post("/dashboard/login", data={"admin_key": ADMIN_KEY, "login_token": token[1]})
+    assert r.status_code == 303
+    return client
+
+
+def test_a_dashboard_form_for_a_tenant_deleted_meanwhile_answers_its_page(
+    gateway: GatewayServer,
+) -> None:
+    """A second click on Delete, or a key or settings form left open in another tab, answered
+    a raw JSON 409 in the browser; it is the tenant's page, saying why (still a 409)."""
+    tid, _ = gateway.new_tenant("dashboard-deleted-meanwhile")
+    browser = _signed_in(gateway)
+    try:
+        page = browser.get(f"/dashboard/tenants/{tid}")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        token = {"csrf_token": csrf[1]}
+        first = browser.post(f"/dashboard/tenants/{tid}/delete", data=token)
+        assert first.status_code == 303
+        forms = {
+            "delete": {},
+            "keys": {"name": "late"},
+            "settings": {"budget_usd": "5", "budget_period": "monthly"},
+        }
+        for form, fields in forms.items():
+            r = browser.post(f"/dashboard/tenants/{tid}/{form}", data={**token, **fields})
+            assert r.status_code == 409, form
+            assert r.headers["content-type"].startswith("text/html"), form
+            assert 'id="form-error"' in r.text and 'id="deleted-note"' in r.text, form
+    finally:
+        browser.close()
