@@ -85,6 +85,8 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
     ("fast faster fastest quick quicker quickest", "slow slower slowest"),
     ("easy easier easiest simple", "hard harder hardest difficult"),
     ("young younger youngest", "old older elderly"),
+    ("new newer newest", "old older oldest"),
+    ("short shorter shortest", "long longer longest"),
     ("add adding added", "remove removing removed delete deleting deleted"),
     ("enable enabled enabling", "disable disabled disabling"),
     ("include included including", "exclude excluded excluding"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gateway.cache.text_facts import TextFacts, stem
+from gateway.cache.text_facts import STOPWORDS, TextFacts, stem
 
 # Maps words to unit vectors (rows), so near-synonyms ("quickly"/"fast") count as matched.
 WordVectors = Callable[[Sequence[str]], npt.NDArray[np.float32]]
@@ -140,6 +140,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         and sorted(a.name_order) == sorted(b.name_order)
     ):
         return "names"  # the same names around the same words, swapped: "A better than B"
+    if _asks_other_role(a, b) or _asks_other_role(b, a):
+        return "order"  # "Who killed Caesar?" / "Who did Caesar kill?"
     if _swapped_around_direction(a.tokens, b.tokens):
         return "order"  # "miles to km" / "km to miles", "is a dolphin a fish" / "a fish a dolphin"
     if a.when and b.when and a.when != b.when:
@@ -216,6 +218,35 @@ def _gives_roles(seg: Sequence[str], p: int, q: int) -> bool:
     if not middle or _SYMMETRIC.intersection(middle):
         return False
     return max(p, q, len(middle)) <= MAX_ROLE_PIECE
+
+
+# "Who killed Caesar?" asks for the killer, "Who did Caesar kill?" for the killed: a wh-word
+# followed by do / does / did is the object of the verb, one followed by the verb its subject.
+_ROLE_WH = frozenset({"who", "whom", "what", "which"})
+_DO = frozenset({"do", "does", "did"})
+
+
+def _wh_role(tokens: Sequence[str]) -> str | None:
+    """'subject' or 'object' for a question opening "who / what + verb" or "who / what + do",
+    None for any other opening ("what is", "who was", "which book")."""
+    if len(tokens) < 3 or tokens[0] not in _ROLE_WH:
+        return None
+    if tokens[1] in _DO:
+        return "object"
+    if tokens[1] in STOPWORDS:
+        return None  # "what is", "who can"
+    if tokens[0] != "who" and stem(tokens[1]) == tokens[1]:
+        return None  # "what book", "which language": a verb after what / which only if inflected
+    return "subject"
+
+
+def _asks_other_role(subj: TextFacts, obj: TextFacts) -> bool:
+    """`subj` asks who does the verb, `obj` whom it is done to, about the same words (the
+    verb may be spelt otherwise: "wrote" / "write")."""
+    if _wh_role(subj.tokens) != "subject" or _wh_role(obj.tokens) != "object":
+        return False
+    verb = stem(subj.tokens[1])
+    return subj.content - {verb} <= obj.content and len(obj.content - subj.content) <= 1
 
 
 # Particles and prepositions that point opposite ways. They are in almost every question ("in

@@ -410,6 +410,46 @@ def test_particles_that_do_not_point_opposite_ways_are_not_vetoed(cached: str, q
     assert hard_difference(analyse(query), analyse(cached)) != "opposites"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (  # cosine 0.984, served before
+            "Write a bash script that deletes files older than 7 days",
+            "Write a bash script that deletes files newer than 7 days",
+        ),
+        ("Make this paragraph shorter", "Make this paragraph longer"),  # 0.935, served before
+        ("Is the newest iPhone worth it?", "Is the oldest iPhone worth it?"),
+    ],
+)
+def test_new_and_old_short_and_long_are_opposites(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "opposites"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Who killed Caesar?", "Who did Caesar kill?"),  # cosine 0.977, served before
+        ("Who wrote Hamlet?", "Who did Hamlet write?"),
+        ("What causes stress?", "What does stress cause?"),
+    ],
+)
+def test_asking_for_the_subject_or_the_object_is_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == "order"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
+        ("What does stress cause?", "What does stress lead to?"),
+        ("Which book is best?", "Which book did Orwell write?"),
+        ("What causes acne?", "What is the cause of acne?"),
+    ],
+)
+def test_wh_questions_with_one_role_are_not_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) != "order"
+
+
 def test_a_long_reordering_is_left_to_the_score() -> None:
     words = [f"w{i}" for i in range(40)]
     a = " ".join(["x", "to", *words, "y"])
