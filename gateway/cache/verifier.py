@@ -106,6 +106,10 @@ class PairVerifier:
         vb = self._word_vectors(only_b)
         sims = va @ vb.T
         close = sims >= self.config.synonym_cos
+        for i, wa in enumerate(only_a):
+            for j, wb in enumerate(only_b):
+                if close[i, j] and _other_modifier(wa, wb):
+                    close[i, j] = False
         keep_a = [w for w, row in zip(only_a, close, strict=True) if not row.any()]
         keep_b = [w for w, col in zip(only_b, close.T, strict=True) if not col.any()]
         return keep_a, keep_b
@@ -301,6 +305,32 @@ def _prefix_negation(a: TextFacts, b: TextFacts) -> bool:
             if w.startswith(p) and w[len(p) :] in words_a:
                 return True
     return False
+
+
+# Endings that make a word a kind of word, not a thing: two words sharing only these
+# ("explanation" / "clarification") may still be synonyms.
+_SUFFIX_TEXT = (
+    "ation ition tion sion ment ness able ible ally ical ity ous ful less ive ize ise ing ed er "
+    "est ly al ic ant ent ance ence ship hood ist ism"
+)
+_SUFFIXES = tuple(sorted(_SUFFIX_TEXT.split(), key=len, reverse=True))
+
+
+def _other_modifier(a: str, b: str) -> bool:
+    """One head with another word before it: 'backend' / 'frontend', 'upload' / 'download',
+    'inbound' / 'outbound'. Word vectors put such pairs close together (same head, same
+    contexts), but the modifier is what the question is about, so they are no synonyms."""
+    if a[0] == b[0]:
+        return False
+    shared = _shared_prefix(a[::-1], b[::-1])
+    if shared < 3 or len(a) - shared < 2 or len(b) - shared < 2:
+        return False
+    head = a[len(a) - shared :]
+    for suffix in _SUFFIXES:
+        if head.endswith(suffix):
+            head = head[: len(head) - len(suffix)]
+            break
+    return len(head) >= 3
 
 
 def _prefix_match(word: str, others: frozenset[str]) -> bool:

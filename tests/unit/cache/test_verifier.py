@@ -21,7 +21,12 @@ from gateway.cache.text_facts import (
     stem,
     strip_wrappers,
 )
-from gateway.cache.verifier import PairVerifier, hard_difference, intents_conflict
+from gateway.cache.verifier import (
+    PairVerifier,
+    _other_modifier,
+    hard_difference,
+    intents_conflict,
+)
 
 
 @pytest.fixture(scope="module")
@@ -523,3 +528,29 @@ def test_one_word_swapped_in_a_long_prompt_misses(
     # a template with one slot changed: the share-of-words penalty was ~0.02 at this length
     ok, why = judge(verifier, model, cached, query)
     assert not ok, why
+
+
+def test_one_head_with_another_modifier_is_no_synonym(
+    verifier: PairVerifier, model: OnnxMiniLM
+) -> None:
+    # "backend" ~ "frontend" sit close as word vectors, so they counted as synonyms (0.933: a hit)
+    cached = "Write a job description for a backend engineer"
+    query = "Write a job description for a frontend engineer"
+    assert judge(verifier, model, cached, query) == (False, "score")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "other"),
+    [
+        ("backend", "frontend", True),
+        ("upload", "download", True),
+        ("inbound", "outbound", True),
+        ("input", "output", True),
+        ("explanation", "clarification", False),  # only a suffix shared: may be synonyms
+        ("rapidly", "quickly", False),
+        ("automatically", "manually", False),
+        ("fast", "quick", False),
+    ],
+)
+def test_other_modifier(a: str, b: str, other: bool) -> None:
+    assert _other_modifier(a, b) is other
