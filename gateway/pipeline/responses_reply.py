@@ -204,4 +204,6 @@ def response_from_chat(
     # `model` is the name the client asked for (a group or "auto"), as in the stream's events.
     body = response_shell(response_id, created_at, model, echo)
     body.update(status=status, incomplete_details=incomplete, output=output, usage=usage)
+    if isinstance(chat.get("service_tier"), str):  # the tier that served it ("default" for auto)
+        body["service_tier"] = chat["service_tier"]
     return body

@@ -77,6 +77,7 @@ class ResponsesStream:
         self.calls: dict[int, _Call] = {}  # open function calls by chat tool-call index
         self.finish_reason: str | None = None
         self.usage: Json | None = None
+        self.service_tier: str | None = None
 
     def _event(self, kind: str, **fields: Any) -> Json:
         event = {"type": kind, "sequence_number": self.seq, **fields}
@@ -84,9 +85,12 @@ class ResponsesStream:
         return event
 
     def _shell(self, status: str) -> Json:
-        return response_shell(
+        shell = response_shell(
             self.response_id, self.created_at, self.model, self.echo, status=status
         )
+        if self.service_tier is not None:  # the tier that served it, once the upstream said
+            shell["service_tier"] = self.service_tier
+        return shell
 
     def start(self) -> list[Json]:
         return [
@@ -96,6 +100,8 @@ class ResponsesStream:
 
     def feed(self, chunk: Json) -> list[Json]:
         events: list[Json] = []
+        if isinstance(chunk.get("service_tier"), str):
+            self.service_tier = chunk["service_tier"]
         if isinstance(chunk.get("usage"), dict):
             self.usage = usage_from_chat(chunk["usage"])
         choices = chunk.get("choices")

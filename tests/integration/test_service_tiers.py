@@ -99,3 +99,14 @@ def test_a_cache_hit_saves_what_its_tier_would_have_cost(gw: GatewayServer, tier
     assert miss["cost_usd"] == expected(miss, tier)
     assert hit["cost_usd"] == 0
     assert hit["saved_cache_usd"] == hit["counterfactual_cost_usd"] == expected(hit, tier)
+
+
+def test_the_responses_api_says_which_tier_served(gw: GatewayServer) -> None:
+    """`service_tier: "auto"` came back as "auto" from the Responses API, where chat (and
+    OpenAI) say "default", the tier that served it (hunt9 h6)."""
+    _, key = gw.new_tenant()
+    client = sdk_client(gw, key)
+    ask = {"model": "gpt-5-tiered", "service_tier": "auto"}
+    assert client.responses.create(input="which tier", **ask).service_tier == "default"
+    events = list(client.responses.create(input="which tier, streamed", stream=True, **ask))
+    assert events[-1].response.service_tier == "default"
