@@ -23,6 +23,9 @@ def fresh_body(stored: bytes, request_id: str) -> Json:
     prefix = "chatcmpl" if body.get("object") == "chat.completion" else "cmpl"
     body["id"] = f"{prefix}-cache-{request_id}"
     body["created"] = int(time.time())
+    # No tier served a hit: the stored one is the request's that filled the cache (a flex
+    # request's answer replayed to a priority request said "flex").
+    body.pop("service_tier", None)
     return body
 
 

@@ -110,3 +110,15 @@ def test_the_responses_api_says_which_tier_served(gw: GatewayServer) -> None:
     assert client.responses.create(input="which tier", **ask).service_tier == "default"
     events = list(client.responses.create(input="which tier, streamed", stream=True, **ask))
     assert events[-1].response.service_tier == "default"
+
+
+def test_a_cache_hit_names_no_tier(gw: GatewayServer) -> None:
+    """A hit was served by no tier; it said the tier of the request that filled the cache."""
+    _, key = gw.new_tenant()
+    client = sdk_client(gw, key)
+    ask = {"model": "gpt-5-tiered", "messages": [{"role": "user", "content": "tier of a hit"}]}
+    miss = client.chat.completions.create(service_tier="flex", **ask)
+    assert miss.service_tier == "flex"
+    hit = client.chat.completions.with_raw_response.create(service_tier="priority", **ask)
+    assert hit.headers["x-thriftgate-cache"] == "hit-exact"
+    assert hit.parse().service_tier is None
