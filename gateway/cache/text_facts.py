@@ -207,6 +207,9 @@ class TextFacts:
     intent: str = "other"  # what kind of answer the question asks for (see `question_intent`)
     code: tuple[str, ...] = ()  # the tokens of its code spans (fenced or backticked), exactly
     skeleton: tuple[str, ...] = ()  # the code in its prose: symbols and the words they touch
+    # the words inside double quotes, each quote in order: the text to translate, check or
+    # rewrite, which no rewording of the request may change ("Me and him" is not "Him and me")
+    quoted: tuple[tuple[str, ...], ...] = ()
     code_like: bool = False  # it holds code (a span, or a symbol no sentence would use)
     # The numbers in the order they come, and the words from the first to the last of them
     # with each number as "#": "10 divided by 2" and "2 divided by 10" share the words but
@@ -369,6 +372,17 @@ _ALWAYS_CODE = frozenset("=+*\\|^~{}<>≥≤≠")
 _LOGICAL_WORDS = frozenset({"and", "or"})
 
 
+_QUOTED = re.compile(r'"([^"\n]{1,400})"|“([^”\n]{1,400})”')
+
+
+def quoted_spans(text: str) -> tuple[tuple[str, ...], ...]:
+    """The lower-cased words of each double-quoted span, in order."""
+    return tuple(
+        tuple(w.lower() for w in _TOKEN.findall(m.group(1) or m.group(2)))
+        for m in _QUOTED.finditer(text)
+    )
+
+
 def code_spans(text: str) -> tuple[tuple[str, ...], str]:
     """The tokens of the text's code spans, and the text with those spans blanked out."""
     tokens: list[str] = []
@@ -512,6 +526,7 @@ def analyse(text: str) -> TextFacts:
         code=code,
         skeleton=skeleton,
         code_like=code_like or bool(code),
+        quoted=quoted_spans(prose),
         number_order=tuple(order),
         number_span=_number_span(slots),
         when=_times(tokens),

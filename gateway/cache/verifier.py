@@ -168,6 +168,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "negation"
     if _flipped_particle(a.tokens, b.tokens):
         return "opposites"  # "zoom in" / "zoom out", "translate from English" / "to English"
+    if a.quoted != b.quoted and _reordered(a.quoted, b.quoted):
+        return "quote"  # the text to check / translate, its words in another order
     if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
         return "code"  # one operator, accessor, quote or identifier changes what code does
     return None
@@ -251,6 +253,15 @@ def _asks_other_role(subj: TextFacts, obj: TextFacts) -> bool:
         return False
     verb = stem(subj.tokens[1])
     return subj.content - {verb} <= obj.content and len(obj.content - subj.content) <= 1
+
+
+def _reordered(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> bool:
+    """The same quoted words in another order. A quote is the text to check, translate or
+    rewrite, so "and" does not make its parts interchangeable there: a grammar check of "Me and
+    him went" is not one of "Him and me went"."""
+    if len(a) != len(b):
+        return False
+    return any(x != y and sorted(x) == sorted(y) for x, y in zip(a, b, strict=True))
 
 
 # Particles and prepositions that point opposite ways. They are in almost every question ("in
