@@ -318,6 +318,9 @@ _TRAILING_WRAPPERS = re.compile(
     r"(?: so much| very much| in advance)?[\s.!?]*$",
     re.IGNORECASE,
 )
+# "Is a tomato a fruit or not?" asks what "Is a tomato a fruit?" asks: a last "or not" only
+# spells out the other answer, and it is no negation.
+_OR_NOT = re.compile(r"[\s,]+or not[\s.!?]*$", re.IGNORECASE)
 # before these, a last "please" is the word itself ("how do you say please")
 _PLEASE_AS_WORD = frozenset({"say", "said", "saying", "says", "word", "words", "the", "and"})
 
@@ -340,7 +343,7 @@ def strip_wrappers(text: str) -> str:
     """The question without its conversational wrapping; the text itself if nothing is left."""
     t = text.strip()
     while True:
-        shorter = _strip_trailing(_LEADING_WRAPPERS.sub("", t, count=1))
+        shorter = _OR_NOT.sub("", _strip_trailing(_LEADING_WRAPPERS.sub("", t, count=1)))
         if shorter == t:
             break
         t = shorter

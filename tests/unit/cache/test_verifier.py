@@ -154,7 +154,11 @@ def test_embedding_text_drops_surface_noise_only() -> None:
         ("Do you know who wrote Hamlet?", "who wrote Hamlet?"),
         ("Write a haiku about autumn please", "Write a haiku about autumn"),
         ("What is Rust? Thanks!", "What is Rust"),
+        ("Is a tomato a fruit or not?", "Is a tomato a fruit"),  # negation veto before
+        ("Should I quit my job, or not?", "Should I quit my job"),
         # what only looks like wrapping stays
+        ("To be or not to be", "To be or not to be"),
+        ("Is it safe or not safe?", "Is it safe or not safe?"),
         ("Can you swim?", "Can you swim?"),
         ("Is it OK to say please and thank you?", "Is it OK to say please and thank you?"),
         ("how do you say please", "how do you say please"),
@@ -165,6 +169,14 @@ def test_embedding_text_drops_surface_noise_only() -> None:
 )
 def test_conversational_wrapping_is_stripped(text: str, core: str) -> None:
     assert strip_wrappers(text) == core
+
+
+def test_a_last_or_not_is_no_negation(verifier: PairVerifier, model: OnnxMiniLM) -> None:
+    assert judge(verifier, model, "Is a tomato a fruit?", "Is a tomato a fruit or not?")[0]
+    assert judge(verifier, model, "Is a tomato a fruit?", "Is a tomato not a fruit?") == (
+        False,
+        "negation",
+    )
 
 
 def test_wrapping_does_not_hide_a_difference(verifier: PairVerifier, model: OnnxMiniLM) -> None:
