@@ -58,7 +58,8 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
     ("increase increases increased increasing rise rises rising rose raise raised grow grows "
      "growing grew gain gains gained climb climbed jump jumped boost up",
      "decrease decreases decreased decreasing fall falls falling fell drop drops dropped "
-     "decline declines declined reduce reduced reducing shrink shrank down"),
+     "decline declines declined reduce reduced reducing shrink shrank down lower lowers lowered "
+     "lowering"),
     ("buy buys buying bought purchase purchased import imports acquire acquired",
      "sell sells selling sold export exports"),
     ("win wins winning won victory", "lose loses losing lost defeat loss"),

@@ -276,8 +276,9 @@ MAX_FLIP_SPAN = 3
 
 
 def _flipped_particle(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Where the texts differ (at most `MAX_FLIP_SPAN` tokens each), one holds a particle and
-    the other its opposite: "zoom in on" / "zoom out on", "arguments for" / "against"."""
+    """Where the texts differ (at most `MAX_FLIP_SPAN` tokens each), a particle or its opposite
+    changes which ways the texts point: "zoom in on" / "zoom out on", "arguments for" /
+    "against", "arguments for and against" / "arguments against"."""
     n = min(len(a), len(b))
     lead = 0
     while lead < n and a[lead] == b[lead]:
@@ -286,11 +287,19 @@ def _flipped_particle(a: Sequence[str], b: Sequence[str]) -> bool:
     while tail < n - lead and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
         tail += 1
     span_a, span_b = a[lead : len(a) - tail], b[lead : len(b) - tail]
-    if not span_a or not span_b or max(len(span_a), len(span_b)) > MAX_FLIP_SPAN:
+    if not (span_a or span_b) or max(len(span_a), len(span_b)) > MAX_FLIP_SPAN:
         return False
-    da, db = set(span_a), set(span_b)
+    changed, all_a, all_b = set(span_a) | set(span_b), set(a), set(b)
     for one, other in _OPPOSITE_PARTICLES:
-        if (da & one and db & other and not db & one) or (db & one and da & other and not da & one):
+        if not changed & (one | other):
+            continue
+        sides_a = (bool(all_a & one), bool(all_a & other))
+        sides_b = (bool(all_b & one), bool(all_b & other))
+        # each text points somewhere, both ways are named, not by both alike ("for and
+        # against" / "against"); "from 1990 to 2000" / "between 1990 and 2000" points nowhere
+        points = any(sides_a) and any(sides_b)
+        both_ways = (sides_a[0] or sides_b[0]) and (sides_a[1] or sides_b[1])
+        if sides_a != sides_b and points and both_ways:
             return True
     return False
 
@@ -309,8 +318,8 @@ _NEG_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "a")
 
 def _prefix_negation(a: TextFacts, b: TextFacts) -> bool:
     """'possible' vs 'impossible', 'safe' vs 'unsafe': the same word with a negating prefix."""
-    words_a = {t for t in a.tokens if t.isalpha() and len(t) >= 4}
-    words_b = {t for t in b.tokens if t.isalpha() and len(t) >= 6}
+    words_a = _joined_words(a.tokens, 4)
+    words_b = _joined_words(b.tokens, 6)
     for w in words_b - words_a:
         for p in _NEG_PREFIXES:
             if w.startswith(p) and w[len(p) :] in words_a:
@@ -342,6 +351,18 @@ def _other_modifier(a: str, b: str) -> bool:
             head = head[: len(head) - len(suffix)]
             break
     return len(head) >= 3
+
+
+def _joined_words(tokens: Sequence[str], min_len: int) -> set[str]:
+    """The words of at least `min_len` letters, "non-technical" (two tokens) read as one."""
+    out: set[str] = set()
+    after_non = False
+    for t in tokens:
+        word = f"non{t}" if after_non else t
+        after_non = t == "non"
+        if word.isalpha() and len(word) >= min_len and word != "non":
+            out.add(word)
+    return out
 
 
 def _prefix_match(word: str, others: frozenset[str]) -> bool:

@@ -598,3 +598,37 @@ def test_quoted_words_in_another_order_are_vetoed(cached: str, query: str) -> No
 )
 def test_the_same_quotes_are_not_vetoed(cached: str, query: str) -> None:
     assert hard_difference(analyse(query), analyse(cached)) != "quote"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "reason"),
+    [
+        (  # cosine 0.994, served before: both sides asked, against one
+            "Summarize the main arguments for and against universal basic income",
+            "Summarize the main arguments against universal basic income",
+            "opposites",
+        ),
+        ("Does caffeine raise blood pressure?", "Does caffeine lower blood pressure?", "opposites"),
+        (  # cosine 0.991, served before: "non-technical" is two tokens
+            "Explain how HTTPS works to a non-technical manager in three short paragraphs",
+            "Explain how HTTPS works to a technical manager in three short paragraphs",
+            "negation",
+        ),
+    ],
+)
+def test_one_way_against_both_ways_and_split_negations_are_vetoed(
+    cached: str, query: str, reason: str
+) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) == reason
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("They drafted a non-binding list", "They drafted a nonbinding list"),  # vetoed before
+        ("most of them were non- operative", "most of them were inoperative"),
+        ("What happened from 1990 to 2000?", "What happened between 1990 and 2000?"),
+    ],
+)
+def test_spellings_of_one_word_and_ranges_are_not_vetoed(cached: str, query: str) -> None:
+    assert hard_difference(analyse(query), analyse(cached)) is None
