@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from tests.support.servers import (
-    ADMIN_KEY,
     GatewayServer,
     MockUpstreamServer,
     create_database,
+    dashboard_session,
     drop_database,
     mock_deployment,
     sql,
@@ -39,13 +39,11 @@ def signed_in(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[
                 "(md5('odd'), 'odd_100%', 'monthly', '{}', now())")  # fmt: skip
         gone, _ = gw.new_tenant("pg-tenant-gone")
         assert gw.admin("DELETE", f"/admin/tenants/{gone}").status_code == 200
-        with httpx.Client(base_url=gw.base, timeout=30, headers={"Origin": gw.base}) as c:
-            page = c.get("/dashboard/login")
-            token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-            assert token is not None
-            r = c.post("/dashboard/login", data={"admin_key": ADMIN_KEY, "login_token": token[1]})
-            assert r.status_code == 303
-            yield c
+        client = dashboard_session(gw)
+        try:
+            yield client
+        finally:
+            client.close()
     finally:
         gw.stop()
         drop_database(db)

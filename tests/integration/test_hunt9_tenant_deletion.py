@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from tests.support.servers import (
-    ADMIN_KEY,
     GatewayServer,
     MockUpstreamServer,
     create_database,
+    dashboard_session,
     drop_database,
     ledger_row,
     mock_deployment,
@@ -80,13 +80,7 @@ def test_requests_in_flight_at_deletion_leave_no_cache_entry_or_stored_item(
 
 
 def _signed_in(gw: GatewayServer) -> httpx.Client:
-    client = httpx.Client(base_url=gw.base, timeout=30, headers={"Origin": gw.base})
-    page = client.get("/dashboard/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-    assert token is not None
-    r = client.post("/dashboard/login", data={"admin_key": ADMIN_KEY, "login_token": token[1]})
-    assert r.status_code == 303
-    return client
+    return dashboard_session(gw)
 
 
 def test_a_dashboard_form_for_a_tenant_deleted_meanwhile_answers_its_page(

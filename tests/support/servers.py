@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -231,6 +232,17 @@ class GatewayServer(Process):
         k = self.admin("POST", f"/admin/tenants/{tid}/keys", json={})
         assert k.status_code == 201, k.text
         return tid, k.json()["key"]
+
+
+def dashboard_session(gw: GatewayServer) -> httpx.Client:
+    """An httpx client signed in to `gw`'s dashboard with the admin key (close it when done)."""
+    client = httpx.Client(base_url=gw.base, timeout=30, headers={"Origin": gw.base})
+    page = client.get("/dashboard/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token is not None, page.text[:300]
+    r = client.post("/dashboard/login", data={"admin_key": ADMIN_KEY, "login_token": token[1]})
+    assert r.status_code == 303, r.text[:300]
+    return client
 
 
 def mock_deployment(
