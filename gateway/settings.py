@@ -39,6 +39,16 @@ class ConfigError(Exception):
     """The settings or the YAML file are invalid; the message names the offending key."""
 
 
+class TierPrice(BaseModel):
+    """A provider service tier's prices (OpenAI's `flex`, `priority`), USD per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    input_cost_per_mtok: Decimal = Field(ge=0, le=MAX_USD_PER_MTOK)
+    output_cost_per_mtok: Decimal = Field(ge=0, le=MAX_USD_PER_MTOK)
+    cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+
+
 class DeploymentConfig(BaseModel):
     """One place a model can be served: a provider endpoint plus its prices."""
 
@@ -56,6 +66,9 @@ class DeploymentConfig(BaseModel):
     output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     cache_write_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    # By the tier's name as the upstream reports it ("flex", "priority"); they win over
+    # litellm's, and are the only ones where the prices above are configured.
+    service_tier_prices: dict[str, TierPrice] = Field(default_factory=dict)
     # Router hints: cold-start latency model until live measurements arrive.
     ttft_ms: float | None = Field(default=None, ge=0)
     ms_per_token: float | None = Field(default=None, ge=0)

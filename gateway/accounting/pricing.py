@@ -78,6 +78,7 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cfg.output_cost_per_mtok,
                 cfg.cached_input_cost_per_mtok,
                 cfg.cache_write_input_cost_per_mtok,
+                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok),
             ),
             "config",
         )
@@ -89,6 +90,7 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cfg.output_cost_per_mtok or ZERO,
                 cfg.cached_input_cost_per_mtok,
                 cfg.cache_write_input_cost_per_mtok,
+                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok),
             ),
             "unknown",
         )
@@ -107,7 +109,22 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     tiers: tuple[tuple[str, Price], ...] = ()
     if cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
         tiers = _tier_prices(entry, written)  # only beside litellm's own standard price
-    return Price(inp, out, cached, written, tiers), "litellm"
+    return Price(inp, out, cached, written, _configured_tiers(cfg, tiers, written)), "litellm"
+
+
+def _configured_tiers(
+    cfg: DeploymentConfig, found: tuple[tuple[str, Price], ...], written: Decimal | None
+) -> tuple[tuple[str, Price], ...]:
+    """`found` (litellm's tiers) with the config's `service_tier_prices` over them."""
+    tiers = dict(found)
+    for name, tier in cfg.service_tier_prices.items():
+        tiers[name] = Price(
+            tier.input_cost_per_mtok,
+            tier.output_cost_per_mtok,
+            tier.cached_input_cost_per_mtok,
+            written,
+        )
+    return tuple(tiers.items())
 
 
 SERVICE_TIERS = ("flex", "priority")
