@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import config_checks
+from gateway.accounting import tenant_deletion
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.settling import Settling
@@ -155,6 +156,16 @@ class Services:
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)
         return services
+
+    async def delete_tenant(self, tenant_id: str) -> dict[str, Any]:
+        """Delete a tenant (`tenant_deletion`: one transaction), then forget it here at once:
+        its cached keys (and, by NOTIFY, other replicas'), budget state, in-memory cache."""
+        result = await tenant_deletion.delete_tenant(self.engine, tenant_id)
+        await self.keys.invalidate_everywhere(tenant_id)
+        self.budgets.forget(tenant_id)
+        if self.cache is not None:  # the transaction deleted its rows and recorded the purge
+            await self.cache.forget_tenant(tenant_id)
+        return result
 
     async def aclose(self) -> None:
         for closer in reversed(self.closers):

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from gateway.accounting import reports, tenant_deletion, tenants
+from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
 from gateway.services import Services
 
@@ -110,12 +110,7 @@ async def update_tenant(
 @router.delete("/tenants/{tenant_id}")
 async def delete_tenant(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
     """Revoke the tenant's keys and drop its cache and stored items; its ledger rows stay."""
-    result = await tenant_deletion.delete_tenant(services.engine, tenant_id)
-    await services.keys.invalidate_everywhere(tenant_id)
-    services.budgets.forget(tenant_id)
-    if services.cache is not None:  # this replica's in-memory copy, at once
-        await services.cache.purge(tenant_id)
-    return result
+    return await services.delete_tenant(tenant_id)
 
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201)

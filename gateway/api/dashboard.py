@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from gateway.accounting import tenant_deletion, tenants
+from gateway.accounting import tenants
 from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import check_admin_key
 from gateway.api.deps import ServicesDep, get_services
@@ -350,13 +350,9 @@ async def tenant_delete(
 ) -> Response:
     """As `DELETE /admin/tenants/{id}`: keys revoked, cache and items dropped, spend kept."""
     try:
-        await tenant_deletion.delete_tenant(services.engine, tenant_id)
+        await services.delete_tenant(tenant_id)
     except Conflict as exc:  # already deleted (a second click, another admin)
         return await _refused(request, session, services, tenant_id, exc)
-    await services.keys.invalidate_everywhere(tenant_id)
-    services.budgets.forget(tenant_id)
-    if services.cache is not None:
-        await services.cache.purge(tenant_id)
     return RedirectResponse("/dashboard/tenants?deleted=1", status_code=303)
 
 

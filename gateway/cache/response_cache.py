@@ -292,8 +292,13 @@ class ResponseCache:
 
     async def purge(self, tenant_id: str) -> int:
         deleted = await self.store.purge_tenant(tenant_id)
-        await self._run(self.memory.purge_tenant, tenant_id, utcnow())
+        await self.forget_tenant(tenant_id)
         return deleted
+
+    async def forget_tenant(self, tenant_id: str) -> None:
+        """Drop this replica's in-memory entries of a tenant whose rows (and purge record) the
+        database no longer holds: the others follow the purge record within a poll."""
+        await self._run(self.memory.purge_tenant, tenant_id, utcnow())
 
     # -- following the table ----------------------------------------------------------
     async def _follow(self) -> None:
