@@ -13,6 +13,7 @@ from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
+from gateway.providers.base import prompts_in
 from gateway.routing.catalog import Catalog, Deployment
 from gateway.routing.local_load import EngineLoad, LocalThroughput
 from gateway.routing.router import Router
@@ -293,7 +294,4 @@ def _choices(ctx: RequestContext) -> int:
     for each prompt of a legacy completions request (a list of strings or of token arrays)."""
     counts = [ctx.body.get("n"), ctx.body.get("best_of")]
     per_prompt = max([c for c in counts if isinstance(c, int) and not isinstance(c, bool)] + [1])
-    prompt = ctx.body.get("prompt") if ctx.endpoint == "completions" else None
-    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-        return per_prompt * len(prompt)  # several prompts (not one prompt's token array)
-    return per_prompt
+    return per_prompt * prompts_in(ctx.body, ctx.endpoint)

@@ -46,6 +46,16 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+def prompts_in(body: Json, endpoint: str) -> int:
+    """How many prompts a request sends: a legacy completions request may send several (a list
+    of strings or of token-id arrays, not one prompt's token array); any other, one. The
+    upstream answers (and bills) each."""
+    prompt = body.get("prompt") if endpoint == "completions" else None
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+        return len(prompt)
+    return 1
+
+
 def provider_key(dep: Deployment) -> str | None:
     """The deployment's key as sent upstream. A key read from a file (`export K=$(cat f)`, a
     mounted secret) often ends in a newline, which no HTTP header may carry: strip it."""

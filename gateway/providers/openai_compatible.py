@@ -22,6 +22,7 @@ from gateway.providers.base import (
     credentials_refused,
     deployment_not_found,
     masked_text,
+    prompts_in,
     provider_key,
 )
 from gateway.providers.embeddings import in_requested_format
@@ -371,9 +372,7 @@ def _answers_asked(payload: Json, endpoint: Endpoint) -> int:
     request that sends several (strings, or token-id arrays)."""
     n = payload.get("n")
     each = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    prompt = payload.get("prompt") if endpoint == "completions" else None
-    several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
-    return each * (len(prompt) if several and isinstance(prompt, list) else 1)
+    return each * prompts_in(payload, endpoint)
 
 
 def _message(parsed: Any) -> str:
