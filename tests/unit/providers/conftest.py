@@ -96,6 +96,12 @@ def delta(content: str, finish: str | None = None) -> dict[str, Any]:
 USAGE = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
 
 
+def openai_compatible_deployment(url: str) -> Deployment:
+    """An OpenAI-compatible deployment "d" of model "m" at `url` (its API base), unpriced."""
+    config = DeploymentConfig(name="d", model="m", api_base=url)
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
 def anthropic_deployment(base: str, key_env: str) -> Deployment:
     """A litellm-translated Anthropic deployment pointed at a local upstream."""
     config = DeploymentConfig(

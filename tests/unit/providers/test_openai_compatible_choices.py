@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from gateway.accounting.pricing import Price
 from gateway.errors import UpstreamError
 from gateway.providers.base import Endpoint
 from gateway.providers.openai_compatible import OpenAICompatibleProvider
-from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
-from tests.unit.providers.conftest import ServeRoute, event, sse_handler
+from tests.unit.providers.conftest import (
+    ServeRoute,
+    event,
+    openai_compatible_deployment,
+    sse_handler,
+)
 
 Json = dict[str, Any]
 
@@ -32,9 +34,7 @@ def text(index: int, piece: str, finish: str | None = None) -> Json:
     return {"id": "c", "object": "text_completion", "choices": [choice]}
 
 
-def dep(url: str) -> Deployment:
-    config = DeploymentConfig(name="d", model="m", api_base=url)
-    return Deployment(config=config, price=Price(), price_source="config")
+dep = openai_compatible_deployment
 
 
 async def read(

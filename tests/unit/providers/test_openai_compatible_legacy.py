@@ -11,12 +11,9 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers.openai_compatible import OpenAICompatibleProvider
-from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
-from tests.unit.providers.conftest import ServeRoute
+from tests.unit.providers.conftest import ServeRoute, openai_compatible_deployment
 
 CHAT_MODEL = (
     "This is a chat model and not supported in the v1/completions endpoint. "
@@ -30,9 +27,7 @@ async def chat_model(request: web.Request) -> web.StreamResponse:
     return web.json_response({"error": error}, status=404)
 
 
-def dep(url: str) -> Deployment:
-    config = DeploymentConfig(name="d", model="m", api_base=url)
-    return Deployment(config=config, price=Price(), price_source="config")
+dep = openai_compatible_deployment
 
 
 @pytest.mark.parametrize("stream", [False, True])

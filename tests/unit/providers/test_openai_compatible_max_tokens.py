@@ -13,12 +13,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest
 from gateway.providers.openai_compatible import OpenAICompatibleProvider
-from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
-from tests.unit.providers.conftest import USAGE, ServeRoute, delta, event
+from tests.unit.providers.conftest import (
+    USAGE,
+    ServeRoute,
+    delta,
+    event,
+    openai_compatible_deployment,
+)
 
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 30}
 REFUSAL = {
@@ -63,9 +66,7 @@ class ReasoningModel:
         return resp
 
 
-def dep(url: str) -> Deployment:
-    config = DeploymentConfig(name="d", model="m", api_base=url)
-    return Deployment(config=config, price=Price(), price_source="config")
+dep = openai_compatible_deployment
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -12,18 +12,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.pipeline.dispatch import retryable
 from gateway.providers.openai_compatible import OpenAICompatibleProvider, upstream_error
-from gateway.routing.catalog import Deployment
-from gateway.settings import DeploymentConfig
 from tests.unit.providers.conftest import (
     USAGE,
     Handler,
     ServeRoute,
     delta,
     event,
+    openai_compatible_deployment,
     sse_handler,
 )
 
@@ -41,9 +39,7 @@ def serve(serve_route: ServeRoute) -> Serve:
     return start
 
 
-def dep(url: str) -> Deployment:
-    config = DeploymentConfig(name="d", model="m", api_base=url)
-    return Deployment(config=config, price=Price(), price_source="config")
+dep = openai_compatible_deployment
 
 
 async def chunks(
