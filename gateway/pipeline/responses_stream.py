@@ -3,7 +3,8 @@
 `response.created` and `response.in_progress` open the stream; text arrives as a message item
 (`output_item.added`, `content_part.added`, `output_text.delta`..., then the matching `.done`
 events; a refusal as a `refusal` part with `refusal.delta`s), each tool call as a
-`function_call` item with `function_call_arguments.delta`s; the stream ends with
+`function_call` item with `function_call_arguments.delta`s, each item closed (its `.done`
+events) before the next one opens, as OpenAI streams them; the stream ends with
 `response.completed` (or `response.incomplete` when cut by
 `max_output_tokens`) carrying the whole response and its usage. An in-band error from the
 pipeline (the upstream failed after the first byte) ends it with `error` and `response.failed`.
@@ -46,6 +47,7 @@ class _Call:
     call_id: str
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    done: bool = False  # its `.done` events were sent
 
 
 class ResponsesStream:
@@ -74,7 +76,8 @@ class ResponsesStream:
         self.parts: list[tuple[str, list[str]]] | None = None
         self.text_index = -1
         self.logprobs: list[list[Json]] = []  # each part's token log probabilities, as parts
-        self.calls: dict[int, _Call] = {}  # open function calls by chat tool-call index
+        self.calls: dict[int, _Call] = {}  # the open function call by chat tool-call index
+        self.closed: dict[int, _Call] = {}  # the finished ones
         self.finish_reason: str | None = None
         self.usage: Json | None = None
         self.service_tier: str | None = None
@@ -147,6 +150,7 @@ class ResponsesStream:
         """Open the message item if none is open, and a `kind` part unless that is open."""
         events: list[Json] = []
         if self.parts is None:
+            events.extend(self._close_calls())  # one item at a time, as OpenAI streams them
             self.parts, self.text_index = [], self._next_index()
             item = message_item(self.msg_id, "", status="in_progress")
             events.append(
@@ -189,14 +193,16 @@ class ResponsesStream:
         events: list[Json] = []
         index = call.get("index", 0)
         fn = as_object(call.get("function"))
-        open_call = self.calls.get(index)
+        open_call = self.calls.get(index) or self.closed.get(index)
         if open_call is None:
+            # OpenAI closes each item before it opens the next: the text, and an earlier call
+            # (chat streams a call whole before the next index appears)
             events.extend(self._close_text())
+            events.extend(self._close_calls())
             output_index = self._next_index()
+            number = len(self.calls) + len(self.closed)
             open_call = _Call(
-                output_index,
-                f"{self.fc_prefix}{len(self.calls)}",
-                str(call.get("id") or f"call_{len(self.calls)}"),
+                output_index, f"{self.fc_prefix}{number}", str(call.get("id") or f"call_{number}")
             )
             self.calls[index] = open_call
             open_call.name = str(fn.get("name") or "")
@@ -211,6 +217,9 @@ class ResponsesStream:
         args = fn.get("arguments")
         if isinstance(args, str) and args:
             open_call.arguments.append(args)
+            if open_call.done:  # an upstream that interleaves calls: only the final object
+                self._amend(open_call)  # gets what came after the call's `.done` events
+                return events
             events.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -242,9 +251,17 @@ class ResponsesStream:
         events.append(self._event("response.output_item.done", output_index=index, item=item))
         return events
 
+    def _amend(self, call: _Call) -> None:
+        item = function_call_item(call.item_id, call.call_id, call.name, "".join(call.arguments))
+        self.output = [(i, item if i == call.output_index else it) for i, it in self.output]
+
     def _close_calls(self) -> list[Json]:
+        """The `.done` events of the open function calls; they stay known by their chat index
+        (in `closed`) so a late argument delta still reaches the final object."""
         events: list[Json] = []
-        for call in sorted(self.calls.values(), key=lambda c: c.output_index):
+        for index, call in sorted(self.calls.items(), key=lambda pair: pair[1].output_index):
+            call.done = True
+            self.closed[index] = call
             args = "".join(call.arguments)
             item = function_call_item(call.item_id, call.call_id, call.name, args)
             self.output.append((call.output_index, item))

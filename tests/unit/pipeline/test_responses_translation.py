@@ -446,9 +446,11 @@ def test_text_then_tool_calls_get_their_own_output_indexes():
         (1, "function_call"),
         (2, "function_call"),
     ]
+    # call 0 closed when call 1 opened; an upstream interleaving the two (its late "1}")
+    # gets the whole arguments into the final object only
     done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
     assert [(e["output_index"], e["name"], e["arguments"]) for e in done] == [
-        (1, "f", '{"a":1}'),
+        (1, "f", '{"a":'),
         (2, "g", "{}"),
     ]
     # the text item closes before the first call opens
@@ -459,6 +461,43 @@ def test_text_then_tool_calls_get_their_own_output_indexes():
     final = events[-1]["response"]
     assert [i["type"] for i in final["output"]] == ["message", "function_call", "function_call"]
     assert final["output"][1]["call_id"] == "c1" and final["usage"] is None
+    assert final["output"][1]["arguments"] == '{"a":1}'
+
+
+def test_parallel_calls_stream_one_item_at_a_time():
+    # OpenAI's order: each item's `.done` events before the next `output_item.added`
+    def call(index: int, **fields: Any) -> dict[str, Any]:
+        return chunk({"tool_calls": [{"index": index, **fields}]})
+
+    events = run(
+        [
+            call(0, id="c1", function={"name": "f", "arguments": ""}),
+            call(0, function={"arguments": '{"a":1}'}),
+            call(1, id="c2", function={"name": "g", "arguments": ""}),
+            call(1, function={"arguments": '{"b":2}'}),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    assert [(e["type"].removeprefix("response."), e.get("output_index")) for e in events] == [
+        ("created", None),
+        ("in_progress", None),
+        ("output_item.added", 0),
+        ("function_call_arguments.delta", 0),
+        ("function_call_arguments.done", 0),
+        ("output_item.done", 0),
+        ("output_item.added", 1),
+        ("function_call_arguments.delta", 1),
+        ("function_call_arguments.done", 1),
+        ("output_item.done", 1),
+        ("completed", None),
+    ]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(i["id"], i["call_id"], i["arguments"]) for i in done] == [
+        ("fc_abc_0", "c1", '{"a":1}'),
+        ("fc_abc_1", "c2", '{"b":2}'),
+    ]
+    assert events[-1]["response"]["output"] == done
 
 
 def test_length_ends_with_response_incomplete_and_fallback_usage():
