@@ -26,6 +26,8 @@ class Price:
     # Prices of the provider's service tiers other than the standard one (OpenAI's "flex" at
     # half price, "priority" above it), by the tier's name as the upstream reports it.
     tiers: tuple[tuple[str, Price], ...] = ()
+    # prompt tokens written to a 1-hour prompt cache (Anthropic: 2x input), if priced apart
+    cache_write_1h_input_per_mtok: Decimal | None = None
 
     def for_tier(self, tier: str | None) -> Price:
         """The price of the named service tier, else this (standard) one."""
@@ -41,9 +43,11 @@ class Price:
         completion_tokens: int,
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
-        provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it."""
+        provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
+        `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones."""
         if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
             return (
                 prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
@@ -60,17 +64,47 @@ class Price:
             if self.cache_write_input_per_mtok is None
             else self.cache_write_input_per_mtok
         )
+        hour = min(max(cache_write_1h_tokens, 0), written)
+        hour_price = (
+            write_price
+            if self.cache_write_1h_input_per_mtok is None
+            else self.cache_write_1h_input_per_mtok
+        )
         total = (
             (prompt_tokens - cached - written) * self.input_per_mtok
             + cached * cached_price
-            + written * write_price
+            + (written - hour) * write_price
+            + hour * hour_price
             + completion_tokens * self.output_per_mtok
         )
         return total / MILLION
 
 
+def asks_hour_cache(body: dict[str, Any]) -> bool:
+    """Whether a request marks anything for the provider's 1-hour prompt cache (Anthropic's
+    `cache_control: {"type": "ephemeral", "ttl": "1h"}`, on a message, a content part, a tool
+    or the system prompt), whose writes cost more than the 5-minute cache's."""
+
+    def marked(item: Any) -> bool:
+        mark = item.get("cache_control") if isinstance(item, dict) else None
+        return isinstance(mark, dict) and mark.get("ttl") == "1h"
+
+    for key in ("messages", "tools", "system"):
+        items = body.get(key)
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if marked(item):
+                return True
+            parts = item.get("content") if isinstance(item, dict) else None
+            if isinstance(parts, list) and any(marked(part) for part in parts):
+                return True
+    return False
+
+
 def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     """Config overrides win; otherwise look the upstream model up in litellm's local price map."""
+    hour = cfg.cache_write_1h_input_cost_per_mtok
     if cfg.input_cost_per_mtok is not None and cfg.output_cost_per_mtok is not None:
         return (
             Price(
@@ -78,7 +112,8 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cfg.output_cost_per_mtok,
                 cfg.cached_input_cost_per_mtok,
                 cfg.cache_write_input_cost_per_mtok,
-                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok),
+                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok, hour),
+                hour,
             ),
             "config",
         )
@@ -90,7 +125,8 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cfg.output_cost_per_mtok or ZERO,
                 cfg.cached_input_cost_per_mtok,
                 cfg.cache_write_input_cost_per_mtok,
-                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok),
+                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok, hour),
+                hour,
             ),
             "unknown",
         )
@@ -106,14 +142,20 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     written = cfg.cache_write_input_cost_per_mtok
     if written is None and entry.get("cache_creation_input_token_cost") is not None:
         written = _per_mtok(entry.get("cache_creation_input_token_cost"))
+    if hour is None and entry.get("cache_creation_input_token_cost_above_1hr") is not None:
+        hour = _per_mtok(entry.get("cache_creation_input_token_cost_above_1hr"))
     tiers: tuple[tuple[str, Price], ...] = ()
     if cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
-        tiers = _tier_prices(entry, written)  # only beside litellm's own standard price
-    return Price(inp, out, cached, written, _configured_tiers(cfg, tiers, written)), "litellm"
+        tiers = _tier_prices(entry, written, hour)  # only beside litellm's own standard price
+    price = Price(inp, out, cached, written, _configured_tiers(cfg, tiers, written, hour), hour)
+    return price, "litellm"
 
 
 def _configured_tiers(
-    cfg: DeploymentConfig, found: tuple[tuple[str, Price], ...], written: Decimal | None
+    cfg: DeploymentConfig,
+    found: tuple[tuple[str, Price], ...],
+    written: Decimal | None,
+    hour: Decimal | None,
 ) -> tuple[tuple[str, Price], ...]:
     """`found` (litellm's tiers) with the config's `service_tier_prices` over them."""
     tiers = dict(found)
@@ -123,6 +165,7 @@ def _configured_tiers(
             tier.output_cost_per_mtok,
             tier.cached_input_cost_per_mtok,
             written,
+            cache_write_1h_input_per_mtok=hour,
         )
     return tuple(tiers.items())
 
@@ -130,7 +173,9 @@ def _configured_tiers(
 SERVICE_TIERS = ("flex", "priority")
 
 
-def _tier_prices(entry: dict[str, Any], written: Decimal | None) -> tuple[tuple[str, Price], ...]:
+def _tier_prices(
+    entry: dict[str, Any], written: Decimal | None, hour: Decimal | None
+) -> tuple[tuple[str, Price], ...]:
     """litellm's `input_cost_per_token_flex` etc.: a tier with both its prices listed."""
     out = []
     for tier in SERVICE_TIERS:
@@ -146,6 +191,7 @@ def _tier_prices(entry: dict[str, Any], written: Decimal | None) -> tuple[tuple[
             _per_mtok(outp),
             _per_mtok(cached) if cached is not None else None,
             written,
+            cache_write_1h_input_per_mtok=hour,
         )
         out.append((tier, price))
     return tuple(out)

@@ -93,13 +93,21 @@ class AccountStage:
         # routing.
         ctx.cost_usd = ledger_usd(
             self._price_of(dep, u.completion_tokens, u.service_tier).cost_usd(
-                u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens,
             )
         )
         base_price = self._price_of(baseline or dep, u.completion_tokens, u.service_tier)
         sent_at_baseline = ledger_usd(
             base_price.cost_usd(
-                u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens,
             )
         )
         ctx.savings.compression_usd = ledger_usd(base_price.cost_usd(tokens_removed(ctx), 0))
@@ -244,11 +252,13 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             completion = count_text(completion_text(body), model)
         else:
             completion += reasoning_outside(usage, prompt_tokens, completion, total)
+        written = min(_cache_writes(usage, details), prompt_tokens - cached)
         return Usage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion,
             cached_tokens=cached,
-            cache_write_tokens=min(_cache_writes(usage, details), prompt_tokens - cached),
+            cache_write_tokens=written,
+            cache_write_1h_tokens=min(_hour_cache_writes(usage, details), written),
             source="upstream",
             service_tier=tier,
         )
@@ -298,6 +308,18 @@ def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
         count = _count(value)
         if count:
             return count
+    return 0
+
+
+def _hour_cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
+    """Of the written tokens, those written to the 1-hour cache (Anthropic: 2x input, the
+    5-minute one 1.25x): litellm's details' `cache_creation_token_details`, Anthropic's own
+    `cache_creation` block where an upstream passes its usage on."""
+    for block in (details.get("cache_creation_token_details"), usage.get("cache_creation")):
+        if isinstance(block, dict):
+            count = _count(block.get("ephemeral_1h_input_tokens"))
+            if count:
+                return count
     return 0
 
 

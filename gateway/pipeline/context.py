@@ -49,6 +49,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cache_write_tokens: int = 0  # written to the provider's prompt cache (part of prompt_tokens)
+    cache_write_1h_tokens: int = 0  # of those, written to its 1-hour cache (Anthropic: 2x input)
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
     service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 

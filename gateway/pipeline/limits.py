@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
+from gateway.accounting.pricing import asks_hour_cache
 from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
@@ -213,6 +214,7 @@ class BudgetStage:
         uncapped = max_tokens_of(ctx.body) is None and ctx.endpoint != "embeddings"
         tier = ctx.body.get("service_tier")
         tier = tier if isinstance(tier, str) else None
+        hour = asks_hour_cache(ctx.body)
         costs = []
         for dep in group:
             completion = (
@@ -220,7 +222,7 @@ class BudgetStage:
                 if uncapped
                 else expected_completion
             )
-            costs.append(self._dearest_cost(dep, prompt, completion, tier))
+            costs.append(self._dearest_cost(dep, prompt, completion, tier, hour_cache=hour))
         return max(costs)
 
     def _answer_limit(self, dep: Deployment, completion: int, ctx: RequestContext) -> int:
@@ -233,7 +235,13 @@ class BudgetStage:
         return completion if cap is None else min(completion, cap * _choices(ctx))
 
     def _dearest_cost(
-        self, dep: Deployment, prompt: int, completion: int, tier: str | None = None
+        self,
+        dep: Deployment,
+        prompt: int,
+        completion: int,
+        tier: str | None = None,
+        *,
+        hour_cache: bool = False,
     ) -> Decimal:
         """What `dep` may bill for the request, at most.
 
@@ -241,15 +249,20 @@ class BudgetStage:
         its effective price at the engine's load when the request finishes (the account stage),
         which can be lower than now: the reservation takes the dearest load the engine can be
         at under its learned speeds (usually a request alone on it). A prompt may be written to
-        the provider's prompt cache, billed above the input price (Anthropic: 1.25x): then the
-        whole prompt is reserved at that price."""
+        the provider's prompt cache, billed above the input price (Anthropic: 1.25x, 2x for
+        the 1-hour cache a request asks for with `"ttl": "1h"`): then the whole prompt is
+        reserved at that price."""
         price = dep.price
         write = price.cache_write_input_per_mtok
         written = prompt if write is not None and write > price.input_per_mtok else 0
-        configured = price.cost_usd(prompt, completion, 0, written)
+        hour = 0
+        hour_price = price.cache_write_1h_input_per_mtok
+        if hour_cache and hour_price is not None and hour_price > (write or price.input_per_mtok):
+            written = hour = prompt
+        configured = price.cost_usd(prompt, completion, 0, written, hour)
         if tier is not None and price.tiers:  # a dearer tier asked for (priority) is reserved
             configured = max(
-                configured, price.for_tier(tier).cost_usd(prompt, completion, 0, written)
+                configured, price.for_tier(tier).cost_usd(prompt, completion, 0, written, hour)
             )
         local = self.router.local.get(dep.name) if self.router is not None else None
         if local is None or dep.config.hardware_usd_per_hour is None:

@@ -75,9 +75,16 @@ ANTHROPIC_USAGE = {
     "cache_read_input_tokens": 2000,
 }
 
+# Anthropic's split of the written tokens when a request marks something for the 1-hour cache
+HOUR_USAGE = {
+    **ANTHROPIC_USAGE,
+    "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
+}
+
 
 async def _messages(request: web.Request) -> web.Response:
     body = await request.json()
+    usage = HOUR_USAGE if '"ttl": "1h"' in json.dumps(body) else ANTHROPIC_USAGE
     return web.json_response(
         {
             "id": "msg_q",
@@ -87,7 +94,7 @@ async def _messages(request: web.Request) -> web.Response:
             "content": [{"type": "text", "text": "Hello from claude"}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": ANTHROPIC_USAGE,
+            "usage": usage,
         }
     )
 
@@ -280,6 +287,28 @@ def test_anthropic_cache_writes_are_billed_at_the_cache_write_price(gw: GatewayS
     assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
     # the prompt is counted once: fresh, written and read tokens together
     assert (row["prompt_tokens"], row["cached_tokens"]) == (3100, 2000)
+
+
+def test_anthropic_one_hour_cache_writes_are_billed_at_their_own_price(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant(flags={"cache": False})
+    c = sdk_client(gw, key)
+    request_id = rid("claude-1h")
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    raw = c.chat.completions.with_raw_response.create(
+        model="claude",
+        messages=[
+            {"role": "system",
+             "content": [{"type": "text", "text": "a long prompt", "cache_control": hour}]},
+            {"role": "user", "content": "hello"},
+        ],
+        extra_headers={"x-request-id": request_id},
+    )  # fmt: skip
+    row = ledger_row(gw, request_id)
+    # of the 1000 written: 400 to the 5-minute cache at $1.25, 600 to the 1-hour one at $2
+    expected = (100 * Decimal("1") + 400 * Decimal("1.25") + 600 * Decimal("2")
+                + 2000 * Decimal("0.1") + 20 * Decimal("5")) / 1_000_000  # fmt: skip
+    assert d(row["cost_usd"]) == expected == Decimal("0.0021")
+    assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
 
 
 # -- H3-9/10, H1-F9: a stream asking for usage always ends with one priced usage chunk ------

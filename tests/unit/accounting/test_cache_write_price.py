@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from gateway.accounting.pricing import Price, resolve_price
 from gateway.pipeline.account import usage_of
 from gateway.settings import DeploymentConfig
@@ -38,3 +40,46 @@ def test_written_tokens_never_exceed_the_uncached_prompt() -> None:
                       "cache_creation_input_tokens": 500,
                       "prompt_tokens_details": {"cached_tokens": 60}}}  # fmt: skip
     assert usage_of(bare_context(), body).cache_write_tokens == 40
+
+
+def test_one_hour_writes_are_priced_apart_from_litellms_map() -> None:
+    cfg = DeploymentConfig(
+        name="d", model="m", provider="anthropic", upstream_model="claude-haiku-4-5"
+    )
+    price, source = resolve_price(cfg)
+    assert source == "litellm"
+    assert price.cache_write_1h_input_per_mtok == Decimal(2)
+    # 100 fresh at $1, 400 written for 5 minutes at $1.25, 600 for an hour at $2
+    assert price.cost_usd(1100, 0, 0, 1000, 600) == Decimal("0.0018")
+
+
+def test_a_configured_one_hour_price_wins_and_else_hour_writes_cost_the_write_price() -> None:
+    cfg = DeploymentConfig(
+        name="d", model="m", input_cost_per_mtok=Decimal(3), output_cost_per_mtok=Decimal(15),
+        cache_write_input_cost_per_mtok=Decimal("3.75"),
+        cache_write_1h_input_cost_per_mtok=Decimal(6),
+    )  # fmt: skip
+    price, _ = resolve_price(cfg)
+    assert price.cost_usd(1000, 0, 0, 1000, 1000) == Decimal("0.006")
+    assert Price(Decimal(3), Decimal(15), None, Decimal("3.75")).cost_usd(
+        1000, 0, 0, 1000, 1000
+    ) == Decimal("0.00375")
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        # litellm's shape
+        {"prompt_tokens_details": {"cache_creation_tokens": 1000,
+                                   "cache_creation_token_details": {
+                                       "ephemeral_5m_input_tokens": 400,
+                                       "ephemeral_1h_input_tokens": 600}}},
+        # Anthropic's own, passed on by an upstream
+        {"cache_creation_input_tokens": 1000,
+         "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600}},
+    ],
+)  # fmt: skip
+def test_one_hour_written_tokens_are_read_from_the_usage(usage: dict[str, object]) -> None:
+    body = {"usage": {"prompt_tokens": 1100, "completion_tokens": 1, **usage}}
+    u = usage_of(bare_context(), body)
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (1000, 600)

@@ -16,13 +16,13 @@ from tests.support.context import bare_context
 from tests.unit.pipeline.fakes import Book
 
 
-def reserved(**prices: Any) -> Decimal:
+def reserved(content: Any = "x", **prices: Any) -> Decimal:
     cfg = DeploymentConfig(name="d", model="m", output_cost_per_mtok=Decimal(0), **prices)
     catalog = Catalog.build([cfg])
     book = Book()
     stage = BudgetStage(book, catalog, fail_open=False)  # type: ignore[arg-type]
     ctx = bare_context(
-        body={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+        body={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": content}]},
         tenant=TenantInfo(id="t", name="t", key_id=None, budget_usd=Decimal(1)),
         candidates=list(catalog.group("m")),
         prompt_tokens_estimate=1_000_000,
@@ -39,3 +39,20 @@ def test_the_prompt_is_reserved_at_the_cache_write_price_when_dearer() -> None:
 def test_a_cheaper_cached_price_reserves_the_input_price() -> None:
     cached = {"input_cost_per_mtok": Decimal(3), "cached_input_cost_per_mtok": Decimal("0.3")}
     assert reserved(**cached) == Decimal(3)
+
+
+HOUR_PRICES = {
+    "input_cost_per_mtok": Decimal(3),
+    "cache_write_input_cost_per_mtok": Decimal("3.75"),
+    "cache_write_1h_input_cost_per_mtok": Decimal(6),
+}
+
+
+def test_a_prompt_marked_for_the_one_hour_cache_is_reserved_at_its_write_price() -> None:
+    hour = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    assert reserved(hour, **HOUR_PRICES) == Decimal(6)
+
+
+def test_without_a_one_hour_mark_the_five_minute_write_price_is_reserved() -> None:
+    five = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]
+    assert reserved(five, **HOUR_PRICES) == Decimal("3.75")
