@@ -87,6 +87,7 @@ class RequestContext:
     period_start: datetime | None = None
     prompt_tokens_estimate: int = 0
     tpm_charged: int = 0
+    tpm_bucket: int | None = None  # the rate limiter's bucket tpm_charged went into
     # cache
     cache_status: str = "bypass"
     cache_similarity: float | None = None

@@ -34,13 +34,27 @@ class _Window:
     start: float
     current: float = 0.0
     previous: float = 0.0
+    bucket: int = 0  # which bucket `current` is (counts up as the window rolls)
 
     def roll(self, now: float) -> None:
         elapsed = now - self.start
         if elapsed >= 2 * WINDOW_S:
             self.previous, self.current, self.start = 0.0, 0.0, now
+            self.bucket += 2  # the last bucket is out of the window too
         elif elapsed >= WINDOW_S:
             self.previous, self.current, self.start = self.current, 0.0, self.start + WINDOW_S
+            self.bucket += 1
+
+    def adjust(self, delta: float, bucket: int | None) -> None:
+        """Correct a charge made in `bucket` by `delta`. A refund comes off the bucket the
+        charge went into, which may have rolled into the previous one meanwhile (a request in
+        flight at the boundary), or out of the window (nothing left to give back); an extra
+        charge goes into the current bucket, where it ends."""
+        if delta < 0 and bucket is not None and bucket != self.bucket:
+            if bucket == self.bucket - 1:
+                self.previous = max(0.0, self.previous + delta)
+            return
+        self.current = max(0.0, self.current + delta)
 
     def used(self, now: float) -> float:
         frac = (now - self.start) / WINDOW_S
@@ -72,7 +86,9 @@ class RateLimiter:
         self._req: dict[str, _Window] = {}
         self._tok: dict[str, _Window] = {}
 
-    def check(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> None:
+    def check(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int | None:
+        """Admit a request or raise RateLimited; returns the TPM bucket the tokens were charged
+        to (for `adjust_tokens`), None without a TPM limit."""
         now = time.monotonic()
         if rpm:
             w = self._req.setdefault(tenant_id, _Window(now))
@@ -96,12 +112,16 @@ class RateLimiter:
             self._req[tenant_id].current += 1
         if tpm:
             self._tok[tenant_id].current += tokens
+            return self._tok[tenant_id].bucket
+        return None
 
-    def adjust_tokens(self, tenant_id: str, delta: int) -> None:
-        """Replace the estimate with the actual count once usage is known."""
+    def adjust_tokens(self, tenant_id: str, delta: int, bucket: int | None = None) -> None:
+        """Replace the estimate with the actual count once usage is known; `bucket` is what
+        `check` returned for the request (a request may finish in a later bucket)."""
         w = self._tok.get(tenant_id)
         if w is not None:
-            w.current = max(0.0, w.current + delta)
+            w.roll(time.monotonic())
+            w.adjust(delta, bucket)
 
 
 def _never_fits(tokens: int, tpm: int) -> RateLimited:
@@ -126,7 +146,7 @@ class RateLimitStage:
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
         tokens = ctx.prompt_tokens_estimate + _expected_completion(ctx)
-        self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
+        ctx.tpm_bucket = self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
         ctx.tpm_charged = tokens  # only once charged: a refusal here gives nothing back
         ctx.period_start = period_start(tenant.budget_period)
         return None
@@ -140,7 +160,7 @@ class RateLimitStage:
         Synchronous: a stream its client closed is settled through this too (Pipeline)."""
         actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
         if ctx.tenant.tpm and actual != ctx.tpm_charged:
-            self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged)
+            self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged, ctx.tpm_bucket)
 
 
 class BudgetStage:

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.errors import RateLimited
-from gateway.pipeline.context import Reply, RequestContext, TenantInfo
+from gateway.pipeline.context import Reply, RequestContext, TenantInfo, Usage
 from gateway.pipeline.limits import RateLimiter, RateLimitStage
 from tests.support.context import bare_context
 
@@ -92,4 +92,46 @@ def test_a_tpm_refusal_gives_back_nothing_it_did_not_charge() -> None:
         asyncio.run(stage.before(refused))
     asyncio.run(stage.after(refused, Reply(status_code=429)))
     with pytest.raises(RateLimited):  # the first request's 610 still count
+        asyncio.run(stage.before(_tpm_context(1000, 600)))
+
+
+@pytest.mark.parametrize("finished_after_s", [1.0, 59.0])
+def test_a_request_in_flight_at_a_bucket_boundary_gives_back_its_unused_tokens(
+    monkeypatch: pytest.MonkeyPatch, finished_after_s: float
+) -> None:
+    """Charged 910 tokens 0.5 s before the minute bucket rolled and used 10 (hunt10 h1): the
+    refund came off the new bucket, which held nothing, so the 900 unused tokens kept counting
+    through the next minute (a 500-token request refused, `Retry-After: 27`, with ~25 used)."""
+    from gateway.pipeline import limits
+
+    clock = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    stage = RateLimitStage(RateLimiter())
+    asyncio.run(stage.before(_tpm_context(1000, 1)))  # 11 tokens; the window starts
+    clock[0] = 1059.5
+    long = _tpm_context(1000, 900)
+    asyncio.run(stage.before(long))  # 910 charged in the first bucket
+    clock[0] = 1060.0 + finished_after_s
+    asyncio.run(stage.before(_tpm_context(1000, 1)))  # another 11 rolls the window
+    long.usage = Usage(prompt_tokens=10, completion_tokens=0)
+    asyncio.run(stage.after(long, Reply()))
+    asyncio.run(stage.before(_tpm_context(1000, 490)))  # 11 + 10 + 11 used: 500 more fit
+
+
+def test_a_request_finishing_after_its_bucket_left_the_window_refunds_nothing_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.pipeline import limits
+
+    clock = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    stage = RateLimitStage(RateLimiter())
+    long = _tpm_context(1000, 900)
+    asyncio.run(stage.before(long))
+    clock[0] = 1130.0  # two buckets later: its charge no longer counts
+    busy = _tpm_context(1000, 600)
+    asyncio.run(stage.before(busy))  # 610 in the current bucket
+    long.usage = Usage(prompt_tokens=10, completion_tokens=0)
+    asyncio.run(stage.after(long, Reply()))  # must not take 900 off the new bucket
+    with pytest.raises(RateLimited):
         asyncio.run(stage.before(_tpm_context(1000, 600)))
