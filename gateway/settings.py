@@ -69,6 +69,8 @@ class DeploymentConfig(BaseModel):
     cache_write_1h_input_cost_per_mtok: Decimal | None = Field(
         default=None, ge=0, le=MAX_USD_PER_MTOK
     )
+    audio_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    audio_output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     # By the tier's name as the upstream reports it ("flex", "priority"); they win over
     # litellm's, and are the only ones where the prices above are configured.
     service_tier_prices: dict[str, TierPrice] = Field(default_factory=dict)

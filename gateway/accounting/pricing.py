@@ -28,6 +28,9 @@ class Price:
     tiers: tuple[tuple[str, Price], ...] = ()
     # prompt tokens written to a 1-hour prompt cache (Anthropic: 2x input), if priced apart
     cache_write_1h_input_per_mtok: Decimal | None = None
+    # audio tokens in the prompt and the answer (OpenAI's audio models), if priced apart
+    audio_input_per_mtok: Decimal | None = None
+    audio_output_per_mtok: Decimal | None = None
 
     def for_tier(self, tier: str | None) -> Price:
         """The price of the named service tier, else this (standard) one."""
@@ -44,16 +47,36 @@ class Price:
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
+        *,
+        audio_prompt_tokens: int = 0,
+        audio_completion_tokens: int = 0,
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
-        `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones."""
+        `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones.
+        Audio tokens (OpenAI's audio models: 16x-33x the text price) are parts of the prompt and
+        the completion, priced at the audio prices where there are some."""
         if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
-            return (
-                prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
-            ) / MILLION
-        cached = min(max(cached_tokens, 0), prompt_tokens)
-        written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
+            total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        else:
+            total = self._prompt_cache_cost(
+                prompt_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens
+            )
+            total += completion_tokens * self.output_per_mtok
+        if audio_prompt_tokens and self.audio_input_per_mtok is not None:
+            heard = min(max(audio_prompt_tokens, 0), prompt_tokens)
+            total += heard * (self.audio_input_per_mtok - self.input_per_mtok)
+        if audio_completion_tokens and self.audio_output_per_mtok is not None:
+            spoken = min(max(audio_completion_tokens, 0), completion_tokens)
+            total += spoken * (self.audio_output_per_mtok - self.output_per_mtok)
+        return total / MILLION
+
+    def _prompt_cache_cost(
+        self, prompt: int, cached_tokens: int, writes: int, hours: int
+    ) -> Decimal:
+        """The prompt's cost (per million) with tokens read from and written to the cache."""
+        cached = min(max(cached_tokens, 0), prompt)
+        written = min(max(writes, 0), prompt - cached)
         cached_price = (
             self.input_per_mtok
             if self.cached_input_per_mtok is None
@@ -64,20 +87,18 @@ class Price:
             if self.cache_write_input_per_mtok is None
             else self.cache_write_input_per_mtok
         )
-        hour = min(max(cache_write_1h_tokens, 0), written)
+        hour = min(max(hours, 0), written)
         hour_price = (
             write_price
             if self.cache_write_1h_input_per_mtok is None
             else self.cache_write_1h_input_per_mtok
         )
-        total = (
-            (prompt_tokens - cached - written) * self.input_per_mtok
+        return (
+            (prompt - cached - written) * self.input_per_mtok
             + cached * cached_price
             + (written - hour) * write_price
             + hour * hour_price
-            + completion_tokens * self.output_per_mtok
         )
-        return total / MILLION
 
 
 def asks_hour_cache(body: dict[str, Any]) -> bool:
@@ -103,52 +124,38 @@ def asks_hour_cache(body: dict[str, Any]) -> bool:
 
 
 def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
-    """Config overrides win; otherwise look the upstream model up in litellm's local price map."""
-    hour = cfg.cache_write_1h_input_cost_per_mtok
+    """Config overrides win; otherwise look the upstream model up in litellm's local price map
+    (every price not configured, when the input and output prices are not both configured)."""
     if cfg.input_cost_per_mtok is not None and cfg.output_cost_per_mtok is not None:
-        return (
-            Price(
-                cfg.input_cost_per_mtok,
-                cfg.output_cost_per_mtok,
-                cfg.cached_input_cost_per_mtok,
-                cfg.cache_write_input_cost_per_mtok,
-                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok, hour),
-                hour,
-            ),
-            "config",
-        )
-    entry = _lookup_litellm(cfg.provider, cfg.served_model, cfg.api_base)
-    if entry is None:
-        return (
-            Price(
-                cfg.input_cost_per_mtok or ZERO,
-                cfg.output_cost_per_mtok or ZERO,
-                cfg.cached_input_cost_per_mtok,
-                cfg.cache_write_input_cost_per_mtok,
-                _configured_tiers(cfg, (), cfg.cache_write_input_cost_per_mtok, hour),
-                hour,
-            ),
-            "unknown",
-        )
-    inp = cfg.input_cost_per_mtok
-    if inp is None:
-        inp = _per_mtok(entry.get("input_cost_per_token"))
-    out = cfg.output_cost_per_mtok
-    if out is None:
-        out = _per_mtok(entry.get("output_cost_per_token"))
-    cached = cfg.cached_input_cost_per_mtok
-    if cached is None and entry.get("cache_read_input_token_cost") is not None:
-        cached = _per_mtok(entry.get("cache_read_input_token_cost"))
-    written = cfg.cache_write_input_cost_per_mtok
-    if written is None and entry.get("cache_creation_input_token_cost") is not None:
-        written = _per_mtok(entry.get("cache_creation_input_token_cost"))
-    if hour is None and entry.get("cache_creation_input_token_cost_above_1hr") is not None:
-        hour = _per_mtok(entry.get("cache_creation_input_token_cost_above_1hr"))
+        entry, source = None, "config"
+    else:
+        entry = _lookup_litellm(cfg.provider, cfg.served_model, cfg.api_base)
+        source = "unknown" if entry is None else "litellm"
+    written = _pick(cfg.cache_write_input_cost_per_mtok, entry, "cache_creation_input_token_cost")
+    hour = _pick(
+        cfg.cache_write_1h_input_cost_per_mtok, entry, "cache_creation_input_token_cost_above_1hr"
+    )
     tiers: tuple[tuple[str, Price], ...] = ()
-    if cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
+    if entry is not None and cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
         tiers = _tier_prices(entry, written, hour)  # only beside litellm's own standard price
-    price = Price(inp, out, cached, written, _configured_tiers(cfg, tiers, written, hour), hour)
-    return price, "litellm"
+    price = Price(
+        _pick(cfg.input_cost_per_mtok, entry, "input_cost_per_token") or ZERO,
+        _pick(cfg.output_cost_per_mtok, entry, "output_cost_per_token") or ZERO,
+        _pick(cfg.cached_input_cost_per_mtok, entry, "cache_read_input_token_cost"),
+        written,
+        _configured_tiers(cfg, tiers, written, hour),
+        hour,
+        _pick(cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token"),
+        _pick(cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"),
+    )
+    return price, source
+
+
+def _pick(configured: Decimal | None, entry: dict[str, Any] | None, key: str) -> Decimal | None:
+    """The configured price, else litellm's (per token in its map) where it lists one."""
+    if configured is not None or entry is None or entry.get(key) is None:
+        return configured
+    return _per_mtok(entry[key])
 
 
 def _configured_tiers(

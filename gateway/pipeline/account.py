@@ -98,6 +98,8 @@ class AccountStage:
                 u.cached_tokens,
                 u.cache_write_tokens,
                 u.cache_write_1h_tokens,
+                audio_prompt_tokens=u.audio_prompt_tokens,
+                audio_completion_tokens=u.audio_completion_tokens,
             )
         )
         base_price = self._price_of(baseline or dep, u.completion_tokens, u.service_tier)
@@ -108,6 +110,8 @@ class AccountStage:
                 u.cached_tokens,
                 u.cache_write_tokens,
                 u.cache_write_1h_tokens,
+                audio_prompt_tokens=u.audio_prompt_tokens,
+                audio_completion_tokens=u.audio_completion_tokens,
             )
         )
         ctx.savings.compression_usd = ledger_usd(base_price.cost_usd(tokens_removed(ctx), 0))
@@ -259,6 +263,8 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             cached_tokens=cached,
             cache_write_tokens=written,
             cache_write_1h_tokens=min(_hour_cache_writes(usage, details), written),
+            audio_prompt_tokens=_count(details.get("audio_tokens")) or 0,
+            audio_completion_tokens=_audio_answer(usage),
             source="upstream",
             service_tier=tier,
         )
@@ -309,6 +315,12 @@ def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
         if count:
             return count
     return 0
+
+
+def _audio_answer(usage: dict[str, Any]) -> int:
+    """Audio tokens of the answer (part of `completion_tokens`), from OpenAI's details."""
+    details = usage.get("completion_tokens_details")
+    return (_count(details.get("audio_tokens")) or 0) if isinstance(details, dict) else 0
 
 
 def _hour_cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:

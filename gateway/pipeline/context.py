@@ -50,6 +50,8 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0  # written to the provider's prompt cache (part of prompt_tokens)
     cache_write_1h_tokens: int = 0  # of those, written to its 1-hour cache (Anthropic: 2x input)
+    audio_prompt_tokens: int = 0  # audio in the prompt (part of prompt_tokens; OpenAI's details)
+    audio_completion_tokens: int = 0  # audio in the answer (part of completion_tokens)
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
     service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 

@@ -47,9 +47,26 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, **extra
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+# OpenAI's audio models: audio tokens are parts of the prompt and completion counts
+AUDIO_USAGE = {
+    "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 800},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400},
+}  # fmt: skip
+
+
 async def _chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     model = body["model"]
+    if model == "audio":
+        message = {"role": "assistant", "content": None,
+                   "audio": {"id": "audio_1", "data": "UklGRg==", "expires_at": 1,
+                             "transcript": "hello"}}  # fmt: skip
+        return web.json_response({
+            "id": "chatcmpl-a", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": AUDIO_USAGE,
+        })  # fmt: skip
     words = ["Hello", " there", " friend"]
     usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -164,6 +181,8 @@ def gw(
         # nothing listens there: the request never leaves the gateway
         {**mock_deployment("gone", "gone", mock_upstream), "api_base": f"http://127.0.0.1:{free_port()}/v1"},
         *(quirky(n, quirks) for n in ("no-usage", "finish-usage", "every-usage", "cut")),
+        {**quirky("audio", quirks), "input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6,
+         "audio_input_cost_per_mtok": 10, "audio_output_cost_per_mtok": 20},
         {
             "name": "claude",
             "model": "claude",
@@ -309,6 +328,27 @@ def test_anthropic_one_hour_cache_writes_are_billed_at_their_own_price(gw: Gatew
                 + 2000 * Decimal("0.1") + 20 * Decimal("5")) / 1_000_000  # fmt: skip
     assert d(row["cost_usd"]) == expected == Decimal("0.0021")
     assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
+
+
+def test_audio_tokens_are_billed_at_the_audio_prices(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant(flags={"cache": False})
+    c = sdk_client(gw, key)
+    request_id = rid("audio")
+    raw = c.chat.completions.with_raw_response.create(
+        model="q-audio",
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+        messages=[{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}],
+        extra_headers={"x-request-id": request_id},
+    )  # fmt: skip
+    row = ledger_row(gw, request_id)
+    # 200 text + 800 audio prompt tokens, 100 text + 400 audio answer tokens
+    expected = (200 * Decimal("0.15") + 800 * Decimal(10) + 100 * Decimal("0.6")
+                + 400 * Decimal(20)) / 1_000_000  # fmt: skip
+    assert d(row["cost_usd"]) == expected == Decimal("0.01609")
+    assert d(raw.headers["x-thriftgate-cost-usd"]) == expected
+    assert raw.parse().choices[0].message.audio.transcript == "hello"
 
 
 # -- H3-9/10, H1-F9: a stream asking for usage always ends with one priced usage chunk ------

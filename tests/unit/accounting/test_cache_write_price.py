@@ -83,3 +83,25 @@ def test_one_hour_written_tokens_are_read_from_the_usage(usage: dict[str, object
     body = {"usage": {"prompt_tokens": 1100, "completion_tokens": 1, **usage}}
     u = usage_of(bare_context(), body)
     assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (1000, 600)
+
+
+def test_audio_tokens_are_priced_from_litellms_map() -> None:
+    cfg = DeploymentConfig(
+        name="d", model="m", provider="openai", upstream_model="gpt-4o-mini-audio-preview"
+    )
+    price, _ = resolve_price(cfg)
+    assert (price.audio_input_per_mtok, price.audio_output_per_mtok) == (10, 20)
+    # 200 text in at $0.15 + 800 audio in at $10; 100 text out at $0.60 + 400 audio out at $20
+    cost = price.cost_usd(1000, 500, audio_prompt_tokens=800, audio_completion_tokens=400)
+    assert cost == Decimal("0.01609")
+    # a text model has no audio price: its audio tokens (if any) cost the text price
+    text, _ = resolve_price(DeploymentConfig(name="t", model="m", upstream_model="gpt-4o-mini"))
+    assert text.cost_usd(1000, 0, audio_prompt_tokens=800) == text.cost_usd(1000, 0)
+
+
+def test_audio_tokens_are_read_from_the_usage_details() -> None:
+    body = {"usage": {"prompt_tokens": 1000, "completion_tokens": 500,
+                      "prompt_tokens_details": {"audio_tokens": 800},
+                      "completion_tokens_details": {"audio_tokens": 400}}}  # fmt: skip
+    u = usage_of(bare_context(), body)
+    assert (u.audio_prompt_tokens, u.audio_completion_tokens) == (800, 400)
