@@ -5,7 +5,8 @@ All aggregation happens in SQL (the dashboard must stay fast over millions of ro
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,19 +44,59 @@ def _filters(
     return stmt
 
 
+# "+05:00" in a URL written by hand reaches the server as " 05:00" ('+' decodes to a space)
+_SPACED_OFFSET = re.compile(r"(.*\d) (\d{2}(?::?\d{2})?)")
+_UNIX_SECONDS = re.compile(r"\d{9,}(?:\.\d+)?")  # 8 digits are an ISO date: 20261124
+
+
 def parse_time(value: str | None, name: str) -> datetime | None:
-    if not value:
+    """An instant in UTC from an ISO-8601 date or time (without an offset: UTC) or Unix
+    seconds. A date alone as `until` means the end of that day: `until=2026-11-30` includes
+    the 30th, as a person asking for November's spend means (an instant stays exclusive)."""
+    if not value or not value.strip():
         return None
+    value = value.strip()
+    spaced = _SPACED_OFFSET.fullmatch(value)
+    if spaced and ("T" in value or "t" in value or ":" in spaced[1]):
+        value = f"{spaced[1]}+{spaced[2]}"
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if _UNIX_SECONDS.fullmatch(value):
+            return _from_unix(value, name)
+        day = _date_only(value)
+        if day is not None:
+            start = datetime.combine(day, time(), UTC)
+            if name != "until":
+                return start
+            return start + timedelta(days=1) if day < date.max else datetime.max.replace(tzinfo=UTC)
+        ts = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", value))
         # one instant in UTC: SQLite compares the digits, so "13:00+05:00" must become "08:00Z"
         return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
     except ValueError:
-        raise InvalidRequest(f"'{name}' must be an ISO-8601 date or time.", param=name) from None
+        raise InvalidRequest(
+            f"'{name}' must be an ISO-8601 date or time (2026-11-24, 2026-11-24T08:00:00Z, "
+            "2026-11-24T13:00:00+05:00) or Unix seconds.",
+            param=name,
+        ) from None
     except OverflowError:  # 9999-12-31T23:00-05:00 is past the last representable instant
         raise InvalidRequest(
             f"'{name}' must be a time between years 1 and 9999 in UTC.", param=name
         ) from None
+
+
+def _from_unix(value: str, name: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidRequest(
+            f"'{name}' in Unix seconds must be a time before the year 10000.", param=name
+        ) from None
+
+
+def _date_only(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _money(v: Any) -> str:
