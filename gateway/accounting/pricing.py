@@ -123,6 +123,21 @@ def asks_hour_cache(body: dict[str, Any]) -> bool:
     return False
 
 
+def audio_asked(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a request sends audio (an `input_audio` part) and asks for an audio answer
+    (`modalities` with "audio"): both priced far above text on OpenAI's audio models."""
+    modalities = body.get("modalities")
+    speaks = isinstance(modalities, list) and "audio" in modalities
+    messages = body.get("messages")
+    hears = isinstance(messages, list) and any(
+        isinstance(part, dict) and part.get("type") == "input_audio"
+        for msg in messages
+        if isinstance(msg, dict) and isinstance(msg.get("content"), list)
+        for part in msg["content"]
+    )
+    return hears, speaks
+
+
 def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     """Config overrides win; otherwise look the upstream model up in litellm's local price map
     (every price not configured, when the input and output prices are not both configured)."""

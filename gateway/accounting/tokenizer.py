@@ -6,7 +6,10 @@ tiktoken downloads encodings on first use, which must never happen here: litellm
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib.util
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -108,6 +111,38 @@ def _count_item(item: Any, model: str) -> int:
 # multiplier, Anthropic ~1,600 at most; its size is unknown here without decoding it.
 IMAGE_TOKENS_ESTIMATE = 1536
 
+# Audio in a prompt: OpenAI bills ~10 tokens a second (gpt-4o audio, realtime). A WAV says its
+# length in its header; otherwise (mp3) the data is taken at 8 kbit/s, the lowest bitrate an
+# encoder writes: 1,000 bytes, ~1,333 base64 characters, a second.
+AUDIO_TOKENS_PER_S = 10
+AUDIO_B64_CHARS_PER_TOKEN = 128
+
+
+def audio_tokens_ceiling(part: dict[str, Any]) -> int:
+    """The most tokens an `input_audio` part can be billed as, from its base64 data."""
+    audio = part.get("input_audio")
+    data = audio.get("data") if isinstance(audio, dict) else None
+    if not isinstance(data, str) or not data:
+        return 0
+    seconds = _wav_seconds(data)
+    if seconds is not None:
+        return math.ceil(seconds * AUDIO_TOKENS_PER_S) + 1
+    return len(data) // AUDIO_B64_CHARS_PER_TOKEN + 1
+
+
+def _wav_seconds(data: str) -> float | None:
+    """A RIFF/WAVE file's length from its header (byte rate at offset 28), if it is one."""
+    try:
+        head = base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    if len(head) < 32 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    byte_rate = int.from_bytes(head[28:32], "little")
+    if byte_rate < 1000:  # below 8 kbit/s: not a header to trust
+        return None
+    return (len(data) * 3 / 4) / byte_rate
+
 
 def _text_chars(text: str, ceiling: bool) -> int:
     """Characters of `text` as an estimate counts them (~4 to a token). English averages
@@ -136,6 +171,8 @@ def _content_chars(content: Any, ceiling: bool) -> int:
             chars += _text_chars(part["text"], ceiling)
         elif part.get("type") in ("image_url", "input_image", "image"):
             chars += 4 * IMAGE_TOKENS_ESTIMATE
+        elif part.get("type") == "input_audio":
+            chars += 4 * audio_tokens_ceiling(part)
         elif isinstance(part.get("file"), dict):
             data = part["file"].get("file_data")
             chars += len(data) if isinstance(data, str) else 0

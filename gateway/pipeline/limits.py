@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
-from gateway.accounting.pricing import asks_hour_cache
+from gateway.accounting.pricing import asks_hour_cache, audio_asked
 from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.errors import NoHealthyDeployment, RateLimited
 from gateway.pipeline.context import Reply, RequestContext
@@ -235,6 +235,7 @@ class BudgetStage:
         tier = ctx.body.get("service_tier")
         tier = tier if isinstance(tier, str) else None
         hour = asks_hour_cache(ctx.body)
+        audio = audio_asked(ctx.body)
         costs = []
         for dep in group:
             completion = (
@@ -242,7 +243,9 @@ class BudgetStage:
                 if uncapped
                 else expected_completion
             )
-            costs.append(self._dearest_cost(dep, prompt, completion, tier, hour_cache=hour))
+            costs.append(
+                self._dearest_cost(dep, prompt, completion, tier, hour_cache=hour, audio=audio)
+            )
         return max(costs)
 
     def _answer_limit(self, dep: Deployment, completion: int, ctx: RequestContext) -> int:
@@ -262,6 +265,7 @@ class BudgetStage:
         tier: str | None = None,
         *,
         hour_cache: bool = False,
+        audio: tuple[bool, bool] = (False, False),
     ) -> Decimal:
         """What `dep` may bill for the request, at most.
 
@@ -271,7 +275,8 @@ class BudgetStage:
         at under its learned speeds (usually a request alone on it). A prompt may be written to
         the provider's prompt cache, billed above the input price (Anthropic: 1.25x, 2x for
         the 1-hour cache a request asks for with `"ttl": "1h"`): then the whole prompt is
-        reserved at that price."""
+        reserved at that price. A prompt with audio in it, and an answer asked in audio, are
+        reserved at the audio prices (`audio`: heard, spoken)."""
         price = dep.price
         write = price.cache_write_input_per_mtok
         written = prompt if write is not None and write > price.input_per_mtok else 0
@@ -279,11 +284,17 @@ class BudgetStage:
         hour_price = price.cache_write_1h_input_per_mtok
         if hour_cache and hour_price is not None and hour_price > (write or price.input_per_mtok):
             written = hour = prompt
-        configured = price.cost_usd(prompt, completion, 0, written, hour)
+        heard, spoken = prompt if audio[0] else 0, completion if audio[1] else 0
+        configured = price.cost_usd(
+            prompt, completion, 0, written, hour,
+            audio_prompt_tokens=heard, audio_completion_tokens=spoken,
+        )  # fmt: skip
         if tier is not None and price.tiers:  # a dearer tier asked for (priority) is reserved
-            configured = max(
-                configured, price.for_tier(tier).cost_usd(prompt, completion, 0, written, hour)
-            )
+            at_tier = price.for_tier(tier).cost_usd(
+                prompt, completion, 0, written, hour,
+                audio_prompt_tokens=heard, audio_completion_tokens=spoken,
+            )  # fmt: skip
+            configured = max(configured, at_tier)
         local = self.router.local.get(dep.name) if self.router is not None else None
         if local is None or dep.config.hardware_usd_per_hour is None:
             return configured

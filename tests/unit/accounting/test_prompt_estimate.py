@@ -7,6 +7,9 @@ a token: a TPM limit refuses for good a request whose estimate exceeds it."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import wave
 from decimal import Decimal
 from typing import Any
 
@@ -106,3 +109,31 @@ def test_a_budget_reserves_on_the_ceiling() -> None:
     )
     asyncio.run(BudgetStage(Book(), catalog, fail_open=False).before(ctx))  # type: ignore[arg-type]
     assert amounts[0] >= Decimal(count_text(TEXTS["chinese"], "gpt-4")) / 1_000_000
+
+
+def _wav_b64(seconds: float, rate: int = 16000) -> str:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(rate * seconds))
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def audio_body(data: str, fmt: str = "wav") -> dict[str, object]:
+    part = {"type": "input_audio", "input_audio": {"data": data, "format": fmt}}
+    return {"messages": [{"role": "user", "content": [part]}]}
+
+
+def test_a_wav_counts_by_its_length_in_the_prompt_ceiling() -> None:
+    # ~10 tokens a second: a minute of 16 kHz WAV (2.5 MB of base64) is ~600 tokens, not 640k
+    ceiling = prompt_tokens_ceiling(audio_body(_wav_b64(60)))
+    assert 600 <= ceiling <= 700
+
+
+def test_audio_of_unknown_length_counts_at_the_lowest_bitrate() -> None:
+    # 8 kbit/s: a second is ~1,333 base64 characters, i.e. >= 10 tokens
+    data = base64.b64encode(b"\xff\xfb" + bytes(999)).decode()
+    assert prompt_tokens_ceiling(audio_body(data, "mp3")) >= 10
+    assert prompt_tokens_ceiling(audio_body("")) == prompt_tokens_ceiling(audio_body("", "mp3"))

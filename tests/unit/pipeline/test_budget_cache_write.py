@@ -16,13 +16,19 @@ from tests.support.context import bare_context
 from tests.unit.pipeline.fakes import Book
 
 
-def reserved(content: Any = "x", **prices: Any) -> Decimal:
-    cfg = DeploymentConfig(name="d", model="m", output_cost_per_mtok=Decimal(0), **prices)
+def reserved(content: Any = "x", extra: dict[str, Any] | None = None, **prices: Any) -> Decimal:
+    prices.setdefault("output_cost_per_mtok", Decimal(0))
+    cfg = DeploymentConfig(name="d", model="m", **prices)
     catalog = Catalog.build([cfg])
     book = Book()
     stage = BudgetStage(book, catalog, fail_open=False)  # type: ignore[arg-type]
     ctx = bare_context(
-        body={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": content}]},
+        body={
+            "model": "m",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": content}],
+            **(extra or {}),
+        },
         tenant=TenantInfo(id="t", name="t", key_id=None, budget_usd=Decimal(1)),
         candidates=list(catalog.group("m")),
         prompt_tokens_estimate=1_000_000,
@@ -56,3 +62,19 @@ def test_a_prompt_marked_for_the_one_hour_cache_is_reserved_at_its_write_price()
 def test_without_a_one_hour_mark_the_five_minute_write_price_is_reserved() -> None:
     five = [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]
     assert reserved(five, **HOUR_PRICES) == Decimal("3.75")
+
+
+AUDIO_PRICES = {
+    "input_cost_per_mtok": Decimal("0.15"),
+    "output_cost_per_mtok": Decimal("0.6"),
+    "audio_input_cost_per_mtok": Decimal(10),
+    "audio_output_cost_per_mtok": Decimal(20),
+}
+
+
+def test_a_prompt_with_audio_and_an_answer_in_audio_are_reserved_at_the_audio_prices() -> None:
+    heard = [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]
+    # the prompt (1M tokens, the estimate) at $10, the 1-token answer at $20
+    spoken = {"modalities": ["text", "audio"]}
+    assert reserved(heard, spoken, **AUDIO_PRICES) == Decimal(10) + Decimal(20) / 1_000_000
+    assert reserved("x", None, **AUDIO_PRICES) == Decimal("0.15") + Decimal("0.6") / 1_000_000
