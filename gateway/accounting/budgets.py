@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +60,15 @@ def period_start(period: str, now: datetime | None = None) -> datetime:
     if period == "total":
         return EPOCH
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def period_end(period: str, start: datetime) -> datetime | None:
+    """When the period that began at `start` ends (the next one's start); None: never."""
+    if period == "daily":
+        return start + timedelta(days=1)
+    if period == "monthly":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return None
 
 
 def counter_starts(at: datetime) -> list[datetime]:
@@ -309,13 +318,18 @@ class BudgetBook:
         try:
             epoch = await self._reserve(tenant_id, start, budget_usd, amount)
             if epoch is None:
-                return await self._recheck(tenant_id, start, budget_usd, amount)
+                return await self._recheck(tenant_id, start, budget_usd, amount, period)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise BudgetStoreUnavailable(type(exc).__name__) from exc
         return start, epoch
 
     async def _recheck(
-        self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
+        self,
+        tenant_id: str,
+        start: datetime,
+        budget_usd: Decimal,
+        amount: Decimal,
+        period: str = "monthly",
     ) -> tuple[datetime, int]:
         """A refusal is re-checked before it is answered, against the database's view.
 
@@ -336,7 +350,7 @@ class BudgetBook:
             if state.budget is not None and state.budget != budget_usd:
                 budget_usd = state.budget  # changed since this process loaded the tenant
             elif state.spent >= budget_usd:
-                error = _used_up(budget_usd, state.spent)
+                error = _used_up(budget_usd, state.spent, period_end(period, start))
                 self._exhausted[tenant_id] = _Spent(
                     time.monotonic() + 0.5, start, budget_usd, error
                 )
@@ -463,12 +477,17 @@ class _Spent:
         return time.monotonic() < self.until and start == self.start and budget == self.budget
 
 
-def _used_up(budget: Decimal, spent: Decimal) -> BudgetExceeded:
+def _used_up(budget: Decimal, spent: Decimal, ends: datetime | None = None) -> BudgetExceeded:
     """Spent for the period: final until the period ends or the budget is raised, so OpenAI's
-    SDKs are told not to retry (`x-should-retry: false`; they retried a 429 twice)."""
+    SDKs are told not to retry (`x-should-retry: false`; they retried a 429 twice). The
+    message says when the period ends (in UTC), or that a total budget never renews."""
+    if ends is None:
+        wait = "A total budget does not renew: raise it to serve this tenant again."
+    else:
+        wait = f"Raise the budget or wait for the next period, from {ends:%Y-%m-%dT%H:%M:%SZ}."
     return BudgetExceeded(
         f"Budget of ${usd_text(budget)} for this period is used up: ${_money(spent)} spent. "
-        "Raise the budget or wait for the next period.",
+        + wait,
         headers={"x-should-retry": "false"},
     )
 

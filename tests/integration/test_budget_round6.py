@@ -4,7 +4,7 @@ and what a budget refusal says."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -218,6 +218,7 @@ def test_a_spent_budget_says_so_and_the_sdk_does_not_retry(
         assert ask(gw, key, "the one it can afford").status_code == 200
         assert wait_for(lambda: settled(fresh_pg_url, tid, 1), 10)
         client = openai.OpenAI(base_url=gw.url, api_key=key, max_retries=2, timeout=30)
+        today = period_start("daily")
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(
                 model="m", max_tokens=20, messages=[{"role": "user", "content": "more"}]
@@ -226,6 +227,11 @@ def test_a_spent_budget_says_so_and_the_sdk_does_not_retry(
         assert refused.value.response.headers.get("x-should-retry") == "false"
         message = refused.value.message
         assert "used up" in message and "spent" in message, message
+        # when it renews, in UTC (hunt10 h1: "wait for the next period" said neither)
+        renews = {
+            f"{d + timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}" for d in (today, period_start("daily"))
+        }
+        assert any(f"next period, from {r}." in message for r in renews), message
         rows = wait_for(
             lambda: sql(
                 fresh_pg_url,
