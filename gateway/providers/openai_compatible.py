@@ -7,6 +7,7 @@ One pooled aiohttp session per upstream base URL. aiohttp rather than httpx: mea
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.providers.base import (
     provider_key,
 )
 from gateway.providers.embeddings import in_requested_format
+from gateway.providers.openai_shape import Shaper, failed_choice
 from gateway.routing.catalog import Deployment
 
 log = logging.getLogger("thriftgate.providers")
@@ -123,7 +125,7 @@ class OpenAICompatibleProvider:
         except ValueError as exc:
             raise unbuildable(dep, exc) from exc
         parsed = _json_object(dep, raw, "a body")
-        if "error" in parsed and "choices" not in parsed and "data" not in parsed:
+        if _is_error(parsed) and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
             why = masked_text(dep, _message(parsed), MAX_MESSAGE_CHARS)
             raise UpstreamError(f"Deployment {dep.name!r} answered with an error: {why}")
@@ -143,7 +145,7 @@ class OpenAICompatibleProvider:
             out = await self._post_json(dep, endpoint, as_max_completion_tokens(payload), timeout_s)
         if not isinstance(out.get("choices"), list):
             raise UpstreamError(f"Deployment {dep.name!r} returned no choices.")
-        return out
+        return Shaper(dep.served_model, chat=endpoint == "chat/completions").body(out)
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
         out = await self._post_json(
@@ -203,6 +205,7 @@ class OpenAICompatibleProvider:
         finished = False  # every answer's finish_reason (or the usage chunk) has arrived
         answers = _answers_asked(payload, endpoint)
         ended: set[int] = set()  # indices of the answers that have finished
+        shaper = Shaper(dep.served_model, chat=endpoint == "chat/completions")
         try:
             async with session.post(
                 url,
@@ -220,7 +223,7 @@ class OpenAICompatibleProvider:
                         if data.strip() == b"[DONE]":
                             done = True
                             break
-                        chunk = _chunk(dep, data)
+                        chunk = shaper.chunk(_chunk(dep, data))
                         # The usage-only chunk after the finish is by spec the last one: an
                         # upstream that then idles without [DONE] must not turn into a stall.
                         done = finished and _usage_only(chunk)
@@ -343,10 +346,20 @@ def _json_object(dep: Deployment, raw: bytes, what: str) -> Json:
 def _chunk(dep: Deployment, data: bytes) -> Json:
     """One event's data as a chunk, or why the upstream's stream is unusable."""
     chunk = _json_object(dep, data, "a stream event")
-    if "error" in chunk and "choices" not in chunk:
+    if _is_error(chunk):
         why = masked_text(dep, _message(chunk), MAX_MESSAGE_CHARS)
         raise UpstreamError(f"Deployment {dep.name!r} failed mid-stream: {why}")
     return chunk
+
+
+def _is_error(parsed: Json) -> bool:
+    """An error where an answer or a chunk was due: a bare error object, or OpenRouter's
+    mid-stream failure, which keeps the chunk's shape with a top-level `error` and a choice
+    whose `finish_reason` is "error" (as a 200 it would be billed, cached and counted as a
+    success, while the client's SDK raised on its `error`)."""
+    if "error" in parsed and ("choices" not in parsed or parsed["error"]):
+        return True
+    return failed_choice(parsed) is not None
 
 
 def _usage_only(chunk: Json) -> bool:
@@ -377,7 +390,10 @@ def _answers_asked(payload: Json, endpoint: Endpoint) -> int:
 
 def _message(parsed: Any) -> str:
     """The upstream's whole error message: pass it through `masked_text` before showing it."""
-    return error_message(parsed) or "no error message"
+    text = error_message(parsed)
+    if text is None and isinstance(parsed, dict) and (choice := failed_choice(parsed)):
+        text = error_message(choice) or "its answer ended with finish_reason 'error'"
+    return text or "no error message"
 
 
 def error_message(parsed: Any) -> str | None:
@@ -413,6 +429,29 @@ def _text(value: Any) -> str | None:
             where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
             parts.append(f"{where}: {item['msg']}" if where else item["msg"])
     return "; ".join(parts) or None
+
+
+# How servers that have no `context_length_exceeded` code refuse a prompt too long for their
+# context: vLLM, SGLang, Fireworks, Mistral ("maximum context length is 4096 tokens"), llama.cpp
+# ("the request exceeds the available context size"), TGI ("`inputs` tokens + `max_new_tokens`
+# must be <= 4096", "`inputs` must have less than 4096 tokens"), LM Studio ("the model is loaded
+# with context length of only 4096 tokens"), Ollama ("the input length exceeds the context
+# length"), and Anthropic-style "prompt is too long".
+_CONTEXT_TOO_LONG = re.compile(
+    r"maximum context length"
+    r"|context (?:length|size|window)[^.]{0,40}(?:exceed|too (?:long|small)|only|overflow)"
+    r"|exceeds? (?:the )?(?:available |model'?s? |maximum )?context"
+    r"|longer than the model'?s? (?:context|maximum)"
+    r"|`inputs` tokens \+ `max_new_tokens` must be"
+    r"|`inputs` must have less than"
+    r"|prompt is too long",
+    re.IGNORECASE,
+)
+
+
+def context_too_long(message: str) -> bool:
+    """Whether an upstream's 400 says the prompt (with its max_tokens) does not fit its context."""
+    return _CONTEXT_TOO_LONG.search(message) is not None
 
 
 def _code_and_param(dep: Deployment, parsed: Any) -> tuple[str | None, str | None]:
@@ -483,6 +522,10 @@ def upstream_error(
     if status in (400, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and
         # param go back as they came: clients branch on "context_length_exceeded".
+        if code != "context_length_exceeded" and context_too_long(msg):
+            # said in words only (vLLM, llama.cpp, TGI, LM Studio): named as OpenAI does, so
+            # that a deployment with a larger context in the group gets the request
+            code, param = "context_length_exceeded", param or "messages"
         err = InvalidRequest(text, code=code or "upstream_rejected_request", param=param)
         err.status_code = 400 if status != 413 else 413
         raise err

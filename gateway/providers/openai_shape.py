@@ -1,0 +1,125 @@
+"""OpenAI's shape for what OpenAI-compatible servers answer a little differently.
+
+Clients parse what the gateway passes on with OpenAI's types, some strictly (typed SDKs in Go,
+Rust, Java, C# refuse a missing `id` or an unknown finish reason; LangChain and the Responses API
+translation `json.loads` a tool call's `arguments`). Servers that teams run themselves stray in
+small ways, each mended here at the one place every answer passes through:
+
+- TGI's Messages API answers a tool call's `arguments` as a JSON object, not a string;
+- TGI says `finish_reason: "stop_sequence"` (older versions `"eos_token"`), others `"eos"`,
+  `"end_turn"`, `"max_tokens"`: OpenAI's reasons are `stop`, `length`, `tool_calls`,
+  `content_filter`, `function_call`;
+- TGI sends `"id": ""`, and small servers leave out `id` with `object`, `created` and `model`:
+  an answer without an id gets whichever of the four it lacks (one with an id is left as sent).
+
+A stream keeps one made-up id and creation time for all its chunks, as OpenAI's do.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+Json = dict[str, Any]
+
+# Finish reasons of other servers, as OpenAI names them. "error" is not here: it is a failure.
+FINISH_REASONS = {
+    "eos_token": "stop",  # TGI before 2.x, and its /generate API
+    "eos": "stop",
+    "stop_sequence": "stop",  # TGI: a `stop` string was met
+    "end_turn": "stop",
+    "stop_token": "stop",
+    "max_tokens": "length",
+    "max_length": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+}
+
+
+class Shaper:
+    """Mends one answer, or each chunk of one stream, in place."""
+
+    __slots__ = ("_chat", "_created", "_id", "_model")
+
+    def __init__(self, model: str, *, chat: bool) -> None:
+        self._model = model
+        self._chat = chat
+        self._id: str | None = None
+        self._created: int | None = None
+
+    def body(self, body: Json) -> Json:
+        if not body.get("id"):
+            self._fill(body, "chat.completion" if self._chat else "text_completion")
+        for choice in _choices(body):
+            _finish(choice)
+            message = choice.get("message")
+            if isinstance(message, dict):
+                _arguments(message)
+        return body
+
+    def chunk(self, chunk: Json) -> Json:
+        if not chunk.get("id"):
+            self._fill(chunk, "chat.completion.chunk" if self._chat else "text_completion")
+        for choice in _choices(chunk):
+            if choice.get("finish_reason") is not None:
+                _finish(choice)
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                _arguments(delta)
+        return chunk
+
+    def _fill(self, body: Json, kind: str) -> None:
+        if not isinstance(body.get("id"), str) or not body["id"]:
+            if self._id is None:
+                self._id = ("chatcmpl-" if self._chat else "cmpl-") + uuid.uuid4().hex
+            body["id"] = self._id
+        if not isinstance(body.get("created"), int):
+            if self._created is None:
+                self._created = int(time.time())
+            body["created"] = self._created
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            body["model"] = self._model
+        if not isinstance(body.get("object"), str):
+            body["object"] = kind
+
+
+def _choices(body: Json) -> list[Json]:
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [c for c in choices if isinstance(c, dict)]
+
+
+def _finish(choice: Json) -> None:
+    reason = choice.get("finish_reason")
+    if isinstance(reason, str) and reason in FINISH_REASONS:
+        choice["finish_reason"] = FINISH_REASONS[reason]
+
+
+def _arguments(message: Json) -> None:
+    """A tool call's arguments as the JSON text OpenAI sends, where a server sent the object."""
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            args = fn.get("arguments")
+            if args is not None and not isinstance(args, str):
+                fn["arguments"] = orjson.dumps(args).decode()
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        args = legacy.get("arguments")
+        if args is not None and not isinstance(args, str):
+            legacy["arguments"] = orjson.dumps(args).decode()
+
+
+def failed_choice(body: Json) -> Json | None:
+    """The choice that ended in an error (`finish_reason: "error"`: OpenRouter's mid-stream
+    failure), if any."""
+    choices = body.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and choice.get("finish_reason") == "error":
+            return choice
+    return None

@@ -1,0 +1,199 @@
+"""The OpenAI-compatible servers teams run themselves (llama.cpp, vLLM, TGI, LM Studio, Ollama)
+or rent (OpenRouter, Groq) behind a real gateway process, driven by the official openai SDK.
+The servers are faithful fakes (`tests/support/compat_upstreams.py`), each answering with the
+quirks of the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.compat_upstreams import CALL_ARGUMENTS, CompatUpstreams
+from tests.support.servers import GatewayServer, create_database, drop_database, ledger_row
+
+pytestmark = pytest.mark.integration
+
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+# Servers whose own refusal of a prompt too long for their context has no OpenAI code.
+SMALL_CONTEXT = ["llamacpp", "vllm", "tgi", "lmstudio"]
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        self.db = create_database("tg_compat")
+        self.up = CompatUpstreams()
+
+        def dep(name: str, model: str, server: str, cost: float = 0.1) -> dict[str, Any]:
+            # as a user writes them: model names with slashes and colons, no api_key_env
+            return {
+                "name": name,
+                "model": model,
+                "provider": "openai_compatible",
+                "upstream_model": model,
+                "api_base": self.up.base(server),
+                "input_cost_per_mtok": cost,
+                "output_cost_per_mtok": cost * 4,
+            }
+
+        deps = [dep(s, f"small-{s}", s, 0.01) for s in SMALL_CONTEXT]
+        deps += [dep(f"{s}-big", f"small-{s}", "groq", 0.5) for s in SMALL_CONTEXT]
+        deps += [
+            dep("lmstudio-alone", "lmstudio-community/qwen2.5-7b", "lmstudio"),
+            dep("tgi-alone", "tgi/Llama-3.1-8B-Instruct", "tgi"),
+            dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
+            dep("minimal", "minimal:latest", "minimal"),
+        ]
+        self.gw = GatewayServer(tmp, self.db, deps)
+        _, key = self.gw.new_tenant()
+        self.client = openai.OpenAI(
+            base_url=self.gw.url,
+            api_key=key,
+            max_retries=0,
+            timeout=30,
+            default_headers={"Cache-Control": "no-cache, no-store"},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.gw.stop()
+        self.up.close()
+        drop_database(self.db)
+
+
+@pytest.fixture(scope="module")
+def rig(session_tmp: Path) -> Iterator[Rig]:
+    tmp = session_tmp / "compat-servers"
+    tmp.mkdir(exist_ok=True)
+    r = Rig(tmp)
+    yield r
+    r.close()
+
+
+def ask(text: str) -> Any:
+    return [{"role": "user", "content": f"{text} {uuid.uuid4().hex}"}]
+
+
+def rid() -> str:
+    return "req-compat-" + uuid.uuid4().hex
+
+
+# -- a prompt too long for a small context -----------------------------------------------------
+
+
+@pytest.mark.parametrize("server", SMALL_CONTEXT)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_context_refused_in_words_goes_to_the_larger_deployment(
+    rig: Rig, server: str, stream: bool
+) -> None:
+    # llama.cpp, vLLM, TGI and LM Studio say it in words (llama.cpp's and vLLM's `code` is the
+    # number 400): it is the group's next deployment's request, as OpenAI's code would be
+    r = rid()
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model=f"small-{server}",
+        messages=ask("a long document [long]"),
+        stream=stream,
+        extra_headers={"x-request-id": r},
+    )
+    assert raw.headers["x-thriftgate-deployment"] == f"{server}-big"
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    else:
+        text = raw.parse().choices[0].message.content
+    assert text == "The weather is fine."
+    row = ledger_row(rig.gw, r)
+    assert (row["deployment"], row["status_code"]) == (f"{server}-big", 200)
+
+
+def test_a_context_refusal_with_nowhere_to_go_says_context_length_exceeded(rig: Rig) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        rig.client.chat.completions.create(
+            model="lmstudio-community/qwen2.5-7b", messages=ask("[long]")
+        )
+    body: Any = info.value.body
+    assert (body["code"], body["param"]) == ("context_length_exceeded", "messages")
+    assert "context length of only 4096 tokens" in body["message"]
+
+
+# -- TGI's Messages API ----------------------------------------------------------------------
+
+
+def test_tgi_tool_call_arguments_reach_the_client_as_json_text(rig: Rig) -> None:
+    # TGI answers them as an object: the SDK's users (LangChain, agents) json.loads a string
+    out = rig.client.chat.completions.create(
+        model="tgi/Llama-3.1-8B-Instruct", messages=ask("weather?"), tools=TOOLS
+    )
+    call = out.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert isinstance(call.function.arguments, str)  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == CALL_ARGUMENTS  # type: ignore[union-attr]
+    assert out.id  # TGI's id is ""
+    response: Any = rig.client.responses.create(
+        model="tgi/Llama-3.1-8B-Instruct",
+        input="weather?",
+        tools=[
+            {
+                "type": "function",
+                "name": "get_weather",
+                "parameters": TOOLS[0]["function"]["parameters"],
+            }
+        ],
+    )
+    item = next(i for i in response.output if i.type == "function_call")
+    assert json.loads(item.arguments) == CALL_ARGUMENTS
+
+
+def test_tgi_stop_sequence_is_openais_stop(rig: Rig) -> None:
+    out = rig.client.chat.completions.create(
+        model="tgi/Llama-3.1-8B-Instruct", messages=ask("hi"), stop=["\n\n"]
+    )
+    assert out.choices[0].finish_reason == "stop"
+
+
+# -- OpenRouter's mid-stream failure ----------------------------------------------------------
+
+
+def test_an_openrouter_stream_failing_mid_way_is_an_error_not_a_success(rig: Rig) -> None:
+    # OpenRouter keeps the chunk's shape: a top-level `error` and finish_reason "error"
+    r = rid()
+    stream = rig.client.chat.completions.create(
+        model="deepseek/deepseek-r1",
+        messages=ask("[broken]"),
+        stream=True,
+        extra_headers={"x-request-id": r},
+    )
+    with pytest.raises(openai.APIError) as info:
+        for _ in stream:
+            pass
+    assert "Provider disconnected unexpectedly" in info.value.message
+    row = ledger_row(rig.gw, r)
+    assert (row["status_code"], row["error_code"]) == (502, "upstream_error")
+    assert row["completion_tokens"] >= 1  # the word that reached the client is billed
+
+
+# -- a bare server ------------------------------------------------------------------------------
+
+
+def test_answers_without_id_created_or_model_get_them(rig: Rig) -> None:
+    out = rig.client.chat.completions.create(model="minimal:latest", messages=ask("hi"))
+    assert out.id.startswith("chatcmpl-") and out.created > 0
+    assert (out.object, out.model) == ("chat.completion", "minimal:latest")
+    chunks = list(
+        rig.client.chat.completions.create(model="minimal:latest", messages=ask("hi"), stream=True)
+    )
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert {(c.object, c.model) for c in chunks} == {("chat.completion.chunk", "minimal:latest")}
+    assert all(isinstance(c.created, int) for c in chunks)
