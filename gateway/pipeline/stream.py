@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 Json = dict[str, Any]
 
 # Delta fields that carry generated output; a delta with only `role` (or Azure's first chunk of
 # content-filter results, with no choices) does not.
-_OUTPUT_FIELDS = ("content", "refusal", "tool_calls", "function_call", "reasoning_content", "audio")
+# Reasoning comes as `reasoning_content` (DeepSeek, vLLM's reasoning parsers, llama.cpp) or
+# `reasoning` (Ollama, OpenRouter, newer vLLM).
+_OUTPUT_FIELDS = (
+    "content",
+    "refusal",
+    "tool_calls",
+    "function_call",
+    "reasoning_content",
+    "reasoning",
+    "audio",
+)
 
 
 def carries_output(chunk: Json) -> bool:
@@ -27,6 +38,16 @@ def carries_output(chunk: Json) -> bool:
         if isinstance(delta, dict) and any(delta.get(k) for k in _OUTPUT_FIELDS):
             return True
     return False
+
+
+def _piece(value: Any) -> str:
+    """A streamed piece of a call's name or arguments; arguments sent whole as an object (a
+    server that parsed them) are its JSON text, as OpenAI sends them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return ""
 
 
 class StreamAssembler:
@@ -84,8 +105,8 @@ class StreamAssembler:
             fc = delta.get("function_call")
             if isinstance(fc, dict):  # the legacy `functions` API's call, in pieces
                 call = acc["function_call"] = acc["function_call"] or {"name": "", "arguments": ""}
-                call["name"] += fc.get("name") or ""
-                call["arguments"] += fc.get("arguments") or ""
+                call["name"] += _piece(fc.get("name"))
+                call["arguments"] += _piece(fc.get("arguments"))
             if isinstance(delta.get("annotations"), list):
                 acc["annotations"].extend(delta["annotations"])
             for call in delta.get("tool_calls") or ():
@@ -99,8 +120,8 @@ class StreamAssembler:
                     slot["id"] = call["id"]
                 fn = call.get("function") or {}
                 if isinstance(fn, dict):
-                    slot["name"] += fn.get("name") or ""
-                    slot["arguments"] += fn.get("arguments") or ""
+                    slot["name"] += _piece(fn.get("name"))
+                    slot["arguments"] += _piece(fn.get("arguments"))
 
     def result(self, *, chat: bool) -> Json:
         choices = []
