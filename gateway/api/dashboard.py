@@ -8,6 +8,7 @@ on top of the SameSite=Strict session cookie, and must come from this origin.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +32,7 @@ from gateway.dashboard.sessions import (
     same,
 )
 from gateway.dashboard.windows import RANGES, Window, window
-from gateway.errors import Conflict, GatewayError
+from gateway.errors import Conflict, GatewayError, NotFound
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboard"
 STATIC = ROOT / "static"
@@ -203,7 +204,7 @@ async def root() -> Response:
 async def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     win = _window(request)
     ov = await queries.overview(services.engine, win)
-    names = await queries.tenant_names(services.engine)
+    names = await queries.tenant_names(services.engine, ov.spend_series)
     return render(
         request,
         "overview.html",
@@ -229,9 +230,10 @@ async def tenant_list(request: Request, session: SessionDep, services: ServicesD
         services.engine, offset=(page - 1) * TENANTS_PER_PAGE, limit=TENANTS_PER_PAGE, search=search
     )
     pages = max(1, -(-total // TENANTS_PER_PAGE))
-    ov = await queries.overview(services.engine, win)
+    # The figures of this page's tenants only: all of them, at 20k tenants, took 4 s.
+    ids = [t["id"] for t in rows]
+    figures = dict(await queries.figures_by(services.engine, win, "tenant_id", ids)) if ids else {}
     budgets = await queries.budget_use(services.engine, rows, services.budgets.reservation_ttl_s)
-    figures = dict(ov.by_tenant)
     return render(
         request,
         "tenants.html",
@@ -409,11 +411,18 @@ async def tenant_settings(
     return RedirectResponse(f"/dashboard/tenants/{tenant_id}?saved=1", status_code=303)
 
 
-def _ledger_filter(request: Request, win: Window) -> ledger_view.LedgerFilter:
+async def _ledger_filter(request: Request, win: Window, services: Any) -> ledger_view.LedgerFilter:
     q = request.query_params
+    tenant = ledger_view.clean(q.get("tenant"), tenants.NAME_MAX)
+    tenant_id = None
+    if tenant:
+        # Typed, not picked from a list: a <select> of every tenant was 1.4 MB at 20k tenants.
+        with contextlib.suppress(NotFound):
+            tenant_id = (await tenants.find_tenant(services.engine, tenant))["id"]
     return ledger_view.LedgerFilter(
         since=win.since,
-        tenant=ledger_view.clean(q.get("tenant"), 32),
+        tenant=tenant,
+        tenant_id=tenant_id,
         model=ledger_view.clean(q.get("model")),
         deployment=ledger_view.clean(q.get("deployment")),
         status=ledger_view.clean(q.get("status"), 8),
@@ -424,11 +433,12 @@ def _ledger_filter(request: Request, win: Window) -> ledger_view.LedgerFilter:
 @router.get("/requests")
 async def request_log(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     win = _window(request)
-    f = _ledger_filter(request, win)
+    f = await _ledger_filter(request, win, services)
     raw_page = request.query_params.get("page", "1")
     digits = raw_page.isascii() and raw_page.isdigit()
     number = min(int(raw_page), 100_000) if digits and int(raw_page) > 0 else 1
     rows, has_next = await ledger_view.page(services.engine, f, number)
+    shown = {r["tenant_id"] for r in rows} | ({f.tenant_id} if f.tenant_id else set())
     return render(
         request,
         "requests.html",
@@ -440,7 +450,7 @@ async def request_log(request: Request, session: SessionDep, services: ServicesD
             "number": number,
             "has_next": has_next,
             "choices": await ledger_view.choices(services.engine, win.since),
-            "names": await queries.tenant_names(services.engine),
+            "names": await queries.tenant_names(services.engine, shown),
             "cache_statuses": ledger_view.CACHE_STATUSES,
         },
         session=session,
@@ -450,7 +460,7 @@ async def request_log(request: Request, session: SessionDep, services: ServicesD
 @router.get("/requests.csv")
 async def request_export(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     win = _window(request)
-    f = _ledger_filter(request, win)
+    f = await _ledger_filter(request, win, services)
     filename = f"thriftgate-requests-{win.since:%Y%m%d}-{win.now:%Y%m%d}.csv"
     return StreamingResponse(
         ledger_view.csv_chunks(services.engine, f),
@@ -466,10 +476,10 @@ async def request_export(request: Request, session: SessionDep, services: Servic
 @router.get("/deployments")
 async def deployment_list(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     win = _window(request)
-    ov = await queries.overview(services.engine, win)
+    by_deployment = await queries.figures_by(services.engine, win, "deployment")
     percentiles = await deployments.latency_percentiles(services.engine, win)
     router_ = getattr(services, "router", None)
-    rows = deployments.table(services.catalog, router_, ov.by_deployment, percentiles)
+    rows = deployments.table(services.catalog, router_, by_deployment, percentiles)
     return render(
         request,
         "deployments.html",

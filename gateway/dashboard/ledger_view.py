@@ -41,10 +41,15 @@ TABLE_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class LedgerFilter:
-    """What the request log shows. `status` is 'ok' (< 400), 'error' (>= 400) or a code."""
+    """What the request log shows. `status` is 'ok' (< 400), 'error' (>= 400) or a code.
+
+    `tenant` is what was typed (an id or a name); `tenant_id` the tenant it names, None when it
+    names none (then only rows whose tenant id is exactly `tenant` match).
+    """
 
     since: datetime
     tenant: str | None = None
+    tenant_id: str | None = None
     model: str | None = None
     deployment: str | None = None
     status: str | None = None
@@ -72,7 +77,7 @@ def clean(value: str | None, limit: int = 200) -> str | None:
 def _where(stmt: Select[Any], f: LedgerFilter) -> Select[Any]:
     stmt = stmt.where(L.created_at >= f.since)
     if f.tenant:
-        stmt = stmt.where(L.tenant_id == f.tenant)
+        stmt = stmt.where(L.tenant_id == (f.tenant_id or f.tenant))
     if f.model:
         stmt = stmt.where(L.model == f.model)
     if f.deployment:

@@ -6,10 +6,10 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.pricing import usd_text
-from gateway.dashboard.queries import JOULES_PER_WH, Figures, Overview
+from gateway.dashboard.queries import JOULES_PER_WH, SERIES_TENANTS, Figures, Overview
 
 # At most this many tenants get their own colour in the stacked chart; the rest are "other".
-MAX_SERIES = 8
+MAX_SERIES = SERIES_TENANTS
 # Below this, `usd` shows significant digits instead of four decimals.
 SMALL_USD = Decimal("0.0001")
 
@@ -99,12 +99,19 @@ def spend_chart(ov: Overview, names: dict[str, str]) -> dict[str, Any]:
         for tid in order[:MAX_SERIES]
     ]
     rest = order[MAX_SERIES:]
-    if rest:
+    others = len(rest) + ov.other_tenants
+    if others:
         other = [
-            float(sum((ov.spend_series[t][i] for t in rest), Decimal(0)))
+            sum((ov.spend_series[t][i] for t in rest), Decimal(0))
+            + (ov.other_spend[i] if ov.other_spend else Decimal(0))
             for i in range(len(ov.labels))
         ]
-        datasets.append({"label": f"{len(rest)} other tenants", "data": other})
+        datasets.append(
+            {
+                "label": f"{others:,} other tenant{'' if others == 1 else 's'}",
+                "data": [float(v) for v in other],
+            }
+        )
     return {"labels": ov.labels, "datasets": datasets}
 
 

@@ -1,0 +1,168 @@
+"""The dashboard at many tenants (hunt 10, h3).
+
+At 20k tenants and 1.5M ledger rows the request log listed every tenant in its filter (1.4 MB
+of HTML a page), the overview read spend per day for every tenant to draw eight of them (17 s
+for 90 days, 3.5 s for 30), and the tenants page summed every tenant to show a hundred (4 s).
+The tenant filter is typed now (a name or an id), the chart reads its biggest tenants and one
+sum for the others, and the tenants page sums the tenants it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.dashboard import queries
+from gateway.dashboard.seed import SeedPlan, seed_ledger
+from gateway.dashboard.windows import window
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    create_database,
+    dashboard_session,
+    drop_database,
+    mock_deployment,
+    sql,
+)
+
+pytestmark = pytest.mark.integration
+
+TENANTS = 3000  # live tenants; the first SPENDERS have ledger rows
+SPENDERS = 40
+SEED_TENANTS = f"""
+INSERT INTO tenants (id, name, budget_period, flags, created_at)
+SELECT md5('scale-' || n), 'scale-' || lpad(n::text, 4, '0'), 'monthly', '{{}}', now()
+FROM generate_series(1, {TENANTS}) AS n
+"""
+
+
+@dataclass
+class Env:
+    client: httpx.Client
+    db: str
+    ids: list[str]  # of the spenders, in name order
+
+
+@pytest.fixture(scope="module")
+def env(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[Env]:
+    db = create_database("tg_scale")
+    gw = GatewayServer(session_tmp, db, [mock_deployment("dep-a", "model-a", mock_upstream)])
+    try:
+        sql(db, SEED_TENANTS)
+        ids = [md5["id"] for md5 in sql(
+            db, f"SELECT md5('scale-' || n) AS id FROM generate_series(1, {SPENDERS}) AS n"
+        )]  # fmt: skip
+        dsn = db.replace("postgresql+asyncpg://", "postgresql://")
+        plan = SeedPlan(4000, datetime.now(UTC), 5 * 86400, ids, ["model-a"], ["dep-a"])
+        asyncio.run(seed_ledger(dsn, plan))
+        client = dashboard_session(gw)
+        try:
+            yield Env(client, db, ids)
+        finally:
+            client.close()
+    finally:
+        gw.stop()
+        drop_database(db)
+
+
+def _table_rows(html: str) -> list[str]:
+    body = html.split('id="requests-table"', 1)[1].split("</tbody>", 1)[0]
+    return re.findall(r"<tr[ >].*?</tr>", body, re.S)[1:]  # past the header row
+
+
+def test_request_log_takes_a_typed_tenant_instead_of_listing_them_all(env: Env) -> None:
+    page = env.client.get("/dashboard/requests", params={"range": "7d"})
+    assert page.status_code == 200
+    # Not one <option> per tenant: the page stays the same size at any number of tenants.
+    assert "scale-2999" not in page.text
+    assert page.text.count("<option") < 30 and len(page.content) < 100_000
+    assert 'name="tenant"' in page.text
+
+    tid = env.ids[6]
+    by_name = env.client.get("/dashboard/requests", params={"range": "7d", "tenant": "scale-0007"})
+    by_id = env.client.get("/dashboard/requests", params={"range": "7d", "tenant": tid})
+    (expected,) = sql(env.db, "SELECT count(*) AS n FROM usage_ledger WHERE tenant_id = $1", tid)
+    for resp in (by_name, by_id):
+        rows = _table_rows(resp.text)
+        assert len(rows) == min(50, expected["n"]) > 0
+        assert all(">scale-0007</a>" in r for r in rows)
+        assert 'id="tenant-chosen"' in resp.text and 'value="' in resp.text
+    assert 'value="scale-0007"' in by_name.text
+
+    unknown = env.client.get("/dashboard/requests", params={"range": "7d", "tenant": "nobody"})
+    assert unknown.status_code == 200
+    assert 'id="tenant-unknown"' in unknown.text and "No requests match." in unknown.text
+
+    # The export takes the same typed name.
+    export = env.client.get(
+        "/dashboard/requests.csv", params={"range": "7d", "tenant": "scale-0007"}
+    )
+    assert export.status_code == 200
+    lines = list(csv.DictReader(io.StringIO(export.text)))
+    assert len(lines) == expected["n"]
+    assert {r["tenant_id"] for r in lines} == {tid}
+    assert {r["tenant_name"] for r in lines} == {"scale-0007"}
+
+
+def test_overview_reads_the_biggest_tenants_and_one_sum_for_the_rest(env: Env) -> None:
+    async def read() -> queries.Overview:
+        engine = create_async_engine(env.db)
+        try:
+            return await queries.overview(engine, window("7d"))
+        finally:
+            await engine.dispose()
+
+    ov = asyncio.run(read())
+    assert len(ov.spend_series) == queries.SERIES_TENANTS
+    assert ov.other_tenants == SPENDERS - queries.SERIES_TENANTS
+
+    page = env.client.get("/dashboard/", params={"range": "7d"})
+    assert page.status_code == 200
+    charts = json.loads(page.text.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
+    datasets = charts["spend"]["datasets"]
+    assert len(datasets) == queries.SERIES_TENANTS + 1
+    assert datasets[-1]["label"] == f"{SPENDERS - queries.SERIES_TENANTS} other tenants"
+    by_day = {
+        r["day"]: r["cost"]
+        for r in sql(
+            env.db,
+            "SELECT to_char(date_trunc('day', created_at, 'UTC'), 'YYYY-MM-DD') AS day, "
+            "sum(cost_usd) AS cost FROM usage_ledger GROUP BY 1",
+        )
+    }
+    for i, day in enumerate(charts["spend"]["labels"]):
+        drawn = sum(d["data"][i] for d in datasets)
+        assert drawn == pytest.approx(float(by_day.get(day, Decimal(0))), rel=1e-9, abs=1e-12)
+    # The biggest spender is drawn first, under its name.
+    (top,) = sql(
+        env.db,
+        "SELECT t.name FROM usage_ledger l JOIN tenants t ON t.id = l.tenant_id "
+        "GROUP BY t.id, t.name ORDER BY sum(l.cost_usd) DESC, t.id LIMIT 1",
+    )
+    assert datasets[0]["label"] == top["name"]
+
+
+def test_tenants_page_figures_are_those_of_its_tenants(env: Env) -> None:
+    page = env.client.get("/dashboard/tenants", params={"range": "7d", "q": "scale-00"})
+    assert page.status_code == 200
+    shown = re.findall(r'<tr data-tenant="([0-9a-f]+)">.*?data-value="([^"]+)"', page.text, re.S)
+    assert len(shown) == 99  # scale-0001 .. scale-0099
+    spend = {
+        r["tenant_id"]: r["cost"]
+        for r in sql(env.db, "SELECT tenant_id, sum(cost_usd) AS cost FROM usage_ledger GROUP BY 1")
+    }
+    for tid, value in shown:
+        assert Decimal(value) == spend.get(tid, Decimal(0)), tid
+    assert sum(1 for tid, _ in shown if tid in spend) == SPENDERS
