@@ -10,16 +10,27 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+# Emoji and other pictographs, arrows, currency and technical signs, with the joiners,
+# variation selectors and skin tones that make one emoji of several code points.
+_SIGNS = (
+    "\u00a2-\u00a5\u00a9\u00ae\u00b0\u20a0-\u20cf\u2100-\u214f\u2190-\u21ff"
+    "\u2300-\u23ff\u2500-\u27bf\u2900-\u2bff\U0001f000-\U0001faff"
+)
 _TOKEN = re.compile(
-    r"\d+(?::\d+)+"  # times 3:59
+    # identifiers mixing letters and digits (a hash, an order or ticket number), whole
+    r"(?<![\w.-])(?!\d+(?:st|nd|rd|th)\b)(?=[A-Za-z_]*\d)(?=[0-9_]*[A-Za-z])[A-Za-z0-9_]{6,}\b"
+    r"|\d+(?::\d+)+"  # times 3:59
     r"|\d+(?:[.,]\d+)*(?:st|nd|rd|th)?"  # 93,000 / 4.17 / 15th
-    r"|[A-Za-z][A-Za-z'’]*[A-Za-z]|[A-Za-z]"  # words incl. don't
+    r"|[A-Za-z](?:[A-Za-z'’]*[A-Za-z])?(?:[^\W\x00-\x7f]\w*)?"  # words incl. don't, café
+    r"|[^\W\x00-\x7f]\w*"  # words of other scripts: Ärger, 北京, مرحبا
     r"|>=|<=|!=|==|=>|<>|[<>=≥≤≠]"  # comparison operators
+    rf"|[{_SIGNS}][{_SIGNS}\u200d\ufe0f\u20e3]*"  # 🔥, 👍🏽, €
 )
 _ORDINAL = re.compile(r"(\d)(st|nd|rd|th)$")
+_IDENTIFIER = re.compile(r"(?!\d+(?:st|nd|rd|th)$)(?=[a-z_]*\d)(?=[0-9_]*[a-z])[a-z0-9_]{6,}")
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
@@ -224,6 +235,11 @@ class TextFacts:
     # B better than plan A?", "USD to EUR" and "EUR to USD" share the words but not the order.
     name_order: tuple[str, ...] = ()
     name_span: tuple[str, ...] = ()
+    # Words the rules above cannot read, compared as written: identifiers ("8f3a2b1c9d",
+    # "INV20931"), words of other scripts ("франции", "我爱你") and emoji. The embedding barely
+    # sees them (an emoji is an unknown token to MiniLM: "What does 🔥 mean?" / "💧" are
+    # cosine 1.0), so one that differs is a different question.
+    verbatim: Counter[str] = field(default_factory=Counter)
 
 
 # When a question is about, relative to when it is asked: the past ("yesterday", "last year"),
@@ -467,6 +483,7 @@ def analyse(text: str) -> TextFacts:
     polar: set[tuple[int, int]] = set()
     names: set[str] = set()
     acronyms: set[str] = set()
+    verbatim: Counter[str] = Counter()
     negations = 0
     order: list[str] = []  # the numbers, in order
     named: list[int] = []  # indexes in `tokens` of names and acronyms
@@ -486,6 +503,10 @@ def analyse(text: str) -> TextFacts:
         if tok in OPERATORS:
             operators[OPERATORS[tok]] += 1
             slots.append(OPERATORS[tok])
+            continue
+        if not low.isascii() or _IDENTIFIER.fullmatch(low):
+            verbatim[low] += 1
+            slots.append(low)
             continue
         if tok[0].isdigit():
             num = canonical_number(tok)
@@ -536,6 +557,7 @@ def analyse(text: str) -> TextFacts:
         when=_times(tokens),
         tense=question_tense(tokens),
         **_name_positions(tokens, named),
+        verbatim=verbatim,
     )
 
 

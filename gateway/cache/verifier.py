@@ -131,6 +131,8 @@ def intents_conflict(a: str, b: str) -> bool:
 
 def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
     """The name of a difference that always changes the answer, or None."""
+    if a.verbatim != b.verbatim:
+        return "verbatim"  # an identifier, a word of another script, an emoji
     if a.numbers != b.numbers:
         return "numbers"
     if (a.numbers or b.numbers or a.weak_numbers or b.weak_numbers) and _weak_conflict(a, b):
