@@ -3,15 +3,15 @@
 The request is translated into a chat body inside the pipeline (`pipeline/responses_request.py`),
 so every stage applies unchanged; this module renders the chat reply as a `response` object, or
 the chat chunk stream as Responses stream events (`event: <type>` + `data: {...}`). Responses
-are not stored (only their output items, for `item_reference` inputs:
-`pipeline/responses_items.py`), so retrieving, deleting or cancelling one answers 404.
+with `store` true are kept for a while with their conversation (`pipeline/responses_items.py`),
+so they can be retrieved, deleted, listed (`input_items`) and continued
+(`previous_response_id`); cancelling one is a 400, as none runs in the background.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import NoReturn
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket
@@ -34,6 +34,7 @@ from gateway.pipeline.responses_request import (
     chat_body_from_responses,
     responses_param,
 )
+from gateway.pipeline.responses_store import deleted, input_items_page
 from gateway.pipeline.responses_stream import ResponsesStream, response_events
 from gateway.services import Services
 
@@ -44,7 +45,9 @@ def render_responses(ctx: RequestContext, reply: Reply, raw: Json) -> Response:
     """The chat pipeline's reply to a Responses request, as a `response` object or its stream."""
     echo = echo_fields(raw)
     response_id = "resp_" + ctx.ledger_id
-    created_at = int(time.time())
+    # the time its stored copy says too
+    body = ctx.body
+    created_at = body.created_at if isinstance(body, ResponsesChatBody) else int(time.time())
 
     def counted_usage() -> Json:  # when the upstream sent none: what the ledger counted
         u = ctx.usage
@@ -60,11 +63,12 @@ def render_responses(ctx: RequestContext, reply: Reply, raw: Json) -> Response:
             headers={**decision_headers(ctx, final=False), "cache-control": "no-cache"},
         )
     chat = reply.body or {}
+    answer: Json
     if reply.status_code >= 400 or "error" in chat:
-        body = chat
+        answer = chat
     else:
         usage = usage_from_chat(chat.get("usage")) or counted_usage()
-        body = response_from_chat(
+        answer = response_from_chat(
             chat,
             response_id=response_id,
             created_at=created_at,
@@ -73,7 +77,7 @@ def render_responses(ctx: RequestContext, reply: Reply, raw: Json) -> Response:
             usage=usage,
         )
     return Response(
-        orjson.dumps(body),
+        orjson.dumps(answer),
         status_code=reply.status_code,
         media_type="application/json",
         headers=decision_headers(ctx, final=True),
@@ -141,7 +145,12 @@ async def compact_response(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/responses/{response_id}")
 async def post_to_response(response_id: str, request: Request, services: ServicesDep) -> Response:
-    await _not_stored(request, services, response_id)
+    await _authenticate(request, services)
+    raise NotFound(
+        f"No operation 'POST /v1/responses/{response_id}': create a response with "
+        "'POST /v1/responses', continuing it with 'previous_response_id'.",
+        code="not_found",
+    )
 
 
 WEBSOCKET_REFUSAL = (
@@ -173,32 +182,69 @@ async def refuse_websocket(websocket: WebSocket) -> None:
     await websocket.close(code=1008, reason="WebSocket mode is not supported")
 
 
-async def _not_stored(request: Request, services: Services, response_id: str) -> NoReturn:
-    await _authenticate(request, services)
-    raise NotFound(
-        f"No response with id '{response_id}': this gateway does not store responses (`store` "
-        "keeps only their output items, for 'item_reference' inputs), so they cannot be "
-        "retrieved, listed, cancelled or deleted.",
+async def _stored(request: Request, services: Services, response_id: str) -> Json:
+    """The caller's stored response `response_id`; a 404 when there is none (unknown,
+    expired, deleted, sent with `store: false`, or another tenant's)."""
+    tenant = await _authenticate(request, services)
+    store = services.response_items
+    found = await store.get_record(tenant.id, response_id) if store is not None else None
+    if found is None:
+        raise _not_found(response_id)
+    return found
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(
+        f"Response with id '{response_id}' not found: this gateway keeps responses sent with "
+        "'store' true (the default) for a limited time, for the tenant that created them.",
         param="response_id",
         code="response_not_found",
     )
 
 
+def _json(request: Request, body: Json, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"x-request-id": request.state.request_id},
+    )
+
+
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str, request: Request, services: ServicesDep) -> Response:
-    await _not_stored(request, services, response_id)
+    stored = await _stored(request, services, response_id)
+    if request.query_params.get("stream") in ("true", "1"):
+        raise InvalidRequest(
+            "'stream' is not supported when retrieving a response: this gateway keeps the "
+            "finished response only; retrieve it without 'stream'.",
+            param="stream",
+            code="unsupported_parameter",
+        )
+    return _json(request, stored["response"])
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(response_id: str, request: Request, services: ServicesDep) -> Response:
-    await _not_stored(request, services, response_id)
+    tenant = await _authenticate(request, services)
+    store = services.response_items
+    if store is None or not await store.delete_record(tenant.id, response_id):
+        raise _not_found(response_id)
+    return _json(request, deleted(response_id))
 
 
 @router.get("/responses/{response_id}/input_items")
 async def list_input_items(response_id: str, request: Request, services: ServicesDep) -> Response:
-    await _not_stored(request, services, response_id)
+    stored = await _stored(request, services, response_id)
+    return _json(request, input_items_page(stored, request.query_params))
 
 
 @router.post("/responses/{response_id}/cancel")
 async def cancel_response(response_id: str, request: Request, services: ServicesDep) -> Response:
-    await _not_stored(request, services, response_id)
+    await _stored(request, services, response_id)
+    raise InvalidRequest(
+        "Only responses created with 'background': true can be cancelled; this gateway "
+        "answers every response in its request, so there is nothing running to cancel.",
+        param="response_id",
+        code="invalid_value",
+    )

@@ -1,9 +1,12 @@
-"""Output items of `/v1/responses` replies, kept per tenant so `item_reference` inputs resolve.
+"""`/v1/responses` replies kept per tenant: their output items, so `item_reference` inputs
+resolve, and the responses themselves, so `previous_response_id` continues one.
 
 Clients that keep `store: true` (the API's default; the Vercel AI SDK's too) send earlier
 assistant output back as `{"type": "item_reference", "id": "msg_..."}` instead of the item.
 `ResponsesItemStage` keeps each reply's output items (message `msg_<ledger id>`, function calls
-`fc_<ledger id>_<n>`) for `ttl_s` and resolves references from the same tenant only.
+`fc_<ledger id>_<n>`) and its response with the conversation that went into it (a record under
+`resp_<ledger id>`: `responses_store.py`) for `ttl_s`, and resolves references and previous
+responses from the same tenant only.
 
 Where they live: an in-process LRU, filled before the reply leaves (so an agent loop's next
 step on this worker resolves at once), and the `response_items` table, written in the
@@ -22,7 +25,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,8 +34,25 @@ from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.db.models import ResponseItem, table
 from gateway.db.session import FailureLog
 from gateway.pipeline.context import Json, Reply, RequestContext
-from gateway.pipeline.responses_reply import response_from_chat
-from gateway.pipeline.responses_request import ResponsesChatBody, chat_body_from_responses
+from gateway.pipeline.responses_reply import (
+    echo_fields,
+    response_from_chat,
+    usage_from_chat,
+    usage_from_counts,
+)
+from gateway.pipeline.responses_request import (
+    ResponsesChatBody,
+    chat_body_from_responses,
+    previous_not_found,
+)
+from gateway.pipeline.responses_store import (
+    DELETED,
+    RECORD,
+    history,
+    input_items,
+    is_record,
+    record,
+)
 from gateway.settings import Settings
 
 log = logging.getLogger("thriftgate.responses")
@@ -82,6 +102,7 @@ class ItemStore:
         # a database outage must not log a traceback per /v1/responses reply
         self._write_log = FailureLog(log, "storing response items")
         self._sweep_log = FailureLog(log, "sweeping response items")
+        self._read_log = FailureLog(log, "reading stored responses")
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="response-items-sweep")
@@ -130,8 +151,13 @@ class ItemStore:
             pass
         except Exception:  # a lost write is a later "unknown item" 400 on another replica
             self._write_log.failed()
-        else:
-            self._write_log.succeeded()
+            return
+        self._write_log.succeeded()
+        # A stored response (its whole conversation: large) is read from the table once its
+        # row is there; this process's copy only bridged the write.
+        for item in items:
+            if is_record(item):
+                self._local.pop((tenant_id, item["id"]), None)
 
     # -- reads -------------------------------------------------------------------------
     async def get(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Json]:
@@ -143,7 +169,7 @@ class ItemStore:
             entry = self._local.get((tenant_id, item_id))
             if entry is not None and entry[0] > now:
                 found[item_id] = entry[1]
-            elif len(item_id) <= MAX_ITEM_ID:
+            elif could_be_ours(item_id):
                 missing.append(item_id)
         # In batches: one bind parameter per id, and a request may carry ~100,000 references
         # (asyncpg refuses more than 32,767 arguments: a 500).
@@ -163,6 +189,46 @@ class ItemStore:
             rows = (await conn.execute(query)).all()
         return [(r.item_id, _timestamp(r.expires_at), r.item) for r in rows]
 
+    # -- stored responses ----------------------------------------------------------------
+    async def get_record(self, tenant_id: str, response_id: str) -> Json | None:
+        """The stored response `response_id` of `tenant_id`, or None (unknown, expired,
+        deleted). The table is asked first, so a deletion on any replica counts; this
+        process's copy answers while its own write has not landed yet (or the table is down)."""
+        if not could_be_ours(response_id):
+            return None
+        try:
+            rows = await self._read(tenant_id, [response_id])
+        except Exception:
+            self._read_log.failed()
+            rows = []
+        else:
+            self._read_log.succeeded()
+        if rows:
+            item = rows[0][2]
+            return item if is_record(item) else None
+        entry = self._local.get((tenant_id, response_id))
+        if entry is None or entry[0] <= time.time() or not is_record(entry[1]):
+            return None
+        return entry[1]
+
+    async def delete_record(self, tenant_id: str, response_id: str) -> bool:
+        """Delete a stored response (its row keeps a tombstone until it expires, so no
+        replica's copy serves it again); False when there is none to delete."""
+        if self._writes:  # this process's writes in flight land first, so none revives it
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        found = await self.get_record(tenant_id, response_id)
+        self._local.pop((tenant_id, response_id), None)
+        if found is None:
+            return False
+        tombstone = {"type": DELETED, "id": response_id}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_ITEMS)
+                .where(_ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id == response_id)
+                .values(item=tombstone)
+            )
+        return True
+
     # -- retention ---------------------------------------------------------------------
     async def sweep(self) -> None:
         """Delete expired rows, then each tenant's oldest rows beyond `per_tenant`."""
@@ -181,24 +247,41 @@ class ItemStore:
             await asyncio.sleep(self.sweep_interval_s)
 
 
+def could_be_ours(item_id: str) -> bool:
+    """Whether `item_id` fits the table (a longer one, or one with a NUL that Postgres text
+    refuses, cannot be one of ours: asking would be a database error)."""
+    return len(item_id) <= MAX_ITEM_ID and "\x00" not in item_id
+
+
 def _timestamp(value: datetime) -> float:
     # SQLite hands back naive datetimes; every stored time is UTC.
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 class ResponsesItemStage:
-    """Resolves a Responses request's item references before anything else sees its body,
-    and keeps its reply's output items (unless it said `store: false`)."""
+    """Resolves a Responses request's item references and `previous_response_id` before
+    anything else sees its body, and keeps its reply's output items and the response itself
+    with its conversation (unless it said `store: false`)."""
 
     def __init__(self, store: ItemStore) -> None:
         self.store = store
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         body = ctx.body
-        if not isinstance(body, ResponsesChatBody) or not body.references:
+        if not isinstance(body, ResponsesChatBody) or not (body.references or body.previous):
             return None
-        items = await self.store.get(ctx.tenant.id, body.references)
-        resolved = chat_body_from_responses(body.raw, items)  # a 400 names an unknown one
+        earlier: list[Json] = []
+        if body.previous is not None:
+            stored = await self.store.get_record(ctx.tenant.id, body.previous)
+            if stored is None:  # unknown, expired, deleted, `store: false`, another tenant's
+                raise previous_not_found(body.previous)
+            earlier = history(stored)
+        items = await self.store.get(ctx.tenant.id, body.references) if body.references else {}
+        items = {k: v for k, v in items.items() if v.get("type") not in (RECORD, DELETED)}
+        # a 400 names an unknown reference
+        resolved = chat_body_from_responses(body.raw, items, earlier)
+        assert isinstance(resolved, ResponsesChatBody)
+        resolved.created_at = body.created_at
         if ctx.stream:  # as `Pipeline.handle` set it on the first translation
             resolved["stream_options"] = body["stream_options"]
         ctx.body = resolved
@@ -212,16 +295,27 @@ class ResponsesItemStage:
         chat = reply.body
         if not isinstance(chat, dict) or not chat.get("choices"):
             return
-        self.store.put(ctx.tenant.id, output_items(chat, "resp_" + ctx.ledger_id))
+        response = stored_response(ctx, body, chat)
+        seen = {item.get("id") for item in body.history}
+        conversation = [
+            *body.history,
+            *input_items(body.raw["input"], body.referenced, ctx.ledger_id, seen),
+        ]
+        self.store.put(ctx.tenant.id, [*response["output"], record(response, conversation)])
 
 
-def output_items(chat: Json, response_id: str) -> list[Json]:
-    """The output items the client was sent for this chat reply (same ids, same content)."""
-    reply = response_from_chat(
-        chat, response_id=response_id, created_at=0, model="", echo={}, usage=None
+def stored_response(ctx: RequestContext, body: ResponsesChatBody, chat: Json) -> Json:
+    """The `response` object the client was sent for this reply (JSON or stream)."""
+    u = ctx.usage
+    return response_from_chat(
+        chat,
+        response_id="resp_" + ctx.ledger_id,
+        created_at=body.created_at,
+        model=ctx.model,
+        echo=echo_fields(body.raw),
+        usage=usage_from_chat(chat.get("usage"))
+        or usage_from_counts(u.prompt_tokens, u.completion_tokens, u.cached_tokens),
     )
-    items: list[Json] = reply["output"]
-    return items
 
 
 def stage_settings(settings: Settings) -> dict[str, Any]:

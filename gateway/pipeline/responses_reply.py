@@ -32,10 +32,10 @@ def echo_fields(raw: Json) -> Json:
         "reasoning": raw.get("reasoning"),
         "user": raw.get("user"),
         "truncation": raw.get("truncation") or "disabled",
-        # `store` keeps the output items (for `item_reference` inputs), not the response
+        # `store` keeps the response and its output items (`responses_items.py`)
         "store": raw.get("store") is not False,
         "background": False,
-        "previous_response_id": None,
+        "previous_response_id": raw.get("previous_response_id"),
         "service_tier": raw.get("service_tier"),
     }
 

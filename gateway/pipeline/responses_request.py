@@ -1,18 +1,20 @@
 """A Responses API request (`POST /v1/responses`) translated into a chat completions body.
 
 The gateway serves the Responses API as a translation onto the chat pipeline, so auth, limits,
-cache, compression, routing, fallback and the ledger apply unchanged. What needs state kept on
-our side (`previous_response_id`, `conversation`, stored `prompt`s, `background` runs) or a
-hosted tool (web search, file search, ...) is refused with a 400 that names the parameter.
-`item_reference` inputs name output items of earlier replies, which the gateway keeps per tenant
-(`responses_items.py`): the first translation leaves a placeholder for each and lists the ids;
-the Responses stage looks them up and translates again with the stored items. Fields this
+cache, compression, routing, fallback and the ledger apply unchanged. What needs state the
+gateway does not keep (`conversation`, stored `prompt`s, `background` runs) or a hosted tool
+(web search, file search, ...) is refused with a 400 that names the parameter.
+`item_reference` inputs name output items of earlier replies, and `previous_response_id` a
+stored response, which the gateway keeps per tenant (`responses_items.py`): the first
+translation leaves a placeholder for each reference and lists the ids; the Responses stage looks
+them up (and the previous response's conversation) and translates again with them. Fields this
 module does not know are passed through to the chat body untouched, as the chat endpoint does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gateway.errors import InvalidRequest
@@ -32,12 +34,11 @@ TRANSLATED = frozenset(
         "input", "instructions", "max_output_tokens", "tools", "tool_choice", "text",
         "reasoning", "store", "include", "truncation", "max_tool_calls", "stream_options",
         "background", "parallel_tool_calls", "prompt_cache_options", "top_logprobs",
+        "previous_response_id",
     }
 )  # fmt: skip
 # Need server-side state or OpenAI-hosted machinery the gateway does not have.
 UNSERVED = {
-    "previous_response_id": "responses are not stored, so there is no previous response to "
-    "continue; send the whole conversation in 'input'",
     "conversation": "conversations are not stored; send the whole conversation in 'input'",
     "prompt": "stored prompt templates are not available; send the text in 'instructions'",
     "context_management": "server-side context management is not available",
@@ -65,6 +66,10 @@ class ResponsesChatBody(dict[str, Any]):
     raw: Json  # the Responses body, to translate again once references are resolved
     references: list[str]  # ids of `item_reference` inputs still to resolve, in order
     store: bool  # keep this reply's output items for later references (`store`, default true)
+    previous: str | None  # `previous_response_id`, whose conversation comes before `input`
+    history: list[Json]  # that conversation (Responses items), once the stage has read it
+    referenced: Mapping[str, Json]  # the stored items the references resolved to
+    created_at: int  # the response's `created_at` (the reply and its stored copy agree)
 
 
 def unsupported(message: str, param: str) -> InvalidRequest:
@@ -83,12 +88,25 @@ def unknown_reference(where: str, item_id: str) -> InvalidRequest:
     )
 
 
-def chat_body_from_responses(raw: Any, items: Mapping[str, Json] | None = None) -> Json:
+def previous_not_found(response_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Previous response with id '{response_id}' not found: this gateway keeps responses "
+        "sent with 'store' true (the default) for a limited time, for the tenant that received "
+        "them; send the whole conversation in 'input' instead.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
+
+
+def chat_body_from_responses(
+    raw: Any, items: Mapping[str, Json] | None = None, history: list[Json] | None = None
+) -> Json:
     """Validate a Responses request and return the equivalent chat completions body.
 
     Without `items`, each `item_reference` input becomes a placeholder and its id is listed in
     the result's `references`; with `items` (the stored items by id), references are replaced
-    by the items they name, and one that is not there is a 400.
+    by the items they name, and one that is not there is a 400. `history` is the conversation
+    of `previous_response_id` (its input and output items), sent before `input`.
     """
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
@@ -98,13 +116,18 @@ def chat_body_from_responses(raw: Any, items: Mapping[str, Json] | None = None) 
         {k: v for k, v in raw.items() if k not in TRANSLATED and k not in UNSERVED}
     )
     body.raw, body.references, body.store = raw, [], raw.get("store") is not False
+    body.previous, body.history, body.referenced = _previous_id(raw), history or [], items or {}
+    body.created_at = int(time.time())
     messages: list[Json] = []
-    instructions = raw.get("instructions")
+    instructions = raw.get("instructions")  # this turn's only: not inherited from the previous
     if instructions is not None:
         if not isinstance(instructions, str):
             raise invalid_value("'instructions' must be a string.", "instructions")
         messages.append({"role": "system", "content": instructions})
-    messages.extend(messages_from_input(raw.get("input"), items, body.references))
+    if body.history:
+        messages.extend(messages_from_input(body.history, {}))
+    seen = {item.get("id") for item in body.history}
+    messages.extend(messages_from_input(raw.get("input"), items, body.references, seen))
     body["messages"] = messages
     int_field(raw, "max_output_tokens", 1, MAX_TOKENS_LIMIT)
     if raw.get("max_output_tokens") is not None:
@@ -133,6 +156,17 @@ def chat_body_from_responses(raw: Any, items: Mapping[str, Json] | None = None) 
         body["stream_options"] = {"include_usage": True}
     validate_chat(body)
     return body
+
+
+def _previous_id(raw: Json) -> str | None:
+    previous = raw.get("previous_response_id")
+    if previous is None:
+        return None
+    if not isinstance(previous, str) or not previous:
+        raise invalid_value(
+            "'previous_response_id' must be a non-empty string.", "previous_response_id"
+        )
+    return previous
 
 
 def _refuse_unserved(raw: Json) -> None:
@@ -169,12 +203,17 @@ def _refuse_unserved(raw: Json) -> None:
 
 
 def messages_from_input(
-    inp: Any, items: Mapping[str, Json] | None = None, references: list[str] | None = None
+    inp: Any,
+    items: Mapping[str, Json] | None = None,
+    references: list[str] | None = None,
+    seen: Collection[Any] = (),
 ) -> list[Json]:
     """`input` (a string or a list of items) as chat messages, in order.
 
     An `item_reference` is replaced by `items[id]`; without `items` its id is appended to
-    `references` and an empty assistant message holds its place until it is resolved.
+    `references` and an empty assistant message holds its place until it is resolved. Items
+    (or references) whose id is in `seen` (already in the previous response's conversation,
+    as the Vercel AI SDK sends them with `previousResponseId`) are left out, not sent twice.
     """
     if isinstance(inp, str):
         return [{"role": "user", "content": inp}]
@@ -190,6 +229,8 @@ def messages_from_input(
         if not isinstance(item, dict):
             raise invalid_value(f"'{where}' must be an object.", where)
         kind = item.get("type", "message" if "role" in item else None)
+        if item.get("id") is not None and item.get("id") in seen:
+            continue
         if kind == "item_reference":
             ref = _reference_id(item, where)
             if items is None:

@@ -210,7 +210,7 @@ def test_stream_asks_for_usage_and_reasoning_effort_maps():
 @pytest.mark.parametrize(
     ("fields", "param", "code"),
     [
-        ({"previous_response_id": "resp_1"}, "previous_response_id", "unsupported_parameter"),
+        ({"previous_response_id": 5}, "previous_response_id", "invalid_value"),
         ({"conversation": {"id": "c"}}, "conversation", "unsupported_parameter"),
         ({"background": True}, "background", "unsupported_parameter"),
         ({"prompt": {"id": "p"}}, "prompt", "unsupported_parameter"),

@@ -1,0 +1,296 @@
+"""Stored responses on `/v1/responses`, used as an app on OpenAI's Responses API uses them:
+`previous_response_id` chains, `retrieve`, `delete`, `input_items.list`, through the official
+openai SDK against real gateways, the mock upstream and Postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    ledger_row,
+    mock_deployment,
+    wait_for,
+)
+from tests.support.servers import sdk_client as client
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gpt-4o-mini"
+NO_CACHE = {"cache-control": "no-store"}
+LOOKUP = {
+    "type": "function",
+    "name": "lookup",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def replica(
+    session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer, gateway: GatewayServer
+) -> Iterator[GatewayServer]:
+    """A second gateway process on the session gateway's database."""
+    server = GatewayServer(
+        session_tmp, pg_url, [mock_deployment("mock-mini", MODEL, mock_upstream)]
+    )
+    yield server
+    server.stop()
+
+
+def sent_messages(mock: MockUpstreamServer) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = mock.received()[-1]["body"]["messages"]
+    return messages
+
+
+def text_of(message: dict[str, Any]) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(p["text"] for p in content)
+
+
+def test_a_chain_continues_the_stored_conversation(gateway, mock_upstream):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    first = c.responses.create(
+        model=MODEL, input="my name is Ada", instructions="Be terse.", extra_headers=NO_CACHE
+    )
+    second = c.responses.with_raw_response.create(
+        model=MODEL,
+        input="what is my name",
+        previous_response_id=first.id,
+        extra_headers=NO_CACHE,
+    )
+    reply = second.parse()
+    # the whole conversation went upstream; the first turn's instructions did not (OpenAI's
+    # semantics: each request says its own)
+    messages = sent_messages(mock_upstream)
+    assert [(m["role"], text_of(m)) for m in messages] == [
+        ("user", "my name is Ada"),
+        ("assistant", first.output_text),
+        ("user", "what is my name"),
+    ]
+    assert reply.previous_response_id == first.id and reply.instructions is None
+    # the ledger bills the replayed conversation, as the usage says
+    row = ledger_row(gateway, second.headers["x-request-id"])
+    assert row["endpoint"] == "responses"
+    assert row["prompt_tokens"] == reply.usage.input_tokens > first.usage.input_tokens
+    # a third turn, with new instructions, carries both earlier turns
+    third = c.responses.create(
+        model=MODEL,
+        input="and now?",
+        instructions="Be kind.",
+        previous_response_id=reply.id,
+        extra_headers=NO_CACHE,
+    )
+    assert [(m["role"], text_of(m)) for m in sent_messages(mock_upstream)] == [
+        ("system", "Be kind."),
+        ("user", "my name is Ada"),
+        ("assistant", first.output_text),
+        ("user", "what is my name"),
+        ("assistant", reply.output_text),
+        ("user", "and now?"),
+    ]
+    # branching from an older response leaves the later turns out
+    c.responses.create(
+        model=MODEL, input="other branch", previous_response_id=first.id, extra_headers=NO_CACHE
+    )
+    assert [text_of(m) for m in sent_messages(mock_upstream)] == [
+        "my name is Ada",
+        first.output_text,
+        "other branch",
+    ]
+    assert third.previous_response_id == reply.id
+
+
+def test_retrieve_delete_and_input_items(gateway):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    first = c.responses.create(model=MODEL, input="one", extra_headers=NO_CACHE)
+    second = c.responses.create(
+        model=MODEL,
+        input=[{"role": "user", "content": "two"}, {"role": "user", "content": "three"}],
+        previous_response_id=first.id,
+        metadata={"session": "s1"},
+        extra_headers=NO_CACHE,
+    )
+    got = c.responses.retrieve(second.id)
+    assert got.model_dump() == second.model_dump()
+    assert got.metadata == {"session": "s1"} and got.output_text == second.output_text
+    # the conversation that went into `second`, newest first (the API's default order)
+    items = c.responses.input_items.list(second.id)
+    assert [(i.type, getattr(i, "role", None)) for i in items.data] == [
+        ("message", "user"),
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+    assert items.data[0].content[0].text == "three" and items.data[-1].content[0].text == "one"
+    assert items.data[2].id == first.output[0].id and not items.has_more
+    # pages: asc, two at a time, followed by the SDK's auto-pagination (`after`)
+    page = c.responses.input_items.list(second.id, order="asc", limit=2)
+    assert [i.content[0].text for i in page.data] == ["one", first.output_text]
+    assert page.has_more and page.last_id == first.output[0].id
+    every = [i.id for i in c.responses.input_items.list(second.id, order="asc", limit=1)]
+    assert every == [i.id for i in reversed(items.data)] and len(set(every)) == 4
+    with pytest.raises(openai.BadRequestError) as err:
+        c.responses.input_items.list(second.id, limit=101)
+    assert err.value.body["param"] == "limit"
+    # deleting the first turn: gone, and no longer continued; the second still is
+    assert c.responses.delete(first.id) is None
+    with pytest.raises(openai.NotFoundError) as missing:
+        c.responses.retrieve(first.id)
+    assert missing.value.code == "response_not_found"
+    with pytest.raises(openai.NotFoundError):
+        c.responses.delete(first.id)
+    with pytest.raises(openai.BadRequestError) as gone:
+        c.responses.create(model=MODEL, input="x", previous_response_id=first.id)
+    assert gone.value.body["param"] == "previous_response_id"
+    assert gone.value.code == "previous_response_not_found"
+    assert c.responses.create(
+        model=MODEL, input="four", previous_response_id=second.id, extra_headers=NO_CACHE
+    ).output_text
+    # nothing runs in the background to cancel
+    with pytest.raises(openai.BadRequestError):
+        c.responses.cancel(second.id)
+
+
+def test_unknown_unstored_and_other_tenants_responses_are_not_found(gateway):
+    _, key = gateway.new_tenant()
+    _, other_key = gateway.new_tenant()
+    c, other = client(gateway, key), client(gateway, other_key)
+    kept = c.responses.create(model=MODEL, input="secret plans", extra_headers=NO_CACHE)
+    unkept = c.responses.create(model=MODEL, input="private", store=False, extra_headers=NO_CACHE)
+    assert unkept.store is False
+    for response_id, who in ((kept.id, other), (unkept.id, c), ("resp_nope", c)):
+        with pytest.raises(openai.BadRequestError) as err:
+            who.responses.create(model=MODEL, input="go on", previous_response_id=response_id)
+        assert err.value.code == "previous_response_not_found"
+        for call in (who.responses.retrieve, who.responses.delete, who.responses.input_items.list):
+            with pytest.raises(openai.NotFoundError):
+                call(response_id)
+    # the other tenant's attempts deleted nothing
+    assert c.responses.retrieve(kept.id).output_text == kept.output_text
+    # a turn with store false continues a stored one, and is not kept itself
+    cont = c.responses.create(
+        model=MODEL, input="more", previous_response_id=kept.id, store=False, extra_headers=NO_CACHE
+    )
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(cont.id)
+
+
+def test_a_function_call_round_trip_by_previous_response_id(gateway, mock_upstream):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    first = c.responses.create(
+        model=MODEL, input="weather in Paris", tools=[LOOKUP], extra_headers=NO_CACHE
+    )
+    call = first.output[0]
+    assert call.type == "function_call"
+    second = c.responses.create(
+        model=MODEL,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        previous_response_id=first.id,
+        tools=[LOOKUP],
+        extra_headers=NO_CACHE,
+    )
+    assert sent_messages(mock_upstream)[1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": call.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"},
+    ]
+    assert second.output_text == "The tool said: sunny"
+    kinds = [i.type for i in c.responses.input_items.list(second.id, order="asc")]
+    assert kinds == ["message", "function_call", "function_call_output"]
+
+
+def test_items_already_in_the_chain_are_not_sent_twice(gateway, mock_upstream):
+    # The Vercel AI SDK with previousResponseId also sends the earlier output items (by
+    # reference with store on); they are in the chain already
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    first = c.responses.create(
+        model=MODEL, input="weather in Rome", tools=[LOOKUP], extra_headers=NO_CACHE
+    )
+    call = first.output[0]
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": "rain"}
+    as_sent = call.model_dump(exclude_none=True)
+    for earlier in ({"type": "item_reference", "id": call.id}, as_sent):
+        second = c.responses.create(
+            model=MODEL,
+            input=[earlier, result],
+            previous_response_id=first.id,
+            tools=[LOOKUP],
+            extra_headers=NO_CACHE,
+        )
+        messages = sent_messages(mock_upstream)
+        assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+        assert len(messages[1]["tool_calls"]) == 1
+        listed = c.responses.input_items.list(second.id, order="asc")
+        assert [i.type for i in listed] == ["message", "function_call", "function_call_output"]
+
+
+def test_a_streamed_turn_is_stored_and_continued_on_another_replica(gateway, replica):
+    _, key = gateway.new_tenant()
+    events = list(
+        client(gateway, key).responses.create(
+            model=MODEL, input="stream me", stream=True, extra_headers=NO_CACHE
+        )
+    )
+    final = events[-1].response
+    other = client(replica, key)
+    # the other process reads the row once the background write has landed
+    got = wait_for(lambda: _retrieve_or_none(other, final.id))
+    assert got is not None and got.model_dump() == final.model_dump()
+    events = list(
+        other.responses.create(
+            model=MODEL,
+            input="again",
+            previous_response_id=final.id,
+            stream=True,
+            extra_headers=NO_CACHE,
+        )
+    )
+    done = events[-1]
+    assert done.type == "response.completed"
+    assert done.response.previous_response_id == final.id
+    # deleted on one replica, gone on the other
+    client(gateway, key).responses.delete(final.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(final.id)
+
+
+def _retrieve_or_none(c: openai.OpenAI, response_id: str) -> Any:
+    try:
+        return c.responses.retrieve(response_id)
+    except openai.NotFoundError:
+        return None
+
+
+def test_ids_that_cannot_be_stored_are_not_found_not_database_errors(gateway):
+    # a NUL cannot be in Postgres text: asking the table for it was a 500 (item references)
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    with pytest.raises(openai.BadRequestError) as err:
+        c.responses.create(model=MODEL, input="x", previous_response_id="resp_\x00")
+    assert err.value.code == "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError) as ref:
+        c.responses.create(model=MODEL, input=[{"type": "item_reference", "id": "msg_\x00"}])
+    assert ref.value.code == "item_not_found"
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve("resp_\x00")
+    assert "Traceback" not in gateway.log()
