@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -202,6 +203,7 @@ class OpenAICompatibleProvider:
     ) -> AsyncGenerator[Json, None]:
         url = self._url(dep, endpoint)
         session = self._session(dep.config.api_base or dep.provider)
+        first_by = time.monotonic() + timeout_s  # the first event, keep-alive comments or not
         finished = False  # every answer's finish_reason (or the usage chunk) has arrived
         answers = _answers_asked(payload, endpoint)
         ended: set[int] = set()  # indices of the answers that have finished
@@ -218,7 +220,8 @@ class OpenAICompatibleProvider:
                     raw = await resp.content.read(MAX_ERROR_BYTES)
                     raise upstream_error(dep, resp.status, raw, resp.headers, endpoint)
                 done = False
-                async with aclosing(_events(dep, resp.content)) as events:
+                events_of = _events(dep, resp.content, first_by)
+                async with aclosing(events_of) as events:
                     async for data in events:
                         if data.strip() == b"[DONE]":
                             done = True
@@ -263,10 +266,16 @@ def as_max_completion_tokens(payload: Json) -> Json:
     return out
 
 
-async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+async def _events(
+    dep: Deployment, content: aiohttp.StreamReader, first_by: float | None = None
+) -> AsyncGenerator[bytes, None]:
     """Each event's data: its `data:` lines joined by "\n", as the SSE spec and the SDK read a
     pretty-printed event; lines end in LF, CRLF or a bare CR, as the spec allows. Comments and
     other fields (`event:`, `id:`) carry nothing we use.
+
+    Comments keep the connection's read timeout from firing (`: ping`, OpenRouter's
+    `: OPENROUTER PROCESSING`), so a server that only pings would hold the request for ever: the
+    first event is due by `first_by` (time.monotonic()), or the wait is a TimeoutError.
 
     Lines are split here, not by aiohttp's reader, which caps a line at 512 KiB; and in this one
     generator, since every chunk of every stream passes through it.
@@ -280,6 +289,8 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
     bare_cr = False
     skip_lf = False  # the last piece ended in "\r": a "\n" opening this one ends the same line
     async for piece in content.iter_any():
+        if first_by is not None and time.monotonic() > first_by:
+            raise TimeoutError("no event before the deadline, only keep-alive comments")
         if bare_cr:
             piece, skip_lf = _lf_ended(piece, skip_lf)
         if b"\n" not in piece:
@@ -305,11 +316,13 @@ async def _events(dep: Deployment, content: aiohttp.StreamReader) -> AsyncGenera
                 line = line[:-1]
             if not line:  # a blank line ends the event
                 if data:
+                    first_by = None
                     yield b"\n".join(data)
                 data, size = [], 0
             elif line.startswith(b"data:"):
                 value = line[5:].removeprefix(b" ")
                 if not data and value.strip() == b"[DONE]":
+                    first_by = None
                     yield value  # the end, even from a server that never sends the blank line
                     continue
                 data.append(value)
