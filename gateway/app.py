@@ -94,11 +94,17 @@ def app_from_env() -> FastAPI:
 
 # Loggers that at DEBUG write every statement's parameters: prompts, answers, key hashes.
 DRIVER_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
+# httpx logs every request's full URL at INFO: a webhook's token (a Slack URL is a secret), a
+# provider key some APIs take in the query (Gemini's `?key=`).
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
 
 
 def quiet_database_driver_logs() -> None:
-    """Not even at THRIFTGATE_LOG_LEVEL=debug: the database drivers stay at INFO or above."""
+    """Not even at THRIFTGATE_LOG_LEVEL=debug: the database drivers stay at INFO or above,
+    the HTTP clients at WARNING."""
     for name in DRIVER_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:
             logger.setLevel(logging.INFO)
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

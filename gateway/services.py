@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import config_checks
 from gateway.accounting import tenant_deletion
+from gateway.accounting.budget_alerts import BudgetAlerts
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.settling import Settling
@@ -155,6 +156,17 @@ class Services:
             services.closers.append(engine_loads)
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)
+        if settings.budget_alert_webhook_url is not None:
+            secret = settings.budget_alert_secret
+            alerts = BudgetAlerts(
+                engine,
+                settings.budget_alert_webhook_url.get_secret_value().strip(),
+                thresholds=settings.budget_alert_percentages,
+                secret=secret.get_secret_value() if secret is not None else None,
+                interval_s=settings.budget_alert_interval_s,
+            )
+            await alerts.start()
+            services.closers.append(alerts)
         return services
 
     async def delete_tenant(self, tenant_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -220,6 +221,13 @@ class Settings(BaseSettings):
     cache_model_dir: Path | None = None
     cache_embed_threads: int = Field(default=2, ge=1, le=256)
     cache_poll_interval_s: float = Field(default=1.0, gt=0)
+    # Budget alerts (budget_alerts.py): a webhook (a Slack/Teams incoming webhook works as it
+    # is) called once when a tenant's spend in its period crosses each of these percentages
+    # of its budget; signed with the secret when one is set.
+    budget_alert_webhook_url: SecretStr | None = None
+    budget_alert_thresholds: str = "50,80,100"
+    budget_alert_secret: SecretStr | None = None
+    budget_alert_interval_s: float = Field(default=15.0, ge=1, le=86_400)
 
     @field_validator("log_level")
     @classmethod
@@ -228,6 +236,25 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("budget_alert_webhook_url")
+    @classmethod
+    def _http_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value().strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("budget_alert_thresholds")
+    @classmethod
+    def _percentages(cls, value: str) -> str:
+        alert_thresholds(value)
+        return value
+
+    @property
+    def budget_alert_percentages(self) -> tuple[int, ...]:
+        return alert_thresholds(self.budget_alert_thresholds)
 
     @field_validator("admin_key")
     @classmethod
@@ -241,6 +268,24 @@ class Settings(BaseSettings):
         if self.config is None:
             return default_file_config() if self.embedded_local_model else FileConfig()
         return load_file_config(self.config)
+
+
+def alert_thresholds(text: str) -> tuple[int, ...]:
+    """ "50,80,100" (percent of the budget; "80%" too) -> (50, 80, 100)."""
+    out = set()
+    for part in text.replace(";", ",").split(","):
+        part = part.strip().rstrip("%").strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 1000:
+            raise ValueError(
+                f"{part!r} is not a percentage of the budget: give whole numbers from 1 to "
+                "1000 separated by commas, e.g. 50,80,100"
+            )
+        out.add(int(part))
+    if not out:
+        raise ValueError("give at least one percentage, e.g. 50,80,100")
+    return tuple(sorted(out))
 
 
 def default_file_config() -> FileConfig:

@@ -147,6 +147,24 @@ class BudgetCounter(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class BudgetAlert(Base):
+    """A budget threshold a tenant crossed in a period, and whether its webhook call went
+    (budget_alerts.py): the row claims the alert, so replicas send it once."""
+
+    __tablename__ = "budget_alerts"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    threshold_pct: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget_usd: Mapped[Decimal] = mapped_column(MONEY)
+    spent_usd: Mapped[Decimal] = mapped_column(MONEY)  # when it was seen crossed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
 class CacheEntry(Base):
     """A cached response, scoped to one tenant; the embedding rides along for the vector index."""
 

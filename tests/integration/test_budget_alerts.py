@@ -1,0 +1,295 @@
+"""Budget alerts: a webhook call, once, when a tenant's spend crosses a share of its budget.
+
+A real Postgres (and SQLite), a real HTTP receiver of our own, and at the end a real gateway
+spending a tenant's budget through the official openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from sqlalchemy import insert, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.budget_alerts import SIGNATURE_HEADER, BudgetAlerts
+from gateway.accounting.budgets import period_start
+from gateway.db.migrate import upgrade_head
+from gateway.db.models import BudgetCounter, table
+from gateway.db.session import create_engine
+from gateway.settings import Settings
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    free_port,
+    mock_deployment,
+    sdk_client,
+)
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec-test-0123456789"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records each call; answers `status` (500: a fault)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hooks/budget?token=s3cr3t"
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.status = 200
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.calls.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.status, text="ok")
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/hooks/budget", self._hook)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        started.set()
+        self.loop.run_forever()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [orjson.loads(body) for _, body in self.calls]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("fresh_pg_url"))
+    return f"sqlite:///{tmp_path / 'alerts.db'}"
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    await upgrade_head(db_url)
+    eng = create_engine(db_url)
+    yield eng
+    await eng.dispose()
+
+
+async def tenant(
+    eng: AsyncEngine,
+    tid: str,
+    budget: str | None,
+    spent: str,
+    period: str = "monthly",
+    start: datetime | None = None,
+) -> None:
+    async with eng.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO tenants (id, name, budget_usd, budget_period, flags, created_at) "
+                "VALUES (:id, :name, :b, :p, '{}', :now)"
+            ),
+            {"id": tid, "name": f"team {tid}", "b": budget, "p": period, "now": NOW},
+        )
+        # through SQLAlchemy, as the gateway writes it (SQLite keeps datetimes as text)
+        await conn.execute(
+            insert(table(BudgetCounter)).values(
+                tenant_id=tid,
+                period_start=start or period_start(period, NOW),
+                spent_usd=Decimal(spent),
+                reserved_usd=0,
+                reserved_prev_usd=0,
+                reserve_epoch=0,
+                updated_at=NOW,
+            )
+        )
+
+
+async def spend(eng: AsyncEngine, tid: str, spent: str, period: str = "monthly") -> None:
+    counters = table(BudgetCounter)
+    async with eng.begin() as conn:
+        await conn.execute(
+            update(counters)
+            .where(
+                counters.c.tenant_id == tid,
+                counters.c.period_start == period_start(period, NOW),
+            )
+            .values(spent_usd=Decimal(spent))
+        )
+
+
+def alerts(eng: AsyncEngine, receiver: Receiver, **kw: Any) -> BudgetAlerts:
+    return BudgetAlerts(eng, receiver.url, secret=SECRET, attempts=2, **kw)
+
+
+async def check(a: BudgetAlerts, now: datetime = NOW) -> list[dict[str, Any]]:
+    sent = await a.check_once(now)
+    await a.drain()
+    return sent
+
+
+async def test_each_threshold_is_sent_once_as_spend_crosses_it(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    await tenant(engine, "a", "10", "4.99")
+    a = alerts(engine, receiver)
+    try:
+        assert await check(a) == []  # under 50%
+        await spend(engine, "a", "5")
+        first = await check(a)
+        assert [x["threshold_pct"] for x in first] == [50]
+        assert await check(a) == []  # not again
+        await spend(engine, "a", "10.5")  # 80% and 100% crossed between two checks: one call
+        second = await check(a)
+        assert [x["threshold_pct"] for x in second] == [100]
+        assert await check(a) == []
+    finally:
+        await a.aclose()
+    bodies = receiver.bodies()
+    assert [b["threshold_pct"] for b in bodies] == [50, 100]
+    assert bodies[1]["spent_usd"] == "10.50" and bodies[1]["budget_usd"] == "10.00"
+    assert bodies[1]["tenant"] == {"id": "a", "name": "team a"}
+    assert bodies[1]["period"] == "monthly"
+    assert "team a has spent $10.50 of its $10.00 monthly budget (100%)" in bodies[1]["text"]
+
+
+async def test_the_call_is_signed_with_the_secret(engine: AsyncEngine, receiver: Receiver) -> None:
+    await tenant(engine, "a", "1", "0.9")
+    a = alerts(engine, receiver)
+    try:
+        await check(a)
+    finally:
+        await a.aclose()
+    headers, body = receiver.calls[0]
+    parts = dict(p.split("=", 1) for p in headers[SIGNATURE_HEADER].split(","))
+    assert abs(int(parts["t"]) - time.time()) < 60
+    expected = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + body, hashlib.sha256)
+    assert hmac.compare_digest(parts["v1"], expected.hexdigest())
+    assert headers["Content-Type"] == "application/json"
+
+
+async def test_two_replicas_send_an_alert_once(engine: AsyncEngine, receiver: Receiver) -> None:
+    await tenant(engine, "a", "1", "1")
+    one, two = alerts(engine, receiver), alerts(engine, receiver)
+    try:
+        results = await asyncio.gather(check(one), check(two))
+    finally:
+        await one.aclose()
+        await two.aclose()
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert [b["threshold_pct"] for b in receiver.bodies()] == [100]
+
+
+async def test_only_the_tenants_own_period_counts(engine: AsyncEngine, receiver: Receiver) -> None:
+    # a daily tenant's old day, a monthly tenant's last month, a deleted tenant, no budget
+    await tenant(engine, "d", "1", "5", "daily", start=period_start("daily", NOW - timedelta(1)))
+    last_month = period_start("monthly", NOW - timedelta(days=31))
+    await tenant(engine, "m", "1", "5", start=last_month)
+    await tenant(engine, "gone", "1", "5")
+    await tenant(engine, "free", None, "5")
+    await tenant(engine, "total", "2", "1.6", "total")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE tenants SET deleted_at = :now WHERE id = 'gone'"),
+                           {"now": NOW})  # fmt: skip
+    a = alerts(engine, receiver)
+    try:
+        sent = await check(a)
+    finally:
+        await a.aclose()
+    assert [(x["tenant"]["id"], x["threshold_pct"]) for x in sent] == [("total", 80)]
+
+
+async def test_a_failed_delivery_is_retried_and_recorded(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    await tenant(engine, "a", "1", "1")
+    a = alerts(engine, receiver)
+    try:
+        await check(a)
+    finally:
+        await a.aclose()
+    assert len(receiver.calls) == 2  # attempts=2
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT threshold_pct, delivered_at, last_error FROM budget_alerts")
+            )
+        ).all()
+    # the one call (100%) covered the thresholds claimed with it; each row says how it went
+    assert sorted(r.threshold_pct for r in rows) == [50, 80, 100]
+    assert all(r.delivered_at is None and r.last_error == "HTTP 500" for r in rows)
+
+
+def test_settings_refuse_bad_thresholds_and_urls() -> None:
+    ok = Settings(budget_alert_thresholds="80%, 50,100", budget_alert_webhook_url="https://h/x")
+    assert ok.budget_alert_percentages == (50, 80, 100)
+    for bad in ("", "eighty", "0", "50,-1"):
+        with pytest.raises(ValueError, match="percentage"):
+            Settings(budget_alert_thresholds=bad)
+    with pytest.raises(ValueError, match="http"):
+        Settings(budget_alert_webhook_url="hooks.slack.com/services/T/B/x")
+    assert "s3cr3t" not in repr(Settings(budget_alert_webhook_url="https://h/x?token=s3cr3t"))
+
+
+# -- end to end: a gateway spends a tenant's budget and calls the webhook ----------------------
+
+
+def test_a_gateway_calls_the_webhook_when_a_tenant_spends_its_budget(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer, receiver: Receiver
+) -> None:
+    dep = mock_deployment("pricey", "pricey", mock_upstream, input_cost_per_mtok=1000,
+                          output_cost_per_mtok=1000)  # fmt: skip
+    env = {
+        "THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL": receiver.url,
+        "THRIFTGATE_BUDGET_ALERT_SECRET": SECRET,
+        "THRIFTGATE_BUDGET_ALERT_INTERVAL_S": "1",
+    }
+    gw = GatewayServer(session_tmp, fresh_pg_url, [dep], extra_env=env)
+    try:
+        _, key = gw.new_tenant(budget_usd="0.05")
+        client = sdk_client(gw, key)
+        for i in range(3):  # ~10 prompt + a few answer tokens at $1000/M: ~$0.015 each
+            client.chat.completions.create(
+                model="pricey",
+                max_tokens=5,
+                messages=[{"role": "user", "content": f"spend a little {i}"}],
+                extra_headers={"cache-control": "no-store"},
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not receiver.calls:
+            time.sleep(0.2)
+    finally:
+        gw.stop()
+    log = gw.log()
+    bodies = receiver.bodies()
+    assert len(bodies) == 1, bodies
+    assert bodies[0]["threshold_pct"] >= 50
+    assert Decimal(bodies[0]["spent_usd"]) >= Decimal("0.025")
+    assert "s3cr3t" not in log  # the webhook URL's token never reaches the log
