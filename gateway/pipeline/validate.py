@@ -107,6 +107,9 @@ def validate_chat(raw: Any) -> dict[str, Any]:
             raise invalid_value(
                 f"'{where}.content' is required for role '{role}'.", f"{where}.content"
             )
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                content_part(part, f"{where}.content[{j}]")
     tools = body.get("tools")
     if tools is not None and (
         not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
@@ -114,6 +117,40 @@ def validate_chat(raw: Any) -> dict[str, Any]:
         raise invalid_value("'tools' must be an array of objects.", "tools")
     validate_generation(body)
     return body
+
+
+# A part's payload field and the string it must hold (OpenAI's shapes). Other part types pass:
+# providers have their own (Anthropic's `document` through litellm).
+_PART_PAYLOAD = {
+    "text": ("text", None),
+    "image_url": ("image_url", "url"),
+    "input_audio": ("input_audio", "data"),
+    "file": ("file", None),
+}
+
+
+def content_part(part: Any, where: str) -> None:
+    """A chat content part must be an object with a string `type`, and the known types must
+    carry their payload: OpenAI refuses these with a 400, but some upstreams (vLLM, Ollama)
+    fail with a 500 that would count against their breaker, and the cache, the compressor and
+    the local engine would read a text part without its text as empty."""
+    if not isinstance(part, dict):
+        raise invalid_value(f"'{where}' must be an object with a 'type'.", where)
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        raise invalid_value(f"'{where}.type' must be a string.", f"{where}.type")
+    if kind not in _PART_PAYLOAD:
+        return
+    name, inner = _PART_PAYLOAD[kind]
+    value = part.get(name)
+    if kind == "text":
+        if not isinstance(value, str):
+            raise invalid_value(f"'{where}.text' must be a string.", f"{where}.text")
+    elif kind == "image_url" and isinstance(value, str):
+        return  # the bare URL that litellm and several SDKs accept
+    elif not isinstance(value, dict) or (inner and not isinstance(value.get(inner), str)):
+        what = f"an object with a string '{inner}'" if inner else "an object"
+        raise invalid_value(f"'{where}.{name}' must be {what}.", f"{where}.{name}")
 
 
 def validate_completion(raw: Any) -> dict[str, Any]:

@@ -85,6 +85,12 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **fields}
 
 
+def parts(second: Any) -> dict[str, Any]:
+    """A chat request whose user turn is a text part and then `second`."""
+    content = [{"type": "text", "text": "look"}, second]
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -128,6 +134,17 @@ def test_malformed_json_is_400(gw: GatewayServer, key: str, raw: bytes) -> None:
         (chat(stop=[1, 2]), "stop"),
         (chat(stream_options=[]), "stream_options"),
         (chat(tools="none"), "tools"),
+        # content parts: refused here, not sent to an upstream that may 500 on them (a
+        # breaker count) or read as an empty text by the cache and the compressor
+        (parts("just a string"), "messages[0].content[1]"),
+        (parts({"text": "no type"}), "messages[0].content[1].type"),
+        (parts({"type": "text", "text": None}), "messages[0].content[1].text"),
+        (parts({"type": "text", "text": 5}), "messages[0].content[1].text"),
+        (parts({"type": "text"}), "messages[0].content[1].text"),
+        (parts({"type": "image_url", "image_url": {}}), "messages[0].content[1].image_url"),
+        (parts({"type": "image_url", "image_url": None}), "messages[0].content[1].image_url"),
+        (parts({"type": "input_audio", "input_audio": "x"}), "messages[0].content[1].input_audio"),
+        (parts({"type": "file", "file": "a.pdf"}), "messages[0].content[1].file"),
     ],
 )
 def test_wrong_types_and_giant_values_are_400(
