@@ -74,6 +74,8 @@ def _parts(role: str, content: Any) -> list[Json]:
     for part in content:
         if role == "assistant" and part.get("type") in ("output_text", "input_text"):
             parts.append({**output_text(part["text"]), **part, "type": "output_text"})
+        elif part.get("type") == "input_image":
+            parts.append({"detail": "auto", "file_id": None, **part})  # as the API lists it
         else:
             parts.append(part)
     return parts

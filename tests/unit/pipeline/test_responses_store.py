@@ -90,3 +90,9 @@ def test_input_items_get_ids_and_listed_shapes():
         },
     ]
     assert history(record({"id": "r", "output": [fc]}, items[:1])) == [items[0], fc]
+
+
+def test_an_image_part_is_listed_with_the_fields_the_sdk_requires():
+    image = {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
+    [item] = input_items([{"role": "user", "content": [image]}], {}, "abc")
+    assert item["content"] == [{**image, "detail": "auto", "file_id": None}]
