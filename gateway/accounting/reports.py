@@ -186,7 +186,9 @@ async def requests(
     for name, value in (filters or {}).items():
         if value is not None and name in ("model", "deployment", "status_code", "cache_status"):
             stmt = stmt.where(getattr(L, name) == value)
-    stmt = stmt.order_by(L.created_at.desc()).limit(limit).offset(offset)
+    # The id breaks ties: rows sharing a created_at came back in a different order per page,
+    # so paging with a filter showed some rows twice and skipped others.
+    stmt = stmt.order_by(L.created_at.desc(), L.id.desc()).limit(limit).offset(offset)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [row_dict(r) for r in rows]

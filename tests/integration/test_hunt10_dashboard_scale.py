@@ -51,6 +51,7 @@ FROM generate_series(1, {TENANTS}) AS n
 @dataclass
 class Env:
     client: httpx.Client
+    gw: GatewayServer
     db: str
     ids: list[str]  # of the spenders, in name order
 
@@ -69,7 +70,7 @@ def env(session_tmp: Path, mock_upstream: MockUpstreamServer) -> Iterator[Env]:
         asyncio.run(seed_ledger(dsn, plan))
         client = dashboard_session(gw)
         try:
-            yield Env(client, db, ids)
+            yield Env(client, gw, db, ids)
         finally:
             client.close()
     finally:
@@ -166,3 +167,28 @@ def test_tenants_page_figures_are_those_of_its_tenants(env: Env) -> None:
     for tid, value in shown:
         assert Decimal(value) == spend.get(tid, Decimal(0)), tid
     assert sum(1 for tid, _ in shown if tid in spend) == SPENDERS
+
+
+TIED_ROWS = """
+INSERT INTO usage_ledger (id, request_id, tenant_id, endpoint, model, status_code, stream,
+    prompt_tokens, completion_tokens, cached_tokens, usage_source, cost_usd,
+    counterfactual_cost_usd, saved_cache_usd, saved_compression_usd, saved_routing_usd,
+    latency_ms, cache_status, created_at)
+SELECT 'tied-' || g, 'tied-' || g, $1, 'chat', 'tied-model', 200, false, 1, 1, 0, 'upstream',
+       0, 0, 0, 0, 0, 1, 'miss', now() - interval '1 hour'
+FROM generate_series(1, 30) AS g
+"""
+
+
+def test_admin_request_pages_neither_repeat_nor_skip_rows_that_share_a_time(env: Env) -> None:
+    # Rows written in the same microsecond (replicas, a replayed spool, an import) were ordered
+    # by created_at alone: each page sorted the ties anew, repeating some rows and losing others.
+    sql(env.db, TIED_ROWS, env.ids[0])
+    seen: list[str] = []
+    for offset in range(0, 30, 3):
+        r = env.gw.admin(
+            "GET", "/admin/requests", params={"model": "tied-model", "limit": 3, "offset": offset}
+        )
+        assert r.status_code == 200, r.text
+        seen += [row["request_id"] for row in r.json()["data"]]
+    assert sorted(seen) == sorted(f"tied-{g}" for g in range(1, 31))
