@@ -6,10 +6,13 @@ ASGI middleware: oversized headers get 431, a declared or streamed body over the
 both in OpenAI's error shape, before a byte of the body is buffered by a handler. Two different
 values of one credential header get 401 here too, so no route picks one its own way. It is the
 outermost user middleware, so the fast lane and the FastAPI routes rely on it alike. It also
-serves API paths with a trailing slash as the path without it.
+serves API paths with a trailing slash, or a doubled one, as the plain path, and answers
+browsers' CORS checks on `/v1/` (see `cors_headers`).
 """
 
 from __future__ import annotations
+
+import re
 
 import orjson
 from fastapi import HTTPException
@@ -39,12 +42,26 @@ class SizeGuard:
         declared: bytes | None = None
         credentials: dict[bytes, bytes] = {}
         conflict: bytes | None = None
+        origin = preflight = False
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
             if name == b"content-length":
                 declared = value
             elif name in CREDENTIAL_HEADERS and credentials.setdefault(name, value) != value:
                 conflict = name
+            elif name == b"origin":
+                origin = True
+            elif name == b"access-control-request-method":
+                preflight = True
+        path = scope["path"]
+        if "//" in path or (path.endswith("/") and path.startswith(("/v1/", "/admin/"))):
+            scope = _plain_path(scope, path)
+            path = scope["path"]
+        if origin and path.startswith("/v1/"):
+            if preflight and scope["method"] == "OPTIONS":
+                await _preflight(send, scope)
+                return
+            send = _with_cors(send)
         header_bytes += len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if header_bytes > self.max_header_bytes:
             await _reply(
@@ -87,22 +104,61 @@ class SizeGuard:
                     raise HTTPException(status_code=413, detail=_too_large(limit))
             return message
 
-        path = scope["path"]
-        if path.endswith("/") and path.startswith(("/v1/", "/admin/")):
-            scope = _without_trailing_slash(scope, path)
         await self.app(scope, limited_receive, send)
 
 
-def _without_trailing_slash(scope: Scope, path: str) -> Scope:
-    """`/v1/chat/completions/` is served as `/v1/chat/completions`: Starlette would answer a
-    bare 307 to an absolute `http://` URL (wrong behind a TLS proxy), or a 404 for GET routes."""
-    stripped = path.rstrip("/") or "/"
+_SLASHES = re.compile(r"//+")
+_RAW_SLASHES = re.compile(rb"//+")
+
+
+def _plain_path(scope: Scope, path: str) -> Scope:
+    """`/v1/chat/completions/` and `/v1//chat/completions` (a base URL ending in `/` joined
+    to a path starting with one, by a client that does not trim it) are served as
+    `/v1/chat/completions`, as nginx merges slashes: Starlette would answer the first with a
+    bare 307 to an absolute `http://` URL (wrong behind a TLS proxy), the second with a 404."""
+    merged = _SLASHES.sub("/", path)
     raw = scope.get("raw_path")
-    return {
-        **scope,
-        "path": stripped,
-        "raw_path": raw.rstrip(b"/") if isinstance(raw, bytes) else raw,
-    }
+    if isinstance(raw, bytes):
+        raw = _RAW_SLASHES.sub(b"/", raw)
+    if merged.endswith("/") and merged.startswith(("/v1/", "/admin/")):
+        merged = merged.rstrip("/")
+        raw = raw.rstrip(b"/") if isinstance(raw, bytes) else raw
+    return {**scope, "path": merged or "/", "raw_path": raw}
+
+
+# Browser apps call the API straight from a page, as they call OpenAI's: its preflight has to
+# be answered and its answers readable from any origin. The API's credential is a bearer key
+# the page itself sends, never a cookie, so `*` grants a page nothing it did not already hold;
+# the dashboard and /admin (cookie and admin key) get no CORS headers at all.
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"*"),
+]
+_PREFLIGHT_MAX_AGE_S = b"600"
+
+
+async def _preflight(send: Send, scope: Scope) -> None:
+    asked = b", ".join(
+        value for name, value in scope["headers"] if name == b"access-control-request-headers"
+    )
+    headers = [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"GET, HEAD, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", asked or b"authorization, content-type"),
+        (b"access-control-max-age", _PREFLIGHT_MAX_AGE_S),
+        (b"content-length", b"0"),
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_cors(send: Send) -> Send:
+    async def send_with_cors(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *CORS_HEADERS]}
+        await send(message)
+
+    return send_with_cors
 
 
 def _too_large(limit: int) -> str:

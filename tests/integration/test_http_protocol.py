@@ -166,6 +166,62 @@ def test_api_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
     assert missing.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize(
+    "path", ["/v1//chat/completions", "//v1/chat/completions", "/v1/chat//completions/"]
+)
+def test_api_paths_with_doubled_slashes_are_served(rig: Rig, path: str) -> None:
+    # a base URL ending in "/" joined to "/chat/completions" by a client that does not trim it
+    headers = {"Authorization": f"Bearer {rig.key}", "Content-Type": "application/json"}
+    r = httpx.post(rig.gw.base + path, content=chat(), headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith("Echo: compressed hello")
+
+
+BROWSER = {"Origin": "http://localhost:3000"}
+
+
+def test_a_browser_preflight_on_the_api_is_answered(rig: Rig) -> None:
+    """A web app calling the API from a page (as OpenAI's JS SDK with dangerouslyAllowBrowser
+    does) is stopped by the browser unless its preflight is answered: it was a 405."""
+    asked = "authorization, content-type, x-stainless-os"
+    r = httpx.options(
+        rig.gw.url + "/chat/completions",
+        headers={
+            **BROWSER,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
+    assert r.status_code == 204, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert r.headers["access-control-allow-headers"] == asked
+    # then the request itself, answered or refused, is readable by the page, headers too
+    auth = {**BROWSER, "Authorization": f"Bearer {rig.key}", "Content-Type": "application/json"}
+    ok = httpx.post(rig.gw.url + "/chat/completions", content=chat(), headers=auth)
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["access-control-allow-origin"] == "*"
+    assert ok.headers["access-control-expose-headers"] == "*"
+    refused = httpx.post(
+        rig.gw.url + "/chat/completions", content=chat(), headers={**auth, "Authorization": "x"}
+    )
+    assert (refused.status_code, refused.headers["access-control-allow-origin"]) == (401, "*")
+    models = httpx.get(rig.gw.url + "/models", headers=auth)
+    assert models.headers["access-control-allow-origin"] == "*"
+
+
+def test_the_admin_api_and_dashboard_get_no_cors(rig: Rig) -> None:
+    preflight = {**BROWSER, "Access-Control-Request-Method": "POST"}
+    for path in ("/admin/tenants", "/dashboard/login"):
+        r = httpx.options(rig.gw.base + path, headers=preflight)
+        assert r.status_code != 204
+        assert "access-control-allow-origin" not in r.headers
+        r = httpx.get(
+            rig.gw.base + path, headers={**BROWSER, "Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert "access-control-allow-origin" not in r.headers
+
+
 def test_admin_paths_with_a_trailing_slash_are_served(rig: Rig) -> None:
     # like /v1/: a bare 307 to an absolute http:// URL pointed behind a TLS proxy at port 80
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
