@@ -510,7 +510,7 @@ def upstream_error(
         parsed = orjson.loads(raw)
         msg = masked_text(dep, _message(parsed), MAX_MESSAGE_CHARS)
     except orjson.JSONDecodeError:
-        body = raw[:MAX_ERROR_BYTES].decode("utf-8", "replace")
+        body = _plain(raw[:MAX_ERROR_BYTES].decode("utf-8", "replace"))
         msg = masked_text(dep, body, MAX_TEXT_BODY_CHARS).strip() or "empty body"
     if status in (401, 403):
         return credentials_refused(dep, status, msg)
@@ -530,8 +530,14 @@ def upstream_error(
     if 300 <= status < 400:
         where = masked_text(dep, headers.get("Location", "elsewhere"), MAX_TEXT_BODY_CHARS)
         return deployment_not_found(dep, status, f"moved to {where}")
+    if status == 402:
+        # Payment Required: the operator's account has no credit left (OpenRouter, DeepInfra):
+        # no fault of the request, and no retry by the client can help
+        return out_of_quota(dep, status, msg)
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
     code, param = _code_and_param(dep, parsed)
+    if code == str(status):
+        code = None  # llama.cpp's and vLLM's `code` is the status again: no code of its own
     if status in (400, 413, 422):
         # The request itself is wrong; another deployment would refuse it too. Its code and
         # param go back as they came: clients branch on "context_length_exceeded".
@@ -557,13 +563,7 @@ def rate_limited(
     gets a 429 with the upstream's Retry-After, except for an exhausted quota: that is the
     operator's provider account, and no retry by the client can help."""
     if code == "insufficient_quota":
-        failed = UpstreamError(
-            f"Deployment {dep.name!r}'s provider account is out of quota (HTTP 429): {msg}",
-            upstream_status=429,
-            code="upstream_quota_exhausted",
-        )
-        failed.headers["x-should-retry"] = "false"
-        return failed
+        return out_of_quota(dep, 429, msg)
     limited = UpstreamRateLimited(
         f"Deployment {dep.name!r} is rate limited by its upstream (HTTP 429): {msg}",
         upstream_status=429,
@@ -574,3 +574,26 @@ def rate_limited(
         if value and len(value) <= 64 and value.isprintable():  # seconds, or an HTTP date
             limited.headers[name] = value
     return limited
+
+
+def out_of_quota(dep: Deployment, status: int, msg: str) -> UpstreamError:
+    """The operator's provider account is out of quota or credit (OpenAI's 429
+    `insufficient_quota`, a 402): the deployment's fault; the client is told not to retry."""
+    failed = UpstreamError(
+        f"Deployment {dep.name!r}'s provider account is out of quota (HTTP {status}): {msg}",
+        upstream_status=status,
+        code="upstream_quota_exhausted",
+    )
+    failed.headers["x-should-retry"] = "false"
+    return failed
+
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def _plain(body: str) -> str:
+    """An error page's text: a reverse proxy's HTML (nginx's "502 Bad Gateway", a cloud load
+    balancer's page) without its markup, its blanks collapsed."""
+    if "<" in body and ">" in body:
+        body = _TAG.sub(" ", body)
+    return " ".join(body.split())

@@ -57,6 +57,8 @@ class Rig:
             dep("tgi-alone", "tgi/Llama-3.1-8B-Instruct", "tgi"),
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
+            dep("proxied", "proxied", "proxy"),
+            dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
         ]
         self.gw = GatewayServer(tmp, self.db, deps)
         _, key = self.gw.new_tenant()
@@ -197,3 +199,40 @@ def test_answers_without_id_created_or_model_get_them(rig: Rig) -> None:
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert {(c.object, c.model) for c in chunks} == {("chat.completion.chunk", "minimal:latest")}
     assert all(isinstance(c.created, int) for c in chunks)
+
+
+# -- errors in other shapes ---------------------------------------------------------------------
+
+
+def test_an_account_out_of_credit_is_quota_exhausted_and_not_worth_a_retry(rig: Rig) -> None:
+    # OpenRouter's 402: the operator's account, not the request
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="deepseek/deepseek-r1",
+            messages=ask("[no-credit]"),
+            extra_headers={"x-request-id": r},
+        )
+    assert info.value.status_code == 502
+    assert info.value.response.headers["x-should-retry"] == "false"
+    body: Any = info.value.body
+    assert body["code"] == "upstream_quota_exhausted" and "more credits" in body["message"]
+    assert ledger_row(rig.gw, r)["error_code"] == "upstream_quota_exhausted"
+
+
+def test_a_reverse_proxys_html_error_page_is_read_as_text(rig: Rig) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(model="proxied", messages=ask("hi"))
+    message: str = info.value.body["message"]  # type: ignore[index]
+    assert message.endswith("HTTP 502: 502 Bad Gateway 502 Bad Gateway nginx/1.25.3")
+
+
+def test_a_numeric_code_that_repeats_the_status_is_no_code(rig: Rig) -> None:
+    # llama.cpp's {"error": {"code": 400, ...}}: clients branch on codes like OpenAI's
+    with pytest.raises(openai.BadRequestError) as info:
+        rig.client.chat.completions.create(
+            model="qwen2.5:7b-instruct", messages=ask("[bad-grammar]")
+        )
+    body: Any = info.value.body
+    assert body["code"] == "upstream_rejected_request"
+    assert body["message"].endswith("Failed to parse grammar")

@@ -11,7 +11,11 @@ in the last user message:
 - `[tool]` (or `tools` in the request): a tool call, `get_weather({"city": "Paris"})`;
 - `[long]`: the server's own "context too long" refusal (llama.cpp, vLLM, TGI, LM Studio);
 - `[think]`: reasoning before the answer, in the field the server uses for it;
-- `[broken]`: the stream fails after its first content chunk, in the server's error shape.
+- `[broken]`: the stream fails after its first content chunk, in the server's error shape;
+- `[no-credit]`: OpenRouter's 402 for an account out of credits;
+- `[bad-grammar]`: llama.cpp's 400 for a request it cannot parse (its `code` is the number 400).
+
+The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page.
 
 Every request body is kept in `received`, per server.
 """
@@ -79,6 +83,17 @@ CONTEXT_REFUSALS: dict[str, tuple[int, Json]] = {
         },
     ),
 }
+
+
+NO_CREDIT = (
+    "This request requires more credits, or fewer max_tokens. You requested up to 4096 tokens, "
+    "but can only afford 1250. To increase, visit https://openrouter.ai/settings/credits"
+)
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 
 def usage(server: str) -> Json:
@@ -259,7 +274,18 @@ class Handler(BaseHTTPRequestHandler):
             if server == "ollama":  # Go's mux: a path it does not serve
                 return self.send(404, b"404 page not found", "text/plain")
             return self.reply(404, {"detail": "Not Found"})
+        if server == "proxy":
+            return self.send(502, NGINX_502, "text/html")
         req = Request(server, body)
+        if "[no-credit]" in req.text and server == "openrouter":
+            return self.reply(402, {"error": {"code": 402, "message": NO_CREDIT}})
+        if "[bad-grammar]" in req.text and server == "llamacpp":
+            err = {
+                "code": 400,
+                "message": "Failed to parse grammar",
+                "type": "invalid_request_error",
+            }
+            return self.reply(400, {"error": err})
         if req.long and server in CONTEXT_REFUSALS:
             status, err = CONTEXT_REFUSALS[server]
             return self.reply(status, err)
