@@ -247,10 +247,13 @@ class _UsageRollup:
 
 class UsageRollupHourly(_UsageRollup, Base):
     __tablename__ = "usage_rollup_hourly"
+    # One tenant's figures (its dashboard page): the primary key leads with the bucket.
+    __table_args__ = (Index("ix_usage_rollup_hourly_tenant_bucket", "tenant_id", "bucket"),)
 
 
 class UsageRollupDaily(_UsageRollup, Base):
     __tablename__ = "usage_rollup_daily"
+    __table_args__ = (Index("ix_usage_rollup_daily_tenant_bucket", "tenant_id", "bucket"),)
 
 
 class DashboardSession(Base):
