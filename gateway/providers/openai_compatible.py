@@ -18,6 +18,7 @@ import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from gateway.pipeline.stream import StreamAssembler
 from gateway.providers.base import (
     Endpoint,
     Json,
@@ -115,6 +116,7 @@ class OpenAICompatibleProvider:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, raw, resp.headers, path)
+                streamed = resp.content_type == "text/event-stream" or raw.startswith(b"data:")
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
@@ -125,7 +127,7 @@ class OpenAICompatibleProvider:
             ) from exc
         except ValueError as exc:
             raise unbuildable(dep, exc) from exc
-        parsed = _json_object(dep, raw, "a body")
+        parsed = _assembled(dep, raw, path) if streamed else _json_object(dep, raw, "a body")
         if _is_error(parsed) and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
             why = masked_text(dep, _message(parsed), MAX_MESSAGE_CHARS)
@@ -336,6 +338,35 @@ async def _events(
         data.append(line[5:].removeprefix(b" "))
     if data:  # the last event's closing blank line may never come
         yield b"\n".join(data)
+
+
+def _assembled(dep: Deployment, raw: bytes, path: str) -> Json:
+    """A whole answer from a server that streamed it although it was not asked to (servers
+    that ignore `stream: false`, or frame one JSON body as an event): its chunks put together,
+    as the gateway does for a stream's ledger row and cache entry."""
+    events: list[bytes] = []
+    data: list[bytes] = []
+    for line in [*raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"), b""]:
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+        elif not line and data:
+            events.append(b"\n".join(data))
+            data = []
+    chunks = [_chunk(dep, e) for e in events if e.strip() != b"[DONE]"]
+    if len(chunks) == 1 and not _is_chunk(chunks[0]):
+        return chunks[0]  # one whole body, framed as an event
+    assembler = StreamAssembler()
+    for chunk in chunks:
+        assembler.add(chunk)
+    return assembler.result(chat=path == "chat/completions")
+
+
+def _is_chunk(parsed: Json) -> bool:
+    """A stream's chunk, not a whole answer: its choices carry a `delta`."""
+    if parsed.get("object") == "chat.completion.chunk":
+        return True
+    choices = parsed.get("choices")
+    return isinstance(choices, list) and any(isinstance(c, dict) and "delta" in c for c in choices)
 
 
 def _lf_ended(piece: bytes, skip_lf: bool) -> tuple[bytes, bool]:

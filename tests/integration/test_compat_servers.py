@@ -58,6 +58,8 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
+            dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
+            dep("framed", "framed", "framed"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
         ]
         self.gw = GatewayServer(tmp, self.db, deps)
@@ -199,6 +201,21 @@ def test_answers_without_id_created_or_model_get_them(rig: Rig) -> None:
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert {(c.object, c.model) for c in chunks} == {("chat.completion.chunk", "minimal:latest")}
     assert all(isinstance(c.created, int) for c in chunks)
+
+
+# -- a server that streams unasked --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["unsloth/gemma-3-12b-it", "framed"])
+def test_a_whole_answer_from_a_server_that_streamed_it_unasked(rig: Rig, model: str) -> None:
+    r = rid()
+    out = rig.client.chat.completions.create(
+        model=model, messages=ask("hi"), extra_headers={"x-request-id": r}
+    )
+    assert out.choices[0].message.content == "The weather is fine."
+    assert out.choices[0].finish_reason == "stop"
+    row = ledger_row(rig.gw, r)
+    assert (row["status_code"], row["completion_tokens"]) == (200, 5)
 
 
 # -- errors in other shapes ---------------------------------------------------------------------

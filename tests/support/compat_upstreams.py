@@ -15,7 +15,9 @@ in the last user message:
 - `[no-credit]`: OpenRouter's 402 for an account out of credits;
 - `[bad-grammar]`: llama.cpp's 400 for a request it cannot parse (its `code` is the number 400).
 
-The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page.
+The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page. The
+`always-sse` server streams whatever `stream` says (Kaito's and Unsloth's servers did), and the
+`framed` one sends a whole answer as one SSE event followed by `data: [DONE]`.
 
 Every request body is kept in `received`, per server.
 """
@@ -289,7 +291,10 @@ class Handler(BaseHTTPRequestHandler):
         if req.long and server in CONTEXT_REFUSALS:
             status, err = CONTEXT_REFUSALS[server]
             return self.reply(status, err)
-        if not body.get("stream"):
+        if server == "framed" and not body.get("stream"):
+            raw = b"data: " + json.dumps(req.completion()).encode() + b"\n\ndata: [DONE]\n\n"
+            return self.send(200, raw, "text/event-stream")
+        if not body.get("stream") and server != "always-sse":
             return self.reply(200, req.completion())
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
