@@ -23,6 +23,7 @@ from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pip
 from gateway.errors import InvalidRequest, NotFound
 from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
 from gateway.pipeline.pipeline import request_id_from
+from gateway.pipeline.responses_items import resolve
 from gateway.pipeline.responses_reply import (
     echo_fields,
     response_from_chat,
@@ -118,10 +119,9 @@ async def count_input_tokens(request: Request, services: ServicesDep) -> Respons
         raw = {**raw, "model": COUNT_MODEL}  # optional here, unlike in `create`
     try:
         body = chat_body_from_responses(raw)
-        if isinstance(body, ResponsesChatBody) and body.references:
+        if isinstance(body, ResponsesChatBody) and (body.references or body.previous):
             store = services.response_items
-            items = await store.get(tenant.id, body.references) if store is not None else {}
-            body = chat_body_from_responses(raw, items)
+            body = await resolve(store, tenant.id, body) if store is not None else body
     except InvalidRequest as exc:
         exc.param = responses_param(exc.param)
         raise

@@ -47,10 +47,10 @@ from gateway.pipeline.responses_request import (
 )
 from gateway.pipeline.responses_store import (
     DELETED,
-    RECORD,
     history,
     input_items,
     is_record,
+    only_items,
     record,
 )
 from gateway.settings import Settings
@@ -196,6 +196,9 @@ class ItemStore:
         process's copy answers while its own write has not landed yet (or the table is down)."""
         if not could_be_ours(response_id):
             return None
+        # Taken before the read: the copy is dropped once the write has landed, which may
+        # be while the read runs (then the read sees the row or this copy answers).
+        local = self._local.get((tenant_id, response_id))
         try:
             rows = await self._read(tenant_id, [response_id])
         except Exception:
@@ -206,10 +209,9 @@ class ItemStore:
         if rows:
             item = rows[0][2]
             return item if is_record(item) else None
-        entry = self._local.get((tenant_id, response_id))
-        if entry is None or entry[0] <= time.time() or not is_record(entry[1]):
+        if local is None or local[0] <= time.time() or not is_record(local[1]):
             return None
-        return entry[1]
+        return local[1]
 
     async def delete_record(self, tenant_id: str, response_id: str) -> bool:
         """Delete a stored response (its row keeps a tombstone until it expires, so no
@@ -270,18 +272,7 @@ class ResponsesItemStage:
         body = ctx.body
         if not isinstance(body, ResponsesChatBody) or not (body.references or body.previous):
             return None
-        earlier: list[Json] = []
-        if body.previous is not None:
-            stored = await self.store.get_record(ctx.tenant.id, body.previous)
-            if stored is None:  # unknown, expired, deleted, `store: false`, another tenant's
-                raise previous_not_found(body.previous)
-            earlier = history(stored)
-        items = await self.store.get(ctx.tenant.id, body.references) if body.references else {}
-        items = {k: v for k, v in items.items() if v.get("type") not in (RECORD, DELETED)}
-        # a 400 names an unknown reference
-        resolved = chat_body_from_responses(body.raw, items, earlier)
-        assert isinstance(resolved, ResponsesChatBody)
-        resolved.created_at = body.created_at
+        resolved = await resolve(self.store, ctx.tenant.id, body)
         if ctx.stream:  # as `Pipeline.handle` set it on the first translation
             resolved["stream_options"] = body["stream_options"]
         ctx.body = resolved
@@ -302,6 +293,22 @@ class ResponsesItemStage:
             *input_items(body.raw["input"], body.referenced, ctx.ledger_id, seen),
         ]
         self.store.put(ctx.tenant.id, [*response["output"], record(response, conversation)])
+
+
+async def resolve(store: ItemStore, tenant_id: str, body: ResponsesChatBody) -> ResponsesChatBody:
+    """`body` translated again with its item references and its previous response's
+    conversation read from `store` (a 400 names an unknown one)."""
+    earlier: list[Json] = []
+    if body.previous is not None:
+        stored = await store.get_record(tenant_id, body.previous)
+        if stored is None:  # unknown, expired, deleted, `store: false`, another tenant's
+            raise previous_not_found(body.previous)
+        earlier = history(stored)
+    items = await store.get(tenant_id, body.references) if body.references else {}
+    resolved = chat_body_from_responses(body.raw, only_items(items), earlier)
+    assert isinstance(resolved, ResponsesChatBody)
+    resolved.created_at = body.created_at
+    return resolved
 
 
 def stored_response(ctx: RequestContext, body: ResponsesChatBody, chat: Json) -> Json:

@@ -35,6 +35,11 @@ def is_record(item: Json | None) -> bool:
     return isinstance(item, dict) and item.get("type") == RECORD
 
 
+def only_items(found: Mapping[str, Json]) -> dict[str, Json]:
+    """Stored items an `item_reference` may name: not response records or their tombstones."""
+    return {k: v for k, v in found.items() if v.get("type") not in (RECORD, DELETED)}
+
+
 def history(stored: Json) -> list[Json]:
     """The conversation a request continuing `stored` starts from: its input, then its output."""
     return [*stored["input"], *stored["response"]["output"]]

@@ -294,3 +294,19 @@ def test_ids_that_cannot_be_stored_are_not_found_not_database_errors(gateway):
     with pytest.raises(openai.NotFoundError):
         c.responses.retrieve("resp_\x00")
     assert "Traceback" not in gateway.log()
+
+
+def test_input_tokens_count_the_previous_conversation(gateway):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    first = c.responses.create(
+        model=MODEL, input="a fairly long first question about tides", extra_headers=NO_CACHE
+    )
+    alone = c.responses.input_tokens.count(model=MODEL, input="next")
+    chained = c.responses.input_tokens.count(
+        model=MODEL, input="next", previous_response_id=first.id
+    )
+    assert chained.input_tokens > alone.input_tokens + 8
+    with pytest.raises(openai.BadRequestError) as err:
+        c.responses.input_tokens.count(model=MODEL, input="x", previous_response_id="resp_nope")
+    assert err.value.code == "previous_response_not_found"
