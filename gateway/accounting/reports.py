@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.pricing import usd_text
-from gateway.db.models import UsageLedger
+from gateway.db.models import Tenant, UsageLedger, table
 from gateway.errors import InvalidRequest
 
 GROUPS = ("day", "hour", "model", "deployment", "tenant", "cache_status")
@@ -133,15 +133,28 @@ async def spend(
         func.coalesce(func.sum(L.saved_compression_usd), 0).label("saved_compression_usd"),
         func.coalesce(func.sum(L.saved_routing_usd), 0).label("saved_routing_usd"),
     )
-    stmt = _filters(stmt, tenant, since, until).group_by(label).order_by(label)
+    stmt = _filters(stmt, tenant, since, until).group_by(label)
+    if group_by == "tenant":
+        # Each tenant's name beside its id (a deleted one's reads "name (deleted <id>)"); a
+        # spend report of 32-hex ids alone needed a second lookup per row.
+        sums = stmt.subquery()
+        t = table(Tenant)
+        stmt = select(sums, t.c.name.label("tenant_name")).select_from(
+            sums.outerjoin(t, t.c.id == sums.c.tenant)
+        )
+        stmt = stmt.order_by(sums.c.tenant)
+    else:
+        stmt = stmt.order_by(label)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     out = []
     for r in rows:
         m = r._mapping
+        named = {"tenant_name": m["tenant_name"]} if group_by == "tenant" else {}
         out.append(
             {
                 group_by: m[group_by],
+                **named,
                 "requests": int(m["requests"]),
                 "prompt_tokens": int(m["prompt_tokens"]),
                 "completion_tokens": int(m["completion_tokens"]),

@@ -192,3 +192,16 @@ def test_admin_request_pages_neither_repeat_nor_skip_rows_that_share_a_time(env:
         assert r.status_code == 200, r.text
         seen += [row["request_id"] for row in r.json()["data"]]
     assert sorted(seen) == sorted(f"tied-{g}" for g in range(1, 31))
+
+
+def test_spend_by_tenant_names_each_tenant(env: Env) -> None:
+    r = env.gw.admin("GET", "/admin/spend", params={"group_by": "tenant"})
+    assert r.status_code == 200, r.text
+    rows = r.json()["data"]
+    names = {
+        t["id"]: t["name"]
+        for t in sql(env.db, "SELECT id, name FROM tenants WHERE id = ANY($1)", env.ids)
+    }
+    assert {row["tenant"] for row in rows} == set(env.ids)
+    assert all(row["tenant_name"] == names[row["tenant"]] for row in rows)
+    assert [row["tenant"] for row in rows] == sorted(env.ids)
