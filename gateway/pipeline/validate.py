@@ -163,6 +163,15 @@ def validate_completion(raw: Any) -> dict[str, Any]:
 def validate_embedding(raw: Any) -> dict[str, Any]:
     body = validate_common(raw)
     text_or_tokens(body, "input")
+    # `dimensions: 0` was refused only after the upstream answered (and billed) it, and an
+    # unknown `encoding_format` got floats back as if it had said "float"
+    int_field(body, "dimensions", 1, MAX_TOKENS_LIMIT)
+    encoding = body.get("encoding_format")
+    if encoding is not None and encoding not in ("float", "base64"):
+        raise invalid_value("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid_value("'user' must be a string.", "user")
     return body
 
 

@@ -168,6 +168,14 @@ def test_embeddings_and_completions_validate_input(gw: GatewayServer, key: str) 
         timeout=30,
     )
     expect(r, 400, param="input")
+    for field, value in [("dimensions", 0), ("dimensions", "5"), ("encoding_format", "hex")]:
+        r = httpx.post(
+            gw.url + "/embeddings",
+            json={"model": "gpt-4o-mini", "input": "x", field: value},
+            headers=h,
+            timeout=30,
+        )
+        expect(r, 400, param=field)
     r = httpx.post(
         gw.url + "/completions",
         json={"model": "gpt-4o-mini", "prompt": None},
