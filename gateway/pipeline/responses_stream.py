@@ -40,6 +40,21 @@ def content_part(kind: str, text: str, logprobs: list[Json] | None = None) -> Js
     return part
 
 
+def event_logprobs(logprobs: list[Json] | None) -> list[Json]:
+    """Token log probabilities as the text delta and done events carry them: without the
+    `bytes` that the output_text part's entries have (OpenAI's and the SDK's event shape)."""
+    return [
+        {
+            "token": entry["token"],
+            "logprob": entry["logprob"],
+            "top_logprobs": [
+                {"token": top["token"], "logprob": top["logprob"]} for top in entry["top_logprobs"]
+            ],
+        }
+        for entry in logprobs or ()
+    ]
+
+
 @dataclass(slots=True)
 class _Call:
     output_index: int
@@ -133,7 +148,7 @@ class ResponsesStream:
         assert self.parts is not None
         self.parts[-1][1].append(content)
         self.logprobs[-1].extend(logprobs or ())
-        extra: Json = {"logprobs": logprobs or []} if kind == "output_text" else {}
+        extra: Json = {"logprobs": event_logprobs(logprobs)} if kind == "output_text" else {}
         events.append(
             self._event(
                 f"response.{kind}.delta",
@@ -181,7 +196,9 @@ class ResponsesStream:
         where = {"item_id": self.msg_id, "output_index": self.text_index, "content_index": index}
         logprobs = self.logprobs[-1]
         done: Json = (
-            {"text": text, "logprobs": logprobs} if kind == "output_text" else {"refusal": text}
+            {"text": text, "logprobs": event_logprobs(logprobs)}
+            if kind == "output_text"
+            else {"refusal": text}
         )
         part = content_part(kind, text, logprobs)
         return [

@@ -210,6 +210,10 @@ def test_logprobs_come_back_per_token_streamed_or_not(gateway, tenant, mock_upst
     done = next(e for e in events if e.type == "response.output_text.done")
     final = events[-1].response.output[0].content[0]
     assert [lp.token for lp in done.logprobs] == [lp.token for lp in final.logprobs]
+    # the events' entries are the SDK's event shape (no `bytes`); the part's keep them
+    for lp in [*deltas[0].logprobs, *done.logprobs]:
+        assert not lp.model_extra and not lp.top_logprobs[0].model_extra
+    assert final.logprobs[0].bytes
     assert "".join(lp.token for lp in final.logprobs) == "Echo: five words of text"
     plain = c.responses.create(model=MODEL, input="no logprobs asked")
     assert plain.output[0].content[0].logprobs == []
