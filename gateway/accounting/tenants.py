@@ -130,11 +130,18 @@ async def find_tenant(engine: AsyncEngine, id_or_name: str) -> dict[str, Any]:
     return tenant_dict(next((r for r in rows if r.id == id_or_name), rows[0]))
 
 
-async def list_tenants(engine: AsyncEngine, include_deleted: bool = False) -> list[dict[str, Any]]:
+async def list_tenants(
+    engine: AsyncEngine, include_deleted: bool = False, *, limit: int | None = None, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Tenants by name (then id, so pages never overlap), `limit` of them from `offset`."""
     t = table(Tenant)
-    query = select(t).order_by(t.c.name)
+    query = select(t).order_by(t.c.name, t.c.id)
     if not include_deleted:
         query = query.where(t.c.deleted_at.is_(None))
+    if limit is not None:
+        query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [tenant_dict(r) for r in rows]

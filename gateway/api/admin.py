@@ -82,8 +82,20 @@ async def create_tenant(body: TenantCreate, services: ServicesDep) -> dict[str, 
 
 
 @router.get("/tenants")
-async def list_tenants(services: ServicesDep, include_deleted: bool = False) -> dict[str, Any]:
-    return {"data": await tenants.list_tenants(services.engine, include_deleted)}
+async def list_tenants(
+    services: ServicesDep,
+    include_deleted: bool = False,
+    limit: int | None = Query(default=None, ge=1, le=10_000),
+    offset: int = Query(default=0, ge=0, le=100_000_000),
+) -> dict[str, Any]:
+    """Every tenant, by name; with `limit`, a page of them and whether more follow (20k
+    tenants were one 4.3 MB answer)."""
+    if limit is None:
+        return {"data": await tenants.list_tenants(services.engine, include_deleted, offset=offset)}
+    rows = await tenants.list_tenants(
+        services.engine, include_deleted, limit=limit + 1, offset=offset
+    )
+    return {"data": rows[:limit], "has_more": len(rows) > limit}
 
 
 @router.get("/tenants/{tenant_id}")

@@ -205,3 +205,22 @@ def test_spend_by_tenant_names_each_tenant(env: Env) -> None:
     assert {row["tenant"] for row in rows} == set(env.ids)
     assert all(row["tenant_name"] == names[row["tenant"]] for row in rows)
     assert [row["tenant"] for row in rows] == sorted(env.ids)
+
+
+def test_admin_tenant_list_in_pages(env: Env) -> None:
+    everyone = env.gw.admin("GET", "/admin/tenants").json()["data"]
+    assert len(everyone) == TENANTS
+    paged: list[str] = []
+    for offset in range(0, TENANTS + 1000, 1000):
+        r = env.gw.admin("GET", "/admin/tenants", params={"limit": 1000, "offset": offset})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        paged += [t["id"] for t in body["data"]]
+        assert body["has_more"] is (offset + 1000 < TENANTS)
+    assert paged == [t["id"] for t in everyone]
+    past = env.gw.admin("GET", "/admin/tenants", params={"limit": 5, "offset": 10**6}).json()
+    assert past == {"data": [], "has_more": False}
+    for bad in ({"limit": 0}, {"limit": "abc"}, {"limit": 10**6}, {"offset": -1}):
+        r = env.gw.admin("GET", "/admin/tenants", params=bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["error"]["type"] == "invalid_request_error"
