@@ -9,6 +9,10 @@ small ways, each mended here at the one place every answer passes through:
 - TGI says `finish_reason: "stop_sequence"` (older versions `"eos_token"`), others `"eos"`,
   `"end_turn"`, `"max_tokens"`: OpenAI's reasons are `stop`, `length`, `tool_calls`,
   `content_filter`, `function_call`;
+- a second parallel tool call streamed under the first one's `index` with an id of its own
+  (SGLang's and some vLLM tool parsers: `index` 0 for every call), or with no `index` at all,
+  would be joined to the first by every client (and by the gateway's own assembly): each call
+  gets an index of its own;
 - TGI sends `"id": ""`, and small servers leave out `id` with `object`, `created` and `model`:
   an answer without an id gets whichever of the four it lacks (one with an id is left as sent).
 
@@ -42,13 +46,15 @@ FINISH_REASONS = {
 class Shaper:
     """Mends one answer, or each chunk of one stream, in place."""
 
-    __slots__ = ("_chat", "_created", "_id", "_model")
+    __slots__ = ("_calls", "_chat", "_created", "_id", "_model")
 
     def __init__(self, model: str, *, chat: bool) -> None:
         self._model = model
         self._chat = chat
         self._id: str | None = None
         self._created: int | None = None
+        # per choice: the server's tool-call index -> (the call's id, the index clients see)
+        self._calls: dict[int, dict[int | None, tuple[str, int]]] = {}
 
     def body(self, body: Json) -> Json:
         if not body.get("id"):
@@ -69,7 +75,32 @@ class Shaper:
             delta = choice.get("delta")
             if isinstance(delta, dict) and delta.get("tool_calls"):
                 _arguments(delta)
+                index = choice.get("index", 0)
+                self._index_calls(index if isinstance(index, int) else 0, delta["tool_calls"])
         return chunk
+
+    def _index_calls(self, choice: int, calls: Any) -> None:
+        """Give each streamed tool call its own `index`: a new id under an index already
+        taken by another call is a new call."""
+        seen = self._calls.setdefault(choice, {})
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            theirs = call.get("index")
+            theirs = theirs if isinstance(theirs, int) and not isinstance(theirs, bool) else None
+            given = call.get("id")
+            new_id = given if isinstance(given, str) else ""
+            known = seen.get(theirs)
+            if known is None or (new_id and known[0] and new_id != known[0]):
+                taken = {ours for _, ours in seen.values()}
+                ours = theirs if theirs is not None and theirs not in taken else len(taken)
+                while ours in taken:
+                    ours += 1
+                known = seen[theirs] = (new_id, ours)
+            elif new_id and not known[0]:
+                seen[theirs] = (new_id, known[1])
+            if theirs != known[1]:
+                call["index"] = known[1]
 
     def _fill(self, body: Json, kind: str) -> None:
         if not isinstance(body.get("id"), str) or not body["id"]:

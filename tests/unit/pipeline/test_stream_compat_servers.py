@@ -56,3 +56,69 @@ def test_the_shaper_names_other_servers_finish_reasons_as_openai_does() -> None:
     out = Shaper("served", chat=True).body(body)
     assert out["choices"][0]["finish_reason"] == "stop"
     assert (out["object"], out["model"]) == ("chat.completion", "served")
+
+
+def calls_of(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    shaper, a = Shaper("served", chat=True), StreamAssembler()
+    for c in chunks:
+        a.add(shaper.chunk(c))
+    return list(a.result(chat=True)["choices"][0]["message"]["tool_calls"])
+
+
+def call(index: int | None, call_id: str, name: str | None, args: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": call_id, "function": {"name": name, "arguments": args}}
+    if index is not None:
+        out["index"] = index
+    return out
+
+
+def test_parallel_tool_calls_streamed_under_one_index_stay_apart() -> None:
+    # SGLang: every call at index 0, each with its own id on each of its deltas
+    sglang = [
+        chunk({"tool_calls": [call(0, "0", "get_weather", "")]}),
+        chunk({"tool_calls": [call(0, "0", None, '{"city": "Paris"}')]}),
+        chunk({"tool_calls": [call(0, "1", "get_time", "")]}),
+        chunk({"tool_calls": [call(0, "1", None, '{"tz": "CET"}')]}),
+        chunk({}, "tool_calls"),
+    ]
+    # vLLM's parsers that do it: the new id on the call's first delta only
+    vllm = [
+        chunk({"tool_calls": [call(0, "call-a", "get_weather", "")]}),
+        chunk({"tool_calls": [call(0, "", None, '{"city": "Paris"}')]}),
+        chunk({"tool_calls": [call(0, "call-b", "get_time", "")]}),
+        chunk({"tool_calls": [call(0, "", None, '{"tz": "CET"}')]}),
+        chunk({}, "tool_calls"),
+    ]
+    # no index at all
+    bare = [
+        chunk({"tool_calls": [call(None, "a", "get_weather", '{"city": "Paris"}')]}),
+        chunk({"tool_calls": [call(None, "b", "get_time", '{"tz": "CET"}')]}),
+        chunk({}, "tool_calls"),
+    ]
+    for stream in (sglang, vllm, bare):
+        calls = calls_of(stream)
+        assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
+            ("get_weather", '{"city": "Paris"}'),
+            ("get_time", '{"tz": "CET"}'),
+        ]
+
+
+def test_openais_own_parallel_calls_keep_their_indices() -> None:
+    stream = [
+        chunk({"tool_calls": [call(0, "call-a", "get_weather", "")]}),
+        chunk({"tool_calls": [call(1, "call-b", "get_time", "")]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}),
+        chunk({"tool_calls": [{"index": 1, "function": {"arguments": '{"tz": "CET"}'}}]}),
+        chunk({}, "tool_calls"),
+    ]
+    shaper = Shaper("served", chat=True)
+    indices = [
+        c["index"]
+        for s in stream
+        for c in shaper.chunk(s)["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert indices == [0, 1, 0, 1]
+    assert [c["function"]["arguments"] for c in calls_of(stream)] == [
+        '{"city": "Paris"}',
+        '{"tz": "CET"}',
+    ]
