@@ -69,11 +69,14 @@ class Shaper:
     def chunk(self, chunk: Json) -> Json:
         if not chunk.get("id"):
             self._fill(chunk, "chat.completion.chunk" if self._chat else "text_completion")
-        for choice in _choices(chunk):
+        choices = chunk.get("choices")
+        for choice in choices if type(choices) is list else ():  # every chunk: kept lean
+            if type(choice) is not dict:
+                continue
             if choice.get("finish_reason") is not None:
                 _finish(choice)
             delta = choice.get("delta")
-            if isinstance(delta, dict) and delta.get("tool_calls"):
+            if type(delta) is dict and delta.get("tool_calls"):
                 _arguments(delta)
                 index = choice.get("index", 0)
                 self._index_calls(index if isinstance(index, int) else 0, delta["tool_calls"])
