@@ -60,6 +60,9 @@ log = logging.getLogger("thriftgate.responses")
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_PER_TENANT = 100_000
 DEFAULT_LOCAL_ITEMS = 20_000
+# Stored responses (whole conversations, up to a request body each) this process keeps while
+# their rows are not written: in flight, or failed while the database is down.
+DEFAULT_LOCAL_RECORDS = 1_000
 SWEEP_INTERVAL_S = 600.0
 MAX_ITEM_ID = 64  # the column's width; a longer id cannot be one of ours
 
@@ -97,6 +100,8 @@ class ItemStore:
         self.sweep_interval_s = sweep_interval_s
         # (tenant id, item id) -> (expiry as time.time(), item)
         self._local: OrderedDict[tuple[str, str], tuple[float, Json]] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], None] = OrderedDict()  # those in _local
+        self.local_records = DEFAULT_LOCAL_RECORDS
         self._writes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         # a database outage must not log a traceback per /v1/responses reply
@@ -119,9 +124,20 @@ class ItemStore:
         expires = time.time() + self.ttl_s
         for item in items:
             self._remember(tenant_id, item["id"], expires, item)
+            if is_record(item):
+                self._hold_record((tenant_id, item["id"]))
         task = asyncio.create_task(self._write(tenant_id, items, expires))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    def _hold_record(self, key: tuple[str, str]) -> None:
+        self._records[key] = None
+        while len(self._records) > self.local_records:  # a database outage: bounded memory
+            self._local.pop(self._records.popitem(last=False)[0], None)
+
+    def _drop_record(self, key: tuple[str, str]) -> None:
+        self._records.pop(key, None)
+        self._local.pop(key, None)
 
     def _remember(self, tenant_id: str, item_id: str, expires: float, item: Json) -> None:
         key = (tenant_id, item_id)
@@ -157,7 +173,7 @@ class ItemStore:
         # row is there; this process's copy only bridged the write.
         for item in items:
             if is_record(item):
-                self._local.pop((tenant_id, item["id"]), None)
+                self._drop_record((tenant_id, item["id"]))
 
     # -- reads -------------------------------------------------------------------------
     async def get(self, tenant_id: str, ids: Iterable[str]) -> dict[str, Json]:
@@ -219,7 +235,7 @@ class ItemStore:
         if self._writes:  # this process's writes in flight land first, so none revives it
             await asyncio.gather(*list(self._writes), return_exceptions=True)
         found = await self.get_record(tenant_id, response_id)
-        self._local.pop((tenant_id, response_id), None)
+        self._drop_record((tenant_id, response_id))
         if found is None:
             return False
         tombstone = {"type": DELETED, "id": response_id}

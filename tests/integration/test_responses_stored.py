@@ -5,6 +5,7 @@ openai SDK against real gateways, the mock upstream and Postgres.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from typing import Any
 import openai
 import pytest
 
+from gateway.db.migrate import upgrade_head
+from gateway.db.session import create_engine
+from gateway.pipeline.responses_items import ItemStore
+from gateway.pipeline.responses_store import record
 from tests.support.servers import (
     GatewayServer,
     MockUpstreamServer,
@@ -310,3 +315,38 @@ def test_input_tokens_count_the_previous_conversation(gateway):
     with pytest.raises(openai.BadRequestError) as err:
         c.responses.input_tokens.count(model=MODEL, input="x", previous_response_id="resp_nope")
     assert err.value.code == "previous_response_not_found"
+
+
+def _records(n: int) -> list[dict[str, Any]]:
+    return [
+        record({"id": f"resp_{i}", "output": []}, [{"id": "m", "x": "y" * 100}]) for i in range(n)
+    ]
+
+
+def test_this_process_holds_only_a_bounded_number_of_unwritten_responses(tmp_path: Path):
+    # A stored response holds its whole conversation: while the database is down the process
+    # keeps the newest few (they answer), not every one since the outage began.
+    async def go() -> None:
+        down = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'tg.db'}")
+        url = f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}"
+        await upgrade_head(url)
+        up = create_engine(url)
+        try:
+            store = ItemStore(down)
+            store.local_records = 2
+            for item in _records(5):
+                store.put("t1", [item])
+            await store.aclose()
+            found = [await store.get_record("t1", f"resp_{i}") for i in range(5)]
+            assert [f is not None for f in found] == [False, False, False, True, True]
+            # written: read from the table, no copy held
+            written = ItemStore(up)
+            written.put("t1", _records(1))
+            await written.aclose()
+            assert not written._local
+            assert (await written.get_record("t1", "resp_0")) == _records(1)[0]
+        finally:
+            await down.dispose()
+            await up.dispose()
+
+    asyncio.run(go())
