@@ -13,7 +13,9 @@ counter cannot tell whose reservations are whose. So reservations live in two ge
 epoch turns, that sum becomes `reserved_prev_usd`, and the one before is dropped. A request's
 reservation thus counts for at least one epoch and at most two; a crashed process's are gone
 within two, instead of holding the tenant's budget for the rest of the period. Settlement
-takes a reservation back from the generation it went into.
+takes a reservation back from the generation it went into. A live process carries the
+reservations of its requests still running into each new generation (`BudgetBook.hold`), so
+only a dead process's lapse, however long a request runs.
 
 Spend is settled into every counter the cost belongs to (its month's, its day's, the total),
 whichever period is in force, and a missing counter is created with the spend the ledger
@@ -24,11 +26,14 @@ monthly) keeps what it has spent, with any number of workers and replicas.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import case, func, select, update
@@ -41,6 +46,8 @@ from gateway.accounting.settling import Settling
 from gateway.db.models import BudgetCounter, Tenant, UsageLedger, table
 from gateway.db.session import upsert_insert
 from gateway.errors import BudgetExceeded
+
+log = logging.getLogger("thriftgate.budgets")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PERIODS = ("monthly", "daily", "total")
@@ -272,6 +279,9 @@ class BudgetBook:
         self._batcher: ReservationBatcher[tuple[str, datetime]] = ReservationBatcher(
             self._reserve_statement, self._release
         )
+        # reservations of requests still running here, carried into each new generation
+        self._held: dict[str, _Held] = {}  # by the request's ledger id
+        self._keeper: asyncio.Task[None] | None = None
 
     async def _raw_pool(self) -> asyncpg.Pool | None:
         if self.engine.dialect.name != "postgresql":
@@ -443,11 +453,84 @@ class BudgetBook:
         async with self._autocommit.connect() as conn:
             await release_reserved(conn, key[0], key[1], amount, epoch)
 
+    def hold(
+        self,
+        request: str,
+        tenant_id: str,
+        start: datetime,
+        amount: Decimal,
+        epoch: int,
+        owner: EpochOwner,
+    ) -> None:
+        """Keep a running request's reservation alive until `release_hold`.
+
+        A generation is dropped two reservation lifetimes after it began, so a request running
+        longer (a long stream, a `timeout_s` above the lifetime) lost its reservation while it
+        ran, and the budget admitted others against room it still held. Each generation turn,
+        the reservations of requests still running here are carried into the current one, and
+        `owner.reserve_epoch` (the request's, for its settlement) says where it is now. The
+        owner is held weakly: a request that vanished unsettled (a stream nobody started to
+        read) is not carried, and its reservation lapses as a crashed process's does.
+        `request` names it (its ledger id) for `release_hold`."""
+        self._held[request] = _Held(tenant_id, start, amount, epoch, weakref.ref(owner))
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep(), name="budget-reservation-keeper")
+
+    def release_hold(self, request: str) -> None:
+        """The request is finished (its ledger row about to carry its epoch): stop carrying."""
+        self._held.pop(request, None)
+
+    async def _keep(self) -> None:
+        while self._held:
+            await asyncio.sleep(self.reservation_ttl_s / 4)
+            try:
+                await self._carry_stale(reservation_epoch(self.reservation_ttl_s))
+            except Exception as exc:  # the next turn tries again; a crash-like loss at worst
+                log.warning("carrying running requests' reservations failed: %r", exc)
+
+    async def _carry_stale(self, epoch: int) -> None:
+        """Move the reservations of running requests whose generation has turned into the
+        current one: reserve the sum again there (no budget check: it is already admitted),
+        then take it from its old generation (nothing if that one was dropped meanwhile)."""
+        stale: dict[tuple[str, datetime, int], list[str]] = {}
+        for request, held in list(self._held.items()):
+            if held.owner() is None:
+                del self._held[request]
+            elif held.epoch < epoch:
+                stale.setdefault((held.tenant_id, held.start, held.epoch), []).append(request)
+        for (tenant_id, start, old), requests in sorted(stale.items(), key=lambda kv: kv[0]):
+            # only those still running: a finished one's ledger row already says `old`
+            group = [self._held[r] for r in requests if r in self._held]
+            if not group:
+                continue
+            amount = sum((h.amount for h in group), Decimal(0))
+            for held in group:  # one finishing during the statements settles in the new one
+                held.move_to(epoch)
+            try:
+                new = await self._reserve_statement(
+                    (tenant_id, start), _NO_LIMIT, amount, Decimal(0)
+                )
+            except BaseException:
+                for held in group:  # still where it was: tried again at the next pass
+                    held.move_to(old)
+                raise
+            if new is None:  # the counter row is gone (tenant deleted): nothing to carry
+                continue
+            if new != epoch:  # another replica's clock turned the row further
+                for held in group:
+                    held.move_to(new)
+            await self._release((tenant_id, start), amount, old)
+
     def forget(self, tenant_id: str) -> None:
         """Budget changed (admin PATCH): drop the cached exhausted flag."""
         self._exhausted.pop(tenant_id, None)
 
     async def aclose(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._keeper
+            self._keeper = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -455,6 +538,33 @@ class BudgetBook:
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
+
+
+# a budget no reservation reaches: carrying an admitted reservation checks nothing
+_NO_LIMIT = Decimal(10) ** 20
+
+
+class EpochOwner(Protocol):
+    """What a reservation's generation is written to for its settlement (a RequestContext)."""
+
+    reserve_epoch: int | None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A running request's reservation: where it is, and the request to tell when it moves."""
+
+    tenant_id: str
+    start: datetime
+    amount: Decimal
+    epoch: int
+    owner: weakref.ref[EpochOwner]
+
+    def move_to(self, epoch: int) -> None:
+        self.epoch = epoch
+        owner = self.owner()
+        if owner is not None:
+            owner.reserve_epoch = epoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ class Savings:
         return self.cache_usd + self.compression_usd + self.routing_usd
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weakly held by the budget (BudgetBook.hold)
 class RequestContext:
     request_id: str
     ledger_id: str

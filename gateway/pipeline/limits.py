@@ -202,6 +202,10 @@ class BudgetStage:
                 tenant.id, tenant.budget_usd, tenant.budget_period, amount
             )
             ctx.reserved_usd = amount
+            if amount:
+                self.budgets.hold(
+                    ctx.ledger_id, tenant.id, ctx.period_start, amount, ctx.reserve_epoch, ctx
+                )
         except BudgetStoreUnavailable as exc:
             if not self.fail_open:
                 raise NoHealthyDeployment(
@@ -302,7 +306,13 @@ class BudgetStage:
         return max([configured, *(q.price.cost_usd(prompt, completion) for q in quotes)])
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
-        return None
+        self.account_now(ctx)
+
+    def account_now(self, ctx: RequestContext) -> None:
+        """Finished (also a stream its client closed): the account stage, which runs next,
+        writes the reservation's generation into the ledger row, so it is no longer carried
+        into new generations (BudgetBook.hold)."""
+        self.budgets.release_hold(ctx.ledger_id)
 
 
 def _max_answer_tokens(dep: Deployment) -> int | None:

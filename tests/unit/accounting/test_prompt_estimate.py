@@ -96,6 +96,9 @@ def test_a_budget_reserves_on_the_ceiling() -> None:
             amounts.append(amount)
             return None, 0
 
+        def hold(self, *args: Any) -> None:
+            return None
+
     cfg = DeploymentConfig(
         name="d", model="m", input_cost_per_mtok=Decimal(1), output_cost_per_mtok=Decimal(0)
     )
