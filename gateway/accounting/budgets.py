@@ -271,7 +271,9 @@ class BudgetBook:
         # finished requests' reservations not yet released in the table (settling.py)
         self.settling = settling if settling is not None else Settling()
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._known: set[tuple[str, datetime]] = set()
+        # tenant -> the period start its counter was last ensured for (one per tenant: a set of
+        # every (tenant, day) ever seen grew by one per budgeted tenant per day, forever)
+        self._known: dict[str, datetime] = {}
         # tenant -> its budget found spent for the period (re-checked after half a second)
         self._exhausted: dict[str, _Spent] = {}
         self._pool: asyncpg.Pool | None = None
@@ -401,10 +403,10 @@ class BudgetBook:
         self, tenant_id: str, start: datetime, budget_usd: Decimal, amount: Decimal
     ) -> int | None:
         key = (tenant_id, start)
-        if key not in self._known:
+        if self._known.get(tenant_id) != start:
             async with self._autocommit.connect() as conn:
                 await ensure_counter(conn, tenant_id, start)
-            self._known.add(key)
+            self._known[tenant_id] = start
         return await self._batcher.reserve(key, budget_usd, amount)
 
     async def _reserve_statement(
