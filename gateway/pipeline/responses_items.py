@@ -231,7 +231,7 @@ class ItemStore:
 
     async def delete_record(self, tenant_id: str, response_id: str) -> bool:
         """Delete a stored response (its row keeps a tombstone until it expires, so no
-        replica's copy serves it again); False when there is none to delete."""
+        replica's copy serves it again) and its output items; False when there is none."""
         if self._writes:  # this process's writes in flight land first, so none revives it
             await asyncio.gather(*list(self._writes), return_exceptions=True)
         found = await self.get_record(tenant_id, response_id)
@@ -239,11 +239,20 @@ class ItemStore:
         if found is None:
             return False
         tombstone = {"type": DELETED, "id": response_id}
+        # its output items: no longer resolved as references (here and from the table)
+        outputs = [str(item.get("id")) for item in found["response"]["output"]]
+        for item_id in outputs:
+            self._local.pop((tenant_id, item_id), None)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(_ITEMS)
                 .where(_ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id == response_id)
                 .values(item=tombstone)
+            )
+            await conn.execute(
+                delete(_ITEMS).where(
+                    _ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id.in_(outputs[:READ_BATCH])
+                )
             )
         return True
 

@@ -146,8 +146,14 @@ def test_retrieve_delete_and_input_items(gateway):
     with pytest.raises(openai.BadRequestError) as err:
         c.responses.input_items.list(second.id, limit=101)
     assert err.value.body["param"] == "limit"
-    # deleting the first turn: gone, and no longer continued; the second still is
+    # deleting the first turn: gone with its output items, and no longer continued; the
+    # second still is
     assert c.responses.delete(first.id) is None
+    with pytest.raises(openai.BadRequestError) as ref:
+        c.responses.create(
+            model=MODEL, input=[{"type": "item_reference", "id": first.output[0].id}]
+        )
+    assert ref.value.code == "item_not_found"
     with pytest.raises(openai.NotFoundError) as missing:
         c.responses.retrieve(first.id)
     assert missing.value.code == "response_not_found"
