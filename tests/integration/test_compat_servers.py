@@ -58,6 +58,8 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
+            dep("openrouter-first", "broken-group", "openrouter", 0.01),
+            dep("groq-second", "broken-group", "groq", 0.5),
             dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
             dep("framed", "framed", "framed"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
@@ -186,6 +188,16 @@ def test_an_openrouter_stream_failing_mid_way_is_an_error_not_a_success(rig: Rig
     row = ledger_row(rig.gw, r)
     assert (row["status_code"], row["error_code"]) == (502, "upstream_error")
     assert row["completion_tokens"] >= 1  # the word that reached the client is billed
+
+
+def test_an_openrouter_answer_ending_in_error_falls_back(rig: Rig) -> None:
+    # the same failure in a non-stream 200: nothing has reached the client yet
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="broken-group", messages=ask("[broken]")
+    )
+    assert raw.headers["x-thriftgate-deployment"] == "groq-second"
+    assert raw.headers["x-thriftgate-route-reason"] == "fallback-after-502"
+    assert raw.parse().choices[0].message.content == "The weather is fine."
 
 
 # -- a bare server ------------------------------------------------------------------------------

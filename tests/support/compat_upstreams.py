@@ -182,6 +182,10 @@ class Request:
             body["system_fingerprint"] = "fp_ollama"
         if self.server == "minimal":
             body = {"choices": [choice]}
+        if self.server == "openrouter" and self.broken:
+            # a failure after generation started, in a 200 (OpenRouter's errors documentation)
+            choice.update(finish_reason="error", message={"role": "assistant", "content": ""})
+            body["error"] = {"code": 502, "message": "Provider returned error"}
         return body
 
     # -- a stream ---------------------------------------------------------------------------
