@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import text, update
+from sqlalchemy import or_, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -281,9 +281,17 @@ class LedgerWriter:
             ):
                 if (t, s) == (tenant_id, start):
                     await release_reserved(conn, tenant_id, start, amount, epoch)
+        keys = table(ApiKey)
         for key_id, when in sorted(last_used.items()):
+            # never back: rows replayed late (a spool after an outage, another replica's
+            # backlog) are older than what a newer row already said
             await conn.execute(
-                update(table(ApiKey)).where(table(ApiKey).c.id == key_id).values(last_used_at=when)
+                update(keys)
+                .where(
+                    keys.c.id == key_id,
+                    or_(keys.c.last_used_at.is_(None), keys.c.last_used_at < when),
+                )
+                .values(last_used_at=when)
             )
 
     async def aclose(self) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +135,28 @@ def test_rows_the_spool_refuses_are_held_and_written_to_the_database(
 
     asyncio.run(go())
     assert stored(db) == {"full-1", "full-2", "full-3"}
+
+
+def test_a_row_replayed_late_does_not_move_a_keys_last_use_back(db: str, tmp_path: Path) -> None:
+    """A key's `last_used_at` is its newest row's time: a row written later but created earlier
+    (spooled through an outage, another replica's backlog) set it back (hunt10 h1)."""
+    sql(db, "INSERT INTO tenants (id, name, budget_period, flags, created_at) "
+        "VALUES ('t-ledger', 't-ledger', 'monthly', '{}', now())")  # fmt: skip
+    sql(db, "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) "
+        "VALUES ('k1', 't-ledger', 'h', 'tg-', now())")  # fmt: skip
+    newer = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+    async def go() -> None:
+        engine = create_async_engine(db)
+        writer = LedgerWriter(engine, tmp_path)
+        writer.submit(row("new") | {"key_id": "k1", "created_at": newer.isoformat()})
+        await writer.flush()
+        late = newer - timedelta(hours=3)
+        writer.submit(row("late") | {"key_id": "k1", "created_at": late.isoformat()})
+        await writer.flush()
+        await writer.aclose()
+        await engine.dispose()
+
+    asyncio.run(go())
+    assert stored(db) == {"new", "late"}
+    assert sql(db, "SELECT last_used_at FROM api_keys WHERE id = 'k1'")[0][0] == newer
