@@ -39,6 +39,10 @@ _RAW_WORD = re.compile(r"[^\W_]+")  # query words of any script, protected from 
 MILLION = Decimal(1_000_000)
 INSTRUCTION_ROLES = frozenset({"system", "developer"})
 MAX_QUERY_CONTEXT_CHARS = 1200
+# What the aggressive mode's pruner reads per request (see `_within_prune_budget`); each call
+# counts at least this much, for the model's fixed cost per call.
+MAX_PRUNED_TOKENS = 8192
+MIN_PRUNE_CALL_TOKENS = 64
 HISTORY_DECAY = 0.75  # each older turn counts this much less in the query
 MIN_HISTORY_WEIGHT = 0.1
 
@@ -221,13 +225,14 @@ class PromptCompressor:
         protect = frozenset(
             _RAW_WORD.findall(message_text(messages[last]).lower()) if last is not None else ()
         )
+        chosen = self._within_prune_budget(segs)
         try:
             pruned = {
                 i: [
                     Segment("text", self.pruner.prune(g.text, options.prune_fraction, protect))
-                    if g.kind == "text"
+                    if g.kind == "text" and (i, j) in chosen
                     else g
-                    for g in seg_list
+                    for j, g in enumerate(seg_list)
                 ]
                 for i, seg_list in segs.items()
             }
@@ -235,8 +240,33 @@ class PromptCompressor:
             log.warning("aggressive compression failed, using balanced: %s", exc)
             notes.append(f"aggressive failed ({type(exc).__name__}): ran balanced")
             return False
+        texts = sum(g.kind == "text" for seg_list in segs.values() for g in seg_list)
+        if len(chosen) < texts:
+            notes.append(f"pruned the {len(chosen)} longest of {texts} passages (budget)")
         segs.update(pruned)
         return True
+
+    def _within_prune_budget(self, segs: dict[int, list[Segment]]) -> set[tuple[int, int]]:
+        """The text segments the pruner reads, longest first, `MAX_PRUNED_TOKENS` at most: its
+        model reads a few hundred tokens a second per core, one request at a time, and goes on
+        after the client has gone, so 10,000 short turns (4 MB of body) held it, and every
+        other tenant's aggressive request, for minutes."""
+        sized = sorted(
+            (
+                (max(self.counter.count(g.text), MIN_PRUNE_CALL_TOKENS), i, j)
+                for i, seg_list in segs.items()
+                for j, g in enumerate(seg_list)
+                if g.kind == "text" and g.text.strip()
+            ),
+            key=lambda t: (-t[0], t[1], t[2]),
+        )
+        chosen: set[tuple[int, int]] = set()
+        spent = 0
+        for tokens, i, j in sized:
+            if spent + tokens <= MAX_PRUNED_TOKENS:
+                chosen.add((i, j))
+                spent += tokens
+        return chosen
 
     def _extract(
         self,
