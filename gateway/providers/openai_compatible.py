@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -557,7 +558,7 @@ def upstream_error(
             code="unsupported_parameter",
         )
     if status == 404:
-        return deployment_not_found(dep, status, msg)
+        return deployment_not_found(dep, status, msg + _without_path(dep))
     if 300 <= status < 400:
         where = masked_text(dep, headers.get("Location", "elsewhere"), MAX_TEXT_BODY_CHARS)
         return deployment_not_found(dep, status, f"moved to {where}")
@@ -605,6 +606,15 @@ def rate_limited(
         if value and len(value) <= 64 and value.isprintable():  # seconds, or an HTTP date
             limited.headers[name] = value
     return limited
+
+
+def _without_path(dep: Deployment) -> str:
+    """A hint for the commonest 404 of a self-hosted server: its api_base written without the
+    /v1 its OpenAI routes live under (Ollama's http://localhost:11434)."""
+    base = dep.config.api_base
+    if base and urlsplit(base).path.strip("/") == "":
+        return f" (api_base {base} has no path: OpenAI-compatible servers serve under /v1)"
+    return ""
 
 
 def out_of_quota(dep: Deployment, status: int, msg: str) -> UpstreamError:

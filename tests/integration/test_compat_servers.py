@@ -58,6 +58,7 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
+            {**dep("ollama-no-v1", "llama3.1:8b", "ollama"), "api_base": self.up.root()},
             dep("openrouter-first", "broken-group", "openrouter", 0.01),
             dep("groq-second", "broken-group", "groq", 0.5),
             dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
@@ -265,3 +266,12 @@ def test_a_numeric_code_that_repeats_the_status_is_no_code(rig: Rig) -> None:
     body: Any = info.value.body
     assert body["code"] == "upstream_rejected_request"
     assert body["message"].endswith("Failed to parse grammar")
+
+
+def test_a_404_from_an_api_base_without_v1_says_so(rig: Rig) -> None:
+    # Ollama at http://localhost:11434 (its OpenAI routes are under /v1): Go's "404 page not found"
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(model="llama3.1:8b", messages=ask("hi"))
+    body: Any = info.value.body
+    assert info.value.status_code == 502 and body["code"] == "upstream_not_found"
+    assert "has no path: OpenAI-compatible servers serve under /v1" in body["message"]

@@ -277,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
         with Handler.lock:
             Handler.received.setdefault(server, []).append(body)
         if parts[1:] != ["v1", "chat", "completions"]:
-            if server == "ollama":  # Go's mux: a path it does not serve
+            if server in ("ollama", "chat"):  # Go's mux: a path it does not serve
                 return self.send(404, b"404 page not found", "text/plain")
             return self.reply(404, {"detail": "Not Found"})
         if server == "proxy":
@@ -341,6 +341,11 @@ class CompatUpstreams:
 
     def base(self, server: str, *, v1: bool = True) -> str:
         return f"http://127.0.0.1:{self.port}/{server}" + ("/v1" if v1 else "")
+
+    def root(self) -> str:
+        """The URL without a path, as an Ollama's http://localhost:11434: a POST to its
+        /chat/completions gets Go's 404 page."""
+        return f"http://127.0.0.1:{self.port}"
 
     def received(self, server: str) -> list[Json]:
         with Handler.lock:
