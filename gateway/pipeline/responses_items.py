@@ -33,6 +33,7 @@ from gateway.accounting.tenant_deletion import deleted_among
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.db.models import ResponseItem, table
 from gateway.db.session import FailureLog
+from gateway.errors import GatewayError
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.responses_reply import (
     echo_fields,
@@ -79,6 +80,22 @@ _OVER_CAP = text(
 
 
 READ_BATCH = 1000  # ids per SELECT when resolving item references
+
+
+class StoreUnavailable(GatewayError):
+    """The stored items and responses could not be read (the database is down): a 503 the
+    client may retry, not a "not found" that says its conversation is gone."""
+
+    status_code = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Stored responses and items cannot be read right now (the gateway's database "
+            "is unavailable); retry shortly, or send the whole conversation in 'input'.",
+            headers={"Retry-After": "1"},
+        )
 
 
 class ItemStore:
@@ -201,8 +218,13 @@ class ItemStore:
             _ITEMS.c.item_id.in_(ids),
             _ITEMS.c.expires_at > datetime.now(UTC),
         )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except Exception as exc:  # the database is down: not the same as "not found"
+            self._read_log.failed()
+            raise StoreUnavailable() from exc
+        self._read_log.succeeded()
         return [(r.item_id, _timestamp(r.expires_at), r.item) for r in rows]
 
     # -- stored responses ----------------------------------------------------------------
@@ -217,11 +239,10 @@ class ItemStore:
         local = self._local.get((tenant_id, response_id))
         try:
             rows = await self._read(tenant_id, [response_id])
-        except Exception:
-            self._read_log.failed()
+        except StoreUnavailable:
+            if local is None:
+                raise
             rows = []
-        else:
-            self._read_log.succeeded()
         if rows:
             item = rows[0][2]
             return item if is_record(item) else None

@@ -15,13 +15,14 @@ import pytest
 
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import create_engine
-from gateway.pipeline.responses_items import ItemStore
+from gateway.pipeline.responses_items import ItemStore, StoreUnavailable
 from gateway.pipeline.responses_store import record
 from tests.support.servers import (
     GatewayServer,
     MockUpstreamServer,
     ledger_row,
     mock_deployment,
+    sql,
     wait_for,
 )
 from tests.support.servers import sdk_client as client
@@ -329,9 +330,10 @@ def _records(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_this_process_holds_only_a_bounded_number_of_unwritten_responses(tmp_path: Path):
+def test_unwritten_responses_are_bounded_and_an_outage_is_no_not_found(tmp_path: Path):
     # A stored response holds its whole conversation: while the database is down the process
-    # keeps the newest few (they answer), not every one since the outage began.
+    # keeps the newest few (they answer), not every one since the outage began; the others
+    # were a 400 previous_response_not_found (and an item reference a 500).
     async def go() -> None:
         down = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'tg.db'}")
         url = f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}"
@@ -343,8 +345,13 @@ def test_this_process_holds_only_a_bounded_number_of_unwritten_responses(tmp_pat
             for item in _records(5):
                 store.put("t1", [item])
             await store.aclose()
-            found = [await store.get_record("t1", f"resp_{i}") for i in range(5)]
-            assert [f is not None for f in found] == [False, False, False, True, True]
+            assert [await store.get_record("t1", f"resp_{i}") for i in (3, 4)] == _records(5)[3:]
+            # the others cannot be read: unavailable (a 503 to retry), not "not found"
+            for i in range(3):
+                with pytest.raises(StoreUnavailable):
+                    await store.get_record("t1", f"resp_{i}")
+            with pytest.raises(StoreUnavailable):
+                await store.get("t1", ["msg_1"])
             # written: read from the table, no copy held
             written = ItemStore(up)
             written.put("t1", _records(1))
@@ -356,3 +363,44 @@ def test_this_process_holds_only_a_bounded_number_of_unwritten_responses(tmp_pat
             await up.dispose()
 
     asyncio.run(go())
+
+
+def test_a_database_outage_is_a_503_to_retry_not_a_lost_conversation(
+    tmp_path: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+):
+    gw = GatewayServer(tmp_path, fresh_pg_url, [mock_deployment("mock-mini", MODEL, mock_upstream)])
+    db = fresh_pg_url.rsplit("/", 1)[1]
+    admin_url = fresh_pg_url.rsplit("/", 1)[0] + "/postgres"
+    try:
+        _, key = gw.new_tenant()
+        c = client(gw, key)
+        first = c.responses.create(model=MODEL, input="remember me", extra_headers=NO_CACHE)
+        assert wait_for(
+            lambda: sql(gw.db_url, "SELECT 1 FROM response_items WHERE item_id = $1", first.id)
+        )
+        sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        sql(
+            admin_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            db,
+        )
+        try:
+            for ask in (
+                {"previous_response_id": first.id, "input": "go on"},
+                # one this process does not hold (its own are answered from memory)
+                {"input": [{"type": "item_reference", "id": "msg_from_another_replica"}]},
+            ):
+                with pytest.raises(openai.InternalServerError) as err:
+                    c.responses.create(model=MODEL, extra_headers=NO_CACHE, **ask)
+                assert err.value.status_code == 503 and err.value.code == "store_unavailable"
+                assert err.value.response.headers["retry-after"] == "1"
+            with pytest.raises(openai.InternalServerError) as got:
+                c.responses.retrieve(first.id)
+            assert got.value.status_code == 503
+        finally:
+            sql(admin_url, f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        assert c.responses.create(
+            model=MODEL, previous_response_id=first.id, input="go on", extra_headers=NO_CACHE
+        ).output_text
+    finally:
+        gw.stop()
