@@ -117,7 +117,6 @@ class OpenAICompatibleProvider:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise upstream_error(dep, resp.status, raw, resp.headers, path)
-                streamed = resp.content_type == "text/event-stream" or raw.startswith(b"data:")
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
@@ -128,6 +127,8 @@ class OpenAICompatibleProvider:
             ) from exc
         except ValueError as exc:
             raise unbuildable(dep, exc) from exc
+        # a JSON body whatever its Content-Type says; else the events of a server that streamed
+        streamed = _JSON_START.match(raw) is None and _SSE_DATA.search(raw, 0, 4096) is not None
         parsed = _assembled(dep, raw, path) if streamed else _json_object(dep, raw, "a body")
         if _is_error(parsed) and "data" not in parsed:
             # some providers answer an overload with HTTP 200 and an error body
@@ -339,6 +340,10 @@ async def _events(
         data.append(line[5:].removeprefix(b" "))
     if data:  # the last event's closing blank line may never come
         yield b"\n".join(data)
+
+
+_SSE_DATA = re.compile(rb"(?:^|[\r\n])data:")
+_JSON_START = re.compile(rb"\s*[{\[]")
 
 
 def _assembled(dep: Deployment, raw: bytes, path: str) -> Json:

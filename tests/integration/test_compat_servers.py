@@ -63,6 +63,7 @@ class Rig:
             dep("groq-second", "broken-group", "groq", 0.5),
             dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
             dep("framed", "framed", "framed"),
+            dep("mislabelled", "mislabelled", "mislabelled"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
         ]
         self.gw = GatewayServer(tmp, self.db, deps)
@@ -219,7 +220,7 @@ def test_answers_without_id_created_or_model_get_them(rig: Rig) -> None:
 # -- a server that streams unasked --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["unsloth/gemma-3-12b-it", "framed"])
+@pytest.mark.parametrize("model", ["unsloth/gemma-3-12b-it", "framed", "mislabelled"])
 def test_a_whole_answer_from_a_server_that_streamed_it_unasked(rig: Rig, model: str) -> None:
     r = rid()
     out = rig.client.chat.completions.create(

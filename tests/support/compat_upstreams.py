@@ -17,7 +17,8 @@ in the last user message:
 
 The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page. The
 `always-sse` server streams whatever `stream` says (Kaito's and Unsloth's servers did), and the
-`framed` one sends a whole answer as one SSE event followed by `data: [DONE]`.
+`framed` one sends a whole answer as one SSE event followed by `data: [DONE]`; the
+`mislabelled` one sends its JSON answers as `text/event-stream`.
 
 Every request body is kept in `received`, per server.
 """
@@ -295,6 +296,8 @@ class Handler(BaseHTTPRequestHandler):
         if req.long and server in CONTEXT_REFUSALS:
             status, err = CONTEXT_REFUSALS[server]
             return self.reply(status, err)
+        if server == "mislabelled" and not body.get("stream"):
+            return self.send(200, json.dumps(req.completion()).encode(), "text/event-stream")
         if server == "framed" and not body.get("stream"):
             raw = b"data: " + json.dumps(req.completion()).encode() + b"\n\ndata: [DONE]\n\n"
             return self.send(200, raw, "text/event-stream")
