@@ -404,3 +404,22 @@ def test_a_database_outage_is_a_503_to_retry_not_a_lost_conversation(
         ).output_text
     finally:
         gw.stop()
+
+
+def test_a_cache_hit_is_stored_and_continued(gateway, mock_upstream):
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    question = "what is the tallest mountain on the moon? (stored hit)"
+    c.responses.create(model=MODEL, input=question, temperature=0)
+    hit = c.responses.with_raw_response.create(model=MODEL, input=question, temperature=0)
+    assert hit.headers["x-thriftgate-cache"] == "hit-exact"
+    answer = hit.parse()
+    assert c.responses.retrieve(answer.id).model_dump() == answer.model_dump()
+    c.responses.create(
+        model=MODEL, input="and on Mars?", previous_response_id=answer.id, extra_headers=NO_CACHE
+    )
+    assert [text_of(m) for m in sent_messages(mock_upstream)] == [
+        question,
+        answer.output_text,
+        "and on Mars?",
+    ]
