@@ -71,7 +71,8 @@ class FastLane:
             if raw is None:
                 return  # the client went away before sending its body
             limit = services.settings.max_body_bytes
-            body = parse_json(decode_body(raw, headers.get("content-encoding"), limit))
+            raw = decode_body(raw, headers.get("content-encoding"), limit)
+            body = parse_json(raw, headers.get("content-type"))
             watch = DisconnectWatch(receive)
             try:
                 ctx, reply = await services.pipeline.handle(api, body, headers, tenant)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 import zlib
 from collections.abc import AsyncIterator
@@ -49,7 +50,8 @@ OBJECT_BODY = {
 
 async def read_json(request: Request, headers: dict[str, str], limit: int) -> Any:
     # Header and body size limits are enforced by SizeGuard before this reads a byte.
-    return parse_json(decode_body(await request.body(), headers.get("content-encoding"), limit))
+    raw = decode_body(await request.body(), headers.get("content-encoding"), limit)
+    return parse_json(raw, headers.get("content-type"))
 
 
 # Content-Encoding tokens (RFC 9110 §8.4.1) and their zlib window: gzip's header, or zlib's.
@@ -102,7 +104,17 @@ def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes:
     return bytes(out)
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, content_type: str | None = None) -> Any:
+    """The body's JSON. JSON travels as UTF-8 (RFC 8259), but a leading byte order mark is
+    ignored (as the RFC allows: PowerShell's UTF-8 files begin with one), and a body in the
+    charset its Content-Type names is read in it: UTF-16 or UTF-32 always, another one
+    (`ISO-8859-1`, older Java and .NET clients' default) when the body is not UTF-8."""
+    label = _charset_label(content_type)
+    codec = _codec(label)
+    if codec is not None and codec.startswith(("utf-16", "utf-32")):
+        raw = _transcode(raw, codec)
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
     # Fewer brackets than the depth limit can neither nest deeper than it nor be too many (a
@@ -112,8 +124,57 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            if codec is not None and codec != "utf-8":
+                return parse_json(_transcode(raw, codec))
+            if label is not None and codec is None:
+                err = InvalidRequest(
+                    f"The request body is not UTF-8 and its Content-Type's charset {label!r} "
+                    "is not one this gateway reads; send JSON as UTF-8.",
+                    code="unsupported_media_type",
+                )
+                err.status_code = 415
+                raise err from None
+            # (orjson calls any byte that is not UTF-8 "surrogates not allowed")
+            raise InvalidRequest(
+                f"The request body is not UTF-8 (byte {bad.start}): send JSON as UTF-8, or "
+                "name its charset in the Content-Type header.",
+                code="invalid_json",
+            ) from None
         raise InvalidRequest(
-            f"The request body is not valid JSON (or not UTF-8): {exc.msg}.", code="invalid_json"
+            f"The request body is not valid JSON: {exc.msg}.", code="invalid_json"
+        ) from None
+
+
+_CHARSET = re.compile(r";\s*charset\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
+
+
+def _charset_label(content_type: str | None) -> str | None:
+    """The `charset` a Content-Type names, as written, or None."""
+    if not content_type or ";" not in content_type:
+        return None
+    match = _CHARSET.search(content_type)
+    return match[1] if match else None
+
+
+def _codec(label: str | None) -> str | None:
+    """Python's name for a charset label ("UTF-16LE" -> "utf-16-le"), None if unknown."""
+    try:
+        return codecs.lookup(label).name if label else None
+    except LookupError:
+        return None
+
+
+def _transcode(raw: bytes, codec: str) -> bytes:
+    try:
+        return raw.decode(codec).encode("utf-8")
+    except UnicodeError as bad:
+        at = f" (byte {bad.start})" if isinstance(bad, UnicodeDecodeError) else ""
+        raise InvalidRequest(
+            f"The request body is not valid {codec} text{at}, the charset its Content-Type names.",
+            code="invalid_json",
         ) from None
 
 

@@ -112,6 +112,48 @@ def test_a_corrupt_gzip_body_is_400_naming_the_encoding(rig: Rig) -> None:
     assert "gzip" in r.json()["error"]["message"]
 
 
+def post_typed(rig: Rig, body: bytes, content_type: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {rig.key}", "Content-Type": content_type}
+    return httpx.post(rig.gw.url + "/chat/completions", content=body, headers=headers)
+
+
+def chat_text(text: str) -> str:
+    # a fresh prompt each time (the cache never answers); the mock echoes it back
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"{text} {uuid.uuid4().hex}"}]}
+    return orjson.dumps(body).decode()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [
+        ("utf-8-sig", "application/json"),  # a byte order mark, as PowerShell writes UTF-8
+        ("utf-16", "application/json; charset=utf-16"),
+        ("utf-16-le", "application/json; charset=UTF-16LE"),
+        ("latin-1", "application/json; charset=ISO-8859-1"),  # old Java / .NET defaults
+        ("cp1252", 'text/plain; charset="windows-1252"'),
+        ("utf-8", "application/json; charset=ISO-8859-1"),  # mislabelled: still read as UTF-8
+        ("utf-8", "application/json; charset=utf8mb4"),  # an unknown label on a UTF-8 body
+    ],
+)
+def test_a_body_is_read_in_the_charset_it_names(rig: Rig, encoding: str, content_type: str) -> None:
+    r = post_typed(rig, chat_text("café crème").encode(encoding), content_type)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"].startswith("Echo: café crème")
+
+
+def test_a_body_that_is_not_utf8_and_names_no_charset_is_a_400_saying_so(rig: Rig) -> None:
+    r = post_typed(rig, chat_text("café").encode("latin-1"), "application/json")
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_json" and "not UTF-8" in err["message"], err
+    unknown = post_typed(rig, chat_text("café").encode("latin-1"), "application/json; charset=x-k")
+    assert unknown.status_code == 415, unknown.text
+    assert "'x-k'" in unknown.json()["error"]["message"]
+    wrong = post_typed(rig, b"\xff\xfe\x00", "application/json; charset=utf-16-be")
+    assert wrong.status_code == 400, wrong.text
+    assert "utf-16-be" in wrong.json()["error"]["message"]
+
+
 def send(rig: Rig, method: str, path: str, headers: list[tuple[str, str]]) -> httpx.Response:
     body = chat() if method == "POST" else None
     return httpx.request(method, rig.gw.url + path, content=body, headers=headers, timeout=30)
