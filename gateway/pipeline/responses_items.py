@@ -264,17 +264,21 @@ class ItemStore:
         outputs = [str(item.get("id")) for item in found["response"]["output"]]
         for item_id in outputs:
             self._local.pop((tenant_id, item_id), None)
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(_ITEMS)
-                .where(_ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id == response_id)
-                .values(item=tombstone)
-            )
-            await conn.execute(
-                delete(_ITEMS).where(
-                    _ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id.in_(outputs[:READ_BATCH])
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(_ITEMS)
+                    .where(_ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id == response_id)
+                    .values(item=tombstone)
                 )
-            )
+                await conn.execute(
+                    delete(_ITEMS).where(
+                        _ITEMS.c.tenant_id == tenant_id,
+                        _ITEMS.c.item_id.in_(outputs[:READ_BATCH]),
+                    )
+                )
+        except Exception as exc:  # held here only (its write failed) and the table is down
+            raise StoreUnavailable() from exc
         return True
 
     # -- retention ---------------------------------------------------------------------

@@ -352,6 +352,8 @@ def test_unwritten_responses_are_bounded_and_an_outage_is_no_not_found(tmp_path:
                     await store.get_record("t1", f"resp_{i}")
             with pytest.raises(StoreUnavailable):
                 await store.get("t1", ["msg_1"])
+            with pytest.raises(StoreUnavailable):  # was an uncaught database error (a 500)
+                await store.delete_record("t1", "resp_4")
             # written: read from the table, no copy held
             written = ItemStore(up)
             written.put("t1", _records(1))
