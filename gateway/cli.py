@@ -494,20 +494,48 @@ def tenant_delete(
 def key_create(
     tenant: str = typer.Argument(..., help="Tenant id or name."),
     name: str | None = typer.Option(None, "--name"),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="Stop working after this long: 90m, 12h, 30d, 3600 (seconds)."
+    ),
+    expires_at: str | None = typer.Option(
+        None, "--expires-at", help="Stop working at this time (ISO 8601, e.g. 2026-12-31T00:00Z)."
+    ),
 ) -> None:
     """Create an API key for a tenant; prints the key once (only its hash is stored)."""
     from gateway.accounting import tenants
     from gateway.api.admin import KeyCreate
 
-    name = _validated(KeyCreate, {"name": name}).name  # the API's 200-character limit
+    fields: dict[str, Any] = {"name": name, "expires_at": expires_at}
+    if expires_in is not None:
+        fields["expires_in_s"] = _duration_s(expires_in, "--expires-in")
+    body = _validated(KeyCreate, fields)  # the API's limits and its expiry checks
 
     async def go(engine: Any) -> dict[str, Any]:
         found = await tenants.find_tenant(engine, tenant)
-        return await tenants.create_key(engine, found["id"], name)
+        return await tenants.create_key(engine, found["id"], body.name, body.expiry())
 
     created = _run(go, _settings())
     typer.echo(created["key"])  # stdout: the key alone, for scripts
-    typer.echo(f"key id {created['id']} (thriftgate key revoke {created['id']})", err=True)
+    until = f", expires {created['expires_at']}" if created["expires_at"] else ""
+    typer.echo(f"key id {created['id']} (thriftgate key revoke {created['id']}){until}", err=True)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def _duration_s(text: str, option: str) -> float:
+    """ "90m", "12h", "30d", "2w", "3600" (seconds) -> seconds; anything else stops the command."""
+    value = text.strip().lower()
+    unit = DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        typer.echo(f"error: {option}: {text!r} is not a duration (90m, 12h, 30d, 3600)", err=True)
+        raise typer.Exit(2)
+    return seconds
 
 
 @key_app.command("list")
@@ -525,16 +553,20 @@ def key_list(tenant: str = typer.Argument(..., help="Tenant id or name.")) -> No
 @key_app.command("revoke")
 def key_revoke(
     key: str = typer.Argument(..., help="The key's id (see `key list`), or the key itself."),
+    grace: str | None = typer.Option(
+        None, "--grace", help="Keep it working this long first (a rotation): 10m, 1h, 7d."
+    ),
 ) -> None:
-    """Revoke a key, by its id or by the key itself (a leaked `tg-...`)."""
+    """Revoke a key, by its id or by the key itself (a leaked `tg-...`); now, or after --grace."""
     from gateway.accounting import tenants
     from gateway.accounting.keys import KEY_PREFIX
 
     given = key.strip()  # pasted with a blank around it, it was not found
+    after_s = _duration_s(grace, "--grace") if grace is not None else 0.0
 
     async def go(engine: Any) -> dict[str, Any]:
         key_id = await tenants.key_id_of(engine, given) if given.startswith(KEY_PREFIX) else given
-        return await tenants.revoke_key(engine, key_id)
+        return await tenants.revoke_key(engine, key_id, after_s)
 
     if KEY_PREFIX in given and not given.startswith(KEY_PREFIX):
         # not an id, and an error that names the id would print the key: its prefix only

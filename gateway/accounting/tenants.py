@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -48,13 +48,19 @@ def key_dict(row: Any) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "revoked_at": _iso(row.revoked_at),
         "last_used_at": _iso(row.last_used_at),
+        "expires_at": _iso(row.expires_at),
     }
 
 
 def _iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).isoformat()
+    return _aware(ts).isoformat()
+
+
+def _aware(ts: datetime) -> datetime:
+    """A naive time is UTC (SQLite gives them back naive; a client may send one)."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def tenant_name(name: str) -> str:
@@ -196,20 +202,32 @@ async def update_tenant(
 
 
 async def create_key(
-    engine: AsyncEngine, tenant_id: str, name: str | None = None
+    engine: AsyncEngine,
+    tenant_id: str,
+    name: str | None = None,
+    expires_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """A new key; with `expires_at` it stops working then (a contractor's, a CI job's key)."""
+    now = datetime.now(UTC)
+    if expires_at is not None:
+        expires_at = _aware(expires_at)
+        if expires_at <= now:
+            raise InvalidRequest(
+                f"The expiry {expires_at.isoformat()} has passed; give a time in the future.",
+                param="expires_at",
+            )
     _refuse_deleted(await get_tenant(engine, tenant_id))
     raw, prefix, digest = generate_key()
     kid = new_id()
-    now = datetime.now(UTC)
     async with engine.begin() as conn:
         await conn.execute(
             table(ApiKey)
             .insert()
             .values(
-                id=kid, tenant_id=tenant_id, hash=digest, prefix=prefix, name=name, created_at=now
+                id=kid, tenant_id=tenant_id, hash=digest, prefix=prefix, name=name,
+                created_at=now, expires_at=expires_at,
             )
-        )
+        )  # fmt: skip
     return {
         "id": kid,
         "key": raw,
@@ -217,6 +235,7 @@ async def create_key(
         "tenant_id": tenant_id,
         "name": name,
         "created_at": _iso(now),
+        "expires_at": _iso(expires_at),
     }
 
 
@@ -241,15 +260,27 @@ async def key_id_of(engine: AsyncEngine, raw_key: str) -> str:
     return str(found)
 
 
-async def revoke_key(engine: AsyncEngine, key_id: str) -> dict[str, Any]:
+# a revocation's grace period is for a rotation (deploy the new key, then the old one stops)
+MAX_REVOKE_GRACE_S = 30 * 86_400
+
+
+async def revoke_key(engine: AsyncEngine, key_id: str, after_s: float = 0) -> dict[str, Any]:
+    """Revoke a key now or, with `after_s`, once that grace period has passed (the key works
+    until then). A revocation never moves later: a key already revoked (or due sooner) stays."""
     if "\x00" in key_id:
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
+    if not 0 <= after_s <= MAX_REVOKE_GRACE_S:
+        raise InvalidRequest(
+            f"The grace period must be 0 to {MAX_REVOKE_GRACE_S} seconds (30 days).",
+            param="after_s",
+        )
     k = table(ApiKey)
+    at = datetime.now(UTC) + timedelta(seconds=after_s)
     async with engine.begin() as conn:
         await conn.execute(
             update(k)
-            .where(k.c.id == key_id, k.c.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
+            .where(k.c.id == key_id, (k.c.revoked_at.is_(None)) | (k.c.revoked_at > at))
+            .values(revoked_at=at)
         )
         row = (await conn.execute(select(k).where(k.c.id == key_id))).first()
     if row is None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
@@ -63,10 +71,28 @@ class TenantPatch(BaseModel):
     flags: dict[str, Any] | None = None
 
 
+MAX_KEY_LIFETIME_S = 10 * 365 * 86_400
+
+
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: KeyName | None = None
+    # when the key stops working: a time (ISO 8601 with an offset, or Unix seconds), or a
+    # lifetime from now in seconds; neither: it works until revoked
+    expires_at: datetime | None = None
+    expires_in_s: float | None = Field(default=None, gt=0, le=MAX_KEY_LIFETIME_S)
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> KeyCreate:
+        if self.expires_at is not None and self.expires_in_s is not None:
+            raise ValueError("give expires_at or expires_in_s, not both")
+        return self
+
+    def expiry(self) -> datetime | None:
+        if self.expires_in_s is not None:
+            return datetime.now(UTC) + timedelta(seconds=self.expires_in_s)
+        return self.expires_at
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +155,8 @@ async def delete_tenant(tenant_id: Text, services: ServicesDep) -> dict[str, Any
 async def create_key(
     tenant_id: Text, services: ServicesDep, body: KeyCreate | None = None
 ) -> dict[str, Any]:
-    return await tenants.create_key(services.engine, tenant_id, body.name if body else None)
+    body = body or KeyCreate()
+    return await tenants.create_key(services.engine, tenant_id, body.name, body.expiry())
 
 
 @router.get("/tenants/{tenant_id}/keys")
@@ -139,8 +166,13 @@ async def list_keys(tenant_id: Text, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: Text, services: ServicesDep) -> dict[str, Any]:
-    result = await tenants.revoke_key(services.engine, key_id)
+async def revoke_key(
+    key_id: Text,
+    services: ServicesDep,
+    after_s: Annotated[float, Query(ge=0, le=tenants.MAX_REVOKE_GRACE_S, allow_inf_nan=False)] = 0,
+) -> dict[str, Any]:
+    """Revoke now, or `?after_s=3600` for a rotation's grace period (it works until then)."""
+    result = await tenants.revoke_key(services.engine, key_id, after_s)
     await services.keys.invalidate_everywhere(result["tenant_id"])
     return result
 

@@ -116,6 +116,8 @@ def install_error_handlers(app: FastAPI) -> None:
         elif not _is_json(request.headers.get("content-type", "")):
             # `curl -d` sends a form type: the framework does not read such a body as JSON.
             msg = "Invalid request body: send it as JSON, with Content-Type: application/json."
+        elif first.get("type") == "value_error":  # a check across fields: say which
+            msg = f"Invalid request body: {str(first.get('msg')).removeprefix('Value error, ')}."
         else:
             msg = "Invalid request body."
         return error_response(

@@ -30,6 +30,9 @@ log = logging.getLogger("thriftgate.auth")
 NEGATIVE_TTL_S = 1.0
 MAX_ENTRIES = 100_000
 
+# a key's tenant, None (no such key) or why it is refused (it expired); how long it stays so
+Loaded = tuple[TenantInfo | str | None, float | None]
+
 
 def bearer_token(authorization: str | None, api_key_header: str | None = None) -> str | None:
     if authorization:
@@ -45,8 +48,9 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine, *, ttl_s: float = 5.0) -> None:
         self.engine = engine
         self.ttl_s = ttl_s
-        self._inflight: dict[str, asyncio.Future[TenantInfo | None]] = {}
-        self._cache: OrderedDict[str, tuple[TenantInfo | None, float]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Loaded]] = {}
+        # a refusal message (a key that expired) is cached like a tenant
+        self._cache: OrderedDict[str, tuple[TenantInfo | str | None, float]] = OrderedDict()
         self._generation = 0  # bumped by every invalidation: a load racing one is not cached
         self.events = KeyEvents(engine, lambda tenant_id: self.invalidate(tenant_id=tenant_id))
 
@@ -80,21 +84,23 @@ class KeyStore:
         else:
             generation = self._generation
             try:
-                info = await self._load_once(digest)
+                info, valid_for = await self._load_once(digest)
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                if hit is not None and hit[0] is not None:
+                if hit is not None and isinstance(hit[0], TenantInfo):
                     log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
                     return hit[0]
                 raise NoHealthyDeployment(
                     "The key store is unavailable; retry shortly.", code="key_store_unavailable"
                 ) from exc
             if generation == self._generation:
-                self._remember(digest, info, now)
+                self._remember(digest, info, now, valid_for)
         if info is None:
             raise AuthError("Incorrect API key provided.")
+        if isinstance(info, str):
+            raise AuthError(info, code="expired_api_key")
         return info
 
-    async def _load_once(self, digest: str) -> TenantInfo | None:
+    async def _load_once(self, digest: str) -> Loaded:
         """Single flight: concurrent misses for one key share one database read."""
         pending = self._inflight.get(digest)
         if pending is not None:
@@ -107,7 +113,10 @@ class KeyStore:
             if self._inflight.get(digest) is task:
                 del self._inflight[digest]
 
-    async def _load(self, digest: str) -> TenantInfo | None:
+    async def _load(self, digest: str) -> Loaded:
+        """The key's tenant (None: no such key; a message: it expired) and, for a key that
+        stops working later (an expiry, a revocation after a grace period), the seconds
+        until then: no cache entry outlives it."""
         t = Tenant.__table__.c
         k = ApiKey.__table__.c
         async with self.engine.connect() as conn:
@@ -117,6 +126,7 @@ class KeyStore:
                         k.id,
                         k.hash,
                         k.revoked_at,
+                        k.expires_at,
                         t.id,
                         t.name,
                         t.budget_usd,
@@ -131,12 +141,19 @@ class KeyStore:
                 )
             ).first()
         if row is None:
-            return None
-        key_id, stored_hash, revoked_at, tid, name, budget, period, rpm, tpm, slo, flags = row
+            return None, None
+        (key_id, stored_hash, revoked_at, expires_at,
+         tid, name, budget, period, rpm, tpm, slo, flags) = row  # fmt: skip
         if not same_hash(stored_hash, digest):
-            return None
-        if revoked_at is not None and _aware(revoked_at) <= datetime.now(UTC):
-            return None
+            return None, None
+        now = datetime.now(UTC)
+        if revoked_at is not None and _aware(revoked_at) <= now:
+            return None, None
+        if expires_at is not None and _aware(expires_at) <= now:
+            when = _aware(expires_at).isoformat(timespec="seconds")
+            return f"This API key expired at {when}; ask for a new one.", None
+        ends = [_aware(t) for t in (revoked_at, expires_at) if t is not None]
+        valid_for = (min(ends) - now).total_seconds() if ends else None
         return TenantInfo(
             id=tid,
             name=name,
@@ -147,10 +164,14 @@ class KeyStore:
             tpm=tpm,
             default_slo_ms=slo,
             flags=dict(flags or {}),
-        )
+        ), valid_for
 
-    def _remember(self, digest: str, info: TenantInfo | None, now: float) -> None:
+    def _remember(
+        self, digest: str, info: TenantInfo | str | None, now: float, valid_for: float | None
+    ) -> None:
         ttl = self.ttl_s if info is not None else NEGATIVE_TTL_S
+        if valid_for is not None:
+            ttl = min(ttl, valid_for)
         self._cache[digest] = (info, now + ttl)
         self._cache.move_to_end(digest)
         while len(self._cache) > MAX_ENTRIES:
@@ -162,7 +183,11 @@ class KeyStore:
         if tenant_id is None:
             self._cache.clear()
             return
-        for digest in [d for d, (info, _) in self._cache.items() if info and info.id == tenant_id]:
+        for digest in [
+            d
+            for d, (info, _) in self._cache.items()
+            if isinstance(info, TenantInfo) and info.id == tenant_id
+        ]:
             del self._cache[digest]
 
 
