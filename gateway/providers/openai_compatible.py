@@ -618,7 +618,8 @@ def _without_path(dep: Deployment) -> str:
     /v1 its OpenAI routes live under (Ollama's http://localhost:11434)."""
     base = dep.config.api_base
     if base and urlsplit(base).path.strip("/") == "":
-        return f" (api_base {base} has no path: OpenAI-compatible servers serve under /v1)"
+        # not the base itself: it may carry credentials (http://user:password@host)
+        return " (its api_base has no path: OpenAI-compatible servers serve under /v1)"
     return ""
 
 

@@ -58,7 +58,10 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
-            {**dep("ollama-no-v1", "llama3.1:8b", "ollama"), "api_base": self.up.root()},
+            {
+                **dep("ollama-no-v1", "llama3.1:8b", "ollama"),
+                "api_base": self.up.root().replace("//", "//ops:hunter2-secret@"),
+            },
             dep("openrouter-first", "broken-group", "openrouter", 0.01),
             dep("groq-second", "broken-group", "groq", 0.5),
             dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
@@ -276,3 +279,4 @@ def test_a_404_from_an_api_base_without_v1_says_so(rig: Rig) -> None:
     body: Any = info.value.body
     assert info.value.status_code == 502 and body["code"] == "upstream_not_found"
     assert "has no path: OpenAI-compatible servers serve under /v1" in body["message"]
+    assert "hunter2" not in str(body)
