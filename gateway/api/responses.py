@@ -233,7 +233,28 @@ async def delete_response(response_id: str, request: Request, services: Services
     return _json(request, deleted(response_id))
 
 
-@router.get("/responses/{response_id}/input_items")
+# Read from the query by hand (OpenAI-shaped 400s); declared here for the OpenAPI schema.
+INPUT_ITEMS_QUERY = {
+    "parameters": [
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+        {
+            "name": "order",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+        },
+    ]
+}
+
+
+@router.get("/responses/{response_id}/input_items", openapi_extra=INPUT_ITEMS_QUERY)
 async def list_input_items(response_id: str, request: Request, services: ServicesDep) -> Response:
     stored = await _stored(request, services, response_id)
     return _json(request, input_items_page(stored, request.query_params))
