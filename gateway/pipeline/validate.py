@@ -77,9 +77,22 @@ def validate_generation(body: dict[str, Any]) -> None:
     )
     if stop is not None and not isinstance(stop, str) and bad_stop:
         raise invalid_value("'stop' must be a string or a list of up to 4 strings.", "stop")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise invalid_value("'user' must be a string.", "user")
+    # The fields the cache answers without (keys.NON_OUTPUT_FIELDS): checked here, so a wrong
+    # one is the same 400 on a hit as on a miss (where the upstream refuses it)
+    for name, kind, what in _NON_OUTPUT_TYPES:
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise invalid_value(f"'{name}' must be {what}.", name)
+
+
+_NON_OUTPUT_TYPES: tuple[tuple[str, type, str], ...] = (
+    ("user", str, "a string"),
+    ("safety_identifier", str, "a string"),
+    ("prompt_cache_key", str, "a string"),
+    ("service_tier", str, "a string"),
+    ("metadata", dict, "an object"),
+    ("store", bool, "a boolean"),
+)
 
 
 def validate_chat(raw: Any) -> dict[str, Any]:

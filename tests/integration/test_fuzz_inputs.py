@@ -134,6 +134,11 @@ def test_malformed_json_is_400(gw: GatewayServer, key: str, raw: bytes) -> None:
         (chat(stop=[1, 2]), "stop"),
         (chat(stream_options=[]), "stream_options"),
         (chat(tools="none"), "tools"),
+        # fields a cache hit answers without: the same 400 on a hit as on a miss
+        (chat(metadata="tag"), "metadata"),
+        (chat(service_tier=1), "service_tier"),
+        (chat(store="yes"), "store"),
+        (chat(safety_identifier=5), "safety_identifier"),
         # content parts: refused here, not sent to an upstream that may 500 on them (a
         # breaker count) or read as an empty text by the cache and the compressor
         (parts("just a string"), "messages[0].content[1]"),
