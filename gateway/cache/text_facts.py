@@ -8,6 +8,7 @@ verifier see *what* differs between them ("France" vs "Germany", "x > 5" vs "x <
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -471,7 +472,9 @@ def _is_code_symbol(text: str, at: int) -> bool:
 
 
 def analyse(text: str) -> TextFacts:
-    text = strip_wrappers(text)
+    # one spelling of "é" (a PDF's "e" + accent, a keyboard's one character): the words of
+    # other scripts are compared as written
+    text = strip_wrappers(unicodedata.normalize("NFC", text))
     code, prose = code_spans(text)
     code_like, skeleton = code_skeleton(prose)
     raw = _TOKEN.findall(text)

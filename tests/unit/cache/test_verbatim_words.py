@@ -63,6 +63,7 @@ def test_a_different_identifier_script_word_or_emoji_is_vetoed(
         ("What does the emoji 🔥 mean?", "What does the 🔥 emoji mean?"),
         ("Who is Beyoncé?", "Who's Beyoncé?"),
         ("Why don’t cats like water?", "Why don't cats like water?"),
+        ("How do I pronounce café?", "How do I pronounce cafe\u0301?"),  # é as e + accent
     ],
 )
 def test_the_same_such_words_reworded_around_still_hit(
