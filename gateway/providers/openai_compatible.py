@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.cache.replay import chunks_of
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from gateway.pipeline.stream import StreamAssembler
 from gateway.providers.base import (
@@ -223,6 +224,11 @@ class OpenAICompatibleProvider:
                 if resp.status != 200:
                     raw = await resp.content.read(MAX_ERROR_BYTES)
                     raise upstream_error(dep, resp.status, raw, resp.headers, endpoint)
+                if resp.content_type == "application/json":
+                    # not a stream: a server that ignores `stream: true`, or an error in a 200
+                    for chunk in _unstreamed(dep, await resp.read(), endpoint, shaper):
+                        yield chunk
+                    return
                 done = False
                 events_of = _events(dep, resp.content, first_by)
                 async with aclosing(events_of) as events:
@@ -340,6 +346,20 @@ async def _events(
         data.append(line[5:].removeprefix(b" "))
     if data:  # the last event's closing blank line may never come
         yield b"\n".join(data)
+
+
+def _unstreamed(dep: Deployment, raw: bytes, endpoint: Endpoint, shaper: Shaper) -> list[Json]:
+    """The chunks of a whole answer sent to a stream request, as a cache hit is replayed."""
+    body = _json_object(dep, raw, "a body")
+    if _is_error(body):
+        why = masked_text(dep, _message(body), MAX_MESSAGE_CHARS)
+        raise UpstreamError(f"Deployment {dep.name!r} answered with an error: {why}")
+    if not isinstance(body.get("choices"), list):
+        raise UpstreamError(f"Deployment {dep.name!r} returned no choices.")
+    chat = endpoint == "chat/completions"
+    body = shaper.body(body)
+    body["object"] = "chat.completion" if chat else "text_completion"
+    return chunks_of(body, include_usage=True)
 
 
 _SSE_DATA = re.compile(rb"(?:^|[\r\n])data:")

@@ -67,6 +67,7 @@ class Rig:
             dep("always-sse", "unsloth/gemma-3-12b-it", "always-sse"),
             dep("framed", "framed", "framed"),
             dep("mislabelled", "mislabelled", "mislabelled"),
+            dep("never-sse", "never-sse", "never-sse"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
         ]
         self.gw = GatewayServer(tmp, self.db, deps)
@@ -233,6 +234,37 @@ def test_a_whole_answer_from_a_server_that_streamed_it_unasked(rig: Rig, model: 
     assert out.choices[0].finish_reason == "stop"
     row = ledger_row(rig.gw, r)
     assert (row["status_code"], row["completion_tokens"]) == (200, 5)
+
+
+def test_a_stream_answered_with_one_json_body_is_streamed_to_the_client(rig: Rig) -> None:
+    r = rid()
+    chunks = list(
+        rig.client.chat.completions.create(
+            model="never-sse",
+            messages=ask("hi [think]"),
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-request-id": r},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The weather is fine."
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+    row = ledger_row(rig.gw, r)
+    assert (row["status_code"], row["usage_source"]) == (200, "upstream")
+
+
+def test_an_error_in_a_200_to_a_stream_request_keeps_its_message(rig: Rig) -> None:
+    r = rid()
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="never-sse",
+            messages=ask("[broken]"),
+            stream=True,
+            extra_headers={"x-request-id": r},
+        )
+    assert "CUDA error: out of memory" in info.value.body["message"]  # type: ignore[index]
+    assert ledger_row(rig.gw, r)["status_code"] == 502
 
 
 # -- errors in other shapes ---------------------------------------------------------------------

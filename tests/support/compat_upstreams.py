@@ -18,7 +18,8 @@ in the last user message:
 The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page. The
 `always-sse` server streams whatever `stream` says (Kaito's and Unsloth's servers did), and the
 `framed` one sends a whole answer as one SSE event followed by `data: [DONE]`; the
-`mislabelled` one sends its JSON answers as `text/event-stream`.
+`mislabelled` one sends its JSON answers as `text/event-stream`; the `never-sse` one answers
+a stream request with one JSON body (an answer, or for `[broken]` an error in a 200).
 
 Every request body is kept in `received`, per server.
 """
@@ -301,7 +302,9 @@ class Handler(BaseHTTPRequestHandler):
         if server == "framed" and not body.get("stream"):
             raw = b"data: " + json.dumps(req.completion()).encode() + b"\n\ndata: [DONE]\n\n"
             return self.send(200, raw, "text/event-stream")
-        if not body.get("stream") and server != "always-sse":
+        if server == "never-sse" and req.broken:
+            return self.reply(200, {"error": {"message": "CUDA error: out of memory"}})
+        if (not body.get("stream") and server != "always-sse") or server == "never-sse":
             return self.reply(200, req.completion())
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
