@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.providers.openai_compatible import context_too_long
+from gateway.providers.upstream_errors import context_too_long
 
 
 @pytest.mark.parametrize(
