@@ -123,6 +123,8 @@ def validate_chat(raw: Any) -> dict[str, Any]:
         if isinstance(content, list):
             for j, part in enumerate(content):
                 content_part(part, f"{where}.content[{j}]")
+        if msg.get("tool_calls") is not None:
+            tool_calls(msg["tool_calls"], f"{where}.tool_calls")
     tools = body.get("tools")
     if tools is not None and (
         not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
@@ -164,6 +166,30 @@ def content_part(part: Any, where: str) -> None:
     elif not isinstance(value, dict) or (inner and not isinstance(value.get(inner), str)):
         what = f"an object with a string '{inner}'" if inner else "an object"
         raise invalid_value(f"'{where}.{name}' must be {what}.", f"{where}.{name}")
+
+
+def tool_calls(calls: Any, where: str) -> None:
+    """An assistant turn's `tool_calls`: an array of objects, a function call naming its
+    function and carrying its arguments as JSON text, as OpenAI requires (an object for
+    `arguments` is the usual slip)."""
+    if not isinstance(calls, list):
+        raise invalid_value(f"'{where}' must be an array of tool calls.", where)
+    for k, call in enumerate(calls):
+        at = f"{where}[{k}]"
+        if not isinstance(call, dict):
+            raise invalid_value(f"'{at}' must be an object.", at)
+        if call.get("type", "function") != "function":
+            continue  # custom tool calls and providers' own kinds
+        fn = call.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise invalid_value(
+                f"'{at}.function' must be an object with a 'name'.", f"{at}.function"
+            )
+        if not isinstance(fn.get("arguments"), str):
+            raise invalid_value(
+                f"'{at}.function.arguments' must be a string (the arguments as JSON text).",
+                f"{at}.function.arguments",
+            )
 
 
 def validate_completion(raw: Any) -> dict[str, Any]:

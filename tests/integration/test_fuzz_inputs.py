@@ -85,6 +85,16 @@ def chat(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **fields}
 
 
+def called(calls: Any) -> dict[str, Any]:
+    """A chat request whose assistant turn made `calls`, answered by a tool."""
+    messages = [
+        {"role": "user", "content": "what is f?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c", "content": "42"},
+    ]
+    return {"model": "gpt-4o-mini", "messages": messages}
+
+
 def parts(second: Any) -> dict[str, Any]:
     """A chat request whose user turn is a text part and then `second`."""
     content = [{"type": "text", "text": "look"}, second]
@@ -139,6 +149,14 @@ def test_malformed_json_is_400(gw: GatewayServer, key: str, raw: bytes) -> None:
         (chat(service_tier=1), "service_tier"),
         (chat(store="yes"), "store"),
         (chat(safety_identifier=5), "safety_identifier"),
+        # an assistant turn's tool calls, as OpenAI checks them
+        (called("f()"), "messages[1].tool_calls"),
+        (called([5]), "messages[1].tool_calls[0]"),
+        (called([{"id": "c", "type": "function"}]), "messages[1].tool_calls[0].function"),
+        (
+            called([{"id": "c", "type": "function", "function": {"name": "f", "arguments": {}}}]),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
         # content parts: refused here, not sent to an upstream that may 500 on them (a
         # breaker count) or read as an empty text by the cache and the compressor
         (parts("just a string"), "messages[0].content[1]"),
