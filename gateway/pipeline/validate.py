@@ -130,6 +130,24 @@ def validate_chat(raw: Any) -> dict[str, Any]:
         not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
     ):
         raise invalid_value("'tools' must be an array of objects.", "tools")
+    for k, tool in enumerate(tools or ()):
+        fn = tool.get("function")
+        if tool.get("type") == "function" and (
+            not isinstance(fn, dict)
+            or not isinstance(fn.get("name"), str)
+            or not isinstance(fn.get("parameters", {}), dict)
+        ):
+            raise invalid_value(
+                f"'tools[{k}].function' must be an object with a 'name' (and 'parameters', an "
+                "object, if any).",
+                f"tools[{k}].function",
+            )
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str | dict):
+        raise invalid_value("'tool_choice' must be a string or an object.", "tool_choice")
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and isinstance(fmt.get("type"), str)):
+        raise invalid_value("'response_format' must be an object with a 'type'.", "response_format")
     validate_generation(body)
     return body
 

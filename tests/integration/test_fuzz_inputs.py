@@ -149,6 +149,15 @@ def test_malformed_json_is_400(gw: GatewayServer, key: str, raw: bytes) -> None:
         (chat(service_tier=1), "service_tier"),
         (chat(store="yes"), "store"),
         (chat(safety_identifier=5), "safety_identifier"),
+        (chat(tools=[{"type": "function", "function": {"name": 5}}]), "tools[0].function"),
+        (chat(tools=[{"type": "function"}]), "tools[0].function"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]),
+            "tools[0].function",
+        ),
+        (chat(tool_choice=5), "tool_choice"),
+        (chat(response_format="json"), "response_format"),
+        (chat(response_format={"json": True}), "response_format"),
         # an assistant turn's tool calls, as OpenAI checks them
         (called("f()"), "messages[1].tool_calls"),
         (called([5]), "messages[1].tool_calls[0]"),
