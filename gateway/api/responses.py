@@ -23,7 +23,7 @@ from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pip
 from gateway.errors import InvalidRequest, NotFound
 from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
 from gateway.pipeline.pipeline import request_id_from
-from gateway.pipeline.responses_items import resolve
+from gateway.pipeline.responses_items import ItemStore, ancestors, resolve
 from gateway.pipeline.responses_reply import (
     echo_fields,
     response_from_chat,
@@ -35,7 +35,7 @@ from gateway.pipeline.responses_request import (
     chat_body_from_responses,
     responses_param,
 )
-from gateway.pipeline.responses_store import deleted, input_items_page
+from gateway.pipeline.responses_store import deleted, input_items_page, turns
 from gateway.pipeline.responses_stream import ResponsesStream, response_events
 from gateway.services import Services
 
@@ -182,15 +182,18 @@ async def refuse_websocket(websocket: WebSocket) -> None:
     await websocket.close(code=1008, reason="WebSocket mode is not supported")
 
 
-async def _stored(request: Request, services: Services, response_id: str) -> Json:
-    """The caller's stored response `response_id`; a 404 when there is none (unknown,
-    expired, deleted, sent with `store: false`, or another tenant's)."""
+async def _stored(
+    request: Request, services: Services, response_id: str
+) -> tuple[ItemStore, TenantInfo, Json]:
+    """The caller's stored response `response_id` (with the store and the tenant); a 404
+    when there is none (unknown, expired, deleted, sent with `store: false`, another
+    tenant's)."""
     tenant = await _authenticate(request, services)
     store = services.response_items
     found = await store.get_record(tenant.id, response_id) if store is not None else None
-    if found is None:
+    if store is None or found is None:
         raise _not_found(response_id)
-    return found
+    return store, tenant, found
 
 
 def _not_found(response_id: str) -> NotFound:
@@ -213,7 +216,7 @@ def _json(request: Request, body: Json, status_code: int = 200) -> Response:
 
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str, request: Request, services: ServicesDep) -> Response:
-    stored = await _stored(request, services, response_id)
+    _, _, stored = await _stored(request, services, response_id)
     if request.query_params.get("stream") in ("true", "1"):
         raise InvalidRequest(
             "'stream' is not supported when retrieving a response: this gateway keeps the "
@@ -256,8 +259,10 @@ INPUT_ITEMS_QUERY = {
 
 @router.get("/responses/{response_id}/input_items", openapi_extra=INPUT_ITEMS_QUERY)
 async def list_input_items(response_id: str, request: Request, services: ServicesDep) -> Response:
-    stored = await _stored(request, services, response_id)
-    return _json(request, input_items_page(stored, request.query_params))
+    store, tenant, stored = await _stored(request, services, response_id)
+    earlier = await ancestors(store, tenant.id, stored, "response_id")
+    conversation = [*turns(earlier), *stored["input"]]
+    return _json(request, input_items_page(conversation, request.query_params))
 
 
 @router.post("/responses/{response_id}/cancel")

@@ -33,7 +33,7 @@ from gateway.accounting.tenant_deletion import deleted_among
 from gateway.accounting.tokenizer import estimate_prompt_tokens
 from gateway.db.models import ResponseItem, table
 from gateway.db.session import FailureLog
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.responses_reply import (
     echo_fields,
@@ -48,11 +48,12 @@ from gateway.pipeline.responses_request import (
 )
 from gateway.pipeline.responses_store import (
     DELETED,
-    history,
+    chain_of,
     input_items,
     is_record,
     only_items,
     record,
+    turns,
 )
 from gateway.settings import Settings
 
@@ -68,12 +69,13 @@ SWEEP_INTERVAL_S = 600.0
 MAX_ITEM_ID = 64  # the column's width; a longer id cannot be one of ours
 
 _ITEMS = table(ResponseItem)
-# Each tenant's rows beyond its newest `cap` (window functions: Postgres, SQLite >= 3.25).
+# Each tenant's rows beyond the `cap` that expire last (a conversation still continued keeps
+# its earlier turns; window functions: Postgres, SQLite >= 3.25).
 _OVER_CAP = text(
     "DELETE FROM response_items WHERE (tenant_id, item_id) IN ("
     " SELECT tenant_id, item_id FROM ("
     "  SELECT tenant_id, item_id, row_number() OVER"
-    "   (PARTITION BY tenant_id ORDER BY created_at DESC, item_id) AS rn"
+    "   (PARTITION BY tenant_id ORDER BY expires_at DESC, item_id) AS rn"
     "  FROM response_items) ranked"
     " WHERE rn > :cap)"
 )
@@ -175,11 +177,22 @@ class ItemStore:
             }
             for item in items
         ]
+        # the responses a stored one continues live as long as it does (its conversation)
+        chain = [i for item in items if is_record(item) for i in chain_of(item)]
         try:
             async with self.engine.begin() as conn:
                 # a request in flight when its tenant was deleted stores nothing for it
                 if not await deleted_among(conn, [tenant_id]):
                     await conn.execute(insert(_ITEMS), rows)
+                    for n in range(0, len(chain), READ_BATCH):
+                        await conn.execute(
+                            update(_ITEMS)
+                            .where(
+                                _ITEMS.c.tenant_id == tenant_id,
+                                _ITEMS.c.item_id.in_(chain[n : n + READ_BATCH]),
+                            )
+                            .values(expires_at=rows[0]["expires_at"])
+                        )
         except IntegrityError:  # ids are minted from unique ledger ids: a replay, nothing new
             pass
         except Exception:  # a lost write is a later "unknown item" 400 on another replica
@@ -230,25 +243,36 @@ class ItemStore:
     # -- stored responses ----------------------------------------------------------------
     async def get_record(self, tenant_id: str, response_id: str) -> Json | None:
         """The stored response `response_id` of `tenant_id`, or None (unknown, expired,
-        deleted). The table is asked first, so a deletion on any replica counts; this
-        process's copy answers while its own write has not landed yet (or the table is down)."""
-        if not could_be_ours(response_id):
-            return None
-        # Taken before the read: the copy is dropped once the write has landed, which may
-        # be while the read runs (then the read sees the row or this copy answers).
-        local = self._local.get((tenant_id, response_id))
+        deleted)."""
+        return (await self.get_records(tenant_id, [response_id])).get(response_id)
+
+    async def get_records(self, tenant_id: str, ids: list[str]) -> dict[str, Json]:
+        """The stored responses of `tenant_id` among `ids`. The table is asked first, so a
+        deletion on any replica counts; this process's copy answers while its own write has
+        not landed yet (or the table is down)."""
+        ids = [i for i in dict.fromkeys(ids) if could_be_ours(i)]
+        # Taken before the read: a copy is dropped once its write has landed, which may be
+        # while the read runs (then the read sees the row or the copy answers).
+        local = {i: self._local.get((tenant_id, i)) for i in ids}
+        rows: dict[str, Json] = {}
         try:
-            rows = await self._read(tenant_id, [response_id])
+            for n in range(0, len(ids), READ_BATCH):
+                for item_id, _, item in await self._read(tenant_id, ids[n : n + READ_BATCH]):
+                    rows[item_id] = item
         except StoreUnavailable:
-            if local is None:
+            if any(copy is None for copy in local.values()):
                 raise
-            rows = []
-        if rows:
-            item = rows[0][2]
-            return item if is_record(item) else None
-        if local is None or local[0] <= time.time() or not is_record(local[1]):
-            return None
-        return local[1]
+            rows = {}
+        now = time.time()
+        found: dict[str, Json] = {}
+        for i in ids:
+            copy = local[i]
+            kept: Json | None = rows.get(i)
+            if i not in rows and copy is not None and copy[0] > now:
+                kept = copy[1]
+            if kept is not None and is_record(kept):
+                found[i] = kept
+        return found
 
     async def delete_record(self, tenant_id: str, response_id: str) -> bool:
         """Delete a stored response (its row keeps a tombstone until it expires, so no
@@ -338,27 +362,43 @@ class ResponsesItemStage:
             return
         response = stored_response(ctx, body, chat)
         seen = {item.get("id") for item in body.history}
-        conversation = [
-            *body.history,
-            *input_items(body.raw["input"], body.referenced, ctx.ledger_id, seen),
-        ]
-        self.store.put(ctx.tenant.id, [*response["output"], record(response, conversation)])
+        own = input_items(body.raw["input"], body.referenced, ctx.ledger_id, seen)
+        self.store.put(ctx.tenant.id, [*response["output"], record(response, own, body.chain)])
 
 
 async def resolve(store: ItemStore, tenant_id: str, body: ResponsesChatBody) -> ResponsesChatBody:
     """`body` translated again with its item references and its previous response's
     conversation read from `store` (a 400 names an unknown one)."""
     earlier: list[Json] = []
+    chain: list[str] = []
     if body.previous is not None:
         stored = await store.get_record(tenant_id, body.previous)
         if stored is None:  # unknown, expired, deleted, `store: false`, another tenant's
             raise previous_not_found(body.previous)
-        earlier = history(stored)
+        earlier = [*await ancestors(store, tenant_id, stored, "previous_response_id"), stored]
+        chain = [*chain_of(stored), stored["id"]]
     items = await store.get(tenant_id, body.references) if body.references else {}
-    resolved = chat_body_from_responses(body.raw, only_items(items), earlier)
+    resolved = chat_body_from_responses(body.raw, only_items(items), turns(earlier))
     assert isinstance(resolved, ResponsesChatBody)
-    resolved.created_at = body.created_at
+    resolved.created_at, resolved.chain = body.created_at, chain
     return resolved
+
+
+async def ancestors(store: ItemStore, tenant_id: str, stored: Json, param: str) -> list[Json]:
+    """The records of the responses `stored` continued, oldest first; a 400 naming the first
+    one that is gone (deleted, or expired: each continuation keeps its chain alive)."""
+    chain = chain_of(stored)
+    found = await store.get_records(tenant_id, chain) if chain else {}
+    for earlier in chain:
+        if earlier not in found:
+            raise InvalidRequest(
+                f"The conversation of response '{stored['id']}' cannot be read: its earlier "
+                f"response '{earlier}' was deleted or has expired. Send the conversation in "
+                "'input' instead.",
+                param=param,
+                code="previous_response_not_found",
+            )
+    return [found[earlier] for earlier in chain]
 
 
 def stored_response(ctx: RequestContext, body: ResponsesChatBody, chat: Json) -> Json:

@@ -68,6 +68,7 @@ class ResponsesChatBody(dict[str, Any]):
     store: bool  # keep this reply's output items for later references (`store`, default true)
     previous: str | None  # `previous_response_id`, whose conversation comes before `input`
     history: list[Json]  # that conversation (Responses items), once the stage has read it
+    chain: list[str]  # the ids of the responses this one continues, oldest first
     referenced: Mapping[str, Json]  # the stored items the references resolved to
     created_at: int  # the response's `created_at` (the reply and its stored copy agree)
 
@@ -117,6 +118,7 @@ def chat_body_from_responses(
     )
     body.raw, body.references, body.store = raw, [], raw.get("store") is not False
     body.previous, body.history, body.referenced = _previous_id(raw), history or [], items or {}
+    body.chain = []
     body.created_at = int(time.time())
     messages: list[Json] = []
     instructions = raw.get("instructions")  # this turn's only: not inherited from the previous

@@ -1,18 +1,19 @@
 """Stored `/v1/responses` responses: what is kept, and how it reads back (pure functions).
 
 A request with `store` true (the default) keeps its `response` object, as the client was sent
-it, with the conversation that went into it: the previous response's conversation (when it
-named one with `previous_response_id`) followed by its own `input`, each item with an id. So
-`previous_response_id` continues a conversation from one stored record (branching from an older
-response is continuing from its record), `GET /v1/responses/{id}` answers the object, and
-`.../input_items` pages through the items. `instructions` are not part of the conversation: as
-on OpenAI, each request says its own. The records live in the item store
+it, with its own `input` (each item with an id) and, when it continued one with
+`previous_response_id`, the chain of earlier responses it continued (their ids, oldest first).
+A conversation is read back from its records: each earlier turn's input and output, in order.
+Each record holds only its own turn, so a chain of n turns stores each input once (a copy of the
+whole conversation per turn grew as n², 171 MB for ten turns with a 3 MB image each). Branching
+from an older response is continuing its chain. `instructions` are not part of the
+conversation: as on OpenAI, each request says its own. The records live in the item store
 (`responses_items.py`) under the response's id, beside the output items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from gateway.pipeline.responses_reply import output_text
@@ -27,8 +28,16 @@ DEFAULT_PAGE = 20
 _PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 
-def record(response: Json, conversation: list[Json]) -> Json:
-    return {"type": RECORD, "id": response["id"], "response": response, "input": conversation}
+def record(response: Json, own_input: list[Json], chain: Sequence[str] = ()) -> Json:
+    """What is kept of a response: the object, its own input items, and the ids of the
+    responses it continued (oldest first)."""
+    return {
+        "type": RECORD,
+        "id": response["id"],
+        "response": response,
+        "input": own_input,
+        "chain": list(chain),
+    }
 
 
 def is_record(item: Json | None) -> bool:
@@ -40,9 +49,15 @@ def only_items(found: Mapping[str, Json]) -> dict[str, Json]:
     return {k: v for k, v in found.items() if v.get("type") not in (RECORD, DELETED)}
 
 
-def history(stored: Json) -> list[Json]:
-    """The conversation a request continuing `stored` starts from: its input, then its output."""
-    return [*stored["input"], *stored["response"]["output"]]
+def turns(records: Sequence[Json]) -> list[Json]:
+    """The conversation these records (oldest first) hold: each one's input, then its output."""
+    return [item for r in records for item in (*r["input"], *r["response"]["output"])]
+
+
+def chain_of(stored: Json) -> list[str]:
+    """The ids of the responses `stored` continued, oldest first."""
+    chain: list[str] = stored.get("chain") or []
+    return chain
 
 
 def input_items(
@@ -90,14 +105,14 @@ def _input_text(text: str) -> Json:
     return {"type": "input_text", "text": text}
 
 
-def input_items_page(stored: Json, query: Mapping[str, str]) -> Json:
+def input_items_page(conversation: Sequence[Json], query: Mapping[str, str]) -> Json:
     """`GET /v1/responses/{id}/input_items`: a page of the conversation that went into a
     stored response (`order` desc by default, `limit` 1-100, `after` / `before` an item id)."""
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid_value("'order' must be 'asc' or 'desc'.", "order")
     limit = _limit(query.get("limit"))
-    items = list(stored["input"])
+    items = list(conversation)
     if order == "desc":
         items.reverse()
     ids = [item.get("id") for item in items]

@@ -164,9 +164,11 @@ def test_retrieve_delete_and_input_items(gateway):
         c.responses.create(model=MODEL, input="x", previous_response_id=first.id)
     assert gone.value.body["param"] == "previous_response_id"
     assert gone.value.code == "previous_response_not_found"
-    assert c.responses.create(
-        model=MODEL, input="four", previous_response_id=second.id, extra_headers=NO_CACHE
-    ).output_text
+    # the second is still there, but its conversation is not whole: a 400 naming the first
+    assert c.responses.retrieve(second.id).id == second.id
+    with pytest.raises(openai.BadRequestError) as broken:
+        c.responses.create(model=MODEL, input="four", previous_response_id=second.id)
+    assert broken.value.code == "previous_response_not_found" and first.id in broken.value.message
     # nothing runs in the background to cancel
     with pytest.raises(openai.BadRequestError):
         c.responses.cancel(second.id)
@@ -425,3 +427,45 @@ def test_a_cache_hit_is_stored_and_continued(gateway, mock_upstream):
         answer.output_text,
         "and on Mars?",
     ]
+
+
+def test_each_turn_is_stored_once_and_a_continued_chain_stays_alive(gateway, mock_upstream):
+    # Each record held a copy of the whole conversation: ten turns with a 3 MB image each
+    # stored 171 MB. A record holds its own turn, and continuing a chain extends the life of
+    # its earlier turns (they would expire 24 h after each was created).
+    _, key = gateway.new_tenant()
+    c = client(gateway, key)
+    ids = [c.responses.create(model=MODEL, input="turn 0 " + "x" * 5000, extra_headers=NO_CACHE).id]
+    for n in range(1, 4):
+        ids.append(
+            c.responses.create(
+                model=MODEL,
+                input=f"turn {n} " + "x" * 5000,
+                previous_response_id=ids[-1],
+                extra_headers=NO_CACHE,
+            ).id
+        )
+
+    def rows() -> list:
+        return sql(
+            gateway.db_url,
+            "SELECT item_id, length(item::text) AS size, expires_at FROM response_items"
+            " WHERE item_id = ANY($1::text[])",
+            ids,
+        )
+
+    landed = wait_for(lambda: len(rows()) == 4 and rows())
+    assert landed
+    sizes = {r["item_id"]: r["size"] for r in landed}
+    assert max(sizes.values()) < 2 * min(sizes.values())  # no record grows with the chain
+    # the whole conversation still goes upstream, and is listed
+    assert [text_of(m)[:6] for m in sent_messages(mock_upstream)][::2] == [
+        "turn 0",
+        "turn 1",
+        "turn 2",
+        "turn 3",
+    ]
+    listed = c.responses.input_items.list(ids[-1], order="asc", limit=100)
+    assert [i.role for i in listed.data] == ["user", "assistant"] * 3 + ["user"]
+    expiry = {r["item_id"]: r["expires_at"] for r in landed}
+    assert expiry[ids[0]] == expiry[ids[3]]  # the first turn lives as long as the last

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import InvalidRequest
-from gateway.pipeline.responses_store import history, input_items, input_items_page, record
+from gateway.pipeline.responses_store import input_items, input_items_page, record, turns
 
 
-def stored(n: int) -> dict:
-    conversation = [{"id": f"i{k}", "type": "message", "role": "user"} for k in range(n)]
-    return record({"id": "resp_1", "output": [{"id": "o"}]}, conversation)
+def stored(n: int) -> list[dict]:
+    return [{"id": f"i{k}", "type": "message", "role": "user"} for k in range(n)]
 
 
 def ids(page: dict) -> list[str]:
@@ -89,7 +88,10 @@ def test_input_items_get_ids_and_listed_shapes():
             "status": "completed",
         },
     ]
-    assert history(record({"id": "r", "output": [fc]}, items[:1])) == [items[0], fc]
+    first = record({"id": "r1", "output": [fc]}, items[:1])
+    second = record({"id": "r2", "output": []}, items[1:2], chain=["r1"])
+    assert second["chain"] == ["r1"] and first["chain"] == []
+    assert turns([first, second]) == [items[0], fc, items[1]]
 
 
 def test_an_image_part_is_listed_with_the_fields_the_sdk_requires():
