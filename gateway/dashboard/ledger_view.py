@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +22,9 @@ from gateway.db.models import UsageLedger, UsageRollupDaily
 L = UsageLedger.__table__.c
 R = UsageRollupDaily.__table__.c
 PAGE_SIZE = 50
-CSV_BATCH_ROWS = 2000
+CSV_BATCH_ROWS = 500
+# Rows formatted between two offers of the GIL to the event loop (~1 ms of work).
+GIL_ROWS = 50
 CACHE_STATUSES = ("hit-exact", "hit-semantic", "miss", "bypass")
 TABLE_COLUMNS = (
     "created_at",
@@ -148,6 +152,17 @@ def _is_number(value: str) -> bool:
         return False
 
 
+def _csv_text(batch: Sequence[Any], names: list[str], tenant_names: dict[str, str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    for i, r in enumerate(batch):
+        if i % GIL_ROWS == GIL_ROWS - 1:
+            time.sleep(0)  # hands the GIL to the event loop now, not after 5 ms
+        d = row_dict(r)
+        writer.writerow([*(_cell(d[n]) for n in names), _cell(tenant_names.get(d["tenant_id"]))])
+    return buf.getvalue().encode()
+
+
 async def csv_chunks(engine: AsyncEngine, f: LedgerFilter) -> AsyncIterator[bytes]:
     """The filtered ledger as CSV, streamed from a server-side cursor a batch at a time."""
     names = [c.name for c in ROW_FIELDS]
@@ -155,18 +170,13 @@ async def csv_chunks(engine: AsyncEngine, f: LedgerFilter) -> AsyncIterator[byte
     # reader that counts columns is unaffected).
     tenant_names = await tenant_names_of(engine)
     buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([*names, "tenant_name"])
+    csv.writer(buf).writerow([*names, "tenant_name"])
+    yield buf.getvalue().encode()
     stmt = _where(select(*ROW_FIELDS), f).order_by(L.created_at.desc(), L.id.desc())
     async with engine.connect() as conn:
         result = await conn.stream(stmt.execution_options(yield_per=CSV_BATCH_ROWS))
         async for batch in result.partitions(CSV_BATCH_ROWS):
-            for r in batch:
-                d = row_dict(r)
-                name = tenant_names.get(d["tenant_id"])
-                writer.writerow([*(_cell(d[n]) for n in names), _cell(name)])
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    if buf.tell():
-        yield buf.getvalue().encode()
+            # Formatting costs ~20 us a row. Done on the event loop, an export of a quarter's
+            # 1.5M rows held every request this worker served behind it for a minute (p50
+            # 11 -> 313 ms); in a thread, the loop gets the GIL back every switch interval.
+            yield await asyncio.to_thread(_csv_text, batch, names, tenant_names)
