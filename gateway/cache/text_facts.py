@@ -22,7 +22,8 @@ _SIGNS = (
 )
 _TOKEN = re.compile(
     # identifiers mixing letters and digits (a hash, an order or ticket number), whole
-    r"(?<![\w.-])(?!\d+(?:st|nd|rd|th)\b)(?=[A-Za-z_]*\d)(?=[0-9_]*[A-Za-z])[A-Za-z0-9_]{6,}\b"
+    # (not a number with its unit or ordinal glued on: 1000mg, 2000mAh, 1920x1080, 100000th)
+    r"(?<![\w.-])(?!\d+(?:[A-Za-z]+|[xX]\d+)\b)(?=[A-Za-z_]*\d)(?=[0-9_]*[A-Za-z])[A-Za-z0-9_]{6,}\b"
     r"|\d+(?::\d+)+"  # times 3:59
     r"|\d+(?:[.,]\d+)*(?:st|nd|rd|th)?"  # 93,000 / 4.17 / 15th
     r"|[A-Za-z](?:[A-Za-z'’]*[A-Za-z])?(?:[^\W\x00-\x7f]\w*)?"  # words incl. don't, café
@@ -31,7 +32,7 @@ _TOKEN = re.compile(
     rf"|[{_SIGNS}][{_SIGNS}\u200d\ufe0f\u20e3]*"  # 🔥, 👍🏽, €
 )
 _ORDINAL = re.compile(r"(\d)(st|nd|rd|th)$")
-_IDENTIFIER = re.compile(r"(?!\d+(?:st|nd|rd|th)$)(?=[a-z_]*\d)(?=[0-9_]*[a-z])[a-z0-9_]{6,}")
+_IDENTIFIER = re.compile(r"(?!\d+(?:[a-z]+|x\d+)$)(?=[a-z_]*\d)(?=[0-9_]*[a-z])[a-z0-9_]{6,}")
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",

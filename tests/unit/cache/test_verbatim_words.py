@@ -64,6 +64,8 @@ def test_a_different_identifier_script_word_or_emoji_is_vetoed(
         ("Who is Beyoncé?", "Who's Beyoncé?"),
         ("Why don’t cats like water?", "Why don't cats like water?"),
         ("How do I pronounce café?", "How do I pronounce cafe\u0301?"),  # é as e + accent
+        ("Is 1000mg of vitamin C a day safe?", "Is 1000 mg of vitamin C a day safe?"),
+        ("Which phones have a 1920x1080 screen?", "Which phones have a 1920 x 1080 screen?"),
     ],
 )
 def test_the_same_such_words_reworded_around_still_hit(
