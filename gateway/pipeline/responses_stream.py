@@ -166,6 +166,9 @@ class ResponsesStream:
         events: list[Json] = []
         if self.parts is None:
             events.extend(self._close_calls())  # one item at a time, as OpenAI streams them
+            if any(item["type"] == "message" for _, item in self.output):
+                # text again after a tool call: a second message item, with its own id
+                self.msg_id = f"{item_ids(self.response_id)[0]}_{self.announced}"
             self.parts, self.text_index = [], self._next_index()
             item = message_item(self.msg_id, "", status="in_progress")
             events.append(

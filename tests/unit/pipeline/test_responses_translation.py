@@ -464,6 +464,23 @@ def test_text_then_tool_calls_get_their_own_output_indexes():
     assert final["output"][1]["arguments"] == '{"a":1}'
 
 
+def test_text_after_a_call_is_another_message_item_with_its_own_id():
+    events = run(
+        [
+            chunk({"content": "Let me look."}),
+            chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f"}}]}),
+            chunk({"content": "Done."}),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
+    assert added == ["msg_abc", "fc_abc_0", "msg_abc_2"]
+    deltas = [(e["item_id"], e["delta"]) for e in events if e["type"].endswith("text.delta")]
+    assert deltas == [("msg_abc", "Let me look."), ("msg_abc_2", "Done.")]
+    final = events[-1]["response"]["output"]
+    assert [i["id"] for i in final] == added and final[2]["content"][0]["text"] == "Done."
+
+
 def test_parallel_calls_stream_one_item_at_a_time():
     # OpenAI's order: each item's `.done` events before the next `output_item.added`
     def call(index: int, **fields: Any) -> dict[str, Any]:
