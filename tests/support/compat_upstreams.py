@@ -13,7 +13,9 @@ in the last user message:
 - `[think]`: reasoning before the answer, in the field the server uses for it;
 - `[broken]`: the stream fails after its first content chunk, in the server's error shape;
 - `[no-credit]`: OpenRouter's 402 for an account out of credits;
-- `[bad-grammar]`: llama.cpp's 400 for a request it cannot parse (its `code` is the number 400).
+- `[bad-grammar]`: llama.cpp's 400 for a request it cannot parse (its `code` is the number 400);
+- `[gen-fail]`: TGI's 424 for a generation that failed (router/src/server.rs: GenerationError);
+- `[upstream-timeout]`: OpenRouter's 408 for a request that timed out.
 
 The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page. The
 `always-sse` server streams whatever `stream` says (Kaito's and Unsloth's servers did), and the
@@ -287,6 +289,11 @@ class Handler(BaseHTTPRequestHandler):
         req = Request(server, body)
         if "[no-credit]" in req.text and server == "openrouter":
             return self.reply(402, {"error": {"code": 402, "message": NO_CREDIT}})
+        if "[gen-fail]" in req.text and server == "tgi":
+            err = {"error": "Request failed during generation: Server error: CUDA out of memory"}
+            return self.reply(424, {**err, "error_type": "generation"})
+        if "[upstream-timeout]" in req.text and server == "openrouter":
+            return self.reply(408, {"error": {"code": 408, "message": "Request timed out"}})
         if "[bad-grammar]" in req.text and server == "llamacpp":
             err = {
                 "code": 400,
