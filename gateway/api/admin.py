@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -113,15 +114,19 @@ async def list_tenants(
     include_deleted: bool = False,
     limit: int | None = Query(default=None, ge=1, le=10_000),
     offset: int = Query(default=0, ge=0, le=100_000_000),
-) -> dict[str, Any]:
+) -> Response:
     """Every tenant, by name; with `limit`, a page of them and whether more follow (20k
-    tenants were one 4.3 MB answer)."""
+    tenants were one 4.3 MB answer).
+
+    Sent as built (plain JSON values already): FastAPI's encoder walked 20k tenants on the
+    event loop for 0.4 s, a stall for every request that worker was serving."""
     if limit is None:
-        return {"data": await tenants.list_tenants(services.engine, include_deleted, offset=offset)}
+        rows = await tenants.list_tenants(services.engine, include_deleted, offset=offset)
+        return JSONResponse({"data": rows})
     rows = await tenants.list_tenants(
         services.engine, include_deleted, limit=limit + 1, offset=offset
     )
-    return {"data": rows[:limit], "has_more": len(rows) > limit}
+    return JSONResponse({"data": rows[:limit], "has_more": len(rows) > limit})
 
 
 @router.get("/tenants/{tenant_id}")
