@@ -92,6 +92,9 @@ _CONTEXT_TOO_LONG = re.compile(
 )
 
 
+_NOT_LOADED = re.compile(r"no models? (?:is |are )?loaded|model is (?:not loaded|unloaded)", re.I)
+
+
 def context_too_long(message: str) -> bool:
     """Whether an upstream's 400 says the prompt (with its max_tokens) does not fit its context."""
     return _CONTEXT_TOO_LONG.search(message) is not None
@@ -164,6 +167,15 @@ def upstream_error(
         # Payment Required: the operator's account has no credit left (OpenRouter, DeepInfra):
         # no fault of the request, and no retry by the client can help
         return out_of_quota(dep, status, msg)
+    if status in (400, 422) and _NOT_LOADED.search(msg):
+        # A local server with no model loaded (LM Studio's 400 "No models loaded"): the
+        # deployment's state, not the request. No status of its own, so that dispatch falls
+        # back and counts it, as for a 404.
+        return UpstreamError(
+            f"Deployment {dep.name!r} has no model loaded (HTTP {status}); load it on its "
+            f"server, or check its upstream_model. The upstream said: {msg}",
+            code="upstream_not_found",
+        )
     text = f"Deployment {dep.name!r} returned HTTP {status}: {msg}"
     code, param = _code_and_param(dep, parsed)
     if code == str(status):

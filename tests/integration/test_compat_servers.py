@@ -58,6 +58,8 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
+            dep("lmstudio-cheap", "lmstudio-group", "lmstudio", 0.01),
+            dep("groq-lmstudio-backup", "lmstudio-group", "groq", 0.5),
             {
                 **dep("ollama-no-v1", "llama3.1:8b", "ollama"),
                 "api_base": self.up.root().replace("//", "//ops:hunter2-secret@"),
@@ -284,6 +286,21 @@ def test_an_account_out_of_credit_is_quota_exhausted_and_not_worth_a_retry(rig: 
     body: Any = info.value.body
     assert body["code"] == "upstream_quota_exhausted" and "more credits" in body["message"]
     assert ledger_row(rig.gw, r)["error_code"] == "upstream_quota_exhausted"
+
+
+def test_a_server_with_no_model_loaded_is_the_deployments_fault(rig: Rig) -> None:
+    # LM Studio answers a 400 with no model loaded: not the client's mistake
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="lmstudio-group", messages=ask("[unloaded]")
+    )
+    assert raw.headers["x-thriftgate-deployment"] == "groq-lmstudio-backup"
+    with pytest.raises(openai.APIStatusError) as info:
+        rig.client.chat.completions.create(
+            model="lmstudio-community/qwen2.5-7b", messages=ask("[unloaded]")
+        )
+    body: Any = info.value.body
+    assert (info.value.status_code, body["code"]) == (502, "upstream_not_found")
+    assert "has no model loaded" in body["message"] and "lms load" in body["message"]
 
 
 def test_a_reverse_proxys_html_error_page_is_read_as_text(rig: Rig) -> None:

@@ -15,7 +15,8 @@ in the last user message:
 - `[no-credit]`: OpenRouter's 402 for an account out of credits;
 - `[bad-grammar]`: llama.cpp's 400 for a request it cannot parse (its `code` is the number 400);
 - `[gen-fail]`: TGI's 424 for a generation that failed (router/src/server.rs: GenerationError);
-- `[upstream-timeout]`: OpenRouter's 408 for a request that timed out.
+- `[upstream-timeout]`: OpenRouter's 408 for a request that timed out;
+- `[unloaded]`: LM Studio's 400 when no model is loaded.
 
 The `proxy` server is an nginx in front of a dead one: a 502 with nginx's HTML page. The
 `always-sse` server streams whatever `stream` says (Kaito's and Unsloth's servers did), and the
@@ -94,6 +95,9 @@ CONTEXT_REFUSALS: dict[str, tuple[int, Json]] = {
 NO_CREDIT = (
     "This request requires more credits, or fewer max_tokens. You requested up to 4096 tokens, "
     "but can only afford 1250. To increase, visit https://openrouter.ai/settings/credits"
+)
+NOT_LOADED = (
+    "No models loaded. Please load a model in the developer page or use the `lms load` command."
 )
 NGINX_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -294,6 +298,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(424, {**err, "error_type": "generation"})
         if "[upstream-timeout]" in req.text and server == "openrouter":
             return self.reply(408, {"error": {"code": 408, "message": "Request timed out"}})
+        if "[unloaded]" in req.text and server == "lmstudio":
+            err = {"message": NOT_LOADED, "type": "invalid_request_error", "param": "model"}
+            return self.reply(400, {"error": err})
         if "[bad-grammar]" in req.text and server == "llamacpp":
             err = {
                 "code": 400,
