@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     # /v1/responses output items kept for `item_reference` inputs (store: true)
     responses_items_ttl_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
     responses_items_per_tenant: int = Field(default=100_000, ge=1)
+    # store: true also keeps each response's conversation (its input) for previous_response_id,
+    # retrieve and input_items; false keeps only output items (no prompt is written to disk)
+    responses_store_conversations: bool = True
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True

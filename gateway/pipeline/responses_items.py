@@ -111,8 +111,12 @@ class ItemStore:
         per_tenant: int = DEFAULT_PER_TENANT,
         local_items: int = DEFAULT_LOCAL_ITEMS,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
+        conversations: bool = True,
     ) -> None:
         self.engine = engine
+        # False (THRIFTGATE_RESPONSES_STORE_CONVERSATIONS): only output items are kept, for
+        # item references; no request's input is written, and previous_response_id is refused
+        self.conversations = conversations
         self.ttl_s = ttl_s
         self.per_tenant = per_tenant
         self.local_items = local_items
@@ -361,6 +365,9 @@ class ResponsesItemStage:
         if not isinstance(chat, dict) or not chat.get("choices"):
             return
         response = stored_response(ctx, body, chat)
+        if not self.store.conversations:
+            self.store.put(ctx.tenant.id, list(response["output"]))
+            return
         seen = {item.get("id") for item in body.history}
         own = input_items(body.raw["input"], body.referenced, ctx.ledger_id, seen)
         self.store.put(ctx.tenant.id, [*response["output"], record(response, own, body.chain)])
@@ -372,6 +379,14 @@ async def resolve(store: ItemStore, tenant_id: str, body: ResponsesChatBody) -> 
     earlier: list[Json] = []
     chain: list[str] = []
     if body.previous is not None:
+        if not store.conversations:
+            raise InvalidRequest(
+                "This gateway does not keep conversations (its operator turned "
+                "THRIFTGATE_RESPONSES_STORE_CONVERSATIONS off): send the whole conversation "
+                "as 'input' instead of 'previous_response_id'.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
         stored = await store.get_record(tenant_id, body.previous)
         if stored is None:  # unknown, expired, deleted, `store: false`, another tenant's
             raise previous_not_found(body.previous)
@@ -420,4 +435,5 @@ def stage_settings(settings: Settings) -> dict[str, Any]:
     return {
         "ttl_s": settings.responses_items_ttl_s,
         "per_tenant": settings.responses_items_per_tenant,
+        "conversations": settings.responses_store_conversations,
     }

@@ -6,6 +6,7 @@ openai SDK against real gateways, the mock upstream and Postgres.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -469,3 +470,37 @@ def test_each_turn_is_stored_once_and_a_continued_chain_stays_alive(gateway, moc
     assert [i.role for i in listed.data] == ["user", "assistant"] * 3 + ["user"]
     expiry = {r["item_id"]: r["expires_at"] for r in landed}
     assert expiry[ids[0]] == expiry[ids[3]]  # the first turn lives as long as the last
+
+
+def test_an_operator_can_keep_no_conversations(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """THRIFTGATE_RESPONSES_STORE_CONVERSATIONS=false: no request's input is written; output
+    items still resolve as item references; previous_response_id says why it cannot work."""
+    server = GatewayServer(
+        session_tmp,
+        fresh_pg_url,
+        [mock_deployment("mock-mini", MODEL, mock_upstream)],
+        extra_env={"THRIFTGATE_RESPONSES_STORE_CONVERSATIONS": "false"},
+    )
+    try:
+        _, key = server.new_tenant()
+        c = client(server, key)
+        secret = "my card number is 4111 1111 1111 1111"
+        first = c.responses.create(model=MODEL, input=secret, extra_headers=NO_CACHE)
+        with pytest.raises(openai.BadRequestError) as caught:
+            c.responses.create(
+                model=MODEL, input="again", previous_response_id=first.id, extra_headers=NO_CACHE
+            )
+        assert caught.value.code == "previous_response_not_found"
+        assert "does not keep conversations" in caught.value.message
+        # an output item is still there to reference
+        ref = [{"type": "item_reference", "id": first.output[0].id}]
+        c.responses.create(model=MODEL, input=[*ref, {"role": "user", "content": "go on"}],
+                           extra_headers=NO_CACHE)  # fmt: skip
+        stored = wait_for(lambda: sql(fresh_pg_url, "SELECT item FROM response_items"))
+        # only the assistant's output items: no record of a response, no user input
+        items = [json.loads(row["item"]) for row in stored]
+        assert items and {(i["type"], i.get("role")) for i in items} == {("message", "assistant")}
+    finally:
+        server.stop()
