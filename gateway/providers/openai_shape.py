@@ -7,8 +7,8 @@ small ways, each mended here at the one place every answer passes through:
 
 - TGI's Messages API answers a tool call's `arguments` as a JSON object, not a string;
 - TGI says `finish_reason: "stop_sequence"` (older versions `"eos_token"`), others `"eos"`,
-  `"end_turn"`, `"max_tokens"`: OpenAI's reasons are `stop`, `length`, `tool_calls`,
-  `content_filter`, `function_call`;
+  `"end_turn"`, `"max_tokens"`, or OpenAI's in capitals (`"STOP"`, `"MAX_TOKENS"`): OpenAI's
+  reasons are `stop`, `length`, `tool_calls`, `content_filter`, `function_call`;
 - a second parallel tool call streamed under the first one's `index` with an id of its own
   (SGLang's and some vLLM tool parsers: `index` 0 for every call), or with no `index` at all,
   would be joined to the first by every client (and by the gateway's own assembly): each call
@@ -40,7 +40,12 @@ FINISH_REASONS = {
     "max_length": "length",
     "model_length": "length",
     "tool_use": "tool_calls",
+    "complete": "stop",  # Cohere
+    "tool_call": "tool_calls",
 }
+OPENAI_FINISH_REASONS = frozenset(
+    {"stop", "length", "tool_calls", "content_filter", "function_call"}
+)
 
 
 class Shaper:
@@ -129,8 +134,13 @@ def _choices(body: Json) -> list[Json]:
 
 def _finish(choice: Json) -> None:
     reason = choice.get("finish_reason")
-    if isinstance(reason, str) and reason in FINISH_REASONS:
-        choice["finish_reason"] = FINISH_REASONS[reason]
+    if not isinstance(reason, str) or reason in OPENAI_FINISH_REASONS:
+        return
+    lower = reason.lower()  # "STOP", "MAX_TOKENS" (Gemini's own names), "COMPLETE" (Cohere)
+    if lower in FINISH_REASONS:
+        choice["finish_reason"] = FINISH_REASONS[lower]
+    elif lower in OPENAI_FINISH_REASONS:
+        choice["finish_reason"] = lower
 
 
 def _arguments(message: Json) -> None:

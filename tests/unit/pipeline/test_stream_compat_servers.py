@@ -49,6 +49,10 @@ def test_the_shaper_names_other_servers_finish_reasons_as_openai_does() -> None:
         ("eos_token", "stop"),
         ("stop_sequence", "stop"),
         ("max_tokens", "length"),
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("COMPLETE", "stop"),
+        ("Length", "length"),
     ]:
         out = shaper.chunk(chunk({}, theirs))
         assert out["choices"][0]["finish_reason"] == ours
