@@ -325,7 +325,10 @@ async def _refused(
 async def tenant_detail(
     request: Request, tenant_id: str, session: SessionDep, services: ServicesDep
 ) -> Response:
-    return await _tenant_page(request, session, services, tenant_id)
+    try:
+        return await _tenant_page(request, session, services, tenant_id)
+    except NotFound as exc:  # a mistyped or truncated id: a page, not the API's raw JSON
+        return render(request, "missing.html", {"message": exc.message}, 404, session=session)
 
 
 @router.post("/tenants/{tenant_id}/keys")

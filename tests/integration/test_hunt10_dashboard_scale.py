@@ -266,3 +266,12 @@ def test_csv_export_leaves_the_event_loop_to_other_requests(env: Env) -> None:
     # allow a few stalls to garbage collection and a busy machine.
     long = [round(s * 1000) for s in stalls if s > 0.015]
     assert len(long) <= 5, f"the event loop stalled (ms): {long}"
+
+
+def test_an_unknown_tenant_page_is_a_page(env: Env) -> None:
+    # A mistyped or truncated id (a copied link) answered the admin API's raw JSON.
+    r = env.client.get(f"/dashboard/tenants/{env.ids[0][:8]}")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert 'id="not-found"' in r.text and env.ids[0][:8] in r.text
+    assert 'href="/dashboard/tenants"' in r.text
