@@ -54,7 +54,10 @@ class StoredEntry:
             "scope_hash": self.scope,
             "key_hash": self.key,
             "model": self.model,
-            "query_text": self.query,
+            # Postgres text refuses NUL (the write failed and the entry was lost to the other
+            # replicas and to restarts); the query is only read for the verifier, which
+            # ignores both characters
+            "query_text": self.query.replace("\x00", "\ufffd") if self.query else self.query,
             "embedding": self.embedding.astype("<f4").tobytes()
             if self.embedding is not None
             else None,
