@@ -72,7 +72,12 @@ class Rig:
             dep("never-sse", "never-sse", "never-sse"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
         ]
-        self.gw = GatewayServer(tmp, self.db, deps)
+        try:
+            self.gw = GatewayServer(tmp, self.db, deps)
+        except BaseException:  # a gateway that does not start leaves no database behind
+            self.up.close()
+            drop_database(self.db)
+            raise
         _, key = self.gw.new_tenant()
         self.client = openai.OpenAI(
             base_url=self.gw.url,
