@@ -37,6 +37,7 @@ from gateway.pipeline.responses_request import (
 )
 from gateway.pipeline.responses_store import deleted, input_items_page, turns
 from gateway.pipeline.responses_stream import ResponsesStream, response_events
+from gateway.pipeline.route import resolve_candidates
 from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -117,6 +118,9 @@ async def count_input_tokens(request: Request, services: ServicesDep) -> Respons
     raw = await read_json(request, header_map(request), services.settings.max_body_bytes)
     if isinstance(raw, dict) and not raw.get("model"):
         raw = {**raw, "model": COUNT_MODEL}  # optional here, unlike in `create`
+    elif isinstance(raw, dict) and isinstance(raw["model"], str):
+        # a model named must be one the tenant may use, as in `create` (a 404 otherwise)
+        resolve_candidates(raw["model"], tenant, services.catalog, services.file_config)
     try:
         body = chat_body_from_responses(raw)
         if isinstance(body, ResponsesChatBody) and (body.references or body.previous):

@@ -250,6 +250,9 @@ def test_input_tokens_are_counted_like_the_prompt(gateway):
     assert err.value.body["param"] == "input[0]"
     with pytest.raises(openai.AuthenticationError):
         client(gateway, "tg-wrong").responses.input_tokens.count(model=MODEL, input="x")
+    with pytest.raises(openai.NotFoundError) as missing:  # as `create` answers it
+        c.responses.input_tokens.count(model="no-such-model", input="x")
+    assert missing.value.code == "model_not_found"
 
 
 def test_compact_and_posting_to_a_response_are_openai_shaped_404s(gateway):
