@@ -14,7 +14,13 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.pricing import usd_text
-from gateway.db.models import Tenant, UsageLedger, table
+from gateway.db.models import (
+    Tenant,
+    UsageLedger,
+    UsageRollupDaily,
+    UsageRollupHourly,
+    table,
+)
 from gateway.errors import InvalidRequest
 
 GROUPS = ("day", "hour", "model", "deployment", "tenant", "cache_status")
@@ -47,6 +53,98 @@ def _filters(
 # "+05:00" in a URL written by hand reaches the server as " 05:00" ('+' decodes to a space)
 _SPACED_OFFSET = re.compile(r"(.*\d) (\d{2}(?::?\d{2})?)")
 _UNIX_SECONDS = re.compile(r"\d{9,}(?:\.\d+)?")  # 8 digits are an ISO date: 20261124
+
+
+SUMS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "counterfactual_cost_usd",
+    "saved_cache_usd",
+    "saved_compression_usd",
+    "saved_routing_usd",
+)
+# What the rollups (kept by a trigger on every ledger insert) can answer: not cache_status.
+ROLLUP_GROUPS = ("day", "hour", "model", "deployment", "tenant")
+
+
+def _ledger_sums(
+    engine: AsyncEngine,
+    group_by: str,
+    tenant: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[Select[Any], Any]:
+    key = {
+        "model": L.model,
+        "deployment": L.deployment,
+        "tenant": L.tenant_id,
+        "cache_status": L.cache_status,
+    }.get(group_by)
+    if key is None:
+        key = _bucket(engine, group_by)
+    label = key.label(group_by)
+    stmt = select(
+        label,
+        func.count().label("requests"),
+        *(func.coalesce(func.sum(L[f]), 0).label(f) for f in SUMS),
+    )
+    return _filters(stmt, tenant, since, until).group_by(label), label
+
+
+def _on_the(ts: datetime | None, unit: str) -> bool:
+    """Whether `ts` starts an hour (or a day) in UTC: None (no bound) always does."""
+    if ts is None:
+        return True
+    ts = ts.astimezone(UTC)
+    if ts.minute or ts.second or ts.microsecond:
+        return False
+    return unit == "hour" or ts.hour == 0
+
+
+def _rollup_for(
+    engine: AsyncEngine, group_by: str, since: datetime | None, until: datetime | None
+) -> Any:
+    """The rollup that holds exactly the rows asked for, if one does (Postgres: SQLite's
+    buckets are text). The ledger is read otherwise: at 1.5M rows, 1.4 s against 0.2 s."""
+    if engine.dialect.name != "postgresql" or group_by not in ROLLUP_GROUPS:
+        return None
+    if group_by != "hour" and _on_the(since, "day") and _on_the(until, "day"):
+        return UsageRollupDaily.__table__
+    if _on_the(since, "hour") and _on_the(until, "hour"):
+        return UsageRollupHourly.__table__
+    return None
+
+
+def _rollup_sums(
+    r: Any,
+    group_by: str,
+    tenant: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[Select[Any], Any]:
+    if group_by in ("day", "hour"):
+        key = func.to_char(
+            func.date_trunc(group_by, func.timezone("UTC", r.c.bucket)),
+            "YYYY-MM-DD" if group_by == "day" else 'YYYY-MM-DD"T"HH24:00',
+        )
+    elif group_by == "deployment":
+        key = func.nullif(r.c.deployment, "")  # the rollup's '' is the ledger's NULL
+    else:
+        key = r.c.tenant_id if group_by == "tenant" else r.c.model
+    label = key.label(group_by)
+    stmt = select(
+        label,
+        func.coalesce(func.sum(r.c.requests), 0).label("requests"),
+        *(func.coalesce(func.sum(r.c[f]), 0).label(f) for f in SUMS),
+    )
+    if tenant:
+        stmt = stmt.where(r.c.tenant_id == tenant)
+    if since:
+        stmt = stmt.where(r.c.bucket >= since)
+    if until:
+        stmt = stmt.where(r.c.bucket < until)
+    return stmt.group_by(label), label
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
@@ -113,27 +211,11 @@ async def spend(
 ) -> list[dict[str, Any]]:
     if group_by not in GROUPS:
         raise InvalidRequest(f"'group_by' must be one of {list(GROUPS)}.", param="group_by")
-    key = {
-        "model": L.model,
-        "deployment": L.deployment,
-        "tenant": L.tenant_id,
-        "cache_status": L.cache_status,
-    }.get(group_by)
-    if key is None:
-        key = _bucket(engine, group_by)
-    label = key.label(group_by)
-    stmt = select(
-        label,
-        func.count().label("requests"),
-        func.coalesce(func.sum(L.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(L.completion_tokens), 0).label("completion_tokens"),
-        func.coalesce(func.sum(L.cost_usd), 0).label("cost_usd"),
-        func.coalesce(func.sum(L.counterfactual_cost_usd), 0).label("counterfactual_cost_usd"),
-        func.coalesce(func.sum(L.saved_cache_usd), 0).label("saved_cache_usd"),
-        func.coalesce(func.sum(L.saved_compression_usd), 0).label("saved_compression_usd"),
-        func.coalesce(func.sum(L.saved_routing_usd), 0).label("saved_routing_usd"),
-    )
-    stmt = _filters(stmt, tenant, since, until).group_by(label)
+    rollup = _rollup_for(engine, group_by, since, until)
+    if rollup is not None:
+        stmt, label = _rollup_sums(rollup, group_by, tenant, since, until)
+    else:
+        stmt, label = _ledger_sums(engine, group_by, tenant, since, until)
     if group_by == "tenant":
         # Each tenant's name beside its id (a deleted one's reads "name (deleted <id>)"); a
         # spend report of 32-hex ids alone needed a second lookup per row.
