@@ -53,19 +53,29 @@ MIN_ATTEMPT_S = 0.05  # less time than this left: do not start another attempt
 UNSERVABLE = frozenset({"unsupported_parameter", "context_length_exceeded"})
 
 
-# The deployment's own fault, whatever the request: the upstream refused its key (401/403), or
-# its upstream_model or api_base names nothing there (404, or a redirect elsewhere).
-DEPLOYMENT_FAULTS = frozenset({401, 403, 404, 301, 302, 303, 307, 308})
+# The deployment's own fault, whatever the request: the upstream refused its key (401/403), its
+# account has no credit left (402: OpenRouter, DeepInfra), or its upstream_model or api_base
+# names nothing there (404, or a redirect elsewhere).
+DEPLOYMENT_FAULTS = frozenset({401, 402, 403, 404, 301, 302, 303, 307, 308})
+# 4xx answers that are the upstream failing, not the request: it timed out (408, OpenRouter's
+# "Request timed out"), its generation failed (424, TGI's GenerationError: a CUDA out of memory),
+# or it asks to be tried later (425).
+SERVER_SIDE_4XX = frozenset({408, 424, 425})
 
 
 def retryable(exc: UpstreamError) -> bool:
     """Another deployment may succeed: connect errors and local failures (no status),
-    timeouts, 429, 5xx, and the deployment's own faults (DEPLOYMENT_FAULTS)."""
+    timeouts, 429, 5xx and their 4xx kin (SERVER_SIDE_4XX), and the deployment's own faults
+    (DEPLOYMENT_FAULTS)."""
     if isinstance(exc, UpstreamTimeout):
         return True
     status = exc.upstream_status
     return exc.retryable and (
-        status is None or status in DEPLOYMENT_FAULTS or status == 429 or status >= 500
+        status is None
+        or status in DEPLOYMENT_FAULTS
+        or status in SERVER_SIDE_4XX
+        or status == 429
+        or status >= 500
     )
 
 
@@ -145,8 +155,10 @@ class Dispatcher:
                     raise
                 log.info("deployment %s cannot serve this request: %s", dep.name, exc.message)
                 self._fail(flight, dep.name, exc.status_code, counts=False)
-                unserved = unserved or exc
-                reason = fallback_reason(exc.status_code)
+                # the last refusal: the deployment the error's headers name, and in a group
+                # tried cheapest first the larger model, whose context limit is the one to meet
+                unserved = exc
+                reason = f"fallback-after-{exc.code}"  # fallback-after-context_length_exceeded
             except BaseException:  # cancelled, or a bad request: no verdict on the upstream
                 self._abandon(flight)
                 raise

@@ -58,6 +58,10 @@ class Rig:
             dep("openrouter", "deepseek/deepseek-r1", "openrouter"),
             dep("minimal", "minimal:latest", "minimal"),
             dep("proxied", "proxied", "proxy"),
+            dep("openrouter-cheap", "credit-group", "openrouter", 0.01),
+            dep("groq-dear", "credit-group", "groq", 0.5),
+            dep("tgi-cheap", "tgi-group", "tgi", 0.01),
+            dep("groq-tgi-backup", "tgi-group", "groq", 0.5),
             dep("lmstudio-cheap", "lmstudio-group", "lmstudio", 0.01),
             dep("groq-lmstudio-backup", "lmstudio-group", "groq", 0.5),
             {
@@ -71,6 +75,9 @@ class Rig:
             dep("mislabelled", "mislabelled", "mislabelled"),
             dep("never-sse", "never-sse", "never-sse"),
             dep("llamacpp-alone", "qwen2.5:7b-instruct", "llamacpp"),
+            # both refuse a long prompt: the client gets the last refusal, as the headers say
+            dep("llamacpp-first", "two-small", "llamacpp", 0.01),
+            dep("vllm-second", "two-small", "vllm", 0.5),
         ]
         try:
             self.gw = GatewayServer(tmp, self.db, deps)
@@ -146,6 +153,17 @@ def test_a_context_refusal_with_nowhere_to_go_says_context_length_exceeded(rig: 
     body: Any = info.value.body
     assert (body["code"], body["param"]) == ("context_length_exceeded", "messages")
     assert "context length of only 4096 tokens" in body["message"]
+
+
+def test_when_every_deployment_refuses_the_length_the_last_refusal_is_answered(rig: Rig) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        rig.client.chat.completions.create(model="two-small", messages=ask("[long]"))
+    body: Any = info.value.body
+    assert body["code"] == "context_length_exceeded"
+    assert "maximum context length is 4096" in body["message"]  # vLLM's, the second tried
+    headers = info.value.response.headers
+    assert headers["x-thriftgate-deployment"] == "vllm-second"
+    assert headers["x-thriftgate-route-reason"] == "fallback-after-context_length_exceeded"
 
 
 # -- TGI's Messages API ----------------------------------------------------------------------
@@ -306,6 +324,23 @@ def test_a_server_with_no_model_loaded_is_the_deployments_fault(rig: Rig) -> Non
     body: Any = info.value.body
     assert (info.value.status_code, body["code"]) == (502, "upstream_not_found")
     assert "has no model loaded" in body["message"] and "lms load" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("model", "marker", "status"),
+    [
+        ("credit-group", "[no-credit]", 402),  # OpenRouter: the account is out of credits
+        ("credit-group", "[upstream-timeout]", 408),  # OpenRouter: the request timed out
+        ("tgi-group", "[gen-fail]", 424),  # TGI: the generation failed (CUDA out of memory)
+    ],
+)
+def test_an_upstreams_own_4xx_failure_falls_back_to_the_next_deployment(
+    rig: Rig, model: str, marker: str, status: int
+) -> None:
+    raw = rig.client.chat.completions.with_raw_response.create(model=model, messages=ask(marker))
+    assert raw.headers["x-thriftgate-route-reason"] == f"fallback-after-{status}"
+    assert raw.headers["x-thriftgate-deployment"] in ("groq-dear", "groq-tgi-backup")
+    assert raw.parse().choices[0].message.content == "The weather is fine."
 
 
 def test_a_reverse_proxys_html_error_page_is_read_as_text(rig: Rig) -> None:
