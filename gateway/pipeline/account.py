@@ -355,6 +355,11 @@ def completion_text(body: dict[str, Any] | None) -> str:
         if isinstance(msg, dict):
             if isinstance(msg.get("content"), str):
                 parts.append(msg["content"])
+            # reasoning is output the upstream bills (DeepSeek, vLLM and llama.cpp's
+            # reasoning_content; Ollama's and OpenRouter's reasoning)
+            for field in ("reasoning_content", "reasoning"):
+                if isinstance(msg.get(field), str):
+                    parts.append(msg[field])
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
