@@ -14,7 +14,10 @@ small ways, each mended here at the one place every answer passes through:
   would be joined to the first by every client (and by the gateway's own assembly): each call
   gets an index of its own;
 - TGI sends `"id": ""`, and small servers leave out `id` with `object`, `created` and `model`:
-  an answer without an id gets whichever of the four it lacks (one with an id is left as sent).
+  an answer without an id gets whichever of the four it lacks (one with an id is left as sent);
+- OpenRouter's usage says what the request cost the operator (`cost`, `cost_details`,
+  `is_byok`): the operator's price is not the tenant's business (the gateway says what it
+  bills in its own headers and `x_thriftgate`), so those fields are dropped.
 
 A stream keeps one made-up id and creation time for all its chunks, as OpenAI's do.
 """
@@ -64,6 +67,9 @@ class Shaper:
     def body(self, body: Json) -> Json:
         if not body.get("id"):
             self._fill(body, "chat.completion" if self._chat else "text_completion")
+        usage = body.get("usage")
+        if type(usage) is dict and "cost" in usage:
+            _operator_cost(usage)
         for choice in _choices(body):
             _finish(choice)
             message = choice.get("message")
@@ -74,6 +80,9 @@ class Shaper:
     def chunk(self, chunk: Json) -> Json:
         if not chunk.get("id"):
             self._fill(chunk, "chat.completion.chunk" if self._chat else "text_completion")
+        usage = chunk.get("usage")
+        if type(usage) is dict and "cost" in usage:
+            _operator_cost(usage)
         choices = chunk.get("choices")
         for choice in choices if type(choices) is list else ():  # every chunk: kept lean
             if type(choice) is not dict:
@@ -123,6 +132,15 @@ class Shaper:
             body["model"] = self._model
         if not isinstance(body.get("object"), str):
             body["object"] = kind
+
+
+OPERATOR_COST_FIELDS = ("cost", "cost_details", "is_byok")
+
+
+def _operator_cost(usage: Json) -> None:
+    """Drop what the upstream says the request cost the operator (OpenRouter's usage)."""
+    for field in OPERATOR_COST_FIELDS:
+        usage.pop(field, None)
 
 
 def _choices(body: Json) -> list[Json]:

@@ -203,6 +203,24 @@ def test_tgi_stop_sequence_is_openais_stop(rig: Rig) -> None:
 # -- OpenRouter's mid-stream failure ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openrouters_cost_to_the_operator_does_not_reach_the_tenant(
+    rig: Rig, stream: bool
+) -> None:
+    raw = rig.client.chat.completions.with_raw_response.create(
+        model="deepseek/deepseek-r1", messages=ask("hi"), stream=stream,
+        stream_options={"include_usage": True} if stream else openai.NOT_GIVEN,
+    )  # fmt: skip
+    if stream:
+        usage = [c.usage for c in raw.parse() if c.usage is not None][-1]
+    else:
+        usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens > 0
+    dumped = usage.model_dump()
+    assert not {"cost", "is_byok", "cost_details"} & dumped.keys()
+    assert not {"cost", "is_byok", "cost_details"} & (usage.model_extra or {}).keys()
+
+
 def test_an_openrouter_stream_failing_mid_way_is_an_error_not_a_success(rig: Rig) -> None:
     # OpenRouter keeps the chunk's shape: a top-level `error` and finish_reason "error"
     r = rid()
