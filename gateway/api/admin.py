@@ -197,7 +197,7 @@ async def spend(
     since: Text | None = None,
     until: Text | None = None,
     group_by: Text = "day",
-) -> dict[str, Any]:
+) -> Response:
     data = await reports.spend(
         services.engine,
         tenant=await _tenant_id(services, tenant),
@@ -205,7 +205,7 @@ async def spend(
         until=reports.parse_time(until, "until"),
         group_by=group_by,
     )
-    return {"data": data}
+    return JSONResponse({"data": data})  # plain JSON values: see list_tenants
 
 
 @router.get("/requests")
@@ -220,7 +220,7 @@ async def list_requests(
     cache_status: Text | None = None,
     since: Text | None = None,
     until: Text | None = None,
-) -> dict[str, Any]:
+) -> Response:
     data = await reports.requests(
         services.engine,
         tenant=await _tenant_id(services, tenant),
@@ -235,7 +235,7 @@ async def list_requests(
         since=reports.parse_time(since, "since"),
         until=reports.parse_time(until, "until"),
     )
-    return {"data": data}
+    return JSONResponse({"data": data})  # plain JSON values: see list_tenants
 
 
 @router.delete("/cache")
