@@ -224,7 +224,7 @@ async def list_requests(
     data = await reports.requests(
         services.engine,
         tenant=await _tenant_id(services, tenant),
-        limit=limit,
+        limit=limit + 1,  # one more: whether another page follows
         offset=offset,
         filters={
             "model": model,
@@ -235,7 +235,8 @@ async def list_requests(
         since=reports.parse_time(since, "since"),
         until=reports.parse_time(until, "until"),
     )
-    return JSONResponse({"data": data})  # plain JSON values: see list_tenants
+    # plain JSON values: see list_tenants
+    return JSONResponse({"data": data[:limit], "has_more": len(data) > limit})
 
 
 @router.delete("/cache")

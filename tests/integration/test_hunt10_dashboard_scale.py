@@ -194,7 +194,10 @@ def test_admin_request_pages_neither_repeat_nor_skip_rows_that_share_a_time(env:
         )
         assert r.status_code == 200, r.text
         seen += [row["request_id"] for row in r.json()["data"]]
+        assert r.json()["has_more"] is (offset < 27)
     assert sorted(seen) == sorted(f"tied-{g}" for g in range(1, 31))
+    past = env.gw.admin("GET", "/admin/requests", params={"model": "tied-model", "offset": 30})
+    assert past.json() == {"data": [], "has_more": False}
 
 
 def test_spend_by_tenant_names_each_tenant(env: Env) -> None:
