@@ -38,12 +38,26 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     failed = services.providers.failed_models()
     serving = len(services.catalog.deployments) - len(failed)
     engines = "loading" if loading else "failed" if failed else "ok"
-    ready = db_ok and not loading and serving > 0
+    # Through a transaction-mode pooler (PgBouncer), which the listener detects, statements
+    # fail on other clients' prepared statements: the gateway is not ready (`serve` refuses
+    # such a URL at start; this is the same truth for one started without that check).
+    pooled = services.keys.events.pooled
+    ready = db_ok and not pooled and not loading and serving > 0
     body = {
         "status": "starting" if loading else "ok" if ready and not failed else "degraded",
-        "database": "ok" if db_ok else "unreachable",
+        "database": "unsupported-pooler" if pooled else "ok" if db_ok else "unreachable",
         "ledger_writer": "ok" if services.ledger.healthy else "retrying",
+        # cross-worker key revocation: "ttl" while revocations wait for the key-cache TTL
+        # (the listener is down)
+        "key_events": _key_events(services),
         "local_engines": engines,
         "deployments": len(services.catalog.deployments),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _key_events(services: ServicesDep) -> str:
+    events = services.keys.events
+    if not events.enabled:
+        return "ttl"  # SQLite: one process, the TTL only
+    return "listening" if events.listening.is_set() else "ttl"

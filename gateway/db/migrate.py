@@ -8,8 +8,17 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from gateway.db.session import create_engine
+from gateway.db.session import (
+    UnsupportedDatabase,
+    asyncpg_dsn,
+    create_engine,
+    is_sqlite,
+    normalise_url,
+    postgres_connect_args,
+    transaction_pooled,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +43,55 @@ async def downgrade_base(database_url: str) -> None:
     await _run(database_url, lambda cfg: command.downgrade(cfg, "base"))
 
 
+TRANSACTION_POOLED = (
+    "it reaches Postgres through a pooler in transaction mode (PgBouncer "
+    "pool_mode=transaction?), which breaks the gateway's prepared statements and LISTEN (key "
+    "revocation); point THRIFTGATE_DATABASE_URL at a pool in session mode (pool_mode=session) "
+    "or at Postgres itself: the gateway pools its own connections"
+)
+
+
+async def check_session_pooling(database_url: str) -> None:
+    """Raise UnsupportedDatabase if the URL reaches Postgres through a transaction-mode pooler.
+
+    (`session.transaction_pooled`: a connection's backend changes under it.) Without this
+    check, such a URL started, and the first statements failed on prepared statements another
+    client had left there ("__asyncpg_stmt_1__ already exists")."""
+    import asyncpg
+
+    url = make_url(normalise_url(database_url))
+    if is_sqlite(str(url.drivername)):
+        return
+    url, args = postgres_connect_args(url)
+    args.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
+    dsn, more = asyncpg_dsn(url)
+    args.update(more, statement_cache_size=0)  # no named statements to collide with
+    first = await asyncpg.connect(dsn, **args)
+    try:
+        second = await asyncpg.connect(dsn, **args)
+        try:
+            pooled = await transaction_pooled(first, second)
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+    if pooled:
+        raise UnsupportedDatabase(TRANSACTION_POOLED)
+
+
+def check_session_pooling_sync(database_url: str) -> None:
+    """The pooling check alone (`serve` without migrations): a database it cannot reach is no
+    reason to refuse to start, as the gateway serves and spools through an outage."""
+    try:
+        asyncio.run(asyncio.wait_for(check_session_pooling(database_url), timeout=15))
+    except UnsupportedDatabase:
+        raise
+    except Exception:  # unreachable now: the workers retry and say so
+        return
+
+
 async def _run(database_url: str, fn) -> None:  # type: ignore[no-untyped-def]
+    await check_session_pooling(database_url)
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:

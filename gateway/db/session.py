@@ -132,15 +132,27 @@ def check_supported(url: str) -> None:
 # another name or shape, and those asyncpg takes as they are; any other one is refused.
 POSTGRES_URL_PARAMETERS = (
     "ssl", "sslmode", "connect_timeout", "application_name", "target_session_attrs",
-    "passfile", "prepared_statement_cache_size", "host", "port",
+    "passfile", "prepared_statement_cache_size", "options", "host", "port",
 )  # fmt: skip
 
 
 def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
     """The URL without the parameters asyncpg cannot take from it, and the connect arguments
     they become: `connect_timeout` (libpq: seconds to connect) is asyncpg's `timeout`, and
-    `application_name` goes in `server_settings`."""
+    `application_name` goes in `server_settings`. `prepared_statement_cache_size` (SQLAlchemy's)
+    leaves the URL too: the gateway's raw asyncpg connections (budget reservations, the
+    key-event listener) are made from the engine's URL, and asyncpg sends a parameter it does
+    not know to the server as a setting, which refused it: budgets were skipped (fail-open)
+    and revocations waited for the key-cache TTL. libpq's `options` (`-csearch_path=tg`) stays
+    in the URL, which asyncpg's own DSN parsing sends as the startup packet's `options`;
+    `create_engine` hands it to SQLAlchemy's connections the same way."""
     unknown = sorted(set(url.query) - set(POSTGRES_URL_PARAMETERS))
+    if "statement_cache_size" in unknown:  # asyncpg's advice for PgBouncer's transaction mode
+        raise UnsupportedDatabase(
+            "URL parameter 'statement_cache_size' is not supported: it would not make a pooler "
+            "in transaction mode work (LISTEN cannot); point the URL at a pool in session mode "
+            "(PgBouncer pool_mode=session) or at Postgres itself"
+        )
     if unknown:
         raise UnsupportedDatabase(
             f"URL parameter {unknown[0]!r} is not supported "
@@ -159,7 +171,56 @@ def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
     if "application_name" in url.query:
         name = url.query["application_name"]
         args["server_settings"] = {"application_name": name if isinstance(name, str) else name[-1]}
-    return url.difference_update_query(["connect_timeout", "application_name"]), args
+    if "prepared_statement_cache_size" in url.query:
+        raw = _last(url.query["prepared_statement_cache_size"])
+        if not raw.isdigit():
+            raise UnsupportedDatabase(
+                "URL parameter prepared_statement_cache_size must be a whole number"
+            )
+        args["prepared_statement_cache_size"] = int(raw)
+    moved = ["connect_timeout", "application_name", "prepared_statement_cache_size"]
+    return url.difference_update_query(moved), args
+
+
+def _last(value: str | tuple[str, ...]) -> str:
+    return value if isinstance(value, str) else value[-1]
+
+
+def asyncpg_dsn(url: URL) -> tuple[str, dict[str, Any]]:
+    """A plain asyncpg DSN for a raw connection made from the engine's URL, and the connect
+    arguments it needs: `?ssl=` (what `sslmode` became) is an argument, since asyncpg sends
+    an unknown DSN parameter to the server as a setting, and Postgres refuses `ssl`."""
+    args: dict[str, Any] = {}
+    if "ssl" in url.query:
+        args["ssl"] = _last(url.query["ssl"])
+        url = url.difference_update_query(["ssl"])
+    return url.set(drivername="postgresql").render_as_string(hide_password=False), args
+
+
+async def backend_pid(conn: Any) -> int:
+    """The server process behind an asyncpg connection, asked in a transaction (through a
+    transaction pooler, the statement's Parse and Bind could reach different servers)."""
+    async with conn.transaction():
+        return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def transaction_pooled(first: Any, second: Any, rounds: int = 3) -> bool:
+    """Whether two asyncpg connections (statement_cache_size=0) reach Postgres through a pooler
+    in transaction mode (PgBouncer `pool_mode=transaction`): a connection's backend changes
+    under it. Each holding a transaction, `first` then `second` give theirs back; a pooler
+    hands `first` the server `second` released last. Directly or in session mode, a
+    connection keeps its backend, so the answer is never yes there."""
+    for _ in range(rounds):  # on an error, the caller closes both connections
+        held_first, held_second = first.transaction(), second.transaction()
+        await held_first.start()
+        pid = int(await first.fetchval("SELECT pg_backend_pid()"))
+        await held_second.start()
+        await second.fetchval("SELECT pg_backend_pid()")
+        await held_first.rollback()
+        await held_second.rollback()
+        if await backend_pid(first) != pid:
+            return True
+    return False
 
 
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
@@ -178,6 +239,20 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
             pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
         )
     engine = create_async_engine(target, **kwargs)
+    if not is_sqlite(url):
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _startup_options(
+            _dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]
+        ) -> None:
+            # libpq's `options` (`-csearch_path=tg`): asyncpg.connect() has no such argument,
+            # but sends any server setting in the startup packet, where `options` means this.
+            options = cparams.pop("options", None)
+            if options is not None:
+                settings = dict(cparams.get("server_settings") or {})
+                settings["options"] = _last(options)
+                cparams["server_settings"] = settings
+
     if is_sqlite(url):
 
         @event.listens_for(engine.sync_engine, "connect")

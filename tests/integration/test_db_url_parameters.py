@@ -48,7 +48,8 @@ def test_connect_timeout_and_application_name_reach_asyncpg() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("/postgres?options=-csearch_path%3Dx", "URL parameter 'options' is not supported"),
+        ("/postgres?keepalives=1", "URL parameter 'keepalives' is not supported"),
+        ("/postgres?statement_cache_size=0", "pool_mode=session"),
         ("/postgres?connect_timeout=soon", "connect_timeout must be a positive number"),
     ],
 )

@@ -1,0 +1,237 @@
+"""Postgres as operators run it: libpq URL parameters, a non-default schema named in the URL, a
+role that may not create tables, PgBouncer in front (hunt10 h6)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support.servers import (
+    PG_BASE,
+    GatewayServer,
+    MockUpstreamServer,
+    create_database,
+    drop_database,
+    free_port,
+    mock_deployment,
+    sdk_client,
+    sql,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+PRICED = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 1}
+
+
+def readyz(gw: GatewayServer) -> httpx.Response:
+    return httpx.get(gw.base + "/readyz", timeout=10)
+
+
+def cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "THRIFTGATE_DATABASE_URL": db}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_documented_url_parameters_keep_budgets_and_revocation_working(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """`?prepared_statement_cache_size=0` (README) and `?sslmode=prefer` reached the budget
+    pool's and the key-event listener's raw asyncpg connections as server settings, which
+    Postgres refused: every budget check failed and fail-open served a spent tenant, and
+    revocations waited for the key-cache TTL; /readyz said ok."""
+    url = fresh_pg_url + "?prepared_statement_cache_size=0&sslmode=prefer"
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, url, deps)
+    try:
+        _tid, key = gw.new_tenant(budget_usd="0.000005")  # one answer ($0.000006) spends it
+        client = sdk_client(gw, key)
+        ask = {"model": "m", "max_tokens": 20}
+        client.chat.completions.create(**ask, messages=[{"role": "user", "content": "first"}])
+        settled = "SELECT sum(reserved_usd + reserved_prev_usd) AS r FROM budget_counters"
+        assert wait_for(lambda: sql(fresh_pg_url, settled)[0]["r"] == 0)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(**ask, messages=[{"role": "user", "content": "second"}])
+        listening = wait_for(lambda: readyz(gw).json().get("key_events") == "listening", 15)
+        assert listening, readyz(gw).text
+        assert "budget store unavailable" not in gw.log()
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def owner_and_app_roles() -> Iterator[tuple[str, str, str]]:
+    """A database whose schema `tg` belongs to an owner role, and an app role that may use
+    and write its tables but create nothing, with statement and idle-in-transaction timeouts
+    set on it. Yields (database URL without user, owner, app)."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, app = f"tg_owner_{suffix}", f"tg_app_{suffix}"
+    url = create_database()
+    sql(url, f'CREATE ROLE "{owner}" LOGIN')
+    sql(url, f'CREATE ROLE "{app}" LOGIN')
+    sql(url, f'CREATE SCHEMA tg AUTHORIZATION "{owner}"')
+    sql(url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    sql(url, f'GRANT USAGE ON SCHEMA tg TO "{app}"')
+    for what, grants in (("TABLES", "SELECT, INSERT, UPDATE, DELETE"), ("SEQUENCES", "USAGE")):
+        sql(
+            url,
+            f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA tg '
+            f'GRANT {grants} ON {what} TO "{app}"',
+        )
+    sql(url, f"ALTER ROLE \"{app}\" SET statement_timeout = '5s'")
+    sql(url, f"ALTER ROLE \"{app}\" SET idle_in_transaction_session_timeout = '2s'")
+    try:
+        yield url, owner, app
+    finally:
+        drop_database(url)
+        sql(PG_BASE.replace("postgresql://", "postgresql+asyncpg://") + "/postgres",
+            f'DROP ROLE IF EXISTS "{owner}", "{app}"')  # fmt: skip
+
+
+def as_role(url: str, role: str, query: str) -> str:
+    parsed = make_url(url).set(username=role)
+    return parsed.render_as_string(hide_password=False) + query
+
+
+def test_an_app_role_without_create_serves_the_schema_named_in_options(
+    session_tmp: Path,
+    owner_and_app_roles: tuple[str, str, str],
+    mock_upstream: MockUpstreamServer,
+) -> None:
+    """libpq's `?options=-csearch_path%3Dtg` (how a non-default schema is named in a URL) was
+    refused at start; an owner migrates, and a role that may not create tables serves."""
+    url, owner, app = owner_and_app_roles
+    schema = "?options=-csearch_path%3Dtg"
+    out = cli("migrate", db=as_role(url, owner, schema))
+    assert out.returncode == 0, out.stderr[-2000:]
+    tables = sql(url, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tg'")
+    assert tables[0]["n"] > 5
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(
+        session_tmp,
+        as_role(url, app, schema),
+        deps,
+        workers=2,
+        extra_env={"THRIFTGATE_MIGRATE_ON_START": "false"},
+    )
+    try:
+        _, key = gw.new_tenant(budget_usd="5")
+        reply = sdk_client(gw, key).chat.completions.with_raw_response.create(
+            model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        request_id = reply.headers["x-request-id"]
+        rows = wait_for(
+            lambda: sql(url, "SELECT 1 FROM tg.usage_ledger WHERE request_id = $1", request_id)
+        )
+        assert rows
+        assert wait_for(lambda: readyz(gw).json().get("key_events") == "listening", 15)
+    finally:
+        gw.stop()
+
+
+# -- PgBouncer ---------------------------------------------------------------------------
+
+
+class PgBouncer:
+    """PgBouncer on a free port in front of the test Postgres, in `pool_mode`."""
+
+    def __init__(self, pool_mode: str) -> None:
+        pg = make_url(PG_BASE)
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tg-pgbouncer-"))
+        self.dir.chmod(0o777)  # run as another user when we are root (it refuses root)
+        ini = self.dir / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"* = host={pg.host or '127.0.0.1'} port={pg.port or 5432} user={pg.username}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = any\npool_mode = {pool_mode}\nmax_client_conn = 200\n"
+            f"default_pool_size = 20\nlogfile = {self.dir / 'pgbouncer.log'}\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+        )
+        ini.chmod(0o644)
+        args = ["pgbouncer", str(ini)]
+        if os.geteuid() == 0:
+            user = "postgres" if _user_exists("postgres") else "nobody"
+            args[1:1] = ["-u", user]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"postgresql+asyncpg://{pg.username}@127.0.0.1:{self.port}/"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("pgbouncer did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+needs_pgbouncer = pytest.mark.skipif(
+    shutil.which("pgbouncer") is None, reason="pgbouncer is not installed"
+)
+
+
+@needs_pgbouncer
+def test_transaction_pooling_is_refused_in_one_line_naming_the_fix(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """Through PgBouncer in transaction mode, `migrate` succeeded and `serve` then failed on
+    another client's prepared statement ("__asyncpg_stmt_1__ already exists"), or started
+    and answered 500s with /readyz ok; LISTEN never heard a revocation."""
+    bouncer = PgBouncer("transaction")
+    try:
+        url = bouncer.url + fresh_pg_url.rsplit("/", 1)[1]
+        out = cli("migrate", db=url)
+        assert out.returncode == 1, out.stderr[-2000:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pool_mode=session" in lines[0], out.stderr
+        # migrated directly, served through the pooler without the start-up check
+        assert cli("migrate", db=fresh_pg_url).returncode == 0
+        deps = [mock_deployment("m", "m", mock_upstream)]
+        env = {"THRIFTGATE_MIGRATE_ON_START": "false"}
+        gw = GatewayServer(session_tmp, url, deps, extra_env=env)
+        try:
+            seen = wait_for(lambda: readyz(gw).status_code == 503, 20)
+            assert seen, readyz(gw).text
+            assert readyz(gw).json()["database"] == "unsupported-pooler"
+            assert "pool_mode=transaction" in gw.log()
+        finally:
+            gw.stop()
+    finally:
+        bouncer.stop()
