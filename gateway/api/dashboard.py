@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -300,7 +301,7 @@ async def _tenant_page(
             "tenant": tenant,
             "ov": ov,
             "budget": budget,
-            "keys": keys,
+            "keys": views.key_rows(keys),
             "periods": PERIODS,
             "new_key": new_key,
             "form_error": form_error,
@@ -338,10 +339,18 @@ async def key_create(
     session: CheckedDep,
     services: ServicesDep,
     name: Annotated[str, Form(max_length=200)] = "",
+    expires_in_days: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     try:
+        days = _optional_int(expires_in_days, "Expires in (days)", MAX_KEY_DAYS)
+    except ValueError as exc:
+        return await _tenant_page(
+            request, session, services, tenant_id, form_error=str(exc), status_code=400
+        )
+    expiry = datetime.now(UTC) + timedelta(days=days) if days is not None else None
+    try:
         created = await tenants.create_key(
-            services.engine, tenant_id, name.replace("\x00", "").strip() or None
+            services.engine, tenant_id, name.replace("\x00", "").strip() or None, expiry
         )
     except Conflict as exc:  # deleted meanwhile (another tab, another admin)
         return await _refused(request, session, services, tenant_id, exc)
@@ -366,6 +375,9 @@ async def key_revoke(key_id: str, session: CheckedDep, services: ServicesDep) ->
     revoked = await tenants.revoke_key(services.engine, key_id)
     await services.keys.invalidate_everywhere(revoked["tenant_id"])
     return RedirectResponse(f"/dashboard/tenants/{revoked['tenant_id']}", status_code=303)
+
+
+MAX_KEY_DAYS = 3650  # as the admin API's longest lifetime
 
 
 def _optional_int(raw: str, name: str, high: int) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -144,3 +145,30 @@ def overview_charts(ov: Overview, names: dict[str, str]) -> dict[str, Any]:
         "byDeployment": ranked_chart(ov.by_deployment, "(not dispatched)"),
         "savings": savings_chart(ov.totals),
     }
+
+
+def key_rows(keys: list[dict[str, Any]], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each key (as `tenants.key_dict` gives it) with its `state` for the tenant page: "active",
+    "revoking" (revoked after a grace period that has not ended: `until` says when), "revoked",
+    "expired", or "expiring" (`until`: its expiry)."""
+    now = now or datetime.now(UTC)
+    rows = []
+    for key in keys:
+        revoked = _when(key.get("revoked_at"))
+        expires = _when(key.get("expires_at"))
+        if revoked is not None and revoked <= now:
+            state, until = "revoked", None
+        elif expires is not None and expires <= now:
+            state, until = "expired", None
+        elif revoked is not None and (expires is None or revoked < expires):
+            state, until = "revoking", key["revoked_at"]
+        elif expires is not None:
+            state, until = "expiring", key["expires_at"]
+        else:
+            state, until = "active", None
+        rows.append({**key, "state": state, "until": until})
+    return rows
+
+
+def _when(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None

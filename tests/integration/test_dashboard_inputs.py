@@ -118,3 +118,32 @@ def test_without_an_admin_key_the_sign_in_page_says_so_at_once(
         assert 'name="admin_key"' not in page.text  # no form to type a key into
     finally:
         g.stop()
+
+
+def test_keys_can_be_created_to_expire_and_say_when_they_stop(
+    gw: GatewayServer, signed_in: httpx.Client
+) -> None:
+    tid, _ = gw.new_tenant()
+    path = f"/dashboard/tenants/{tid}"
+    r = signed_in.post(
+        path + "/keys",
+        data={"name": "ci", "expires_in_days": "30", "csrf_token": csrf(signed_in, path)},
+    )
+    assert r.status_code == 200 and 'id="new-key-value"' in r.text
+    keys = gw.admin("GET", f"/admin/tenants/{tid}/keys").json()["data"]
+    (made,) = [k for k in keys if k["name"] == "ci"]  # beside the key new_tenant made
+    assert made["expires_at"] is not None
+    graced = gw.new_tenant()  # a second tenant's key, revoked after a grace period
+    key_id = gw.admin("GET", f"/admin/tenants/{graced[0]}/keys").json()["data"][0]["id"]
+    gw.admin("DELETE", f"/admin/keys/{key_id}", params={"after_s": 3600})
+    page = signed_in.get(path).text
+    row = re.search(rf'<tr data-key="{made["id"]}" data-state="(\w+)"[^>]*>(.*?)</tr>', page, re.S)
+    assert row is not None and row[1] == "expiring"
+    assert made["expires_at"][:10] in row[2]
+    other = signed_in.get(f"/dashboard/tenants/{graced[0]}").text
+    assert f'data-key="{key_id}" data-state="revoking"' in other and "revoked from" in other
+    bad = signed_in.post(
+        path + "/keys", data={"expires_in_days": "soon", "csrf_token": csrf(signed_in, path)}
+    )
+    assert bad.status_code == 400 and "Expires in (days)" in bad.text
+    assert len(gw.admin("GET", f"/admin/tenants/{tid}/keys").json()["data"]) == len(keys)
