@@ -92,28 +92,10 @@ class AccountStage:
         # the same tier at the baseline where it has one: asking for flex is not a saving of
         # routing.
         ctx.cost_usd = ledger_usd(
-            self._price_of(dep, u.completion_tokens, u.service_tier).cost_usd(
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.cached_tokens,
-                u.cache_write_tokens,
-                u.cache_write_1h_tokens,
-                audio_prompt_tokens=u.audio_prompt_tokens,
-                audio_completion_tokens=u.audio_completion_tokens,
-            )
+            billed(self._price_of(dep, u.completion_tokens, u.service_tier), u)
         )
         base_price = self._price_of(baseline or dep, u.completion_tokens, u.service_tier)
-        sent_at_baseline = ledger_usd(
-            base_price.cost_usd(
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.cached_tokens,
-                u.cache_write_tokens,
-                u.cache_write_1h_tokens,
-                audio_prompt_tokens=u.audio_prompt_tokens,
-                audio_completion_tokens=u.audio_completion_tokens,
-            )
-        )
+        sent_at_baseline = ledger_usd(billed(base_price, u))
         ctx.savings.compression_usd = ledger_usd(base_price.cost_usd(tokens_removed(ctx), 0))
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
         ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
@@ -173,6 +155,20 @@ def tokens_removed(ctx: RequestContext) -> int:
     if removed and sent and u.source == "upstream" and u.prompt_tokens:
         return round(removed * u.prompt_tokens / sent)
     return removed
+
+
+def billed(price: Price, u: Usage) -> Decimal:
+    """What `u` costs at `price`: cached, written (5-minute and 1-hour) and audio tokens each
+    at their own price."""
+    return price.cost_usd(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.cached_tokens,
+        u.cache_write_tokens,
+        u.cache_write_1h_tokens,
+        audio_prompt_tokens=u.audio_prompt_tokens,
+        audio_completion_tokens=u.audio_completion_tokens,
+    )
 
 
 def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:
