@@ -7,10 +7,10 @@ documents the GETs (a HEAD answer has no body to describe).
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import text
 from starlette.responses import JSONResponse
 
 from gateway.api.deps import ServicesDep
+from gateway.db.migrate import database_revision, schema_behind
 
 router = APIRouter(tags=["health"])
 
@@ -24,10 +24,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 @router.head("/readyz", include_in_schema=False)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    db_ok = True
+    db_ok, behind = True, False
     try:
         async with services.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            behind = schema_behind(await database_revision(conn))
     except Exception:
         db_ok = False
     # A local model still loading at startup: requests would wait for it (seconds), so a load
@@ -42,10 +42,13 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # fail on other clients' prepared statements: the gateway is not ready (`serve` refuses
     # such a URL at start; this is the same truth for one started without that check).
     pooled = services.keys.events.pooled
-    ready = db_ok and not pooled and not loading and serving > 0
+    ready = db_ok and not behind and not pooled and not loading and serving > 0
+    database = "ok" if db_ok else "unreachable"
+    if behind:  # THRIFTGATE_MIGRATE_ON_START=false before `thriftgate migrate` was run
+        database = "migrations-pending"
     body = {
         "status": "starting" if loading else "ok" if ready and not failed else "degraded",
-        "database": "unsupported-pooler" if pooled else "ok" if db_ok else "unreachable",
+        "database": "unsupported-pooler" if pooled else database,
         "ledger_writer": "ok" if services.ledger.healthy else "retrying",
         # cross-worker key revocation: "ttl" while revocations wait for the key-cache TTL
         # (the listener is down)

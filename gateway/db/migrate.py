@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.session import (
     UnsupportedDatabase,
@@ -79,15 +82,32 @@ async def check_session_pooling(database_url: str) -> None:
         raise UnsupportedDatabase(TRANSACTION_POOLED)
 
 
-def check_session_pooling_sync(database_url: str) -> None:
-    """The pooling check alone (`serve` without migrations): a database it cannot reach is no
-    reason to refuse to start, as the gateway serves and spools through an outage."""
+def check_serving_sync(database_url: str) -> None:
+    """`serve` without migrations: refuse a transaction-mode pooler, and a database that lacks
+    migrations this code needs (every request was a 500). A database it cannot reach is no
+    reason to refuse to start: the gateway serves and spools through an outage."""
     try:
-        asyncio.run(asyncio.wait_for(check_session_pooling(database_url), timeout=15))
+        asyncio.run(asyncio.wait_for(_check_serving(database_url), timeout=15))
     except UnsupportedDatabase:
         raise
     except Exception:  # unreachable now: the workers retry and say so
         return
+
+
+async def _check_serving(database_url: str) -> None:
+    await check_session_pooling(database_url)
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            revision = await database_revision(conn)
+    finally:
+        await engine.dispose()
+    if schema_behind(revision):
+        raise UnsupportedDatabase(
+            f"it is at migration {revision or '(none)'}, this gateway needs "
+            f"{known_revisions()[0]}: run `thriftgate migrate` (with a role that may create "
+            "tables), or let the gateway migrate on start (THRIFTGATE_MIGRATE_ON_START=true)"
+        )
 
 
 async def _run(database_url: str, fn) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +125,43 @@ async def _run(database_url: str, fn) -> None:  # type: ignore[no-untyped-def]
             await conn.commit()
     finally:
         await engine.dispose()
+
+
+@functools.cache
+def known_revisions() -> tuple[str, frozenset[str]]:
+    """This code's head revision, and every revision it knows (a database at one it does not
+    know was migrated by a newer gateway, whose migrations this one's code tolerates)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    head = scripts.get_current_head()
+    assert head is not None
+    return head, frozenset(rev.revision for rev in scripts.walk_revisions())
+
+
+def schema_behind(revision: str | None) -> bool:
+    """Whether a database at `revision` (None: never migrated) lacks migrations this code needs.
+    With THRIFTGATE_MIGRATE_ON_START=false, such a database served: every request a 500 and
+    hundreds of traceback lines, with /readyz ok."""
+    head, known = known_revisions()
+    return revision is None or (revision != head and revision in known)
+
+
+async def database_revision(conn: AsyncConnection) -> str | None:
+    """The database's Alembic revision; None if it was never migrated. As cheap as `SELECT 1`
+    on a migrated database (`/readyz` asks it); after None, `conn`'s transaction is aborted."""
+    try:
+        row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+    except DBAPIError as exc:
+        if not missing_table(exc):
+            raise
+        return None
+    return str(row[0]) if row is not None else None
+
+
+def missing_table(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state == "42P01" or "no such table" in str(exc.orig)
 
 
 def upgrade_head_sync(database_url: str) -> None:

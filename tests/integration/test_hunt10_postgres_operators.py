@@ -235,3 +235,22 @@ def test_transaction_pooling_is_refused_in_one_line_naming_the_fix(
             gw.stop()
     finally:
         bouncer.stop()
+
+
+def test_a_database_not_yet_migrated_is_not_ready(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """With THRIFTGATE_MIGRATE_ON_START=false before `thriftgate migrate` ran (a new version
+    rolled out first), every request was a 500 and /readyz said ok: a load balancer sent it
+    traffic. It is 503 'migrations-pending' until the migrations are applied."""
+    deps = [mock_deployment("m", "m", mock_upstream)]
+    env = {"THRIFTGATE_MIGRATE_ON_START": "false"}
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps, extra_env=env)
+    try:
+        pending = readyz(gw)
+        assert pending.status_code == 503, pending.text
+        assert pending.json()["database"] == "migrations-pending"
+        assert cli("migrate", db=fresh_pg_url).returncode == 0
+        assert readyz(gw).status_code == 200, readyz(gw).text
+    finally:
+        gw.stop()
