@@ -14,6 +14,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.session import (
+    BUDGET_POOL_MAX,
+    CONNECTIONS_PER_WORKER,
+    POOL_SIZE,
     UnsupportedDatabase,
     asyncpg_dsn,
     create_engine,
@@ -108,6 +111,55 @@ async def _check_serving(database_url: str) -> None:
             f"{known_revisions()[0]}: run `thriftgate migrate` (with a role that may create "
             "tables), or let the gateway migrate on start (THRIFTGATE_MIGRATE_ON_START=true)"
         )
+
+
+def connection_shortfall_sync(database_url: str, workers: int) -> str | None:
+    """A line saying that `workers` workers may need more connections than Postgres (or the
+    role's CONNECTION LIMIT) has free, or None. Short of them, requests are still served, but
+    budgets fail open and ledger rows wait in the spool: said at start, not found under load."""
+    try:
+        return asyncio.run(asyncio.wait_for(_shortfall(database_url, workers), timeout=15))
+    except Exception:  # unreachable or not Postgres: nothing to say now
+        return None
+
+
+CAPACITY = text(
+    "SELECT current_setting('max_connections')::int AS max,"
+    " current_setting('max_connections')::int"
+    "  - current_setting('superuser_reserved_connections')::int"
+    "  - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS free,"
+    " r.rolconnlimit AS role_limit,"
+    " (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user) AS role_used"
+    " FROM pg_roles r WHERE r.rolname = current_user"
+)
+
+
+async def _shortfall(database_url: str, workers: int) -> str | None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        if engine.dialect.name != "postgresql":
+            return None
+        async with engine.connect() as conn:
+            row = (await conn.execute(CAPACITY)).mappings().one()
+    finally:
+        await engine.dispose()
+    need = workers * CONNECTIONS_PER_WORKER
+    # this check's own connection is gone once the workers start
+    free = int(row["free"]) + 1
+    where = f"max_connections is {row['max']}, {max(free, 0)} free"
+    if row["role_limit"] >= 0:
+        role_free = int(row["role_limit"]) - int(row["role_used"]) + 1
+        if role_free < free:
+            free, where = role_free, f"the role's CONNECTION LIMIT is {row['role_limit']}, "
+            where += f"{max(free, 0)} free"
+    if need <= free:
+        return None
+    return (
+        f"{workers} worker(s) may hold up to {need} connections ({CONNECTIONS_PER_WORKER} each: "
+        f"{2 * POOL_SIZE} pooled, {BUDGET_POOL_MAX} for budget checks, 2 for key events) and "
+        f"{where}; short of connections, budgets fail open and ledger rows wait in the spool: "
+        "raise it, or run fewer workers"
+    )
 
 
 async def _run(database_url: str, fn) -> None:  # type: ignore[no-untyped-def]

@@ -223,7 +223,14 @@ async def transaction_pooled(first: Any, second: Any, rounds: int = 3) -> bool:
     return False
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+POOL_SIZE = 20  # a worker's SQLAlchemy pool, and as many again in overflow
+BUDGET_POOL_MAX = 16  # budgets.py: the raw reservation pool's max_size
+# what one worker may hold at once: its pool at full overflow, the budget pool, the key-event
+# listener and the second connection its pooler check opens
+CONNECTIONS_PER_WORKER = 2 * POOL_SIZE + BUDGET_POOL_MAX + 2
+
+
+def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
     url = normalise_url(url)
     check_supported(url)
     # A statement's error text would carry its parameters ("[parameters: (...)]"): prompts and

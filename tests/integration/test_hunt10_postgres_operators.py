@@ -20,6 +20,7 @@ import openai
 import pytest
 from sqlalchemy.engine import make_url
 
+from gateway.db.migrate import connection_shortfall_sync
 from tests.support.servers import (
     PG_BASE,
     GatewayServer,
@@ -254,3 +255,22 @@ def test_a_database_not_yet_migrated_is_not_ready(
         assert readyz(gw).status_code == 200, readyz(gw).text
     finally:
         gw.stop()
+
+
+def test_serve_can_say_the_connections_its_workers_may_need(
+    owner_and_app_roles: tuple[str, str, str],
+) -> None:
+    """Each worker may hold 58 connections; with `--workers 4` against a role limited to 30,
+    budgets failed open under load (1,005 warnings in 15 s) and nothing had said why."""
+    url, _, app = owner_and_app_roles
+    sql(url, f'ALTER ROLE "{app}" CONNECTION LIMIT 30')
+    short = connection_shortfall_sync(as_role(url, app, ""), 4)
+    assert short is not None
+    assert "232 connections" in short and "CONNECTION LIMIT is 30" in short, short
+    sql(url, f'ALTER ROLE "{app}" CONNECTION LIMIT -1')
+    server_max = int(sql(url, "SHOW max_connections")[0][0])
+    short = connection_shortfall_sync(as_role(url, app, ""), 4)
+    if server_max < 232:  # the default 100
+        assert short is not None and f"max_connections is {server_max}" in short, short
+    one = connection_shortfall_sync(as_role(url, app, ""), 1)
+    assert one is None or "max_connections" in one  # never the role's limit: it has none
