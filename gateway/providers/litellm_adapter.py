@@ -28,11 +28,19 @@ from gateway.providers.base import (
 from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
+from gateway.providers.upstream_errors import out_of_quota
 from gateway.routing.catalog import Deployment
 
-# litellm's message prefixes: "litellm.ContextWindowExceededError: litellm.BadRequestError:
-# AnthropicError - " before the provider's own (often JSON) error body.
-_PREFIXES = re.compile(r"^(?:litellm\.\w+: )+(?:\w+(?:Error|Exception) - )?")
+# litellm's message prefixes before the provider's own (often JSON) error body:
+# "litellm.ContextWindowExceededError: litellm.BadRequestError: AnthropicError - ",
+# "litellm.BadRequestError: GeminiException BadRequestError - ",
+# "litellm.APIError: APIError: OpenrouterException - ".
+_PREFIXES = re.compile(
+    r"^(?:(?:litellm\.)?\w+(?:Error|Exception): )+"
+    r"(?:(?:\w+(?:Error|Exception) )*\w+(?:Error|Exception) - )?"
+)
+# OpenRouter's in-band error as litellm words it: "Message: ..., Metadata: {...}, User ID: ..."
+_OPENROUTER_WORDING = re.compile(r"^Message: (.+?), Metadata: .*, User ID: .*$")
 # Request fields litellm would reject or that we handle ourselves.
 _DROP = ("model", "stream", "stream_options")
 # Request fields that change the answer, with the values that ask for nothing. litellm runs with
@@ -72,6 +80,8 @@ class LiteLLMProvider:
         litellm.telemetry = False
         litellm.suppress_debug_info = True
         quiet_litellm_logs()  # after the import: LITELLM_LOG=DEBUG turns debug on there
+        mark_gemini_finishes()
+        keep_openrouter_stream_errors()
         self._litellm = litellm
         # deployment name -> the OpenAI parameters litellm maps for it (None: litellm cannot say)
         self._supported: dict[str, list[str] | None] = {}
@@ -204,14 +214,99 @@ def _invented_finish(resp: Any, chunk: Json) -> bool:
     was cut mid-answer: passing the "stop" on would bill and cache a truncated answer.
 
     The wrapper records the provider's own finish as `received_finish_reason` (or
-    `intermittent_finish_reason`); a response without those attributes is not checked."""
+    `intermittent_finish_reason`); a response without those attributes is not checked.
+    Gemini's chunks all carry "stop" there, whether or not Gemini said why it stopped: its
+    stream says so itself (`mark_gemini_finishes`)."""
     if not any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ()):
         return False
+    source = getattr(resp, "completion_stream", None)
+    if getattr(type(source), _GEMINI_WRAPPED, False):
+        return not getattr(source, _GEMINI_MARK, False)
     if not hasattr(resp, "received_finish_reason"):
         return False
     return (
         getattr(resp, "received_finish_reason", None) is None
         and getattr(resp, "intermittent_finish_reason", None) is None
+    )
+
+
+# Set on litellm's Gemini stream class once its chunk parser is wrapped; on one of its streams
+# once Gemini said why it stopped.
+_GEMINI_WRAPPED = "thriftgate_notes_finishes"
+_GEMINI_MARK = "thriftgate_finished"
+
+
+def mark_gemini_finishes() -> None:
+    """Make litellm's Gemini (and Vertex Gemini) stream note when Gemini says why it stopped.
+
+    litellm maps every Gemini chunk, finished or not, to `finish_reason: "stop"`, so a stream
+    cut mid-answer ended like a whole one and was billed and cached as one. Gemini ends an
+    answer with a chunk whose candidate has a `finishReason` (or, for a blocked prompt, with
+    `promptFeedback.blockReason`); the wrapped parser marks the stream when it sees one."""
+    try:
+        from litellm.llms.vertex_ai.gemini import vertex_and_google_ai_studio_gemini as gemini
+    except ImportError:  # another litellm: streams are checked as before
+        return
+    stream_class = getattr(gemini, "ModelResponseIterator", None)
+    parse = getattr(stream_class, "chunk_parser", None)
+    if stream_class is None or parse is None or getattr(stream_class, _GEMINI_WRAPPED, False):
+        return
+
+    def chunk_parser(self: Any, chunk: Any) -> Any:
+        if _gemini_says_why(chunk):
+            setattr(self, _GEMINI_MARK, True)
+        return parse(self, chunk=chunk)
+
+    stream_class.chunk_parser = chunk_parser
+    setattr(stream_class, _GEMINI_WRAPPED, True)
+
+
+def keep_openrouter_stream_errors() -> None:
+    """Keep the message of an error OpenRouter sends mid-stream.
+
+    OpenRouter reports a provider failing mid-answer in-band, as a chunk with
+    `{"error": {"code": "server_error", "message": ...}}`; litellm makes its status from that
+    code with `int()`, so the client got "invalid literal for int() with base 10:
+    'server_error'" instead of the message. Such a code is passed on as a 500."""
+    try:
+        from litellm.llms.openrouter.chat import transformation as openrouter
+    except ImportError:
+        return
+    handler = getattr(openrouter, "OpenRouterChatCompletionStreamingHandler", None)
+    parse = getattr(handler, "chunk_parser", None)
+    if handler is None or parse is None or getattr(handler, _OPENROUTER_WRAPPED, False):
+        return
+
+    def chunk_parser(self: Any, chunk: Any) -> Any:
+        error = chunk.get("error") if isinstance(chunk, dict) else None
+        if isinstance(error, dict) and not _status_like(error.get("code")):
+            chunk = {**chunk, "error": {**error, "code": 500}}
+        return parse(self, chunk=chunk)
+
+    handler.chunk_parser = chunk_parser
+    setattr(handler, _OPENROUTER_WRAPPED, True)
+
+
+_OPENROUTER_WRAPPED = "thriftgate_keeps_errors"
+
+
+def _status_like(code: Any) -> bool:
+    try:
+        return 100 <= int(code) <= 599
+    except (TypeError, ValueError):
+        return False
+
+
+def _gemini_says_why(chunk: Any) -> bool:
+    if not isinstance(chunk, dict):
+        return False
+    feedback = chunk.get("promptFeedback")
+    if isinstance(feedback, dict) and feedback.get("blockReason"):
+        return True
+    candidates = chunk.get("candidates")
+    return isinstance(candidates, list) and any(
+        isinstance(c, dict) and c.get("finishReason") not in (None, "", "FINISH_REASON_UNSPECIFIED")
+        for c in candidates
     )
 
 
@@ -276,6 +371,8 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         )
     if status == 404:
         return deployment_not_found(dep, status, raw)
+    if status == 402:  # the operator's account has no credit left (OpenRouter): no retry helps
+        return out_of_quota(dep, status, raw)
     if status == 429:  # as from an OpenAI-compatible upstream: a 429 with its Retry-After
         code = "insufficient_quota" if "insufficient_quota" in text else None
         return rate_limited(dep, raw, code, _response_headers(exc))
@@ -283,6 +380,8 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         rejected = f"Deployment {dep.name!r} rejected the request: {raw}"
         if name == "ContextWindowExceededError":  # clients branch on OpenAI's code
             return InvalidRequest(rejected, code="context_length_exceeded", param="messages")
+        if name == "ContentPolicyViolationError":  # Azure's content filter: its own code
+            return InvalidRequest(rejected, code="content_filter", param="prompt")
         return InvalidRequest(rejected)
     return UpstreamError(
         f"Deployment {dep.name!r} failed ({name}): {raw}",
@@ -316,6 +415,8 @@ def _clean(text: str) -> str:
     provider's JSON error body (sometimes shown as a bytes repr, b'{...}') if that is what
     follows; else the text without the prefixes."""
     text = _PREFIXES.sub("", text, count=1)
+    if worded := _OPENROUTER_WORDING.match(text):
+        text = worded[1]
     body = text[2:-1] if text[:2] in ("b'", 'b"') and text[-1:] == text[1] else text
     try:
         parsed = orjson.loads(body)

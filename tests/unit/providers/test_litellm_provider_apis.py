@@ -1,0 +1,186 @@
+"""Gemini, Azure OpenAI and OpenRouter through litellm, against local upstreams that answer in
+each API's documented shapes: a stream cut before Gemini says why it stopped is an error, and
+each provider's errors reach the client with their own message and OpenAI's codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from gateway.accounting.pricing import Price
+from gateway.errors import InvalidRequest, UpstreamError
+from gateway.pipeline.dispatch import retryable
+from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
+from tests.unit.providers.conftest import ServeRoute, sse_handler
+
+KEY_ENV = "TG_TEST_LITELLM_APIS_KEY"
+CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "provider-key-0123456789")
+
+
+def deployment(provider: str, api_base: str, model: str) -> Deployment:
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider=provider,
+        upstream_model=model,
+        api_base=api_base,
+        api_key_env=KEY_ENV,
+    )
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+def gemini(base: str) -> Deployment:
+    return deployment("gemini", base.rstrip("/") + "/v1beta", "gemini-2.5-flash")
+
+
+def data(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
+
+
+def gemini_chunk(text: str | None, finish: str | None = None, **extra: Any) -> bytes:
+    candidate: dict[str, Any] = {"index": 0}
+    if text is not None:
+        candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+    if finish:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6}
+    return data({"candidates": [candidate], "usageMetadata": usage, "responseId": "r", **extra})
+
+
+async def stream(dep: Deployment) -> list[dict[str, Any]]:
+    p = LiteLLMProvider()
+    return [c async for c in p.stream(CHAT, dep, endpoint="chat/completions", timeout_s=5)]
+
+
+def finishes(chunks: list[dict[str, Any]]) -> list[str]:
+    return [
+        c["choices"][0]["finish_reason"]
+        for c in chunks
+        if c.get("choices") and c["choices"][0].get("finish_reason")
+    ]
+
+
+async def test_a_gemini_stream_cut_before_its_finish_reason_is_an_error(
+    serve_route: ServeRoute,
+) -> None:
+    # litellm maps every Gemini chunk to "stop": the cut answer passed for a whole one
+    base = await serve_route(GEMINI_STREAM, sse_handler([gemini_chunk("Hello, ")]))
+    got: list[dict[str, Any]] = []
+    with pytest.raises(UpstreamError) as info:
+        async for c in LiteLLMProvider().stream(
+            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+        ):
+            got.append(c)
+    assert "ended the stream early" in info.value.message
+    assert [c["choices"][0]["delta"].get("content") for c in got] == ["Hello, "]
+    assert finishes(got) == []
+
+
+@pytest.mark.parametrize(
+    ("parts", "finish"),
+    [
+        ([gemini_chunk("Hello, "), gemini_chunk("world", "STOP")], "stop"),
+        ([gemini_chunk("Hello, "), gemini_chunk("", "MAX_TOKENS")], "length"),
+        ([gemini_chunk(None, "SAFETY")], "content_filter"),  # an answer blocked at once
+    ],
+)
+async def test_a_gemini_stream_that_says_why_it_stopped_is_whole(
+    serve_route: ServeRoute, parts: list[bytes], finish: str
+) -> None:
+    out = await stream(gemini(await serve_route(GEMINI_STREAM, sse_handler(parts))))
+    assert finishes(out) == [finish]
+    assert out[-1]["choices"] == [] and out[-1]["usage"]["prompt_tokens"] == 4
+
+
+async def test_a_prompt_gemini_blocks_ends_a_stream_as_filtered(serve_route: ServeRoute) -> None:
+    feedback = {"blockReason": "SAFETY", "safetyRatings": []}
+    blocked = data({"promptFeedback": feedback, "usageMetadata": {"promptTokenCount": 4}})
+    out = await stream(gemini(await serve_route(GEMINI_STREAM, sse_handler([blocked]))))
+    assert finishes(out) == ["content_filter"]
+
+
+async def test_an_openrouter_error_mid_stream_keeps_its_message(serve_route: ServeRoute) -> None:
+    # OpenRouter's documented in-band error: a string code, which litellm fed to int()
+    first = {"id": "g", "object": "chat.completion.chunk", "created": 0, "model": "a/b"}
+    parts = [
+        data({**first, "choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+        data(
+            {
+                **first,
+                "error": {"code": "server_error", "message": "Provider disconnected"},
+                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+            }
+        ),
+        b"data: [DONE]\n\n",
+    ]
+    base = await serve_route("/api/v1/chat/completions", sse_handler(parts))
+    with pytest.raises(UpstreamError) as info:
+        await stream(deployment("openrouter", base.rstrip("/") + "/api/v1", "a/b"))
+    assert "Provider disconnected" in info.value.message
+    assert "invalid literal" not in info.value.message
+
+
+def answering(status: int, body: dict[str, Any]) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(body, status=status)
+
+    return handler
+
+
+async def test_azures_content_filter_keeps_its_code(serve_route: ServeRoute) -> None:
+    said = "The response was filtered due to the prompt triggering Azure OpenAI's content policy."
+    body = {
+        "error": {
+            "message": said,
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation"},
+        }
+    }
+    base = await serve_route("/openai/deployments/prod-4o/chat/completions", answering(400, body))
+    dep = deployment("azure", base, "prod-4o")
+    with pytest.raises(InvalidRequest) as info:
+        await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert (info.value.code, info.value.param) == ("content_filter", "prompt")
+    assert info.value.message == f"Deployment 'd' rejected the request: {said}"
+
+
+async def test_a_gemini_refusal_says_geminis_message(serve_route: ServeRoute) -> None:
+    said = 'Invalid JSON payload received. Unknown name "foo": Cannot find field.'
+    body = {"error": {"code": 400, "message": said, "status": "INVALID_ARGUMENT"}}
+    base = await serve_route(
+        "/v1beta/models/gemini-2.5-flash:generateContent", answering(400, body)
+    )
+    with pytest.raises(InvalidRequest) as info:
+        await LiteLLMProvider().complete(
+            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+        )
+    assert info.value.message == f"Deployment 'd' rejected the request: {said}"
+
+
+async def test_openrouter_out_of_credit_is_the_accounts_fault(serve_route: ServeRoute) -> None:
+    said = "Insufficient credits. Add more using https://openrouter.ai/credits"
+    base = await serve_route(
+        "/api/v1/chat/completions", answering(402, {"error": {"code": 402, "message": said}})
+    )
+    dep = deployment("openrouter", base.rstrip("/") + "/api/v1", "a/b")
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert info.value.code == "upstream_quota_exhausted"
+    assert info.value.headers.get("x-should-retry") == "false"
+    assert info.value.message.endswith(f"(HTTP 402): {said}")
+    assert retryable(info.value)  # another deployment of the group may serve it
