@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -133,7 +134,11 @@ def check_supported(url: str) -> None:
 POSTGRES_URL_PARAMETERS = (
     "ssl", "sslmode", "connect_timeout", "application_name", "target_session_attrs",
     "passfile", "prepared_statement_cache_size", "options", "host", "port",
+    *("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword"),
 )  # fmt: skip
+# libpq's TLS files (`?sslmode=verify-full&sslrootcert=/etc/ssl/rds-ca.pem`, as managed
+# Postgres documents): asyncpg reads them only from a DSN, so they reach it in one.
+SSL_FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
 
 
 def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
@@ -259,6 +264,9 @@ def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
                 settings = dict(cparams.get("server_settings") or {})
                 settings["options"] = _last(options)
                 cparams["server_settings"] = settings
+            files = {k: _last(cparams.pop(k)) for k in SSL_FILE_PARAMETERS if k in cparams}
+            if files:  # host, port, user and `ssl` given as arguments take precedence
+                cparams["dsn"] = "postgresql://?" + urlencode(files)
 
     if is_sqlite(url):
 

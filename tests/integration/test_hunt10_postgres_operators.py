@@ -3,6 +3,7 @@ role that may not create tables, PgBouncer in front (hunt10 h6)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from gateway.db.migrate import connection_shortfall_sync
+from gateway.db.session import create_engine
 from tests.support.servers import (
     PG_BASE,
     GatewayServer,
@@ -274,3 +276,26 @@ def test_serve_can_say_the_connections_its_workers_may_need(
         assert short is not None and f"max_connections is {server_max}" in short, short
     one = connection_shortfall_sync(as_role(url, app, ""), 1)
     assert one is None or "max_connections" in one  # never the role's limit: it has none
+
+
+def test_tls_files_in_the_url_reach_the_driver(tmp_path: Path, fresh_pg_url: str) -> None:
+    """`?sslmode=verify-full&sslrootcert=/path/ca.pem` (how RDS, Azure and Cloud SQL document
+    verified TLS) was refused at start ('URL parameter sslrootcert is not supported'), so
+    verify-ca and verify-full could not name their CA. The file now reaches asyncpg: a path
+    that does not exist is its error, not a refusal."""
+    missing = tmp_path / "no-such-ca.pem"
+    out = cli("migrate", db=f"{fresh_pg_url}?sslmode=verify-full&sslrootcert={missing}")
+    assert out.returncode == 1
+    assert "not supported" not in out.stderr
+    assert "FileNotFoundError" in out.stderr, out.stderr
+
+    async def engine_connects() -> None:  # the SQLAlchemy engine's connections too
+        engine = create_engine(f"{fresh_pg_url}?sslmode=verify-ca&sslrootcert={missing}")
+        try:
+            async with engine.connect():
+                pass
+        finally:
+            await engine.dispose()
+
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(engine_connects())
