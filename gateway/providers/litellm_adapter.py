@@ -30,6 +30,7 @@ from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
 from gateway.providers.upstream_errors import out_of_quota
 from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
 
 # litellm's message prefixes before the provider's own (often JSON) error body:
 # "litellm.ContextWindowExceededError: litellm.BadRequestError: AnthropicError - ",
@@ -60,6 +61,11 @@ _ANSWER_PARAMS: dict[str, tuple[Any, ...]] = {
     # structured output (Cohere, Replicate): free text instead, which the client cannot parse
     "response_format": (None, {"type": "text"}),
 }
+# Settings litellm takes per call, written under a deployment's `options`: Azure's api-version,
+# Vertex AI's project and region, Bedrock's region. Without them every deployment of a provider
+# shared one environment variable (AZURE_API_VERSION, VERTEXAI_LOCATION, AWS_REGION_NAME): two
+# Azure resources on different api-versions, or one model in two regions, could not be served.
+CALL_OPTIONS = ("api_version", "vertex_project", "vertex_location", "aws_region_name")
 # litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
@@ -143,6 +149,9 @@ class LiteLLMProvider:
         key = provider_key(dep)
         if key:
             args["api_key"] = key
+        for name in CALL_OPTIONS:
+            if name in dep.config.options:
+                args[name] = dep.config.options[name]
         args["timeout"] = timeout_s
         args["num_retries"] = 0
         return args
@@ -194,6 +203,21 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def options_problems(config: DeploymentConfig) -> list[str]:
+    """What is wrong with a litellm deployment's `options` (for the start-up checks): a name
+    litellm is not given per call would be ignored in silence, and each value is a string."""
+    found = [
+        f"options.{name}: not a setting of a litellm provider (known: {', '.join(CALL_OPTIONS)})"
+        for name in sorted(set(config.options) - set(CALL_OPTIONS))
+    ]
+    found += [
+        f"options.{name}: should be a string"
+        for name in CALL_OPTIONS
+        if name in config.options and not isinstance(config.options[name], str)
+    ]
+    return found
 
 
 def chat_only(dep: Deployment) -> InvalidRequest:

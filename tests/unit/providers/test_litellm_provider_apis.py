@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.pipeline.dispatch import retryable
-from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.providers.litellm_adapter import LiteLLMProvider, options_problems
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
 from tests.unit.providers.conftest import ServeRoute, sse_handler
@@ -184,3 +184,43 @@ async def test_openrouter_out_of_credit_is_the_accounts_fault(serve_route: Serve
     assert info.value.headers.get("x-should-retry") == "false"
     assert info.value.message.endswith(f"(HTTP 402): {said}")
     assert retryable(info.value)  # another deployment of the group may serve it
+
+
+async def test_an_azure_deployment_sends_its_own_api_version(serve_route: ServeRoute) -> None:
+    # two Azure resources pinned to different api-versions: each deployment says its own
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(request.query.get("api-version", ""))
+        usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+        message = {"role": "assistant", "content": "hi"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        body = {"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o"}
+        return web.json_response({**body, "choices": [choice], "usage": usage})
+
+    base = await serve_route("/openai/deployments/prod-4o/chat/completions", handler)
+    p = LiteLLMProvider()
+    for version in ("2024-10-21", "2024-06-01"):
+        dep = deployment("azure", base, "prod-4o")
+        dep = Deployment(
+            config=dep.config.model_copy(update={"options": {"api_version": version}}),
+            price=Price(),
+            price_source="config",
+        )
+        await p.complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert seen == ["2024-10-21", "2024-06-01"]
+
+
+def test_options_litellm_would_ignore_are_named() -> None:
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="azure",
+        options={"api_version": 20241021, "apiversion": "2024-10-21"},
+    )
+    assert options_problems(config) == [
+        "options.apiversion: not a setting of a litellm provider (known: api_version, "
+        "vertex_project, vertex_location, aws_region_name)",
+        "options.api_version: should be a string",
+    ]
