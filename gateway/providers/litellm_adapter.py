@@ -7,14 +7,16 @@ The import is deferred: litellm takes seconds to import and most gateways never 
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
+import math
 import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx
-import orjson
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from gateway.providers.base import (
@@ -40,6 +42,11 @@ _PREFIXES = re.compile(
     r"^(?:(?:litellm\.)?\w+(?:Error|Exception): )+"
     r"(?:(?:\w+(?:Error|Exception) )*\w+(?:Error|Exception) - )?"
 )
+# A Python bytes literal at the start of a text (b'...' or b"...", escapes included)
+_BYTES_REPR = re.compile(r"b'(?:[^'\\]|\\.)*'" + r'|b"(?:[^"\\]|\\.)*"')
+_SECONDS = re.compile(r"(\d{1,6}(?:\.\d+)?)s")
+# How much of litellm's message is read for the provider's body (masked first)
+_MAX_ERROR_CHARS = 16_384
 # OpenRouter's in-band error as litellm words it: "Message: ..., Metadata: {...}, User ID: ..."
 _OPENROUTER_WORDING = re.compile(r"^Message: (.+?), Metadata: .*, User ID: .*$")
 # Request fields litellm would reject or that we handle ourselves.
@@ -375,11 +382,15 @@ def _to_dict(obj: Any) -> Json:
 def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidRequest:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    # litellm's messages can embed the request; keep only the first line, and never the key
-    # (masked before the cut, so a key straddling it leaves no prefix behind).
+    # litellm's messages can embed the request; keep only the first line of the provider's
+    # message, and never the key (masked before the cut, so a key straddling it leaves no
+    # prefix behind). The provider's JSON body may span lines (Google's are pretty-printed):
+    # its message is read out of the whole text first.
     text = str(getattr(exc, "message", "") or exc)
-    first = text.splitlines()[0] if text.strip() else name
-    raw = _clean(masked_text(dep, first, len(first)))[:300]
+    shown = masked_text(dep, text, _MAX_ERROR_CHARS)
+    body = _error_body(shown)
+    cleaned = _clean(shown, body)
+    raw = (cleaned.splitlines() or [name])[0][:300] if cleaned.strip() else name
     if any("Timeout" in type(e).__name__ for e in _chain(exc)):
         # a stalled stream comes as MidStreamFallbackError wrapping the read timeout
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
@@ -399,7 +410,11 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         return out_of_quota(dep, status, raw)
     if status == 429:  # as from an OpenAI-compatible upstream: a 429 with its Retry-After
         code = "insufficient_quota" if "insufficient_quota" in text else None
-        return rate_limited(dep, raw, code, _response_headers(exc))
+        headers = _response_headers(exc)
+        delay = _retry_delay(body)
+        if delay and "Retry-After" not in headers:  # Google's wait is in the body only
+            headers["Retry-After"] = delay
+        return rate_limited(dep, raw, code, headers)
     if status in (400, 422):
         rejected = f"Deployment {dep.name!r} rejected the request: {raw}"
         if name == "ContextWindowExceededError":  # clients branch on OpenAI's code
@@ -413,7 +428,7 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
     )
 
 
-def _response_headers(exc: BaseException) -> Mapping[str, str]:
+def _response_headers(exc: BaseException) -> httpx.Headers:
     """The upstream response's headers that litellm kept on its exception (or what it wraps)."""
     for seen in _chain(exc):
         headers = getattr(seen, "litellm_response_headers", None)
@@ -434,17 +449,43 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen = getattr(seen, "original_exception", None) or seen.__cause__ or seen.__context__
 
 
-def _clean(text: str) -> str:
-    """The provider's own message out of litellm's: its prefixes off, and the message of the
-    provider's JSON error body (sometimes shown as a bytes repr, b'{...}') if that is what
-    follows; else the text without the prefixes."""
+def _clean(text: str, body: Any) -> str:
+    """The provider's own message out of litellm's: the message of the provider's JSON error
+    body if that is what follows litellm's prefixes, else the text without the prefixes."""
     text = _PREFIXES.sub("", text, count=1)
     if worded := _OPENROUTER_WORDING.match(text):
         text = worded[1]
-    body = text[2:-1] if text[:2] in ("b'", 'b"') and text[-1:] == text[1] else text
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return text
-    message = error_message(parsed)
+    message = error_message(body)
     return text if message is None else message
+
+
+def _error_body(text: str) -> Any:
+    """The provider's JSON error body that follows litellm's prefixes, parsed; None if none.
+    It may span lines, be shown as a bytes repr (b'{\\n  "error"...}'), and be followed by
+    more of litellm's words ("Original exception: ...")."""
+    text = _PREFIXES.sub("", text, count=1)
+    if text[:2] in ("b'", 'b"'):
+        end = _BYTES_REPR.match(text)
+        if end is None:
+            return None
+        try:
+            text = ast.literal_eval(end[0]).decode("utf-8", "replace")
+        except (ValueError, SyntaxError):
+            return None
+    if not text.startswith(("{", "[")):
+        return None
+    try:
+        return json.JSONDecoder().raw_decode(text)[0]
+    except ValueError:
+        return None
+
+
+def _retry_delay(body: Any) -> str | None:
+    """Google's RetryInfo `retryDelay` ("34s", "1.5s") in an error body, as whole seconds."""
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and (found := _SECONDS.fullmatch(delay.strip())):
+            return str(math.ceil(float(found[1])))
+    return None

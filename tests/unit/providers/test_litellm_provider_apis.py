@@ -131,10 +131,13 @@ async def test_an_openrouter_error_mid_stream_keeps_its_message(serve_route: Ser
     assert "invalid literal" not in info.value.message
 
 
-def answering(status: int, body: dict[str, Any]) -> Any:
+def answering(status: int, body: dict[str, Any], indent: bool = False) -> Any:
+    """A handler answering `body` with `status`; `indent`: pretty-printed, as Google's APIs do."""
+
     async def handler(request: web.Request) -> web.Response:
         await request.read()
-        return web.json_response(body, status=status)
+        text = orjson.dumps(body, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+        return web.Response(text=text, status=status, content_type="application/json")
 
     return handler
 
@@ -159,17 +162,46 @@ async def test_azures_content_filter_keeps_its_code(serve_route: ServeRoute) -> 
     assert info.value.message == f"Deployment 'd' rejected the request: {said}"
 
 
-async def test_a_gemini_refusal_says_geminis_message(serve_route: ServeRoute) -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_gemini_refusal_says_geminis_message(
+    serve_route: ServeRoute, streamed: bool
+) -> None:
+    # Google's error bodies are pretty-printed: the message was cut to its first line, "{"
     said = 'Invalid JSON payload received. Unknown name "foo": Cannot find field.'
     body = {"error": {"code": 400, "message": said, "status": "INVALID_ARGUMENT"}}
-    base = await serve_route(
-        "/v1beta/models/gemini-2.5-flash:generateContent", answering(400, body)
-    )
+    action = GEMINI_STREAM if streamed else "/v1beta/models/gemini-2.5-flash:generateContent"
+    base = await serve_route(action, answering(400, body, indent=True))
     with pytest.raises(InvalidRequest) as info:
-        await LiteLLMProvider().complete(
-            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
-        )
+        if streamed:
+            await stream(gemini(base))
+        else:
+            await LiteLLMProvider().complete(
+                CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+            )
     assert info.value.message == f"Deployment 'd' rejected the request: {said}"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_gemini_rate_limit_says_when_to_retry(
+    serve_route: ServeRoute, streamed: bool
+) -> None:
+    # Gemini's wait is in the body's RetryInfo, not in a Retry-After header
+    said = "You exceeded your current quota, please check your plan and billing details."
+    retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "33.5s"}
+    quota = {"@type": "type.googleapis.com/google.rpc.QuotaFailure"}
+    error = {"code": 429, "message": said, "status": "RESOURCE_EXHAUSTED"}
+    body = {"error": {**error, "details": [quota, retry]}}
+    action = GEMINI_STREAM if streamed else "/v1beta/models/gemini-2.5-flash:generateContent"
+    base = await serve_route(action, answering(429, body, indent=True))
+    with pytest.raises(UpstreamError) as info:
+        if streamed:
+            await stream(gemini(base))
+        else:
+            await LiteLLMProvider().complete(
+                CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+            )
+    assert (info.value.status_code, info.value.headers.get("Retry-After")) == (429, "34")
+    assert info.value.message.endswith(f"(HTTP 429): {said}")
 
 
 async def test_openrouter_out_of_credit_is_the_accounts_fault(serve_route: ServeRoute) -> None:
