@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.accounting.pricing import usd_text
 from gateway.api.deps import ServicesDep, header_map
-from gateway.api.disconnect import DisconnectWatch
+from gateway.api.disconnect import ClientStream, DisconnectWatch
 from gateway.errors import ClientGone, InvalidRequest, PayloadTooLarge
 from gateway.pipeline.context import (
     ApiName,
@@ -264,7 +264,7 @@ def render(ctx: RequestContext, reply: Reply) -> Response:
     if reply.chunks is not None:
         # Cost is known only at the end of a stream: it is in the ledger and, when the client
         # asked for usage, in the usage chunk's `x_thriftgate` (pipeline.priced).
-        return StreamingResponse(
+        return ClientStream(
             _sse(reply.chunks),
             media_type="text/event-stream",
             headers={**decision_headers(ctx, final=False), "cache-control": "no-cache"},

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.accounting.tokenizer import count_prompt
 from gateway.api.deps import ServicesDep, header_map
+from gateway.api.disconnect import ClientStream
 from gateway.api.openai import OBJECT_BODY, decision_headers, read_json, run_pipeline
 from gateway.errors import InvalidRequest, NotFound
 from gateway.pipeline.context import Json, Reply, RequestContext, TenantInfo
@@ -59,7 +60,7 @@ def render_responses(ctx: RequestContext, reply: Reply, raw: Json) -> Response:
         translator = ResponsesStream(
             response_id, created_at, ctx.model, echo, fallback_usage=counted_usage
         )
-        return StreamingResponse(
+        return ClientStream(
             _sse(response_events(reply.chunks, translator)),
             media_type="text/event-stream",
             headers={**decision_headers(ctx, final=False), "cache-control": "no-cache"},
