@@ -6,6 +6,8 @@ documents the GETs (a HEAD answer has no body to describe).
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
@@ -13,6 +15,8 @@ from gateway.api.deps import ServicesDep
 from gateway.db.migrate import database_revision, schema_behind
 
 router = APIRouter(tags=["health"])
+
+DB_CHECK_TIMEOUT_S = 3.0
 
 
 @router.get("/healthz")
@@ -24,12 +28,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 @router.head("/readyz", include_in_schema=False)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    db_ok, behind = True, False
-    try:
-        async with services.engine.connect() as conn:
-            behind = schema_behind(await database_revision(conn))
-    except Exception:
-        db_ok = False
+    database, behind = await _database(services)
+    db_ok = database == "ok"
     # A local model still loading at startup: requests would wait for it (seconds), so a load
     # balancer should not send any yet. A load that failed is not waited for.
     loading = services.providers.loading_models()
@@ -43,7 +43,6 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # such a URL at start; this is the same truth for one started without that check).
     pooled = services.keys.events.pooled
     ready = db_ok and not behind and not pooled and not loading and serving > 0
-    database = "ok" if db_ok else "unreachable"
     if behind:  # THRIFTGATE_MIGRATE_ON_START=false before `thriftgate migrate` was run
         database = "migrations-pending"
     body = {
@@ -57,6 +56,34 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "deployments": len(services.catalog.deployments),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _database(services: ServicesDep) -> tuple[str, bool]:
+    """("ok" | "unreachable" | "unresponsive", whether migrations are pending).
+
+    A database that stops answering (a stalled server, a failover in progress, a lock) hung
+    the probe for as long as it did; a load balancer's probe timed out without an answer.
+    The check is left to finish in the background: awaiting its cancellation could hang too."""
+
+    async def revision() -> str | None:
+        async with services.engine.connect() as conn:
+            return await database_revision(conn)
+
+    check = asyncio.ensure_future(revision())
+    done, _ = await asyncio.wait({check}, timeout=DB_CHECK_TIMEOUT_S)
+    if not done:
+        check.cancel()
+        check.add_done_callback(_consume)
+        return "unresponsive", False
+    try:
+        return "ok", schema_behind(check.result())
+    except Exception:
+        return "unreachable", False
+
+
+def _consume(task: asyncio.Future[str | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at exit
 
 
 def _key_events(services: ServicesDep) -> str:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import openai
 import pytest
@@ -299,3 +300,33 @@ def test_tls_files_in_the_url_reach_the_driver(tmp_path: Path, fresh_pg_url: str
 
     with pytest.raises(FileNotFoundError):
         asyncio.run(engine_connects())
+
+
+def test_readyz_answers_while_the_database_does_not(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """A database that stops answering (a stalled server, a failover, here a lock on the table
+    /readyz reads) hung the probe for as long as it did: a load balancer's probe timed out
+    with no answer. It is 503 'unresponsive' within seconds, and ready again after."""
+    deps = [mock_deployment("m", "m", mock_upstream)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)
+    try:
+        assert readyz(gw).status_code == 200
+
+        async def while_locked() -> tuple[float, httpx.Response]:
+            conn = await asyncpg.connect(fresh_pg_url.replace("+asyncpg", ""))
+            try:
+                async with conn.transaction():
+                    await conn.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+                    started = time.monotonic()
+                    answer = await asyncio.to_thread(readyz, gw)
+                    return time.monotonic() - started, answer
+            finally:
+                await conn.close()
+
+        took, answer = asyncio.run(while_locked())
+        assert took < 8, took
+        assert answer.status_code == 503 and answer.json()["database"] == "unresponsive"
+        assert wait_for(lambda: readyz(gw).status_code == 200, 10), readyz(gw).text
+    finally:
+        gw.stop()
