@@ -183,7 +183,11 @@ class LiteLLMProvider:
         self._refuse_lacking(body, dep)
         args = self._args(body, dep, timeout_s)
         args["stream"] = True
-        args["stream_options"] = {"include_usage": True}
+        if "stream_options" in body:
+            # Usage, whatever else the client asked. A body without it is dispatch's retry for
+            # an upstream that refuses the parameter (Azure before api-version 2024-09-01):
+            # adding it back failed every stream there.
+            args["stream_options"] = {"include_usage": True}
         try:
             resp = await self._litellm.acompletion(**args)
             async for chunk in resp:
