@@ -50,6 +50,13 @@ def _piece(value: Any) -> str:
     return ""
 
 
+# Every this many chunks, the text pieces that came since are joined into one block: a
+# stream's copy for the ledger and the cache is then about its text's size. Kept as small
+# strings, 100,000 tokens took 6.2 MB (~60 bytes a piece) for 0.5 MB of text, per stream.
+_COMPACT_EVERY = 256
+_TEXTS = ("content", "text", "refusal")
+
+
 class StreamAssembler:
     def __init__(self) -> None:
         self.meta: Json = {}
@@ -59,6 +66,8 @@ class StreamAssembler:
 
     def add(self, chunk: Json) -> None:
         self.chunks += 1
+        if self.chunks % _COMPACT_EVERY == 0:
+            self._compact()
         if not self.meta:
             self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
             self.meta["object"] = chunk.get("object")
@@ -79,6 +88,7 @@ class StreamAssembler:
                     "text": [],
                     "refusal": [],
                     "reasoning": {},  # reasoning_content / reasoning -> pieces
+                    "blocks": {},  # a text's name -> its pieces joined so far (_compact)
                     "function_call": None,
                     "annotations": [],
                     "role": None,
@@ -123,6 +133,20 @@ class StreamAssembler:
                     slot["name"] += _piece(fn.get("name"))
                     slot["arguments"] += _piece(fn.get("arguments"))
 
+    def _compact(self) -> None:
+        for acc in self._choices.values():
+            blocks = acc["blocks"]
+            texts = [(name, acc[name]) for name in _TEXTS]
+            texts += [("reasoning." + k, v) for k, v in acc["reasoning"].items()]
+            for name, pieces in texts:
+                if pieces:
+                    blocks.setdefault(name, []).append("".join(pieces))
+                    pieces.clear()
+
+    @staticmethod
+    def _text(acc: Json, name: str, pieces: list[str]) -> str:
+        return "".join([*acc["blocks"].get(name, ()), *pieces])
+
     def result(self, *, chat: bool) -> Json:
         choices = []
         for idx in sorted(self._choices):
@@ -130,12 +154,13 @@ class StreamAssembler:
             if chat:
                 message: Json = {
                     "role": acc["role"] or "assistant",
-                    "content": "".join(acc["content"]),
+                    "content": self._text(acc, "content", acc["content"]),
                 }
-                if acc["refusal"]:
-                    message["refusal"] = "".join(acc["refusal"])
+                refusal = self._text(acc, "refusal", acc["refusal"])
+                if acc["refusal"] or "refusal" in acc["blocks"]:
+                    message["refusal"] = refusal
                 for field, pieces in acc["reasoning"].items():
-                    message[field] = "".join(pieces)
+                    message[field] = self._text(acc, "reasoning." + field, pieces)
                 if acc["function_call"] is not None:
                     message["function_call"] = acc["function_call"]
                 if acc["annotations"]:
@@ -156,7 +181,7 @@ class StreamAssembler:
                 choices.append(
                     {
                         "index": idx,
-                        "text": "".join(acc["text"]),
+                        "text": self._text(acc, "text", acc["text"]),
                         "finish_reason": acc["finish_reason"],
                     }
                 )
