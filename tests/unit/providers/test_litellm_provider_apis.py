@@ -20,6 +20,8 @@ from tests.unit.providers.conftest import ServeRoute, sse_handler
 
 KEY_ENV = "TG_TEST_LITELLM_APIS_KEY"
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+# a stream as the pipeline sends it: with stream_options (the adapter then asks for usage)
+STREAM = {**CHAT, "stream_options": {"include_usage": True}}
 GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 
 
@@ -60,7 +62,7 @@ def gemini_chunk(text: str | None, finish: str | None = None, **extra: Any) -> b
 
 async def stream(dep: Deployment) -> list[dict[str, Any]]:
     p = LiteLLMProvider()
-    return [c async for c in p.stream(CHAT, dep, endpoint="chat/completions", timeout_s=5)]
+    return [c async for c in p.stream(STREAM, dep, endpoint="chat/completions", timeout_s=5)]
 
 
 def finishes(chunks: list[dict[str, Any]]) -> list[str]:
@@ -79,7 +81,7 @@ async def test_a_gemini_stream_cut_before_its_finish_reason_is_an_error(
     got: list[dict[str, Any]] = []
     with pytest.raises(UpstreamError) as info:
         async for c in LiteLLMProvider().stream(
-            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+            STREAM, gemini(base), endpoint="chat/completions", timeout_s=5
         ):
             got.append(c)
     assert "ended the stream early" in info.value.message

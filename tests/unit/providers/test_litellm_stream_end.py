@@ -19,7 +19,12 @@ from gateway.providers.litellm_adapter import LiteLLMProvider
 from tests.unit.providers.conftest import ServeMessages, anthropic_deployment, sse_handler
 
 KEY_ENV = "TG_TEST_LITELLM_STREAM_END_KEY"
-CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+# as the pipeline sends a stream: with stream_options (the adapter then asks litellm for usage)
+CHAT = {
+    "messages": [{"role": "user", "content": "hello"}],
+    "max_tokens": 16,
+    "stream_options": {"include_usage": True},
+}
 Serve = Callable[..., Awaitable[str]]
 
 
