@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -84,6 +84,8 @@ def normalise_url(url: str) -> str:
         url = "postgresql+asyncpg://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith("postgresql+asyncpg://"):
+        url = _multihost_as_query(url)
     if url.startswith("postgresql+asyncpg://") and "sslmode=" in url:
         # Cloud providers hand out libpq URLs (`?sslmode=require`); asyncpg calls it `ssl`
         # and takes the same modes. Passed on as is, connect() fails with a TypeError.
@@ -93,6 +95,20 @@ def normalise_url(url: str) -> str:
             parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
             url = parsed.render_as_string(hide_password=False)
     return url
+
+
+def _multihost_as_query(url: str) -> str:
+    """libpq's several hosts (`postgresql://u@db1:5432,db2:5432/app?target_session_attrs=
+    read-write`, how a Patroni or multi-AZ primary is named for failover) in SQLAlchemy's form
+    (`postgresql://u@/app?host=db1:5432&host=db2:5432`); the port `5432,db2:5432` was an
+    unparsable URL."""
+    parts = urlsplit(url)
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    if "," not in hostlist:
+        return url
+    hosts = urlencode([("host", host) for host in hostlist.split(",")])
+    query = f"{hosts}&{parts.query}" if parts.query else hosts
+    return f"{parts.scheme}://{userinfo}{at}{parts.path}?{query}"
 
 
 def upsert_insert(dialect_name: str, target: Any) -> Any:

@@ -330,3 +330,19 @@ def test_readyz_answers_while_the_database_does_not(
         assert wait_for(lambda: readyz(gw).status_code == 200, 10), readyz(gw).text
     finally:
         gw.stop()
+
+
+def test_a_libpq_multi_host_url_fails_over_to_the_host_that_answers(fresh_pg_url: str) -> None:
+    """libpq's several hosts (`u@db1:5432,db2:5432/app?target_session_attrs=read-write`, how a
+    Patroni or multi-AZ primary is named) were an unparsable URL: 'invalid literal for int()
+    with base 10: ...' at start, though target_session_attrs was a supported parameter."""
+    pg = make_url(PG_BASE)
+    dead = f"127.0.0.1:{free_port()}"
+    name = fresh_pg_url.rsplit("/", 1)[1]
+    url = (
+        f"postgresql://{pg.username}@{dead},{pg.host}:{pg.port or 5432}/{name}"
+        "?target_session_attrs=read-write"
+    )
+    out = cli("migrate", db=url)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sql(fresh_pg_url, "SELECT count(*) AS n FROM alembic_version")[0]["n"] == 1
