@@ -173,7 +173,10 @@ class LiteLLMProvider:
             resp = await self._litellm.acompletion(**self._args(body, dep, timeout_s))
         except Exception as exc:
             raise _translate(dep, exc) from exc
-        return _to_dict(resp)
+        answer = _to_dict(resp)
+        if isinstance(answer.get("choices"), list):
+            answer["choices"] = [_without_blank_extras(c) for c in answer["choices"]]
+        return answer
 
     async def stream(
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
@@ -361,7 +364,8 @@ def openai_shaped(chunk: Json) -> list[Json]:
     alone, in a last chunk with `choices: []`, and never an empty delta; clients that read
     `choices[0]` of the usage chunk, or count chunks, rely on that.
     """
-    choices = [c for c in chunk.get("choices") or () if not _is_empty(c)]
+    choices = [_without_blank_extras(c) for c in chunk.get("choices") or ()]
+    choices = [c for c in choices if not _is_empty(c)]
     usage = chunk.get("usage")
     if not choices and not usage:
         return []  # nothing in it
@@ -372,6 +376,25 @@ def openai_shaped(chunk: Json) -> list[Json]:
         out.append({k: v for k, v in chunk.items() if k != "usage"} | {"choices": choices})
     out.append({**chunk, "choices": []})
     return out
+
+
+def _without_blank_extras(choice: Any) -> Any:
+    """A choice without litellm's `provider_specific_fields` where it says nothing, in its
+    delta or message: every Anthropic stream had a chunk whose delta was only
+    `{"provider_specific_fields": {"citations": null, "thinking_blocks": null}}`, an empty
+    delta in all but name, and every answer carried it in its message."""
+    if not isinstance(choice, dict):
+        return choice
+    for part in ("delta", "message"):
+        inner = choice.get(part)
+        if isinstance(inner, dict) and _blank(inner.get("provider_specific_fields", 0)):
+            extras = {k: v for k, v in inner.items() if k != "provider_specific_fields"}
+            choice = {**choice, part: extras}
+    return choice
+
+
+def _blank(fields: Any) -> bool:
+    return isinstance(fields, dict) and all(v is None for v in fields.values())
 
 
 def _to_dict(obj: Any) -> Json:

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.pipeline.dispatch import retryable
-from gateway.providers.litellm_adapter import LiteLLMProvider, options_problems
+from gateway.providers.litellm_adapter import LiteLLMProvider, openai_shaped, options_problems
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
 from tests.unit.providers.conftest import ServeRoute, sse_handler
@@ -258,3 +258,13 @@ def test_options_litellm_would_ignore_are_named() -> None:
         "vertex_project, vertex_location, aws_region_name)",
         "options.api_version: should be a string",
     ]
+
+
+def test_provider_fields_that_say_nothing_are_no_delta() -> None:
+    # every Anthropic stream had this chunk: an empty delta in all but name
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "claude"}
+    blank = {"provider_specific_fields": {"citations": None, "thinking_blocks": None}}
+    assert openai_shaped({**base, "choices": [{"index": 0, "delta": blank}]}) == []
+    said = {"content": "Hi", "provider_specific_fields": {"citations": [{"url": "u"}]}}
+    kept = {**base, "choices": [{"index": 0, "delta": said}]}
+    assert openai_shaped(kept) == [kept]
