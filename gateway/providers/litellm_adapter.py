@@ -423,6 +423,8 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         return UpstreamTimeout(f"Deployment {dep.name!r} timed out.")
     if status in (401, 403):
         return credentials_refused(dep, status, raw)
+    if (setup := _setup_missing(dep, exc)) is not None:
+        return setup
     if "LLM Provider NOT provided" in raw:
         # litellm's 400 for a provider it does not know: the deployment's config is wrong,
         # not the client's request, so another deployment may serve it.
@@ -453,6 +455,33 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         f"Deployment {dep.name!r} failed ({name}): {raw}",
         upstream_status=status if isinstance(status, int) else None,
     )
+
+
+def _setup_missing(dep: Deployment, exc: BaseException) -> UpstreamError | None:
+    """What this host lacks for the deployment's provider, said plainly: a Python package
+    litellm imports only for it (Vertex AI's google-auth: "No module named 'google.auth'"), or
+    AWS credentials for Bedrock ("'NoneType' object has no attribute 'access_key'"). Every
+    request fails until the operator fixes it; another deployment of the group may serve."""
+    for seen in _chain(exc):
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            package = _PACKAGES.get(seen.name, seen.name.split(".")[0])
+            return UpstreamError(
+                f"Deployment {dep.name!r} ({dep.provider}) needs the Python package "
+                f"{package!r}, which is not installed here (pip install {package}).",
+                code="deployment_misconfigured",
+            )
+        if isinstance(seen, AttributeError) and "'access_key'" in str(seen):
+            return UpstreamError(
+                f"Deployment {dep.name!r} ({dep.provider}) found no AWS credentials: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or an instance "
+                "role) for the gateway, or a Bedrock API key in its api_key_env.",
+                code="deployment_misconfigured",
+            )
+    return None
+
+
+# Import names litellm asks for -> what pip installs them as
+_PACKAGES = {"google.auth": "google-auth", "google": "google-auth", "botocore": "boto3"}
 
 
 def _response_headers(exc: BaseException) -> httpx.Headers:

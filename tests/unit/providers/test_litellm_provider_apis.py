@@ -4,6 +4,8 @@ each provider's errors reach the client with their own message and OpenAI's code
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -268,3 +270,47 @@ def test_provider_fields_that_say_nothing_are_no_delta() -> None:
     said = {"content": "Hi", "provider_specific_fields": {"citations": [{"url": "u"}]}}
     kept = {**base, "choices": [{"index": 0, "delta": said}]}
     assert openai_shaped(kept) == [kept]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("google.auth") is not None, reason="google-auth is installed"
+)
+async def test_a_vertex_deployment_without_google_auth_says_what_to_install() -> None:
+    # was: 502 "No module named 'google.auth'" on every request
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="vertex_ai",
+        upstream_model="gemini-2.5-flash",
+        options={"vertex_project": "p", "vertex_location": "europe-west4"},
+    )
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert info.value.code == "deployment_misconfigured"
+    assert "pip install google-auth" in info.value.message
+    assert retryable(info.value)
+
+
+async def test_a_bedrock_deployment_without_aws_credentials_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # was: 502 "'NoneType' object has no attribute 'access_key'" on every request
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK", "AWS_ROLE_ARN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    config = DeploymentConfig(
+        name="d",
+        model="m",
+        provider="bedrock",
+        upstream_model="anthropic.claude-3-5-sonnet-20240620-v1:0",
+        options={"aws_region_name": "eu-west-1"},
+    )
+    dep = Deployment(config=config, price=Price(), price_source="config")
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert info.value.code == "deployment_misconfigured"
+    assert "no AWS credentials" in info.value.message
