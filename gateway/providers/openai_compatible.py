@@ -227,7 +227,7 @@ class OpenAICompatibleProvider:
                         yield chunk
                     return
                 done = False
-                events_of = _events(dep, resp.content, first_by)
+                events_of = _events(dep, resp.content, first_by, timeout_s)
                 async with aclosing(events_of) as events:
                     async for data in events:
                         if data.strip() == b"[DONE]":
@@ -274,15 +274,20 @@ def as_max_completion_tokens(payload: Json) -> Json:
 
 
 async def _events(
-    dep: Deployment, content: aiohttp.StreamReader, first_by: float | None = None
+    dep: Deployment,
+    content: aiohttp.StreamReader,
+    first_by: float | None = None,
+    gap_s: float | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Each event's data: its `data:` lines joined by "\n", as the SSE spec and the SDK read a
     pretty-printed event; lines end in LF, CRLF or a bare CR, as the spec allows. Comments and
     other fields (`event:`, `id:`) carry nothing we use.
 
     Comments keep the connection's read timeout from firing (`: ping`, OpenRouter's
-    `: OPENROUTER PROCESSING`), so a server that only pings would hold the request for ever: the
-    first event is due by `first_by` (time.monotonic()), or the wait is a TimeoutError.
+    `: OPENROUTER PROCESSING`), as does an upstream that trickles a byte at a time, so such a
+    server would hold the request for ever: the first event is due by `first_by`
+    (time.monotonic()), and each next one `gap_s` after the consumer asked for it (a slow
+    client's pauses are not the upstream's), or the wait is a TimeoutError.
 
     Lines are split here, not by aiohttp's reader, which caps a line at 512 KiB; and in this one
     generator, since every chunk of every stream passes through it.
@@ -295,9 +300,10 @@ async def _events(
     # an LF or CRLF stream (a CRLF's "\r" is stripped line by line) pays nothing for it.
     bare_cr = False
     skip_lf = False  # the last piece ended in "\r": a "\n" opening this one ends the same line
+    due = first_by
     async for piece in content.iter_any():
-        if first_by is not None and time.monotonic() > first_by:
-            raise TimeoutError("no event before the deadline, only keep-alive comments")
+        if due is not None and time.monotonic() > due:
+            raise TimeoutError("no event before the deadline, only comments or a partial line")
         if bare_cr:
             piece, skip_lf = _lf_ended(piece, skip_lf)
         if b"\n" not in piece:
@@ -323,14 +329,14 @@ async def _events(
                 line = line[:-1]
             if not line:  # a blank line ends the event
                 if data:
-                    first_by = None
                     yield b"\n".join(data)
+                    due = None if gap_s is None else time.monotonic() + gap_s
                 data, size = [], 0
             elif line.startswith(b"data:"):
                 value = line[5:].removeprefix(b" ")
                 if not data and value.strip() == b"[DONE]":
-                    first_by = None
                     yield value  # the end, even from a server that never sends the blank line
+                    due = None if gap_s is None else time.monotonic() + gap_s
                     continue
                 data.append(value)
                 size += len(value) + 1
