@@ -444,6 +444,15 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         if delay and "Retry-After" not in headers:  # Google's wait is in the body only
             headers["Retry-After"] = delay
         return rate_limited(dep, raw, code, headers)
+    if status == 400 and _google_status(body) == "FAILED_PRECONDITION":
+        # Gemini's "User location is not supported for the API use." / "free tier is not
+        # available in your country": where the gateway runs or its account, not the request;
+        # as a client's 400 no other deployment of the group was tried
+        return UpstreamError(
+            f"Deployment {dep.name!r} cannot serve from this gateway's account or region "
+            f"(HTTP 400 FAILED_PRECONDITION): {raw}",
+            code="deployment_misconfigured",
+        )
     if status in (400, 422):
         rejected = f"Deployment {dep.name!r} rejected the request: {raw}"
         if name == "ContextWindowExceededError":  # clients branch on OpenAI's code
@@ -534,6 +543,13 @@ def _error_body(text: str) -> Any:
         return json.JSONDecoder().raw_decode(text)[0]
     except ValueError:
         return None
+
+
+def _google_status(body: Any) -> str | None:
+    """A Google API error body's `error.status` (INVALID_ARGUMENT, FAILED_PRECONDITION...)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    status = error.get("status") if isinstance(error, dict) else None
+    return status if isinstance(status, str) else None
 
 
 def _retry_delay(body: Any) -> str | None:

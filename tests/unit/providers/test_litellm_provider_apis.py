@@ -314,3 +314,19 @@ async def test_a_bedrock_deployment_without_aws_credentials_says_so(
         await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
     assert info.value.code == "deployment_misconfigured"
     assert "no AWS credentials" in info.value.message
+
+
+async def test_a_gemini_region_refusal_is_the_deployments_fault(serve_route: ServeRoute) -> None:
+    # a 400 the client can do nothing about: the group's other deployments were never tried
+    said = "User location is not supported for the API use."
+    body = {"error": {"code": 400, "message": said, "status": "FAILED_PRECONDITION"}}
+    base = await serve_route(
+        "/v1beta/models/gemini-2.5-flash:generateContent", answering(400, body, indent=True)
+    )
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(
+            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+        )
+    assert info.value.code == "deployment_misconfigured"
+    assert info.value.message.endswith(said)
+    assert retryable(info.value)
