@@ -15,11 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import openai
 import pytest
+import yaml
 from sqlalchemy.engine import make_url
 
 from gateway.db.migrate import connection_shortfall_sync
@@ -28,6 +30,7 @@ from tests.support.servers import (
     PG_BASE,
     GatewayServer,
     MockUpstreamServer,
+    Process,
     create_database,
     drop_database,
     free_port,
@@ -35,6 +38,7 @@ from tests.support.servers import (
     sdk_client,
     sql,
     wait_for,
+    wait_http,
 )
 
 pytestmark = pytest.mark.integration
@@ -42,7 +46,32 @@ pytestmark = pytest.mark.integration
 PRICED = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 1}
 
 
-def readyz(gw: GatewayServer) -> httpx.Response:
+class AppServer(Process):
+    """The app run by uvicorn itself (as under gunicorn or a platform's own runner), without
+    `thriftgate serve`'s start-up checks: what /readyz must say on its own."""
+
+    def __init__(
+        self, tmp: Path, db_url: str, deployments: list[dict[str, Any]], env: dict[str, str]
+    ) -> None:
+        self.port = free_port()
+        config = tmp / f"app-{self.port}.yaml"
+        config.write_text(yaml.safe_dump({"deployments": deployments}))
+        full_env = {
+            **os.environ,
+            "THRIFTGATE_DATABASE_URL": db_url,
+            "THRIFTGATE_CONFIG": str(config),
+            "THRIFTGATE_SPOOL_DIR": str(tmp / f"spool-{self.port}"),
+            "MOCK_PROVIDER_KEY": "sk-mock-provider-secret-0123456789",
+            **env,
+        }
+        args = [sys.executable, "-m", "uvicorn", "gateway.app:app_from_env", "--factory"]
+        args += ["--port", str(self.port)]
+        super().__init__(args, full_env, tmp / f"app-{self.port}.log")
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_http(self.base + "/healthz", 90, self.proc)
+
+
+def readyz(gw: GatewayServer | AppServer) -> httpx.Response:
     return httpx.get(gw.base + "/readyz", timeout=10)
 
 
@@ -216,8 +245,9 @@ def test_transaction_pooling_is_refused_in_one_line_naming_the_fix(
     session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
 ) -> None:
     """Through PgBouncer in transaction mode, `migrate` succeeded and `serve` then failed on
-    another client's prepared statement ("__asyncpg_stmt_1__ already exists"), or started
-    and answered 500s with /readyz ok; LISTEN never heard a revocation."""
+    another client's prepared statement ("__asyncpg_stmt_1__ already exists"), or the app
+    started without that check and answered 500s with /readyz ok; LISTEN never heard a
+    revocation."""
     bouncer = PgBouncer("transaction")
     try:
         url = bouncer.url + fresh_pg_url.rsplit("/", 1)[1]
@@ -225,11 +255,11 @@ def test_transaction_pooling_is_refused_in_one_line_naming_the_fix(
         assert out.returncode == 1, out.stderr[-2000:]
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "pool_mode=session" in lines[0], out.stderr
-        # migrated directly, served through the pooler without the start-up check
+        # migrated directly, the app served through the pooler without serve's checks
         assert cli("migrate", db=fresh_pg_url).returncode == 0
         deps = [mock_deployment("m", "m", mock_upstream)]
         env = {"THRIFTGATE_MIGRATE_ON_START": "false"}
-        gw = GatewayServer(session_tmp, url, deps, extra_env=env)
+        gw = AppServer(session_tmp, url, deps, env)
         try:
             seen = wait_for(lambda: readyz(gw).status_code == 503, 20)
             assert seen, readyz(gw).text
@@ -246,10 +276,11 @@ def test_a_database_not_yet_migrated_is_not_ready(
 ) -> None:
     """With THRIFTGATE_MIGRATE_ON_START=false before `thriftgate migrate` ran (a new version
     rolled out first), every request was a 500 and /readyz said ok: a load balancer sent it
-    traffic. It is 503 'migrations-pending' until the migrations are applied."""
+    traffic. It is 503 'migrations-pending' until the migrations are applied (the app run
+    without `serve`, whose own check refuses to start on such a database)."""
     deps = [mock_deployment("m", "m", mock_upstream)]
     env = {"THRIFTGATE_MIGRATE_ON_START": "false"}
-    gw = GatewayServer(session_tmp, fresh_pg_url, deps, extra_env=env)
+    gw = AppServer(session_tmp, fresh_pg_url, deps, env)
     try:
         pending = readyz(gw)
         assert pending.status_code == 503, pending.text
