@@ -444,6 +444,19 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         if delay and "Retry-After" not in headers:  # Google's wait is in the body only
             headers["Retry-After"] = delay
         return rate_limited(dep, raw, code, headers)
+    if status == 400 and "credit balance is too low" in raw:
+        # Anthropic's 400 for the operator's account out of credit: not the request's fault,
+        # so not a 400 to dispatch (which would try no other deployment)
+        spent = out_of_quota(dep, status, raw)
+        spent.upstream_status = None
+        return spent
+    if status == 400 and "OperationNotSupported" in _error_codes(exc, body):
+        # Azure: the deployment is a model that does not chat (an embedding deployment)
+        return UpstreamError(
+            f"Deployment {dep.name!r} does not serve chat completions (Azure "
+            f"OperationNotSupported): check its upstream_model. {raw}",
+            code="deployment_misconfigured",
+        )
     if status == 400 and _google_status(body) == "FAILED_PRECONDITION":
         # Gemini's "User location is not supported for the API use." / "free tier is not
         # available in your country": where the gateway runs or its account, not the request;
@@ -543,6 +556,15 @@ def _error_body(text: str) -> Any:
         return json.JSONDecoder().raw_decode(text)[0]
     except ValueError:
         return None
+
+
+def _error_codes(exc: BaseException, body: Any) -> set[str]:
+    """The provider's error codes (Azure's OperationNotSupported...): from the error body, and
+    from the openai SDK's error that litellm wraps (Azure's path)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    found = [error.get("code") if isinstance(error, dict) else None]
+    found += [getattr(seen, "code", None) for seen in _chain(exc)]
+    return {code for code in found if isinstance(code, str)}
 
 
 def _google_status(body: Any) -> str | None:

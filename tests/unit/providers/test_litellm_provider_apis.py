@@ -330,3 +330,32 @@ async def test_a_gemini_region_refusal_is_the_deployments_fault(serve_route: Ser
     assert info.value.code == "deployment_misconfigured"
     assert info.value.message.endswith(said)
     assert retryable(info.value)
+
+
+async def test_an_anthropic_account_out_of_credit_is_the_deployments_fault(
+    serve_route: ServeRoute,
+) -> None:
+    # Anthropic says it with a 400 invalid_request_error: the group's others were never tried
+    said = "Your credit balance is too low to access the Anthropic API."
+    error = {"type": "invalid_request_error", "message": said}
+    base = await serve_route("/v1/messages", answering(400, {"type": "error", "error": error}))
+    dep = deployment("anthropic", base, "claude-haiku-4-5")
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert info.value.code == "upstream_quota_exhausted"
+    assert info.value.headers.get("x-should-retry") == "false"
+    assert retryable(info.value)
+
+
+async def test_an_azure_deployment_of_a_model_that_does_not_chat_is_misconfigured(
+    serve_route: ServeRoute,
+) -> None:
+    said = "The chatCompletion operation does not work with the specified model."
+    body = {"error": {"code": "OperationNotSupported", "message": said}}
+    base = await serve_route("/openai/deployments/embed/chat/completions", answering(400, body))
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(
+            CHAT, deployment("azure", base, "embed"), endpoint="chat/completions", timeout_s=5
+        )
+    assert info.value.code == "deployment_misconfigured"
+    assert retryable(info.value)
