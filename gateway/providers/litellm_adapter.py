@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -153,6 +154,10 @@ class LiteLLMProvider:
         args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
         if dep.config.api_base:
             args["api_base"] = dep.config.api_base
+            if version := _api_version_in(dep.config.api_base):
+                # the Azure portal's "Target URI" pasted whole: litellm keeps the host and
+                # dropped the api-version it names for its own default
+                args["api_version"] = version
         key = provider_key(dep)
         if key:
             args["api_key"] = key
@@ -217,6 +222,11 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _api_version_in(api_base: str) -> str | None:
+    values = parse_qs(urlsplit(api_base).query).get("api-version")
+    return values[-1] if values else None
 
 
 def options_problems(config: DeploymentConfig) -> list[str]:

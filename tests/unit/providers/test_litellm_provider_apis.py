@@ -359,3 +359,24 @@ async def test_an_azure_deployment_of_a_model_that_does_not_chat_is_misconfigure
         )
     assert info.value.code == "deployment_misconfigured"
     assert retryable(info.value)
+
+
+async def test_an_azure_target_uri_pasted_as_api_base_keeps_its_api_version(
+    serve_route: ServeRoute,
+) -> None:
+    # the Azure portal shows the whole URI; litellm served it on its default api-version
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(request.query.get("api-version", ""))
+        choice = {"index": 0, "message": {"role": "assistant", "content": "hi"}}
+        body = {"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o"}
+        return web.json_response({**body, "choices": [{**choice, "finish_reason": "stop"}]})
+
+    path = "/openai/deployments/prod-4o/chat/completions"
+    base = await serve_route(path, handler)
+    uri = base.rstrip("/") + path + "?api-version=2024-10-21"
+    dep = deployment("azure", uri, "prod-4o")
+    await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert seen == ["2024-10-21"]
