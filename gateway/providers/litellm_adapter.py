@@ -494,15 +494,17 @@ def _setup_missing(dep: Deployment, exc: BaseException) -> UpstreamError | None:
     litellm imports only for it (Vertex AI's google-auth: "No module named 'google.auth'"), or
     AWS credentials for Bedrock ("'NoneType' object has no attribute 'access_key'"). Every
     request fails until the operator fixes it; another deployment of the group may serve."""
+    said = str(exc)  # what failed the call, not a missing module litellm got past
+    aws = litellm_name(dep.provider).startswith(("bedrock", "sagemaker"))
     for seen in _chain(exc):
-        if isinstance(seen, ModuleNotFoundError) and seen.name:
+        if isinstance(seen, ModuleNotFoundError) and seen.name and seen.name in said:
             package = _PACKAGES.get(seen.name, seen.name.split(".")[0])
             return UpstreamError(
                 f"Deployment {dep.name!r} ({dep.provider}) needs the Python package "
                 f"{package!r}, which is not installed here (pip install {package}).",
                 code="deployment_misconfigured",
             )
-        if isinstance(seen, AttributeError) and "'access_key'" in str(seen):
+        if aws and isinstance(seen, AttributeError) and "'access_key'" in str(seen):
             return UpstreamError(
                 f"Deployment {dep.name!r} ({dep.provider}) found no AWS credentials: set "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or an instance "
