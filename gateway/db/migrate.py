@@ -72,7 +72,12 @@ async def check_session_pooling(database_url: str) -> None:
     args.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
     dsn, more = asyncpg_dsn(url)
     args.update(more, statement_cache_size=0)  # no named statements to collide with
-    first = await asyncpg.connect(dsn, **args)
+    try:
+        first = await asyncpg.connect(dsn, **args)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        # no such database or role, a refused startup parameter...: the engine's connection
+        # says so next, in the one line the CLI gives database errors (here, a traceback)
+        return
     try:
         second = await asyncpg.connect(dsn, **args)
         try:

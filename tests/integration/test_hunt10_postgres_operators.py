@@ -377,3 +377,15 @@ def test_a_libpq_multi_host_url_fails_over_to_the_host_that_answers(fresh_pg_url
     out = cli("migrate", db=url)
     assert out.returncode == 0, out.stderr[-2000:]
     assert sql(fresh_pg_url, "SELECT count(*) AS n FROM alembic_version")[0]["n"] == 1
+
+
+@pytest.mark.parametrize("who", ["database", "role"])
+def test_a_database_or_role_that_does_not_exist_is_one_line(fresh_pg_url: str, who: str) -> None:
+    """The pooler check's own connection let asyncpg's error out as a traceback ('database
+    "x" does not exist'), where the CLI says database errors in one line."""
+    url = make_url(fresh_pg_url)
+    url = url.set(database="no_such_db") if who == "database" else url.set(username="no_such")
+    out = cli("migrate", db=url.render_as_string(hide_password=False))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.startswith("error: database") and "does not exist" in out.stderr
