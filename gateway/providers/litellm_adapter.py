@@ -31,7 +31,7 @@ from gateway.providers.base import (
 from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
-from gateway.providers.upstream_errors import out_of_quota
+from gateway.providers.upstream_errors import MAX_CODE_CHARS, out_of_quota
 from gateway.routing.catalog import Deployment
 from gateway.settings import DeploymentConfig
 
@@ -482,7 +482,11 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
             return InvalidRequest(rejected, code="context_length_exceeded", param="messages")
         if name == "ContentPolicyViolationError":  # Azure's content filter: its own code
             return InvalidRequest(rejected, code="content_filter", param="prompt")
-        return InvalidRequest(rejected)
+        # The provider's own code and param, as an OpenAI-compatible upstream's go back: Azure's
+        # `unsupported_parameter` (an o-series model and `temperature`...) lets dispatch try the
+        # group's next deployment, and clients branch on them.
+        code, param = _code_and_param(dep, exc, body)
+        return InvalidRequest(rejected, code=code, param=param)
     return UpstreamError(
         f"Deployment {dep.name!r} failed ({name}): {raw}",
         upstream_status=status if isinstance(status, int) else None,
@@ -577,6 +581,21 @@ def _error_codes(exc: BaseException, body: Any) -> set[str]:
     found = [error.get("code") if isinstance(error, dict) else None]
     found += [getattr(seen, "code", None) for seen in _chain(exc)]
     return {code for code in found if isinstance(code, str)}
+
+
+def _code_and_param(dep: Deployment, exc: BaseException, body: Any) -> tuple[Any, Any]:
+    """The OpenAI-style `code` and `param` of the provider's error (a word, not a status):
+    from its error body, else from the openai SDK's error litellm wraps (Azure's path)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    pairs = [(error.get("code"), error.get("param"))] if isinstance(error, dict) else []
+    pairs += [(getattr(seen, "code", None), getattr(seen, "param", None)) for seen in _chain(exc)]
+    for code, param in pairs:
+        if isinstance(code, str) and code and not code.isdigit():
+            return (
+                masked_text(dep, code, MAX_CODE_CHARS),
+                masked_text(dep, param, MAX_CODE_CHARS) if isinstance(param, str) else None,
+            )
+    return None, None
 
 
 def _google_status(body: Any) -> str | None:

@@ -380,3 +380,19 @@ async def test_an_azure_target_uri_pasted_as_api_base_keeps_its_api_version(
     dep = deployment("azure", uri, "prod-4o")
     await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
     assert seen == ["2024-10-21"]
+
+
+async def test_an_azure_refusal_keeps_its_code_and_param(serve_route: ServeRoute) -> None:
+    # an o-series deployment refusing a parameter: dispatch tries the group's next deployment
+    # for unsupported_parameter, and clients branch on code and param
+    said = "Unsupported parameter: 'parallel_tool_calls' is not supported with this model."
+    error = {"message": said, "type": "invalid_request_error", "param": "parallel_tool_calls",
+             "code": "unsupported_parameter"}  # fmt: skip
+    base = await serve_route(
+        "/openai/deployments/o3/chat/completions", answering(400, {"error": error})
+    )
+    with pytest.raises(InvalidRequest) as info:
+        await LiteLLMProvider().complete(
+            CHAT, deployment("azure", base, "o3"), endpoint="chat/completions", timeout_s=5
+        )
+    assert (info.value.code, info.value.param) == ("unsupported_parameter", "parallel_tool_calls")
