@@ -180,7 +180,7 @@ class LiteLLMProvider:
             raise _translate(dep, exc) from exc
         answer = _to_dict(resp)
         if isinstance(answer.get("choices"), list):
-            answer["choices"] = [_without_blank_extras(c) for c in answer["choices"]]
+            answer["choices"] = [_with_content(_without_blank_extras(c)) for c in answer["choices"]]
         return answer
 
     async def stream(
@@ -400,6 +400,16 @@ def _without_blank_extras(choice: Any) -> Any:
         if isinstance(inner, dict) and _blank(inner.get("provider_specific_fields", 0)):
             extras = {k: v for k, v in inner.items() if k != "provider_specific_fields"}
             choice = {**choice, part: extras}
+    return choice
+
+
+def _with_content(choice: Any) -> Any:
+    """A choice whose message has `content`, null when there is no text, as OpenAI sends it:
+    litellm's objects are dumped without their None fields, so a tool-call answer or a
+    filtered one (Gemini's SAFETY) had no `content` key and `message["content"]` failed."""
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if isinstance(message, dict) and "content" not in message:
+        choice = {**choice, "message": {"role": "assistant", **message, "content": None}}
     return choice
 
 

@@ -396,3 +396,19 @@ async def test_an_azure_refusal_keeps_its_code_and_param(serve_route: ServeRoute
             CHAT, deployment("azure", base, "o3"), endpoint="chat/completions", timeout_s=5
         )
     assert (info.value.code, info.value.param) == ("unsupported_parameter", "parallel_tool_calls")
+
+
+async def test_an_answer_without_text_says_content_null(serve_route: ServeRoute) -> None:
+    # OpenAI sends "content": null (tool calls, a filtered answer); the key was missing
+    candidate = {"index": 0, "finishReason": "SAFETY"}
+    usage = {"promptTokenCount": 4, "totalTokenCount": 4}
+    body = {"candidates": [candidate], "usageMetadata": usage, "responseId": "r"}
+    base = await serve_route(
+        "/v1beta/models/gemini-2.5-flash:generateContent", answering(200, body, indent=True)
+    )
+    answer = await LiteLLMProvider().complete(
+        CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+    )
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"] == {"role": "assistant", "content": None}
