@@ -217,8 +217,7 @@ async def database_revision(conn: AsyncConnection) -> str | None:
 
 
 def missing_table(exc: DBAPIError) -> bool:
-    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return state == "42P01" or "no such table" in str(exc.orig)
+    return _sqlstate(exc) == "42P01" or "no such table" in str(exc.orig)
 
 
 def upgrade_head_sync(database_url: str) -> None:
@@ -231,10 +230,36 @@ async def check_writable(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            try:
+                await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            except DBAPIError as exc:
+                if _sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
+                    raise
+                # A role that may not write alembic_version (an owner migrates, the gateway
+                # runs with least privilege) was refused at start. What it must write are
+                # its own tables.
+                await conn.rollback()
+                if not await conn.scalar(text(MAY_WRITE_LEDGER)):
+                    raise UnsupportedDatabase(CANNOT_WRITE) from None
             await conn.rollback()
     finally:
         await engine.dispose()
+
+
+INSUFFICIENT_PRIVILEGE = "42501"
+MAY_WRITE_LEDGER = (  # several privileges in one call: true if any is held
+    "SELECT has_table_privilege('usage_ledger', 'INSERT')"
+    " AND has_table_privilege('usage_ledger', 'UPDATE')"
+)
+CANNOT_WRITE = (
+    "its role may not write the gateway's tables (INSERT, UPDATE on usage_ledger): grant it "
+    "SELECT, INSERT, UPDATE, DELETE on them (README: Production Postgres)"
+)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state if isinstance(state, str) else None
 
 
 def check_writable_sync(database_url: str) -> None:

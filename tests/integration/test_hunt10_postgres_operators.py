@@ -389,3 +389,25 @@ def test_a_database_or_role_that_does_not_exist_is_one_line(fresh_pg_url: str, w
     assert out.returncode == 1
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
     assert out.stderr.startswith("error: database") and "does not exist" in out.stderr
+
+
+def test_a_least_privilege_role_starts_with_migrations_on_start(
+    session_tmp: Path,
+    owner_and_app_roles: tuple[str, str, str],
+    mock_upstream: MockUpstreamServer,
+) -> None:
+    """A role that may write the gateway's tables but not alembic_version (an owner migrates)
+    was refused at start by the read-only check ('permission denied for table
+    alembic_version'), with THRIFTGATE_MIGRATE_ON_START at its default; one that may not
+    write the ledger is refused saying what to grant."""
+    url, owner, app = owner_and_app_roles
+    schema = "?options=-csearch_path%3Dtg"
+    assert cli("migrate", db=as_role(url, owner, schema)).returncode == 0
+    sql(url, f'REVOKE INSERT, UPDATE, DELETE ON tg.alembic_version FROM "{app}"')
+    deps = [mock_deployment("m", "m", mock_upstream)]
+    gw = GatewayServer(session_tmp, as_role(url, app, schema), deps)
+    gw.stop()
+    sql(url, f'REVOKE INSERT ON tg.usage_ledger FROM "{app}"')
+    out = cli("serve", "--port", str(free_port()), db=as_role(url, app, schema))
+    assert out.returncode == 1
+    assert "INSERT, UPDATE on usage_ledger" in out.stderr and "Traceback" not in out.stderr
