@@ -199,6 +199,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     # Serve the hot OpenAI POST routes on raw ASGI, ahead of the framework stack.
     fast_lane: bool = True
+    # A stream whose client has taken no bytes for this long is stopped (api/disconnect.py).
+    client_stall_timeout_s: float = Field(default=120.0, gt=0, le=86400)
     # Embedded default: when no config file is given, serve the bundled local model.
     embedded_local_model: bool = True
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the

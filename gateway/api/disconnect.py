@@ -19,15 +19,26 @@ stream was read from the upstream to its end (sends to a gone client are no-ops)
 a 200 with every token, for a client that kept ten chunks. asyncio's own cancel lands at the
 task's next step: the stream stops within a chunk, the upstream request is closed, and the row
 is a 499 billed for what was sent.
+
+A client that stops reading but keeps its connection open (a hung consumer) is treated the same
+once a write to it has waited `client_stall_timeout_s` (THRIFTGATE_CLIENT_STALL_TIMEOUT_S,
+default 120): until then the stream just waits (the gateway reads the upstream only as fast as
+the client takes it), but for ever it would hold the upstream's connection and the tenant's
+budget reservation. The response is left incomplete, so a client that reads again gets what was
+buffered and then a cut connection, not a stream that looks whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+log = logging.getLogger("thriftgate.api")
 
 
 class DisconnectWatch:
@@ -43,10 +54,15 @@ class DisconnectWatch:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    self.gone = True
-                    if self._task is not None:
-                        self._task.cancel()
+                    self.cut()
                     return
+
+    def cut(self) -> None:
+        """The client is gone (it hung up, or stopped reading): cancel the work, once."""
+        if not self.gone:
+            self.gone = True
+            if self._task is not None:
+                self._task.cancel()
 
     def stop(self) -> None:
         self._watcher.cancel()
@@ -65,14 +81,54 @@ class ClientStream(StreamingResponse):
     """A StreamingResponse that stops at once when its client hangs up (see above)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = scope["app"].state.services.settings.client_stall_timeout_s
         watch = DisconnectWatch(receive)
+        clock = _SendClock(send)
+        stall = asyncio.ensure_future(clock.watch(watch, limit))
         try:
-            await self.stream_response(send)
+            await self.stream_response(clock.send)
         except asyncio.CancelledError:
             if not watch.settled():
                 raise
+            if clock.stalled:
+                log.warning(
+                    "stream %s stopped: its client read nothing for %g s",
+                    self.headers.get("x-request-id"),
+                    limit,
+                )
+                # cut in a write, outside the stream's generators: closing them settles it
+                closer = getattr(self.body_iterator, "aclose", None)
+                if closer is not None:
+                    await closer()
             return  # the client left: the stream's generators have settled the request
         finally:
             watch.stop()
+            stall.cancel()
         if self.background is not None:
             await self.background()
+
+
+class _SendClock:
+    """When the write in progress began, for `watch` to see one that waits past a limit."""
+
+    __slots__ = ("_send", "since", "stalled")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.since: float | None = None
+        self.stalled = False
+
+    async def send(self, message: Message) -> None:
+        self.since = time.monotonic()
+        await self._send(message)
+        self.since = None
+
+    async def watch(self, watch: DisconnectWatch, limit: float) -> None:
+        """Cut the stream once one write has waited `limit` (noticed within a quarter more)."""
+        while True:
+            await asyncio.sleep(limit / 4)
+            since = self.since
+            if since is not None and time.monotonic() - since >= limit:
+                self.stalled = True
+                watch.cut()
+                return
