@@ -96,6 +96,7 @@ class LiteLLMProvider:
         quiet_litellm_logs()  # after the import: LITELLM_LOG=DEBUG turns debug on there
         mark_gemini_finishes()
         keep_openrouter_stream_errors()
+        map_finish_reasons()
         self._litellm = litellm
         # deployment name -> the OpenAI parameters litellm maps for it (None: litellm cannot say)
         self._supported: dict[str, list[str] | None] = {}
@@ -307,6 +308,20 @@ def mark_gemini_finishes() -> None:
 
     stream_class.chunk_parser = chunk_parser
     setattr(stream_class, _GEMINI_WRAPPED, True)
+
+
+def map_finish_reasons() -> None:
+    """Finish reasons litellm does not know, which it reports as "stop": Anthropic's
+    `model_context_window_exceeded` (Sonnet 4.5 and later stop there when the answer fills the
+    context window) is an answer cut short, OpenAI's "length"; as "stop" it was cached and
+    shown as whole."""
+    try:
+        from litellm.litellm_core_utils import core_helpers
+    except ImportError:
+        return
+    known = getattr(core_helpers, "_FINISH_REASON_MAP", None)
+    if isinstance(known, dict):
+        known.setdefault("model_context_window_exceeded", "length")
 
 
 def keep_openrouter_stream_errors() -> None:

@@ -412,3 +412,23 @@ async def test_an_answer_without_text_says_content_null(serve_route: ServeRoute)
     choice = answer["choices"][0]
     assert choice["finish_reason"] == "content_filter"
     assert choice["message"] == {"role": "assistant", "content": None}
+
+
+async def test_an_anthropic_answer_cut_by_the_context_window_says_length(
+    serve_route: ServeRoute,
+) -> None:
+    # litellm did not know this stop_reason and said "stop": a cut answer shown (and cached) whole
+    body = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "The first part of a long"}],
+        "stop_reason": "model_context_window_exceeded",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 199000, "output_tokens": 1000},
+    }
+    base = await serve_route("/v1/messages", answering(200, body))
+    dep = deployment("anthropic", base, "claude-sonnet-4-5")
+    answer = await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
+    assert answer["choices"][0]["finish_reason"] == "length"
