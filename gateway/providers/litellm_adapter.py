@@ -180,6 +180,10 @@ class LiteLLMProvider:
         except Exception as exc:
             raise _translate(dep, exc) from exc
         answer = _to_dict(resp)
+        if answer.get("choices") == []:
+            # Gemini with no candidate (or only one without content: a malformed function
+            # call): a 200 with `choices: []` that clients index into and crash on
+            raise UpstreamError(f"Deployment {dep.name!r} answered with no choices.")
         if isinstance(answer.get("choices"), list):
             answer["choices"] = [_with_content(_without_blank_extras(c)) for c in answer["choices"]]
         return answer

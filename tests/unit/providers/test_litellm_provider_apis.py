@@ -432,3 +432,25 @@ async def test_an_anthropic_answer_cut_by_the_context_window_says_length(
     dep = deployment("anthropic", base, "claude-sonnet-4-5")
     answer = await LiteLLMProvider().complete(CHAT, dep, endpoint="chat/completions", timeout_s=5)
     assert answer["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [[], [{"index": 0, "finishReason": "MALFORMED_FUNCTION_CALL"}]],
+)
+async def test_a_gemini_answer_without_a_candidate_is_a_failure(
+    serve_route: ServeRoute, candidates: list[dict[str, Any]]
+) -> None:
+    # was a 200 with "choices": [] (the SDK's choices[0] raised IndexError): now the
+    # deployment's failure, so the group falls back
+    usage = {"promptTokenCount": 4, "totalTokenCount": 4}
+    body = {"candidates": candidates, "usageMetadata": usage, "responseId": "r"}
+    base = await serve_route(
+        "/v1beta/models/gemini-2.5-flash:generateContent", answering(200, body, indent=True)
+    )
+    with pytest.raises(UpstreamError) as info:
+        await LiteLLMProvider().complete(
+            CHAT, gemini(base), endpoint="chat/completions", timeout_s=5
+        )
+    assert "no choices" in info.value.message
+    assert retryable(info.value)
