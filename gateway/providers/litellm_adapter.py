@@ -155,7 +155,8 @@ class LiteLLMProvider:
         args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
         if dep.config.api_base:
             args["api_base"] = dep.config.api_base
-            if version := _api_version_in(dep.config.api_base):
+            azure = litellm_name(dep.provider) in ("azure", "azure_ai")
+            if azure and (version := _api_version_in(dep.config.api_base)):
                 # the Azure portal's "Target URI" pasted whole: litellm keeps the host and
                 # dropped the api-version it names for its own default
                 args["api_version"] = version
