@@ -199,7 +199,9 @@ def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
                 "URL parameter prepared_statement_cache_size must be a whole number"
             )
         args["prepared_statement_cache_size"] = int(raw)
-    moved = ["connect_timeout", "application_name", "prepared_statement_cache_size"]
+    # application_name stays in the URL for the raw connections (asyncpg's DSN sends it as
+    # the setting it is); without it, their rows in pg_stat_activity were anonymous
+    moved = ["connect_timeout", "prepared_statement_cache_size"]
     return url.difference_update_query(moved), args
 
 
@@ -275,6 +277,7 @@ def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
         ) -> None:
             # libpq's `options` (`-csearch_path=tg`): asyncpg.connect() has no such argument,
             # but sends any server setting in the startup packet, where `options` means this.
+            cparams.pop("application_name", None)  # in server_settings already
             options = cparams.pop("options", None)
             if options is not None:
                 settings = dict(cparams.get("server_settings") or {})

@@ -411,3 +411,31 @@ def test_a_least_privilege_role_starts_with_migrations_on_start(
     out = cli("serve", "--port", str(free_port()), db=as_role(url, app, schema))
     assert out.returncode == 1
     assert "INSERT, UPDATE on usage_ledger" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_connection_carries_the_application_name(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """`?application_name=` named the SQLAlchemy pool's connections only: the budget pool's and
+    the key-event listener's were anonymous in pg_stat_activity."""
+    name = f"tg-h6-{uuid.uuid4().hex[:6]}"
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, f"{fresh_pg_url}?application_name={name}", deps)
+    try:
+        _, key = gw.new_tenant(budget_usd="5")  # a budget: the reservation pool connects
+        sdk_client(gw, key).chat.completions.create(
+            model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert wait_for(lambda: readyz(gw).json().get("key_events") == "listening", 15)
+        database = fresh_pg_url.rsplit("/", 1)[1]
+        rows = sql(
+            fresh_pg_url,
+            "SELECT application_name AS name, count(*) AS n FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid() GROUP BY 1",
+            database,
+        )
+        names = {r["name"]: r["n"] for r in rows}
+        assert set(names) == {name}, names
+        assert names[name] >= 3  # the pool, the budget pool, the listener
+    finally:
+        gw.stop()
