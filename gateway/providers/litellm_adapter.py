@@ -204,11 +204,17 @@ class LiteLLMProvider:
             args["stream_options"] = {"include_usage": True}
         try:
             resp = await self._litellm.acompletion(**args)
+            said = False  # whether any text, call or reasoning went out
             async for chunk in resp:
                 data = _to_dict(chunk)
                 if _invented_finish(resp, data):
                     raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
+                if not said and (failed := _failed_empty(resp, data)):
+                    # litellm maps Gemini's MALFORMED_FUNCTION_CALL to "stop": an empty answer
+                    # passed for the model's whole reply; nothing is out, so the group falls back
+                    raise UpstreamError(f"Deployment {dep.name!r} answered nothing ({failed}).")
                 for out in openai_shaped(data):
+                    said = said or _says_something(out)
                     yield out
         except UpstreamError:
             raise
@@ -284,6 +290,27 @@ def _invented_finish(resp: Any, chunk: Json) -> bool:
     )
 
 
+# Gemini's finish reasons for an answer that failed: no text, no usable call
+_GEMINI_FAILURES = frozenset({"MALFORMED_FUNCTION_CALL", "MALFORMED_RESPONSE"})
+
+
+def _failed_empty(resp: Any, chunk: Json) -> str | None:
+    """Gemini's own reason, when the finish chunk of an answer is a failure litellm calls
+    "stop" (MALFORMED_FUNCTION_CALL); None otherwise."""
+    if not any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ()):
+        return None
+    reason = getattr(getattr(resp, "completion_stream", None), _GEMINI_MARK, None)
+    return reason if reason in _GEMINI_FAILURES else None
+
+
+def _says_something(chunk: Json) -> bool:
+    said = ("content", "tool_calls", "reasoning_content")
+    return any(
+        isinstance(c, dict) and any((c.get("delta") or {}).get(k) for k in said)
+        for c in chunk.get("choices") or ()
+    )
+
+
 # Set on litellm's Gemini stream class once its chunk parser is wrapped; on one of its streams
 # once Gemini said why it stopped.
 _GEMINI_WRAPPED = "thriftgate_notes_finishes"
@@ -307,8 +334,8 @@ def mark_gemini_finishes() -> None:
         return
 
     def chunk_parser(self: Any, chunk: Any) -> Any:
-        if _gemini_says_why(chunk):
-            setattr(self, _GEMINI_MARK, True)
+        if reason := _gemini_says_why(chunk):
+            setattr(self, _GEMINI_MARK, reason)
         return parse(self, chunk=chunk)
 
     stream_class.chunk_parser = chunk_parser
@@ -365,17 +392,20 @@ def _status_like(code: Any) -> bool:
         return False
 
 
-def _gemini_says_why(chunk: Any) -> bool:
+def _gemini_says_why(chunk: Any) -> str | None:
+    """Why Gemini says it stopped, if this raw chunk says so: a candidate's finishReason, or
+    "BLOCKED" for a prompt it refused (promptFeedback.blockReason)."""
     if not isinstance(chunk, dict):
-        return False
+        return None
     feedback = chunk.get("promptFeedback")
     if isinstance(feedback, dict) and feedback.get("blockReason"):
-        return True
+        return "BLOCKED"
     candidates = chunk.get("candidates")
-    return isinstance(candidates, list) and any(
-        isinstance(c, dict) and c.get("finishReason") not in (None, "", "FINISH_REASON_UNSPECIFIED")
-        for c in candidates
-    )
+    for c in candidates if isinstance(candidates, list) else ():
+        reason = c.get("finishReason") if isinstance(c, dict) else None
+        if isinstance(reason, str) and reason not in ("", "FINISH_REASON_UNSPECIFIED"):
+            return reason
+    return None
 
 
 def _is_empty(choice: Any) -> bool:

@@ -454,3 +454,21 @@ async def test_a_gemini_answer_without_a_candidate_is_a_failure(
         )
     assert "no choices" in info.value.message
     assert retryable(info.value)
+
+
+async def test_a_gemini_stream_with_a_malformed_call_and_nothing_else_is_a_failure(
+    serve_route: ServeRoute,
+) -> None:
+    # litellm said "stop" for an empty answer: the agent saw the model reply nothing
+    malformed = data(
+        {
+            "candidates": [{"index": 0, "finishReason": "MALFORMED_FUNCTION_CALL"}],
+            "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4},
+            "responseId": "r",
+        }
+    )
+    base = await serve_route(GEMINI_STREAM, sse_handler([malformed]))
+    with pytest.raises(UpstreamError) as info:
+        await stream(gemini(base))
+    assert info.value.message == "Deployment 'd' answered nothing (MALFORMED_FUNCTION_CALL)."
+    assert retryable(info.value)
