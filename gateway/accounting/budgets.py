@@ -305,14 +305,16 @@ class BudgetBook:
                     # ever runs one stateless statement.
                     # synchronous_commit off: a reservation is soft state (settlement clamps
                     # at zero), and waiting for the WAL flush on every admission cost ~0.5 ms
-                    # per request at c=1 here. Ledger rows keep full durability.
+                    # per request at c=1 here. Ledger rows keep full durability. Set once a
+                    # connection, not as a startup parameter: PgBouncer refuses those it does
+                    # not know, and every reservation failed (fail-open: budgets unenforced).
                     self._pool = await asyncpg.create_pool(
                         dsn,
                         min_size=1,
                         max_size=16,
                         command_timeout=10,
                         reset=_no_reset,
-                        server_settings={"synchronous_commit": "off"},
+                        init=_commit_asynchronously,
                         **({"ssl": ssl} if ssl else {}),
                     )
         return self._pool
@@ -540,6 +542,10 @@ class BudgetBook:
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
+
+
+async def _commit_asynchronously(conn: asyncpg.Connection) -> None:
+    await conn.execute("SET synchronous_commit TO off")
 
 
 # a budget no reservation reaches: carrying an admitted reservation checks nothing
