@@ -2,8 +2,9 @@
 
 Revocation reaches this replica at once and, on Postgres, every other replica within a round
 trip (`key_events.py`: LISTEN/NOTIFY); the cache TTL `ttl_s` is the fallback (SQLite: the only
-path). While the database is unreachable, a key this replica has seen valid keeps working
-(stale entry) and an unknown key gets 503, never a 500.
+path). While the database is unreachable or does not answer within LOOKUP_TIMEOUT_S, a key
+this replica has seen valid keeps working (stale entry) and an unknown key gets 503, never a
+500.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from gateway.pipeline.key_events import KeyEvents
 log = logging.getLogger("thriftgate.auth")
 
 NEGATIVE_TTL_S = 1.0
+# A key lookup the database does not answer (a stalled server, a failover, a lock on api_keys)
+# is an unavailable key store: the stale entry, or a 503. Without a bound, each request of a
+# key whose entry had expired waited for as long as the database did.
+LOOKUP_TIMEOUT_S = 3.0
 MAX_ENTRIES = 100_000
 
 # a key's tenant, None (no such key) or why it is refused (it expired); how long it stays so
@@ -84,7 +89,7 @@ class KeyStore:
         else:
             generation = self._generation
             try:
-                info, valid_for = await self._load_once(digest)
+                info, valid_for = await asyncio.wait_for(self._load_once(digest), LOOKUP_TIMEOUT_S)
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 if hit is not None and isinstance(hit[0], TenantInfo):
                     log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
