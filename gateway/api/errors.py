@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.accounting.ledger import write_outage
 from gateway.api.deps import header_map
 from gateway.errors import INTERNAL_ERROR, GatewayError
 from gateway.pipeline.pipeline import request_id_from
@@ -130,5 +133,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):
+            # The admin API, the dashboard's forms... while Postgres restarts: a 500 with a
+            # traceback each, which clients do not retry. A 503 they do, and one line.
+            log.warning(
+                "database unavailable on %s %s (%s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+            )
+            return error_response(
+                503,
+                "The database is unavailable; retry shortly.",
+                "server_error",
+                "database_unavailable",
+                headers={"Retry-After": "2"},
+                request=request,
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return internal_error_response(request=request)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """A database that cannot be reached or is going away (refused, reset, restarting, out of
+    connections), as opposed to a bug."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or write_outage(exc)
+    lost = asyncpg.PostgresConnectionError | asyncpg.exceptions.ConnectionDoesNotExistError
+    return isinstance(exc, lost)
