@@ -270,9 +270,21 @@ def serve(
         _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
         # A database it can read but not write served, with /readyz "ok", and recorded nothing.
         _run_sync(lambda: check_writable_sync(settings.database_url), settings)
+    else:
+        # Through PgBouncer in transaction mode, or on a database not yet migrated, the workers
+        # started and every request was a 500 (hundreds of traceback lines). Said here, in one
+        # line naming the fix; an unreachable database still starts (fail-open).
+        from gateway.db.migrate import check_serving_sync
+
+        _run_sync(lambda: check_serving_sync(settings.database_url), settings)
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
     n_workers = workers if workers is not None else settings.workers
+    from gateway.db.migrate import connection_shortfall_sync
+
+    short = connection_shortfall_sync(settings.database_url, n_workers)
+    if short is not None:  # under load, budgets failed open and nothing had said why
+        typer.echo(f"warning: database {_where(settings.database_url)!r}: {short}", err=True)
     with _metrics_dir(n_workers):
         uvicorn.run(
             "gateway.app:app_from_env",
