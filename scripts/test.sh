@@ -12,13 +12,19 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # Hash-checked runtime + test dependencies, then the project with its local-model extra.
 .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
 .venv/bin/python -m pip install -q -e '.[local,dev]'
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests drive: chromium (the dashboard), pgbouncer (budgets and the start
+# checks behind a connection pooler).
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing="$missing pgbouncer"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 fi
+export PATH="$PATH:/usr/sbin"  # pgbouncer lives there; a non-root PATH may lack it
 (cd dashboard && npm ci --no-audit --no-fund --loglevel=error)
 # The vLLM backend is tested for real on vLLM's CPU build, in an environment of its own (it pins
 # its own torch; ~3.5 GB). Where it cannot be installed, its test skips and says so.
