@@ -27,6 +27,7 @@ from gateway.pipeline.responses_reply import (
     token_logprobs,
     usage_from_chat,
 )
+from gateway.pipeline.stream import Pieces
 
 Json = dict[str, Any]
 
@@ -88,7 +89,7 @@ class ResponsesStream:
         self.announced = 0  # items announced so far: the next item's output_index
         # The open message item's content parts as (kind, texts), or None when none is open;
         # kind is "output_text" or "refusal", and a new part opens when the kind changes.
-        self.parts: list[tuple[str, list[str]]] | None = None
+        self.parts: list[tuple[str, Pieces]] | None = None
         self.text_index = -1
         self.logprobs: list[list[Json]] = []  # each part's token log probabilities, as parts
         self.calls: dict[int, _Call] = {}  # the open function call by chat tool-call index
@@ -177,7 +178,7 @@ class ResponsesStream:
         if self.parts and self.parts[-1][0] == kind:
             return events
         events.extend(self._close_part())
-        self.parts.append((kind, []))
+        self.parts.append((kind, Pieces()))
         self.logprobs = [*self.logprobs[: len(self.parts) - 1], []]
         events.append(
             self._event(
@@ -195,7 +196,7 @@ class ResponsesStream:
         if not self.parts:
             return []
         kind, texts = self.parts[-1]
-        text, index = "".join(texts), len(self.parts) - 1
+        text, index = texts.text(), len(self.parts) - 1
         where = {"item_id": self.msg_id, "output_index": self.text_index, "content_index": index}
         logprobs = self.logprobs[-1]
         done: Json = (
@@ -263,7 +264,7 @@ class ResponsesStream:
         events = self._close_part()
         item = message_item(self.msg_id, "", status=status)
         item["content"] = [
-            content_part(kind, "".join(texts), logprobs)
+            content_part(kind, texts.text(), logprobs)
             for (kind, texts), logprobs in zip(self.parts, self.logprobs, strict=False)
         ]
         index, self.parts = self.text_index, None

@@ -57,6 +57,27 @@ _COMPACT_EVERY = 256
 _TEXTS = ("content", "text", "refusal")
 
 
+class Pieces:
+    """A text streamed in pieces (a Responses stream's content part), kept compact: each
+    `_COMPACT_EVERY` pieces are joined into one string."""
+
+    __slots__ = ("_blocks", "_tail")
+
+    def __init__(self) -> None:
+        self._blocks: list[str] = []
+        self._tail: list[str] = []
+
+    def append(self, piece: str) -> None:
+        tail = self._tail
+        tail.append(piece)
+        if len(tail) >= _COMPACT_EVERY:
+            self._blocks.append("".join(tail))
+            tail.clear()
+
+    def text(self) -> str:
+        return "".join(self._blocks) + "".join(self._tail)
+
+
 class StreamAssembler:
     def __init__(self) -> None:
         self.meta: Json = {}

@@ -1,6 +1,7 @@
 """A long stream's copy for the ledger and the cache is about the size of its text. Each piece
 was kept as its own small string: 100,000 tokens of five characters held 6.2 MB for 0.5 MB of
-text, per stream, for as long as the stream lasted (50 slow readers: 300 MB)."""
+text, per stream, for as long as the stream lasted (50 slow readers: 300 MB). A Responses API
+stream kept a second such copy for its closing events."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from gateway.pipeline.responses_reply import echo_fields
+from gateway.pipeline.responses_stream import ResponsesStream
 from gateway.pipeline.stream import StreamAssembler
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
@@ -38,6 +41,24 @@ def test_a_long_stream_is_held_at_about_its_texts_size() -> None:
     finally:
         tracemalloc.stop()
     assert held < 2 * text_bytes, (held, text_bytes)  # it was 12x
+
+
+def test_a_long_responses_stream_is_held_at_about_its_texts_size() -> None:
+    text_bytes = sum(len(f"w{i % 10}rd ") for i in range(N))
+    translator = ResponsesStream("resp_mem", 1, "m", echo_fields({}))
+    translator.start()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for c in events(lambda i: {"content": f"w{i % 10}rd "}):
+            c["choices"][0]["index"] = 0
+            translator.feed(c)  # the events it returns go out and are dropped
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * text_bytes, (held, text_bytes)
+    done = translator.finish()[-1]["response"]
+    assert done["output"][0]["content"][0]["text"] == "".join(f"w{i % 10}rd " for i in range(N))
 
 
 def test_every_text_survives_the_joins_in_order() -> None:
