@@ -310,9 +310,10 @@ async def _prime(chunks: AsyncIterator[Json], dep_: Deployment) -> Json:
 
 
 def _gateway_stream_options(ctx: RequestContext) -> bool:
-    """Whether the request's stream_options is only what the pipeline adds to get usage
-    (`include_usage: true` the client did not ask for): dropping it changes nothing it sees."""
-    return ctx.body.get("stream_options") == {"include_usage": True} and not ctx.client_wants_usage
+    """Whether the request's stream_options is only `include_usage: true`: dropping it changes
+    nothing the client sees, asked or not, since the stream always ends with the gateway's own
+    priced usage chunk when the client asked (tiktoken's counts if the upstream sends none)."""
+    return ctx.body.get("stream_options") == {"include_usage": True}
 
 
 def _without_stream_options(body: Json) -> Json:

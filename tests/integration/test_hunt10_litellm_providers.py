@@ -90,3 +90,22 @@ def test_an_azure_api_version_without_stream_options_still_streams(
     # the deployment's own api-version; refused once with stream_options, then sent without
     assert {v for v, _ in fakes.requests} == {"2024-06-01"}
     assert [s for _, s in fakes.requests] == [True, False, False]
+
+
+def test_an_old_azure_api_version_streams_when_the_client_asks_for_usage(
+    gw: GatewayServer,
+) -> None:
+    """The client's own include_usage is dropped on the retry too: the gateway ends the stream
+    with its own priced usage chunk (the counts it billed) whatever the upstream sends."""
+    _, key = gw.new_tenant()
+    stream = sdk_client(gw, key).chat.completions.create(
+        model="azure-4o",
+        messages=[{"role": "user", "content": f"hello {uuid.uuid4().hex}"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hi there"
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert len(usage) == 1 and usage[0].prompt_tokens > 0
