@@ -117,7 +117,7 @@ class OpenAICompatibleProvider:
                     raise upstream_error(dep, resp.status, raw, resp.headers, path)
         except TimeoutError as exc:
             raise UpstreamTimeout(
-                f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
+                f"Deployment {dep.name!r} did not answer within {timeout_s:.3g} s."
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(
@@ -250,7 +250,7 @@ class OpenAICompatibleProvider:
             if finished:
                 return  # the answer was whole; only the [DONE] (or the close) never came
             raise UpstreamTimeout(
-                f"Deployment {dep.name!r} stalled for more than {timeout_s:g} s."
+                f"Deployment {dep.name!r} stalled for more than {timeout_s:.3g} s."
             ) from exc
         except (aiohttp.ClientError, HttpProcessingError) as exc:
             # HttpProcessingError: the upstream's HTTP itself was broken (a bad chunk size...)

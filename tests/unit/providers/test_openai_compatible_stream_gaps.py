@@ -95,3 +95,11 @@ async def test_a_consumer_slower_than_the_timeout_is_not_an_upstream_stall(
         got.append(chunk["choices"][0]["delta"].get("content"))
         await asyncio.sleep(0.8)  # the client's pause: everything it asks for has arrived
     assert got == ["first", "second", ""]
+
+
+async def test_the_timeout_is_named_as_a_person_reads_it(
+    serve_route: ServeRoute, provider: OpenAICompatibleProvider
+) -> None:
+    # an attempt's limit is what is left of the request's deadline: 4.96646 s read as such
+    with pytest.raises(UpstreamTimeout, match=r"stalled for more than 0\.667 s\.$"):
+        await _stream_of(serve_route, provider, first_then([b": ping\n\n"] * 20, 0.1), 2 / 3)
