@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.providers.litellm_adapter import options_problems
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import DEFAULT_BASES
 from gateway.providers.registry import OPENAI_COMPATIBLE
@@ -94,6 +95,25 @@ def problems(config: FileConfig) -> list[Problem]:
             )
         elif dep.provider == "local":
             found.extend(Problem(f"{where}: {m}", True) for m in _local_engine_problems(dep))
+        elif litellm_name(dep.provider) == "vertex_ai" and not _installed("google.auth"):
+            # litellm imports it per request: every request failed with a 502
+            found.append(
+                Problem(
+                    f"{where}: provider 'vertex_ai' needs the google-auth package (pip "
+                    "install google-auth)",
+                    True,
+                )
+            )
+        elif dep.options and dep.provider in OPENAI_COMPATIBLE:
+            found.append(
+                Problem(
+                    f"{where}: options are read for provider 'local' and litellm's providers "
+                    f"(azure, vertex_ai, bedrock...), not {dep.provider!r}: they would be ignored",
+                    True,
+                )
+            )
+        elif dep.options:
+            found.extend(Problem(f"{where}: {m}", True) for m in options_problems(dep))
         if dep.default:
             defaults.setdefault(dep.model, []).append(dep.name)
     for model, names in defaults.items():
@@ -106,6 +126,13 @@ def problems(config: FileConfig) -> list[Problem]:
         if model not in served:
             found.append(Problem(f"auto.models names {model!r}, which no deployment serves", False))
     return found
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing too
+        return False
 
 
 def _http_url(value: str) -> bool:

@@ -150,3 +150,30 @@ def test_azure_without_its_endpoint_stops_the_start(monkeypatch: pytest.MonkeyPa
     assert any(fatal and "needs an api_base" in msg for fatal, msg in found(cfg))
     monkeypatch.setenv("AZURE_API_BASE", "https://r.openai.azure.com")  # litellm reads it
     assert not any("api_base" in msg for _, msg in found(cfg))
+
+
+def test_options_a_provider_would_ignore_stop_the_start() -> None:
+    # `options: {api_version: ...}` misspelt, or given to a provider that reads none, was
+    # ignored in silence: every request went out on litellm's default api-version
+    for dep, message in (
+        ({"provider": "azure", "api_base": "https://r.openai.azure.com",
+          "options": {"apiversion": "2024-10-21"}}, "options.apiversion: not a setting"),
+        ({"provider": "openai_compatible", "api_base": "http://h/v1",
+          "options": {"api_version": "2024-10-21"}}, "would be ignored"),
+    ):  # fmt: skip
+        config = FileConfig.model_validate({"deployments": [{"name": "d", "model": "m", **dep}]})
+        with pytest.raises(ConfigError, match=message):
+            config_checks.check(config)
+    ok = {"provider": "azure", "api_base": "https://r.openai.azure.com",
+          "options": {"api_version": "2024-10-21"}}  # fmt: skip
+    config_checks.check(
+        FileConfig.model_validate({"deployments": [{"name": "d", "model": "m", **ok}]})
+    )
+
+
+def test_vertex_ai_without_google_auth_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config_checks, "_installed", lambda module: module != "google.auth")
+    dep = {"name": "v", "model": "m", "provider": "vertex_ai", "upstream_model": "gemini-2.5-flash"}
+    config = FileConfig.model_validate({"deployments": [dep]})
+    with pytest.raises(ConfigError, match="pip install google-auth"):
+        config_checks.check(config)
