@@ -1,12 +1,15 @@
 """Budget alerts: a webhook call when a tenant's spend crosses a share of its budget.
 
-Every `interval_s` one query reads the counters of the current budget periods that have passed
-the lowest threshold (50%, 80%, 100% by default). For each tenant and period, the thresholds it
-has crossed are recorded in `budget_alerts` with `INSERT ... ON CONFLICT DO NOTHING`: the replica
-whose insert lands a row owns the alert, so several replicas on one database send it once. One
-call per tenant and poll says the highest threshold newly crossed (a tenant that went from 40%
-to 100% between two polls gets one call for 100%, not three). Delivery is tried `attempts`
-times with a growing pause; its outcome stays in the row (`delivered_at`, `last_error`).
+Every `interval_s` one query reads the counters of the current budget periods that have passed the
+lowest threshold (50%, 80%, 100% by default). For each tenant and period, the thresholds it has
+crossed are recorded in `budget_alerts` with `INSERT ... ON CONFLICT` (a row of another budget
+amount is taken over): the replica whose statement lands a row owns the alert, so several replicas
+on one database send it once. One call per tenant and poll says the highest threshold newly crossed
+(a tenant that went from 40% to 100% between two polls gets one call for 100%, not three). A
+threshold alerts once per period and budget amount: a budget raised after its 80% alert alerts
+again at 80% of the new amount (and one lowered under the spend, at once); the next period starts
+afresh. Delivery is tried `attempts` times with a growing pause; its outcome stays in the row
+(`delivered_at`, `last_error`).
 
 The body is JSON (`type: "budget.threshold"`) with a `text` line, so a Slack or Teams incoming
 webhook URL works as it is. With a secret set, `X-Thriftgate-Signature: t=<unix>,v1=<hex>` is
@@ -140,26 +143,36 @@ class BudgetAlerts:
         return out
 
     async def _claim(self, crossing: Crossing, crossed: list[int], now: datetime) -> list[int]:
-        """Insert a row per crossed threshold; the ones this call inserted are its to send."""
+        """Insert a row per crossed threshold; the ones this call inserted are its to send. A
+        row left by another budget amount is this call's too (taken over: the threshold
+        re-arms when the budget changes); the lock `ON CONFLICT DO UPDATE` takes lets one
+        replica take it."""
         if not crossed:
             return []
         alerts = table(BudgetAlert)
         new = []
         async with self.engine.begin() as conn:
             for pct in crossed:
-                stmt = (
-                    upsert_insert(conn.dialect.name, alerts)
-                    .values(
-                        tenant_id=crossing.tenant_id,
-                        period_start=crossing.period_start,
-                        threshold_pct=pct,
-                        budget_usd=crossing.budget_usd,
-                        spent_usd=crossing.spent_usd,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(alerts.c.threshold_pct)
+                insert = upsert_insert(conn.dialect.name, alerts).values(
+                    tenant_id=crossing.tenant_id,
+                    period_start=crossing.period_start,
+                    threshold_pct=pct,
+                    budget_usd=crossing.budget_usd,
+                    spent_usd=crossing.spent_usd,
+                    created_at=now,
                 )
+                stmt = insert.on_conflict_do_update(
+                    index_elements=[alerts.c.tenant_id, alerts.c.period_start,
+                                    alerts.c.threshold_pct],
+                    set_={
+                        "budget_usd": insert.excluded.budget_usd,
+                        "spent_usd": insert.excluded.spent_usd,
+                        "created_at": insert.excluded.created_at,
+                        "delivered_at": None,
+                        "last_error": None,
+                    },
+                    where=alerts.c.budget_usd != insert.excluded.budget_usd,
+                ).returning(alerts.c.threshold_pct)  # fmt: skip
                 if (await conn.execute(stmt)).first() is not None:
                     new.append(pct)
         return new

@@ -179,6 +179,63 @@ async def test_each_threshold_is_sent_once_as_spend_crosses_it(
     assert "team a has spent $10.50 of its $10.00 monthly budget (100%)" in bodies[1]["text"]
 
 
+async def budget(eng: AsyncEngine, tid: str, usd: str) -> None:
+    async with eng.begin() as conn:
+        await conn.execute(text("UPDATE tenants SET budget_usd = :b WHERE id = :id"),
+                           {"b": usd, "id": tid})  # fmt: skip
+
+
+async def test_a_changed_budget_alerts_again_at_its_own_thresholds(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    # An admin told "80% of $10" raises the budget to $20: crossing 80% of $20 ($16) is news
+    # too. Each threshold alerts once per period per budget amount.
+    await tenant(engine, "a", "10", "8")
+    a = alerts(engine, receiver)
+    try:
+        assert [x["threshold_pct"] for x in await check(a)] == [80]
+        await budget(engine, "a", "20")  # $8 of $20: 40%, below every threshold
+        assert await check(a) == []
+        await spend(engine, "a", "10")  # 50% of the new budget
+        assert [(x["threshold_pct"], x["budget_usd"]) for x in await check(a)] == [(50, "20.00")]
+        await spend(engine, "a", "16")
+        assert [(x["threshold_pct"], x["budget_usd"]) for x in await check(a)] == [(80, "20.00")]
+        assert await check(a) == []  # not again for the same budget
+        await budget(engine, "a", "15")  # lowered under what is spent: over budget, said once
+        assert [(x["threshold_pct"], x["budget_usd"]) for x in await check(a)] == [(100, "15.00")]
+        assert await check(a) == []
+    finally:
+        await a.aclose()
+    assert [b["threshold_pct"] for b in receiver.bodies()] == [80, 50, 80, 100]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT threshold_pct, budget_usd, delivered_at FROM budget_alerts ORDER BY 1"
+        ))).all()  # fmt: skip
+    assert [(r.threshold_pct, Decimal(r.budget_usd)) for r in rows] == [
+        (50, Decimal(15)), (80, Decimal(15)), (100, Decimal(15))
+    ]  # fmt: skip
+    assert all(r.delivered_at is not None for r in rows)
+
+
+async def test_next_period_alerts_again(engine: AsyncEngine, receiver: Receiver) -> None:
+    await tenant(engine, "a", "10", "9")
+    a = alerts(engine, receiver)
+    try:
+        assert [x["threshold_pct"] for x in await check(a)] == [80]
+        next_month = period_start("monthly", NOW + timedelta(days=31))
+        async with engine.begin() as conn:
+            await conn.execute(insert(table(BudgetCounter)).values(
+                tenant_id="a", period_start=next_month, spent_usd=Decimal("5"), reserved_usd=0,
+                reserved_prev_usd=0, reserve_epoch=0, updated_at=NOW,
+            ))  # fmt: skip
+        later = await check(a, next_month + timedelta(hours=1))
+        assert [(x["threshold_pct"], x["period_start"]) for x in later] == [
+            (50, next_month.isoformat())
+        ]
+    finally:
+        await a.aclose()
+
+
 async def test_the_call_is_signed_with_the_secret(engine: AsyncEngine, receiver: Receiver) -> None:
     await tenant(engine, "a", "1", "0.9")
     a = alerts(engine, receiver)
