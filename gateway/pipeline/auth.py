@@ -35,8 +35,12 @@ NEGATIVE_TTL_S = 1.0
 LOOKUP_TIMEOUT_S = 3.0
 MAX_ENTRIES = 100_000
 
-# a key's tenant, None (no such key) or why it is refused (it expired); how long it stays so
-Loaded = tuple[TenantInfo | str | None, float | None]
+# a key's tenant, None (no such key) or why it is refused (it expired); how long it stays so;
+# and what it is then (why it is refused, None: it is revoked)
+Loaded = tuple[TenantInfo | str | None, float | None, str | None]
+# a cache entry: what was loaded, until when (monotonic) it is fresh, and when the key stops
+# working (monotonic; None: never) with what it is then: a stale entry is not served past that
+Entry = tuple[TenantInfo | str | None, float, float | None, str | None]
 
 
 def bearer_token(authorization: str | None, api_key_header: str | None = None) -> str | None:
@@ -55,7 +59,7 @@ class KeyStore:
         self.ttl_s = ttl_s
         self._inflight: dict[str, asyncio.Future[Loaded]] = {}
         # a refusal message (a key that expired) is cached like a tenant
-        self._cache: OrderedDict[str, tuple[TenantInfo | str | None, float]] = OrderedDict()
+        self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._generation = 0  # bumped by every invalidation: a load racing one is not cached
         self.events = KeyEvents(engine, lambda tenant_id: self.invalidate(tenant_id=tenant_id))
 
@@ -89,16 +93,22 @@ class KeyStore:
         else:
             generation = self._generation
             try:
-                info, valid_for = await asyncio.wait_for(self._load_once(digest), LOOKUP_TIMEOUT_S)
+                info, valid_for, then = await asyncio.wait_for(
+                    self._load_once(digest), LOOKUP_TIMEOUT_S
+                )
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                if hit is not None and isinstance(hit[0], TenantInfo):
+                if hit is None or not isinstance(hit[0], TenantInfo):
+                    raise NoHealthyDeployment(
+                        "The key store is unavailable; retry shortly.",
+                        code="key_store_unavailable",
+                    ) from exc
+                if hit[2] is None or hit[2] > time.monotonic():
                     log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
                     return hit[0]
-                raise NoHealthyDeployment(
-                    "The key store is unavailable; retry shortly.", code="key_store_unavailable"
-                ) from exc
-            if generation == self._generation:
-                self._remember(digest, info, now, valid_for)
+                info = hit[3]  # it expired (or its grace period ended) since it was read
+            else:
+                if generation == self._generation:
+                    self._remember(digest, info, now, valid_for, then)
         if info is None:
             raise AuthError("Incorrect API key provided.")
         if isinstance(info, str):
@@ -146,38 +156,53 @@ class KeyStore:
                 )
             ).first()
         if row is None:
-            return None, None
+            return None, None, None
         (key_id, stored_hash, revoked_at, expires_at,
          tid, name, budget, period, rpm, tpm, slo, flags) = row  # fmt: skip
         if not same_hash(stored_hash, digest):
-            return None, None
+            return None, None, None
         now = datetime.now(UTC)
-        if revoked_at is not None and _aware(revoked_at) <= now:
-            return None, None
-        if expires_at is not None and _aware(expires_at) <= now:
+        expired = None
+        if expires_at is not None:
             when = _aware(expires_at).isoformat(timespec="seconds")
-            return f"This API key expired at {when}; ask for a new one.", None
+            expired = f"This API key expired at {when}; ask for a new one."
+        if revoked_at is not None and _aware(revoked_at) <= now:
+            return None, None, None
+        if expires_at is not None and _aware(expires_at) <= now:
+            return expired, None, None
         ends = [_aware(t) for t in (revoked_at, expires_at) if t is not None]
         valid_for = (min(ends) - now).total_seconds() if ends else None
-        return TenantInfo(
-            id=tid,
-            name=name,
-            key_id=key_id,
-            budget_usd=budget,
-            budget_period=period,
-            rpm=rpm,
-            tpm=tpm,
-            default_slo_ms=slo,
-            flags=dict(flags or {}),
-        ), valid_for
+        if revoked_at is not None and _aware(revoked_at) == min(ends):
+            expired = None  # revoked first: then an unknown key
+        return (
+            TenantInfo(
+                id=tid,
+                name=name,
+                key_id=key_id,
+                budget_usd=budget,
+                budget_period=period,
+                rpm=rpm,
+                tpm=tpm,
+                default_slo_ms=slo,
+                flags=dict(flags or {}),
+            ),
+            valid_for,
+            expired,
+        )
 
     def _remember(
-        self, digest: str, info: TenantInfo | str | None, now: float, valid_for: float | None
+        self,
+        digest: str,
+        info: TenantInfo | str | None,
+        now: float,
+        valid_for: float | None,
+        then: str | None,
     ) -> None:
         ttl = self.ttl_s if info is not None else NEGATIVE_TTL_S
         if valid_for is not None:
             ttl = min(ttl, valid_for)
-        self._cache[digest] = (info, now + ttl)
+        stops = None if valid_for is None else now + valid_for
+        self._cache[digest] = (info, now + ttl, stops, then)
         self._cache.move_to_end(digest)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
@@ -190,7 +215,7 @@ class KeyStore:
             return
         for digest in [
             d
-            for d, (info, _) in self._cache.items()
+            for d, (info, *_) in self._cache.items()
             if isinstance(info, TenantInfo) and info.id == tenant_id
         ]:
             del self._cache[digest]
