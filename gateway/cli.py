@@ -1,4 +1,4 @@
-"""`thriftgate serve | migrate | tenant ... | key ...` (and `engine ...` when installed)."""
+"""`thriftgate serve | migrate | tenant | key | route | config` (and `engine` when installed)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 route_app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
 app.add_typer(route_app, name="route")
+config_app = typer.Typer(help="Work with config files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 T = TypeVar("T")
 
@@ -634,6 +636,51 @@ def route_explain(
         stream=stream,
     ):
         typer.echo(line)
+
+
+@config_app.command("import-litellm")
+def config_import_litellm(
+    path: Path = typer.Argument(..., help="A LiteLLM proxy config.yaml."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the thriftgate config here (default: stdout)."
+    ),
+) -> None:
+    """Write the thriftgate config equivalent to a LiteLLM proxy config.yaml; what has no
+    equivalent is listed on stderr. Literal API keys are never copied."""
+    from gateway import config_checks
+    from gateway.config_import import import_litellm, read_litellm, render
+    from gateway.settings import load_file_config
+
+    try:
+        imported = import_litellm(read_litellm(path))
+        text = render(imported.config, path)
+        target = (output or Path(tempfile.gettempdir()) / "x").resolve().parent
+        with tempfile.NamedTemporaryFile(
+            "w", dir=target, prefix=".thriftgate-import-", suffix=".yaml", delete=False
+        ) as tmp:
+            tmp.write(text)
+        try:  # the gateway's own checks, on the very file it will read
+            found = config_checks.problems(load_file_config(Path(tmp.name)))
+            config_checks.refuse(found)
+            if output is not None:
+                os.replace(tmp.name, output)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp.name)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"error: {output}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    for note in imported.notes:
+        typer.echo(note, err=True)
+    for problem in found:
+        typer.echo(f"warning: {problem.message}", err=True)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        typer.echo(f"wrote {output} ({len(imported.config['deployments'])} deployments)", err=True)
 
 
 def _mount_optional() -> None:
