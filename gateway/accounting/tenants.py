@@ -210,7 +210,12 @@ async def create_key(
     """A new key; with `expires_at` it stops working then (a contractor's, a CI job's key)."""
     now = datetime.now(UTC)
     if expires_at is not None:
-        expires_at = _aware(expires_at)
+        try:  # in UTC, as the key list says it (9999-12-31T23:59-05:00 is past datetime's end)
+            expires_at = _aware(expires_at).astimezone(UTC)
+        except OverflowError:
+            raise InvalidRequest(
+                "The expiry is past the year 9999; give an earlier time.", param="expires_at"
+            ) from None
         if expires_at <= now:
             raise InvalidRequest(
                 f"The expiry {expires_at.isoformat()} has passed; give a time in the future.",

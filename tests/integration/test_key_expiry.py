@@ -96,6 +96,14 @@ def test_a_revocation_never_moves_later(gw: GatewayServer) -> None:
     assert again["revoked_at"] == now["revoked_at"]
 
 
+def test_an_expiry_with_an_offset_is_answered_in_utc_as_listed(gw: GatewayServer) -> None:
+    tid, _ = gw.new_tenant()
+    key = new_key(gw, tid, expires_at="2030-01-01T09:00:00-05:00")
+    assert key["expires_at"] == "2030-01-01T14:00:00+00:00"
+    listed = gw.admin("GET", f"/admin/tenants/{tid}/keys").json()["data"]
+    assert [k["expires_at"] for k in listed if k["id"] == key["id"]] == [key["expires_at"]]
+
+
 @pytest.mark.parametrize(
     ("body", "params", "where"),
     [
@@ -103,6 +111,7 @@ def test_a_revocation_never_moves_later(gw: GatewayServer) -> None:
         ({"expires_in_s": "soon"}, None, "expires_in_s"),
         ({"expires_at": "2020-01-01T00:00:00Z"}, None, "expires_at"),
         ({"expires_at": "2099-01-01T00:00:00Z", "expires_in_s": 60}, None, "not both"),
+        ({"expires_at": "9999-12-31T23:59:59-05:00"}, None, "expires_at"),  # past year 9999
         (None, {"after_s": -1}, "after_s"),
         (None, {"after_s": 10**9}, "after_s"),
     ],
