@@ -660,8 +660,11 @@ def config_import_litellm(
         ) as tmp:
             tmp.write(text)
         try:  # the gateway's own checks, on the very file it will read
-            found = config_checks.problems(load_file_config(Path(tmp.name)))
-            config_checks.refuse(found)
+            try:
+                found = config_checks.problems(load_file_config(Path(tmp.name)))
+                config_checks.refuse(found)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace(tmp.name, "(the imported config)")) from None
             if output is not None:
                 os.replace(tmp.name, output)
         finally:

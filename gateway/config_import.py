@@ -42,7 +42,16 @@ READ_FROM_ENV = {
     "aws_session_token": "AWS_SESSION_TOKEN",
     "vertex_credentials": "GOOGLE_APPLICATION_CREDENTIALS",
 }
-HANDLED = {"model", "api_key", "api_base", "timeout", "max_parallel_requests", *OPTIONS, *PRICES}
+HANDLED = {
+    "model",
+    "custom_llm_provider",
+    "api_key",
+    "api_base",
+    "timeout",
+    "max_parallel_requests",
+    *OPTIONS,
+    *PRICES,
+}
 
 WHY = {
     "rpm": "thriftgate limits requests per tenant: thriftgate tenant create --rpm",
@@ -57,6 +66,9 @@ WHY = {
     "cache": "thriftgate caches responses per tenant (tenant_defaults.cache)",
     "drop_params": "thriftgate drops what a provider cannot take, or refuses it with a 400",
     "environment_variables": "set them in the gateway's environment",
+    "litellm_credential_name": "give the deployment the credential's api_key_env and api_base",
+    "credential_list": "give each deployment its api_key_env and api_base",
+    "include": "import each included file's model_list too",
 }
 
 
@@ -92,12 +104,18 @@ def import_litellm(raw: dict[str, Any]) -> Imported:
     deployments: list[dict[str, Any]] = []
     names: set[str] = set()
     for i, entry in enumerate(raw["model_list"]):
+        if _wildcard(entry):
+            out.notes.append(
+                f"not imported: model_list[{i}] ({entry['model_name']}): a wildcard entry "
+                "(thriftgate serves the models it lists: give each model its own deployment)"
+            )
+            continue
         dep = _deployment(i, entry, out, skipped, names)
         if "timeout_s" not in dep and default_timeout is not None:
             dep["timeout_s"] = default_timeout
         deployments.append(dep)
     if not deployments:
-        raise ConfigError("model_list is empty: there is nothing to import")
+        raise ConfigError("model_list has no entry to import (wildcard entries are not imported)")
     out.config["deployments"] = deployments
     routing = _routing(raw.get("router_settings"), skipped)
     if routing:
@@ -128,6 +146,15 @@ HANDLED_SETTINGS = {
       for k in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks",
                 "default_fallbacks")),
 }  # fmt: skip
+
+
+def _wildcard(entry: Any) -> bool:
+    """`model_name: "*"` / `model: openai/*`: LiteLLM passes any model name through."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str):
+        return False
+    params = entry.get("litellm_params")
+    model = params.get("model") if isinstance(params, dict) else None
+    return "*" in entry["model_name"] or (isinstance(model, str) and model.endswith("*"))
 
 
 def _default_timeout(raw: dict[str, Any], out: Imported) -> float | None:
@@ -165,7 +192,9 @@ def _deployment(
     name = _unique(str(info.get("id") or model), names)
     where = f"{where} ({name})"
     api_base = _env_value(params.get("api_base"), where, "api_base")
-    provider, upstream = _provider(params["model"], api_base, where)
+    custom = params.get("custom_llm_provider")
+    litellm_model = f"{custom}/{params['model']}" if isinstance(custom, str) else params["model"]
+    provider, upstream = _provider(litellm_model, api_base, where)
     dep: dict[str, Any] = {"name": name, "model": model, "provider": provider}
     dep["upstream_model"] = upstream
     if api_base is not None and not (provider == "azure" and api_base == ""):

@@ -229,3 +229,35 @@ def test_the_command_writes_only_a_config_the_gateway_accepts(tmp_path: Path) ->
     assert result.exit_code == 0, result.stderr
     assert SECRET not in out.read_text() + result.stdout + result.stderr
     assert load_file_config(out).deployments[0].provider == "vllm"
+
+
+def test_wildcard_entries_are_named_not_imported_and_custom_llm_provider_is_read() -> None:
+    raw = parsed("""
+model_list:
+  - model_name: "*"
+    litellm_params: {model: "*"}
+  - model_name: "anthropic/*"
+    litellm_params: {model: "anthropic/*", api_key: os.environ/ANTHROPIC_API_KEY}
+  - model_name: internal
+    litellm_params: {model: my-model, custom_llm_provider: openai, api_base: "http://h:1/v1"}
+""")
+    imported = import_litellm(raw)
+    [dep] = imported.config["deployments"]
+    assert (dep["provider"], dep["upstream_model"]) == ("openai_compatible", "my-model")
+    wild = [n for n in imported.notes if "wildcard" in n]
+    assert [n.split(":")[1].strip() for n in wild] == [
+        "model_list[0] (*)",
+        "model_list[1] (anthropic/*)",
+    ]
+    with pytest.raises(ConfigError, match="no entry to import"):
+        import_litellm({"model_list": raw["model_list"][:2]})
+
+
+def test_a_name_the_gateway_refuses_is_reported_without_the_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    entry = {"model_name": "m" * 201, "litellm_params": {"model": "anthropic/claude-3-5-haiku"}}
+    path.write_text(yaml.safe_dump({"model_list": [entry]}))
+    result = CliRunner().invoke(app, ["config", "import-litellm", str(path)])
+    assert result.exit_code == 1
+    assert "(the imported config): deployments.0.model" in result.stderr
+    assert ".thriftgate-import-" not in result.stderr
