@@ -652,6 +652,8 @@ def config_import_litellm(
     from gateway.settings import load_file_config
 
     try:
+        if output is not None and output.resolve() == path.resolve():
+            raise ConfigError(f"{output} is the LiteLLM file itself: write to another file")
         imported = import_litellm(read_litellm(path))
         text = render(imported.config, path)
         target = (output or Path(tempfile.gettempdir()) / "x").resolve().parent

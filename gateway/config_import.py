@@ -303,7 +303,9 @@ def _litellm_providers() -> set[str]:
 
 def _key_env(value: Any, provider: str, name: str, where: str, out: Imported) -> str | None:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        return value.removeprefix(ENV_PREFIX)
+        if not value.removeprefix(ENV_PREFIX).strip():
+            raise ConfigError(f"{where}: api_key is os.environ/ without a variable name")
+        return value.removeprefix(ENV_PREFIX).strip()
     if value is None or value == "":
         return OWN.get(provider)  # litellm's own default; litellm providers read theirs
     variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_API_KEY"
@@ -360,7 +362,8 @@ def _routing(settings: Any, skipped: dict[str, str]) -> dict[str, Any]:
 
 def _fallbacks(section: str, settings: dict[str, Any], out: Imported) -> None:
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-        for rule in settings.get(key) or ():
+        rules = settings.get(key)
+        for rule in rules if isinstance(rules, list) else ():
             for model, others in rule.items() if isinstance(rule, dict) else ():
                 listed = ", ".join(map(str, others)) if isinstance(others, list) else others
                 out.notes.append(

@@ -261,3 +261,28 @@ def test_a_name_the_gateway_refuses_is_reported_without_the_temporary_file(tmp_p
     assert result.exit_code == 1
     assert "(the imported config): deployments.0.model" in result.stderr
     assert ".thriftgate-import-" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "settings",
+    ["router_settings: {fallbacks: 5}", "litellm_settings: {context_window_fallbacks: gpt-4o}"],
+)
+def test_malformed_fallbacks_are_listed_not_a_crash(tmp_path: Path, settings: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n  - {model_name: a, litellm_params: {model: anthropic/claude-3-5-haiku}}\n"
+        + settings
+        + "\n"
+    )
+    result = CliRunner().invoke(app, ["config", "import-litellm", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert "provider: anthropic" in result.stdout
+
+
+def test_the_litellm_file_is_not_overwritten_by_its_own_import(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    text = "model_list:\n  - {model_name: a, litellm_params: {model: anthropic/claude-3-5-haiku}}\n"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["config", "import-litellm", str(path), "-o", str(path)])
+    assert result.exit_code == 1 and "is the LiteLLM file itself" in result.stderr
+    assert path.read_text() == text
