@@ -9,7 +9,8 @@ on one database send it once. One call per tenant and poll says the highest thre
 threshold alerts once per period and budget amount: a budget raised after its 80% alert alerts
 again at 80% of the new amount (and one lowered under the spend, at once); the next period starts
 afresh. Delivery is tried `attempts` times with a growing pause; its outcome stays in the row
-(`delivered_at`, `last_error`).
+(`delivered_at`, `last_error`), and an alert not delivered is sent again by later checks (after a
+minute, then doubling up to an hour) until it is, while its period lasts and this process runs.
 
 The body is JSON (`type: "budget.threshold"`) with a `text` line, so a Slack or Teams incoming
 webhook URL works as it is. With a secret set, `X-Thriftgate-Signature: t=<unix>,v1=<hex>` is
@@ -60,6 +61,17 @@ class Crossing:
         return [pct for pct in thresholds if self.spent_usd * 100 >= self.budget_usd * pct]
 
 
+@dataclass(slots=True)
+class Missed:
+    """An alert whose attempts all failed: sent again once `due` (monotonic) has come."""
+
+    crossing: Crossing
+    thresholds: list[int]
+    alert: dict[str, Any]
+    due: float
+    pause: float  # before the next one, if this one fails too
+
+
 class BudgetAlerts:
     def __init__(
         self,
@@ -71,6 +83,7 @@ class BudgetAlerts:
         interval_s: float = 15.0,
         attempts: int = 3,
         timeout_s: float = 5.0,
+        retry_pause_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.engine = engine
@@ -79,6 +92,10 @@ class BudgetAlerts:
         self.secret = secret
         self.interval_s = interval_s
         self.attempts = attempts
+        self.retry_pause_s = retry_pause_s
+        # alerts whose attempts all failed, sent again by later checks (when due, monotonic)
+        # until delivered or their period is over: a receiver down for a while still gets them
+        self._missed: dict[tuple[str, datetime], Missed] = {}
         self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -101,16 +118,35 @@ class BudgetAlerts:
         """Record the thresholds crossed since the last check and send their alerts (in the
         background); returns the alerts this call claimed."""
         now = now or datetime.now(UTC)
+        self._resend_missed(now)
         alerts = []
         for crossing in await self._crossings(now):
             new = await self._claim(crossing, crossing.crossed(self.thresholds), now)
             if new:
                 alert = alert_body(crossing, max(new), now)
                 alerts.append(alert)
-                task = asyncio.create_task(self._deliver(crossing, new, alert))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                self._missed.pop((crossing.tenant_id, crossing.period_start), None)  # newer
+                self._send(crossing, new, alert, self.attempts, self.retry_pause_s)
         return alerts
+
+    def _send(
+        self, crossing: Crossing, new: list[int], alert: dict[str, Any], attempts: int, pause: float
+    ) -> None:
+        task = asyncio.create_task(self._deliver(crossing, new, alert, attempts, pause))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _resend_missed(self, now: datetime) -> None:
+        """Send again each missed alert that is due (one attempt); forget those whose period
+        is over."""
+        due = time.monotonic()
+        for key, missed in list(self._missed.items()):
+            crossing = missed.crossing
+            if period_start(crossing.period, now) != crossing.period_start:
+                del self._missed[key]
+            elif missed.due <= due:
+                del self._missed[key]
+                self._send(crossing, missed.thresholds, missed.alert, 1, missed.pause)
 
     async def _crossings(self, now: datetime) -> list[Crossing]:
         counters, tenants = table(BudgetCounter), table(Tenant)
@@ -177,12 +213,20 @@ class BudgetAlerts:
                     new.append(pct)
         return new
 
-    async def _deliver(self, crossing: Crossing, new: list[int], alert: dict[str, Any]) -> None:
+    async def _deliver(
+        self,
+        crossing: Crossing,
+        new: list[int],
+        alert: dict[str, Any],
+        attempts: int,
+        pause: float,
+    ) -> None:
         """Send the alert of the highest of `new` (the thresholds this replica claimed) and
-        record the outcome in each of their rows."""
+        record the outcome in each of their rows; one not delivered is sent again by a check
+        `pause` seconds later (doubling, up to an hour)."""
         body = orjson.dumps(alert)
         error = None
-        for attempt in range(self.attempts):
+        for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(min(2.0**attempt, 30.0))
             try:
@@ -198,9 +242,14 @@ class BudgetAlerts:
             error = f"HTTP {resp.status_code}"
         if error is not None:
             log.warning(
-                "budget alert for tenant %s (%d%%) not delivered to %s after %d attempts: %s",
-                crossing.tenant_id, max(new), self._host, self.attempts, error,
+                "budget alert for tenant %s (%d%%) not delivered to %s after %d attempts: %s; "
+                "trying again in %.0f s",
+                crossing.tenant_id, max(new), self._host, attempts, error, pause,
             )  # fmt: skip
+            key = (crossing.tenant_id, crossing.period_start)
+            if key not in self._missed:  # (unless a newer alert for it was claimed since)
+                due = time.monotonic() + pause
+                self._missed[key] = Missed(crossing, new, alert, due, min(pause * 2, 3600.0))
         await self._record(crossing, new, error)
 
     def _headers(self, body: bytes) -> dict[str, str]:

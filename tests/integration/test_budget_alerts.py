@@ -304,6 +304,33 @@ async def test_a_failed_delivery_is_retried_and_recorded(
     assert all(r.delivered_at is None and r.last_error == "HTTP 500" for r in rows)
 
 
+async def test_an_alert_the_receiver_missed_is_sent_when_it_is_back(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    """A receiver down for longer than the attempts' pauses (a deploy, a minute's outage) lost
+    the alert for good: its row claimed the threshold. Later checks send it again, with a
+    growing pause, until it is delivered."""
+    receiver.status = 503
+    await tenant(engine, "a", "1", "1")
+    a = alerts(engine, receiver, retry_pause_s=0)
+    try:
+        assert [x["threshold_pct"] for x in await check(a)] == [100]
+        assert len(receiver.calls) == 2  # both attempts failed
+        receiver.status = 200
+        assert await check(a) == []  # nothing new crossed; the missed alert goes again
+        assert len(receiver.calls) == 3
+        await check(a)
+        assert len(receiver.calls) == 3  # delivered: not again
+    finally:
+        await a.aclose()
+    assert [b["threshold_pct"] for b in receiver.bodies()] == [100, 100, 100]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT delivered_at, last_error FROM budget_alerts"))
+        ).all()
+    assert len(rows) == 3 and all(r.delivered_at is not None and r.last_error is None for r in rows)
+
+
 def test_settings_refuse_bad_thresholds_and_urls() -> None:
     ok = Settings(budget_alert_thresholds="80%, 50,100", budget_alert_webhook_url="https://h/x")
     assert ok.budget_alert_percentages == (50, 80, 100)
