@@ -69,6 +69,8 @@ WHY = {
     "litellm_credential_name": "give the deployment the credential's api_key_env and api_base",
     "credential_list": "give each deployment its api_key_env and api_base",
     "include": "import each included file's model_list too",
+    "weight": "thriftgate routes by cost and SLO",
+    "order": "thriftgate routes by cost and SLO; a group falls back within itself",
 }
 
 
@@ -76,6 +78,9 @@ WHY = {
 class Imported:
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # the LiteLLM file's environment_variables (LiteLLM sets them at start): os.environ/ reads
+    # them first; their values are never written or shown
+    file_env: dict[str, str] = field(default_factory=dict)
 
 
 def read_litellm(path: Path) -> dict[str, Any]:
@@ -98,7 +103,10 @@ def read_litellm(path: Path) -> dict[str, Any]:
 
 
 def import_litellm(raw: dict[str, Any]) -> Imported:
+    variables = raw.get("environment_variables")
     out = Imported({})
+    if isinstance(variables, dict):
+        out.file_env = {str(k): str(v) for k, v in variables.items() if v is not None}
     skipped: dict[str, str] = {}  # key path -> why it is not imported
     default_timeout = _default_timeout(raw, out)
     deployments: list[dict[str, Any]] = []
@@ -191,7 +199,7 @@ def _deployment(
     info: dict[str, Any] = model_info if isinstance(model_info, dict) else {}
     name = _unique(str(info.get("id") or model), names)
     where = f"{where} ({name})"
-    api_base = _env_value(params.get("api_base"), where, "api_base")
+    api_base = _env_value(params.get("api_base"), where, "api_base", out)
     custom = params.get("custom_llm_provider")
     litellm_model = f"{custom}/{params['model']}" if isinstance(custom, str) else params["model"]
     provider, upstream = _provider(litellm_model, api_base, where)
@@ -215,7 +223,9 @@ def _deployment(
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ConfigError(f"{where}: max_parallel_requests should be a positive whole number")
         dep["max_concurrency"] = limit
-    options = {k: _env_value(params[k], where, k) for k in OPTIONS if params.get(k) is not None}
+    options = {
+        k: _env_value(params[k], where, k, out) for k in OPTIONS if params.get(k) is not None
+    }
     if options:
         dep["options"] = {k: str(v) for k, v in options.items()}
     for key in params:
@@ -249,7 +259,7 @@ def _unique(base: str, names: set[str]) -> str:
     return name
 
 
-def _env_value(value: Any, where: str, key: str) -> Any:
+def _env_value(value: Any, where: str, key: str, out: Imported) -> Any:
     """`os.environ/NAME` is read when the file is imported (thriftgate's config values are not
     expanded), except AZURE_API_BASE, which litellm reads itself."""
     if not (isinstance(value, str) and value.startswith(ENV_PREFIX)):
@@ -257,7 +267,7 @@ def _env_value(value: Any, where: str, key: str) -> Any:
     variable = value.removeprefix(ENV_PREFIX)
     if key == "api_base" and variable == "AZURE_API_BASE":
         return ""
-    found = os.environ.get(variable)
+    found = out.file_env.get(variable) or os.environ.get(variable)
     if not found:
         raise ConfigError(
             f"{where}: {key} is {value}, which is not set here; set it and import again, or "
@@ -303,9 +313,15 @@ def _litellm_providers() -> set[str]:
 
 def _key_env(value: Any, provider: str, name: str, where: str, out: Imported) -> str | None:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        if not value.removeprefix(ENV_PREFIX).strip():
+        variable = value.removeprefix(ENV_PREFIX).strip()
+        if not variable:
             raise ConfigError(f"{where}: api_key is os.environ/ without a variable name")
-        return value.removeprefix(ENV_PREFIX).strip()
+        if variable in out.file_env:
+            out.notes.append(
+                f"{where}: its key's variable {variable} is set in the LiteLLM file's "
+                "environment_variables, which are not copied: set it in the gateway's environment"
+            )
+        return variable
     if value is None or value == "":
         return OWN.get(provider)  # litellm's own default; litellm providers read theirs
     variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_API_KEY"

@@ -286,3 +286,25 @@ def test_the_litellm_file_is_not_overwritten_by_its_own_import(tmp_path: Path) -
     result = CliRunner().invoke(app, ["config", "import-litellm", str(path), "-o", str(path)])
     assert result.exit_code == 1 and "is the LiteLLM file itself" in result.stderr
     assert path.read_text() == text
+
+
+def test_os_environ_reads_the_files_own_environment_variables_without_showing_them() -> None:
+    raw = parsed("""
+environment_variables:
+  AZURE_BASE_EU: https://eu.openai.azure.com
+  AZURE_KEY_EU: azure-LITERAL-KEY-in-the-file
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: azure/gpt-4o
+      api_base: os.environ/AZURE_BASE_EU
+      api_key: os.environ/AZURE_KEY_EU
+""")
+    imported = import_litellm(raw)
+    [dep] = imported.config["deployments"]
+    assert dep["api_base"] == "https://eu.openai.azure.com"
+    assert dep["api_key_env"] == "AZURE_KEY_EU"
+    text = render(imported.config, Path("c.yaml")) + "\n".join(imported.notes)
+    assert "azure-LITERAL-KEY-in-the-file" not in text
+    assert any("AZURE_KEY_EU is set in the LiteLLM file's environment_variables" in n
+               for n in imported.notes)  # fmt: skip
