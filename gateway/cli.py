@@ -645,8 +645,9 @@ def config_import_litellm(
         None, "--output", "-o", help="Write the thriftgate config here (default: stdout)."
     ),
 ) -> None:
-    """Write the thriftgate config equivalent to a LiteLLM proxy config.yaml; what has no
-    equivalent is listed on stderr. Literal API keys are never copied."""
+    """Write the thriftgate config equivalent to a LiteLLM proxy config.yaml.
+
+    What has no equivalent is listed on stderr; literal API keys are never copied."""
     from gateway import config_checks
     from gateway.config_import import import_litellm, read_litellm, render
     from gateway.settings import load_file_config

@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.servers import GatewayServer, MockUpstreamServer, sdk_client
+from tests.support.servers import GatewayServer, MockUpstreamServer, ledger_row, sdk_client
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +52,20 @@ general_settings:
     gateway = GatewayServer(tmp_path, fresh_pg_url, imported["deployments"])
     try:
         _, key = gateway.new_tenant()
+        request_id = uuid.uuid4().hex
         answer = sdk_client(gateway, key).chat.completions.create(
-            model="team-llm", messages=[{"role": "user", "content": "hello"}]
+            model="team-llm",
+            messages=[{"role": "user", "content": "hello"}],
+            extra_headers={"x-request-id": request_id},
         )
         assert answer.choices[0].message.content
+        row = ledger_row(gateway, request_id)  # billed at the imported prices, exactly
+        usage = answer.usage
+        assert usage is not None and row["deployment"] == "team-llm"
+        expected = (
+            usage.prompt_tokens * Decimal("0.15") + usage.completion_tokens * Decimal("0.6")
+        ) / 1_000_000
+        assert row["cost_usd"] == expected
         sent = mock_upstream.received()[-1]
         assert sent["body"]["model"] == "mock-model"
         assert sent["authorization"] == "Bearer sk-mock-provider-secret-0123456789"
