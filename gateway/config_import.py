@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -207,7 +208,7 @@ def _deployment(
     dep["upstream_model"] = upstream
     if api_base is not None and not (provider == "azure" and api_base == ""):
         dep["api_base"] = api_base
-    key_env = _key_env(params.get("api_key"), provider, name, where, out)
+    key_env = _key_env(params.get("api_key"), provider, dep.get("api_base"), name, where, out)
     if key_env:
         dep["api_key_env"] = key_env
     for litellm_key, ours in PRICES.items():
@@ -311,7 +312,9 @@ def _litellm_providers() -> set[str]:
     return {str(getattr(p, "value", p)) for p in litellm.provider_list}
 
 
-def _key_env(value: Any, provider: str, name: str, where: str, out: Imported) -> str | None:
+def _key_env(
+    value: Any, provider: str, api_base: str | None, name: str, where: str, out: Imported
+) -> str | None:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         variable = value.removeprefix(ENV_PREFIX).strip()
         if not variable:
@@ -323,8 +326,11 @@ def _key_env(value: Any, provider: str, name: str, where: str, out: Imported) ->
             )
         return variable
     if value is None or value == "":
-        return OWN.get(provider)  # litellm's own default; litellm providers read theirs
-    variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_API_KEY"
+        # litellm's own default (litellm providers read theirs); OpenAI's key goes to OpenAI
+        # only, not to every OpenAI-compatible server litellm would also send it to
+        at_openai = urlsplit(api_base or "").hostname == "api.openai.com"
+        return OWN.get("openai" if at_openai else provider)
+    variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")[:56] + "_API_KEY"
     if not re.match(r"[A-Z_]", variable):
         variable = "_" + variable
     out.notes.append(

@@ -308,3 +308,19 @@ model_list:
     assert "azure-LITERAL-KEY-in-the-file" not in text
     assert any("AZURE_KEY_EU is set in the LiteLLM file's environment_variables" in n
                for n in imported.notes)  # fmt: skip
+
+
+def test_openais_key_variable_goes_to_openai_only() -> None:
+    raw = parsed("""
+model_list:
+  - {model_name: a, litellm_params: {model: openai/gpt-4o, api_base: "https://api.openai.com/v1"}}
+  - {model_name: b, litellm_params: {model: openai/llama, api_base: "http://10.1.2.3:8000/v1"}}
+  - {model_name: c, litellm_params: {model: openai/x, api_base: "http://h/v1", api_key: lit}}
+""")
+    got = {n: d.get("api_key_env") for n, d in deps(raw).items()}
+    assert got["a"] == "OPENAI_API_KEY"  # litellm's default: the request needs it
+    assert got["b"] is None  # a self-hosted server is not sent the OpenAI key
+    long_name = {"model_name": "n" * 150, "litellm_params": {"model": "openai/x",
+                 "api_base": "http://h/v1", "api_key": "lit"}}  # fmt: skip
+    [dep] = import_litellm({"model_list": [long_name]}).config["deployments"]
+    assert len(dep["api_key_env"]) <= 64  # shown by the start-up checks when unset
