@@ -97,15 +97,18 @@ class KeyStore:
                     self._load_once(digest), LOOKUP_TIMEOUT_S
                 )
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                if hit is None or not isinstance(hit[0], TenantInfo):
+                if hit is None or hit[0] is None:
                     raise NoHealthyDeployment(
                         "The key store is unavailable; retry shortly.",
                         code="key_store_unavailable",
                     ) from exc
-                if hit[2] is None or hit[2] > time.monotonic():
+                if isinstance(hit[0], str):  # it expired: it still has
+                    info = hit[0]
+                elif hit[2] is None or hit[2] > time.monotonic():
                     log.warning("key store unavailable (%s): stale entry", type(exc).__name__)
                     return hit[0]
-                info = hit[3]  # it expired (or its grace period ended) since it was read
+                else:
+                    info = hit[3]  # it expired (or its grace period ended) since it was read
             else:
                 if generation == self._generation:
                     self._remember(digest, info, now, valid_for, then)
