@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
@@ -153,15 +153,22 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     tiers: tuple[tuple[str, Price], ...] = ()
     if entry is not None and cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
         tiers = _tier_prices(entry, written, hour)  # only beside litellm's own standard price
+    heard = _pick(cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token")
+    spoken = _pick(cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token")
+    # a tier prices text; its audio tokens are the deployment's audio prices, not its text's
+    tiers = tuple(
+        (name, replace(tier, audio_input_per_mtok=heard, audio_output_per_mtok=spoken))
+        for name, tier in _configured_tiers(cfg, tiers, written, hour)
+    )
     price = Price(
         _pick(cfg.input_cost_per_mtok, entry, "input_cost_per_token") or ZERO,
         _pick(cfg.output_cost_per_mtok, entry, "output_cost_per_token") or ZERO,
         _pick(cfg.cached_input_cost_per_mtok, entry, "cache_read_input_token_cost"),
         written,
-        _configured_tiers(cfg, tiers, written, hour),
+        tiers,
         hour,
-        _pick(cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token"),
-        _pick(cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"),
+        heard,
+        spoken,
     )
     return price, source
 
