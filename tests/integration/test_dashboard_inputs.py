@@ -140,8 +140,10 @@ def test_keys_can_be_created_to_expire_and_say_when_they_stop(
     row = re.search(rf'<tr data-key="{made["id"]}" data-state="(\w+)"[^>]*>(.*?)</tr>', page, re.S)
     assert row is not None and row[1] == "expiring"
     assert made["expires_at"][:10] in row[2]
+    assert "<th>Expires (UTC)</th>" in page  # times are UTC: an admin elsewhere must not guess
     other = signed_in.get(f"/dashboard/tenants/{graced[0]}").text
     assert f'data-key="{key_id}" data-state="revoking"' in other and "revoked from" in other
+    assert re.search(r"revoked from \d{4}-\d\d-\d\d \d\d:\d\d UTC", other)
     bad = signed_in.post(
         path + "/keys", data={"expires_in_days": "soon", "csrf_token": csrf(signed_in, path)}
     )
