@@ -226,13 +226,28 @@ def test_a_stream_to_an_upstream_rejecting_stream_options_is_retried_without_it(
     assert ["stream_options" in b for b in sent] == [True, False, False]
 
 
-def test_stream_options_the_client_sent_itself_is_not_dropped(rig: Rig) -> None:
+def test_the_clients_own_include_usage_is_dropped_on_the_retry_and_still_answered(
+    rig: Rig,
+) -> None:
+    # the gateway ends such a stream with its own priced usage chunk whatever the upstream sends
+    stream = rig.client.chat.completions.create(
+        model="old-azure",
+        messages=msgs(),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "fine"
+    assert len([c for c in chunks if c.usage is not None]) == 1
+
+
+def test_other_stream_options_the_client_sent_are_not_dropped(rig: Rig) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         rig.client.chat.completions.create(
             model="old-azure",
             messages=msgs(),
             stream=True,
-            stream_options={"include_usage": True},
+            stream_options={"include_usage": True, "continuous_usage_stats": True},
         )
     assert "stream_options" in info.value.body["message"]  # type: ignore[index]
 
