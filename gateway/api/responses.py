@@ -197,11 +197,18 @@ async def _stored(
     store = services.response_items
     found = await store.get_record(tenant.id, response_id) if store is not None else None
     if store is None or found is None:
-        raise _not_found(response_id)
+        raise _not_found(response_id, store)
     return store, tenant, found
 
 
-def _not_found(response_id: str) -> NotFound:
+def _not_found(response_id: str, store: ItemStore | None = None) -> NotFound:
+    if store is not None and not store.conversations:
+        return NotFound(
+            f"Response with id '{response_id}' not found: this gateway does not keep responses "
+            "(its operator turned THRIFTGATE_RESPONSES_STORE_CONVERSATIONS off).",
+            param="response_id",
+            code="response_not_found",
+        )
     return NotFound(
         f"Response with id '{response_id}' not found: this gateway keeps responses sent with "
         "'store' true (the default) for a limited time, for the tenant that created them.",
@@ -237,7 +244,7 @@ async def delete_response(response_id: str, request: Request, services: Services
     tenant = await _authenticate(request, services)
     store = services.response_items
     if store is None or not await store.delete_record(tenant.id, response_id):
-        raise _not_found(response_id)
+        raise _not_found(response_id, store)
     return _json(request, deleted(response_id))
 
 

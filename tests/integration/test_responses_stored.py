@@ -494,6 +494,9 @@ def test_an_operator_can_keep_no_conversations(
             )
         assert caught.value.code == "previous_response_not_found"
         assert "does not keep conversations" in caught.value.message
+        with pytest.raises(openai.NotFoundError) as missing:
+            c.responses.retrieve(first.id)
+        assert "does not keep responses" in missing.value.message
         # an output item is still there to reference
         ref = [{"type": "item_reference", "id": first.output[0].id}]
         c.responses.create(model=MODEL, input=[*ref, {"role": "user", "content": "go on"}],
