@@ -56,7 +56,25 @@ def _settings(config: Path | None = None, *, serving: bool = False) -> Settings:
         raise typer.Exit(2) from None
     _check_sqlite_directory(settings.database_url)
     _warn_misspelt_variables()
+    _warn_alerts_without_webhook()
     return settings
+
+
+ALERT_VARIABLES = ("THRIFTGATE_BUDGET_ALERT_THRESHOLDS", "THRIFTGATE_BUDGET_ALERT_SECRET")
+
+
+def _warn_alerts_without_webhook() -> None:
+    """Alert thresholds or a signing secret without the webhook they are for: no alert is
+    ever sent, and nothing said so."""
+    if os.environ.get("THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL", "").strip():
+        return
+    given = [name for name in ALERT_VARIABLES if os.environ.get(name, "").strip()]
+    if given:
+        typer.echo(
+            f"warning: {' and '.join(given)} set without THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL: "
+            "no budget alert is sent",
+            err=True,
+        )
 
 
 # THRIFTGATE_* variables read elsewhere: docker-compose.yml, the local engine's model cache
@@ -468,12 +486,14 @@ def _check_admin_input(**fields: Any) -> Any:
     return _validated(TenantCreate, fields)
 
 
-def _validated(model: Any, fields: dict[str, Any]) -> Any:
+def _validated(model: Any, fields: dict[str, Any], flags: dict[str, str] | None = None) -> Any:
+    """`model(**fields)`, or one line naming what was wrong (by its flag, given `flags`)."""
     try:
         return model(**fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "input"
+        where = (flags or {}).get(where, where)
         typer.echo(f"error: {where}: {first['msg']}", err=True)
         raise typer.Exit(2) from None
 
@@ -522,7 +542,8 @@ def key_create(
     fields: dict[str, Any] = {"name": name, "expires_at": expires_at}
     if expires_in is not None:
         fields["expires_in_s"] = _duration_s(expires_in, "--expires-in")
-    body = _validated(KeyCreate, fields)  # the API's limits and its expiry checks
+    flags = {"expires_in_s": "--expires-in", "expires_at": "--expires-at"}
+    body = _validated(KeyCreate, fields, flags)  # the API's limits and its expiry checks
 
     async def go(engine: Any) -> dict[str, Any]:
         found = await tenants.find_tenant(engine, tenant)

@@ -158,6 +158,22 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
+def test_alert_settings_without_the_webhook_are_named(env: dict[str, str]) -> None:
+    assert cli("migrate", env=env).returncode == 0
+    alone = {**env, "THRIFTGATE_BUDGET_ALERT_SECRET": "whsec-s3cret"}
+    out = cli("tenant", "list", env=alone)
+    assert out.returncode == 0, out.stderr
+    assert one_line(out) == (
+        "warning: THRIFTGATE_BUDGET_ALERT_SECRET set without "
+        "THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL: no budget alert is sent"
+    )
+    assert "s3cret" not in out.stderr
+    hooked = cli(
+        "tenant", "list", env={**alone, "THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL": "https://h/x"}
+    )
+    assert hooked.returncode == 0 and hooked.stderr == "", hooked.stderr
+
+
 def test_a_cache_model_directory_that_cannot_be_made_is_one_line(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -145,6 +145,8 @@ def test_the_cli_creates_expiring_keys_and_revokes_with_grace(tmp_path: Path) ->
     assert made.stdout.strip().startswith("tg-") and "expires 20" in made.stderr
     bad = cli("key", "create", "acme", "--expires-in", "soon", db=db)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+    zero = cli("key", "create", "acme", "--expires-in", "0", db=db)  # named by its flag
+    assert zero.returncode == 2 and zero.stderr.startswith("error: --expires-in: "), zero.stderr
     past = cli("key", "create", "acme", "--expires-at", "2020-01-01T00:00Z", db=db)
     assert past.returncode != 0 and "has passed" in past.stderr
     (key,) = json.loads(cli("key", "list", "acme", db=db).stdout)
