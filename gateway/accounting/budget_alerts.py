@@ -38,7 +38,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH, period_start
-from gateway.db.models import BudgetAlert, BudgetCounter, Tenant, table
+from gateway.db.models import BudgetAlert, BudgetCounter, Tenant, as_utc, table
 from gateway.db.session import FailureLog, upsert_insert
 
 log = logging.getLogger("thriftgate.budget_alerts")
@@ -173,7 +173,7 @@ class BudgetAlerts:
             rows = (await conn.execute(stmt)).all()
         out = []
         for tid, name, period, budget, start, spent in rows:
-            start = start if start.tzinfo else start.replace(tzinfo=UTC)  # SQLite: naive
+            start = as_utc(start)  # SQLite: naive
             if start == period_start(period, now):  # the tenant's own period's counter
                 out.append(Crossing(tid, name, period, start, Decimal(budget), Decimal(spent)))
         return out

@@ -19,6 +19,7 @@ from gateway.db.models import (
     UsageLedger,
     UsageRollupDaily,
     UsageRollupHourly,
+    as_utc,
     table,
 )
 from gateway.errors import InvalidRequest
@@ -261,7 +262,7 @@ def row_dict(r: Any) -> dict[str, Any]:
         if isinstance(v, Decimal):
             v = _money(v)
         elif isinstance(v, datetime):
-            v = (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+            v = as_utc(v).isoformat()
         out[col.name] = v
     return out
 

@@ -15,7 +15,7 @@ from gateway.accounting.budgets import PERIODS
 from gateway.accounting.keys import generate_key, hash_key
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.tenant_flags import check_flags
-from gateway.db.models import ApiKey, Tenant, new_id, table
+from gateway.db.models import ApiKey, Tenant, as_utc, new_id, table
 from gateway.errors import Conflict, InvalidRequest, NotFound
 
 TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
@@ -55,12 +55,7 @@ def key_dict(row: Any) -> dict[str, Any]:
 def _iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
-    return _aware(ts).isoformat()
-
-
-def _aware(ts: datetime) -> datetime:
-    """A naive time is UTC (SQLite gives them back naive; a client may send one)."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return as_utc(ts).isoformat()
 
 
 def tenant_name(name: str) -> str:
@@ -211,7 +206,7 @@ async def create_key(
     now = datetime.now(UTC)
     if expires_at is not None:
         try:  # in UTC, as the key list says it (9999-12-31T23:59-05:00 is past datetime's end)
-            expires_at = _aware(expires_at).astimezone(UTC)
+            expires_at = as_utc(expires_at).astimezone(UTC)
         except OverflowError:
             raise InvalidRequest(
                 "The expiry is past the year 9999; give an earlier time.", param="expires_at"

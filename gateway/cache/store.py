@@ -20,7 +20,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.tenant_deletion import deleted_among
-from gateway.db.models import CacheEntry, CachePurge, new_id, utcnow
+from gateway.db.models import CacheEntry, CachePurge, as_utc, new_id, utcnow
 
 
 @dataclass(slots=True)
@@ -125,17 +125,10 @@ def _entry(row: Any) -> StoredEntry:
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
         cost_usd=Decimal(row.cost_usd),
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at) if row.expires_at is not None else None,
+        created_at=as_utc(row.created_at),
+        expires_at=as_utc(row.expires_at) if row.expires_at is not None else None,
         prompt_tokens_removed=removed,
     )
-
-
-def _aware(ts: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything here is UTC.
-    from datetime import UTC
-
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 class CacheStore:
@@ -178,7 +171,7 @@ class CacheStore:
     async def created_since(self, since: datetime) -> list[tuple[str, datetime]]:
         q = select(CacheEntry.id, CacheEntry.created_at).where(CacheEntry.created_at > since)
         async with self.engine.connect() as conn:
-            return [(r.id, _aware(r.created_at)) for r in (await conn.execute(q)).all()]
+            return [(r.id, as_utc(r.created_at)) for r in (await conn.execute(q)).all()]
 
     async def fetch(self, ids: Sequence[str]) -> list[StoredEntry]:
         out: list[StoredEntry] = []
@@ -202,7 +195,7 @@ class CacheStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
-        return [(r.id, r.tenant_id, _aware(r.purged_at)) for r in rows]
+        return [(r.id, r.tenant_id, as_utc(r.purged_at)) for r in rows]
 
     async def delete_expired(self, now: datetime) -> int:
         async with self.engine.begin() as conn:

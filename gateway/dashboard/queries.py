@@ -23,7 +23,7 @@ from gateway.accounting.budgets import (
     reservation_epoch,
 )
 from gateway.dashboard.windows import Unit, Window, label
-from gateway.db.models import BudgetCounter, Tenant, UsageRollupDaily, UsageRollupHourly
+from gateway.db.models import BudgetCounter, Tenant, UsageRollupDaily, UsageRollupHourly, as_utc
 
 HOURLY = UsageRollupHourly.__table__
 DAILY = UsageRollupDaily.__table__
@@ -167,7 +167,7 @@ class Overview:
 
 def _period_label(value: Any, unit: Unit) -> str:
     if isinstance(value, datetime):
-        return label(value if value.tzinfo else value.replace(tzinfo=UTC), unit)
+        return label(as_utc(value), unit)
     text = str(value)  # SQLite: 'YYYY-MM-DD HH:00:00.000000'
     return text[:10] if unit == "day" else text[:13] + ":00"
 
@@ -344,9 +344,7 @@ async def budget_use(
             stmt = stmt.where(b.tenant_id.in_(sorted(starts)))
         async with engine.connect() as conn:
             for r in (await conn.execute(stmt)).all():
-                start = (
-                    r.period_start if r.period_start.tzinfo else r.period_start.replace(tzinfo=UTC)
-                )
+                start = as_utc(r.period_start)
                 if starts.get(r.tenant_id) != start:
                     continue
                 reserved = live_reserved(

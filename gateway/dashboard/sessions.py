@@ -19,7 +19,7 @@ from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.keys import hash_key
-from gateway.db.models import DashboardSession
+from gateway.db.models import DashboardSession, as_utc
 
 COOKIE = "thriftgate_dashboard"
 LOGIN_CSRF_COOKIE = "thriftgate_dashboard_login"
@@ -85,7 +85,7 @@ class SessionStore:
             row = (await conn.execute(select(T).where(T.c.token_hash == token_hash))).first()
         if row is None:
             return None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        expires = as_utc(row.expires_at)
         if expires <= datetime.now(UTC):
             return None
         if not same(row.key_check, _key_check(admin_key, token_hash)):

@@ -42,6 +42,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(ts: datetime) -> datetime:
+    """A stored time as an aware UTC one: SQLite hands back naive datetimes, and every time
+    stored here is UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.keys import hash_key, same_hash
-from gateway.db.models import ApiKey, Tenant
+from gateway.db.models import ApiKey, Tenant, as_utc
 from gateway.errors import AuthError, NoHealthyDeployment
 from gateway.pipeline.context import TenantInfo
 from gateway.pipeline.key_events import KeyEvents
@@ -167,15 +167,15 @@ class KeyStore:
         now = datetime.now(UTC)
         expired = None
         if expires_at is not None:
-            when = _aware(expires_at).isoformat(timespec="seconds")
+            when = as_utc(expires_at).isoformat(timespec="seconds")
             expired = f"This API key expired at {when}; ask for a new one."
-        if revoked_at is not None and _aware(revoked_at) <= now:
+        if revoked_at is not None and as_utc(revoked_at) <= now:
             return None, None, None
-        if expires_at is not None and _aware(expires_at) <= now:
+        if expires_at is not None and as_utc(expires_at) <= now:
             return expired, None, None
-        ends = [_aware(t) for t in (revoked_at, expires_at) if t is not None]
+        ends = [as_utc(t) for t in (revoked_at, expires_at) if t is not None]
         valid_for = (min(ends) - now).total_seconds() if ends else None
-        if revoked_at is not None and _aware(revoked_at) == min(ends):
+        if revoked_at is not None and as_utc(revoked_at) == min(ends):
             expired = None  # revoked first: then an unknown key
         return (
             TenantInfo(
@@ -222,7 +222,3 @@ class KeyStore:
             if isinstance(info, TenantInfo) and info.id == tenant_id
         ]:
             del self._cache[digest]
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.tenant_deletion import deleted_among
 from gateway.accounting.tokenizer import estimate_prompt_tokens
-from gateway.db.models import ResponseItem, table
+from gateway.db.models import ResponseItem, as_utc, table
 from gateway.db.session import FailureLog
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.pipeline.context import Json, Reply, RequestContext
@@ -334,8 +334,7 @@ def could_be_ours(item_id: str) -> bool:
 
 
 def _timestamp(value: datetime) -> float:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return as_utc(value).timestamp()
 
 
 class ResponsesItemStage:
