@@ -44,7 +44,7 @@ from gateway.accounting.pricing import usd_text
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.accounting.settling import Settling
 from gateway.db.models import BudgetCounter, Tenant, UsageLedger, table
-from gateway.db.session import upsert_insert
+from gateway.db.session import BUDGET_POOL_MAX, upsert_insert
 from gateway.errors import BudgetExceeded
 
 log = logging.getLogger("thriftgate.budgets")
@@ -311,7 +311,7 @@ class BudgetBook:
                     self._pool = await asyncpg.create_pool(
                         dsn,
                         min_size=1,
-                        max_size=16,
+                        max_size=BUDGET_POOL_MAX,
                         command_timeout=10,
                         reset=_no_reset,
                         init=_commit_asynchronously,

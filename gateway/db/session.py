@@ -147,14 +147,14 @@ def check_supported(url: str) -> None:
 
 # libpq URL parameters (`?connect_timeout=10&application_name=x`) that asyncpg takes under
 # another name or shape, and those asyncpg takes as they are; any other one is refused.
-POSTGRES_URL_PARAMETERS = (
-    "ssl", "sslmode", "connect_timeout", "application_name", "target_session_attrs",
-    "passfile", "prepared_statement_cache_size", "options", "host", "port",
-    *("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword"),
-)  # fmt: skip
 # libpq's TLS files (`?sslmode=verify-full&sslrootcert=/etc/ssl/rds-ca.pem`, as managed
 # Postgres documents): asyncpg reads them only from a DSN, so they reach it in one.
 SSL_FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
+POSTGRES_URL_PARAMETERS = (
+    "ssl", "sslmode", "connect_timeout", "application_name", "target_session_attrs",
+    "passfile", "prepared_statement_cache_size", "options", "host", "port",
+    *SSL_FILE_PARAMETERS,
+)  # fmt: skip
 
 
 def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
@@ -247,7 +247,7 @@ async def transaction_pooled(first: Any, second: Any, rounds: int = 3) -> bool:
 
 
 POOL_SIZE = 20  # a worker's SQLAlchemy pool, and as many again in overflow
-BUDGET_POOL_MAX = 16  # budgets.py: the raw reservation pool's max_size
+BUDGET_POOL_MAX = 16  # the raw budget-reservation pool's max_size (budgets.py)
 # what one worker may hold at once: its pool at full overflow, the budget pool, the key-event
 # listener and the second connection its pooler check opens
 CONNECTIONS_PER_WORKER = 2 * POOL_SIZE + BUDGET_POOL_MAX + 2
