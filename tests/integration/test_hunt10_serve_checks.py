@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,14 +21,19 @@ def serve(db: str, *flags: str, timeout: float = 30) -> subprocess.CompletedProc
     env = {**os.environ, "THRIFTGATE_DATABASE_URL": db, "THRIFTGATE_MIGRATE_ON_START": "false"}
     args = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port()), *flags]
     proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its workers too can be killed, as a group
+    )  # fmt: skip
     try:
         out, err = proc.communicate(timeout=timeout)
         return subprocess.CompletedProcess(args, proc.returncode, out, err)
     except subprocess.TimeoutExpired:
         proc.terminate()
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # four workers still loading the model on a busy box
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=30)
         return subprocess.CompletedProcess(args, None, out, err)  # type: ignore[arg-type]
 
 
