@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SizeGuard,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.request_read_timeout_s,
     )
     app.include_router(openai.router)
     app.include_router(responses.router)

@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     fast_lane: bool = True
     # A stream whose client has taken no bytes for this long is stopped (api/disconnect.py).
     client_stall_timeout_s: float = Field(default=120.0, gt=0, le=86400)
+    # A request's body must have arrived whole this long after it is first read, or the
+    # answer is a 408 (api/guards.py): a client trickling it held its connection for ever.
+    request_read_timeout_s: float = Field(default=60.0, gt=0, le=86400)
     # Embedded default: when no config file is given, serve the bundled local model.
     embedded_local_model: bool = True
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the

@@ -3,7 +3,10 @@
 uvicorn's httptools parser has no header-size limit and FastAPI buffers admin bodies whole, so
 the limits from `Settings` (`max_header_bytes`, `max_body_bytes`) are enforced here as a pure
 ASGI middleware: oversized headers get 431, a declared or streamed body over the limit gets 413,
-both in OpenAI's error shape, before a byte of the body is buffered by a handler. Two different
+both in OpenAI's error shape, before a byte of the body is buffered by a handler. A body that
+has not arrived whole `read_timeout_s` after it is first read gets 408 and a closed connection
+(uvicorn has no such limit: a client with a key that sent all but a byte, or a byte every few
+seconds, held its connection and the body read so far for ever). Two different
 values of one credential header get 401 here too, so no route picks one its own way. It is the
 outermost user middleware, so the fast lane and the FastAPI routes rely on it alike. It also
 serves API paths with a trailing slash, or a doubled one, as the plain path, and answers
@@ -12,6 +15,7 @@ browsers' CORS checks on `/v1/` (see `cors_headers`).
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import orjson
@@ -29,10 +33,18 @@ def _error(message: str, code: str) -> bytes:
 
 
 class SizeGuard:
-    def __init__(self, app: ASGIApp, *, max_header_bytes: int, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_header_bytes: int,
+        max_body_bytes: int,
+        read_timeout_s: float = 60.0,
+    ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,16 +104,35 @@ class SizeGuard:
                 return
 
         seen = 0
+        read_by: float | None = None  # when the body must be in, from its first read
+        body_done = False  # after it, `receive` only waits for the disconnect: no deadline
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, read_by, body_done
+            if body_done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if read_by is None:
+                read_by = loop.time() + self.read_timeout_s
+            try:
+                async with asyncio.timeout_at(read_by):
+                    message = await receive()
+            except TimeoutError:
+                body_done = True  # the answer is this 408; later reads wait for the close
+                # An HTTPException, so FastAPI's body parsing passes it on (anything else
+                # becomes its generic 400); the app's handler and the fast lane render it.
+                raise HTTPException(
+                    status_code=408,
+                    detail=_too_slow(self.read_timeout_s),
+                    headers={"connection": "close"},  # the rest of the body is never read
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # An HTTPException, so FastAPI's body parsing passes it on (anything else
-                    # becomes its generic 400); the app's handler and the fast lane render it.
                     raise HTTPException(status_code=413, detail=_too_large(limit))
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         await self.app(scope, limited_receive, send)
@@ -163,6 +194,10 @@ def _with_cors(send: Send) -> Send:
 
 def _too_large(limit: int) -> str:
     return f"The request body exceeds the limit of {limit} bytes."
+
+
+def _too_slow(timeout_s: float) -> str:
+    return f"The request body did not arrive whole within {timeout_s:g} s; send it at once."
 
 
 async def _reply(send: Send, status: int, body: bytes) -> None:

@@ -1,0 +1,152 @@
+"""Slow and hostile clients (hunt11 h112): a request whose body never finishes arriving.
+
+A client holding a valid key sent its headers and then its body a byte at a time, or all but
+the last byte, and stopped: nothing ended the request. Each held a connection, a task and the
+body read so far for ever (50 clients stalled one byte short of a 3.8 MB body took the
+gateway's RSS from 270 to 458 MB, for as long as they liked). The body now has
+THRIFTGATE_REQUEST_READ_TIMEOUT_S to arrive whole, on the fast lane and the FastAPI routes alike:
+past it the answer is OpenAI's error shape with status 408 and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import ADMIN_KEY, GatewayServer, MockUpstreamServer, mock_deployment
+
+pytestmark = pytest.mark.integration
+
+READ_TIMEOUT_S = 2
+MODEL = "slow-client-m"
+
+
+class Rig:
+    def __init__(self, gw: GatewayServer, key: str) -> None:
+        self.gw, self.key = gw, key
+
+    def head(self, body_bytes: int, path: str = "/v1/chat/completions", key: str = "") -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{self.gw.port}\r\n"
+            f"Authorization: Bearer {key or self.key}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {body_bytes}\r\n\r\n"
+        ).encode()
+
+
+def chat_body() -> bytes:
+    content = f"a slow upload {uuid.uuid4().hex}"
+    return json.dumps({"model": MODEL, "messages": [{"role": "user", "content": content}]}).encode()
+
+
+def answer_of(sock: socket.socket) -> tuple[str, bytes]:
+    """(status line and headers, body) of one answer read off the socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, f"closed without an answer: {data!r}"
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    text = head.decode("latin-1")
+    length = next(
+        int(line.split(":", 1)[1]) for line in text.split("\r\n") if line.lower().startswith(
+            "content-length:"
+        )
+    )
+    while len(body) < length:
+        piece = sock.recv(65536)
+        assert piece
+        body += piece
+    return text, body
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-lane", "fastapi"])
+def rig(
+    request: pytest.FixtureRequest,
+    session_tmp: Path,
+    pg_url: str,
+    mock_upstream: MockUpstreamServer,
+) -> Iterator[Rig]:
+    gw = GatewayServer(
+        session_tmp,
+        pg_url,
+        [mock_deployment("slow-client-dep", MODEL, mock_upstream)],
+        extra_env={
+            "THRIFTGATE_FAST_LANE": str(request.param).lower(),
+            "THRIFTGATE_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
+        },
+    )
+    try:
+        _, key = gw.new_tenant()
+        yield Rig(gw, key)
+    finally:
+        gw.stop()
+
+
+def assert_timed_out(sock: socket.socket) -> None:
+    head, body = answer_of(sock)
+    assert head.startswith("HTTP/1.1 408"), head
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "request_timeout"
+    assert f"{READ_TIMEOUT_S} s" in error["message"], error
+    # then EOF: the connection is closed (a timeout here would raise, failing the test)
+    assert sock.recv(65536) == b"", "the connection was left open after the 408"
+
+
+def test_a_body_that_stops_one_byte_short_is_a_408(rig: Rig) -> None:
+    body = chat_body()
+    with socket.create_connection(("127.0.0.1", rig.gw.port), timeout=30) as sock:
+        sock.sendall(rig.head(len(body)) + body[:-1])
+        assert_timed_out(sock)
+
+
+def test_a_body_trickled_a_byte_at_a_time_is_a_408(rig: Rig) -> None:
+    """Bytes keep coming (a read timeout between them would never fire): the whole body has
+    the timeout to arrive."""
+    body = chat_body()
+    with socket.create_connection(("127.0.0.1", rig.gw.port), timeout=30) as sock:
+        sock.sendall(rig.head(len(body)))
+        sock.settimeout(0.5)
+        for byte in body[:-1]:
+            sock.sendall(bytes([byte]))
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break  # the answer has come
+            except TimeoutError:
+                continue
+        sock.settimeout(30)
+        assert_timed_out(sock)
+
+
+def test_an_admin_body_that_never_ends_is_a_408(rig: Rig) -> None:
+    body = json.dumps({"name": f"t-{uuid.uuid4().hex[:8]}"}).encode()
+    with socket.create_connection(("127.0.0.1", rig.gw.port), timeout=30) as sock:
+        sock.sendall(rig.head(len(body), "/admin/tenants", ADMIN_KEY) + body[:5])
+        assert_timed_out(sock)
+
+
+def test_a_body_sent_in_slow_pieces_within_the_timeout_is_served(rig: Rig) -> None:
+    body = chat_body()
+    with socket.create_connection(("127.0.0.1", rig.gw.port), timeout=30) as sock:
+        sock.sendall(rig.head(len(body)) + body[:10])
+        time.sleep(0.2)
+        sock.sendall(body[10:])
+        head, answer = answer_of(sock)
+    assert head.startswith("HTTP/1.1 200"), (head, answer)
+    # and the gateway serves others as before
+    r = httpx.post(
+        rig.gw.url + "/chat/completions",
+        content=chat_body(),
+        headers={"Authorization": f"Bearer {rig.key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
