@@ -10,7 +10,14 @@ threshold alerts once per period and budget amount: a budget raised after its 80
 again at 80% of the new amount (and one lowered under the spend, at once); the next period starts
 afresh. Delivery is tried `attempts` times with a growing pause; its outcome stays in the row
 (`delivered_at`, `last_error`), and an alert not delivered is sent again by later checks (after a
-minute, then doubling up to an hour) until it is, while its period lasts and this process runs.
+minute, then doubling up to an hour) until it is, while its period lasts.
+
+The row, not the process, says when an alert is due (`next_attempt_at`): a claim holds it for a
+lease (every attempt's timeout and pause, and a minute) while its claimer delivers, and a failed
+delivery sets the pause. Any replica's check takes a due alert (`UPDATE ... WHERE
+next_attempt_at <= now`: one of them gets it) and sends it: a replica that died before delivering
+(SIGKILL, OOM, a lost node), or while its receiver was down, no longer loses the alert. An alert
+for a higher threshold of the same period covers the lower ones not yet delivered.
 
 The body is JSON (`type: "budget.threshold"`) with a `text` line, so a Slack or Teams incoming
 webhook URL works as it is. With a secret set, `X-Thriftgate-Signature: t=<unix>,v1=<hex>` is
@@ -27,14 +34,14 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH, period_start
@@ -61,15 +68,12 @@ class Crossing:
         return [pct for pct in thresholds if self.spent_usd * 100 >= self.budget_usd * pct]
 
 
-@dataclass(slots=True)
-class Missed:
-    """An alert whose attempts all failed: sent again once `due` (monotonic) has come."""
+MAX_RETRY_PAUSE_S = 3600.0
 
-    crossing: Crossing
-    thresholds: list[int]
-    alert: dict[str, Any]
-    due: float
-    pause: float  # before the next one, if this one fails too
+
+def _attempt_pause(attempt: int) -> float:
+    """The pause before delivery attempt number `attempt` (1, 2, ...) of one send."""
+    return min(2.0**attempt, 30.0)
 
 
 class BudgetAlerts:
@@ -84,6 +88,7 @@ class BudgetAlerts:
         attempts: int = 3,
         timeout_s: float = 5.0,
         retry_pause_s: float = 60.0,
+        lease_s: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.engine = engine
@@ -93,9 +98,10 @@ class BudgetAlerts:
         self.interval_s = interval_s
         self.attempts = attempts
         self.retry_pause_s = retry_pause_s
-        # alerts whose attempts all failed, sent again by later checks (when due, monotonic)
-        # until delivered or their period is over: a receiver down for a while still gets them
-        self._missed: dict[tuple[str, datetime], Missed] = {}
+        # how long a claimed alert is its claimer's to deliver (all its attempts, and a
+        # margin); past it, the claimer is taken to be dead and any replica sends it
+        sending_s = attempts * timeout_s + sum(_attempt_pause(a) for a in range(1, attempts))
+        self.lease_s = lease_s if lease_s is not None else sending_s + 60.0
         self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -118,35 +124,112 @@ class BudgetAlerts:
         """Record the thresholds crossed since the last check and send their alerts (in the
         background); returns the alerts this call claimed."""
         now = now or datetime.now(UTC)
-        self._resend_missed(now)
         alerts = []
         for crossing in await self._crossings(now):
             new = await self._claim(crossing, crossing.crossed(self.thresholds), now)
             if new:
                 alert = alert_body(crossing, max(new), now)
                 alerts.append(alert)
-                self._missed.pop((crossing.tenant_id, crossing.period_start), None)  # newer
-                self._send(crossing, new, alert, self.attempts, self.retry_pause_s)
+                self._send(crossing, new, alert, self.attempts, 0, now)
+        await self._send_due(now)
         return alerts
 
     def _send(
-        self, crossing: Crossing, new: list[int], alert: dict[str, Any], attempts: int, pause: float
+        self,
+        crossing: Crossing,
+        new: list[int],
+        alert: dict[str, Any],
+        attempts: int,
+        failures: int,
+        now: datetime,
     ) -> None:
-        task = asyncio.create_task(self._deliver(crossing, new, alert, attempts, pause))
+        task = asyncio.create_task(self._deliver(crossing, new, alert, attempts, failures, now))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    def _resend_missed(self, now: datetime) -> None:
-        """Send again each missed alert that is due (one attempt); forget those whose period
-        is over."""
-        due = time.monotonic()
-        for key, missed in list(self._missed.items()):
-            crossing = missed.crossing
-            if period_start(crossing.period, now) != crossing.period_start:
-                del self._missed[key]
-            elif missed.due <= due:
-                del self._missed[key]
-                self._send(crossing, missed.thresholds, missed.alert, 1, missed.pause)
+    async def _send_due(self, now: datetime) -> None:
+        """Take the alerts not delivered whose time has come (a failed delivery's pause is
+        over, or a claimer died within its lease) and send them, one call per tenant and
+        period; give up those whose period is over, whose tenant is gone or whose budget
+        changed since (a crossing of the new budget claims its own)."""
+        alerts, tenants = table(BudgetAlert), table(Tenant)
+        stmt = (
+            select(
+                alerts.c.tenant_id,
+                alerts.c.period_start,
+                alerts.c.threshold_pct,
+                alerts.c.budget_usd,
+                alerts.c.spent_usd,
+                alerts.c.created_at,
+                tenants.c.name,
+                tenants.c.budget_period,
+                tenants.c.budget_usd.label("budget_now"),
+                tenants.c.deleted_at,
+            )
+            .join(tenants, tenants.c.id == alerts.c.tenant_id)
+            .where(alerts.c.delivered_at.is_(None), alerts.c.next_attempt_at <= now)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        groups: dict[tuple[str, datetime], list[Any]] = {}
+        stale: list[Any] = []
+        for row in rows:
+            start = as_utc(row.period_start)
+            current = (
+                row.deleted_at is None
+                and row.budget_now is not None
+                and Decimal(row.budget_now) == Decimal(row.budget_usd)
+                and period_start(row.budget_period, now) == start
+            )
+            if current:
+                groups.setdefault((row.tenant_id, start), []).append(row)
+            else:
+                stale.append(row)
+        for row in stale:
+            await self._lease(row.tenant_id, row.period_start, [row.threshold_pct], now, None)
+        for (tenant_id, start), group in groups.items():
+            taken = await self._lease(
+                tenant_id, start, [r.threshold_pct for r in group], now, self.lease_s
+            )
+            if not taken:  # another replica took them first
+                continue
+            top = max((r for r in group if r.threshold_pct in taken), key=lambda r: r.threshold_pct)
+            crossing = Crossing(
+                tenant_id, top.name, top.budget_period, start, Decimal(top.budget_usd),
+                Decimal(top.spent_usd),
+            )  # fmt: skip
+            failures = max(taken.values())
+            alert = alert_body(crossing, top.threshold_pct, as_utc(top.created_at))
+            # a claimer that died gets its whole send; a failed one is tried once more
+            attempts = self.attempts if failures == 0 else 1
+            self._send(crossing, list(taken), alert, attempts, failures, now)
+
+    async def _lease(
+        self,
+        tenant_id: str,
+        start: datetime,
+        thresholds: list[int],
+        now: datetime,
+        lease_s: float | None,
+    ) -> dict[int, int]:
+        """Take the due alerts of `thresholds` for `lease_s` (None: give them up); returns
+        the thresholds this call took, with their failed deliveries so far."""
+        alerts = table(BudgetAlert)
+        until = None if lease_s is None else now + timedelta(seconds=lease_s)
+        stmt = (
+            update(alerts)
+            .where(
+                alerts.c.tenant_id == tenant_id,
+                alerts.c.period_start == start,
+                alerts.c.threshold_pct.in_(thresholds),
+                alerts.c.delivered_at.is_(None),
+                alerts.c.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=until)
+            .returning(alerts.c.threshold_pct, alerts.c.failures)
+        )
+        async with self.engine.begin() as conn:
+            return {int(pct): int(n) for pct, n in (await conn.execute(stmt)).all()}
 
     async def _crossings(self, now: datetime) -> list[Crossing]:
         counters, tenants = table(BudgetCounter), table(Tenant)
@@ -182,10 +265,12 @@ class BudgetAlerts:
         """Insert a row per crossed threshold; the ones this call inserted are its to send. A
         row left by another budget amount is this call's too (taken over: the threshold
         re-arms when the budget changes); the lock `ON CONFLICT DO UPDATE` takes lets one
-        replica take it."""
+        replica take it. The claim holds them for the lease; lower thresholds of the period
+        still undelivered are covered by this alert and no longer sent on their own."""
         if not crossed:
             return []
         alerts = table(BudgetAlert)
+        until = now + timedelta(seconds=self.lease_s)
         new = []
         async with self.engine.begin() as conn:
             for pct in crossed:
@@ -196,6 +281,8 @@ class BudgetAlerts:
                     budget_usd=crossing.budget_usd,
                     spent_usd=crossing.spent_usd,
                     created_at=now,
+                    next_attempt_at=until,
+                    failures=0,
                 )
                 stmt = insert.on_conflict_do_update(
                     index_elements=[alerts.c.tenant_id, alerts.c.period_start,
@@ -206,11 +293,25 @@ class BudgetAlerts:
                         "created_at": insert.excluded.created_at,
                         "delivered_at": None,
                         "last_error": None,
+                        "next_attempt_at": insert.excluded.next_attempt_at,
+                        "failures": 0,
                     },
                     where=alerts.c.budget_usd != insert.excluded.budget_usd,
                 ).returning(alerts.c.threshold_pct)  # fmt: skip
                 if (await conn.execute(stmt)).first() is not None:
                     new.append(pct)
+            if new:
+                await conn.execute(
+                    update(alerts)
+                    .where(
+                        alerts.c.tenant_id == crossing.tenant_id,
+                        alerts.c.period_start == crossing.period_start,
+                        alerts.c.threshold_pct < max(new),
+                        alerts.c.threshold_pct.not_in(new),
+                        alerts.c.delivered_at.is_(None),
+                    )
+                    .values(next_attempt_at=None)
+                )
         return new
 
     async def _deliver(
@@ -219,16 +320,18 @@ class BudgetAlerts:
         new: list[int],
         alert: dict[str, Any],
         attempts: int,
-        pause: float,
+        failures: int,
+        now: datetime,
     ) -> None:
-        """Send the alert of the highest of `new` (the thresholds this replica claimed) and
+        """Send the alert of the highest of `new` (the thresholds this replica took) and
         record the outcome in each of their rows; one not delivered is sent again by a check
-        `pause` seconds later (doubling, up to an hour)."""
+        (of any replica) a pause after `now`: a minute, doubling with each failure, up to an
+        hour."""
         body = orjson.dumps(alert)
         error = None
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(min(2.0**attempt, 30.0))
+                await asyncio.sleep(_attempt_pause(attempt))
             try:
                 resp = await self._client.post(
                     self.webhook_url, content=body, headers=self._headers(body)
@@ -240,17 +343,16 @@ class BudgetAlerts:
                 error = None
                 break
             error = f"HTTP {resp.status_code}"
+        retry_at = None
         if error is not None:
+            pause = min(self.retry_pause_s * 2.0**failures, MAX_RETRY_PAUSE_S)
             log.warning(
                 "budget alert for tenant %s (%d%%) not delivered to %s after %d attempts: %s; "
                 "trying again in %.0f s",
                 crossing.tenant_id, max(new), self._host, attempts, error, pause,
             )  # fmt: skip
-            key = (crossing.tenant_id, crossing.period_start)
-            if key not in self._missed:  # (unless a newer alert for it was claimed since)
-                due = time.monotonic() + pause
-                self._missed[key] = Missed(crossing, new, alert, due, min(pause * 2, 3600.0))
-        await self._record(crossing, new, error)
+            retry_at = now + timedelta(seconds=pause)
+        await self._record(crossing, new, error, retry_at)
 
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "thriftgate-budget-alerts"}
@@ -258,11 +360,19 @@ class BudgetAlerts:
             headers[SIGNATURE_HEADER] = sign(self.secret, body, int(time.time()))
         return headers
 
-    async def _record(self, crossing: Crossing, new: list[int], error: str | None) -> None:
+    async def _record(
+        self, crossing: Crossing, new: list[int], error: str | None, retry_at: datetime | None
+    ) -> None:
         alerts = table(BudgetAlert)
         values: dict[str, Any] = {"last_error": error}
         if error is None:
             values["delivered_at"] = datetime.now(UTC)
+            values["next_attempt_at"] = None
+        else:  # due again after the pause, unless a higher threshold's alert covered it
+            values["failures"] = alerts.c.failures + 1
+            values["next_attempt_at"] = case(
+                (alerts.c.next_attempt_at.is_(None), None), else_=retry_at
+            )
         stmt = (
             update(alerts)
             .where(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -160,6 +161,14 @@ class BudgetAlert(Base):
     (budget_alerts.py): the row claims the alert, so replicas send it once."""
 
     __tablename__ = "budget_alerts"
+    __table_args__ = (
+        Index(
+            "ix_budget_alerts_due",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
+    )
 
     tenant_id: Mapped[str] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
@@ -171,6 +180,12 @@ class BudgetAlert(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # when any replica may send it (again): a claim's lease while its owner delivers, or the
+    # pause after a failed delivery; NULL once delivered or given up (budget_alerts.py)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CacheEntry(Base):

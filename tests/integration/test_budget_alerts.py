@@ -34,6 +34,7 @@ from tests.support.servers import (
     free_port,
     mock_deployment,
     sdk_client,
+    sql,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,13 +44,17 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1: records each call; answers `status` (500: a fault)."""
+    """A webhook receiver on 127.0.0.1: records each call; answers `status` (500: a fault),
+    or, while held (`hold`), nothing: a call in flight when its sender dies."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hooks/budget?token=s3cr3t"
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.status = 200
+        self.answering = threading.Event()
+        self.answering.set()
+        self.called = threading.Event()
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
@@ -58,6 +63,9 @@ class Receiver:
 
     async def _hook(self, request: web.Request) -> web.Response:
         self.calls.append((dict(request.headers), await request.read()))
+        self.called.set()
+        if not self.answering.is_set():
+            await asyncio.to_thread(self.answering.wait)
         return web.Response(status=self.status, text="ok")
 
     def _run(self, started: threading.Event) -> None:
@@ -73,7 +81,14 @@ class Receiver:
     def bodies(self) -> list[dict[str, Any]]:
         return [orjson.loads(body) for _, body in self.calls]
 
+    def hold(self) -> None:
+        self.answering.clear()
+
+    def release(self) -> None:
+        self.answering.set()
+
     def stop(self) -> None:
+        self.release()
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
@@ -331,6 +346,108 @@ async def test_an_alert_the_receiver_missed_is_sent_when_it_is_back(
     assert len(rows) == 3 and all(r.delivered_at is not None and r.last_error is None for r in rows)
 
 
+# past a claim's lease (every attempt's timeout and pause, and a minute: 81 s by default)
+LEASE_OVER = timedelta(minutes=10)
+
+
+async def rows_of(eng: AsyncEngine) -> list[Any]:
+    async with eng.connect() as conn:
+        return list(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT threshold_pct, delivered_at, next_attempt_at FROM budget_alerts "
+                        "ORDER BY threshold_pct"
+                    )
+                )
+            ).all()
+        )
+
+
+async def die(a: BudgetAlerts) -> None:
+    """What a SIGKILL leaves of a sender: its deliveries in flight stop where they are, and
+    record nothing."""
+    for task in list(a._sends):
+        task.cancel()
+    await asyncio.gather(*a._sends, return_exceptions=True)
+    await a.aclose()
+
+
+async def test_an_alert_whose_sender_died_is_sent_by_another_replica(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    """A replica that claimed an alert and died before delivering it (its call in flight) left
+    the row claimed and the alert unsent for good. Past the claim's lease, another replica
+    sends it; within it, none does (its claimer may still be delivering)."""
+    await tenant(engine, "a", "1", "0.85")
+    receiver.hold()
+    one = alerts(engine, receiver)
+    assert [x["threshold_pct"] for x in await one.check_once(NOW)] == [80]
+    assert await asyncio.to_thread(receiver.called.wait, 30)  # in flight, unanswered
+    await die(one)
+    receiver.release()
+    two = alerts(engine, receiver)
+    try:
+        assert await check(two, NOW + timedelta(seconds=1)) == []
+        assert len(receiver.calls) == 1  # its claimer's lease runs: not sent twice
+        assert await check(two, NOW + LEASE_OVER) == []
+        assert len(receiver.calls) == 2
+        await check(two, NOW + 2 * LEASE_OVER)
+        assert len(receiver.calls) == 2  # delivered: not again
+    finally:
+        await two.aclose()
+    first, again = receiver.bodies()
+    assert again == first  # the alert as claimed: 80%, its spend, its time
+    assert [(r.threshold_pct, r.delivered_at is not None) for r in await rows_of(engine)] == [
+        (50, True), (80, True)
+    ]  # fmt: skip
+
+
+async def test_a_missed_alert_is_sent_by_a_replica_started_later(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    """The alert a receiver missed was retried only by the process that claimed it: restarted
+    (a deploy) or gone, nobody sent it again. The row says when it is due, for any replica."""
+    receiver.status = 503
+    await tenant(engine, "a", "1", "1")
+    one = alerts(engine, receiver, retry_pause_s=60)
+    try:
+        assert [x["threshold_pct"] for x in await check(one)] == [100]
+    finally:
+        await one.aclose()  # the replica is replaced
+    assert len(receiver.calls) == 2
+    receiver.status = 200
+    two = alerts(engine, receiver)
+    try:
+        assert await check(two, NOW + timedelta(seconds=30)) == []
+        assert len(receiver.calls) == 2  # the pause after the failure is not over
+        await check(two, NOW + timedelta(seconds=61))
+        assert len(receiver.calls) == 3
+    finally:
+        await two.aclose()
+    assert receiver.bodies()[2]["threshold_pct"] == 100
+    assert all(r.delivered_at is not None for r in await rows_of(engine))
+
+
+async def test_a_missed_lower_threshold_is_covered_by_a_higher_one(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    await tenant(engine, "a", "1", "0.5")
+    a = alerts(engine, receiver, retry_pause_s=0)
+    try:
+        assert [x["threshold_pct"] for x in await check(a)] == [50]
+        receiver.status = 200
+        await spend(engine, "a", "0.8")
+        assert [x["threshold_pct"] for x in await check(a)] == [80]
+        await check(a)
+    finally:
+        await a.aclose()
+    assert [b["threshold_pct"] for b in receiver.bodies()] == [50, 50, 80]  # 50% not again
+    rows = await rows_of(engine)
+    assert [(r.threshold_pct, r.next_attempt_at) for r in rows] == [(50, None), (80, None)]
+
+
 def test_settings_refuse_bad_thresholds_and_urls() -> None:
     ok = Settings(budget_alert_thresholds="80%, 50,100", budget_alert_webhook_url="https://h/x")
     assert ok.budget_alert_percentages == (50, 80, 100)
@@ -377,3 +494,57 @@ def test_a_gateway_calls_the_webhook_when_a_tenant_spends_its_budget(
     assert bodies[0]["threshold_pct"] >= 50
     assert Decimal(bodies[0]["spent_usd"]) >= Decimal("0.025")
     assert "s3cr3t" not in log  # the webhook URL's token never reaches the log
+
+
+def test_a_gateway_killed_while_sending_an_alert_leaves_it_to_another_replica(
+    session_tmp: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer, receiver: Receiver
+) -> None:
+    """Two processes on one database: a `thriftgate serve` claims a tenant's alert and is
+    SIGKILLed while its call is in flight; another replica's check sends it once the claim's
+    lease is over (a real clock: its check is asked as of then)."""
+    dep = mock_deployment("pricey", "pricey", mock_upstream, input_cost_per_mtok=1000,
+                          output_cost_per_mtok=1000)  # fmt: skip
+    env = {
+        "THRIFTGATE_BUDGET_ALERT_WEBHOOK_URL": receiver.url,
+        "THRIFTGATE_BUDGET_ALERT_INTERVAL_S": "1",
+    }
+    receiver.hold()
+    gw = GatewayServer(session_tmp, fresh_pg_url, [dep], extra_env=env)
+    try:
+        _, key = gw.new_tenant(budget_usd="0.05")
+        sdk_client(gw, key).chat.completions.create(
+            model="pricey",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "spend more than half of it in one go " * 4}],
+            extra_headers={"cache-control": "no-store"},
+        )
+        assert receiver.called.wait(30), gw.log()[-2000:]  # in flight, unanswered
+        gw.kill()
+    finally:
+        gw.stop()
+    receiver.release()
+    claimed = receiver.bodies()[-1]
+
+    async def another_replica() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        eng = create_engine(fresh_pg_url)
+        other = BudgetAlerts(eng, receiver.url)  # the gateway's own attempts and lease
+        try:
+            now = datetime.now(UTC)
+            early = await check(other, now)
+            late = await check(other, now + LEASE_OVER)
+            return early, late
+        finally:
+            await other.aclose()
+            await eng.dispose()
+
+    calls_before = len(receiver.calls)
+    early, late = asyncio.run(another_replica())
+    assert early == [] and late == []  # nothing newly crossed: a claimed alert sent again
+    assert len(receiver.calls) == calls_before + 1
+    assert receiver.bodies()[-1] == claimed
+    delivered = sql(
+        fresh_pg_url,
+        "SELECT threshold_pct FROM budget_alerts WHERE delivered_at IS NOT NULL "
+        "ORDER BY threshold_pct DESC",
+    )
+    assert delivered and delivered[0]["threshold_pct"] == claimed["threshold_pct"]
