@@ -50,6 +50,23 @@ class TierPrice(BaseModel):
     cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
 
 
+class LongContextPrice(BaseModel):
+    """Prices for a request whose prompt has more than `above_prompt_tokens` tokens (Gemini 2.5
+    Pro and Claude Sonnet 4 with 1M context above 200k): every token of it, the answer's too.
+    Cache prices not given are the deployment's, scaled as its input price is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    above_prompt_tokens: int = Field(ge=1, le=100_000_000)
+    input_cost_per_mtok: Decimal = Field(ge=0, le=MAX_USD_PER_MTOK)
+    output_cost_per_mtok: Decimal = Field(ge=0, le=MAX_USD_PER_MTOK)
+    cached_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    cache_write_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    cache_write_1h_input_cost_per_mtok: Decimal | None = Field(
+        default=None, ge=0, le=MAX_USD_PER_MTOK
+    )
+
+
 class DeploymentConfig(BaseModel):
     """One place a model can be served: a provider endpoint plus its prices."""
 
@@ -75,6 +92,8 @@ class DeploymentConfig(BaseModel):
     # By the tier's name as the upstream reports it ("flex", "priority"); they win over
     # litellm's, and are the only ones where the prices above are configured.
     service_tier_prices: dict[str, TierPrice] = Field(default_factory=dict)
+    # Above a prompt length (per request); they win over litellm's `*_above_200k_tokens`.
+    long_context_prices: tuple[LongContextPrice, ...] = ()
     # Router hints: cold-start latency model until live measurements arrive.
     ttft_ms: float | None = Field(default=None, ge=0)
     ms_per_token: float | None = Field(default=None, ge=0)
@@ -98,6 +117,16 @@ class DeploymentConfig(BaseModel):
         if value == AUTO_MODEL:
             raise ValueError(f"{AUTO_MODEL} is the gateway's own routing model, not a deployment's")
         return value
+
+    @field_validator("long_context_prices")
+    @classmethod
+    def _one_price_per_threshold(
+        cls, prices: tuple[LongContextPrice, ...]
+    ) -> tuple[LongContextPrice, ...]:
+        thresholds = [p.above_prompt_tokens for p in prices]
+        if len(set(thresholds)) != len(thresholds):
+            raise ValueError("two prices for the same above_prompt_tokens")
+        return prices
 
     @property
     def served_model(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -31,6 +32,10 @@ class Price:
     # audio tokens in the prompt and the answer (OpenAI's audio models), if priced apart
     audio_input_per_mtok: Decimal | None = None
     audio_output_per_mtok: Decimal | None = None
+    # Long-context prices (Gemini 2.5 Pro and Claude Sonnet 4 above 200k prompt tokens,
+    # GPT-5.4 above 272k): (threshold, price), ascending. A request whose prompt has more
+    # tokens than a threshold pays that price for every token, its answer's too.
+    long_context: tuple[tuple[int, Price], ...] = ()
 
     def for_tier(self, tier: str | None) -> Price:
         """The price of the named service tier, else this (standard) one."""
@@ -39,6 +44,21 @@ class Price:
                 if name == tier:
                     return price
         return self
+
+    def long_context_tier(self, prompt_tokens: int) -> tuple[int, Price] | None:
+        """The long-context (threshold, price) a prompt of this many tokens is billed at, if
+        any: the highest threshold it is longer than (the provider counts every prompt token,
+        cached ones too)."""
+        chosen = None
+        for above, price in self.long_context:
+            if prompt_tokens > above:
+                chosen = (above, price)
+        return chosen
+
+    def at_prompt(self, prompt_tokens: int) -> Price:
+        """The price a request with a prompt of this many tokens is billed at."""
+        tier = self.long_context_tier(prompt_tokens) if self.long_context else None
+        return self if tier is None else tier[1]
 
     def cost_usd(
         self,
@@ -55,7 +75,23 @@ class Price:
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
         `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones.
         Audio tokens (OpenAI's audio models: 16x-33x the text price) are parts of the prompt and
-        the completion, priced at the audio prices where there are some."""
+        the completion, priced at the audio prices where there are some. A prompt above a
+        long-context threshold bills everything at that threshold's prices."""
+        return self.at_prompt(prompt_tokens)._cost_usd(
+            prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
+            cache_write_1h_tokens, audio_prompt_tokens, audio_completion_tokens,
+        )  # fmt: skip
+
+    def _cost_usd(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+        cache_write_tokens: int,
+        cache_write_1h_tokens: int,
+        audio_prompt_tokens: int,
+        audio_completion_tokens: int,
+    ) -> Decimal:
         if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
             total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
         else:
@@ -146,18 +182,23 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     else:
         entry = _lookup_litellm(cfg.provider, cfg.served_model, cfg.api_base)
         source = "unknown" if entry is None else "litellm"
+        entry = None if entry is None else _first_range_as_base(entry)
     written = _pick(cfg.cache_write_input_cost_per_mtok, entry, "cache_creation_input_token_cost")
     hour = _pick(
         cfg.cache_write_1h_input_cost_per_mtok, entry, "cache_creation_input_token_cost_above_1hr"
     )
     tiers: tuple[tuple[str, Price], ...] = ()
-    if entry is not None and cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None:
-        tiers = _tier_prices(entry, written, hour)  # only beside litellm's own standard price
+    # litellm's service tiers and long-context prices only beside its own standard price
+    litellm_priced = (
+        entry is not None and cfg.input_cost_per_mtok is None and cfg.output_cost_per_mtok is None
+    )
+    if litellm_priced and entry is not None:
+        tiers = _tier_prices(entry, written, hour)
     heard = _pick(cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token")
     spoken = _pick(cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token")
     # a tier prices text; its audio tokens are the deployment's audio prices, not its text's
     tiers = tuple(
-        (name, replace(tier, audio_input_per_mtok=heard, audio_output_per_mtok=spoken))
+        (name, _with_audio(tier, heard, spoken))
         for name, tier in _configured_tiers(cfg, tiers, written, hour)
     )
     price = Price(
@@ -170,7 +211,167 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
         heard,
         spoken,
     )
-    return price, source
+    found = long_context_prices(entry, price) if litellm_priced and entry is not None else ()
+    longer = dict(found)
+    for tier in cfg.long_context_prices:
+        longer[tier.above_prompt_tokens] = _scaled_like(
+            price,
+            Price(
+                tier.input_cost_per_mtok,
+                tier.output_cost_per_mtok,
+                tier.cached_input_cost_per_mtok,
+                tier.cache_write_input_cost_per_mtok,
+                cache_write_1h_input_per_mtok=tier.cache_write_1h_input_cost_per_mtok,
+            ),
+        )
+    return replace(price, long_context=_ascending(longer, heard, spoken)), source
+
+
+def _with_audio(price: Price, heard: Decimal | None, spoken: Decimal | None) -> Price:
+    """`price` (a tier's, which prices text) with the deployment's audio prices, its own
+    long-context prices too."""
+    return replace(
+        price,
+        audio_input_per_mtok=heard,
+        audio_output_per_mtok=spoken,
+        long_context=tuple(
+            (above, _with_audio(p, heard, spoken)) for above, p in price.long_context
+        ),
+    )
+
+
+def _ascending(
+    by_threshold: dict[int, Price], heard: Decimal | None, spoken: Decimal | None
+) -> tuple[tuple[int, Price], ...]:
+    return tuple(
+        (above, replace(p, audio_input_per_mtok=heard, audio_output_per_mtok=spoken))
+        for above, p in sorted(by_threshold.items())
+    )
+
+
+def _scaled_like(base: Price, long: Price) -> Price:
+    """A long-context price's cache prices where it names none: the base's, scaled as the
+    input price is (providers price a cache read or write as a share of the input price,
+    and that share holds above the threshold: Anthropic's 1-hour writes, 2x input, are $12
+    per 1M above 200k tokens where litellm lists no figure)."""
+    ratio = long.input_per_mtok / base.input_per_mtok if base.input_per_mtok else None
+
+    def scaled(own: Decimal | None, at_base: Decimal | None) -> Decimal | None:
+        if own is not None or at_base is None or ratio is None:
+            return own
+        return (at_base * ratio).normalize()
+
+    return replace(
+        long,
+        cached_input_per_mtok=scaled(long.cached_input_per_mtok, base.cached_input_per_mtok),
+        cache_write_input_per_mtok=scaled(
+            long.cache_write_input_per_mtok, base.cache_write_input_per_mtok
+        ),
+        cache_write_1h_input_per_mtok=scaled(
+            long.cache_write_1h_input_per_mtok, base.cache_write_1h_input_per_mtok
+        ),
+    )
+
+
+# litellm's long-context keys: `input_cost_per_token_above_200k_tokens` (`_128k`, `_272k`...)
+_ABOVE = re.compile(r"input_cost_per_token_above_(\d+)(k?)_tokens")
+# providers that bill the higher price from the threshold itself, not past it (as litellm)
+_INCLUSIVE_THRESHOLDS = frozenset({"xai"})
+
+
+def long_context_prices(
+    entry: dict[str, Any], base: Price, tier: str | None = None
+) -> tuple[tuple[int, Price], ...]:
+    """litellm's long-context prices for `base` (the standard price, or a service tier's when
+    `tier` names it), as litellm's cost calculator applies them: the threshold keys
+    `*_above_<N>k_tokens` (a tier's own `*_above_<N>k_tokens_<tier>` first), or a
+    `tiered_pricing` table of ranges (Alibaba's, Volcengine's). A price a tier does not list
+    is the base's: the output price as it is, cache prices scaled (`_scaled_like`)."""
+    inclusive = entry.get("litellm_provider") in _INCLUSIVE_THRESHOLDS
+    out: dict[int, Price] = {}
+    for key in entry:
+        match = _ABOVE.fullmatch(key)
+        if match is None:
+            continue
+        size = f"{match[1]}{match[2]}"
+
+        def rate(name: str, size: str = size) -> Decimal | None:
+            standard = entry.get(f"{name}_above_{size}_tokens")
+            own = entry.get(f"{name}_above_{size}_tokens_{tier}") if tier else standard
+            if own is not None or standard is None:
+                return None if own is None else _per_mtok(own)
+            # a service tier whose long-context price litellm does not list: the standard
+            # one in the tier's proportion (gpt-5.4 priority: 2x its input above 272k, as the
+            # standard tier's; litellm's own fallback billed it below priority's base price)
+            at_tier, at_standard = entry.get(f"{name}_{tier}"), entry.get(name)
+            if at_tier is None or not at_standard:
+                return _per_mtok(standard)
+            return (_per_mtok(standard) * _per_mtok(at_tier) / _per_mtok(at_standard)).normalize()
+
+        inp = rate("input_cost_per_token")
+        if inp is None:
+            continue
+        above = int(match[1]) * (1000 if match[2] else 1) - (1 if inclusive else 0)
+        out[above] = _long_price(
+            base, inp, rate("output_cost_per_token"), rate("cache_read_input_token_cost"),
+            rate("cache_creation_input_token_cost"),
+            rate("cache_creation_input_token_cost_above_1hr"),
+        )  # fmt: skip
+    table = entry.get("tiered_pricing") if tier is None else None
+    for row in table if isinstance(table, list) else ():
+        span = row.get("range") if isinstance(row, dict) else None
+        if not (isinstance(span, list) and len(span) == 2 and row.get("input_cost_per_token")):
+            continue
+        if span[0] and float(span[0]) > 0:  # the first range is the base price
+            got = {k: _per_mtok(v) for k, v in row.items() if k != "range" and v is not None}
+            out[int(float(span[0]))] = _long_price(
+                base, got["input_cost_per_token"], got.get("output_cost_per_token"),
+                got.get("cache_read_input_token_cost"), got.get("cache_creation_input_token_cost"),
+                None,
+            )  # fmt: skip
+    return tuple(sorted(out.items()))
+
+
+def _first_range_as_base(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry whose `tiered_pricing` table's first range (from 0 tokens) gives the prices it
+    does not list itself (Alibaba's qwen3-coder-plus has only the table)."""
+    table = entry.get("tiered_pricing")
+    first = next(
+        (
+            row
+            for row in (table if isinstance(table, list) else ())
+            if isinstance(row, dict)
+            and isinstance(row.get("range"), list)
+            and len(row["range"]) == 2
+            and not row["range"][0]
+        ),
+        None,
+    )
+    if first is None:
+        return entry
+    merged = dict(entry)
+    for key, value in first.items():
+        if key != "range" and merged.get(key) is None:
+            merged[key] = value
+    return merged
+
+
+def _long_price(
+    base: Price,
+    inp: Decimal,
+    outp: Decimal | None,
+    cached: Decimal | None,
+    written: Decimal | None,
+    hour: Decimal | None,
+) -> Price:
+    long = Price(
+        inp,
+        base.output_per_mtok if outp is None else outp,
+        cached,
+        written,
+        cache_write_1h_input_per_mtok=hour,
+    )
+    return _scaled_like(base, long)
 
 
 def _pick(configured: Decimal | None, entry: dict[str, Any] | None, key: str) -> Decimal | None:
@@ -222,7 +423,7 @@ def _tier_prices(
             written,
             cache_write_1h_input_per_mtok=hour,
         )
-        out.append((tier, price))
+        out.append((tier, replace(price, long_context=long_context_prices(entry, price, tier))))
     return tuple(out)
 
 

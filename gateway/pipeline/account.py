@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -95,8 +96,12 @@ class AccountStage:
             billed(self._price_of(dep, u.completion_tokens, u.service_tier), u)
         )
         base_price = self._price_of(baseline or dep, u.completion_tokens, u.service_tier)
-        sent_at_baseline = ledger_usd(billed(base_price, u))
-        ctx.savings.compression_usd = ledger_usd(base_price.cost_usd(tokens_removed(ctx), 0))
+        sent = billed(base_price, u)
+        sent_at_baseline = ledger_usd(sent)
+        # the prompt as the client wrote it, priced whole: compression that brought a prompt
+        # under a long-context threshold also saved the dearer price of every other token
+        whole = billed(base_price, replace(u, prompt_tokens=u.prompt_tokens + tokens_removed(ctx)))
+        ctx.savings.compression_usd = ledger_usd(whole - sent)
         ctx.savings.routing_usd = sent_at_baseline - ctx.cost_usd
         ctx.counterfactual_cost_usd = sent_at_baseline + ctx.savings.compression_usd
 
@@ -175,8 +180,8 @@ def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:
     """What a cache hit avoided at `price`: the prompt its miss sent plus what compression cut
     from it (as input), i.e. the prompt as the client wrote it, and the stored answer."""
     u = ctx.usage
-    return price.cost_usd(u.prompt_tokens, u.completion_tokens, u.cached_tokens) + price.cost_usd(
-        ctx.hit_tokens_removed, 0
+    return price.cost_usd(
+        u.prompt_tokens + ctx.hit_tokens_removed, u.completion_tokens, u.cached_tokens
     )
 
 

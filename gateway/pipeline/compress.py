@@ -76,7 +76,9 @@ class CompressStage:
         dep = self.catalog.default_for(ctx.model)
         if dep is None and ctx.candidates:
             dep = self.catalog.default_for(ctx.candidates[0].model) or ctx.candidates[0]
-        return dep.price.input_per_mtok if dep is not None else None
+        if dep is None:
+            return None
+        return dep.price.at_prompt(ctx.prompt_tokens_estimate).input_per_mtok  # long context
 
     def _record(self, ctx: RequestContext, result: CompressionResult) -> None:
         if result.notes:

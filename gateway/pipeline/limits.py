@@ -288,13 +288,19 @@ class BudgetStage:
         the provider's prompt cache, billed above the input price (Anthropic: 1.25x, 2x for
         the 1-hour cache a request asks for with `"ttl": "1h"`): then the whole prompt is
         reserved at that price. A prompt with audio in it, and an answer asked in audio, are
-        reserved at the audio prices (`audio`: heard, spoken)."""
+        reserved at the audio prices (`audio`: heard, spoken). A prompt above a long-context
+        threshold (Gemini 2.5 Pro above 200k tokens) is reserved at that threshold's prices."""
         price = dep.price
-        write = price.cache_write_input_per_mtok
-        written = prompt if write is not None and write > price.input_per_mtok else 0
+        at_length = price.at_prompt(prompt)  # its cache prices, for what may be written
+        write = at_length.cache_write_input_per_mtok
+        written = prompt if write is not None and write > at_length.input_per_mtok else 0
         hour = 0
-        hour_price = price.cache_write_1h_input_per_mtok
-        if hour_cache and hour_price is not None and hour_price > (write or price.input_per_mtok):
+        hour_price = at_length.cache_write_1h_input_per_mtok
+        if (
+            hour_cache
+            and hour_price is not None
+            and hour_price > (write or at_length.input_per_mtok)
+        ):
             written = hour = prompt
         heard, spoken = prompt if audio[0] else 0, completion if audio[1] else 0
         configured = price.cost_usd(

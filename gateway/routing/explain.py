@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.accounting.pricing import usd_text
 from gateway.routing.router import RoutePlan, Router
 
 
@@ -58,6 +59,15 @@ def render(plan: RoutePlan, router: Router) -> list[str]:
             f"{lat.total_ms:>10.0f}{lat.total_high_ms:>9.0f}  {meets:<10}"
             f"{router.breaker_state(c.name).value:<10}{samples}"
         )
+    for c in plan.ranked:
+        tier = c.deployment.price.long_context_tier(plan.prompt_tokens)
+        if tier is not None:
+            above, price = tier
+            lines.append(
+                f"    {c.name}: a prompt above {above:,} tokens is billed at its long-context "
+                f"prices, {usd_text(price.input_per_mtok)} / {usd_text(price.output_per_mtok)} "
+                "USD per 1M tokens in / out, for every token"
+            )
     names = {c.name for c in plan.ranked}
     for dep in router.candidates(plan.model, None):
         if dep.name not in names:
