@@ -90,6 +90,9 @@ class EngineConfig(BaseModel):
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_ms: float = Field(default=5.0, ge=0)  # gather requests that arrive together
     max_queue: int = Field(default=256, ge=1)
+    # Batch slots kept for a tenant with nothing running while the gateway names tenants
+    # (fair_queue.py): one flooding tenant cannot fill the whole batch. 0: none kept.
+    newcomer_slots: int = Field(default=1, ge=0)
     max_model_len: int = Field(default=2048, ge=16)
     default_max_tokens: int = Field(default=256, ge=1)
     # A longer prompt joining a running batch is prefilled this many tokens per decode step

@@ -37,7 +37,7 @@ from gateway.errors import (
 from gateway.pipeline.context import Json, Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
 from gateway.pipeline.stream import carries_output
-from gateway.providers.base import Endpoint
+from gateway.providers.base import REQUEST_TENANT, Endpoint
 from gateway.providers.registry import ProviderRegistry
 from gateway.routing.catalog import Deployment
 from gateway.routing.flight import Flight
@@ -94,6 +94,7 @@ class Dispatcher:
         self._no_stream_options: set[str] = set()
 
     async def dispatch(self, ctx: RequestContext) -> Reply:
+        REQUEST_TENANT.set(ctx.tenant.id)  # this request's task only (a context of its own)
         plan = ctx.route_plan
         ranked: list[Candidate | None] = list(plan.ranked) if plan else [None] * len(ctx.candidates)
         deps = [c.deployment for c in ranked if c is not None] if plan else list(ctx.candidates)

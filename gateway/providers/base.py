@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, quote_plus
 
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 Json = dict[str, Any]
 Endpoint = Literal["chat/completions", "completions"]
+
+# The tenant the provider call in progress serves (dispatch sets it for the request's task):
+# the in-process local engine queues requests fairly between tenants by it. A remote upstream
+# is not told.
+REQUEST_TENANT: ContextVar[str] = ContextVar("thriftgate_request_tenant", default="")
 
 
 class Provider(Protocol):

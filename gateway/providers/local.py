@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamOverloaded, UpstreamTimeout
-from gateway.providers.base import Endpoint, Json
+from gateway.providers.base import REQUEST_TENANT, Endpoint, Json
 from local_engine.backends import ServingBackend, create_backend
 from local_engine.config import EngineConfig
 from local_engine.energy_attribution import EnergySource
@@ -156,7 +156,9 @@ class LocalProvider:
         engine = await self.engine(dep)
         try:
             async with asyncio.timeout(timeout_s):
-                return await engine.complete(endpoint, {**body, "model": dep.served_model})
+                return await engine.complete(
+                    endpoint, {**body, "model": dep.served_model}, REQUEST_TENANT.get()
+                )
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"Deployment {dep.name!r} did not answer within {timeout_s:g} s."
@@ -168,7 +170,7 @@ class LocalProvider:
         self, body: Json, dep: Deployment, *, endpoint: Endpoint, timeout_s: float
     ) -> AsyncIterator[Json]:
         engine = await self.engine(dep)
-        chunks = engine.stream(endpoint, {**body, "model": dep.served_model})
+        chunks = engine.stream(endpoint, {**body, "model": dep.served_model}, REQUEST_TENANT.get())
         try:
             while True:
                 try:

@@ -25,11 +25,13 @@ class ServingBackend(Protocol):
         """Load the model / launch the server; returns once requests can be served."""
         ...
 
-    async def complete(self, endpoint: Endpoint, body: Json) -> Json:
-        """The response; its `usage.energy_joules` is present only where energy is measured."""
+    async def complete(self, endpoint: Endpoint, body: Json, owner: str = "") -> Json:
+        """The response; its `usage.energy_joules` is present only where energy is measured.
+        `owner` (the gateway's tenant) is whom the request is queued for: the transformers
+        backend shares its batch fairly between owners; vLLM schedules by itself."""
         ...
 
-    def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
+    def stream(self, endpoint: Endpoint, body: Json, owner: str = "") -> AsyncGenerator[Json, None]:
         """Chunks, then (if `stream_options.include_usage`) the usage chunk; raises before the
         first chunk if the request is refused; closing the iterator cancels the generation."""
         ...

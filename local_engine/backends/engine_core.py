@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from local_engine.backends.fair_queue import FairQueue
 from local_engine.backends.hf_cache import cache_kwargs
 from local_engine.backends.kv_batch import BatchKV
 from local_engine.backends.sequence import (
@@ -32,7 +33,6 @@ from local_engine.backends.sequence import (
 )
 from local_engine.config import EngineConfig
 from local_engine.energy_attribution import EnergyAttributor
-from local_engine.errors import EngineOverloaded
 from local_engine.sampling import choose_tokens
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
 from local_engine.spec_decode.draft_model import DraftModel
@@ -70,7 +70,9 @@ class EngineCore:
         self.draft = draft
         # None unless the meter is readable: a CPU host does no energy bookkeeping at all.
         self.energy = energy if energy is not None and energy.available else None
-        self._pending: deque[GenerationRequest] = deque()
+        # At least one slot is never kept back, so a lone owner can always run.
+        newcomer = min(config.newcomer_slots, config.max_batch_size - 1)
+        self._pending = FairQueue(config.max_queue, newcomer)
         self._cond = threading.Condition()
         self._stopping = False
         self._seqs: list[Sequence] = []
@@ -86,11 +88,11 @@ class EngineCore:
 
     def submit(self, request: GenerationRequest) -> None:
         with self._cond:
-            if len(self._pending) >= self.config.max_queue:
-                raise EngineOverloaded("the local engine's queue is full; retry later")
-            self._pending.append(request)
+            pushed_out = self._pending.push(request)  # raises EngineOverloaded when full
             self.stats.queue_depth = len(self._pending)
             self._cond.notify()
+        if pushed_out is not None:  # not started: its caller retries or falls back
+            pushed_out.sink(FinishEvent("overloaded", "the local engine's queue is full"))
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         with self._cond:
@@ -130,8 +132,7 @@ class EngineCore:
 
     def _fail_all(self, message: str) -> None:
         with self._cond:
-            pending = list(self._pending)
-            self._pending.clear()
+            pending = self._pending.clear()
         if self.energy is not None:
             self.energy.close(seq.energy for seq in self._seqs)
         for seq in self._seqs:
@@ -149,11 +150,12 @@ class EngineCore:
     def _admit(self) -> None:
         # A chunked prefill in progress holds the next slot (and keeps the queue's order).
         while self._partial is None and len(self._seqs) < self.config.max_batch_size:
+            running = Counter(seq.request.owner for seq in self._seqs)
             with self._cond:
-                if not self._pending:
-                    break
-                request = self._pending.popleft()
+                request = self._pending.pop(running, self.config.max_batch_size - len(self._seqs))
                 self.stats.queue_depth = len(self._pending)
+            if request is None:
+                break
             if request.cancelled.is_set():
                 request.sink(FinishEvent("cancelled"))
                 continue

@@ -16,7 +16,8 @@ from local_engine.sampling_params import SamplingParams
 from local_engine.spec_decode.adaptive import AdaptiveSpeculation
 from local_engine.spec_decode.proposer import Proposer
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+# "overloaded": refused while still queued, to make room for another owner (fair_queue)
+FinishReason = Literal["stop", "length", "cancelled", "error", "overloaded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class GenerationRequest:
     stop_token_ids: frozenset[int]
     sink: EventSink
     speculate: bool = True
+    owner: str = ""  # whose request (the gateway's tenant): the queue is fair between owners
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
 

@@ -23,7 +23,7 @@ from local_engine.backends.engine_core import EngineCore
 from local_engine.backends.sequence import Event, FinishEvent, GenerationRequest, TokensEvent
 from local_engine.config import EngineConfig
 from local_engine.energy_attribution import EnergySource, engine_attributor
-from local_engine.errors import BadEngineRequest, EngineError
+from local_engine.errors import BadEngineRequest, EngineError, EngineOverloaded
 from local_engine.model_store import resolve_model_dir
 from local_engine.protocol import (
     Endpoint,
@@ -197,8 +197,11 @@ class TransformersBackend:
             )
         return req.max_tokens
 
-    async def generate(self, req: ParsedRequest, tally: Tally) -> AsyncGenerator[str, None]:
-        """Text pieces as they are decoded; fills `tally` (usage, finish reason) as it goes."""
+    async def generate(
+        self, req: ParsedRequest, tally: Tally, owner: str = ""
+    ) -> AsyncGenerator[str, None]:
+        """Text pieces as they are decoded; fills `tally` (usage, finish reason) as it goes.
+        `owner` (the gateway's tenant) is whom the engine queues the request for fairly."""
         if self._core is None:
             raise EngineError("the local engine is not started")
         prompt_ids = await asyncio.to_thread(self.encode, req)
@@ -216,6 +219,7 @@ class TransformersBackend:
             sampling=req.sampling,
             stop_token_ids=self._stop_ids,
             sink=sink,
+            owner=owner,
         )
         self._core.submit(gen)
         detok = IncrementalDetokenizer(self._decode)
@@ -239,6 +243,8 @@ class TransformersBackend:
                 assert isinstance(event, FinishEvent)
                 if event.reason == "error":
                     raise EngineError(event.error or "local engine error")
+                if event.reason == "overloaded":  # pushed out of the queue before it started
+                    raise EngineOverloaded(event.error or "the local engine is overloaded")
                 tally.finish_reason = "length" if event.reason == "length" else "stop"
                 tally.energy_joules = event.energy_joules
                 tail = stops.flush()
@@ -248,10 +254,10 @@ class TransformersBackend:
         finally:
             gen.cancel()  # no-op when finished; stops decoding when the caller went away
 
-    async def complete(self, endpoint: Endpoint, body: Json) -> Json:
+    async def complete(self, endpoint: Endpoint, body: Json, owner: str = "") -> Json:
         req = parse_request(endpoint, body)
         tally = Tally()
-        text = "".join([piece async for piece in self.generate(req, tally)])
+        text = "".join([piece async for piece in self.generate(req, tally, owner)])
         return response(
             req,
             new_id(endpoint),
@@ -263,11 +269,13 @@ class TransformersBackend:
             energy_joules=tally.energy_joules,
         )
 
-    async def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
+    async def stream(
+        self, endpoint: Endpoint, body: Json, owner: str = ""
+    ) -> AsyncGenerator[Json, None]:
         req = parse_request(endpoint, body)
         tally = Tally()
         rid, created, model = new_id(endpoint), int(time.time()), self.model_name
-        pieces = self.generate(req, tally)
+        pieces = self.generate(req, tally, owner)
         try:
             first = await anext(pieces, None)  # errors surface before any chunk is sent
             yield chunk(req, rid, model, created, text="", role=True)

@@ -113,7 +113,7 @@ class VllmBackend:
             raise EngineError("the vLLM backend is not started")
         return self._client
 
-    async def complete(self, endpoint: Endpoint, body: Json) -> Json:
+    async def complete(self, endpoint: Endpoint, body: Json, owner: str = "") -> Json:
         return await metered_response(self._energy, self._complete(endpoint, body))
 
     async def _complete(self, endpoint: Endpoint, body: Json) -> Json:
@@ -131,7 +131,7 @@ class VllmBackend:
         result: Json = orjson.loads(resp.content)
         return result
 
-    def stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
+    def stream(self, endpoint: Endpoint, body: Json, owner: str = "") -> AsyncGenerator[Json, None]:
         return metered_chunks(self._energy, self._stream(endpoint, body))
 
     async def _stream(self, endpoint: Endpoint, body: Json) -> AsyncGenerator[Json, None]:
