@@ -366,10 +366,8 @@ def test_learned_stats_survive_a_restart(group: Group, cheap_mock, pg_url) -> No
     for _ in range(3):  # no SLO: the cheap one serves, and shows it is slow
         assert group.ask().headers["x-thriftgate-deployment"] == group.cheap
     group.restart()  # SIGTERM: the store saves on shutdown
-    rows = sql(
-        pg_url, "SELECT stats FROM deployment_stats WHERE deployment = $1", f"dep:{group.cheap}"
-    )
-    assert rows and json.loads(rows[0]["stats"])["latency"]["samples"] == 3
+    rows = _stats_rows(pg_url, f"dep:{group.cheap}")
+    assert len(rows) == 1 and json.loads(rows[0]["stats"])["latency"]["samples"] == 3
     # a cold router would trust the 20 ms hint; the restarted one remembers 500 ms
     raw = group.ask(slo_ms=200)
     assert raw.headers["x-thriftgate-deployment"] == group.fast
@@ -394,3 +392,41 @@ def test_learned_stats_survive_a_restart(group: Group, cheap_mock, pg_url) -> No
         check=True,
     ).stdout
     assert "learned statistics" in out and group.cheap in out and group.fast in out
+
+
+def _stats_rows(pg_url: str, key: str) -> list[Any]:
+    """The saved rows of one key: one per gateway process that learned it (`<key>#<replica>`)."""
+    rows = sql(pg_url, "SELECT deployment, stats FROM deployment_stats")
+    return [r for r in rows if r["deployment"].rpartition("#")[0] == key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "group", [{"cheap_hint_ms": 20, "routing": {"stats_flush_interval_s": 3600}}], indirect=True
+)
+def test_two_replicas_learned_stats_are_merged_on_restart(group: Group, cheap_mock, pg_url) -> None:
+    """Two gateway processes on one database. The second sees the cheap deployment fast, once;
+    then the cheap one slows to 500 ms and the first sees it six times. Both save on shutdown,
+    the second last. With one shared row the last writer won: the restarted gateway knew only
+    the second's one fast answer and sent a 200 ms request to the cheap one (500 ms). Each
+    process now keeps its own row and a starting one merges them by what each learned and how
+    recently, so the restart knows the cheap one is slow."""
+    second = group.start()  # another replica: its own port, the same database
+    try:
+        client = openai.OpenAI(base_url=second.url, api_key=group.key, max_retries=0, timeout=30)
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=MESSAGES, extra_headers={"cache-control": "no-store"}
+        )
+        assert raw.headers["x-thriftgate-deployment"] == group.cheap
+        cheap_mock.control(latency_ms=500)
+        for _ in range(6):  # no SLO: the cheap one serves, and shows the first it is slow
+            assert group.ask().headers["x-thriftgate-deployment"] == group.cheap
+        group.gw.stop()  # SIGTERM: saves what it learned
+    finally:
+        second.stop()  # saves last
+    assert len(_stats_rows(pg_url, f"dep:{group.cheap}")) == 2  # one row per replica
+    group.gw = group.start(port=group.gw.port)
+    raw = group.ask(slo_ms=200)
+    assert raw.headers["x-thriftgate-deployment"] == group.fast
+    group.gw.stop()  # it learned the model's answer lengths: its row stands for those it merged
+    assert len(_stats_rows(pg_url, f"model:{MODEL}")) == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from gateway.db.models import DeploymentStat
 from gateway.db.session import create_engine
 from gateway.routing.router import Router
@@ -99,5 +101,116 @@ async def test_a_worker_that_learned_nothing_does_not_overwrite_one_that_did(
         assert await busy_store.save() == 0  # unchanged since its last save
         _learn_b(busy, times=1)
         assert await busy_store.save() == 2
+    finally:
+        await engine.dispose()
+
+
+class _Clock:
+    """One wall clock and one monotonic clock for routers standing in for processes."""
+
+    def __init__(self) -> None:
+        self.t = 1_000.0
+
+    def mono(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1.7e9 + self.t
+
+
+def _clocked_router(make_catalog: Any, dep_config: Any, clock: _Clock) -> Router:
+    return Router(
+        make_catalog(
+            dep_config("a", ttft_ms=100, ms_per_token=5, default=True),
+            dep_config("b", inp="0.5", out="1", ttft_ms=100, ms_per_token=30),
+        ),
+        clock=clock.mono,
+        wall_clock=clock.wall,
+    )
+
+
+async def _rows(engine: Any) -> list[str]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(DeploymentStat.deployment))).all()
+    return sorted(row for (row,) in rows)
+
+
+async def test_two_replicas_learning_one_deployment_are_merged_not_overwritten(
+    tmp_path: Path, make_catalog: Any, dep_config: Any
+) -> None:
+    """Two processes on one database each learn `b`: one saw it fast once, the other then saw
+    it slow twenty times. When they shared one row, whichever saved last was all a restart got:
+    here the one that saw a single fast answer, so the restarted router sent a 300 ms stream to
+    `b`, which now takes 900 ms. Each process now keeps its row and a restart merges them."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'replicas.db'}")
+    clock = _Clock()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: DeploymentStat.__table__.create(c))
+        one = _clocked_router(make_catalog, dep_config, clock)
+        two = _clocked_router(make_catalog, dep_config, clock)
+        one_store, two_store = RouterStatsStore(engine, one), RouterStatsStore(engine, two)
+        assert await one_store.load() == 0 and await two_store.load() == 0
+        _learn_b(two, ttft_ms=90.0, times=1)  # the second replica sees b fast, once
+        clock.t += 5
+        _learn_b(one, ttft_ms=900.0, times=20)  # then b slows down; the first sees it 20 times
+        assert await one_store.save() == 2
+        assert await two_store.save() == 2  # the last writer
+        restarted = _clocked_router(make_catalog, dep_config, clock)
+        assert await RouterStatsStore(engine, restarted).load() == 2
+        plan = restarted.plan("llama", prompt_tokens=100, slo_ms=300, stream=True)
+        assert plan.chosen is not None and plan.chosen.name == "a"
+        b = next(c for c in plan.ranked if c.name == "b")
+        assert b.latency.ttft_ms > 700  # mostly the busy, recent replica's 900 ms
+        assert restarted.latency["b"].samples == 21
+        assert restarted.lengths["llama"].count == 21  # both replicas' answers
+    finally:
+        await engine.dispose()
+
+
+async def test_a_process_that_writes_a_key_retires_the_rows_it_merged(
+    tmp_path: Path, make_catalog: Any, dep_config: Any
+) -> None:
+    """Rows do not pile up with restarts: once a process saves a key, the rows it merged for
+    it at start (its own row stands for them) are deleted, unless another wrote them since."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'retire.db'}")
+    clock = _Clock()
+    try:
+        earlier = _clocked_router(make_catalog, dep_config, clock)
+        _learn_b(earlier, times=4)
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: DeploymentStat.__table__.create(c))
+            await conn.execute(  # a row of the time when every process wrote `dep:b`
+                DeploymentStat.__table__.insert().values(
+                    deployment="dep:b", stats=earlier.snapshot()["dep:b"]
+                )
+            )
+        one = _clocked_router(make_catalog, dep_config, clock)
+        two = _clocked_router(make_catalog, dep_config, clock)
+        one_store = RouterStatsStore(engine, one, replica_id="a" * 12)
+        two_store = RouterStatsStore(engine, two, replica_id="b" * 12)
+        await one_store.load()
+        await two_store.load()
+        _learn_b(one, times=3)
+        _learn_b(two, times=2)
+        await one_store.save()
+        await two_store.save()
+        assert await _rows(engine) == [
+            f"dep:b#{'a' * 12}", f"dep:b#{'b' * 12}", f"model:llama#{'a' * 12}",
+            f"model:llama#{'b' * 12}",
+        ]  # fmt: skip
+        third = _clocked_router(make_catalog, dep_config, clock)
+        third_store = RouterStatsStore(engine, third, replica_id="c" * 12)
+        assert await third_store.load() == 2
+        # the old row's 4 went into both rows that merged it: counts are an upper estimate
+        assert third.latency["b"].samples == (4 + 3) + (4 + 2)
+        _learn_b(two, times=1)
+        await two_store.save()  # written since the third merged it: it stays
+        _learn_b(third, times=1)
+        await third_store.save()
+        assert await _rows(engine) == [
+            f"dep:b#{'b' * 12}", f"dep:b#{'c' * 12}", f"model:llama#{'b' * 12}",
+            f"model:llama#{'c' * 12}",
+        ]  # fmt: skip
     finally:
         await engine.dispose()
