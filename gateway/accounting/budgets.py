@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.reservations import ReservationBatcher
 from gateway.accounting.settling import Settling
-from gateway.db.models import BudgetCounter, Tenant, UsageLedger, table
+from gateway.db.models import BudgetCounter, Tenant, UsageRollupDaily, table
 from gateway.db.session import BUDGET_POOL_MAX, upsert_insert
 from gateway.errors import BudgetExceeded
 
@@ -89,10 +89,14 @@ def counter_starts(at: datetime) -> list[datetime]:
 
 
 def _ledger_spent_since(tenant_id: str, start: datetime) -> Any:
-    ledger = table(UsageLedger)
+    """What the ledger holds for the tenant since `start` (a UTC midnight: every period
+    starts on one), read from the daily rollup: the ledger's own rows may have been pruned
+    (accounting/retention.py), and the rollup, kept by the ledger's insert trigger in the
+    same transaction, sums them all (and a month in ~30 rows per model)."""
+    daily = table(UsageRollupDaily)
     return (
-        select(func.coalesce(func.sum(ledger.c.cost_usd), 0))
-        .where(ledger.c.tenant_id == tenant_id, ledger.c.created_at >= start)
+        select(func.coalesce(func.sum(daily.c.cost_usd), 0))
+        .where(daily.c.tenant_id == tenant_id, daily.c.bucket >= start)
         .scalar_subquery()
     )
 
