@@ -32,6 +32,8 @@ route_app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
 app.add_typer(route_app, name="route")
 config_app = typer.Typer(help="Work with config files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(help="Database upkeep.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 T = TypeVar("T")
 
@@ -436,6 +438,35 @@ def migrate() -> None:
     settings = _settings()
     _run_sync(lambda: upgrade_head_sync(settings.database_url), settings)
     typer.echo("database is at head")
+
+
+@db_app.command("prune")
+def db_prune(
+    ledger_days: int | None = typer.Option(
+        None,
+        "--ledger-days",
+        min=1,
+        help="Delete ledger rows older than this many days (default: "
+        "THRIFTGATE_LEDGER_RETENTION_DAYS; unset, every row is kept). Totals stay in the rollups.",
+    ),
+    vacuum: bool = typer.Option(
+        False, "--vacuum", help="Then VACUUM: SQLite's file shrinks; Postgres reuses the space."
+    ),
+) -> None:
+    """Delete what retention allows (old ledger rows, ended budget counters, old purge
+    records), in batches, while the gateway runs; prints what went as JSON."""
+    from gateway.accounting import retention
+
+    settings = _settings()
+    days = ledger_days or settings.ledger_retention_days or None
+
+    async def go(engine: Any) -> dict[str, Any]:
+        result = await retention.prune(engine, ledger_retention_days=days)
+        if vacuum:
+            await retention.vacuum(engine)
+        return result.as_dict()
+
+    _echo_json(_run(go, settings))
 
 
 @tenant_app.command("create")

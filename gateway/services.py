@@ -13,6 +13,7 @@ from gateway.accounting import tenant_deletion
 from gateway.accounting.budget_alerts import BudgetAlerts
 from gateway.accounting.budgets import BudgetBook
 from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.retention import LedgerPruner
 from gateway.accounting.settling import Settling
 from gateway.cache.response_cache import CacheConfig, ResponseCache
 from gateway.db.session import create_engine
@@ -156,6 +157,13 @@ class Services:
             services.closers.append(engine_loads)
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)
+        pruner = LedgerPruner(
+            engine,
+            ledger_retention_days=settings.ledger_retention_days,
+            interval_s=settings.retention_interval_s,
+        )
+        await pruner.start()  # old ledger rows (when retention is set), ended counters
+        services.closers.append(pruner)
         if settings.budget_alert_webhook_url is not None:
             secret = settings.budget_alert_secret
             alerts = BudgetAlerts(

@@ -94,6 +94,8 @@ class DeploymentConfig(BaseModel):
     service_tier_prices: dict[str, TierPrice] = Field(default_factory=dict)
     # Above a prompt length (per request); they win over litellm's `*_above_200k_tokens`.
     long_context_prices: tuple[LongContextPrice, ...] = ()
+    # USD a web search (whatever its context size); else litellm's search_context_cost_per_query
+    web_search_usd_per_query: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_HOUR)
     # Router hints: cold-start latency model until live measurements arrive.
     ttft_ms: float | None = Field(default=None, ge=0)
     ms_per_token: float | None = Field(default=None, ge=0)
@@ -252,6 +254,10 @@ class Settings(BaseSettings):
     # store: true also keeps each response's conversation (its input) for previous_response_id,
     # retrieve and input_items; false keeps only output items (no prompt is written to disk)
     responses_store_conversations: bool = True
+    # Raw ledger rows (one per request) older than this many days are pruned hourly; totals
+    # stay in the rollups (accounting/retention.py). 0: every row is kept (the default).
+    ledger_retention_days: int = Field(default=0, ge=0, le=36_500)
+    retention_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
     cache_semantic: bool = True

@@ -6,11 +6,12 @@ All aggregation happens in SQL (the dashboard must stay fast over millions of ro
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, String, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.pricing import usd_text
@@ -123,8 +124,16 @@ def _rollup_sums(
     tenant: str | None,
     since: datetime | None,
     until: datetime | None,
+    *,
+    sqlite: bool = False,
 ) -> tuple[Select[Any], Any]:
-    if group_by in ("day", "hour"):
+    key: Any
+    if group_by in ("day", "hour") and sqlite:
+        # SQLite's buckets are text, '2026-11-24 08:00:00.000000' (migration 0003)
+        day = func.substr(r.c.bucket, 1, 10, type_=String)
+        hour = func.substr(r.c.bucket, 12, 2, type_=String)
+        key = day if group_by == "day" else day + "T" + hour + ":00"
+    elif group_by in ("day", "hour"):
         key = func.to_char(
             func.date_trunc(group_by, func.timezone("UTC", r.c.bucket)),
             "YYYY-MM-DD" if group_by == "day" else 'YYYY-MM-DD"T"HH24:00',
@@ -209,9 +218,15 @@ async def spend(
     since: datetime | None = None,
     until: datetime | None = None,
     group_by: str = "day",
+    ledger_horizon: datetime | None = None,
 ) -> list[dict[str, Any]]:
+    """Spend grouped by `group_by`. Ledger rows before `ledger_horizon` may have been pruned
+    (retention.py): that part of the window is read from the rollups, which keep every
+    request's sums."""
     if group_by not in GROUPS:
         raise InvalidRequest(f"'group_by' must be one of {list(GROUPS)}.", param="group_by")
+    if ledger_horizon is not None and (since is None or since < ledger_horizon):
+        return await _spend_across_horizon(engine, tenant, since, until, group_by, ledger_horizon)
     rollup = _rollup_for(engine, group_by, since, until)
     if rollup is not None:
         stmt, label = _rollup_sums(rollup, group_by, tenant, since, until)
@@ -234,21 +249,79 @@ async def spend(
     for r in rows:
         m = r._mapping
         named = {"tenant_name": m["tenant_name"]} if group_by == "tenant" else {}
-        out.append(
-            {
-                group_by: m[group_by],
-                **named,
-                "requests": int(m["requests"]),
-                "prompt_tokens": int(m["prompt_tokens"]),
-                "completion_tokens": int(m["completion_tokens"]),
-                "cost_usd": _money(m["cost_usd"]),
-                "counterfactual_cost_usd": _money(m["counterfactual_cost_usd"]),
-                "saved_cache_usd": _money(m["saved_cache_usd"]),
-                "saved_compression_usd": _money(m["saved_compression_usd"]),
-                "saved_routing_usd": _money(m["saved_routing_usd"]),
-            }
-        )
+        out.append(_report_row(group_by, m[group_by], named, m))
     return out
+
+
+async def _spend_across_horizon(
+    engine: AsyncEngine,
+    tenant: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: str,
+    horizon: datetime,
+) -> list[dict[str, Any]]:
+    """A window reaching before the pruning horizon: the rollups up to it (whole hours),
+    the ledger from it, each group's figures added up."""
+    kept = f"raw ledger rows are kept from {horizon.isoformat()} (THRIFTGATE_LEDGER_RETENTION_DAYS)"
+    if group_by not in ROLLUP_GROUPS:
+        raise InvalidRequest(
+            f"'group_by={group_by}' is read from raw ledger rows, and {kept}: give a 'since' "
+            "from then on, or group by day, hour, model, deployment or tenant.",
+            param="group_by",
+        )
+    old_until = horizon if until is None or until > horizon else until
+    for name, bound in (("since", since), ("until", old_until)):
+        if not _on_the(bound, "hour"):
+            raise InvalidRequest(
+                f"Before {horizon.isoformat()} only hourly sums are kept ({kept}): give a "
+                f"'{name}' on a whole hour (UTC).",
+                param=name,
+            )
+    daily = group_by != "hour" and _on_the(since, "day") and _on_the(old_until, "day")
+    rollup = (UsageRollupDaily if daily else UsageRollupHourly).__table__
+    sqlite = engine.dialect.name == "sqlite"
+    parts = [_rollup_sums(rollup, group_by, tenant, since, old_until, sqlite=sqlite)[0]]
+    if until is None or until > horizon:
+        parts.append(_ledger_sums(engine, group_by, tenant, horizon, until)[0])
+    merged: dict[Any, dict[str, Any]] = {}
+    async with engine.connect() as conn:
+        for stmt in parts:
+            for r in (await conn.execute(stmt)).all():
+                m = r._mapping
+                into = merged.setdefault(m[group_by], {"requests": 0, **dict.fromkeys(SUMS, 0)})
+                into["requests"] += int(m["requests"])
+                for f in SUMS:
+                    into[f] += Decimal(str(m[f] or 0))
+        names: dict[str, str] = {}
+        if group_by == "tenant" and merged:
+            t = table(Tenant)
+            ids = sorted(k for k in merged if k is not None)
+            found = await conn.execute(select(t.c.id, t.c.name).where(t.c.id.in_(ids)))
+            names = {r.id: r.name for r in found.all()}
+    out = []
+    for key in sorted(merged, key=lambda k: (k is None, k or "")):
+        m = merged[key]
+        named = {"tenant_name": names.get(key)} if group_by == "tenant" else {}
+        out.append(_report_row(group_by, key, named, m))
+    return out
+
+
+def _report_row(
+    group_by: str, key: Any, named: dict[str, Any], m: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        group_by: key,
+        **named,
+        "requests": int(m["requests"]),
+        "prompt_tokens": int(m["prompt_tokens"]),
+        "completion_tokens": int(m["completion_tokens"]),
+        "cost_usd": _money(m["cost_usd"]),
+        "counterfactual_cost_usd": _money(m["counterfactual_cost_usd"]),
+        "saved_cache_usd": _money(m["saved_cache_usd"]),
+        "saved_compression_usd": _money(m["saved_compression_usd"]),
+        "saved_routing_usd": _money(m["saved_routing_usd"]),
+    }
 
 
 ROW_FIELDS = [c for c in UsageLedger.__table__.columns if c.name != "id"]

@@ -253,6 +253,9 @@ BUDGET_POOL_MAX = 16  # the raw budget-reservation pool's max_size (budgets.py)
 CONNECTIONS_PER_WORKER = 2 * POOL_SIZE + BUDGET_POOL_MAX + 2
 
 
+WAL_LIMIT_BYTES = 64 * 1024 * 1024  # SQLite's write-ahead log, truncated back to this
+
+
 def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
     url = normalise_url(url)
     check_supported(url)
@@ -292,7 +295,11 @@ def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # A new file hands pages freed by pruning back to the file system (retention.py);
+            # an existing one keeps its mode until `thriftgate db prune --vacuum`.
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # after a checkpoint
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

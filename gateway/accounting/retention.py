@@ -1,0 +1,190 @@
+"""Retention: deleting what the gateway no longer needs, so a year of use does not grow its
+tables (and the embedded SQLite file) without bound.
+
+- `usage_ledger`: raw per-request rows older than `THRIFTGATE_LEDGER_RETENTION_DAYS` (off by
+  default: every row is kept). Totals stay right after pruning: the hourly and daily rollups
+  (migration 0003, kept by a trigger on every insert and never pruned) hold every request's
+  sums, and the dashboard, `/admin/spend` for a window reaching before the horizon, and a
+  budget counter created later (budgets.ensure_counter) read them. What is gone is the rows
+  themselves: the request log, the CSV export and latency percentiles of those days.
+- `budget_counters` of periods that ended before last month (one row per budgeted tenant per
+  day, read by nothing once its day is over), always.
+- `cache_purges` older than a week (a replica applies them at start to rows written before
+  the purge, and those rows went with it), always.
+
+Deletes run in batches, each its own short transaction, so Postgres never holds a long lock on
+the ledger and SQLite's writers wait at most one batch. Replicas may prune at the same time:
+on Postgres each batch takes rows no other replica has locked (`SKIP LOCKED`), and a row
+deleted twice is simply not found. On SQLite, with `auto_vacuum=INCREMENTAL` (new databases),
+the freed pages go back to the file system after each run; `thriftgate db prune --vacuum`
+rebuilds an older file so that it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.accounting.budgets import EPOCH
+from gateway.db.models import BudgetCounter, CachePurge, UsageLedger, table
+from gateway.db.session import FailureLog
+
+log = logging.getLogger("thriftgate.retention")
+
+BATCH_ROWS = 5_000
+PRUNE_INTERVAL_S = 3_600.0
+PURGE_RECORD_DAYS = 7
+
+
+def ledger_horizon(retention_days: int | None, now: datetime | None = None) -> datetime | None:
+    """The start (a UTC midnight) of the oldest day whose ledger rows are kept; None: all are.
+    Rows before it may be pruned, so only the rollups answer for that time."""
+    if not retention_days:
+        return None
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=retention_days)
+
+
+def counters_horizon(now: datetime) -> datetime:
+    """Counters of periods starting before last month's first day are past use."""
+    first = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first - timedelta(days=1)).replace(day=1)
+
+
+@dataclass
+class PruneResult:
+    deleted: dict[str, int] = field(default_factory=dict)
+    ledger_before: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        before = self.ledger_before.isoformat() if self.ledger_before else None
+        return {"deleted": dict(self.deleted), "ledger_pruned_before": before}
+
+
+async def _delete_batched(engine: AsyncEngine, tbl: Any, key: Any, where: Any, batch: int) -> int:
+    """Delete the rows matching `where`, `batch` of them (by key) per transaction."""
+    total = 0
+    while True:
+        chosen = select(key).where(where).limit(batch)
+        if engine.dialect.name == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+        async with engine.begin() as conn:
+            result = await conn.execute(delete(tbl).where(key.in_(chosen.scalar_subquery())))
+        n = int(result.rowcount or 0)
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(0)  # let the requests this process serves run between batches
+
+
+async def prune(
+    engine: AsyncEngine,
+    *,
+    ledger_retention_days: int | None,
+    now: datetime | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> PruneResult:
+    """Delete what retention allows (see the module's docstring); return what went."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    result = PruneResult(ledger_before=ledger_horizon(ledger_retention_days, now))
+    ledger = table(UsageLedger)
+    if result.ledger_before is not None:
+        result.deleted["usage_ledger"] = await _delete_batched(
+            engine, ledger, ledger.c.id, ledger.c.created_at < result.ledger_before, batch_rows
+        )
+    counters = table(BudgetCounter)
+    async with engine.begin() as conn:
+        gone = await conn.execute(
+            delete(counters).where(
+                counters.c.period_start < counters_horizon(now),
+                counters.c.period_start != EPOCH,  # the total's counter never ends
+            )
+        )
+        result.deleted["budget_counters"] = int(gone.rowcount or 0)
+        purges = table(CachePurge)
+        gone = await conn.execute(
+            delete(purges).where(purges.c.purged_at < now - timedelta(days=PURGE_RECORD_DAYS))
+        )
+        result.deleted["cache_purges"] = int(gone.rowcount or 0)
+    if engine.dialect.name == "sqlite":
+        await give_back_space(engine)
+    return result
+
+
+async def give_back_space(engine: AsyncEngine) -> None:
+    """SQLite: return free pages to the file system (an `auto_vacuum=INCREMENTAL` file; a no-op
+    for one without) and truncate the write-ahead log."""
+    await _sqlite_script(engine, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+
+
+async def _sqlite_script(engine: AsyncEngine, script: str) -> None:
+    """Run statements through the driver's executescript: it steps each one to its end (a
+    plain execute steps once, and `incremental_vacuum` frees one page per step), outside any
+    transaction (VACUUM refuses to run in one)."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection  # aiosqlite's Connection
+        await driver.executescript(script)
+
+
+async def vacuum(engine: AsyncEngine) -> None:
+    """Rebuild the database file (SQLite: the file shrinks, and turns incremental so later
+    prunes shrink it too) or reclaim dead rows for reuse (Postgres: plain VACUUM ANALYZE of
+    the pruned tables, which takes no lock that stops reads or writes)."""
+    if engine.dialect.name == "sqlite":
+        await _sqlite_script(
+            engine, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"
+        )
+        return
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for name in ("usage_ledger", "budget_counters", "cache_purges"):
+            await conn.execute(text(f"VACUUM (ANALYZE) {name}"))
+
+
+class LedgerPruner:
+    """Prunes every `interval_s` (with jitter, so replicas started together do not line up)
+    while the gateway runs; a failure is logged once and retried at the next run."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ledger_retention_days: int | None,
+        interval_s: float = PRUNE_INTERVAL_S,
+    ) -> None:
+        self.engine = engine
+        self.ledger_retention_days = ledger_retention_days
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._log = FailureLog(log, "pruning old rows")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="retention-pruner")
+
+    async def _run(self) -> None:
+        # not at the same instant on replicas started together
+        await asyncio.sleep(random.uniform(0.0, min(60.0, self.interval_s)))
+        while True:
+            try:
+                result = await prune(self.engine, ledger_retention_days=self.ledger_retention_days)
+            except Exception:
+                self._log.failed()
+            else:
+                self._log.succeeded()
+                if any(result.deleted.values()):
+                    log.info("pruned %s", result.as_dict())
+            await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,296 @@
+"""Retention: old ledger rows are pruned in batches (Postgres and SQLite, replicas at once),
+while every total (/admin/spend, the dashboard's rollups, a budget counter made later) stays
+what it was; SQLite's file gives the space back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.accounting import reports, retention
+from gateway.accounting.budgets import EPOCH, ensure_counter
+from gateway.dashboard.queries import overview
+from gateway.dashboard.seed import SeedPlan, seed_ledger
+from gateway.dashboard.windows import window
+from gateway.db.migrate import upgrade_head
+from gateway.db.session import create_engine
+from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment, sql, wait_for
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+TENANTS = ["ta", "tb", "tc"]
+MODELS = ["m1", "m2"]
+GROUPS = ("day", "hour", "model", "deployment", "tenant")
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+TENANT_ROWS = (
+    "INSERT INTO tenants (id, name, budget_period, flags, created_at) VALUES "
+    + ", ".join(f"('{t}', '{t}', 'total', '{{}}', '2026-01-01 00:00:00')" for t in TENANTS)
+)
+
+
+async def _reports(engine: Any, horizon: datetime | None) -> dict[str, Any]:
+    """Every grouping of the whole history, one tenant's, and a window of whole days."""
+    since = (NOW - timedelta(days=80)).replace(hour=0, minute=0, second=0, microsecond=0)
+    out: dict[str, Any] = {}
+    for group_by in GROUPS:
+        out[group_by] = await reports.spend(engine, group_by=group_by, ledger_horizon=horizon)
+        out[f"{group_by}-tb"] = await reports.spend(
+            engine, group_by=group_by, tenant="tb", ledger_horizon=horizon
+        )
+        out[f"{group_by}-since"] = await reports.spend(
+            engine, group_by=group_by, since=since, ledger_horizon=horizon
+        )
+    return out
+
+
+async def _counter_from_scratch(engine: Any, tenant: str) -> Decimal:
+    """What a tenant given a total budget now finds counted (its counter is made then)."""
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f"DELETE FROM budget_counters WHERE tenant_id = '{tenant}'")
+        await ensure_counter(conn, tenant, EPOCH)
+        spent = (
+            await conn.exec_driver_sql(
+                f"SELECT spent_usd FROM budget_counters WHERE tenant_id = '{tenant}'"
+            )
+        ).scalar_one()
+    return Decimal(str(spent))
+
+
+def test_postgres_pruning_keeps_every_total(fresh_pg_url: str) -> None:
+    asyncio.run(upgrade_head(fresh_pg_url))
+    sql(fresh_pg_url, TENANT_ROWS)
+    # 6,000 requests over 120 days, ending now
+    plan = SeedPlan(6000, NOW, 120 * 86400, TENANTS, MODELS, ["d1", "d2"], id_prefix="r")
+    asyncio.run(seed_ledger(_dsn(fresh_pg_url), plan))
+    horizon = retention.ledger_horizon(30, NOW)
+    assert horizon is not None
+    [old] = sql(
+        fresh_pg_url, "SELECT count(*) AS n FROM usage_ledger WHERE created_at < $1", horizon
+    )
+    assert old["n"] > 3000
+
+    async def go() -> None:
+        engine = create_engine(fresh_pg_url)
+        try:
+            before = await _reports(engine, None)
+            dash_before = await overview(engine, window("90d", now=NOW))
+            counter_before = await _counter_from_scratch(engine, "tb")
+            # two replicas prune at once, in small batches
+            a, b = await asyncio.gather(
+                retention.prune(engine, ledger_retention_days=30, now=NOW, batch_rows=400),
+                retention.prune(engine, ledger_retention_days=30, now=NOW, batch_rows=400),
+            )
+            assert a.deleted["usage_ledger"] + b.deleted["usage_ledger"] == old["n"]
+            assert await _reports(engine, horizon) == before
+            assert await overview(engine, window("90d", now=NOW)) == dash_before
+            assert await _counter_from_scratch(engine, "tb") == counter_before
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    [left] = sql(fresh_pg_url, "SELECT min(created_at) AS t, count(*) AS n FROM usage_ledger")
+    assert left["t"] >= horizon
+    assert left["n"] == 6000 - old["n"]
+
+
+def test_ended_budget_counters_are_pruned_the_total_one_kept(fresh_pg_url: str) -> None:
+    asyncio.run(upgrade_head(fresh_pg_url))
+    sql(fresh_pg_url, TENANT_ROWS)
+    starts = [NOW - timedelta(days=d) for d in (0, 1, 40, 70, 400)] + [EPOCH]
+    for start in starts:
+        sql(
+            fresh_pg_url,
+            "INSERT INTO budget_counters (tenant_id, period_start, spent_usd, reserved_usd, "
+            "updated_at) VALUES ('tc', $1, 1, 0, now())",
+            start,
+        )
+    result = asyncio.run(_prune(fresh_pg_url, None))
+    kept = [
+        r["period_start"] for r in sql(fresh_pg_url, "SELECT period_start FROM budget_counters")
+    ]
+    horizon = retention.counters_horizon(NOW)
+    assert sorted(kept) == sorted(s for s in starts if s >= horizon or s == EPOCH)
+    assert result.deleted["budget_counters"] == len(starts) - len(kept) >= 2
+    assert "usage_ledger" not in result.deleted  # no retention set: every row kept
+
+
+async def _prune(url: str, days: int | None) -> retention.PruneResult:
+    engine = create_engine(url)
+    try:
+        return await retention.prune(engine, ledger_retention_days=days, now=NOW)
+    finally:
+        await engine.dispose()
+
+
+# -- SQLite, the embedded default ------------------------------------------------------------
+
+COLUMNS = (
+    "id, request_id, tenant_id, endpoint, model, deployment, status_code, stream, prompt_tokens, "
+    "completion_tokens, cached_tokens, usage_source, cost_usd, counterfactual_cost_usd, "
+    "saved_cache_usd, saved_compression_usd, saved_routing_usd, latency_ms, cache_status, "
+    "created_at"
+)
+
+
+def _sqlite_seed(path: Path, n: int, days: int) -> None:
+    """`n` requests over `days` days ending now, with a prompt-sized pad in request_id (rows
+    of a real size, so that pruning frees pages)."""
+    rows = []
+    for i in range(n):
+        at = NOW - timedelta(seconds=days * 86400 * i / n)
+        cost = Decimal(i % 97) / 10_000
+        rows.append(
+            (
+                f"s{i:08d}", f"req-{i}-" + "x" * 100, TENANTS[i % 3], "chat", MODELS[i % 2],
+                f"d{i % 2}", 200 if i % 31 else 502, 0, 100 + i % 50, 20 + i % 9, 0, "upstream",
+                str(cost), str(cost * 2), str(cost / 2), "0", str(cost / 2), 5.0 + i % 7,
+                "hit-exact" if i % 11 == 0 else "miss",
+                at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            )
+        )  # fmt: skip
+    con = sqlite3.connect(path)
+    try:
+        con.execute(TENANT_ROWS)
+        con.executemany(
+            f"INSERT INTO usage_ledger ({COLUMNS}) VALUES ({', '.join('?' * 20)})", rows
+        )
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_sqlite_pruning_keeps_totals_and_gives_the_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "thriftgate.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(upgrade_head(url))
+    _sqlite_seed(path, 30_000, 100)
+    horizon = retention.ledger_horizon(20, NOW)
+    assert horizon is not None
+
+    async def go() -> None:
+        engine = create_engine(url)
+        try:
+            before = await _reports(engine, None)
+            dash_before = await overview(engine, window("90d", now=NOW))
+            counter_before = await _counter_from_scratch(engine, "tc")
+            size_before = path.stat().st_size
+            result = await retention.prune(engine, ledger_retention_days=20, now=NOW)
+            assert result.deleted["usage_ledger"] > 20_000
+            after = await _reports(engine, horizon)
+            # SQLite sums money as floating point: the rollup's running sums and the ledger's
+            # sum() may part in the last of ten decimals
+            assert _rounded(after) == _rounded(before)
+            assert await overview(engine, window("90d", now=NOW)) == dash_before
+            assert abs(await _counter_from_scratch(engine, "tc") - counter_before) < Decimal("1e-8")
+            # a file made by the gateway is incremental: the pages went back
+            assert path.stat().st_size < size_before * 0.6
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def _rounded(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: [
+            {f: (round(Decimal(v), 8) if f.endswith("_usd") else v) for f, v in row.items()}
+            for row in rows
+        ]
+        for k, rows in report.items()
+    }
+
+
+def test_db_prune_cli_vacuums_an_older_sqlite_file(tmp_path: Path) -> None:
+    """A file made before auto_vacuum was set keeps its size after a prune; `thriftgate db
+    prune --vacuum` shrinks it (and turns it incremental)."""
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA auto_vacuum=NONE")
+    con.execute("CREATE TABLE marker (x)")  # the mode sticks once a table exists
+    con.commit()
+    con.close()
+    url = f"sqlite:///{path}"
+    asyncio.run(upgrade_head(url))
+    _sqlite_seed(path, 20_000, 60)
+    size_before = path.stat().st_size
+    env = {**os.environ, "THRIFTGATE_DATABASE_URL": url, "THRIFTGATE_LEDGER_RETENTION_DAYS": "10"}
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "db", "prune", "--vacuum"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert '"usage_ledger"' in out.stdout
+    assert path.stat().st_size < size_before * 0.4
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        assert con.execute("SELECT count(*) FROM usage_ledger").fetchone()[0] < 5000
+    finally:
+        con.close()
+
+
+# -- a running gateway -------------------------------------------------------------------------
+
+
+def test_gateway_prunes_and_spend_reads_the_rollups_before_the_horizon(
+    tmp_path: Path, fresh_pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    asyncio.run(upgrade_head(fresh_pg_url))
+    plan = SeedPlan(3000, NOW, 60 * 86400, TENANTS, MODELS, ["d1", "d2"], id_prefix="g")
+    asyncio.run(seed_ledger(_dsn(fresh_pg_url), plan))
+    month = (NOW - timedelta(days=45)).replace(hour=0, minute=0, second=0, microsecond=0)
+    query = {"since": month.isoformat(), "group_by": "model"}
+    gw = GatewayServer(
+        tmp_path,
+        fresh_pg_url,
+        [mock_deployment("mock-mini", "gpt-4o-mini", mock_upstream)],
+        extra_env={
+            "THRIFTGATE_LEDGER_RETENTION_DAYS": "7",
+            "THRIFTGATE_RETENTION_INTERVAL_S": "1",
+        },
+    )
+    try:
+        horizon = retention.ledger_horizon(7)
+        wait_for(
+            lambda: sql(fresh_pg_url, "SELECT count(*) AS n FROM usage_ledger "
+                        "WHERE created_at < $1", horizon)[0]["n"] == 0,
+            timeout_s=60,
+        )  # fmt: skip
+        r = gw.admin("GET", "/admin/spend", params=query)
+        assert r.status_code == 200, r.text
+        [expected] = sql(
+            fresh_pg_url,
+            "SELECT sum(requests) AS n, sum(cost_usd) AS c FROM usage_rollup_daily "
+            "WHERE bucket >= $1",
+            month,
+        )
+        assert sum(row["requests"] for row in r.json()["data"]) == expected["n"] > 0
+        assert sum(Decimal(row["cost_usd"]) for row in r.json()["data"]) == expected["c"]
+        # what only raw rows can answer says so, instead of a report missing those days
+        r = gw.admin("GET", "/admin/spend", params={**query, "group_by": "cache_status"})
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "group_by"
+        assert "THRIFTGATE_LEDGER_RETENTION_DAYS" in r.json()["error"]["message"]
+        r = gw.admin("GET", "/admin/spend", params={"since": (month + timedelta(minutes=7))
+                                                    .isoformat()})  # fmt: skip
+        assert r.status_code == 400 and r.json()["error"]["param"] == "since"
+        r = gw.admin("GET", "/admin/spend", params={"group_by": "cache_status",
+                                                    "since": NOW.isoformat()})  # fmt: skip
+        assert r.status_code == 200  # inside the kept rows: as before
+    finally:
+        gw.stop()
