@@ -14,9 +14,10 @@ row counts for how much it has learned times how recent it is:
 Levels (EWMA sums, inter-token time, throughput per load level) are averaged with those
 weights. Sample windows (latency ratios, answer lengths, answer/max_tokens shares) are
 interleaved newest first, each row taking places in proportion to its weight: the window a
-router loads (its size of the newest) holds the rows' samples by weight. Counts add up, so a
-figure that several processes loaded at the same start and kept counts once per process: they
-are an upper estimate.
+router loads (its size of the newest) holds the rows' samples by weight. A count (samples,
+answers) is the largest row's, or the merged window's length if that is more. Counts are not
+added up: what several processes loaded at one start sits in each of their rows, and a sum would
+count it once per process, and again at every restart (four workers: x4 each time).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def _merge_latency(latencies: Sequence[Any], recency: Sequence[float]) -> dict[s
         window = _merge_windows([lat.get(name) for lat, _, _ in rows], weights)
         if window is not None:
             out[name] = window
-    out["samples"] = sum(int(s) for lat, _, _ in rows if (s := _number(lat.get("samples"))))
+    counts = [int(n) for lat, _, _ in rows if (n := _number(lat.get("samples"))) is not None]
+    out["samples"] = max([*counts, len(out.get("total_ratios", ()))])
     return out
 
 
@@ -225,7 +227,7 @@ def _merge_length_stats(states: Sequence[Any], recency: Sequence[float]) -> dict
         "v": 1,
         "ewma": sum(w * ewma for w, (ewma, _, _, _) in zip(weights, rows, strict=True)),
         "recent": [int(x) for x in recent],
-        "count": max(int(sum(c for _, c, _, _ in rows)), len(recent)),
+        "count": max(int(max(c for _, c, _, _ in rows)), len(recent)),
     }
 
 

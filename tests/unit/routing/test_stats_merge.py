@@ -105,3 +105,25 @@ def test_malformed_rows_are_left_out() -> None:
     merged = _restored(merge_states("dep:x", rows, half_life_s=60))
     assert merged.samples == 10
     assert abs(merged.predict(200, 50).ttft_ms - _restored(good).predict(200, 50).ttft_ms) < 1e-6
+
+
+def test_counts_do_not_grow_with_every_restart() -> None:
+    """Four workers start from one merged row, each learns one answer and saves its own row;
+    the next start merges the four. Adding their counts up would count the row they all
+    started from four times, and sixteen after the restart after that."""
+    state = CompletionLengths()
+    for _ in range(1000):
+        state.observe(40)
+    counts = []
+    for _restart in range(3):
+        rows = []
+        for worker in range(4):
+            lengths = CompletionLengths()
+            lengths.load_state(state.to_state())
+            lengths.observe(50 + worker)
+            rows.append(({"lengths": lengths.to_state()}, 10.0 + worker))
+        state = CompletionLengths()
+        state.load_state(merge_states("model:m", rows, half_life_s=60)["lengths"])
+        counts.append(state.count)
+    assert counts[0] <= 1024 + 4  # not 4 x 1001
+    assert counts[2] - counts[0] <= 2 * 4  # what the workers learned since, not x4 a restart

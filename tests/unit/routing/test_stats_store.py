@@ -202,7 +202,7 @@ async def test_a_process_that_writes_a_key_retires_the_rows_it_merged(
         third = _clocked_router(make_catalog, dep_config, clock)
         third_store = RouterStatsStore(engine, third, replica_id="c" * 12)
         assert await third_store.load() == 2
-        # the old row's 4 went into both rows that merged it: counts are an upper estimate
+        # the old row's 4 went into both rows that merged it: the merged window holds them twice
         assert third.latency["b"].samples == (4 + 3) + (4 + 2)
         _learn_b(two, times=1)
         await two_store.save()  # written since the third merged it: it stays
