@@ -8,6 +8,7 @@ The import is deferred: litellm takes seconds to import and most gateways never 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import logging
 import math
@@ -201,10 +202,17 @@ class LiteLLMProvider:
             # an upstream that refuses the parameter (Azure before api-version 2024-09-01):
             # adding it back failed every stream there.
             args["stream_options"] = {"include_usage": True}
+        resp: Any = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + timeout_s  # the first chunk: counted from the call
         try:
             resp = await self._litellm.acompletion(**args)
             said = False  # whether any text, call or reasoning went out
-            async for chunk in resp:
+            while True:
+                try:
+                    chunk = await _next_chunk(resp, dep, due, timeout_s)
+                except StopAsyncIteration:
+                    break
                 data = _to_dict(chunk)
                 if _invented_finish(resp, data):
                     raise UpstreamError(f"Deployment {dep.name!r} ended the stream early.")
@@ -215,10 +223,16 @@ class LiteLLMProvider:
                 for out in openai_shaped(data):
                     said = said or _says_something(out)
                     yield out
+                due = loop.time() + timeout_s  # the next one: counted from when it is asked for
         except UpstreamError:
             raise
         except Exception as exc:
             raise _translate(dep, exc) from exc
+        finally:
+            # the upstream's HTTP stream closed now (a stall, a client gone), not when collected
+            closer = getattr(resp, "aclose", None)
+            if closer is not None:
+                await closer()
 
     async def embed(self, body: Json, dep: Deployment, *, timeout_s: float) -> Json:
         args = self._args(with_text_input(body), dep, timeout_s)
@@ -233,6 +247,21 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+async def _next_chunk(resp: Any, dep: Deployment, due: float, timeout_s: float) -> Any:
+    """litellm's next chunk by `due` (loop time), as on the OpenAI-shape path: the first one
+    `timeout_s` after the call, each next one `timeout_s` after it is asked for (a slow
+    client's pauses do not count). litellm's only timeout is httpx's per read, which an
+    upstream's keep-alive (Anthropic's `event: ping`, an SSE comment) resets: a stall that
+    pinged held the stream, its client and its budget reservation for ever."""
+    try:
+        async with asyncio.timeout_at(due):
+            return await anext(resp)
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"Deployment {dep.name!r} stalled for more than {timeout_s:.3g} s."
+        ) from None
 
 
 def _api_version_in(api_base: str) -> str | None:

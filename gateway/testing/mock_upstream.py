@@ -9,7 +9,9 @@ fail_param (the failure's OpenAI error code and param), fail_message (its messag
 hang_s, first_token_ms (a chat stream's role-only opening chunk goes out at once, its first token
 this much later), no_usage, truncate_stream, malformed_stream, omit_done (a chat stream ends at EOF
 after its last chunk, with no `data: [DONE]`), reply, honor_max_tokens (cut a chat answer at
-`max_tokens` words with finish_reason "length")) and inspected with `GET /_requests`
+`max_tokens` words with finish_reason "length"), stall_s (an Anthropic stream stops for this long
+after its first text delta), stall_ping_s (and meanwhile sends Anthropic's `event: ping` this
+often)) and inspected with `GET /_requests`
 (the last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
@@ -95,6 +97,8 @@ class MockUpstream:
             "omit_done": False,
             "reply": None,
             "honor_max_tokens": False,
+            "stall_s": 0.0,
+            "stall_ping_s": 0.0,
         }
         self.knobs.update({k: v for k, v in knobs.items() if v is not None})
         self.requests: deque[Json] = deque(maxlen=200)
@@ -486,7 +490,7 @@ class MockUpstream:
                 "content_block": {"type": "text", "text": ""},
             },
         )
-        for w in text.split():
+        for i, w in enumerate(text.split()):
             await send(
                 "content_block_delta",
                 {
@@ -495,6 +499,8 @@ class MockUpstream:
                     "delta": {"type": "text_delta", "text": w + " "},
                 },
             )
+            if i == 0 and self.knobs["stall_s"]:
+                await self._stall(send)
         await send("content_block_stop", {"type": "content_block_stop", "index": 0})
         await send(
             "message_delta",
@@ -507,6 +513,15 @@ class MockUpstream:
         await send("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp
+
+    async def _stall(self, send: Any) -> None:
+        """Wait `stall_s`, sending Anthropic's keep-alive `ping` event every `stall_ping_s`."""
+        until = time.monotonic() + float(self.knobs["stall_s"])
+        every = float(self.knobs["stall_ping_s"])
+        while (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(every, left) if every else left)
+            if every and time.monotonic() < until:
+                await send("ping", {"type": "ping"})
 
     # -- control -----------------------------------------------------------------------
     async def control(self, request: web.Request) -> web.Response:
