@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,7 +25,7 @@ from gateway.accounting.tenants import NAME_MAX, get_tenant
 from gateway.db.models import ApiKey, CacheEntry, CachePurge, ResponseItem, Tenant, new_id, table
 from gateway.db.session import is_sqlite
 from gateway.errors import Conflict
-from gateway.pipeline.key_events import CHANNEL
+from gateway.pipeline.key_events import notify as notify_replicas
 
 
 def deleted_name(name: str, tenant_id: str) -> str:
@@ -79,9 +79,7 @@ async def _remove(
     ).scalar_one()
     await conn.execute(delete(ResponseItem).where(ResponseItem.tenant_id == tenant_id))
     if notify:
-        await conn.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": tenant_id}
-        )
+        await notify_replicas(conn, tenant_id)
     return {
         "keys_revoked": int(keys.rowcount or 0),
         "cache_entries": int(cached.rowcount or 0),

@@ -16,7 +16,9 @@ from gateway.accounting.keys import generate_key, hash_key
 from gateway.accounting.pricing import usd_text
 from gateway.accounting.tenant_flags import check_flags
 from gateway.db.models import ApiKey, Tenant, as_utc, new_id, table
+from gateway.db.session import is_sqlite
 from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.pipeline.key_events import notify
 
 TENANT_FIELDS = ("name", "budget_usd", "budget_period", "rpm", "tpm", "default_slo_ms", "flags")
 NAME_MAX = 200  # the column's length
@@ -266,7 +268,11 @@ MAX_REVOKE_GRACE_S = 30 * 86_400
 
 async def revoke_key(engine: AsyncEngine, key_id: str, after_s: float = 0) -> dict[str, Any]:
     """Revoke a key now or, with `after_s`, once that grace period has passed (the key works
-    until then). A revocation never moves later: a key already revoked (or due sooner) stays."""
+    until then). A revocation never moves later: a key already revoked (or due sooner) stays.
+
+    On Postgres every replica is told at commit (a NOTIFY in the same transaction): the CLI's
+    `key revoke` has no gateway in the loop, and running replicas accepted the key until
+    their key cache expired."""
     if "\x00" in key_id:
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
     if not 0 <= after_s <= MAX_REVOKE_GRACE_S:
@@ -283,6 +289,8 @@ async def revoke_key(engine: AsyncEngine, key_id: str, after_s: float = 0) -> di
             .values(revoked_at=at)
         )
         row = (await conn.execute(select(k).where(k.c.id == key_id))).first()
+        if row is not None and not is_sqlite(str(engine.url)):
+            await notify(conn, row.tenant_id)
     if row is None:
         raise NotFound(f"No key with id {key_id!r}.", code="key_not_found")
     return key_dict(row)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.session import asyncpg_dsn, backend_pid, is_sqlite, transaction_pooled
 
@@ -39,6 +39,15 @@ POOLED = (
     "changed on one worker is seen by the others only after the key-cache TTL; point "
     "THRIFTGATE_DATABASE_URL at a pool in session mode or at Postgres itself"
 )
+
+
+async def notify(conn: AsyncConnection, tenant_id: str | None) -> None:
+    """Tell every replica to drop cached keys of `tenant_id` (None: all) when `conn`'s
+    transaction commits (Postgres delivers a NOTIFY at commit, never before)."""
+    await conn.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": tenant_id or ALL_TENANTS},
+    )
 
 
 class TransactionPooled(Exception):
@@ -64,10 +73,7 @@ class KeyEvents:
             return
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": tenant_id or ALL_TENANTS},
-                )
+                await notify(conn, tenant_id)
         except Exception as exc:  # other replicas fall back to the key-cache TTL
             log.warning("key invalidation notify failed (%s)", type(exc).__name__)
 

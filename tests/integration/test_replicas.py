@@ -5,11 +5,14 @@
   counters settle to exactly the ledger's sum;
 - a cache entry stored by one replica is a hit on the others;
 - revoking a key takes effect on every replica at once (LISTEN/NOTIFY), even with a key-cache
-  TTL of minutes.
+  TTL of minutes, through the admin API or `thriftgate key revoke` run beside them.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,6 +216,35 @@ def test_revocation_takes_effect_on_every_replica_at_once(cluster: Cluster) -> N
     # And it stays revoked (a racing load must not re-cache the key as valid).
     for gw in cluster.replicas:
         assert httpx.get(gw.url + "/models", headers=headers, timeout=10).status_code == 401
+
+
+def test_a_key_revoked_with_the_cli_is_refused_by_every_running_replica(
+    cluster: Cluster,
+) -> None:
+    """`thriftgate key revoke` (README: "by the leaked tg-... itself") writes to the database
+    directly, with no gateway in the loop: running replicas kept accepting the key until their
+    key cache expired (here 300 s, 5 s by default). Its revocation now notifies them, as the
+    admin API's does."""
+    admin = cluster.replicas[0]
+    _, key = admin.new_tenant()
+    headers = {"Authorization": f"Bearer {key}"}
+    for gw in cluster.replicas:  # every replica holds the key in its cache
+        assert httpx.get(gw.url + "/models", headers=headers, timeout=10).status_code == 200
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "key", "revoke", key],
+        env={**os.environ, "THRIFTGATE_DATABASE_URL": cluster.db},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert key not in out.stdout + out.stderr
+    for gw in cluster.replicas:
+
+        def refused(gw: GatewayServer = gw) -> bool:
+            return httpx.get(gw.url + "/models", headers=headers, timeout=10).status_code == 401
+
+        assert wait_for(refused, 10.0, 0.05), f"replica {gw.port} still accepts the key"
 
 
 def test_tenant_change_reaches_every_replica(cluster: Cluster) -> None:
