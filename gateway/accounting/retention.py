@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH
@@ -132,7 +134,10 @@ async def _sqlite_script(engine: AsyncEngine, script: str) -> None:
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection  # aiosqlite's Connection
-        await driver.executescript(script)
+        try:
+            await driver.executescript(script)
+        except sqlite3.Error as exc:  # as SQLAlchemy's own (the CLI says it in one line)
+            raise OperationalError(script, None, exc) from exc
 
 
 async def vacuum(engine: AsyncEngine) -> None:
