@@ -36,6 +36,10 @@ class Price:
     # GPT-5.4 above 272k): (threshold, price), ascending. A request whose prompt has more
     # tokens than a threshold pays that price for every token, its answer's too.
     long_context: tuple[tuple[int, Price], ...] = ()
+    # USD per web search by the search context size asked ("low", "medium", "high"): OpenAI's
+    # search models, Anthropic's web search tool, Gemini's grounding, Perplexity's request fee
+    web_search_usd: tuple[tuple[str, Decimal], ...] = ()
+    web_search_per_prompt: bool = False  # Gemini 2.x: one charge a grounded prompt
 
     def for_tier(self, tier: str | None) -> Price:
         """The price of the named service tier, else this (standard) one."""
@@ -70,17 +74,29 @@ class Price:
         *,
         audio_prompt_tokens: int = 0,
         audio_completion_tokens: int = 0,
+        web_searches: int = 0,
+        web_search_size: str | None = None,
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
         `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones.
         Audio tokens (OpenAI's audio models: 16x-33x the text price) are parts of the prompt and
         the completion, priced at the audio prices where there are some. A prompt above a
-        long-context threshold bills everything at that threshold's prices."""
-        return self.at_prompt(prompt_tokens)._cost_usd(
+        long-context threshold bills everything at that threshold's prices. Web searches are
+        billed apiece, at the price of the search context size asked (medium if none)."""
+        tokens = self.at_prompt(prompt_tokens)._cost_usd(
             prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
             cache_write_1h_tokens, audio_prompt_tokens, audio_completion_tokens,
         )  # fmt: skip
+        if web_searches <= 0 or not self.web_search_usd:
+            return tokens
+        return tokens + self.web_search_cost_usd(web_searches, web_search_size)
+
+    def web_search_cost_usd(self, searches: int, size: str | None = None) -> Decimal:
+        """What `searches` web searches cost at the search context `size` (else medium)."""
+        prices = dict(self.web_search_usd)
+        each = prices.get(size or "medium") or prices.get("medium") or max(prices.values())
+        return (1 if self.web_search_per_prompt else searches) * each
 
     def _cost_usd(
         self,
@@ -174,6 +190,56 @@ def audio_asked(body: dict[str, Any]) -> tuple[bool, bool]:
     return hears, speaks
 
 
+WEB_SEARCH_SIZES = ("low", "medium", "high")
+
+
+def web_search_asked(body: dict[str, Any]) -> tuple[int, str | None]:
+    """The web searches a request may be billed for, at most, and the search context size it
+    asks: `web_search_options` (OpenAI's search models, litellm's Gemini and Anthropic) is one;
+    a web search tool (Anthropic's `web_search_*` with its `max_uses`, OpenAI's `web_search`,
+    Gemini's `googleSearch`) as many as it allows (one when it does not say)."""
+    options = body.get("web_search_options")
+    size = options.get("search_context_size") if isinstance(options, dict) else None
+    searches = 1 if isinstance(options, dict) else 0
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        kind = tool.get("type")
+        if (isinstance(kind, str) and kind.startswith("web_search")) or (
+            "googleSearch" in tool or "google_search" in tool
+        ):
+            uses = tool.get("max_uses")
+            searches += uses if isinstance(uses, int) and 0 < uses <= 100 else 1
+            size = size or tool.get("search_context_size")
+    return searches, size if isinstance(size, str) else None
+
+
+def _web_search_prices(cfg: DeploymentConfig, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """A deployment's web search prices: the config's one price for every size, else litellm's
+    `search_context_cost_per_query` (USD a search; per grounded prompt for Gemini 2.x, as
+    litellm's `web_search_billing_unit` says, its default for Gemini)."""
+    if cfg.web_search_usd_per_query is not None:
+        each = cfg.web_search_usd_per_query
+        return {"web_search_usd": tuple((size, each) for size in WEB_SEARCH_SIZES)}
+    table = entry.get("search_context_cost_per_query") if entry is not None else None
+    if not isinstance(table, dict) or entry is None:
+        return {}
+    prices = tuple(
+        (size, Decimal(str(table[f"search_context_size_{size}"])))
+        for size in WEB_SEARCH_SIZES
+        if isinstance(table.get(f"search_context_size_{size}"), int | float)
+        and table[f"search_context_size_{size}"] > 0
+    )
+    unit = entry.get("web_search_billing_unit")
+    provider = str(entry.get("litellm_provider") or "")
+    gemini = provider == "gemini" or provider.startswith("vertex_ai-language")
+    return {
+        "web_search_usd": prices,
+        "web_search_per_prompt": unit == "per_prompt" or (unit is None and gemini),
+    }
+
+
 def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     """Config overrides win; otherwise look the upstream model up in litellm's local price map
     (every price not configured, when the input and output prices are not both configured)."""
@@ -194,13 +260,18 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
     )
     if litellm_priced and entry is not None:
         tiers = _tier_prices(entry, written, hour)
-    heard = _pick(cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token")
-    spoken = _pick(cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token")
-    # a tier prices text; its audio tokens are the deployment's audio prices, not its text's
-    tiers = tuple(
-        (name, _with_audio(tier, heard, spoken))
-        for name, tier in _configured_tiers(cfg, tiers, written, hour)
-    )
+    # what every tier (service or long-context) shares, as it prices text tokens alone: the
+    # deployment's audio prices (not its text's) and its web searches
+    extras: dict[str, Any] = {
+        "audio_input_per_mtok": _pick(
+            cfg.audio_input_cost_per_mtok, entry, "input_cost_per_audio_token"
+        ),
+        "audio_output_per_mtok": _pick(
+            cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"
+        ),
+        **_web_search_prices(cfg, entry),
+    }
+    tiers = _configured_tiers(cfg, tiers, written, hour)
     price = Price(
         _pick(cfg.input_cost_per_mtok, entry, "input_cost_per_token") or ZERO,
         _pick(cfg.output_cost_per_mtok, entry, "output_cost_per_token") or ZERO,
@@ -208,8 +279,6 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
         written,
         tiers,
         hour,
-        heard,
-        spoken,
     )
     found = long_context_prices(entry, price) if litellm_priced and entry is not None else ()
     longer = dict(found)
@@ -224,28 +293,17 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cache_write_1h_input_per_mtok=tier.cache_write_1h_input_cost_per_mtok,
             ),
         )
-    return replace(price, long_context=_ascending(longer, heard, spoken)), source
+    price = replace(price, long_context=tuple(sorted(longer.items())))
+    return _with_extras(price, extras), source
 
 
-def _with_audio(price: Price, heard: Decimal | None, spoken: Decimal | None) -> Price:
-    """`price` (a tier's, which prices text) with the deployment's audio prices, its own
-    long-context prices too."""
+def _with_extras(price: Price, extras: dict[str, Any]) -> Price:
+    """`price`, its service tiers' and its long-context prices with `extras` set."""
     return replace(
         price,
-        audio_input_per_mtok=heard,
-        audio_output_per_mtok=spoken,
-        long_context=tuple(
-            (above, _with_audio(p, heard, spoken)) for above, p in price.long_context
-        ),
-    )
-
-
-def _ascending(
-    by_threshold: dict[int, Price], heard: Decimal | None, spoken: Decimal | None
-) -> tuple[tuple[int, Price], ...]:
-    return tuple(
-        (above, replace(p, audio_input_per_mtok=heard, audio_output_per_mtok=spoken))
-        for above, p in sorted(by_threshold.items())
+        tiers=tuple((name, _with_extras(p, extras)) for name, p in price.tiers),
+        long_context=tuple((above, _with_extras(p, extras)) for above, p in price.long_context),
+        **extras,
     )
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.accounting.ledger import LedgerWriter
-from gateway.accounting.pricing import Price, ledger_usd
+from gateway.accounting.pricing import Price, ledger_usd, web_search_asked
 from gateway.accounting.tokenizer import count_prompt, count_text
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import Reply, RequestContext, Usage
@@ -164,7 +164,7 @@ def tokens_removed(ctx: RequestContext) -> int:
 
 def billed(price: Price, u: Usage) -> Decimal:
     """What `u` costs at `price`: cached, written (5-minute and 1-hour) and audio tokens each
-    at their own price."""
+    at their own price, and its web searches."""
     return price.cost_usd(
         u.prompt_tokens,
         u.completion_tokens,
@@ -173,6 +173,8 @@ def billed(price: Price, u: Usage) -> Decimal:
         u.cache_write_1h_tokens,
         audio_prompt_tokens=u.audio_prompt_tokens,
         audio_completion_tokens=u.audio_completion_tokens,
+        web_searches=u.web_searches,
+        web_search_size=u.web_search_size,
     )
 
 
@@ -266,6 +268,8 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             cache_write_1h_tokens=min(_hour_cache_writes(usage, details), written),
             audio_prompt_tokens=_count(details.get("audio_tokens")) or 0,
             audio_completion_tokens=_audio_answer(usage),
+            web_searches=web_searches(body, usage, details),
+            web_search_size=_search_size(ctx, usage),
             source="upstream",
             service_tier=tier,
         )
@@ -316,6 +320,43 @@ def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
         if count:
             return count
     return 0
+
+
+def web_searches(body: Any, usage: dict[str, Any], details: dict[str, Any]) -> int:
+    """Web searches the upstream bills apiece, as each reports them: Anthropic's
+    `server_tool_use.web_search_requests`, Gemini's (through litellm) details'
+    `web_search_requests`, xAI's `server_side_tool_usage_details.web_search_calls`, Perplexity's
+    `num_search_queries` (and its request fee, which each answer with a `search_context_size`
+    pays once); else an answer citing the web (`url_citation`: OpenAI's search models) one."""
+    server = usage.get("server_tool_use")
+    xai = usage.get("server_side_tool_usage_details")
+    for count in (
+        server.get("web_search_requests") if isinstance(server, dict) else None,
+        details.get("web_search_requests"),
+        xai.get("web_search_calls") if isinstance(xai, dict) else None,
+        usage.get("num_search_queries"),
+    ):
+        searches = _count(count)
+        if searches:
+            return searches
+    if isinstance(usage.get("search_context_size"), str):
+        return 1
+    choices = body.get("choices") if isinstance(body, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        notes = msg.get("annotations") if isinstance(msg, dict) else None
+        if isinstance(notes, list) and any(
+            isinstance(n, dict) and n.get("type") == "url_citation" for n in notes
+        ):
+            return 1
+    return 0
+
+
+def _search_size(ctx: RequestContext, usage: dict[str, Any]) -> str | None:
+    """The search context size a search was billed at: the upstream's word (Perplexity),
+    else the one asked for."""
+    said = usage.get("search_context_size")
+    return said if isinstance(said, str) else web_search_asked(ctx.body)[1]
 
 
 def _audio_answer(usage: dict[str, Any]) -> int:

@@ -52,6 +52,8 @@ class Usage:
     cache_write_1h_tokens: int = 0  # of those, written to its 1-hour cache (Anthropic: 2x input)
     audio_prompt_tokens: int = 0  # audio in the prompt (part of prompt_tokens; OpenAI's details)
     audio_completion_tokens: int = 0  # audio in the answer (part of completion_tokens)
+    web_searches: int = 0  # web searches billed apiece (a search model's, a search tool's)
+    web_search_size: str | None = None  # the search context size they were billed at
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
     service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 

@@ -1,0 +1,184 @@
+"""Web searches are billed apiece, as the providers invoice them: OpenAI's search models
+($35 per 1,000 at the medium context size for gpt-4o-search-preview, $30 low, $50 high),
+Anthropic's web search tool ($10 per 1,000), Perplexity's request fee ($5-12 per 1,000 by
+context size). litellm's map lists them (`search_context_cost_per_query`); a deployment may
+configure one (`web_search_usd_per_query`). A gpt-4o-search-preview answer of 120 tokens was
+billed $0.0006 where OpenAI bills $0.0356 (hunt11 h111)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.support.servers import (
+    GatewayServer,
+    create_database,
+    drop_database,
+    free_port,
+    ledger_row,
+    sdk_client,
+)
+
+pytestmark = pytest.mark.integration
+
+MILLION = Decimal(1_000_000)
+USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+
+
+async def _chat(request: web.Request) -> web.Response:
+    """An OpenAI search model's answer cites the web; Perplexity's usage says its context
+    size and searches."""
+    body = await request.json()
+    message: dict[str, Any] = {"role": "assistant", "content": "It is sunny in Paris."}
+    usage: dict[str, Any] = dict(USAGE)
+    if "search" in body["model"]:
+        message["annotations"] = [{"type": "url_citation", "url_citation": {
+            "url": "https://example.com/weather", "title": "Weather", "start_index": 0,
+            "end_index": 5}}]  # fmt: skip
+    if "sonar" in body["model"]:
+        usage |= {"search_context_size": "high", "num_search_queries": 1}
+    return web.json_response({
+        "id": "chatcmpl-s", "object": "chat.completion", "created": 1, "model": body["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": usage,
+    })  # fmt: skip
+
+
+async def _messages(request: web.Request) -> web.Response:
+    """Anthropic's answer: after two searches when it has its web search tool."""
+    body = await request.json()
+    usage: dict[str, Any] = {"input_tokens": 100, "output_tokens": 20}
+    if body.get("tools"):
+        usage["server_tool_use"] = {"web_search_requests": 2}
+    return web.json_response({
+        "id": "msg_s", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": "It is sunny in Paris."}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": usage,
+    })  # fmt: skip
+
+
+class SearchUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", _chat)
+        app.router.add_post("/v1/messages", _messages)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        started.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def dep(name: str, upstream_model: str, base: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "model": name, "provider": "openai_compatible",
+            "upstream_model": upstream_model, "api_base": base, "api_key_env":
+            "MOCK_PROVIDER_KEY", **extra}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gw(session_tmp: Path) -> Iterator[GatewayServer]:
+    up = SearchUpstream()
+    db = create_database("tg_search")
+    deps = [
+        # priced from litellm's map: $2.5 / $10 per 1M, $0.03 / 0.035 / 0.05 a search
+        dep("searcher", "gpt-4o-search-preview", up.url + "/v1"),
+        # Perplexity's sonar: $1 / $1, a request fee of $0.005 / 0.008 / 0.012
+        dep("sonar", "perplexity/sonar", up.url + "/v1"),
+        # priced in the config
+        dep("own", "my-search-model", up.url + "/v1", input_cost_per_mtok=1,
+            output_cost_per_mtok=2, web_search_usd_per_query="0.02"),
+        {"name": "claude", "model": "claude", "provider": "anthropic",
+         "upstream_model": "claude-sonnet-4-5", "api_base": up.url,
+         "api_key_env": "MOCK_PROVIDER_KEY"},
+    ]  # fmt: skip
+    g = GatewayServer(session_tmp, db, deps)
+    yield g
+    g.stop()
+    drop_database(db)
+    up.stop()
+
+
+def ask(gw: GatewayServer, model: str, rid: str, **extra: Any) -> Any:
+    _, key = gw.new_tenant()
+    return sdk_client(gw, key).chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "user", "content": f"What is the weather in Paris? {rid}"}],
+        extra_headers={"x-request-id": rid, "Cache-Control": "no-store"},
+        **extra,
+    )
+
+
+def tokens(row: dict[str, Any], inp: str | int, out: str | int) -> Decimal:
+    return (row["prompt_tokens"] * Decimal(inp) + row["completion_tokens"] * Decimal(out)) / MILLION
+
+
+@pytest.mark.parametrize(("size", "each"), [(None, "0.035"), ("low", "0.03"), ("high", "0.05")])
+def test_an_openai_search_model_s_search_is_billed_at_its_context_size(
+    gw: GatewayServer, size: str | None, each: str
+) -> None:
+    rid = f"search-openai-{size}"
+    extra = {} if size is None else {"web_search_options": {"search_context_size": size}}
+    raw = ask(gw, "searcher", rid, **extra)
+    assert raw.parse().choices[0].message.annotations[0].type == "url_citation"
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (100, 20)
+    expected = tokens(row, "2.5", 10) + Decimal(each)
+    assert row["cost_usd"] == expected
+    assert Decimal(raw.headers["x-thriftgate-cost-usd"]) == expected
+    assert row["counterfactual_cost_usd"] == expected
+
+
+def test_anthropic_s_web_search_tool_is_billed_per_search(gw: GatewayServer) -> None:
+    rid = "search-claude"
+    tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    ask(gw, "claude", rid, tools=[tool])
+    row = ledger_row(gw, rid)
+    # claude-sonnet-4-5: $3 / $15 per 1M tokens, $10 per 1,000 searches: two of them
+    assert row["cost_usd"] == tokens(row, 3, 15) + 2 * Decimal("0.01")
+
+
+def test_perplexity_s_request_fee_is_billed_at_the_context_size_it_used(
+    gw: GatewayServer,
+) -> None:
+    rid = "search-sonar"
+    ask(gw, "sonar", rid)
+    row = ledger_row(gw, rid)
+    assert row["cost_usd"] == tokens(row, 1, 1) + Decimal("0.012")  # "high", as it says
+
+
+def test_a_configured_search_price_is_billed(gw: GatewayServer) -> None:
+    rid = "search-own"
+    ask(gw, "own", rid, web_search_options={})
+    row = ledger_row(gw, rid)
+    assert row["cost_usd"] == tokens(row, 1, 2) + Decimal("0.02")
+
+
+def test_an_answer_without_a_search_pays_none(gw: GatewayServer) -> None:
+    """The search price is for searches: a plain answer of a model that has one pays tokens."""
+    rid = "search-none"
+    ask(gw, "claude", rid)
+    row = ledger_row(gw, rid)
+    assert row["cost_usd"] == tokens(row, 3, 15)
