@@ -240,11 +240,11 @@ class Settings(BaseSettings):
     # Budget policy while the database is unreachable: "fail-open" serves (and spools the
     # ledger), "fail-closed" refuses with 503.
     budget_db_down_policy: Literal["fail-open", "fail-closed"] = "fail-open"
-    # A budget reservation counts for at least this long (keep it above the longest request)
-    # and is dropped within twice this, so a crashed process's reservations free the budget.
-    # (1 s to 30 days: 1e-300 overflowed the reservation generation and every budgeted
-    # request answered 500)
-    budget_reservation_ttl_s: float = Field(default=600.0, ge=1, le=30 * 86400)
+    # A budget reservation counts for at least this long and is dropped within twice this, so
+    # a crashed process's reservations free the budget (a running request's are carried on:
+    # budgets.BudgetBook.hold). (1 s to 30 days: 1e-300 overflowed the reservation generation
+    # and every budgeted request answered 500)
+    budget_reservation_ttl_s: float = Field(default=60.0, ge=1, le=30 * 86400)
     # A request without max_tokens reserves its budget on this many answer tokens until its
     # model has answered 32 requests, then on the long end of those answers (limits.py).
     budget_uncapped_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)

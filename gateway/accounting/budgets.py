@@ -51,9 +51,10 @@ log = logging.getLogger("thriftgate.budgets")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PERIODS = ("monthly", "daily", "total")
-# Longer than any request lives (the default deadline is 120 s); a crashed process's
-# reservations are dropped within twice this.
-DEFAULT_RESERVATION_TTL_S = 600.0
+# A crashed process's reservations are dropped within twice this (its tenants' budgets held
+# for up to two minutes, not twenty as at 600 s); a request running longer keeps its own
+# (`BudgetBook.hold` carries it into each new generation, every quarter of this).
+DEFAULT_RESERVATION_TTL_S = 60.0
 
 
 def reservation_epoch(ttl_s: float, now: float | None = None) -> int:

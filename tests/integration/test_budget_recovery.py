@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from decimal import Decimal
 
 import httpx
 import openai
 import pytest
 
+from gateway.accounting.budgets import live_reserved, reservation_epoch
+from gateway.settings import Settings
 from tests.support.servers import GatewayServer, mock_deployment, sql, wait_for
 
 pytestmark = pytest.mark.integration
@@ -48,6 +51,7 @@ def test_reservations_of_a_killed_gateway_stop_holding_the_budget(
     tid, key = gw.new_tenant(budget_usd="0.00002")  # less than one request's reservation
     mock_upstream.control(latency_ms=10_000)
     try:
+
         def held() -> None:
             with contextlib.suppress(httpx.HTTPError):  # the gateway dies under it
                 ask(gw, key, "held", 20)
@@ -70,6 +74,52 @@ def test_reservations_of_a_killed_gateway_stop_holding_the_budget(
         assert time.monotonic() - started < 12  # two lifetimes of 3 s, plus slack
     finally:
         gw2.stop()
+
+
+def test_by_default_a_killed_replicas_reservation_stops_counting_within_two_minutes(
+    session_tmp, fresh_pg_url, mock_upstream
+):
+    """Replicas behind a load balancer, one SIGKILLed (OOM, a node lost) mid-request: its
+    reservations are never settled, and with the default lifetime (600 s) they held the
+    tenant's budget for 10 to 20 minutes; a tenant near the end of its budget was refused
+    ("retry when they finish", Retry-After: 1) for that long. Running requests carry their
+    reservations into each new generation (BudgetBook.hold), so the lifetime no longer has to
+    outlast a request: by default a dead process's reservations stop counting within two
+    minutes. Read off the counter the gateway wrote, at the clock two minutes on."""
+    deps = [mock_deployment("m", "m", mock_upstream, **PRICED)]
+    gw = GatewayServer(session_tmp, fresh_pg_url, deps)  # the default lifetime
+    tid, key = gw.new_tenant(budget_usd="0.00002")
+    mock_upstream.control(latency_ms=10_000)
+    try:
+
+        def held() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # the gateway dies under it
+                ask(gw, key, "held", 20)
+
+        in_flight = threading.Thread(target=held, daemon=True)
+        in_flight.start()
+        assert wait_for(lambda: reserved(fresh_pg_url, tid) > 0, 10)
+        gw.kill()
+        in_flight.join(5)
+    finally:
+        mock_upstream.control(latency_ms=0)
+        gw.stop()
+    [row] = sql(
+        fresh_pg_url,
+        "SELECT reserved_usd, reserved_prev_usd, reserve_epoch FROM budget_counters "
+        "WHERE tenant_id = $1",
+        tid,
+    )
+    ttl = Settings().budget_reservation_ttl_s
+
+    def counts_at(at: float) -> Decimal:
+        epoch = reservation_epoch(ttl, at)
+        return live_reserved(
+            row["reserved_usd"], row["reserved_prev_usd"], row["reserve_epoch"], epoch
+        )
+
+    assert counts_at(time.time()) > 0  # still held now: nobody can tell it is dead
+    assert counts_at(time.time() + 120) == 0
 
 
 def test_changing_the_budget_period_keeps_what_was_spent(session_tmp, fresh_pg_url, mock_upstream):
