@@ -73,6 +73,7 @@ FLAGS: dict[str, Check] = {
     "compression_allow": _names(frozenset({"system", "last_user", "code"})),
     "compression_min_prompt_tokens": _number(0, 10_000_000, whole=True),
     "compression_min_saved_usd": _number(0, 1_000_000),
+    "max_concurrent_requests": _number(1, 1_000_000, whole=True),
 }
 
 

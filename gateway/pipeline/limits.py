@@ -1,4 +1,5 @@
-"""Limits stage: per-tenant RPM/TPM (sliding window, per replica) and the budget reservation."""
+"""Limits stage: per-tenant requests in flight, RPM/TPM (sliding window, per replica) and the
+budget reservation."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gateway.accounting.pricing import asks_hour_cache, audio_asked, web_search_
 from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.db.session import FailureLog
 from gateway.errors import NoHealthyDeployment, RateLimited
+from gateway.pipeline.concurrency import InFlight
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.route import max_tokens_of
 from gateway.providers.base import prompts_in
@@ -75,6 +77,15 @@ class _Window:
             at = WINDOW_S + (1.0 - room / self.current) * WINDOW_S  # in the next bucket
         return max(1.0, math.ceil(self.start + at - now))
 
+    def clear_s(self, now: float) -> float:
+        """Seconds until nothing counted now is in the window (OpenAI's `x-ratelimit-reset-*`:
+        until the limit is back to its initial state, if nothing else arrives)."""
+        if self.current > 0:
+            return max(0.0, self.start + 2 * WINDOW_S - now)
+        if self.previous > 0:
+            return max(0.0, self.start + WINDOW_S - now)
+        return 0.0
+
 
 class RateLimiter:
     """Sliding-window counters (the two-bucket approximation) for requests and tokens.
@@ -88,33 +99,58 @@ class RateLimiter:
         self._tok: dict[str, _Window] = {}
 
     def check(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int | None:
-        """Admit a request or raise RateLimited; returns the TPM bucket the tokens were charged
-        to (for `adjust_tokens`), None without a TPM limit."""
+        """Admit a request or raise RateLimited (with the `headers`); returns the TPM bucket
+        the tokens were charged to (for `adjust_tokens`), None without a TPM limit."""
         now = time.monotonic()
         if rpm:
             w = self._req.setdefault(tenant_id, _Window(now))
             w.roll(now)
             if w.used(now) + 1 > rpm:
-                raise RateLimited(
+                exc = RateLimited(
                     f"Rate limit reached: {rpm} requests per minute.",
                     retry_after_s=w.retry_after(now, rpm, 1),
                 )
+                raise self._explained(exc, tenant_id, rpm, tpm)
         if tpm:
             if tokens > tpm:
-                raise _never_fits(tokens, tpm)
+                raise self._explained(_never_fits(tokens, tpm), tenant_id, rpm, tpm)
             t = self._tok.setdefault(tenant_id, _Window(now))
             t.roll(now)
             if t.used(now) + tokens > tpm:
-                raise RateLimited(
+                exc = RateLimited(
                     f"Rate limit reached: {tpm} tokens per minute.",
                     retry_after_s=t.retry_after(now, tpm, tokens),
                 )
+                raise self._explained(exc, tenant_id, rpm, tpm)
         if rpm:
             self._req[tenant_id].current += 1
         if tpm:
             self._tok[tenant_id].current += tokens
             return self._tok[tenant_id].bucket
         return None
+
+    def headers(self, tenant_id: str, rpm: int | None, tpm: int | None) -> dict[str, str]:
+        """OpenAI's rate-limit headers for the tenant's limits as they stand: each limit, what
+        is left of it, and when it is back to its initial state (`6m0s`, `1.5s`, `20ms`)."""
+        now = time.monotonic()
+        out: dict[str, str] = {}
+        for kind, limit, windows in (("requests", rpm, self._req), ("tokens", tpm, self._tok)):
+            if not limit:
+                continue
+            w = windows.get(tenant_id)
+            if w is not None:
+                w.roll(now)
+            used = w.used(now) if w is not None else 0.0
+            out[f"x-ratelimit-limit-{kind}"] = str(limit)
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(limit - used)))
+            out[f"x-ratelimit-reset-{kind}"] = duration_text(w.clear_s(now) if w else 0.0)
+        return out
+
+    def _explained(
+        self, exc: RateLimited, tenant_id: str, rpm: int | None, tpm: int | None
+    ) -> RateLimited:
+        exc.headers.update(self.headers(tenant_id, rpm, tpm))
+        return exc
 
     def adjust_tokens(self, tenant_id: str, delta: int, bucket: int | None = None) -> None:
         """Replace the estimate with the actual count once usage is known; `bucket` is what
@@ -123,6 +159,15 @@ class RateLimiter:
         if w is not None:
             w.roll(time.monotonic())
             w.adjust(delta, bucket)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as OpenAI writes its `x-ratelimit-reset-*` headers: `20ms`, `1.5s`, `6m0s`."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s" if minutes else f"{text}s"
 
 
 def _never_fits(tokens: int, tpm: int) -> RateLimited:
@@ -139,17 +184,29 @@ def _never_fits(tokens: int, tpm: int) -> RateLimited:
 
 
 class RateLimitStage:
-    """RPM/TPM per tenant; runs before the cache, so hits count against the rate limits too."""
+    """Requests in flight and RPM/TPM per tenant; runs before the cache, so hits count against
+    the rate limits too. Every answer to a tenant with RPM/TPM limits carries OpenAI's
+    `x-ratelimit-*` headers (its 429s too)."""
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, in_flight: InFlight | None = None) -> None:
         self.limiter = limiter
+        self.in_flight = in_flight or InFlight()
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
         tokens = ctx.prompt_tokens_estimate + _expected_completion(ctx)
-        ctx.tpm_bucket = self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
+        try:
+            self.in_flight.enter(ctx)
+            ctx.tpm_bucket = self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
+        except RateLimited as exc:  # over its cap in flight: the limits' headers too
+            if tenant.rpm or tenant.tpm:
+                limits = self.limiter.headers(tenant.id, tenant.rpm, tenant.tpm)
+                exc.headers = {**limits, **exc.headers}
+            raise
         ctx.tpm_charged = tokens  # only once charged: a refusal here gives nothing back
         ctx.period_start = period_start(tenant.budget_period)
+        if tenant.rpm or tenant.tpm:
+            ctx.extra_headers.update(self.limiter.headers(tenant.id, tenant.rpm, tenant.tpm))
         return None
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
@@ -158,7 +215,9 @@ class RateLimitStage:
     def account_now(self, ctx: RequestContext) -> None:
         """The estimate charged becomes what was used: zero for a request refused later (its
         budget) or failed before anything was sent, which must not hold the tenant's TPM.
-        Synchronous: a stream its client closed is settled through this too (Pipeline)."""
+        Its slot in flight is given back. Synchronous: a stream its client closed is settled
+        through this too (Pipeline)."""
+        self.in_flight.leave(ctx)
         actual = ctx.usage.prompt_tokens + ctx.usage.completion_tokens
         if ctx.tenant.tpm and actual != ctx.tpm_charged:
             self.limiter.adjust_tokens(ctx.tenant.id, actual - ctx.tpm_charged, ctx.tpm_bucket)
