@@ -40,6 +40,11 @@ class Price:
     # search models, Anthropic's web search tool, Gemini's grounding, Perplexity's request fee
     web_search_usd: tuple[tuple[str, Decimal], ...] = ()
     web_search_per_prompt: bool = False  # Gemini 2.x: one charge a grounded prompt
+    # reasoning tokens (part of the completion) where priced apart from the answer's: Alibaba's
+    # Qwen in thinking mode ($4 per 1M where its answers are $1.20), Perplexity's deep research
+    reasoning_output_per_mtok: Decimal | None = None
+    # Perplexity's citation tokens (on top of the prompt: the sources its answer read)
+    citation_input_per_mtok: Decimal | None = None
 
     def for_tier(self, tier: str | None) -> Price:
         """The price of the named service tier, else this (standard) one."""
@@ -76,6 +81,8 @@ class Price:
         audio_completion_tokens: int = 0,
         web_searches: int = 0,
         web_search_size: str | None = None,
+        reasoning_tokens: int = 0,
+        citation_tokens: int = 0,
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
@@ -83,10 +90,12 @@ class Price:
         Audio tokens (OpenAI's audio models: 16x-33x the text price) are parts of the prompt and
         the completion, priced at the audio prices where there are some. A prompt above a
         long-context threshold bills everything at that threshold's prices. Web searches are
-        billed apiece, at the price of the search context size asked (medium if none)."""
+        billed apiece, at the price of the search context size asked (medium if none).
+        Reasoning tokens are part of the completion; citation tokens are not of the prompt."""
         tokens = self.at_prompt(prompt_tokens)._cost_usd(
             prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
             cache_write_1h_tokens, audio_prompt_tokens, audio_completion_tokens,
+            reasoning_tokens, citation_tokens,
         )  # fmt: skip
         if web_searches <= 0 or not self.web_search_usd:
             return tokens
@@ -107,6 +116,8 @@ class Price:
         cache_write_1h_tokens: int,
         audio_prompt_tokens: int,
         audio_completion_tokens: int,
+        reasoning_tokens: int = 0,
+        citation_tokens: int = 0,
     ) -> Decimal:
         if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
             total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
@@ -121,6 +132,11 @@ class Price:
         if audio_completion_tokens and self.audio_output_per_mtok is not None:
             spoken = min(max(audio_completion_tokens, 0), completion_tokens)
             total += spoken * (self.audio_output_per_mtok - self.output_per_mtok)
+        if reasoning_tokens and self.reasoning_output_per_mtok is not None:
+            thought = min(max(reasoning_tokens, 0), completion_tokens)
+            total += thought * (self.reasoning_output_per_mtok - self.output_per_mtok)
+        if citation_tokens > 0 and self.citation_input_per_mtok is not None:
+            total += citation_tokens * self.citation_input_per_mtok
         return total / MILLION
 
     def _prompt_cache_cost(
@@ -270,15 +286,17 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
             cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"
         ),
         **_web_search_prices(cfg, entry),
+        "citation_input_per_mtok": _pick(None, entry, "citation_cost_per_token"),
     }
     tiers = _configured_tiers(cfg, tiers, written, hour)
     price = Price(
         _pick(cfg.input_cost_per_mtok, entry, "input_cost_per_token") or ZERO,
         _pick(cfg.output_cost_per_mtok, entry, "output_cost_per_token") or ZERO,
-        _pick(cfg.cached_input_cost_per_mtok, entry, "cache_read_input_token_cost"),
+        _cached_price(cfg, entry),
         written,
         tiers,
         hour,
+        reasoning_output_per_mtok=_pick(None, entry, "output_cost_per_reasoning_token"),
     )
     found = long_context_prices(entry, price) if litellm_priced and entry is not None else ()
     longer = dict(found)
@@ -313,11 +331,14 @@ def _scaled_like(base: Price, long: Price) -> Price:
     and that share holds above the threshold: Anthropic's 1-hour writes, 2x input, are $12
     per 1M above 200k tokens where litellm lists no figure)."""
     ratio = long.input_per_mtok / base.input_per_mtok if base.input_per_mtok else None
+    out_ratio = long.output_per_mtok / base.output_per_mtok if base.output_per_mtok else None
 
-    def scaled(own: Decimal | None, at_base: Decimal | None) -> Decimal | None:
-        if own is not None or at_base is None or ratio is None:
+    def scaled(
+        own: Decimal | None, at_base: Decimal | None, by: Decimal | None = ratio
+    ) -> Decimal | None:
+        if own is not None or at_base is None or by is None:
             return own
-        return (at_base * ratio).normalize()
+        return (at_base * by).normalize()
 
     return replace(
         long,
@@ -327,6 +348,10 @@ def _scaled_like(base: Price, long: Price) -> Price:
         ),
         cache_write_1h_input_per_mtok=scaled(
             long.cache_write_1h_input_per_mtok, base.cache_write_1h_input_per_mtok
+        ),
+        # a reasoning price, as the output price is
+        reasoning_output_per_mtok=scaled(
+            long.reasoning_output_per_mtok, base.reasoning_output_per_mtok, out_ratio
         ),
     )
 
@@ -385,7 +410,7 @@ def long_context_prices(
             out[int(float(span[0]))] = _long_price(
                 base, got["input_cost_per_token"], got.get("output_cost_per_token"),
                 got.get("cache_read_input_token_cost"), got.get("cache_creation_input_token_cost"),
-                None,
+                None, got.get("output_cost_per_reasoning_token"),
             )  # fmt: skip
     return tuple(sorted(out.items()))
 
@@ -421,6 +446,7 @@ def _long_price(
     cached: Decimal | None,
     written: Decimal | None,
     hour: Decimal | None,
+    reasoning: Decimal | None = None,
 ) -> Price:
     long = Price(
         inp,
@@ -428,8 +454,17 @@ def _long_price(
         cached,
         written,
         cache_write_1h_input_per_mtok=hour,
+        reasoning_output_per_mtok=reasoning,
     )
     return _scaled_like(base, long)
+
+
+def _cached_price(cfg: DeploymentConfig, entry: dict[str, Any] | None) -> Decimal | None:
+    """The price of prompt tokens read from the provider's cache. Some DeepSeek entries name
+    it only as `input_cost_per_token_cache_hit` (a tenth of the input price), which litellm's
+    own calculator never reads: deepseek-v3.2's cache hits were billed at the full price."""
+    found = _pick(cfg.cached_input_cost_per_mtok, entry, "cache_read_input_token_cost")
+    return found if found is not None else _pick(None, entry, "input_cost_per_token_cache_hit")
 
 
 def _pick(configured: Decimal | None, entry: dict[str, Any] | None, key: str) -> Decimal | None:

@@ -164,7 +164,7 @@ def tokens_removed(ctx: RequestContext) -> int:
 
 def billed(price: Price, u: Usage) -> Decimal:
     """What `u` costs at `price`: cached, written (5-minute and 1-hour) and audio tokens each
-    at their own price, and its web searches."""
+    at their own price, its reasoning and citation tokens too, and its web searches."""
     return price.cost_usd(
         u.prompt_tokens,
         u.completion_tokens,
@@ -175,6 +175,8 @@ def billed(price: Price, u: Usage) -> Decimal:
         audio_completion_tokens=u.audio_completion_tokens,
         web_searches=u.web_searches,
         web_search_size=u.web_search_size,
+        reasoning_tokens=u.reasoning_tokens,
+        citation_tokens=u.citation_tokens,
     )
 
 
@@ -270,6 +272,8 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             audio_completion_tokens=_audio_answer(usage),
             web_searches=web_searches(body, usage, details),
             web_search_size=_search_size(ctx, usage),
+            reasoning_tokens=_reasoning(usage),
+            citation_tokens=_count(usage.get("citation_tokens")) or 0,
             source="upstream",
             service_tier=tier,
         )
@@ -357,6 +361,13 @@ def _search_size(ctx: RequestContext, usage: dict[str, Any]) -> str | None:
     else the one asked for."""
     said = usage.get("search_context_size")
     return said if isinstance(said, str) else web_search_asked(ctx.body)[1]
+
+
+def _reasoning(usage: dict[str, Any]) -> int:
+    """Reasoning tokens of the completion: OpenAI's details, Perplexity's top-level count."""
+    details = usage.get("completion_tokens_details")
+    found = _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    return found or _count(usage.get("reasoning_tokens")) or 0
 
 
 def _audio_answer(usage: dict[str, Any]) -> int:

@@ -54,6 +54,8 @@ class Usage:
     audio_completion_tokens: int = 0  # audio in the answer (part of completion_tokens)
     web_searches: int = 0  # web searches billed apiece (a search model's, a search tool's)
     web_search_size: str | None = None  # the search context size they were billed at
+    reasoning_tokens: int = 0  # of the completion, where priced apart (Qwen thinking)
+    citation_tokens: int = 0  # Perplexity's, billed beside the prompt
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
     service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 

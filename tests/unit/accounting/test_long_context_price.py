@@ -152,3 +152,18 @@ def test_a_reservation_is_priced_at_the_long_context_price() -> None:
     asyncio.run(stage.before(ctx))
     prompt = (book.amounts[0] * M - 1000 * 15) / Decimal("2.5")
     assert prompt == int(prompt) > 200_000  # the whole of it at $2.5, the answer at $15
+
+
+def test_a_range_s_own_reasoning_price_applies_above_its_threshold() -> None:
+    price = litellm("dashscope", "qwen-plus-2025-07-28")
+    assert price.reasoning_output_per_mtok == 4
+    long = price.at_prompt(300_000)
+    assert (long.output_per_mtok, long.reasoning_output_per_mtok) == (Decimal("3.6"), 12)
+    # 100 completion tokens of which 60 reasoning, above 256k
+    assert long.cost_usd(300_000, 100, reasoning_tokens=60) == price.cost_usd(
+        300_000, 100, reasoning_tokens=60
+    )
+    assert (
+        price.cost_usd(300_000, 100, reasoning_tokens=60)
+        == (300_000 * Decimal("1.2") + 40 * Decimal("3.6") + 60 * 12) / M
+    )

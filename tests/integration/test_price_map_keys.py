@@ -44,6 +44,13 @@ async def _chat(request: web.Request) -> web.Response:
             "end_index": 5}}]  # fmt: skip
     if "sonar" in body["model"]:
         usage |= {"search_context_size": "high", "num_search_queries": 1}
+    if "deep-research" in body["model"]:  # 3 searches, sources read, reasoning
+        usage |= {"search_context_size": "low", "num_search_queries": 3, "citation_tokens": 500,
+                  "reasoning_tokens": 10}  # fmt: skip
+    if "deepseek" in body["model"]:  # DeepSeek's own API: cache hits at the top level
+        usage |= {"prompt_cache_hit_tokens": 80, "prompt_cache_miss_tokens": 20}
+    if "qwen" in body["model"]:  # thinking mode
+        usage["completion_tokens_details"] = {"reasoning_tokens": 15}
     return web.json_response({
         "id": "chatcmpl-s", "object": "chat.completion", "created": 1, "model": body["model"],
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
@@ -107,6 +114,9 @@ def gw(session_tmp: Path) -> Iterator[GatewayServer]:
         dep("searcher", "gpt-4o-search-preview", up.url + "/v1"),
         # Perplexity's sonar: $1 / $1, a request fee of $0.005 / 0.008 / 0.012
         dep("sonar", "perplexity/sonar", up.url + "/v1"),
+        dep("deepseek", "deepseek/deepseek-v3.2", up.url + "/v1"),
+        dep("qwen", "dashscope/qwen-plus-2025-07-14", up.url + "/v1"),
+        dep("research", "perplexity/sonar-deep-research", up.url + "/v1"),
         # priced in the config
         dep("own", "my-search-model", up.url + "/v1", input_cost_per_mtok=1,
             output_cost_per_mtok=2, web_search_usd_per_query="0.02"),
@@ -182,3 +192,40 @@ def test_an_answer_without_a_search_pays_none(gw: GatewayServer) -> None:
     ask(gw, "claude", rid)
     row = ledger_row(gw, rid)
     assert row["cost_usd"] == tokens(row, 3, 15)
+
+
+# -- other per-unit prices of litellm's map ---------------------------------------------------
+
+
+def test_deepseek_cache_hits_are_billed_at_its_cache_hit_price(gw: GatewayServer) -> None:
+    """deepseek-v3.2 lists its cache-hit price ($0.028 per 1M, a tenth) only as
+    input_cost_per_token_cache_hit: 80 of 100 prompt tokens read from DeepSeek's cache were
+    billed at the full $0.28."""
+    rid = "keys-deepseek"
+    ask(gw, "deepseek", rid)
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["cached_tokens"]) == (100, 80)
+    expected = (20 * Decimal("0.28") + 80 * Decimal("0.028") + 20 * Decimal("0.4")) / MILLION
+    assert row["cost_usd"] == expected
+
+
+def test_reasoning_tokens_are_billed_at_their_own_price(gw: GatewayServer) -> None:
+    """Qwen Plus in thinking mode: $4 per 1M reasoning tokens where its answers are $1.20; the
+    15 reasoning tokens of a 20-token completion were billed at $1.20."""
+    rid = "keys-qwen"
+    ask(gw, "qwen", rid)
+    row = ledger_row(gw, rid)
+    expected = (100 * Decimal("0.4") + 5 * Decimal("1.2") + 15 * Decimal(4)) / MILLION
+    assert row["cost_usd"] == expected
+
+
+def test_perplexity_deep_research_bills_citations_reasoning_and_searches(
+    gw: GatewayServer,
+) -> None:
+    """sonar-deep-research: $2 per 1M citation tokens (beside the prompt), reasoning at $3
+    (not the answer's $8) and $5 per 1,000 searches: billed as 120 plain tokens."""
+    rid = "keys-research"
+    ask(gw, "research", rid)
+    row = ledger_row(gw, rid)
+    tokens_usd = (100 * 2 + 500 * 2 + 10 * 8 + 10 * 3) / MILLION
+    assert row["cost_usd"] == tokens_usd + 3 * Decimal("0.005")
