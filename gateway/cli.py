@@ -461,7 +461,14 @@ def db_prune(
     days = ledger_days or settings.ledger_retention_days or None
 
     async def go(engine: Any) -> dict[str, Any]:
-        result = await retention.prune(engine, ledger_retention_days=days)
+        result = await retention.prune(
+            engine,
+            ledger_retention_days=days,
+            # never before the ledger's rows: the reports read the hourly sums in between
+            hourly_rollup_retention_days=max(settings.rollup_hourly_retention_days, days or 0)
+            if settings.rollup_hourly_retention_days
+            else None,
+        )
         if vacuum:
             await retention.vacuum(engine)
         return result.as_dict()

@@ -160,6 +160,7 @@ class Services:
         pruner = LedgerPruner(
             engine,
             ledger_retention_days=settings.ledger_retention_days,
+            hourly_rollup_retention_days=settings.rollup_hourly_retention_days,
             interval_s=settings.retention_interval_s,
         )
         await pruner.start()  # old ledger rows (when retention is set), ended counters

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -257,6 +258,9 @@ class Settings(BaseSettings):
     # Raw ledger rows (one per request) older than this many days are pruned hourly; totals
     # stay in the rollups (accounting/retention.py). 0: every row is kept (the default).
     ledger_retention_days: int = Field(default=0, ge=0, le=36_500)
+    # The hourly rollup (as many rows as the ledger where tenants are many and requests few)
+    # kept this long, at least the ledger's days and the dashboard's week; 0: for ever.
+    rollup_hourly_retention_days: int = Field(default=0, ge=0, le=36_500)
     retention_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
     # Response cache: semantic lookups need the embedding model (the `local` extra); the ONNX
     # export of it is kept in cache_model_dir (default ~/.cache/thriftgate).
@@ -271,6 +275,19 @@ class Settings(BaseSettings):
     budget_alert_thresholds: str = "50,80,100"
     budget_alert_secret: SecretStr | None = None
     budget_alert_interval_s: float = Field(default=15.0, ge=1, le=86_400)
+
+    @field_validator("rollup_hourly_retention_days")
+    @classmethod
+    def _hourly_outlives_the_ledger(cls, days: int, info: ValidationInfo) -> int:
+        ledger_days = info.data.get("ledger_retention_days") or 0
+        if days and not ledger_days:
+            raise ValueError("needs THRIFTGATE_LEDGER_RETENTION_DAYS (the raw rows outlive it)")
+        if days and days < max(ledger_days, 8):
+            raise ValueError(
+                f"must be at least {max(ledger_days, 8)}: the ledger's retention days, and the "
+                "dashboard's hourly week"
+            )
+        return days
 
     @field_validator("log_level")
     @classmethod

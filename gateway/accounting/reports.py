@@ -218,15 +218,17 @@ async def spend(
     since: datetime | None = None,
     until: datetime | None = None,
     group_by: str = "day",
-    ledger_horizon: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Spend grouped by `group_by`. Ledger rows before `ledger_horizon` may have been pruned
-    (retention.py): that part of the window is read from the rollups, which keep every
-    request's sums."""
+    """Spend grouped by `group_by`. Where the ledger's old rows were pruned (retention.py, or
+    an operator's own job), that part of the window is read from the rollups, which keep
+    every request's sums."""
     if group_by not in GROUPS:
         raise InvalidRequest(f"'group_by' must be one of {list(GROUPS)}.", param="group_by")
+    ledger_horizon, hourly_horizon = await kept_from(engine)
     if ledger_horizon is not None and (since is None or since < ledger_horizon):
-        return await _spend_across_horizon(engine, tenant, since, until, group_by, ledger_horizon)
+        return await _spend_across_horizon(
+            engine, tenant, since, until, group_by, ledger_horizon, hourly_horizon
+        )
     rollup = _rollup_for(engine, group_by, since, until)
     if rollup is not None:
         stmt, label = _rollup_sums(rollup, group_by, tenant, since, until)
@@ -253,6 +255,39 @@ async def spend(
     return out
 
 
+def _floor(ts: datetime, unit: str) -> datetime:
+    ts = as_utc(ts).replace(minute=0, second=0, microsecond=0)
+    return ts.replace(hour=0) if unit == "day" else ts
+
+
+async def kept_from(engine: AsyncEngine) -> tuple[datetime | None, datetime | None]:
+    """(From when the ledger holds every request, from when the hourly rollup does), each
+    None where nothing was pruned, as the tables themselves say: the daily rollup is never
+    pruned, and pruning goes oldest first (retention.py). Three index look-ups."""
+    first = [
+        select(func.min(column)).scalar_subquery()
+        for column in (L.created_at, UsageRollupHourly.bucket, UsageRollupDaily.bucket)
+    ]
+    async with engine.connect() as conn:
+        row, hour, day = (await conn.execute(select(*first))).one()
+    if day is None:
+        return None, None  # nothing was ever recorded
+    day = as_utc(day)
+    now = datetime.now(UTC)
+    if hour is None:
+        hourly: datetime | None = _floor(now, "day") + timedelta(days=1)
+    else:
+        hourly = _floor(hour, "day") if day < _floor(hour, "day") else None
+    if row is None:
+        ledger: datetime | None = _floor(now, "hour") + timedelta(hours=1)
+    elif day < _floor(row, "day") or (hour is not None and as_utc(hour) < _floor(row, "hour")):
+        # the first kept row's hour may have lost rows before it: the rollup answers for it
+        ledger = _floor(row, "hour") + timedelta(hours=1)
+    else:
+        ledger = None
+    return ledger, hourly
+
+
 async def _spend_across_horizon(
     engine: AsyncEngine,
     tenant: str | None,
@@ -260,9 +295,11 @@ async def _spend_across_horizon(
     until: datetime | None,
     group_by: str,
     horizon: datetime,
+    hourly_horizon: datetime | None,
 ) -> list[dict[str, Any]]:
-    """A window reaching before the pruning horizon: the rollups up to it (whole hours),
-    the ledger from it, each group's figures added up."""
+    """A window reaching before the pruning horizon: the rollups up to it (daily ones before
+    `hourly_horizon`, where hourly rows are pruned too), the ledger from it, each group's
+    figures added up. A bound the kept sums cannot split at is a 400 that says so."""
     kept = f"raw ledger rows are kept from {horizon.isoformat()} (THRIFTGATE_LEDGER_RETENTION_DAYS)"
     if group_by not in ROLLUP_GROUPS:
         raise InvalidRequest(
@@ -271,17 +308,39 @@ async def _spend_across_horizon(
             param="group_by",
         )
     old_until = horizon if until is None or until > horizon else until
-    for name, bound in (("since", since), ("until", old_until)):
-        if not _on_the(bound, "hour"):
+    spans: list[tuple[Any, datetime | None, datetime]] = []  # (rollup, since, until)
+    lo = since
+    if hourly_horizon is not None and (lo is None or lo < hourly_horizon):
+        hi = min(old_until, hourly_horizon)
+        days_only = (
+            f"before {hourly_horizon.isoformat()} only daily sums are kept "
+            "(THRIFTGATE_ROLLUP_HOURLY_RETENTION_DAYS)"
+        )
+        if group_by == "hour":
             raise InvalidRequest(
-                f"Before {horizon.isoformat()} only hourly sums are kept ({kept}): give a "
-                f"'{name}' on a whole hour (UTC).",
-                param=name,
+                f"'group_by=hour' reaches back past what is kept: {days_only}.", param="group_by"
             )
-    daily = group_by != "hour" and _on_the(since, "day") and _on_the(old_until, "day")
-    rollup = (UsageRollupDaily if daily else UsageRollupHourly).__table__
+        for name, bound in (("since", lo), ("until", hi)):
+            if not _on_the(bound, "day"):
+                raise InvalidRequest(
+                    f"The window reaches back past what is kept: {days_only}; give a '{name}' "
+                    "on a whole day (UTC).",
+                    param=name,
+                )
+        spans.append((UsageRollupDaily.__table__, lo, hi))
+        lo = hi
+    if lo is None or lo < old_until:
+        for name, bound in (("since", lo), ("until", old_until)):
+            if not _on_the(bound, "hour"):
+                raise InvalidRequest(
+                    f"Before {horizon.isoformat()} only hourly sums are kept ({kept}): give a "
+                    f"'{name}' on a whole hour (UTC).",
+                    param=name,
+                )
+        daily = group_by != "hour" and _on_the(lo, "day") and _on_the(old_until, "day")
+        spans.append(((UsageRollupDaily if daily else UsageRollupHourly).__table__, lo, old_until))
     sqlite = engine.dialect.name == "sqlite"
-    parts = [_rollup_sums(rollup, group_by, tenant, since, old_until, sqlite=sqlite)[0]]
+    parts = [_rollup_sums(r, group_by, tenant, a, b, sqlite=sqlite)[0] for r, a, b in spans]
     if until is None or until > horizon:
         parts.append(_ledger_sums(engine, group_by, tenant, horizon, until)[0])
     merged: dict[Any, dict[str, Any]] = {}

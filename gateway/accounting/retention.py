@@ -2,22 +2,24 @@
 tables (and the embedded SQLite file) without bound.
 
 - `usage_ledger`: raw per-request rows older than `THRIFTGATE_LEDGER_RETENTION_DAYS` (off by
-  default: every row is kept). Totals stay right after pruning: the hourly and daily rollups
-  (migration 0003, kept by a trigger on every insert and never pruned) hold every request's
-  sums, and the dashboard, `/admin/spend` for a window reaching before the horizon, and a
-  budget counter created later (budgets.ensure_counter) read them. What is gone is the rows
-  themselves: the request log, the CSV export and latency percentiles of those days.
+  default: every row is kept), oldest first. Totals stay right after pruning: the daily rollup
+  (migration 0003, kept by a trigger on every insert) is never pruned, and the dashboard,
+  `/admin/spend` (reports.kept_from tells where the ledger's rows start) and a budget counter
+  created later (budgets.ensure_counter) read the rollups. What is gone is the rows themselves:
+  the request log, the CSV export and latency percentiles of those days.
+- `usage_rollup_hourly` older than `THRIFTGATE_ROLLUP_HOURLY_RETENTION_DAYS` (off by default;
+  at least the ledger's days): where tenants are many and each sends few requests, it holds
+  nearly a row per request. Before it, reports have whole days only.
 - `budget_counters` of periods that ended before last month (one row per budgeted tenant per
   day, read by nothing once its day is over), always.
 - `cache_purges` older than a week (a replica applies them at start to rows written before
   the purge, and those rows went with it), always.
 
 Deletes run in batches, each its own short transaction, so Postgres never holds a long lock on
-the ledger and SQLite's writers wait at most one batch. Replicas may prune at the same time:
-on Postgres each batch takes rows no other replica has locked (`SKIP LOCKED`), and a row
-deleted twice is simply not found. On SQLite, with `auto_vacuum=INCREMENTAL` (new databases),
-the freed pages go back to the file system after each run; `thriftgate db prune --vacuum`
-rebuilds an older file so that it does.
+the ledger and SQLite's writers wait at most one batch; on Postgres one replica prunes at a time
+(an advisory lock each batch takes; the others skip their turn). On SQLite, with
+`auto_vacuum=INCREMENTAL` (new databases), the freed pages go back to the file system after each
+run; `thriftgate db prune --vacuum` rebuilds an older file so that it does.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH
-from gateway.db.models import BudgetCounter, CachePurge, UsageLedger, table
+from gateway.db.models import (
+    BudgetCounter,
+    CachePurge,
+    UsageLedger,
+    UsageRollupHourly,
+    as_utc,
+    table,
+)
 from gateway.db.session import FailureLog
 
 log = logging.getLogger("thriftgate.retention")
@@ -65,21 +74,42 @@ def counters_horizon(now: datetime) -> datetime:
 class PruneResult:
     deleted: dict[str, int] = field(default_factory=dict)
     ledger_before: datetime | None = None
+    hourly_before: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        before = self.ledger_before.isoformat() if self.ledger_before else None
-        return {"deleted": dict(self.deleted), "ledger_pruned_before": before}
+        def iso(ts: datetime | None) -> str | None:
+            return ts.isoformat() if ts else None
+
+        return {
+            "deleted": dict(self.deleted),
+            "ledger_pruned_before": iso(self.ledger_before),
+            "hourly_rollup_pruned_before": iso(self.hourly_before),
+        }
 
 
-async def _delete_batched(engine: AsyncEngine, tbl: Any, key: Any, where: Any, batch: int) -> int:
-    """Delete the rows matching `where`, `batch` of them (by key) per transaction."""
+# Postgres: one replica prunes at a time (each batch takes it; the others stop)
+_PRUNING = text("SELECT pg_try_advisory_xact_lock(7235931148250611826)")
+
+
+async def _delete_oldest(engine: AsyncEngine, horizon: datetime, batch: int) -> int:
+    """Delete the ledger's rows before `horizon`, the oldest `batch` of them per transaction:
+    at every moment the ledger then holds every row from its first one on, which is how the
+    reports tell where the rollups must answer (reports.kept_from)."""
+    ledger = table(UsageLedger)
     total = 0
     while True:
-        chosen = select(key).where(where).limit(batch)
-        if engine.dialect.name == "postgresql":
-            chosen = chosen.with_for_update(skip_locked=True)
+        chosen = (
+            select(ledger.c.id)
+            .where(ledger.c.created_at < horizon)
+            .order_by(ledger.c.created_at)
+            .limit(batch)
+        )
         async with engine.begin() as conn:
-            result = await conn.execute(delete(tbl).where(key.in_(chosen.scalar_subquery())))
+            if engine.dialect.name == "postgresql" and not (await conn.execute(_PRUNING)).scalar():
+                return total  # another replica is at it
+            result = await conn.execute(
+                delete(ledger).where(ledger.c.id.in_(chosen.scalar_subquery()))
+            )
         n = int(result.rowcount or 0)
         total += n
         if n < batch:
@@ -87,20 +117,49 @@ async def _delete_batched(engine: AsyncEngine, tbl: Any, key: Any, where: Any, b
         await asyncio.sleep(0)  # let the requests this process serves run between batches
 
 
+async def _delete_hourly_before(engine: AsyncEngine, horizon: datetime) -> int:
+    """Delete hourly rollup rows before `horizon`, one day of buckets per transaction (the
+    table's key has no single column to batch by; a day is one row per tenant, model and
+    deployment that was used in each of its hours)."""
+    hourly = table(UsageRollupHourly)
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            oldest = (
+                await conn.execute(
+                    select(func.min(hourly.c.bucket)).where(hourly.c.bucket < horizon)
+                )
+            ).scalar()
+            if oldest is None:
+                return total
+            day = as_utc(oldest).replace(hour=0, minute=0, second=0, microsecond=0)
+            until = min(day + timedelta(days=1), horizon)
+            result = await conn.execute(delete(hourly).where(hourly.c.bucket < until))
+        total += int(result.rowcount or 0)
+        await asyncio.sleep(0)
+
+
 async def prune(
     engine: AsyncEngine,
     *,
     ledger_retention_days: int | None,
+    hourly_rollup_retention_days: int | None = None,
     now: datetime | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> PruneResult:
     """Delete what retention allows (see the module's docstring); return what went."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    result = PruneResult(ledger_before=ledger_horizon(ledger_retention_days, now))
-    ledger = table(UsageLedger)
+    result = PruneResult(
+        ledger_before=ledger_horizon(ledger_retention_days, now),
+        hourly_before=ledger_horizon(hourly_rollup_retention_days, now),
+    )
     if result.ledger_before is not None:
-        result.deleted["usage_ledger"] = await _delete_batched(
-            engine, ledger, ledger.c.id, ledger.c.created_at < result.ledger_before, batch_rows
+        result.deleted["usage_ledger"] = await _delete_oldest(
+            engine, result.ledger_before, batch_rows
+        )
+    if result.hourly_before is not None:
+        result.deleted["usage_rollup_hourly"] = await _delete_hourly_before(
+            engine, result.hourly_before
         )
     counters = table(BudgetCounter)
     async with engine.begin() as conn:
@@ -164,10 +223,12 @@ class LedgerPruner:
         engine: AsyncEngine,
         *,
         ledger_retention_days: int | None,
+        hourly_rollup_retention_days: int | None = None,
         interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
         self.engine = engine
         self.ledger_retention_days = ledger_retention_days
+        self.hourly_rollup_retention_days = hourly_rollup_retention_days
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._log = FailureLog(log, "pruning old rows")
@@ -180,7 +241,11 @@ class LedgerPruner:
         await asyncio.sleep(random.uniform(0.0, min(60.0, self.interval_s)))
         while True:
             try:
-                result = await prune(self.engine, ledger_retention_days=self.ledger_retention_days)
+                result = await prune(
+                    self.engine,
+                    ledger_retention_days=self.ledger_retention_days,
+                    hourly_rollup_retention_days=self.hourly_rollup_retention_days,
+                )
             except Exception:
                 self._log.failed()
             else:

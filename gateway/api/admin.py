@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.accounting import reports, retention, tenants
+from gateway.accounting import reports, tenants
 from gateway.api.deps import AdminDep, ServicesDep
 from gateway.services import Services
 
@@ -204,7 +204,6 @@ async def spend(
         since=reports.parse_time(since, "since"),
         until=reports.parse_time(until, "until"),
         group_by=group_by,
-        ledger_horizon=retention.ledger_horizon(services.settings.ledger_retention_days),
     )
     return JSONResponse({"data": data})  # plain JSON values: see list_tenants
 

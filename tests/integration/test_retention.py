@@ -23,6 +23,7 @@ from gateway.dashboard.seed import SeedPlan, seed_ledger
 from gateway.dashboard.windows import window
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import create_engine
+from gateway.errors import InvalidRequest
 from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment, sql, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,17 +44,17 @@ TENANT_ROWS = (
 )
 
 
-async def _reports(engine: Any, horizon: datetime | None) -> dict[str, Any]:
+async def _reports(engine: Any) -> dict[str, Any]:
     """Every grouping of the whole history, one tenant's, and a window of whole days."""
     since = (NOW - timedelta(days=80)).replace(hour=0, minute=0, second=0, microsecond=0)
     out: dict[str, Any] = {}
     for group_by in GROUPS:
-        out[group_by] = await reports.spend(engine, group_by=group_by, ledger_horizon=horizon)
-        out[f"{group_by}-tb"] = await reports.spend(
-            engine, group_by=group_by, tenant="tb", ledger_horizon=horizon
-        )
-        out[f"{group_by}-since"] = await reports.spend(
-            engine, group_by=group_by, since=since, ledger_horizon=horizon
+        out[group_by] = await reports.spend(engine, group_by=group_by)
+        out[f"{group_by}-tb"] = await reports.spend(engine, group_by=group_by, tenant="tb")
+        out[f"{group_by}-since"] = await reports.spend(engine, group_by=group_by, since=since)
+        # whole hours before the horizon, any instant after it
+        out[f"{group_by}-hours"] = await reports.spend(
+            engine, group_by=group_by, since=since + timedelta(hours=5), until=NOW
         )
     return out
 
@@ -87,7 +88,7 @@ def test_postgres_pruning_keeps_every_total(fresh_pg_url: str) -> None:
     async def go() -> None:
         engine = create_engine(fresh_pg_url)
         try:
-            before = await _reports(engine, None)
+            before = await _reports(engine)
             dash_before = await overview(engine, window("90d", now=NOW))
             counter_before = await _counter_from_scratch(engine, "tb")
             # two replicas prune at once, in small batches
@@ -96,7 +97,7 @@ def test_postgres_pruning_keeps_every_total(fresh_pg_url: str) -> None:
                 retention.prune(engine, ledger_retention_days=30, now=NOW, batch_rows=400),
             )
             assert a.deleted["usage_ledger"] + b.deleted["usage_ledger"] == old["n"]
-            assert await _reports(engine, horizon) == before
+            assert await _reports(engine) == before
             assert await overview(engine, window("90d", now=NOW)) == dash_before
             assert await _counter_from_scratch(engine, "tb") == counter_before
         finally:
@@ -106,6 +107,44 @@ def test_postgres_pruning_keeps_every_total(fresh_pg_url: str) -> None:
     [left] = sql(fresh_pg_url, "SELECT min(created_at) AS t, count(*) AS n FROM usage_ledger")
     assert left["t"] >= horizon
     assert left["n"] == 6000 - old["n"]
+
+
+def test_hourly_rollup_pruned_days_are_answered_from_the_daily_one(fresh_pg_url: str) -> None:
+    asyncio.run(upgrade_head(fresh_pg_url))
+    sql(fresh_pg_url, TENANT_ROWS)
+    plan = SeedPlan(4000, NOW, 120 * 86400, TENANTS, MODELS, ["d1", "d2"], id_prefix="h")
+    asyncio.run(seed_ledger(_dsn(fresh_pg_url), plan))
+    hourly_horizon = retention.ledger_horizon(40, NOW)
+    assert hourly_horizon is not None
+
+    async def go() -> None:
+        engine = create_engine(fresh_pg_url)
+        try:
+            by = {g: await reports.spend(engine, group_by=g) for g in GROUPS if g != "hour"}
+            dash = {r: await overview(engine, window(r, now=NOW)) for r in ("7d", "90d")}
+            result = await retention.prune(
+                engine, ledger_retention_days=20, hourly_rollup_retention_days=40, now=NOW
+            )
+            assert result.deleted["usage_rollup_hourly"] > 1000
+            assert {g: await reports.spend(engine, group_by=g) for g in by} == by
+            assert {r: await overview(engine, window(r, now=NOW)) for r in dash} == dash
+            with pytest.raises(InvalidRequest) as hourly:
+                await reports.spend(engine, group_by="hour")
+            assert hourly.value.param == "group_by"
+            assert "THRIFTGATE_ROLLUP_HOURLY_RETENTION_DAYS" in hourly.value.message
+            with pytest.raises(InvalidRequest) as mid_day:
+                await reports.spend(engine, since=hourly_horizon - timedelta(hours=3))
+            assert mid_day.value.param == "since"
+            # from the hourly horizon on, whole hours are enough again
+            since = hourly_horizon + timedelta(hours=3)
+            hours = await reports.spend(engine, group_by="hour", since=since, until=NOW)
+            assert hours[0]["hour"] == since.strftime("%Y-%m-%dT%H:00")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    [first] = sql(fresh_pg_url, "SELECT min(bucket) AS b FROM usage_rollup_hourly")
+    assert first["b"] >= hourly_horizon
 
 
 def test_ended_budget_counters_are_pruned_the_total_one_kept(fresh_pg_url: str) -> None:
@@ -185,13 +224,13 @@ def test_sqlite_pruning_keeps_totals_and_gives_the_space_back(tmp_path: Path) ->
     async def go() -> None:
         engine = create_engine(url)
         try:
-            before = await _reports(engine, None)
+            before = await _reports(engine)
             dash_before = await overview(engine, window("90d", now=NOW))
             counter_before = await _counter_from_scratch(engine, "tc")
             size_before = path.stat().st_size
             result = await retention.prune(engine, ledger_retention_days=20, now=NOW)
             assert result.deleted["usage_ledger"] > 20_000
-            after = await _reports(engine, horizon)
+            after = await _reports(engine)
             # SQLite sums money as floating point: the rollup's running sums and the ledger's
             # sum() may part in the last of ten decimals
             assert _rounded(after) == _rounded(before)
