@@ -8,6 +8,7 @@ billed $0.0006 where OpenAI bills $0.0356 (hunt11 h111)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -51,11 +52,34 @@ async def _chat(request: web.Request) -> web.Response:
         usage |= {"prompt_cache_hit_tokens": 80, "prompt_cache_miss_tokens": 20}
     if "qwen" in body["model"]:  # thinking mode
         usage["completion_tokens_details"] = {"reasoning_tokens": 15}
+    if body.get("stream"):
+        return await _stream(request, body["model"], message, usage)
     return web.json_response({
         "id": "chatcmpl-s", "object": "chat.completion", "created": 1, "model": body["model"],
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": usage,
     })  # fmt: skip
+
+
+async def _stream(
+    request: web.Request, model: str, message: dict[str, Any], usage: dict[str, Any]
+) -> web.StreamResponse:
+    """The answer as OpenAI streams it: its annotations in a delta, usage in the last chunk."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": model}
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": message["content"]}]
+    if "annotations" in message:
+        deltas.append({"annotations": message["annotations"]})
+    for delta in deltas:
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    await resp.write(b"data: " + json.dumps(last).encode() + b"\n\n")
+    await resp.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode()
+                     + b"\n\n")  # fmt: skip
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
 
 
 async def _messages(request: web.Request) -> web.Response:
@@ -64,12 +88,40 @@ async def _messages(request: web.Request) -> web.Response:
     usage: dict[str, Any] = {"input_tokens": 100, "output_tokens": 20}
     if body.get("tools"):
         usage["server_tool_use"] = {"web_search_requests": 2}
+    if body.get("stream"):
+        return await _anthropic_stream(request, body["model"], usage)
     return web.json_response({
         "id": "msg_s", "type": "message", "role": "assistant", "model": body["model"],
         "content": [{"type": "text", "text": "It is sunny in Paris."}],
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": usage,
     })  # fmt: skip
+
+
+async def _anthropic_stream(
+    request: web.Request, model: str, usage: dict[str, Any]
+) -> web.StreamResponse:
+    """Anthropic's stream: the searches are counted in message_delta's usage."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    start = {"id": "msg_s", "type": "message", "role": "assistant", "model": model,
+             "content": [], "stop_reason": None, "stop_sequence": None,
+             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
+    final = {k: v for k, v in usage.items() if k != "input_tokens"}
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": "It is sunny."}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "usage": final,
+                           "delta": {"stop_reason": "end_turn", "stop_sequence": None}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]  # fmt: skip
+    for name, data in events:
+        await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+    return resp
 
 
 class SearchUpstream:
@@ -161,12 +213,40 @@ def test_an_openai_search_model_s_search_is_billed_at_its_context_size(
     assert row["counterfactual_cost_usd"] == expected
 
 
+def test_a_streamed_search_answer_pays_its_search(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant()
+    rid = "search-openai-stream"
+    stream = sdk_client(gw, key).chat.completions.create(
+        model="searcher", messages=[{"role": "user", "content": "weather in Paris, streamed"}],
+        stream=True, stream_options={"include_usage": True},
+        extra_headers={"x-request-id": rid, "Cache-Control": "no-store"},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert any(c.choices and c.choices[0].delta.model_extra.get("annotations") for c in chunks)
+    row = ledger_row(gw, rid)
+    assert row["cost_usd"] == tokens(row, "2.5", 10) + Decimal("0.035")
+
+
 def test_anthropic_s_web_search_tool_is_billed_per_search(gw: GatewayServer) -> None:
     rid = "search-claude"
     tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
     ask(gw, "claude", rid, tools=[tool])
     row = ledger_row(gw, rid)
     # claude-sonnet-4-5: $3 / $15 per 1M tokens, $10 per 1,000 searches: two of them
+    assert row["cost_usd"] == tokens(row, 3, 15) + 2 * Decimal("0.01")
+
+
+def test_anthropic_s_streamed_searches_are_billed(gw: GatewayServer) -> None:
+    _, key = gw.new_tenant()
+    rid = "search-claude-stream"
+    tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    list(sdk_client(gw, key).chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "weather in Paris, streamed"}],
+        tools=[tool], stream=True,  # type: ignore[list-item]
+        extra_headers={"x-request-id": rid, "Cache-Control": "no-store"},
+    ))  # fmt: skip
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (100, 20)
     assert row["cost_usd"] == tokens(row, 3, 15) + 2 * Decimal("0.01")
 
 
