@@ -268,6 +268,8 @@ def serve(
     """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
     import uvicorn
 
+    from gateway.api.head_timeout import HeadTimeoutProtocol
+
     _check_flag("--port", "port", port)
     _check_flag("--workers", "workers", workers)
     settings = _settings(config, serving=True)
@@ -315,7 +317,7 @@ def serve(
             port=listen_port,
             workers=n_workers if n_workers > 1 else None,
             loop="uvloop" if sys.platform != "win32" else "auto",
-            http="httptools",
+            http=HeadTimeoutProtocol,  # httptools', with a deadline for the request head
             log_level=settings.log_level.lower(),
             access_log=False,
             h11_max_incomplete_event_size=settings.max_header_bytes,

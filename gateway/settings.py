@@ -233,8 +233,9 @@ class Settings(BaseSettings):
     fast_lane: bool = True
     # A stream whose client has taken no bytes for this long is stopped (api/disconnect.py).
     client_stall_timeout_s: float = Field(default=120.0, gt=0, le=86400)
-    # A request's body must have arrived whole this long after it is first read, or the
-    # answer is a 408 (api/guards.py): a client trickling it held its connection for ever.
+    # A request's head must arrive whole this long after the connection opens (or the next
+    # request begins), its body this long after it is first read, or the answer is a 408
+    # (api/head_timeout.py, api/guards.py): a client trickling either held its connection.
     request_read_timeout_s: float = Field(default=60.0, gt=0, le=86400)
     # Embedded default: when no config file is given, serve the bundled local model.
     embedded_local_model: bool = True
