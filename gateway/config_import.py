@@ -31,7 +31,20 @@ PRICES = {
     "cache_creation_input_token_cost": "cache_write_input_cost_per_mtok",
     "input_cost_per_audio_token": "audio_input_cost_per_mtok",
     "output_cost_per_audio_token": "audio_output_cost_per_mtok",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h_input_cost_per_mtok",
 }
+# a long-context price: `input_cost_per_token_above_200k_tokens` and its output / cache kin
+LONG_CONTEXT = re.compile(
+    r"(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|"
+    r"cache_creation_input_token_cost)_above_(\d+)(k?)_tokens"
+)
+LONG_FIELDS = {
+    "input_cost_per_token": "input_cost_per_mtok",
+    "output_cost_per_token": "output_cost_per_mtok",
+    "cache_read_input_token_cost": "cached_input_cost_per_mtok",
+    "cache_creation_input_token_cost": "cache_write_input_cost_per_mtok",
+}
+SEARCH = "search_context_cost_per_query"
 OPTIONS = ("api_version", "vertex_project", "vertex_location", "aws_region_name")
 # thriftgate's own OpenAI-compatible providers, by litellm's prefix, with the key variable
 # litellm reads when the entry names none
@@ -211,10 +224,7 @@ def _deployment(
     key_env = _key_env(params.get("api_key"), provider, dep.get("api_base"), name, where, out)
     if key_env:
         dep["api_key_env"] = key_env
-    for litellm_key, ours in PRICES.items():
-        value = params.get(litellm_key, info.get(litellm_key))
-        if value is not None:
-            dep[ours] = _per_million(value, f"{where}: {litellm_key}")
+    dep.update(_prices({**info, **params}, where))
     if "input_cost_per_mtok" not in dep and isinstance(info.get("base_model"), str):
         dep.update(_base_model_prices(info["base_model"]))
     if params.get("timeout") is not None:
@@ -240,13 +250,13 @@ def _deployment(
                 f"model_list[*].litellm_params.{key}",
                 f"litellm reads {READ_FROM_ENV[key]} from the environment",
             )
-        elif key not in HANDLED:
+        elif key not in HANDLED and not _is_price(key):
             skipped.setdefault(f"model_list[*].litellm_params.{key}", WHY.get(key, ""))
     for key in entry:
         if key not in ("model_name", "litellm_params", "model_info"):
             skipped.setdefault(f"model_list[*].{key}", WHY.get(key, ""))
     for key in info:
-        if key not in ("id", "base_model", *PRICES):
+        if key not in ("id", "base_model") and not _is_price(key):
             skipped.setdefault(f"model_list[*].model_info.{key}", "")
     return dep
 
@@ -350,18 +360,49 @@ def _per_million(value: Any, where: str) -> Decimal:
     return price.normalize()
 
 
-def _base_model_prices(base_model: str) -> dict[str, Decimal]:
+def _base_model_prices(base_model: str) -> dict[str, Any]:
     """model_info.base_model prices an Azure deployment in litellm: write its prices here."""
     import litellm
 
     costs = litellm.model_cost.get(base_model) or litellm.model_cost.get(
         base_model.partition("/")[2], {}
     )
-    return {
-        ours: _per_million(costs[theirs], base_model)
+    return _prices(costs, base_model)
+
+
+def _is_price(key: str) -> bool:
+    return key in PRICES or key == SEARCH or LONG_CONTEXT.fullmatch(key) is not None
+
+
+def _prices(costs: dict[str, Any], where: str) -> dict[str, Any]:
+    """litellm's per-token prices as thriftgate's per-million ones; its long-context prices
+    (`*_above_200k_tokens`) as `long_context_prices`, its web search price (the medium search
+    context's) as `web_search_usd_per_query`: configured input and output prices leave
+    litellm's own map out, so what it would bill above them must be written here."""
+    out: dict[str, Any] = {
+        ours: _per_million(costs[theirs], f"{where}: {theirs}")
         for theirs, ours in PRICES.items()
         if costs.get(theirs) is not None
     }
+    tiers: dict[int, dict[str, Any]] = {}
+    for key, value in costs.items():
+        match = LONG_CONTEXT.fullmatch(key)
+        if match is None or value is None:
+            continue
+        above = int(match[2]) * (1000 if match[3] else 1)
+        tier = tiers.setdefault(above, {"above_prompt_tokens": above})
+        tier[LONG_FIELDS[match[1]]] = _per_million(value, f"{where}: {key}")
+    for above in sorted(tiers):
+        tier = tiers[above]
+        if "input_cost_per_mtok" not in tier:  # litellm prices nothing above without it
+            continue
+        tier.setdefault("output_cost_per_mtok", out.get("output_cost_per_mtok", Decimal(0)))
+        out.setdefault("long_context_prices", []).append(tier)
+    search = costs.get(SEARCH)
+    each = search.get("search_context_size_medium") if isinstance(search, dict) else None
+    if each is not None:
+        out["web_search_usd_per_query"] = _per_million(each, f"{where}: {SEARCH}") / MILLION
+    return out
 
 
 def _routing(settings: Any, skipped: dict[str, str]) -> dict[str, Any]:

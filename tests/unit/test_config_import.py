@@ -324,3 +324,43 @@ model_list:
                  "api_base": "http://h/v1", "api_key": "lit"}}  # fmt: skip
     [dep] = import_litellm({"model_list": [long_name]}).config["deployments"]
     assert len(dep["api_key_env"]) <= 64  # shown by the start-up checks when unset
+
+
+def test_long_context_and_search_prices_are_imported_beside_configured_prices(
+    tmp_path: Path,
+) -> None:
+    """Configured input/output prices leave litellm's map out: its long-context price
+    (`*_above_200k_tokens`, which litellm's own calculator bills) and its web search price
+    were listed as not imported, and the gateway billed a 300k-token prompt at half its price
+    (hunt11 h111). An Azure deployment priced by its base_model kept neither either."""
+    raw = parsed("""
+model_list:
+  - model_name: pro
+    litellm_params:
+      model: openai/gemini-2.5-pro
+      api_base: http://127.0.0.1:9/v1
+      input_cost_per_token: 1.25e-06
+      output_cost_per_token: 1.0e-05
+      input_cost_per_token_above_200k_tokens: 2.5e-06
+      output_cost_per_token_above_200k_tokens: 1.5e-05
+      cache_read_input_token_cost_above_200k_tokens: 2.5e-07
+      cache_creation_input_token_cost_above_1hr: 6.0e-06
+    model_info:
+      search_context_cost_per_query: {search_context_size_medium: 0.035}
+  - model_name: big
+    litellm_params: {model: azure/prod-gpt-5-4, api_base: "https://x.openai.azure.com"}
+    model_info: {base_model: gpt-5.4}
+""")
+    imported = import_litellm(raw)
+    assert not any("above_200k" in n or "search_context" in n for n in imported.notes)
+    out = tmp_path / "tg.yaml"
+    out.write_text(render(imported.config, Path("c.yaml")))
+    pro, big = load_file_config(out).deployments
+    (tier,) = pro.long_context_prices
+    assert tier.above_prompt_tokens == 200_000
+    assert (tier.input_cost_per_mtok, tier.output_cost_per_mtok) == (Decimal("2.5"), 15)
+    assert tier.cached_input_cost_per_mtok == Decimal("0.25")
+    assert pro.cache_write_1h_input_cost_per_mtok == 6
+    assert pro.web_search_usd_per_query == Decimal("0.035")
+    (above,) = big.long_context_prices
+    assert above.above_prompt_tokens == 272_000 and above.input_cost_per_mtok == 5
