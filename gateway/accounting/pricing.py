@@ -338,7 +338,7 @@ def _scaled_like(base: Price, long: Price) -> Price:
     ) -> Decimal | None:
         if own is not None or at_base is None or by is None:
             return own
-        return (at_base * by).normalize()
+        return _plain(at_base * by)
 
     return replace(
         long,
@@ -389,7 +389,7 @@ def long_context_prices(
             at_tier, at_standard = entry.get(f"{name}_{tier}"), entry.get(name)
             if at_tier is None or not at_standard:
                 return _per_mtok(standard)
-            return (_per_mtok(standard) * _per_mtok(at_tier) / _per_mtok(at_standard)).normalize()
+            return _plain(_per_mtok(standard) * _per_mtok(at_tier) / _per_mtok(at_standard))
 
         inp = rate("input_cost_per_token")
         if inp is None:
@@ -538,7 +538,14 @@ def _per_mtok(value: Any) -> Decimal:
     if value is None:
         return ZERO
     # str() first: the map holds floats; Decimal(float) would carry binary noise.
-    return (Decimal(str(value)) * MILLION).normalize()
+    return _plain(Decimal(str(value)) * MILLION)
+
+
+def _plain(value: Decimal) -> Decimal:
+    """`value` without trailing zeros and without an exponent: normalize() alone made $10
+    `1E+1`, which /admin/deployments, the dashboard and route explain printed as such."""
+    value = value.normalize()
+    return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
 # An OpenAI-compatible endpoint's host says whose prices apply.

@@ -259,6 +259,16 @@ async def list_deployments(services: ServicesDep) -> dict[str, Any]:
                 "upstream_model": dep.served_model,
                 "input_cost_per_mtok": str(dep.price.input_per_mtok),
                 "output_cost_per_mtok": str(dep.price.output_per_mtok),
+                # above a prompt length, every token of the request is billed at these
+                "long_context_prices": [
+                    {
+                        "above_prompt_tokens": above,
+                        "input_cost_per_mtok": str(p.input_per_mtok),
+                        "output_cost_per_mtok": str(p.output_per_mtok),
+                    }
+                    for above, p in dep.price.long_context
+                ],
+                "web_search_usd_per_query": {k: str(v) for k, v in dep.price.web_search_usd},
                 "price_source": dep.price_source,
             }
         )

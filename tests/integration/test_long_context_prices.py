@@ -18,6 +18,7 @@ from tests.support.servers import (
     GatewayServer,
     MockUpstreamServer,
     create_database,
+    dashboard_session,
     drop_database,
     ledger_row,
     mock_deployment,
@@ -162,3 +163,25 @@ def test_the_router_prices_a_long_prompt_at_each_deployment_s_long_context_price
     # the baseline (pick-tiered, the default) would have billed its long-context price
     assert row["counterfactual_cost_usd"] == cost(row, 10, 20)
     assert row["saved_routing_usd"] == cost(row, 10, 20) - cost(row, 3, 3)
+
+
+def test_admin_deployments_lists_the_long_context_prices_in_plain_digits(
+    gw: GatewayServer,
+) -> None:
+    """An operator sees what a long prompt is billed at. litellm's $10 read `1E+1` there (and
+    on the dashboard's deployments page)."""
+    listed = {d["name"]: d for d in gw.admin("GET", "/admin/deployments").json()["data"]}
+    gem = listed["gem"]
+    assert (gem["input_cost_per_mtok"], gem["output_cost_per_mtok"]) == ("1.25", "10")
+    assert gem["long_context_prices"] == [
+        {"above_prompt_tokens": 200_000, "input_cost_per_mtok": "2.5", "output_cost_per_mtok": "15"}
+    ]
+    assert gem["web_search_usd_per_query"] == {"low": "0.035", "medium": "0.035", "high": "0.035"}
+    assert listed["tiered"]["long_context_prices"][0]["above_prompt_tokens"] == 1000
+    assert listed["pick-flat"]["long_context_prices"] == []
+    dash = dashboard_session(gw)
+    try:
+        page = dash.get("/dashboard/deployments")
+    finally:
+        dash.close()
+    assert page.status_code == 200 and "1.25 / 10<" in page.text and "1E+1" not in page.text
