@@ -467,6 +467,7 @@ async def request_log(request: Request, session: SessionDep, services: ServicesD
             "choices": await ledger_view.choices(services.engine, win.since),
             "names": await queries.tenant_names(services.engine, shown),
             "cache_statuses": ledger_view.CACHE_STATUSES,
+            "pruned_before": await ledger_view.pruned_within(services.engine, win.since),
         },
         session=session,
     )

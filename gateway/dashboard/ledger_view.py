@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting import reports
 from gateway.accounting.reports import ROW_FIELDS, row_dict
 from gateway.dashboard.queries import tenant_names as tenant_names_of
 from gateway.db.models import UsageLedger, UsageRollupDaily
@@ -68,6 +69,15 @@ class LedgerFilter:
             "cache_status": self.cache_status,
         }
         return {k: v for k, v in pairs.items() if v}
+
+
+async def pruned_within(engine: AsyncEngine, since: datetime) -> str | None:
+    """When the ledger's kept rows start, as the log shows times, if that is after `since`:
+    the window's older requests were pruned (retention.py), and the log cannot show them."""
+    kept_from = (await reports.kept_from(engine))[0]
+    if kept_from is None or kept_from <= since:
+        return None
+    return kept_from.strftime("%Y-%m-%d %H:%M")
 
 
 def clean(value: str | None, limit: int = 200) -> str | None:

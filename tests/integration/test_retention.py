@@ -24,7 +24,14 @@ from gateway.dashboard.windows import window
 from gateway.db.migrate import upgrade_head
 from gateway.db.session import create_engine
 from gateway.errors import InvalidRequest
-from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment, sql, wait_for
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    dashboard_session,
+    mock_deployment,
+    sql,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -331,5 +338,15 @@ def test_gateway_prunes_and_spend_reads_the_rollups_before_the_horizon(
         r = gw.admin("GET", "/admin/spend", params={"group_by": "cache_status",
                                                     "since": NOW.isoformat()})  # fmt: skip
         assert r.status_code == 200  # inside the kept rows: as before
+        # the request log says why its month starts a week ago
+        dash = dashboard_session(gw)
+        try:
+            page = dash.get("/dashboard/requests", params={"range": "30d"})
+            assert page.status_code == 200
+            assert 'id="ledger-pruned"' in page.text
+            assert "THRIFTGATE_LEDGER_RETENTION_DAYS" in page.text
+            assert 'id="ledger-pruned"' not in dash.get("/dashboard/requests?range=24h").text
+        finally:
+            dash.close()
     finally:
         gw.stop()
