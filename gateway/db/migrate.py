@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -28,6 +29,14 @@ from gateway.db.session import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
+log = logging.getLogger("thriftgate.db")
+
+NEWER_SCHEMA = (
+    "the database is at migration %s, which this gateway does not know (its newest is %s): "
+    "a newer gateway migrated it, so this one serves on it without migrating (during a "
+    "rolling upgrade, an older replica that restarts); upgrade this gateway to match"
+)
+
 
 def alembic_config(database_url: str) -> Config:
     cfg = Config(str(ROOT / "alembic.ini"))
@@ -37,7 +46,22 @@ def alembic_config(database_url: str) -> Config:
 
 
 async def upgrade_head(database_url: str) -> None:
-    await _run(database_url, lambda cfg: command.upgrade(cfg, "head"))
+    """Apply this code's migrations; a database already past them (migrated by a newer
+    gateway) is left as it is, said in one line. An older replica restarting mid-upgrade (a
+    crash, an autoscaler) stopped on Alembic's "Can't locate revision" traceback, exit 1,
+    again at each restart, while the replicas beside it served on the same schema."""
+    await _run(database_url, _upgrade_unless_newer)
+
+
+def _upgrade_unless_newer(cfg: Config) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    current = MigrationContext.configure(cfg.attributes["connection"]).get_current_revision()
+    head, known = known_revisions()
+    if current is not None and current not in known:
+        log.warning(NEWER_SCHEMA, current, head)
+        return
+    command.upgrade(cfg, "head")
 
 
 async def upgrade_to(database_url: str, revision: str) -> None:
