@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.accounting.pricing import Price, long_context_prices, resolve_price
+from gateway.accounting.price_map import long_context_prices
+from gateway.accounting.pricing import Price, resolve_price
 from gateway.pipeline.context import TenantInfo
 from gateway.pipeline.limits import BudgetStage
 from gateway.routing.catalog import Catalog
@@ -125,9 +126,9 @@ def test_two_prices_for_one_threshold_are_refused() -> None:
 
 def test_every_long_context_key_in_litellm_s_map_is_read() -> None:
     """Each model with an `input_cost_per_token_above_*` key gets a long-context price."""
-    from gateway.accounting.pricing import _litellm_cost_map
+    from gateway.accounting.price_map import litellm_cost_map
 
-    for name, entry in _litellm_cost_map().items():
+    for name, entry in litellm_cost_map().items():
         if not isinstance(entry, dict) or not entry.get("input_cost_per_token"):
             continue
         keyed = [k for k in entry if k.startswith("input_cost_per_token_above_")
