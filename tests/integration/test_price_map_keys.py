@@ -88,6 +88,9 @@ async def _messages(request: web.Request) -> web.Response:
     usage: dict[str, Any] = {"input_tokens": 100, "output_tokens": 20}
     if body.get("tools"):
         usage["server_tool_use"] = {"web_search_requests": 2}
+    if "claude-long" in json.dumps(body):  # a long prompt, mostly read from the cache
+        usage = {"input_tokens": 50_000, "output_tokens": 1_000, "cache_read_input_tokens": 150_000,
+                 "cache_creation_input_tokens": 1_000}  # fmt: skip
     if body.get("stream"):
         return await _anthropic_stream(request, body["model"], usage)
     return web.json_response({
@@ -309,3 +312,19 @@ def test_perplexity_deep_research_bills_citations_reasoning_and_searches(
     row = ledger_row(gw, rid)
     tokens_usd = (100 * 2 + 500 * 2 + 10 * 8 + 10 * 3) / MILLION
     assert row["cost_usd"] == tokens_usd + 3 * Decimal("0.005")
+
+
+def test_anthropic_s_long_context_threshold_counts_cache_reads_and_writes(
+    gw: GatewayServer,
+) -> None:
+    """Anthropic prices a request above 200k input tokens at its long-context rates, counting
+    the tokens read from and written to its cache: 50,000 fresh + 150,000 read + 1,000
+    written is above, though no part of it is."""
+    rid = "keys-claude-long"
+    ask(gw, "claude", rid)
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["cached_tokens"]) == (201_000, 150_000)
+    # claude-sonnet-4-5 above 200k: $6 in, $0.60 cache read, $7.50 cache write, $22.50 out
+    expected = (50_000 * 6 + 150_000 * Decimal("0.6") + 1_000 * Decimal("7.5")
+                + 1_000 * Decimal("22.5")) / MILLION  # fmt: skip
+    assert row["cost_usd"] == expected
