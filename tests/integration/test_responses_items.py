@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sqlalchemy import event
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -282,3 +283,44 @@ def test_websocket_mode_is_refused_with_an_openai_error(gateway, path):
     error = json.loads(refused.response.body)["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "websocket_not_supported"
     assert "WebSocket" in error["message"]
+
+
+def _sweep_reads_only_tenants_over_their_cap(url: str) -> None:
+    """The cap's sweep ranked every row of every tenant (a window over the whole table, each
+    replica every ten minutes: 2 s at 1M items, none over the cap): it ranks only the rows of
+    tenants over it, and deletes expired rows in batches."""
+    statements: list[str] = []
+
+    async def go() -> None:
+        await upgrade_head(url)
+        engine = create_engine(url, pool_size=1)
+        event.listen(
+            engine.sync_engine,
+            "before_cursor_execute",
+            lambda _c, _cur, stmt, *_: statements.append(stmt),
+        )
+        try:
+            store = ItemStore(engine, ttl_s=3600, per_tenant=3)
+            store.put("big", [{"id": f"msg_{i:02d}", "type": "message"} for i in range(12)])
+            store.put("small", [{"id": "msg_s", "type": "message"}])
+            await store.aclose()
+            statements.clear()
+            await store.sweep()
+            swept = [s for s in statements if "response_items" in s]
+            assert not any("OVER" in s.upper() for s in swept), swept
+            fresh = ItemStore(engine)
+            kept = await fresh.get("big", [f"msg_{i:02d}" for i in range(12)])
+            assert len(kept) == 3
+            assert set(await fresh.get("small", ["msg_s"])) == {"msg_s"}
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def test_sweep_ranks_only_tenants_over_the_cap_postgres(fresh_pg_url):
+    _sweep_reads_only_tenants_over_their_cap(fresh_pg_url)
+
+
+def test_sweep_ranks_only_tenants_over_the_cap_sqlite(tmp_path: Path):
+    _sweep_reads_only_tenants_over_their_cap(f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}")
