@@ -136,6 +136,9 @@ class Pipeline:
                 exc.headers.setdefault("x-thriftgate-deployment", ctx.deployment.name)
             if ctx.route_reason:
                 exc.headers.setdefault("x-thriftgate-route-reason", ctx.route_reason)
+            for name, value in ctx.extra_headers.items():  # the tenant's rate limits, as OpenAI
+                if name.startswith("x-ratelimit-"):  # sends them on its errors too
+                    exc.headers.setdefault(name, value)
             raise
         except asyncio.CancelledError:
             # The client hung up on a non-stream request (gateway/api/disconnect.py): the

@@ -124,3 +124,14 @@ def test_the_cap_in_flight_is_checked_when_set(gateway: GatewayServer) -> None:
         "PATCH", f"/admin/tenants/{tid}", json={"flags": {"max_concurrent_requests": 8}}
     )
     assert r.status_code == 200 and r.json()["flags"] == {"max_concurrent_requests": 8}
+
+
+def test_a_refusal_after_the_rate_limits_carries_their_headers(gateway: GatewayServer) -> None:
+    """A budget refusal (or an upstream error) after the request was admitted by the limits."""
+    _, key = gateway.new_tenant(rpm=50, budget_usd=0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        ask(sdk_client(gateway, key))
+    assert refused.value.code == "insufficient_quota"
+    h = refused.value.response.headers
+    assert h["x-ratelimit-limit-requests"] == "50"
+    assert h["x-ratelimit-remaining-requests"] == "49"
