@@ -543,6 +543,11 @@ def main() -> None:
     ap.add_argument("--latency-alpha", type=float, default=RouterTuning().latency_alpha)
     ap.add_argument("--stale-after-s", type=float, default=RouterTuning().stale_after_s)
     ap.add_argument(
+        "--fixed-smoothing",
+        action="store_true",
+        help="latency EWMAs at a fixed rate (before: the rate rises with a level shift)",
+    )
+    ap.add_argument(
         "--probe-after-s",
         type=float,
         default=RouterTuning().probe_after_s,
@@ -571,6 +576,7 @@ def main() -> None:
         latency_quantile=args.latency_quantile,
         completion_quantile=args.completion_quantile,
         latency_alpha=args.latency_alpha,
+        adaptive_smoothing=not args.fixed_smoothing,
         stale_after_s=args.stale_after_s,
         probe_after_s=args.probe_after_s,
         price_on_max_tokens=args.price_on_max_tokens,

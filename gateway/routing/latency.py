@@ -2,9 +2,12 @@
 
 TTFT is an exponentially weighted linear fit in the prompt length (prefill grows with the
 prompt); inter-token time is an EWMA. Both start from the config's hints, entered as pseudo
-observations that the live ones wash out. The tail comes from a small ring buffer of
-observed/predicted ratios: `high` = mean x the ratio's quantile (default p95), so the level
-follows drift quickly (EWMA) while the spread stays a measured one, not a guess.
+observations that the live ones wash out. Their smoothing rate adapts (Trigg-Leach): `alpha`
+while errors scatter around the level, up to 1 while they keep one sign (a level shift: an
+incident starting or ending), so a step is followed in a few samples, not a dozen. The tail
+comes from a small ring buffer of observed/predicted ratios: `high` = mean x the ratio's
+quantile (default p95), so the level follows drift quickly (EWMA) while the spread stays a
+measured one, not a guess.
 
 Pure, no I/O: the router calls `observe` after each response and `predict` per candidate.
 """
@@ -119,15 +122,17 @@ class EwmaLine:
         self.sw = self.swx = self.swy = self.swxx = self.swxy = 0.0
         self._coef: tuple[float, float] | None = None  # cached until the next add/load
 
-    def add(self, x: float, y: float) -> None:
+    def add(self, x: float, y: float, rate: float | None = None) -> None:
+        """One observation, weighted `rate` (default `alpha`) against what came before."""
         self._coef = None
-        keep = 1.0 - self.alpha
+        a = self.alpha if rate is None else rate
+        keep = 1.0 - a
         self.w0 *= keep
-        self.sw = self.sw * keep + self.alpha
-        self.swx = self.swx * keep + self.alpha * x
-        self.swy = self.swy * keep + self.alpha * y
-        self.swxx = self.swxx * keep + self.alpha * x * x
-        self.swxy = self.swxy * keep + self.alpha * x * y
+        self.sw = self.sw * keep + a
+        self.swx = self.swx * keep + a * x
+        self.swy = self.swy * keep + a * y
+        self.swxx = self.swxx * keep + a * x * x
+        self.swxy = self.swxy * keep + a * x * y
 
     def coefficients(self) -> tuple[float, float]:
         if self._coef is None:
@@ -160,6 +165,38 @@ class EwmaLine:
             self.w0, self.sw, self.swx, self.swy, self.swxx, self.swxy = (float(v) for v in values)
 
 
+class TrackingSignal:
+    """Trigg-Leach adaptive smoothing: the rate for the next EWMA step.
+
+    The tracking signal is the smoothed error over the smoothed absolute error (log ratios of
+    observed to predicted, both smoothed at `alpha`): near 0 while errors scatter around the
+    level, near 1 while they keep one sign. The rate is the larger of `alpha` and the signal, so
+    noise is averaged as before, and a level shift (a deployment's incident starting or ending)
+    is followed within a sample or two instead of the ~1/alpha samples a fixed rate needs, the
+    time in which requests are sent on the old level. Not persisted: it describes the last few
+    samples only, and a restarted model starts from the cold-start spread again.
+    """
+
+    __slots__ = ("abs_error", "alpha", "error")
+
+    def __init__(self, alpha: float, spread: float) -> None:
+        self.alpha = alpha
+        self.error = 0.0
+        # the absolute error expected before any is measured (the cold-start spread): a first
+        # sample off the config's hint moves the level by more than alpha, not all the way
+        self.abs_error = spread
+
+    def rate(self, observed: float, predicted: float) -> float:
+        if observed <= 0 or predicted <= 0:
+            return self.alpha
+        r = math.log(observed / predicted)
+        self.error += self.alpha * (r - self.error)
+        self.abs_error += self.alpha * (abs(r) - self.abs_error)
+        if self.abs_error <= 0:
+            return self.alpha
+        return max(self.alpha, min(1.0, abs(self.error) / self.abs_error))
+
+
 @dataclass(slots=True)
 class LatencyPrediction:
     """Predicted ms: `*_ms` is the expectation, `*_high_ms` the tail an SLO is judged on."""
@@ -183,7 +220,9 @@ class LatencyModel:
 
     __slots__ = (
         "_itl_ms",
+        "_itl_track",
         "_ttft",
+        "_ttft_track",
         "alpha",
         "last_observed",
         "prior_ms_per_token",
@@ -203,6 +242,7 @@ class LatencyModel:
         alpha: float = 0.15,
         quantile: float = 0.95,
         window: int = 128,
+        adaptive: bool = True,
     ) -> None:
         self.prior_ttft_ms = DEFAULT_TTFT_MS if ttft_ms is None else float(ttft_ms)
         self.prior_ms_per_token = (
@@ -216,7 +256,11 @@ class LatencyModel:
         self.alpha = alpha
         self._ttft = EwmaLine(self.prior_ttft_ms, self.prior_prefill_ms_per_token, alpha)
         self._itl_ms = self.prior_ms_per_token
+        # None: a fixed rate (alpha), as before the adaptive one
         self.ttft_ratios = RatioWindow(window, quantile)
+        spread = math.log(self.ttft_ratios.cold_ratio)
+        self._ttft_track = TrackingSignal(alpha, spread) if adaptive else None
+        self._itl_track = TrackingSignal(alpha, spread) if adaptive else None
         self.total_ratios = RatioWindow(window, quantile)
         self.samples = 0
         self.last_observed: float | None = None  # caller's clock (monotonic seconds)
@@ -283,7 +327,7 @@ class LatencyModel:
         pred = self._ttft.predict(float(prompt_tokens))
         if pred > 0:
             self.ttft_ratios.add(ttft_ms / pred)
-        self._ttft.add(float(prompt_tokens), ttft_ms)
+        self._learn_ttft(prompt_tokens, ttft_ms, pred)
         if now is not None:
             self.last_observed = now
 
@@ -325,13 +369,20 @@ class LatencyModel:
         if not ttft_learned:
             if pred.ttft_ms > 0:
                 self.ttft_ratios.add(ttft_obs / pred.ttft_ms)
-            self._ttft.add(float(prompt_tokens), ttft_obs)
+            self._learn_ttft(prompt_tokens, ttft_obs, pred.ttft_ms)
         # With a load-dependent speed supplied from outside, the EWMA stays the unloaded figure.
         if itl_obs is not None and ms_per_token is None:
-            self._itl_ms += self.alpha * (itl_obs - self._itl_ms)
+            track = self._itl_track
+            rate = self.alpha if track is None else track.rate(itl_obs, self._itl_ms)
+            self._itl_ms += rate * (itl_obs - self._itl_ms)
         self.samples += 1
         if now is not None:
             self.last_observed = now
+
+    def _learn_ttft(self, prompt_tokens: int, ttft_ms: float, predicted_ms: float) -> None:
+        track = self._ttft_track
+        rate = None if track is None else track.rate(ttft_ms, predicted_ms)
+        self._ttft.add(float(prompt_tokens), ttft_ms, rate)
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -37,6 +37,8 @@ class RouterTuning:
     # (retried) request per 30 s, and a recovered one is back within 30 s.
     max_cooldown_s: float = 30.0
     latency_alpha: float = 0.15
+    # the latency EWMAs speed up while their errors keep one sign (Trigg-Leach; see latency.py)
+    adaptive_smoothing: bool = True
     latency_quantile: float = 0.9
     completion_quantile: float = 0.95  # the answer length a total-time SLO is judged on
     # With max_tokens: price on the cap itself (the literal rule), not on the learned share of
@@ -125,6 +127,7 @@ class Router:
             float(prefill) if isinstance(prefill, int | float) else None,
             alpha=t.latency_alpha,
             quantile=t.latency_quantile,
+            adaptive=t.adaptive_smoothing,
         )
         self.breakers[dep.name] = CircuitBreaker(
             t.failure_threshold, t.cooldown_s, t.max_cooldown_s

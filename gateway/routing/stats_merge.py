@@ -4,9 +4,9 @@ Every process (a replica, or a worker of one) saves its own rows of `deployment_
 process that starts merges them, so no replica's learning is written over by another's. Each
 row counts for how much it has learned times how recent it is:
 
-- the **information** of a row: for a deployment, the weight its TTFT line has taken from
-  observations (`1 - (1 - alpha)^n`: 0 for a row that saw nothing, near 1 once it has seen a
-  dozen), for an answer-length window its answers;
+- the **information** of a row: for a deployment, `1 - (1 - alpha)^n` for its n responses (0
+  for a row that saw nothing, near 1 once it has seen a dozen), for answer lengths the same
+  of its answers;
 - its **recency**: halved for every `half_life_s` its figures are older than the newest row's,
   so a replica that saw a deployment slow down a minute ago outweighs one that saw it fast
   before, and two busy replicas count alike.
@@ -31,6 +31,7 @@ LENGTHS_HALF_LIFE_S = 3600.0  # answer lengths follow the apps' prompts, not a m
 # newest, which the interleaving has drawn from the rows by weight.
 MAX_WINDOW = 1024
 _LENGTH_ALPHA = 0.05  # `LengthStats`' EWMA rate: what a row's answer count is worth
+_LATENCY_ALPHA = 0.15  # `RouterTuning.latency_alpha`
 
 # one saved row: its state, and the wall-clock time (s) its figures are from
 Entry = tuple[dict[str, Any], float]
@@ -137,8 +138,17 @@ def _merge_deployment(entries: Sequence[Entry], half_life_s: float) -> dict[str,
 def _line_information(latency: Any) -> float:
     if not isinstance(latency, dict) or latency.get("v") != 1:
         return 0.0
-    line = _numbers(latency.get("ttft_line"), 6)
-    return min(1.0, max(0.0, line[1])) if line is not None else 0.0
+    if _numbers(latency.get("ttft_line"), 6) is None:
+        return 0.0
+    return _information(latency.get("samples"))
+
+
+def _information(samples: Any) -> float:
+    """What a row's responses are worth: `1 - (1 - alpha)^n` at the default latency rate, the
+    weight a fixed-rate EWMA gives them (the model's own weights follow its adaptive rate, and
+    one level shift takes them to 1)."""
+    n = _number(samples)
+    return 0.0 if n is None or n <= 0 else 1.0 - (1.0 - _LATENCY_ALPHA) ** n
 
 
 def _merge_latency(latencies: Sequence[Any], recency: Sequence[float]) -> dict[str, Any] | None:
@@ -151,7 +161,7 @@ def _merge_latency(latencies: Sequence[Any], recency: Sequence[float]) -> dict[s
     ]
     if not rows:
         return None
-    weights = _normalised([r * min(1.0, max(0.0, line[1])) for _, line, r in rows])
+    weights = _normalised([r * _information(lat.get("samples")) for lat, _, r in rows])
     merged_line = [
         sum(w * line[k] for w, (_, line, _) in zip(weights, rows, strict=True)) for k in range(6)
     ]
