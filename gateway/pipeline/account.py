@@ -185,8 +185,25 @@ def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:
     from it (as input), i.e. the prompt as the client wrote it, and the stored answer."""
     u = ctx.usage
     return price.cost_usd(
-        u.prompt_tokens + ctx.hit_tokens_removed, u.completion_tokens, u.cached_tokens
-    )
+        u.prompt_tokens + ctx.hit_tokens_removed, u.completion_tokens, u.cached_tokens,
+        web_searches=u.web_searches, web_search_size=u.web_search_size,
+        reasoning_tokens=u.reasoning_tokens, citation_tokens=u.citation_tokens,
+    )  # fmt: skip
+
+
+def priced_extras(ctx: RequestContext, body: Any) -> dict[str, Any]:
+    """What an answer's usage says it was billed for beyond its token counts (a cache hit's
+    stored answer too): web searches, reasoning and citation tokens priced apart."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    details = usage.get("prompt_tokens_details")
+    return {
+        "web_searches": web_searches(body, usage, details if isinstance(details, dict) else {}),
+        "web_search_size": _search_size(ctx, usage),
+        "reasoning_tokens": _reasoning(usage),
+        "citation_tokens": _count(usage.get("citation_tokens")) or 0,
+    }
 
 
 # More tokens than any model takes in one request: an upstream reporting this is broken, and
@@ -270,10 +287,7 @@ def usage_of(ctx: RequestContext, body: dict[str, Any] | None) -> Usage:
             cache_write_1h_tokens=min(_hour_cache_writes(usage, details), written),
             audio_prompt_tokens=_count(details.get("audio_tokens")) or 0,
             audio_completion_tokens=_audio_answer(usage),
-            web_searches=web_searches(body, usage, details),
-            web_search_size=_search_size(ctx, usage),
-            reasoning_tokens=_reasoning(usage),
-            citation_tokens=_count(usage.get("citation_tokens")) or 0,
+            **priced_extras(ctx, body),
             source="upstream",
             service_tier=tier,
         )

@@ -27,7 +27,13 @@ from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import StoredEntry
 from gateway.compression import resolve_options
 from gateway.db.models import new_id, utcnow
-from gateway.pipeline.account import asked_tier, baseline_of, hit_counterfactual, tokens_removed
+from gateway.pipeline.account import (
+    asked_tier,
+    baseline_of,
+    hit_counterfactual,
+    priced_extras,
+    tokens_removed,
+)
 from gateway.pipeline.context import Reply, RequestContext, Usage
 from gateway.routing.catalog import Catalog
 
@@ -178,6 +184,7 @@ class CacheStage:
             prompt_tokens=prompt_tokens,
             completion_tokens=entry.completion_tokens,
             cached_tokens=cached,
+            **priced_extras(ctx, body),  # its searches, reasoning: what the call was billed
             source="cache",
             service_tier=asked_tier(ctx),  # what the avoided call would have been priced at
         )

@@ -328,3 +328,19 @@ def test_anthropic_s_long_context_threshold_counts_cache_reads_and_writes(
     expected = (50_000 * 6 + 150_000 * Decimal("0.6") + 1_000 * Decimal("7.5")
                 + 1_000 * Decimal("22.5")) / MILLION  # fmt: skip
     assert row["cost_usd"] == expected
+
+
+def test_a_cache_hit_of_a_searched_answer_saved_its_search_too(gw: GatewayServer) -> None:
+    """The hit avoided the search model's call, its $0.035 search included; it claimed the
+    tokens alone ($0.00045)."""
+    _, key = gw.new_tenant()
+    client = sdk_client(gw, key)
+    messages = [{"role": "user", "content": "Who won the match last night?"}]
+    for rid in ("keys-hit-miss", "keys-hit-hit"):
+        client.chat.completions.create(
+            model="searcher", messages=messages, extra_headers={"x-request-id": rid}
+        )  # type: ignore[call-overload]
+    miss, hit = ledger_row(gw, "keys-hit-miss"), ledger_row(gw, "keys-hit-hit")
+    assert hit["cache_status"] == "hit-exact"
+    assert miss["cost_usd"] == tokens(miss, "2.5", 10) + Decimal("0.035")
+    assert hit["saved_cache_usd"] == hit["counterfactual_cost_usd"] == miss["cost_usd"]
