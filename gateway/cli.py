@@ -268,7 +268,7 @@ def serve(
     """Apply migrations, then serve the gateway (uvicorn, uvloop, httptools)."""
     import uvicorn
 
-    from gateway.api.head_timeout import HeadTimeoutProtocol
+    from gateway.api.connections import GuardedHttpProtocol
 
     _check_flag("--port", "port", port)
     _check_flag("--workers", "workers", workers)
@@ -317,7 +317,7 @@ def serve(
             port=listen_port,
             workers=n_workers if n_workers > 1 else None,
             loop="uvloop" if sys.platform != "win32" else "auto",
-            http=HeadTimeoutProtocol,  # httptools', with a deadline for the request head
+            http=GuardedHttpProtocol,  # httptools', with deadlines for slow clients
             log_level=settings.log_level.lower(),
             access_log=False,
             h11_max_incomplete_event_size=settings.max_header_bytes,
@@ -536,6 +536,46 @@ def _validated(model: Any, fields: dict[str, Any], flags: dict[str, str] | None 
         where = (flags or {}).get(where, where)
         typer.echo(f"error: {where}: {first['msg']}", err=True)
         raise typer.Exit(2) from None
+
+
+@tenant_app.command("update")
+def tenant_update(
+    tenant: str = typer.Argument(..., help="Tenant id or name."),
+    rpm: int | None = typer.Option(None, "--rpm", min=0, help="Requests per minute (0: no limit)."),
+    tpm: int | None = typer.Option(None, "--tpm", min=0, help="Tokens per minute (0: no limit)."),
+    max_concurrent: int | None = typer.Option(
+        None, "--max-concurrent", min=0, help="Requests in flight at once (0: no cap)."
+    ),
+) -> None:
+    """Change a tenant's rate limits (others are kept); running gateways apply them at once.
+    Prints the tenant as JSON."""
+    from gateway.accounting import tenants
+    from gateway.accounting.tenant_flags import check_flags
+    from gateway.api.admin import TenantPatch
+    from gateway.db.session import is_sqlite
+    from gateway.pipeline.concurrency import FLAG
+    from gateway.pipeline.key_events import notify
+
+    changes: dict[str, Any] = {}
+    for column, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None:
+            changes[column] = value or None
+    _validated(TenantPatch, changes, {"rpm": "--rpm", "tpm": "--tpm"})
+
+    async def go(engine: Any) -> dict[str, Any]:
+        found = await tenants.find_tenant(engine, tenant)
+        if max_concurrent is not None:
+            flags = {k: v for k, v in found["flags"].items() if k != FLAG}
+            changes["flags"] = check_flags(
+                {**flags, FLAG: max_concurrent} if max_concurrent else flags
+            )
+        result = await tenants.update_tenant(engine, found["id"], changes)
+        if not is_sqlite(str(engine.url)):  # every gateway drops the tenant's cached settings
+            async with engine.begin() as conn:
+                await notify(conn, found["id"])
+        return result
+
+    _echo_json(_run(go, _settings()))
 
 
 @tenant_app.command("list")

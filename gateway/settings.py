@@ -235,7 +235,7 @@ class Settings(BaseSettings):
     client_stall_timeout_s: float = Field(default=120.0, gt=0, le=86400)
     # A request's head must arrive whole this long after the connection opens (or the next
     # request begins), its body this long after it is first read, or the answer is a 408
-    # (api/head_timeout.py, api/guards.py): a client trickling either held its connection.
+    # (api/connections.py, api/guards.py): a client trickling either held its connection.
     request_read_timeout_s: float = Field(default=60.0, gt=0, le=86400)
     # Embedded default: when no config file is given, serve the bundled local model.
     embedded_local_model: bool = True

@@ -1,0 +1,161 @@
+"""Connection deadlines uvicorn lacks, in the HTTP protocol `thriftgate serve` runs it with.
+
+**The request head.** uvicorn times out only a kept-alive connection left idle after an answer
+(`timeout_keep_alive`, 5 s), and the first byte of a next request disarms even that: a new
+connection that sends nothing, or a request head trickled a byte every few seconds, was held
+for ever, by anyone, before any key is read (slowloris). Each one is a file descriptor; past
+the process's open-file limit the gateway accepts no one. Here the head (request line and
+headers) must be in whole within `request_read_timeout_s` (THRIFTGATE_REQUEST_READ_TIMEOUT_S,
+the body's limit too: api/guards.py) of the connection's opening, or of the next request's
+first byte: a head begun gets a 408 in OpenAI's error shape, a silent connection is closed.
+
+**An answer nobody reads.** uvicorn writes a whole non-stream answer into the transport at
+once and closes the connection (keep-alive's end, or a stream cut by `ClientStream`) by
+waiting for that buffer to drain: a client that asked for a large answer and stopped reading
+held it in the process, and its connection, for ever (10 such clients of a 15 MB answer:
++430 MB RSS, as long as they liked). Once the buffer is over the transport's high-water mark,
+a client that takes none of it for `client_stall_timeout_s` (THRIFTGATE_CLIENT_STALL_TIMEOUT_S,
+as for a stream: api/disconnect.py) once the app is done with the answer has its connection
+aborted (a stream cut for a stalled client, too, when the client never reads what was left).
+
+It only runs under `thriftgate serve` (another server in front of the app has its own limits:
+nginx's client_header_timeout and send_timeout, gunicorn's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.settings import Settings
+
+log = logging.getLogger("thriftgate.api")
+
+
+@functools.cache
+def _limits_s() -> tuple[float, float]:
+    """(request_read_timeout_s, client_stall_timeout_s), read once per process from the
+    environment the worker's app reads its settings from (uvicorn builds the protocol from an
+    import, in each worker: nothing can be passed in)."""
+    settings = Settings()
+    return settings.request_read_timeout_s, settings.client_stall_timeout_s
+
+
+def _timed_out_response(timeout_s: float) -> bytes:
+    message = f"The request headers did not arrive whole within {timeout_s:g} s."
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_timeout",
+            }
+        }
+    )
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the two deadlines described above."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timeout_s, self._stall_timeout_s = _limits_s()
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False
+        self._unread_timer: asyncio.TimerHandle | None = None
+        self._unread_bytes = 0  # the write buffer's size when it last shrank
+        self._unread_since = 0.0  # and when that was
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        self._disarm_unread_timer()
+        super().connection_lost(exc)
+
+    # -- the request head ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_begun = True
+        if self._head_timer is None:  # a next request on a kept-alive connection
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        self._head_begun = False
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_begun:
+            self.transport.write(_timed_out_response(self._head_timeout_s))
+        self.transport.close()
+
+    # -- an answer nobody reads -------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._unread_bytes = self.transport.get_write_buffer_size()
+        self._unread_since = self.loop.time()
+        self._arm_unread_timer()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_unread_timer()
+
+    def _arm_unread_timer(self) -> None:
+        self._disarm_unread_timer()
+        # checked four times per limit: cut within a quarter more than it, as streams are
+        self._unread_timer = self.loop.call_later(self._stall_timeout_s / 4, self._check_unread)
+
+    def _disarm_unread_timer(self) -> None:
+        if self._unread_timer is not None:
+            self._unread_timer.cancel()
+            self._unread_timer = None
+
+    def _check_unread(self) -> None:
+        self._unread_timer = None
+        size = self.transport.get_write_buffer_size()
+        now = self.loop.time()
+        # The clock runs once the app is done with the answer: a stream still being written
+        # is ClientStream's to cut (a 499 row), and a client that reads what it left gets it.
+        done = self.transport.is_closing() or self.cycle is None or self.cycle.response_complete
+        if size < self._unread_bytes or not done:  # reading (however slowly), or not done
+            self._unread_bytes, self._unread_since = size, now
+        elif now - self._unread_since >= self._stall_timeout_s:
+            log.warning(
+                "connection from %s aborted: its client took none of %d bytes for %g s",
+                self.client[0] if self.client else "?",
+                size,
+                self._stall_timeout_s,
+            )
+            self.transport.abort()
+            return
+        self._arm_unread_timer()
