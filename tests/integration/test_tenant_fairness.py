@@ -8,7 +8,11 @@ while other tenants are served. Answers to a tenant with RPM/TPM limits carry Op
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,3 +139,35 @@ def test_a_refusal_after_the_rate_limits_carries_their_headers(gateway: GatewayS
     h = refused.value.response.headers
     assert h["x-ratelimit-limit-requests"] == "50"
     assert h["x-ratelimit-remaining-requests"] == "49"
+
+
+def cli(gateway: GatewayServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "THRIFTGATE_DATABASE_URL": gateway.db_url}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cli_changes_a_running_tenants_rate_limits(gateway: GatewayServer) -> None:
+    """At 3 a.m. a batch job floods the gateway: `thriftgate tenant update` caps it (there was
+    no CLI command to change a tenant after `tenant create`)."""
+    tid, key = gateway.new_tenant(rpm=100, flags={"cache": False})
+    client = sdk_client(gateway, key)
+    assert ask(client).headers["x-ratelimit-limit-requests"] == "100"
+    out = cli(gateway, "tenant", "update", tid, "--rpm", "40", "--max-concurrent", "3")
+    assert out.returncode == 0, out.stderr
+    changed = json.loads(out.stdout)
+    assert changed["rpm"] == 40
+    assert changed["flags"] == {"cache": False, "max_concurrent_requests": 3}  # others kept
+    seen = wait_for(lambda: ask(client).headers["x-ratelimit-limit-requests"] == "40")
+    assert seen, "the running gateway kept the old limit"
+    out = cli(gateway, "tenant", "update", tid, "--rpm", "0", "--max-concurrent", "0")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rpm"] is None
+    assert json.loads(out.stdout)["flags"] == {"cache": False}
+    bad = cli(gateway, "tenant", "update", tid, "--tpm", "99999999999")
+    assert bad.returncode != 0 and bad.stderr.startswith("error: --tpm"), bad.stderr
