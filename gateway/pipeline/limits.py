@@ -353,7 +353,9 @@ class BudgetStage:
         reserved at that price. A prompt with audio in it, and an answer asked in audio, are
         reserved at the audio prices (`audio`: heard, spoken). A prompt above a long-context
         threshold (Gemini 2.5 Pro above 200k tokens) is reserved at that threshold's prices,
-        and the web searches it may make (`search`: how many, the context size) at theirs."""
+        and the web searches it may make (`search`: how many, the context size) at theirs. An
+        answer may be all reasoning: at the reasoning price where it is the dearer (Qwen's
+        thinking mode, $4 per 1M where answers are $1.20)."""
         price = dep.price
         at_length = price.at_prompt(prompt)  # its cache prices, for what may be written
         write = at_length.cache_write_input_per_mtok
@@ -367,16 +369,18 @@ class BudgetStage:
         ):
             written = hour = prompt
         heard, spoken = prompt if audio[0] else 0, completion if audio[1] else 0
+        thinking = at_length.reasoning_output_per_mtok
+        thought = completion if thinking is not None and thinking > at_length.output_per_mtok else 0
         configured = price.cost_usd(
             prompt, completion, 0, written, hour,
             audio_prompt_tokens=heard, audio_completion_tokens=spoken,
-            web_searches=search[0], web_search_size=search[1],
+            web_searches=search[0], web_search_size=search[1], reasoning_tokens=thought,
         )  # fmt: skip
         if tier is not None and price.tiers:  # a dearer tier asked for (priority) is reserved
             at_tier = price.for_tier(tier).cost_usd(
                 prompt, completion, 0, written, hour,
                 audio_prompt_tokens=heard, audio_completion_tokens=spoken,
-                web_searches=search[0], web_search_size=search[1],
+                web_searches=search[0], web_search_size=search[1], reasoning_tokens=thought,
             )  # fmt: skip
             configured = max(configured, at_tier)
         local = self.router.local.get(dep.name) if self.router is not None else None

@@ -68,3 +68,22 @@ def test_the_budget_reserves_the_searches_a_request_may_make() -> None:
     tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
     # (the tool's JSON counts as prompt too: a few tokens at $1 per 1M)
     assert Decimal("0.03") < reserved({"tools": [tool]}) - reserved({}) < Decimal("0.0301")
+
+
+def test_an_answer_is_reserved_at_the_reasoning_price_where_it_is_dearer() -> None:
+    """Qwen Plus in thinking mode bills reasoning at $4 per 1M, answers at $1.20: a
+    1,000-token answer (all of it may be reasoning) was reserved at $1.20 (hunt11 h111)."""
+    cfg = DeploymentConfig(
+        name="d", model="m", provider="dashscope", upstream_model="qwen-plus-2025-07-14"
+    )
+    catalog = Catalog.build([cfg])
+    book = Book()
+    stage = BudgetStage(book, catalog, fail_open=False)  # type: ignore[arg-type]
+    ctx = bare_context(
+        body={"model": "m", "messages": [], "max_tokens": 1000},
+        tenant=TenantInfo(id="t", name="t", key_id=None, budget_usd=Decimal(1)),
+        candidates=list(catalog.group("m")),
+    )
+    asyncio.run(stage.before(ctx))
+    answer = book.amounts[0] - Decimal(8) * Decimal("0.4") / 1_000_000  # the prompt's ceiling
+    assert answer == 1000 * Decimal(4) / 1_000_000
