@@ -155,7 +155,8 @@ SERVICE_TIERS = ("flex", "priority")
 def tier_prices(
     entry: dict[str, Any], written: Decimal | None, hour: Decimal | None
 ) -> tuple[tuple[str, Price], ...]:
-    """litellm's `input_cost_per_token_flex` etc.: a tier with both its prices listed."""
+    """litellm's `input_cost_per_token_flex` etc.: a tier with both its prices listed (its
+    cache writes at its own price where listed: gpt-5.6 on priority, twice the standard's)."""
     out = []
     for tier in SERVICE_TIERS:
         inp, outp = (
@@ -165,11 +166,12 @@ def tier_prices(
         if inp is None or outp is None:
             continue
         cached = entry.get(f"cache_read_input_token_cost_{tier}")
+        writes = entry.get(f"cache_creation_input_token_cost_{tier}")
         price = Price(
             per_mtok(inp),
             per_mtok(outp),
             per_mtok(cached) if cached is not None else None,
-            written,
+            written if writes is None else per_mtok(writes),
             cache_write_1h_input_per_mtok=hour,
         )
         out.append((tier, replace(price, long_context=long_context_prices(entry, price, tier))))

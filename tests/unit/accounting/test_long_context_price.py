@@ -168,3 +168,13 @@ def test_a_range_s_own_reasoning_price_applies_above_its_threshold() -> None:
         price.cost_usd(300_000, 100, reasoning_tokens=60)
         == (300_000 * Decimal("1.2") + 40 * Decimal("3.6") + 60 * 12) / M
     )
+
+
+def test_a_service_tier_writes_to_the_cache_at_its_own_price() -> None:
+    """gpt-5.6 lists its cache-write price per tier ($5 per 1M standard, $2.50 flex; Azure's
+    priority twice the standard): a tier's writes were billed at the standard price."""
+    price = litellm("openai", "gpt-5.6")
+    assert price.cache_write_input_per_mtok == 5
+    assert price.for_tier("flex").cache_write_input_per_mtok == Decimal("2.5")
+    azure = litellm("azure", "gpt-5.6")
+    assert azure.for_tier("priority").cache_write_input_per_mtok == Decimal("12.5")
