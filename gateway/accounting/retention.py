@@ -50,6 +50,9 @@ from gateway.db.session import FailureLog
 log = logging.getLogger("thriftgate.retention")
 
 BATCH_ROWS = 5_000
+# SQLite has one writer: a batch holds every other write (the ledger's flush) while it runs,
+# ~40 ms for 1,000 rows where 5,000 took 210 ms
+SQLITE_BATCH_ROWS = 1_000
 PRUNE_INTERVAL_S = 3_600.0
 PURGE_RECORD_DAYS = 7
 
@@ -145,7 +148,7 @@ async def prune(
     ledger_retention_days: int | None,
     hourly_rollup_retention_days: int | None = None,
     now: datetime | None = None,
-    batch_rows: int = BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> PruneResult:
     """Delete what retention allows (see the module's docstring); return what went."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -155,7 +158,9 @@ async def prune(
     )
     if result.ledger_before is not None:
         result.deleted["usage_ledger"] = await _delete_oldest(
-            engine, result.ledger_before, batch_rows
+            engine,
+            result.ledger_before,
+            batch_rows or (SQLITE_BATCH_ROWS if engine.dialect.name == "sqlite" else BATCH_ROWS),
         )
     if result.hourly_before is not None:
         result.deleted["usage_rollup_hourly"] = await _delete_hourly_before(
