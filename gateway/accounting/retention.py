@@ -10,8 +10,9 @@ tables (and the embedded SQLite file) without bound.
 - `usage_rollup_hourly` older than `THRIFTGATE_ROLLUP_HOURLY_RETENTION_DAYS` (off by default;
   at least the ledger's days): where tenants are many and each sends few requests, it holds
   nearly a row per request. Before it, reports have whole days only.
-- `budget_counters` of periods that ended before last month (one row per budgeted tenant per
-  day, read by nothing once its day is over), always.
+- `budget_counters` and `budget_alerts` of periods that ended before last month (a counter per
+  budgeted tenant per day, read by nothing once its day is over; an alert is sent only while
+  its period lasts), always.
 - `cache_purges` older than a week (a replica applies them at start to rows written before
   the purge, and those rows went with it), always.
 
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH
 from gateway.db.models import (
+    BudgetAlert,
     BudgetCounter,
     CachePurge,
     UsageLedger,
@@ -166,15 +168,16 @@ async def prune(
         result.deleted["usage_rollup_hourly"] = await _delete_hourly_before(
             engine, result.hourly_before
         )
-    counters = table(BudgetCounter)
     async with engine.begin() as conn:
-        gone = await conn.execute(
-            delete(counters).where(
-                counters.c.period_start < counters_horizon(now),
-                counters.c.period_start != EPOCH,  # the total's counter never ends
+        for model in (BudgetCounter, BudgetAlert):
+            rows = table(model)
+            gone = await conn.execute(
+                delete(rows).where(
+                    rows.c.period_start < counters_horizon(now),
+                    rows.c.period_start != EPOCH,  # the total's period never ends
+                )
             )
-        )
-        result.deleted["budget_counters"] = int(gone.rowcount or 0)
+            result.deleted[rows.name] = int(gone.rowcount or 0)
         purges = table(CachePurge)
         gone = await conn.execute(
             delete(purges).where(purges.c.purged_at < now - timedelta(days=PURGE_RECORD_DAYS))

@@ -154,7 +154,12 @@ def test_hourly_rollup_pruned_days_are_answered_from_the_daily_one(fresh_pg_url:
     assert first["b"] >= hourly_horizon
 
 
-def test_ended_budget_counters_are_pruned_the_total_one_kept(fresh_pg_url: str) -> None:
+def test_ended_budget_counters_and_alerts_are_pruned_the_total_ones_kept(
+    fresh_pg_url: str,
+) -> None:
+    """One counter per budgeted tenant per day (and an alert row per threshold and period)
+    grew for ever; nothing reads a period's once it ended (an alert is sent only while its
+    period lasts)."""
     asyncio.run(upgrade_head(fresh_pg_url))
     sql(fresh_pg_url, TENANT_ROWS)
     starts = [NOW - timedelta(days=d) for d in (0, 1, 40, 70, 400)] + [EPOCH]
@@ -165,13 +170,19 @@ def test_ended_budget_counters_are_pruned_the_total_one_kept(fresh_pg_url: str) 
             "updated_at) VALUES ('tc', $1, 1, 0, now())",
             start,
         )
+        sql(
+            fresh_pg_url,
+            "INSERT INTO budget_alerts (tenant_id, period_start, threshold_pct, budget_usd, "
+            "spent_usd, created_at) VALUES ('tc', $1, 80, 1, 1, now())",
+            start,
+        )
     result = asyncio.run(_prune(fresh_pg_url, None))
-    kept = [
-        r["period_start"] for r in sql(fresh_pg_url, "SELECT period_start FROM budget_counters")
-    ]
     horizon = retention.counters_horizon(NOW)
-    assert sorted(kept) == sorted(s for s in starts if s >= horizon or s == EPOCH)
-    assert result.deleted["budget_counters"] == len(starts) - len(kept) >= 2
+    expected = sorted(s for s in starts if s >= horizon or s == EPOCH)
+    for name in ("budget_counters", "budget_alerts"):
+        kept = [r["period_start"] for r in sql(fresh_pg_url, f"SELECT period_start FROM {name}")]
+        assert sorted(kept) == expected, name
+        assert result.deleted[name] == len(starts) - len(kept) >= 2
     assert "usage_ledger" not in result.deleted  # no retention set: every row kept
 
 
