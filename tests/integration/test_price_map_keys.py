@@ -127,6 +127,17 @@ async def _anthropic_stream(
     return resp
 
 
+async def _gemini(request: web.Request) -> web.Response:
+    """Gemini's generateContent: a 250,000-token prompt, 50,000 of it from its cache."""
+    return web.json_response({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Summarised."}]},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 250_000, "candidatesTokenCount": 100,
+                          "cachedContentTokenCount": 50_000, "totalTokenCount": 250_100},
+        "modelVersion": request.match_info["model"],
+    })  # fmt: skip
+
+
 class SearchUpstream:
     def __init__(self) -> None:
         self.port = free_port()
@@ -142,6 +153,7 @@ class SearchUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", _chat)
         app.router.add_post("/v1/messages", _messages)
+        app.router.add_post("/v1beta/models/{model}:generateContent", _gemini)
         self.runner = web.AppRunner(app)
         self.loop.run_until_complete(self.runner.setup())
         self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
@@ -175,6 +187,9 @@ def gw(session_tmp: Path) -> Iterator[GatewayServer]:
         # priced in the config
         dep("own", "my-search-model", up.url + "/v1", input_cost_per_mtok=1,
             output_cost_per_mtok=2, web_search_usd_per_query="0.02"),
+        {"name": "gemini", "model": "gemini", "provider": "gemini",
+         "upstream_model": "gemini-2.5-pro", "api_base": up.url + "/v1beta",
+         "api_key_env": "MOCK_PROVIDER_KEY"},
         {"name": "claude", "model": "claude", "provider": "anthropic",
          "upstream_model": "claude-sonnet-4-5", "api_base": up.url,
          "api_key_env": "MOCK_PROVIDER_KEY"},
@@ -344,3 +359,17 @@ def test_a_cache_hit_of_a_searched_answer_saved_its_search_too(gw: GatewayServer
     assert hit["cache_status"] == "hit-exact"
     assert miss["cost_usd"] == tokens(miss, "2.5", 10) + Decimal("0.035")
     assert hit["saved_cache_usd"] == hit["counterfactual_cost_usd"] == miss["cost_usd"]
+
+
+def test_gemini_s_long_context_price_through_litellm(gw: GatewayServer) -> None:
+    """Gemini 2.5 Pro through litellm's translation: 250,000 prompt tokens (50,000 read from
+    its cache) are above 200k: $2.50 / $0.25 cached / $15 per 1M (billed at $1.25 / $0.125 /
+    $10 before)."""
+    rid = "keys-gemini-long"
+    ask(gw, "gemini", rid)
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (
+        250_000, 50_000, 100,
+    )  # fmt: skip
+    expected = (200_000 * Decimal("2.5") + 50_000 * Decimal("0.25") + 100 * 15) / MILLION
+    assert row["cost_usd"] == expected
