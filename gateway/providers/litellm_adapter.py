@@ -14,8 +14,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -78,6 +78,7 @@ _ANSWER_PARAMS: dict[str, tuple[Any, ...]] = {
 CALL_OPTIONS = ("api_version", "vertex_project", "vertex_location", "aws_region_name")
 # litellm's own loggers: at DEBUG they print every call's arguments, the provider key included.
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_T = TypeVar("_T")
 
 
 def quiet_litellm_logs() -> None:
@@ -176,8 +177,12 @@ class LiteLLMProvider:
         if endpoint != "chat/completions":
             raise chat_only(dep)
         self._refuse_lacking(body, dep)
+        due = asyncio.get_running_loop().time() + timeout_s
         try:
-            resp = await self._litellm.acompletion(**self._args(body, dep, timeout_s))
+            call = self._litellm.acompletion(**self._args(body, dep, timeout_s))
+            resp = await _by(call, dep, due, timeout_s)
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise _translate(dep, exc) from exc
         answer = _to_dict(resp)
@@ -206,11 +211,11 @@ class LiteLLMProvider:
         loop = asyncio.get_running_loop()
         due = loop.time() + timeout_s  # the first chunk: counted from the call
         try:
-            resp = await self._litellm.acompletion(**args)
+            resp = await _by(self._litellm.acompletion(**args), dep, due, timeout_s)
             said = False  # whether any text, call or reasoning went out
             while True:
                 try:
-                    chunk = await _next_chunk(resp, dep, due, timeout_s)
+                    chunk = await _by(anext(resp), dep, due, timeout_s)
                 except StopAsyncIteration:
                     break
                 data = _to_dict(chunk)
@@ -239,8 +244,11 @@ class LiteLLMProvider:
         # Floats, encoded here as the client asked: litellm drops the field for providers
         # without it and maps "base64" to Bedrock's binary (one bit a dimension) embeddings.
         args.pop("encoding_format", None)
+        due = asyncio.get_running_loop().time() + timeout_s
         try:
-            resp = await self._litellm.aembedding(**args)
+            resp = await _by(self._litellm.aembedding(**args), dep, due, timeout_s)
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise _translate(dep, exc) from exc
         return in_requested_format(body, _to_dict(resp))
@@ -249,18 +257,19 @@ class LiteLLMProvider:
         return None
 
 
-async def _next_chunk(resp: Any, dep: Deployment, due: float, timeout_s: float) -> Any:
-    """litellm's next chunk by `due` (loop time), as on the OpenAI-shape path: the first one
-    `timeout_s` after the call, each next one `timeout_s` after it is asked for (a slow
-    client's pauses do not count). litellm's only timeout is httpx's per read, which an
-    upstream's keep-alive (Anthropic's `event: ping`, an SSE comment) resets: a stall that
-    pinged held the stream, its client and its budget reservation for ever."""
+async def _by(call: Awaitable[_T], dep: Deployment, due: float, timeout_s: float) -> _T:
+    """`call`'s result by `due` (loop time), as on the OpenAI-shape path: an answer, or a
+    stream's first chunk, `timeout_s` after the call; each next chunk `timeout_s` after it is
+    asked for (a slow client's pauses do not count). litellm's only timeout is httpx's per
+    read, which an upstream's keep-alive resets (Anthropic's `event: ping`, an SSE comment, a
+    proxy's spaces before a JSON answer): a stall that kept one up held the request, its
+    client and its budget reservation for as long as it lasted."""
     try:
         async with asyncio.timeout_at(due):
-            return await anext(resp)
+            return await call
     except TimeoutError:
         raise UpstreamTimeout(
-            f"Deployment {dep.name!r} stalled for more than {timeout_s:.3g} s."
+            f"Deployment {dep.name!r} did not answer within {timeout_s:.3g} s."
         ) from None
 
 

@@ -10,9 +10,9 @@ hang_s, first_token_ms (a chat stream's role-only opening chunk goes out at once
 this much later), no_usage, truncate_stream, malformed_stream, omit_done (a chat stream ends at EOF
 after its last chunk, with no `data: [DONE]`), reply, honor_max_tokens (cut a chat answer at
 `max_tokens` words with finish_reason "length"), stall_s (an Anthropic stream stops for this long
-after its first text delta), stall_ping_s (and meanwhile sends Anthropic's `event: ping` this
-often)) and inspected with `GET /_requests`
-(the last bodies and auth headers it received).
+after its first text delta, a non-stream Anthropic answer after its headers), stall_ping_s (and
+meanwhile sends Anthropic's `event: ping`, or a space before the JSON, this often)) and inspected
+with `GET /_requests` (the last bodies and auth headers it received).
 Usage: prompt_tokens = words in all message contents + 3 per message; completion_tokens =
 words in the reply; so tests can check the gateway's ledger against known numbers.
 """
@@ -446,18 +446,30 @@ class MockUpstream:
         out_tok = _words(text)
         mid = "msg_mock_" + hashlib.sha1(orjson.dumps(body)).hexdigest()[:12]
         if not body.get("stream"):
-            return web.json_response(
-                {
-                    "id": mid,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": body.get("model"),
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": in_tok, "output_tokens": out_tok},
-                }
-            )
+            answer = {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": in_tok, "output_tokens": out_tok},
+            }
+            if not self.knobs["stall_s"]:
+                return web.json_response(answer)
+            # headers at once, then (with stall_ping_s) a space now and then before the JSON,
+            # as proxies keep a long non-stream answer's connection alive
+            whole = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await whole.prepare(request)
+
+            async def space(event: str, data: Json) -> None:
+                await whole.write(b" ")
+
+            await self._stall(space)
+            await whole.write(orjson.dumps(answer))
+            await whole.write_eof()
+            return whole
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
 

@@ -134,3 +134,28 @@ def test_a_stream_with_pings_shorter_than_the_timeout_is_whole(
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text.strip() == "Claude echo: one two three"
+
+
+def test_a_non_stream_answer_trickled_past_the_timeout_is_an_upstream_timeout(
+    rig: tuple[GatewayServer, MockUpstreamServer],
+) -> None:
+    """Headers at once, then a space now and then before the JSON (as proxies keep a long
+    answer's connection alive): httpx's per-read timeout never fired, so the answer took as
+    long as the upstream liked; the attempt now has `timeout_s` in all, as on the
+    OpenAI-shape path."""
+    gw, mock = rig
+    mock.control(stall_s=STALL_S, stall_ping_s=0.3)
+    _, key = gw.new_tenant()
+    rid = "trickled-" + uuid.uuid4().hex
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk_client(gw, key).chat.completions.create(
+            model="claude-stall",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "one two three"}],
+            extra_headers={"x-request-id": rid},
+        )
+    assert caught.value.status_code == 504, caught.value
+    assert DEPLOYMENT in str(caught.value)
+    row = ledger_row(gw, rid)
+    assert row["status_code"] == 504
+    assert row["error_code"] == "upstream_timeout"
