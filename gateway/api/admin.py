@@ -236,7 +236,13 @@ async def list_requests(
         until=reports.parse_time(until, "until"),
     )
     # plain JSON values: see list_tenants
-    return JSONResponse({"data": data[:limit], "has_more": len(data) > limit})
+    body: dict[str, Any] = {"data": data[:limit], "has_more": len(data) > limit}
+    complete_from = (await reports.kept_from(services.engine))[0]
+    start = reports.parse_time(since, "since")
+    if complete_from is not None and (start is None or start < complete_from):
+        # older rows were pruned (retention.py): a page of them is missing, not empty
+        body["complete_from"] = complete_from.isoformat()
+    return JSONResponse(body)
 
 
 @router.delete("/cache")

@@ -186,6 +186,12 @@ def test_ended_budget_counters_and_alerts_are_pruned_the_total_ones_kept(
     assert "usage_ledger" not in result.deleted  # no retention set: every row kept
 
 
+def retention_start(url: str) -> datetime:
+    """The hour after the first kept ledger row's (reports.kept_from)."""
+    [first] = sql(url, "SELECT min(created_at) AS t FROM usage_ledger")
+    return first["t"].replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
 async def _prune(url: str, days: int | None) -> retention.PruneResult:
     engine = create_engine(url)
     try:
@@ -349,6 +355,12 @@ def test_gateway_prunes_and_spend_reads_the_rollups_before_the_horizon(
         r = gw.admin("GET", "/admin/spend", params={"group_by": "cache_status",
                                                     "since": NOW.isoformat()})  # fmt: skip
         assert r.status_code == 200  # inside the kept rows: as before
+        # the API's request list says from when it lists every request
+        listed = gw.admin("GET", "/admin/requests", params={"since": month.isoformat()}).json()
+        assert listed["complete_from"] == retention_start(fresh_pg_url).isoformat()
+        assert len(listed["data"]) == 100 and listed["has_more"]
+        recent = gw.admin("GET", "/admin/requests", params={"since": NOW.isoformat()}).json()
+        assert "complete_from" not in recent
         # the request log says why its month starts a week ago
         dash = dashboard_session(gw)
         try:
