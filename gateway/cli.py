@@ -455,8 +455,10 @@ def db_prune(
         False, "--vacuum", help="Then VACUUM: SQLite's file shrinks; Postgres reuses the space."
     ),
 ) -> None:
-    """Delete what retention allows (old ledger rows, ended budget counters, old purge
-    records), in batches, while the gateway runs; prints what went as JSON."""
+    """Delete what retention allows, in batches, beside a running gateway; print it as JSON.
+
+    Old ledger rows (totals stay in the rollups), budget counters and alerts of periods ended
+    before last month, cache purge records older than a week."""
     from gateway.accounting import retention
 
     settings = _settings()
