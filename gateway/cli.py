@@ -458,7 +458,7 @@ def db_prune(
     """Delete what retention allows, in batches, beside a running gateway; print it as JSON.
 
     Old ledger rows (totals stay in the rollups), budget counters and alerts of periods ended
-    before last month, cache purge records older than a week."""
+    before last month, cache purge records older than 31 days."""
     from gateway.accounting import retention
 
     settings = _settings()

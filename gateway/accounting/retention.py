@@ -13,8 +13,8 @@ tables (and the embedded SQLite file) without bound.
 - `budget_counters` and `budget_alerts` of periods that ended before last month (a counter per
   budgeted tenant per day, read by nothing once its day is over; an alert is sent only while
   its period lasts), always.
-- `cache_purges` older than a week (a replica applies them at start to rows written before
-  the purge, and those rows went with it), always.
+- `cache_purges` older than the longest cache TTL and a day (a replica applies them at start
+  to rows written before the purge, which have expired by then), always.
 
 Deletes run in batches, each its own short transaction, so Postgres never holds a long lock on
 the ledger and SQLite's writers wait at most one batch; on Postgres one replica prunes at a time
@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounting.budgets import EPOCH
+from gateway.cache.policy import MAX_TTL_S
 from gateway.db.models import (
     BudgetAlert,
     BudgetCounter,
@@ -56,7 +57,9 @@ BATCH_ROWS = 5_000
 # ~40 ms for 1,000 rows where 5,000 took 210 ms
 SQLITE_BATCH_ROWS = 1_000
 PRUNE_INTERVAL_S = 3_600.0
-PURGE_RECORD_DAYS = 7
+# A purge record hides rows written while the purge ran from every replica's start-up load:
+# it is kept until such a row has expired, at the longest cache TTL
+PURGE_RECORD_DAYS = MAX_TTL_S // 86_400 + 1
 
 
 def ledger_horizon(retention_days: int | None, now: datetime | None = None) -> datetime | None:

@@ -186,6 +186,24 @@ def test_ended_budget_counters_and_alerts_are_pruned_the_total_ones_kept(
     assert "usage_ledger" not in result.deleted  # no retention set: every row kept
 
 
+def test_a_purge_record_outlives_the_entries_it_hides(fresh_pg_url: str) -> None:
+    """A cache row still being written when its tenant was purged survives the purge's DELETE;
+    the purge record hides it from every replica's start-up load. Pruned at a week, the record
+    went while such a row (a TTL up to 30 days) still lived, and a restart served it again."""
+    asyncio.run(upgrade_head(fresh_pg_url))
+    for days in (10, 29, 32):
+        sql(
+            fresh_pg_url,
+            "INSERT INTO cache_purges (id, tenant_id, purged_at) VALUES ($1, 'ta', $2)",
+            f"p{days}",
+            NOW - timedelta(days=days),
+        )
+    result = asyncio.run(_prune(fresh_pg_url, None))
+    kept = sorted(r["id"] for r in sql(fresh_pg_url, "SELECT id FROM cache_purges"))
+    assert kept == ["p10", "p29"]
+    assert result.deleted["cache_purges"] == 1
+
+
 def retention_start(url: str) -> datetime:
     """The hour after the first kept ledger row's (reports.kept_from)."""
     [first] = sql(url, "SELECT min(created_at) AS t FROM usage_ledger")
