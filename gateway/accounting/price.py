@@ -24,6 +24,10 @@ class Price:
     # audio tokens in the prompt and the answer (OpenAI's audio models), if priced apart
     audio_input_per_mtok: Decimal | None = None
     audio_output_per_mtok: Decimal | None = None
+    # image tokens in the prompt and the answer (Gemini's image models: $30 per 1M image tokens
+    # out where text is $2.50), if priced apart
+    image_input_per_mtok: Decimal | None = None
+    image_output_per_mtok: Decimal | None = None
     # Long-context prices (Gemini 2.5 Pro and Claude Sonnet 4 above 200k prompt tokens,
     # GPT-5.4 above 272k): (threshold, price), ascending. A request whose prompt has more
     # tokens than a threshold pays that price for every token, its answer's too.
@@ -75,20 +79,37 @@ class Price:
         web_search_size: str | None = None,
         reasoning_tokens: int = 0,
         citation_tokens: int = 0,
+        image_prompt_tokens: int = 0,
+        image_completion_tokens: int = 0,
     ) -> Decimal:
         """`prompt_tokens` counts every prompt token once; `cached_tokens` (read from the
         provider's prompt cache) and `cache_write_tokens` (written to it) are parts of it, and
         `cache_write_1h_tokens` (written to the 1-hour cache) are part of the written ones.
         Audio tokens (OpenAI's audio models: 16x-33x the text price) are parts of the prompt and
-        the completion, priced at the audio prices where there are some. A prompt above a
+        the completion, priced at the audio prices where there are some; image tokens likewise
+        at the image prices. A prompt above a
         long-context threshold bills everything at that threshold's prices. Web searches are
         billed apiece, at the price of the search context size asked (medium if none).
         Reasoning tokens are part of the completion; citation tokens are not of the prompt."""
-        tokens = self.at_prompt(prompt_tokens)._cost_usd(
+        at = self.at_prompt(prompt_tokens)
+        tokens = at._cost_usd(
             prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
-            cache_write_1h_tokens, audio_prompt_tokens, audio_completion_tokens,
-            reasoning_tokens, citation_tokens,
+            cache_write_1h_tokens, citation_tokens,
         )  # fmt: skip
+        # the parts of the prompt and the answer priced apart from their text, at the price
+        # of the threshold the prompt passed
+        for count, price, text, whole in (
+            (audio_prompt_tokens, at.audio_input_per_mtok, at.input_per_mtok, prompt_tokens),
+            (image_prompt_tokens, at.image_input_per_mtok, at.input_per_mtok, prompt_tokens),
+            (audio_completion_tokens, at.audio_output_per_mtok, at.output_per_mtok,
+             completion_tokens),
+            (image_completion_tokens, at.image_output_per_mtok, at.output_per_mtok,
+             completion_tokens),
+            (reasoning_tokens, at.reasoning_output_per_mtok, at.output_per_mtok,
+             completion_tokens),
+        ):  # fmt: skip
+            if count and price is not None:
+                tokens += min(max(count, 0), whole) * (price - text) / MILLION
         if web_searches <= 0 or not self.web_search_usd:
             return tokens
         return tokens + self.web_search_cost_usd(web_searches, web_search_size)
@@ -106,10 +127,7 @@ class Price:
         cached_tokens: int,
         cache_write_tokens: int,
         cache_write_1h_tokens: int,
-        audio_prompt_tokens: int,
-        audio_completion_tokens: int,
-        reasoning_tokens: int = 0,
-        citation_tokens: int = 0,
+        citation_tokens: int,
     ) -> Decimal:
         if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
             total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
@@ -118,15 +136,6 @@ class Price:
                 prompt_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens
             )
             total += completion_tokens * self.output_per_mtok
-        if audio_prompt_tokens and self.audio_input_per_mtok is not None:
-            heard = min(max(audio_prompt_tokens, 0), prompt_tokens)
-            total += heard * (self.audio_input_per_mtok - self.input_per_mtok)
-        if audio_completion_tokens and self.audio_output_per_mtok is not None:
-            spoken = min(max(audio_completion_tokens, 0), completion_tokens)
-            total += spoken * (self.audio_output_per_mtok - self.output_per_mtok)
-        if reasoning_tokens and self.reasoning_output_per_mtok is not None:
-            thought = min(max(reasoning_tokens, 0), completion_tokens)
-            total += thought * (self.reasoning_output_per_mtok - self.output_per_mtok)
         if citation_tokens > 0 and self.citation_input_per_mtok is not None:
             total += citation_tokens * self.citation_input_per_mtok
         return total / MILLION

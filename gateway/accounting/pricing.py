@@ -44,7 +44,8 @@ def asks_hour_cache(body: dict[str, Any]) -> bool:
 
 def audio_asked(body: dict[str, Any]) -> tuple[bool, bool]:
     """Whether a request sends audio (an `input_audio` part) and asks for an audio answer
-    (`modalities` with "audio"): both priced far above text on OpenAI's audio models."""
+    (`modalities` with "audio"): both priced far above text on OpenAI's audio models. (An
+    image answer, `modalities` with "image": images_asked.)"""
     modalities = body.get("modalities")
     speaks = isinstance(modalities, list) and "audio" in modalities
     messages = body.get("messages")
@@ -55,6 +56,13 @@ def audio_asked(body: dict[str, Any]) -> tuple[bool, bool]:
         for part in msg["content"]
     )
     return hears, speaks
+
+
+def images_asked(body: dict[str, Any]) -> bool:
+    """Whether a request asks for images in its answer (`modalities` with "image": Gemini's
+    image models, whose image tokens cost 12x their text's)."""
+    modalities = body.get("modalities")
+    return isinstance(modalities, list) and "image" in modalities
 
 
 WEB_SEARCH_SIZES = ("low", "medium", "high")
@@ -136,6 +144,8 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
         "audio_output_per_mtok": _pick(
             cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"
         ),
+        "image_input_per_mtok": _pick(None, entry, "input_cost_per_image_token"),
+        "image_output_per_mtok": _pick(None, entry, "output_cost_per_image_token"),
         **_web_search_prices(cfg, entry),
         "citation_input_per_mtok": _pick(None, entry, "citation_cost_per_token"),
     }

@@ -177,6 +177,8 @@ def billed(price: Price, u: Usage) -> Decimal:
         web_search_size=u.web_search_size,
         reasoning_tokens=u.reasoning_tokens,
         citation_tokens=u.citation_tokens,
+        image_prompt_tokens=u.image_prompt_tokens,
+        image_completion_tokens=u.image_completion_tokens,
     )
 
 
@@ -188,12 +190,14 @@ def hit_counterfactual(ctx: RequestContext, price: Price) -> Decimal:
         u.prompt_tokens + ctx.hit_tokens_removed, u.completion_tokens, u.cached_tokens,
         web_searches=u.web_searches, web_search_size=u.web_search_size,
         reasoning_tokens=u.reasoning_tokens, citation_tokens=u.citation_tokens,
+        image_prompt_tokens=u.image_prompt_tokens,
+        image_completion_tokens=u.image_completion_tokens,
     )  # fmt: skip
 
 
 def priced_extras(ctx: RequestContext, body: Any) -> dict[str, Any]:
     """What an answer's usage says it was billed for beyond its token counts (a cache hit's
-    stored answer too): web searches, reasoning and citation tokens priced apart."""
+    stored answer too): web searches, reasoning, citation and image tokens priced apart."""
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return {}
@@ -203,7 +207,14 @@ def priced_extras(ctx: RequestContext, body: Any) -> dict[str, Any]:
         "web_search_size": _search_size(ctx, usage),
         "reasoning_tokens": _reasoning(usage),
         "citation_tokens": _count(usage.get("citation_tokens")) or 0,
+        "image_prompt_tokens": _image_tokens(details),
+        "image_completion_tokens": _image_tokens(usage.get("completion_tokens_details")),
     }
+
+
+def _image_tokens(details: Any) -> int:
+    """Image tokens in a usage's details (litellm's for Gemini, OpenAI's image models')."""
+    return (_count(details.get("image_tokens")) or 0) if isinstance(details, dict) else 0
 
 
 # More tokens than any model takes in one request: an upstream reporting this is broken, and

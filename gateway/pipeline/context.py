@@ -56,6 +56,8 @@ class Usage:
     web_search_size: str | None = None  # the search context size they were billed at
     reasoning_tokens: int = 0  # of the completion, where priced apart (Qwen thinking)
     citation_tokens: int = 0  # Perplexity's, billed beside the prompt
+    image_prompt_tokens: int = 0  # images in the prompt (part of it), where priced apart
+    image_completion_tokens: int = 0  # images in the answer (part of it): Gemini's image models
     source: str = "upstream"  # "upstream", "tiktoken" or "cache"
     service_tier: str | None = None  # the provider's tier that served it, when it says (prices)
 

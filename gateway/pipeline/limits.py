@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.accounting.budgets import BudgetBook, BudgetStoreUnavailable, period_start
-from gateway.accounting.pricing import asks_hour_cache, audio_asked, web_search_asked
+from gateway.accounting.pricing import (
+    asks_hour_cache,
+    audio_asked,
+    images_asked,
+    web_search_asked,
+)
 from gateway.accounting.tokenizer import prompt_tokens_ceiling
 from gateway.db.session import FailureLog
 from gateway.errors import NoHealthyDeployment, RateLimited
@@ -308,6 +313,7 @@ class BudgetStage:
         hour = asks_hour_cache(ctx.body)
         audio = audio_asked(ctx.body)
         search = web_search_asked(ctx.body)
+        drawn = images_asked(ctx.body)
         costs = []
         for dep in group:
             completion = (
@@ -317,7 +323,14 @@ class BudgetStage:
             )
             costs.append(
                 self._dearest_cost(
-                    dep, prompt, completion, tier, hour_cache=hour, audio=audio, search=search
+                    dep,
+                    prompt,
+                    completion,
+                    tier,
+                    hour_cache=hour,
+                    audio=audio,
+                    search=search,
+                    images=drawn,
                 )
             )
         return max(costs)
@@ -341,6 +354,7 @@ class BudgetStage:
         hour_cache: bool = False,
         audio: tuple[bool, bool] = (False, False),
         search: tuple[int, str | None] = (0, None),
+        images: bool = False,
     ) -> Decimal:
         """What `dep` may bill for the request, at most.
 
@@ -355,7 +369,8 @@ class BudgetStage:
         threshold (Gemini 2.5 Pro above 200k tokens) is reserved at that threshold's prices,
         and the web searches it may make (`search`: how many, the context size) at theirs. An
         answer may be all reasoning: at the reasoning price where it is the dearer (Qwen's
-        thinking mode, $4 per 1M where answers are $1.20)."""
+        thinking mode, $4 per 1M where answers are $1.20), and an answer asked with images in
+        it at the image price."""
         price = dep.price
         at_length = price.at_prompt(prompt)  # its cache prices, for what may be written
         write = at_length.cache_write_input_per_mtok
@@ -371,16 +386,19 @@ class BudgetStage:
         heard, spoken = prompt if audio[0] else 0, completion if audio[1] else 0
         thinking = at_length.reasoning_output_per_mtok
         thought = completion if thinking is not None and thinking > at_length.output_per_mtok else 0
+        drawn = completion if images else 0
         configured = price.cost_usd(
             prompt, completion, 0, written, hour,
             audio_prompt_tokens=heard, audio_completion_tokens=spoken,
             web_searches=search[0], web_search_size=search[1], reasoning_tokens=thought,
+            image_completion_tokens=drawn,
         )  # fmt: skip
         if tier is not None and price.tiers:  # a dearer tier asked for (priority) is reserved
             at_tier = price.for_tier(tier).cost_usd(
                 prompt, completion, 0, written, hour,
                 audio_prompt_tokens=heard, audio_completion_tokens=spoken,
                 web_searches=search[0], web_search_size=search[1], reasoning_tokens=thought,
+                image_completion_tokens=drawn,
             )  # fmt: skip
             configured = max(configured, at_tier)
         local = self.router.local.get(dep.name) if self.router is not None else None

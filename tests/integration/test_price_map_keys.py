@@ -128,7 +128,20 @@ async def _anthropic_stream(
 
 
 async def _gemini(request: web.Request) -> web.Response:
-    """Gemini's generateContent: a 250,000-token prompt, 50,000 of it from its cache."""
+    """Gemini's generateContent: a 250,000-token prompt, 50,000 of it from its cache; an
+    image model's answer: one image (1,290 tokens) and a line of text."""
+    if "image" in request.match_info["model"]:
+        picture = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+        return web.json_response({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "Here it is."},
+                                                                    picture]},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 1300,
+                              "totalTokenCount": 1320, "candidatesTokensDetails": [
+                                  {"modality": "IMAGE", "tokenCount": 1290},
+                                  {"modality": "TEXT", "tokenCount": 10}]},
+            "modelVersion": request.match_info["model"],
+        })  # fmt: skip
     return web.json_response({
         "candidates": [{"content": {"role": "model", "parts": [{"text": "Summarised."}]},
                         "finishReason": "STOP", "index": 0}],
@@ -189,6 +202,9 @@ def gw(session_tmp: Path) -> Iterator[GatewayServer]:
             output_cost_per_mtok=2, web_search_usd_per_query="0.02"),
         {"name": "gemini", "model": "gemini", "provider": "gemini",
          "upstream_model": "gemini-2.5-pro", "api_base": up.url + "/v1beta",
+         "api_key_env": "MOCK_PROVIDER_KEY"},
+        {"name": "banana", "model": "banana", "provider": "gemini",
+         "upstream_model": "gemini-2.5-flash-image", "api_base": up.url + "/v1beta",
          "api_key_env": "MOCK_PROVIDER_KEY"},
         {"name": "claude", "model": "claude", "provider": "anthropic",
          "upstream_model": "claude-sonnet-4-5", "api_base": up.url,
@@ -372,4 +388,15 @@ def test_gemini_s_long_context_price_through_litellm(gw: GatewayServer) -> None:
         250_000, 50_000, 100,
     )  # fmt: skip
     expected = (200_000 * Decimal("2.5") + 50_000 * Decimal("0.25") + 100 * 15) / MILLION
+    assert row["cost_usd"] == expected
+
+
+def test_an_image_answer_is_billed_at_the_image_output_price(gw: GatewayServer) -> None:
+    """Gemini 2.5 Flash Image: $30 per 1M image tokens out ($0.039 an image), $2.50 text. An
+    answer with one image was billed $0.00325 as text where Google bills $0.0387."""
+    rid = "keys-banana"
+    ask(gw, "banana", rid, modalities=["image", "text"])
+    row = ledger_row(gw, rid)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (20, 1300)
+    expected = (20 * Decimal("0.3") + 10 * Decimal("2.5") + 1290 * 30) / MILLION
     assert row["cost_usd"] == expected
