@@ -28,7 +28,7 @@ def scaled_like(base: Price, long: Price) -> Price:
     ) -> Decimal | None:
         if own is not None or at_base is None or by is None:
             return own
-        return _plain(at_base * by)
+        return plain(at_base * by)
 
     return replace(
         long,
@@ -79,7 +79,7 @@ def long_context_prices(
             at_tier, at_standard = entry.get(f"{name}_{tier}"), entry.get(name)
             if at_tier is None or not at_standard:
                 return per_mtok(standard)
-            return _plain(per_mtok(standard) * per_mtok(at_tier) / per_mtok(at_standard))
+            return plain(per_mtok(standard) * per_mtok(at_tier) / per_mtok(at_standard))
 
         inp = rate("input_cost_per_token")
         if inp is None:
@@ -182,10 +182,10 @@ def per_mtok(value: Any) -> Decimal:
     if value is None:
         return ZERO
     # str() first: the map holds floats; Decimal(float) would carry binary noise.
-    return _plain(Decimal(str(value)) * MILLION)
+    return plain(Decimal(str(value)) * MILLION)
 
 
-def _plain(value: Decimal) -> Decimal:
+def plain(value: Decimal) -> Decimal:
     """`value` without trailing zeros and without an exponent: normalize() alone made $10
     `1E+1`, which /admin/deployments, the dashboard and route explain printed as such."""
     value = value.normalize()

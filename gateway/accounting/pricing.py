@@ -14,6 +14,7 @@ from gateway.accounting.price_map import (
     long_context_prices,
     lookup_litellm,
     per_mtok,
+    plain,
     scaled_like,
     tier_prices,
 )
@@ -172,8 +173,30 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
                 cache_write_1h_input_per_mtok=tier.cache_write_1h_input_cost_per_mtok,
             ),
         )
-    price = replace(price, long_context=tuple(sorted(longer.items())))
+    long = tuple(sorted(longer.items()))
+    # a configured service tier has no long-context prices of its own: the standard's apply
+    # in its proportion (priority at 2x: 2x the long-context price too)
+    tiers = tuple(
+        (name, replace(t, long_context=tuple((a, _in_proportion(t, price, p)) for a, p in long)))
+        if name in cfg.service_tier_prices
+        else (name, t)
+        for name, t in tiers
+    )
+    price = replace(price, tiers=tiers, long_context=long)
     return _with_extras(price, extras), source
+
+
+def _in_proportion(tier: Price, standard: Price, long: Price) -> Price:
+    """`tier`'s price above a threshold whose standard price is `long`: each of its prices
+    times the ratio of `long`'s to `standard`'s (input for the prompt's, output for the
+    answer's); `tier` itself where the standard price is free."""
+    if not standard.input_per_mtok or not standard.output_per_mtok:
+        return tier
+    at_length = Price(
+        plain(tier.input_per_mtok * long.input_per_mtok / standard.input_per_mtok),
+        plain(tier.output_per_mtok * long.output_per_mtok / standard.output_per_mtok),
+    )
+    return scaled_like(tier, at_length)
 
 
 def _with_extras(price: Price, extras: dict[str, Any]) -> Price:

@@ -15,7 +15,7 @@ from gateway.accounting.pricing import Price, resolve_price
 from gateway.pipeline.context import TenantInfo
 from gateway.pipeline.limits import BudgetStage
 from gateway.routing.catalog import Catalog
-from gateway.settings import DeploymentConfig, LongContextPrice
+from gateway.settings import DeploymentConfig, LongContextPrice, TierPrice
 from tests.support.context import bare_context
 from tests.unit.pipeline.fakes import Book
 
@@ -178,3 +178,26 @@ def test_a_service_tier_writes_to_the_cache_at_its_own_price() -> None:
     assert price.for_tier("flex").cache_write_input_per_mtok == Decimal("2.5")
     azure = litellm("azure", "gpt-5.6")
     assert azure.for_tier("priority").cache_write_input_per_mtok == Decimal("12.5")
+
+
+def test_a_configured_service_tier_keeps_its_proportion_above_the_threshold() -> None:
+    """priority configured at 2x for a deployment with a long-context price: a 300k-token
+    prompt on priority was billed at the flat priority price, below the standard tier's
+    long-context one."""
+    cfg = DeploymentConfig(
+        name="d", model="m", input_cost_per_mtok=Decimal(2), output_cost_per_mtok=Decimal(8),
+        cached_input_cost_per_mtok=Decimal("0.2"),
+        long_context_prices=[LongContextPrice(above_prompt_tokens=200_000,
+                                              input_cost_per_mtok=Decimal(4),
+                                              output_cost_per_mtok=Decimal(12))],
+        service_tier_prices={"priority": TierPrice(input_cost_per_mtok=Decimal(4),
+                                                   output_cost_per_mtok=Decimal(16),
+                                                   cached_input_cost_per_mtok=Decimal("0.4"))},
+    )  # fmt: skip
+    price, _ = resolve_price(cfg)
+    priority = price.for_tier("priority")
+    assert priority.at_prompt(200_000) is priority
+    long = priority.at_prompt(300_000)
+    assert (long.input_per_mtok, long.output_per_mtok, long.cached_input_per_mtok) == (
+        8, 24, Decimal("0.8"),
+    )  # fmt: skip
