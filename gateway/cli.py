@@ -448,6 +448,7 @@ def db_prune(
         None,
         "--ledger-days",
         min=1,
+        max=36_500,  # as THRIFTGATE_LEDGER_RETENTION_DAYS: a horizon before year 1 was a traceback
         help="Delete ledger rows older than this many days (default: "
         "THRIFTGATE_LEDGER_RETENTION_DAYS; unset, every row is kept). Totals stay in the rollups.",
     ),
