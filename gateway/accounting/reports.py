@@ -356,8 +356,9 @@ async def _spend_across_horizon(
         if group_by == "tenant" and merged:
             t = table(Tenant)
             ids = sorted(k for k in merged if k is not None)
-            found = await conn.execute(select(t.c.id, t.c.name).where(t.c.id.in_(ids)))
-            names = {r.id: r.name for r in found.all()}
+            for i in range(0, len(ids), 1000):  # asyncpg takes 32,767 parameters at most
+                chunk = select(t.c.id, t.c.name).where(t.c.id.in_(ids[i : i + 1000]))
+                names.update({r.id: r.name for r in (await conn.execute(chunk)).all()})
     out = []
     for key in sorted(merged, key=lambda k: (k is None, k or "")):
         m = merged[key]

@@ -186,6 +186,39 @@ def test_ended_budget_counters_and_alerts_are_pruned_the_total_ones_kept(
     assert "usage_ledger" not in result.deleted  # no retention set: every row kept
 
 
+def test_spend_by_tenant_across_the_horizon_names_33k_tenants(fresh_pg_url: str) -> None:
+    """Tenant names were looked up with one bind parameter per tenant: past asyncpg's 32,767
+    a report by tenant reaching back before the pruned rows was a 500."""
+    asyncio.run(upgrade_head(fresh_pg_url))
+    old = NOW - timedelta(days=60)
+    sql(
+        fresh_pg_url,
+        "INSERT INTO tenants (id, name, budget_period, flags, created_at) "
+        "SELECT 'x' || g, 'tenant ' || g, 'monthly', '{}', now() "
+        "FROM generate_series(1, 33000) g",
+    )
+    sql(
+        fresh_pg_url,
+        "INSERT INTO usage_rollup_daily SELECT $1::timestamptz, 'x' || g, 'm', 'd', 1, 0, 0, 1, "
+        "10, 5, 0.001, 0.002, 0, 0, 0.001, 1, 1, 5.0, 0, 0, 0 FROM generate_series(1, 33000) g",
+        old.replace(hour=0, minute=0, second=0, microsecond=0),
+    )
+    plan = SeedPlan(10, NOW, 3600, ["x1"], ["m"], ["d"], id_prefix="n")
+    asyncio.run(seed_ledger(_dsn(fresh_pg_url), plan))
+
+    async def go() -> list[dict[str, Any]]:
+        engine = create_engine(fresh_pg_url)
+        try:
+            return await reports.spend(engine, group_by="tenant")
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    assert len(report) == 33000
+    first = next(r for r in report if r["tenant"] == "x1")
+    assert first["tenant_name"] == "tenant 1" and first["requests"] == 11
+
+
 def test_a_purge_record_outlives_the_entries_it_hides(fresh_pg_url: str) -> None:
     """A cache row still being written when its tenant was purged survives the purge's DELETE;
     the purge record hides it from every replica's start-up load. Pruned at a week, the record
