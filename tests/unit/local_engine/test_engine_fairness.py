@@ -75,6 +75,9 @@ def test_a_tenant_queued_behind_a_flood_gets_the_next_free_slot(model: LlamaForC
 
 def test_one_tenant_cannot_fill_the_last_slot(model: LlamaForCausalLM) -> None:
     core = core_of(model, max_batch_size=4)  # newcomer_slots: 1 by default
+    earlier = req("victim")  # the victim has been here lately (its request was cancelled)
+    earlier.cancel()
+    core.submit(earlier)
     for _ in range(10):
         core.submit(req("flood"))
     core._admit()
@@ -83,6 +86,15 @@ def test_one_tenant_cannot_fill_the_last_slot(model: LlamaForCausalLM) -> None:
     core._admit()  # at the next step, not after one of the flood's 100-token answers
     assert owners_running(core) == ["flood"] * 3 + ["victim"]
     assert len(core._pending) == 7
+
+
+def test_a_lone_tenant_uses_every_slot(model: LlamaForCausalLM) -> None:
+    """Nobody else has sent anything lately: no slot is kept idle for nobody."""
+    core = core_of(model, max_batch_size=4)
+    for _ in range(6):
+        core.submit(req("only"))
+    core._admit()
+    assert owners_running(core) == ["only"] * 4
 
 
 def test_requests_without_an_owner_use_every_slot(model: LlamaForCausalLM) -> None:
