@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.accounting.pricing import Price, usd_text
 from gateway.dashboard.queries import CACHE_HITS, Figures
 from gateway.dashboard.windows import Window
 from gateway.db.models import UsageLedger
@@ -42,6 +43,8 @@ class DeploymentRow:
     predicted_high_ms: float | None
     breaker: str | None
     figures: Figures  # the ledger's sums for this deployment (energy, for tokens per Wh)
+    # its long-context prices, as "above 200,000 prompt tokens: 2.5 / 15" (each its own line)
+    long_context: tuple[str, ...] = ()
 
 
 async def latency_percentiles(
@@ -160,6 +163,7 @@ def table(
                 input_per_mtok=dep.price.input_per_mtok if dep else Decimal(0),
                 output_per_mtok=dep.price.output_per_mtok if dep else Decimal(0),
                 price_source=dep.price_source if dep else "n/a",
+                long_context=long_context_lines(dep.price) if dep else (),
                 requests=fig.requests,
                 share_pct=fig.requests / total * 100 if total else None,
                 cost_usd=fig.cost_usd,
@@ -174,3 +178,12 @@ def table(
             )
         )
     return out
+
+
+def long_context_lines(price: Price) -> tuple[str, ...]:
+    """What a long prompt is billed at, per threshold: every token of it, its answer's too."""
+    return tuple(
+        f"above {above:,} prompt tokens: {usd_text(p.input_per_mtok)} / "
+        f"{usd_text(p.output_per_mtok)}"
+        for above, p in price.long_context
+    )

@@ -185,3 +185,5 @@ def test_admin_deployments_lists_the_long_context_prices_in_plain_digits(
     finally:
         dash.close()
     assert page.status_code == 200 and "1.25 / 10<" in page.text and "1E+1" not in page.text
+    assert "above 200,000 prompt tokens: 2.5 / 15<" in page.text
+    assert "above 1,000 prompt tokens: 10 / 20<" in page.text
