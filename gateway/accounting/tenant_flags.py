@@ -31,9 +31,14 @@ def _number(lo: float, hi: float, *, whole: bool = False) -> Check:
             and (not whole or float(value).is_integer())
         )
         kind = "a whole number" if whole else "a number"
-        return None if ok else f"must be {kind} between {lo:g} and {hi:g}"
+        return None if ok else f"must be {kind} between {_plain(lo)} and {_plain(hi)}"
 
     return check
+
+
+def _plain(x: float) -> str:
+    """1000000, not 1e+06 (`:g`)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _names(allowed: frozenset[str] | None = None) -> Check:
