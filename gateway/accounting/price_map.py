@@ -156,7 +156,8 @@ def tier_prices(
     entry: dict[str, Any], written: Decimal | None, hour: Decimal | None
 ) -> tuple[tuple[str, Price], ...]:
     """litellm's `input_cost_per_token_flex` etc.: a tier with both its prices listed (its
-    cache writes at its own price where listed: gpt-5.6 on priority, twice the standard's)."""
+    cache writes and audio at its own prices where listed: gpt-5.6's writes on priority, twice
+    the standard's; Gemini 3 Flash's audio on priority, $1.80 per 1M where standard is $1)."""
     out = []
     for tier in SERVICE_TIERS:
         inp, outp = (
@@ -167,12 +168,14 @@ def tier_prices(
             continue
         cached = entry.get(f"cache_read_input_token_cost_{tier}")
         writes = entry.get(f"cache_creation_input_token_cost_{tier}")
+        heard = entry.get(f"input_cost_per_audio_token_{tier}")
         price = Price(
             per_mtok(inp),
             per_mtok(outp),
             per_mtok(cached) if cached is not None else None,
             written if writes is None else per_mtok(writes),
             cache_write_1h_input_per_mtok=hour,
+            audio_input_per_mtok=per_mtok(heard) if heard is not None else None,
         )
         out.append((tier, replace(price, long_context=long_context_prices(entry, price, tier))))
     return tuple(out)

@@ -200,13 +200,19 @@ def _in_proportion(tier: Price, standard: Price, long: Price) -> Price:
 
 
 def _with_extras(price: Price, extras: dict[str, Any]) -> Price:
-    """`price`, its service tiers' and its long-context prices with `extras` set."""
+    """`price`, its service tiers' and its long-context prices with `extras` set, but for a
+    part's price a tier lists of its own (Gemini's priority audio)."""
+    own = {k for k in _OWN_PRICES if getattr(price, k) is not None}
     return replace(
         price,
         tiers=tuple((name, _with_extras(p, extras)) for name, p in price.tiers),
         long_context=tuple((above, _with_extras(p, extras)) for above, p in price.long_context),
-        **extras,
+        **{k: v for k, v in extras.items() if k not in own},
     )
+
+
+# a tier's own prices of a prompt's or an answer's parts, where litellm lists them
+_OWN_PRICES = ("audio_input_per_mtok", "audio_output_per_mtok")
 
 
 def _cached_price(cfg: DeploymentConfig, entry: dict[str, Any] | None) -> Decimal | None:

@@ -201,3 +201,13 @@ def test_a_configured_service_tier_keeps_its_proportion_above_the_threshold() ->
     assert (long.input_per_mtok, long.output_per_mtok, long.cached_input_per_mtok) == (
         8, 24, Decimal("0.8"),
     )  # fmt: skip
+
+
+def test_a_service_tier_hears_audio_at_its_own_price() -> None:
+    """Gemini 3 Flash on priority: audio in at $1.80 per 1M (standard: $1); the tier took
+    the standard audio price."""
+    price = litellm("gemini", "gemini-3-flash-preview")
+    assert price.audio_input_per_mtok == 1
+    assert price.for_tier("priority").audio_input_per_mtok == Decimal("1.8")
+    gpt = litellm("openai", "gpt-4o-audio-preview")
+    assert all(t.audio_input_per_mtok == gpt.audio_input_per_mtok for _, t in gpt.tiers)
