@@ -297,9 +297,10 @@ async def _spend_across_horizon(
     horizon: datetime,
     hourly_horizon: datetime | None,
 ) -> list[dict[str, Any]]:
-    """A window reaching before the pruning horizon: the rollups up to it (daily ones before
-    `hourly_horizon`, where hourly rows are pruned too), the ledger from it, each group's
-    figures added up. A bound the kept sums cannot split at is a 400 that says so."""
+    """A window reaching before the pruning horizon: the rollups (daily ones before
+    `hourly_horizon`, where hourly rows are pruned too), and the ledger from the horizon to an
+    `until` within an hour, each group's figures added up. A bound before the horizon that the
+    kept sums cannot split at is a 400 that says so."""
     kept = f"raw ledger rows are kept from {horizon.isoformat()} (THRIFTGATE_LEDGER_RETENTION_DAYS)"
     if group_by not in ROLLUP_GROUPS:
         raise InvalidRequest(
@@ -307,11 +308,14 @@ async def _spend_across_horizon(
             "from then on, or group by day, hour, model, deployment or tenant.",
             param="group_by",
         )
-    old_until = horizon if until is None or until > horizon else until
-    spans: list[tuple[Any, datetime | None, datetime]] = []  # (rollup, since, until)
+    # the rollups hold every request, kept rows or not: the ledger only for an `until` they
+    # cannot split at
+    whole = _on_the(until, "hour")
+    old_until = until if whole else horizon if until is None or until > horizon else until
+    spans: list[tuple[Any, datetime | None, datetime | None]] = []  # (rollup, since, until)
     lo = since
     if hourly_horizon is not None and (lo is None or lo < hourly_horizon):
-        hi = min(old_until, hourly_horizon)
+        hi = hourly_horizon if old_until is None else min(old_until, hourly_horizon)
         days_only = (
             f"before {hourly_horizon.isoformat()} only daily sums are kept "
             "(THRIFTGATE_ROLLUP_HOURLY_RETENTION_DAYS)"
@@ -329,7 +333,7 @@ async def _spend_across_horizon(
                 )
         spans.append((UsageRollupDaily.__table__, lo, hi))
         lo = hi
-    if lo is None or lo < old_until:
+    if lo is None or old_until is None or lo < old_until:
         for name, bound in (("since", lo), ("until", old_until)):
             if not _on_the(bound, "hour"):
                 raise InvalidRequest(
@@ -341,7 +345,7 @@ async def _spend_across_horizon(
         spans.append(((UsageRollupDaily if daily else UsageRollupHourly).__table__, lo, old_until))
     sqlite = engine.dialect.name == "sqlite"
     parts = [_rollup_sums(r, group_by, tenant, a, b, sqlite=sqlite)[0] for r, a, b in spans]
-    if until is None or until > horizon:
+    if not whole and (until is None or until > horizon):
         parts.append(_ledger_sums(engine, group_by, tenant, horizon, until)[0])
     merged: dict[Any, dict[str, Any]] = {}
     async with engine.connect() as conn:
