@@ -57,9 +57,9 @@ def answer_of(sock: socket.socket) -> tuple[str, bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     text = head.decode("latin-1")
     length = next(
-        int(line.split(":", 1)[1]) for line in text.split("\r\n") if line.lower().startswith(
-            "content-length:"
-        )
+        int(line.split(":", 1)[1])
+        for line in text.split("\r\n")
+        if line.lower().startswith("content-length:")
     )
     while len(body) < length:
         piece = sock.recv(65536)
