@@ -313,6 +313,15 @@ def test_sqlite_pruning_keeps_totals_and_gives_the_space_back(tmp_path: Path) ->
             assert abs(await _counter_from_scratch(engine, "tc") - counter_before) < Decimal("1e-8")
             # a file made by the gateway is incremental: the pages went back
             assert path.stat().st_size < size_before * 0.6
+            # and the hourly sums before 40 days: the days' reports stay, hours are refused
+            by_day = {g: await reports.spend(engine, group_by=g) for g in GROUPS if g != "hour"}
+            pruned = await retention.prune(
+                engine, ledger_retention_days=20, hourly_rollup_retention_days=40, now=NOW
+            )
+            assert pruned.deleted["usage_rollup_hourly"] > 1000
+            assert {g: await reports.spend(engine, group_by=g) for g in by_day} == by_day
+            with pytest.raises(InvalidRequest):
+                await reports.spend(engine, group_by="hour")
         finally:
             await engine.dispose()
 
