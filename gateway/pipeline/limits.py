@@ -168,11 +168,12 @@ class RateLimiter:
 
 def duration_text(seconds: float) -> str:
     """A duration as OpenAI writes its `x-ratelimit-reset-*` headers: `20ms`, `1.5s`, `6m0s`."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".")
-    return f"{int(minutes)}m{text}s" if minutes else f"{text}s"
+    ms = math.ceil(round(seconds * 1000, 6))  # whole ms first: 119.9997 s is 2m0s, not 1m60s
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    text = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{text}s" if minutes else f"{text}s"
 
 
 def _never_fits(tokens: int, tpm: int) -> RateLimited:
