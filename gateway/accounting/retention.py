@@ -197,9 +197,11 @@ async def prune(
 
 async def give_back_space(engine: AsyncEngine) -> None:
     """SQLite: return free pages to the file system (an `auto_vacuum=INCREMENTAL` file) and
-    truncate the write-ahead log. A file made before this release keeps its free pages: when
+    checkpoint the write-ahead log. A file made before this release keeps its free pages: when
     they are many, a warning says how to shrink it."""
-    await _sqlite_script(engine, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+    # (No TRUNCATE checkpoint here: waiting for a long reader, a CSV export, it holds every
+    # writer meanwhile; the WAL shrinks to journal_size_limit at its next reset.)
+    await _sqlite_script(engine, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(PASSIVE);")
     pragmas: list[int] = []
     async with engine.connect() as conn:
         for name in ("auto_vacuum", "freelist_count", "page_count", "page_size"):

@@ -328,6 +328,40 @@ def test_sqlite_pruning_keeps_totals_and_gives_the_space_back(tmp_path: Path) ->
     asyncio.run(go())
 
 
+def test_sqlite_prune_never_holds_writers_behind_a_long_reader(tmp_path: Path) -> None:
+    """The prune's WAL checkpoint was TRUNCATE: behind a reader that started earlier (a CSV
+    export streaming a month), it waits (up to the 30 s busy timeout) and every writer, the
+    ledger's flush included, waits with it."""
+    path = tmp_path / "thriftgate.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(upgrade_head(url))
+    _sqlite_seed(path, 2000, 30)
+    reader = sqlite3.connect(path, isolation_level=None)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=3, check_same_thread=False)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM usage_ledger").fetchone()  # holds its snapshot
+        writer.execute("DELETE FROM usage_ledger WHERE id < 's00000100'")  # a WAL past it
+
+        async def go() -> None:
+            engine = create_engine(url)
+            try:
+                upkeep = asyncio.create_task(retention.give_back_space(engine))
+                await asyncio.sleep(1)  # the checkpoint is under way, behind the reader
+                await asyncio.to_thread(
+                    writer.execute, "DELETE FROM usage_ledger WHERE id < 's00000200'"
+                )
+                reader.execute("COMMIT")
+                await upkeep
+            finally:
+                await engine.dispose()
+
+        asyncio.run(go())
+    finally:
+        reader.close()
+        writer.close()
+
+
 def _rounded(report: dict[str, Any]) -> dict[str, Any]:
     return {
         k: [
