@@ -7,9 +7,9 @@ the fewest rows running (ties: the one served longest ago). While more than one 
 requests lately (`RECENT_S`), the last `newcomer_slots` free slots are kept for an owner with
 nothing running, so a flood can fill the batch only up to them and a newcomer starts at its
 next step instead of after a long answer ends; an engine serving one tenant keeps no slot back
-(a slot kept idle cost it a fifth of its throughput at 8 concurrent requests). A full queue
-makes room for an owner with fewer requests waiting than the longest queue by refusing that
-queue's newest request (it has not started; it gets "overloaded").
+(one kept idle cost it an eighth of its batch). A full queue makes room for an owner with fewer
+requests waiting than the longest queue by refusing that queue's newest request (it has not
+started; it gets "overloaded").
 
 Requests without an owner (`""`: the engine's own HTTP server) share one queue, and the
 newcomer slots are not kept for them. Not thread-safe: the engine core holds its lock around it.
@@ -26,7 +26,10 @@ from local_engine.backends.sequence import GenerationRequest
 from local_engine.errors import EngineOverloaded
 
 QUEUE_FULL = "the local engine's queue is full; retry later"
-RECENT_S = 60.0  # an owner that sent a request this recently may come back: keep it a slot
+# An owner that sent a request this recently may come back: keep it a slot. An interactive
+# tenant asks every few minutes; with a minute, its first question after a pause waited
+# for a flood's answer to end (13 s here).
+RECENT_S = 3600.0
 
 
 class FairQueue:
