@@ -547,7 +547,10 @@ def tenant_update(
     rpm: int | None = typer.Option(None, "--rpm", min=0, help="Requests per minute (0: no limit)."),
     tpm: int | None = typer.Option(None, "--tpm", min=0, help="Tokens per minute (0: no limit)."),
     max_concurrent: int | None = typer.Option(
-        None, "--max-concurrent", min=0, help="Requests in flight at once (0: no cap)."
+        None,
+        "--max-concurrent",
+        min=0,
+        help="Requests in flight at once, in each worker process (0: no cap).",
     ),
 ) -> None:
     """Change a tenant's rate limits (others are kept); running gateways apply them at once.
