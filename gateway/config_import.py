@@ -227,6 +227,15 @@ def _deployment(
     dep.update(_prices({**info, **params}, where))
     if "input_cost_per_mtok" not in dep and isinstance(info.get("base_model"), str):
         dep.update(_base_model_prices(info["base_model"]))
+    for section, values in (("litellm_params", params), ("model_info", info)):
+        if values.get(SEARCH) is not None and "web_search_usd_per_query" not in dep:
+            # one price a search here: a table without the medium context's (or a bare
+            # number) was dropped without a word, and the searches billed at nothing
+            skipped.setdefault(
+                f"model_list[*].{section}.{SEARCH}",
+                "thriftgate takes one price a search, its search_context_size_medium; "
+                "set web_search_usd_per_query",
+            )
     if params.get("timeout") is not None:
         dep["timeout_s"] = _seconds(params["timeout"], f"{where}: litellm_params.timeout")
     if params.get("max_parallel_requests") is not None:

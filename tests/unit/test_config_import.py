@@ -364,3 +364,27 @@ model_list:
     assert pro.web_search_usd_per_query == Decimal("0.035")
     (above,) = big.long_context_prices
     assert above.above_prompt_tokens == 272_000 and above.input_cost_per_mtok == 5
+
+
+@pytest.mark.parametrize(
+    "search",
+    ["{search_context_size_low: 0.03, search_context_size_high: 0.05}", "0.03"],
+)
+def test_a_search_price_the_import_cannot_carry_is_listed_not_dropped(search: str) -> None:
+    """thriftgate takes one price per search, the medium context's: a LiteLLM entry pricing
+    only its low and high contexts (or writing one number) was dropped without a word, and the
+    imported deployment billed its searches at nothing (hunt11 h117)."""
+    raw = parsed(f"""
+model_list:
+  - model_name: searcher
+    litellm_params:
+      model: openai/gpt-4o-search-preview
+      api_key: os.environ/OPENAI_API_KEY
+      input_cost_per_token: 2.5e-06
+      output_cost_per_token: 1.0e-05
+      search_context_cost_per_query: {search}
+""")
+    imported = import_litellm(raw)
+    assert "web_search_usd_per_query" not in imported.config["deployments"][0]
+    (note,) = [n for n in imported.notes if "search_context_cost_per_query" in n]
+    assert note.startswith("not imported") and "search_context_size_medium" in note, note
