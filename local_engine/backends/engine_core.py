@@ -148,11 +148,18 @@ class EngineCore:
         self.stats.running = 0
 
     def _admit(self) -> None:
-        # A chunked prefill in progress holds the next slot (and keeps the queue's order).
-        while self._partial is None and len(self._seqs) < self.config.max_batch_size:
+        # A chunked prefill in progress holds a slot, and while it lasts only prompts short
+        # enough for one pass start beside it (the next long one waits: the queue's order is
+        # kept). A tenant's short question used to wait out a flood's long prefills too.
+        while len(self._seqs) + (self._partial is not None) < self.config.max_batch_size:
             running = Counter(seq.request.owner for seq in self._seqs)
+            short_only = None
+            if self._partial is not None:
+                running[self._partial.seq.request.owner] += 1
+                short_only = self.config.prefill_chunk_tokens
+            free = self.config.max_batch_size - len(self._seqs) - (self._partial is not None)
             with self._cond:
-                request = self._pending.pop(running, self.config.max_batch_size - len(self._seqs))
+                request = self._pending.pop(running, free, max_prompt=short_only)
                 self.stats.queue_depth = len(self._pending)
             if request is None:
                 break
@@ -184,7 +191,7 @@ class EngineCore:
         """Feed the next `size` prompt tokens (a chunk); after the last, the row joins the batch."""
         seq, request, cache = partial.seq, partial.seq.request, partial.cache
         if request.cancelled.is_set():
-            self._partial = None
+            self._drop_partial(partial)
             self._close_energy([seq])
             request.sink(FinishEvent("cancelled"))
             return
@@ -199,13 +206,13 @@ class EngineCore:
             if end < seq.num_prompt:
                 partial.busy_s += time.perf_counter() - started
                 return
-            self._partial = None
+            self._drop_partial(partial)
             token = int(choose_tokens(out.logits[:, -1], request.sampling, seq.generator)[0])
         except Exception as exc:
             # This request's input broke its own pass (it is not in the batch yet): fail it
             # alone. Left to `_run`, it would fail every other request and never answer this one.
             log.exception("local engine prefill failed")
-            self._partial = None
+            self._drop_partial(partial)
             self._close_energy([seq])
             request.sink(FinishEvent("error", f"local engine error: {exc}"))
             return
@@ -221,6 +228,12 @@ class EngineCore:
             self.energy.settle_if_due()
         self._kv.add_row(cache)
         self._seqs.append(seq)
+
+    def _drop_partial(self, partial: PartialPrefill) -> None:
+        """`partial` is done (or failed): the slot it held for a chunked prefill is free. A
+        short prompt prefilled in one pass meanwhile is not the one in progress."""
+        if self._partial is partial:
+            self._partial = None
 
     def _draft_cap(self, rows: int) -> int:
         if rows <= 1:

@@ -66,9 +66,12 @@ class FairQueue:
         self._size += 1
         return pushed_out
 
-    def pop(self, running: dict[str, int], free_slots: int) -> GenerationRequest | None:
+    def pop(
+        self, running: dict[str, int], free_slots: int, max_prompt: int | None = None
+    ) -> GenerationRequest | None:
         """The next request to start in one of `free_slots`, given each owner's running rows;
-        None when nothing waits, or only owners already running wait for a newcomer slot."""
+        None when nothing waits, when only owners already running wait for a newcomer slot,
+        or when the next one's prompt is longer than `max_prompt` tokens."""
         if not self._queues:
             return None
         owner = min(self._queues, key=lambda o: (running.get(o, 0), self._served.get(o, 0)))
@@ -79,6 +82,8 @@ class FairQueue:
             and self._others_recent(owner)
         ):
             return None  # kept for an owner with nothing running
+        if max_prompt is not None and len(self._queues[owner][0].prompt_ids) > max_prompt:
+            return None
         request = self._queues[owner].popleft()
         self._drop_if_empty(owner)
         self._size -= 1
