@@ -91,11 +91,24 @@ class Price:
         long-context threshold bills everything at that threshold's prices. Web searches are
         billed apiece, at the price of the search context size asked (medium if none).
         Reasoning tokens are part of the completion; citation tokens are not of the prompt."""
+        if not (
+            self.long_context or cached_tokens or cache_write_tokens or citation_tokens
+            or audio_prompt_tokens or audio_completion_tokens or image_prompt_tokens
+            or image_completion_tokens or reasoning_tokens or web_searches
+        ):  # fmt: skip
+            # the router's estimates, most rows: prompt and answer at their prices
+            total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+            return total / MILLION
         at = self.at_prompt(prompt_tokens)
         tokens = at._cost_usd(
             prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
             cache_write_1h_tokens, citation_tokens,
         )  # fmt: skip
+        if not (
+            audio_prompt_tokens or audio_completion_tokens or image_prompt_tokens
+            or image_completion_tokens or reasoning_tokens or web_searches
+        ):  # fmt: skip
+            return tokens
         # the parts of the prompt and the answer priced apart from their text, at the price
         # of the threshold the prompt passed
         for count, price, text, whole in (
@@ -129,7 +142,7 @@ class Price:
         cache_write_1h_tokens: int,
         citation_tokens: int,
     ) -> Decimal:
-        if not cached_tokens and not cache_write_tokens:  # the router's estimates, most rows
+        if not cached_tokens and not cache_write_tokens:
             total = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
         else:
             total = self._prompt_cache_cost(
