@@ -9,6 +9,9 @@ headers) must be in whole within `request_read_timeout_s` (THRIFTGATE_REQUEST_RE
 the body's limit too: api/guards.py) of the connection's opening, or of the next request's
 first byte: a head begun gets a 408 in OpenAI's error shape, a silent connection is closed.
 
+The same deadline holds for the rest of a body the app answered without reading (a 401, a
+413): uvicorn reads it to drop it, and each byte disarmed its keep-alive timeout.
+
 **An answer nobody reads.** uvicorn writes a whole non-stream answer into the transport at
 once and closes the connection (keep-alive's end, or a stream cut by `ClientStream`) by
 waiting for that buffer to drain: a client that asked for a large answer and stopped reading
@@ -100,6 +103,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm_head_timer()
         self._head_begun = False
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and cycle.more_body:
+            # answered before its body was in (a 401, a 413...): uvicorn reads the rest to
+            # drop it, and each byte disarmed its keep-alive timeout, so a client without a key
+            # trickling a declared body held the connection for ever. The rest has the timeout.
+            self._arm_head_timer()
+
+    def on_message_complete(self) -> None:
+        answered = self.cycle is not None and self.cycle.response_complete
+        super().on_message_complete()
+        if answered:  # the rest of an answered request's body: now idle, as after keep-alive
+            self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()

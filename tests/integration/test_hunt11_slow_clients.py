@@ -194,3 +194,26 @@ def test_a_kept_alive_connection_serves_requests_after_the_timeout(rig: Rig) -> 
             assert r.status_code == 200, r.text
             time.sleep(1)  # under uvicorn's 5 s keep-alive: the same connection each time
         assert client.get("/models", headers=headers).status_code == 200
+
+
+def test_the_rest_of_a_refused_body_trickled_after_its_401_is_cut(rig: Rig) -> None:
+    """No key needed: a 401 answered before the body is read, then the declared body a byte at
+    a time. uvicorn reads the rest to drop it, and each byte disarmed its keep-alive timeout:
+    the connection was held for as long as the bytes came."""
+    with socket.create_connection(("127.0.0.1", rig.gw.port), timeout=30) as sock:
+        sock.sendall(rig.head(100_000, key="tg-not-a-real-key") + b"{")
+        head, _ = answer_of(sock)
+        assert head.startswith("HTTP/1.1 401"), head
+        sock.settimeout(0.5)
+        closed = False
+        for _ in range(200):
+            try:
+                sock.sendall(b" ")
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed, "the connection stayed open while the refused body trickled in"
