@@ -455,6 +455,9 @@ def db_prune(
     vacuum: bool = typer.Option(
         False, "--vacuum", help="Then VACUUM: SQLite's file shrinks; Postgres reuses the space."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count what would be deleted; delete nothing."
+    ),
 ) -> None:
     """Delete what retention allows, in batches, beside a running gateway; print it as JSON.
 
@@ -465,14 +468,19 @@ def db_prune(
     settings = _settings()
     days = ledger_days or settings.ledger_retention_days or None
 
+    # never before the ledger's rows: the reports read the hourly sums in between
+    hourly = settings.rollup_hourly_retention_days
+    hourly_days = max(hourly, days or 0) if hourly else None
+
     async def go(engine: Any) -> dict[str, Any]:
+        if dry_run:
+            counted = await retention.prunable(
+                engine, ledger_retention_days=days, hourly_rollup_retention_days=hourly_days
+            )
+            said = counted.as_dict()
+            return {"would_delete": said.pop("deleted"), **said}
         result = await retention.prune(
-            engine,
-            ledger_retention_days=days,
-            # never before the ledger's rows: the reports read the hourly sums in between
-            hourly_rollup_retention_days=max(settings.rollup_hourly_retention_days, days or 0)
-            if settings.rollup_hourly_retention_days
-            else None,
+            engine, ledger_retention_days=days, hourly_rollup_retention_days=hourly_days
         )
         if vacuum:
             await retention.vacuum(engine)

@@ -151,6 +151,47 @@ async def _delete_hourly_before(engine: AsyncEngine, horizon: datetime) -> int:
         await asyncio.sleep(0)
 
 
+def _prunable(result: PruneResult, now: datetime) -> dict[str, tuple[Any, Any]]:
+    """Each table retention prunes: (the table, what of it goes)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    if result.ledger_before is not None:
+        ledger = table(UsageLedger)
+        out[ledger.name] = (ledger, ledger.c.created_at < result.ledger_before)
+    if result.hourly_before is not None:
+        hourly = table(UsageRollupHourly)
+        out[hourly.name] = (hourly, hourly.c.bucket < result.hourly_before)
+    for model in (BudgetCounter, BudgetAlert):
+        rows = table(model)
+        out[rows.name] = (
+            rows,
+            (rows.c.period_start < counters_horizon(now))
+            & (rows.c.period_start != EPOCH),  # the total's period never ends
+        )
+    purges = table(CachePurge)
+    out[purges.name] = (purges, purges.c.purged_at < now - timedelta(days=PURGE_RECORD_DAYS))
+    return out
+
+
+async def prunable(
+    engine: AsyncEngine,
+    *,
+    ledger_retention_days: int | None,
+    hourly_rollup_retention_days: int | None = None,
+    now: datetime | None = None,
+) -> PruneResult:
+    """What `prune` would delete now, counted (`thriftgate db prune --dry-run`)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    result = PruneResult(
+        ledger_before=ledger_horizon(ledger_retention_days, now),
+        hourly_before=ledger_horizon(hourly_rollup_retention_days, now),
+    )
+    async with engine.connect() as conn:
+        for name, (rows, where) in _prunable(result, now).items():
+            count = select(func.count()).select_from(rows).where(where)
+            result.deleted[name] = int((await conn.execute(count)).scalar() or 0)
+    return result
+
+
 async def prune(
     engine: AsyncEngine,
     *,
@@ -175,21 +216,12 @@ async def prune(
         result.deleted["usage_rollup_hourly"] = await _delete_hourly_before(
             engine, result.hourly_before
         )
+    small = {"budget_counters", "budget_alerts", "cache_purges"}  # one statement each
     async with engine.begin() as conn:
-        for model in (BudgetCounter, BudgetAlert):
-            rows = table(model)
-            gone = await conn.execute(
-                delete(rows).where(
-                    rows.c.period_start < counters_horizon(now),
-                    rows.c.period_start != EPOCH,  # the total's period never ends
-                )
-            )
-            result.deleted[rows.name] = int(gone.rowcount or 0)
-        purges = table(CachePurge)
-        gone = await conn.execute(
-            delete(purges).where(purges.c.purged_at < now - timedelta(days=PURGE_RECORD_DAYS))
-        )
-        result.deleted["cache_purges"] = int(gone.rowcount or 0)
+        for name, (rows, where) in _prunable(result, now).items():
+            if name in small:
+                gone = await conn.execute(delete(rows).where(where))
+                result.deleted[name] = int(gone.rowcount or 0)
     if engine.dialect.name == "sqlite":
         await give_back_space(engine)
     return result

@@ -5,6 +5,7 @@ what it was; SQLite's file gives the space back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -372,6 +373,14 @@ def _rounded(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ledger_rows(path: Path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT count(*) FROM usage_ledger").fetchone()[0])
+    finally:
+        con.close()
+
+
 def test_db_prune_cli_vacuums_an_older_sqlite_file(tmp_path: Path) -> None:
     """A file made before auto_vacuum was set keeps its size after a prune; `thriftgate db
     prune --vacuum` shrinks it (and turns it incremental)."""
@@ -393,10 +402,15 @@ def test_db_prune_cli_vacuums_an_older_sqlite_file(tmp_path: Path) -> None:
             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
         )  # fmt: skip
 
+    # a dry run counts, and deletes nothing
+    out = prune("--dry-run")
+    assert out.returncode == 0, out.stderr
+    would = json.loads(out.stdout)["would_delete"]["usage_ledger"]
+    assert would > 10_000 and _ledger_rows(path) == 20_000
     # pruning alone leaves the file as big, and says what shrinks it
     out = prune()
     assert out.returncode == 0, out.stderr
-    assert '"usage_ledger"' in out.stdout
+    assert json.loads(out.stdout)["deleted"]["usage_ledger"] == would
     assert path.stat().st_size > size_before * 0.9
     assert "thriftgate db prune --vacuum" in out.stderr
     out = prune("--vacuum")
