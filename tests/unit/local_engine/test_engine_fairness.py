@@ -144,3 +144,28 @@ def test_a_short_question_starts_beside_a_long_prompts_prefill(model: LlamaForCa
     core._admit()
     assert core._partial is not None and core._partial.seq.request is long  # still going
     assert owners_running(core) == ["flood", "victim"]
+
+
+class _Tokenizer:
+    def apply_chat_template(self, messages: object, **_: object) -> list[int]:
+        return [1, 2, 3]
+
+
+class _PushedOut:
+    """A core whose queue refuses the request it was given, as a fuller tenant's would be."""
+
+    def submit(self, request: GenerationRequest) -> None:
+        request.sink(FinishEvent("overloaded", "the local engine's queue is full"))
+
+
+def test_a_request_pushed_out_of_the_queue_is_an_overloaded_engine() -> None:
+    """Busy, not broken: the gateway falls back, or answers 503 with Retry-After."""
+    import asyncio
+
+    from local_engine.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(EngineConfig(max_model_len=100))
+    backend._core, backend._tokenizer = _PushedOut(), _Tokenizer()  # type: ignore[assignment]
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    with pytest.raises(EngineOverloaded):
+        asyncio.run(backend.complete("chat/completions", body, owner="victim"))
