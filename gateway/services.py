@@ -22,9 +22,11 @@ from gateway.pipeline.account import AccountStage
 from gateway.pipeline.auth import KeyStore
 from gateway.pipeline.cache import CacheStage
 from gateway.pipeline.compress import create_compress_stage
+from gateway.pipeline.concurrency import InFlight
 from gateway.pipeline.context import Stage
 from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.limits import BudgetStage, RateLimiter, RateLimitStage
+from gateway.pipeline.limits_sync import SharedLimits
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.responses_items import ItemStore, ResponsesItemStage, stage_settings
 from gateway.pipeline.route import RouteStage
@@ -69,6 +71,7 @@ class Services:
         settling = Settling()  # shared: the ledger credits what the budget check may count
         budgets = BudgetBook(engine, settling, reservation_ttl_s=settings.budget_reservation_ttl_s)
         limiter = RateLimiter()
+        in_flight = InFlight()
         metrics = GatewayMetrics()
         ledger = LedgerWriter(
             engine,
@@ -99,7 +102,7 @@ class Services:
             # first: every other stage sees the body with its item references resolved
             ResponsesItemStage(response_items),
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
-            RateLimitStage(limiter),
+            RateLimitStage(limiter, in_flight),
             CacheStage(
                 cache,
                 catalog,
@@ -155,6 +158,11 @@ class Services:
         if engine_loads.watch(catalog.deployments.values(), providers.for_deployment):
             await engine_loads.start()  # local engines report queue depth and tokens/s
             services.closers.append(engine_loads)
+        shared_limits = SharedLimits(
+            engine, limiter, in_flight, interval_s=settings.rate_limit_sync_interval_s
+        )
+        await shared_limits.start()  # RPM/TPM and requests in flight across processes
+        services.closers.append(shared_limits)
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)
         pruner = LedgerPruner(

@@ -226,6 +226,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     # Rows are durable in the spool at once; this only sets how often they reach the database.
     ledger_flush_interval_s: float = Field(default=0.5, gt=0)
+    # How often each process shares its RPM/TPM/in-flight counts (Postgres; limits_sync.py).
+    rate_limit_sync_interval_s: float = Field(default=1.0, ge=0.05, le=60)
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     log_level: str = "info"
     migrate_on_start: bool = True

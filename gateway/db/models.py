@@ -156,6 +156,21 @@ class BudgetCounter(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class RateLimitUsage(Base):
+    """One gateway process's RPM/TPM use and requests in flight for one tenant, as it last
+    wrote them (about once a second; pipeline/limits_sync.py): every process admits against
+    its own counts plus the others' rows."""
+
+    __tablename__ = "rate_limit_usage"
+
+    process_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    tokens: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class BudgetAlert(Base):
     """A budget threshold a tenant crossed in a period, and whether its webhook call went
     (budget_alerts.py): the row claims the alert, so replicas send it once."""

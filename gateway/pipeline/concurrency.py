@@ -4,7 +4,9 @@ A tenant's buggy batch job that opens hundreds of connections at once passes any
 limit for a while (each of them is one request) and, with long streams, holds the gateway's
 event loop, the upstream connections and the local engine for minutes. The cap refuses what is
 over it at once with a 429 (`Retry-After: 1`), which OpenAI's SDKs retry, so the job is slowed
-to the cap instead of failing. Counted per worker process, like RPM/TPM.
+to the cap instead of failing. Counted in each worker process, which adds the other processes'
+counts as they last wrote them (limits_sync, about once a second), like RPM/TPM: over the cap
+by at most what arrives elsewhere within about one sync interval.
 
 A request's slot is given back when the pipeline settles it (its stream ended, or the client
 left); a request dropped without being settled (a stream never started) gives it back when its
@@ -25,12 +27,17 @@ class InFlight:
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._held: dict[str, weakref.finalize[..., RequestContext]] = {}  # ledger id -> slot
+        self.others: dict[str, int] = {}  # tenant -> in flight in the other processes
 
     def count(self, tenant_id: str) -> int:
         return self._counts.get(tenant_id, 0)
 
+    def counts(self) -> dict[str, int]:
+        """This process's requests in flight, by tenant (those with any)."""
+        return dict(self._counts)
+
     def full(self, tenant_id: str, cap: int | None) -> bool:
-        return cap is not None and self.count(tenant_id) >= cap
+        return cap is not None and self.count(tenant_id) + self.others.get(tenant_id, 0) >= cap
 
     def enter(self, ctx: RequestContext) -> None:
         """Take a slot for `ctx`, or raise RateLimited when its tenant holds all of them."""

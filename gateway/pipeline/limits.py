@@ -1,5 +1,5 @@
-"""Limits stage: per-tenant requests in flight, RPM/TPM (sliding window, per replica) and the
-budget reservation."""
+"""Limits stage: per-tenant requests in flight, RPM/TPM (sliding window, shared by the
+processes on one Postgres database through limits_sync) and the budget reservation."""
 
 from __future__ import annotations
 
@@ -95,13 +95,36 @@ class _Window:
 class RateLimiter:
     """Sliding-window counters (the two-bucket approximation) for requests and tokens.
 
-    Per replica: with R replicas a tenant can reach R x its limit at worst. Documented; a shared
-    counter store would cost a round trip per request.
+    Counted in this process; `others_requests` / `others_tokens` are what the other processes
+    on the database last said they count (limits_sync, about once a second), and a request is
+    admitted against the sum: a tenant passes its limit by at most what it sends in about two
+    sync intervals, not by R x its limit with R processes.
     """
 
     def __init__(self) -> None:
         self._req: dict[str, _Window] = {}
         self._tok: dict[str, _Window] = {}
+        self.others_requests: dict[str, float] = {}
+        self.others_tokens: dict[str, float] = {}
+        self._touched: dict[str, float] = {}  # tenant -> when it was last counted (monotonic)
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """This process's counts in the window now, by tenant: (requests, tokens), for the
+        tenants counted within the last two windows (33,000 idle ones cost nothing a sync)."""
+        now = time.monotonic()
+        out: dict[str, tuple[float, float]] = {}
+        for tenant_id, at in list(self._touched.items()):
+            if now - at > 2 * WINDOW_S:
+                del self._touched[tenant_id]  # everything it counted has left the window
+                continue
+            counts = []
+            for windows in (self._req, self._tok):
+                w = windows.get(tenant_id)
+                if w is not None:
+                    w.roll(now)
+                counts.append(w.used(now) if w is not None else 0.0)
+            out[tenant_id] = (counts[0], counts[1])
+        return out
 
     def check(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int | None:
         """Admit a request or raise RateLimited (with the `headers`); returns the TPM bucket
@@ -110,10 +133,11 @@ class RateLimiter:
         if rpm:
             w = self._req.setdefault(tenant_id, _Window(now))
             w.roll(now)
-            if w.used(now) + 1 > rpm:
+            others = self.others_requests.get(tenant_id, 0.0)
+            if w.used(now) + others + 1 > rpm:
                 exc = RateLimited(
                     f"Rate limit reached: {rpm} requests per minute.",
-                    retry_after_s=w.retry_after(now, rpm, 1),
+                    retry_after_s=_retry_after(w, now, rpm, 1, others),
                 )
                 raise self._explained(exc, tenant_id, rpm, tpm)
         if tpm:
@@ -121,12 +145,14 @@ class RateLimiter:
                 raise self._explained(_never_fits(tokens, tpm), tenant_id, rpm, tpm)
             t = self._tok.setdefault(tenant_id, _Window(now))
             t.roll(now)
-            if t.used(now) + tokens > tpm:
+            others = self.others_tokens.get(tenant_id, 0.0)
+            if t.used(now) + others + tokens > tpm:
                 exc = RateLimited(
                     f"Rate limit reached: {tpm} tokens per minute.",
-                    retry_after_s=t.retry_after(now, tpm, tokens),
+                    retry_after_s=_retry_after(t, now, tpm, tokens, others),
                 )
                 raise self._explained(exc, tenant_id, rpm, tpm)
+        self._touched[tenant_id] = now
         if rpm:
             self._req[tenant_id].current += 1
         if tpm:
@@ -139,13 +165,16 @@ class RateLimiter:
         is left of it, and when it is back to its initial state (`6m0s`, `1.5s`, `20ms`)."""
         now = time.monotonic()
         out: dict[str, str] = {}
-        for kind, limit, windows in (("requests", rpm, self._req), ("tokens", tpm, self._tok)):
+        for kind, limit, windows, others in (
+            ("requests", rpm, self._req, self.others_requests),
+            ("tokens", tpm, self._tok, self.others_tokens),
+        ):
             if not limit:
                 continue
             w = windows.get(tenant_id)
             if w is not None:
                 w.roll(now)
-            used = w.used(now) if w is not None else 0.0
+            used = (w.used(now) if w is not None else 0.0) + others.get(tenant_id, 0.0)
             out[f"x-ratelimit-limit-{kind}"] = str(limit)
             out[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(limit - used)))
             out[f"x-ratelimit-reset-{kind}"] = duration_text(w.clear_s(now) if w else 0.0)
@@ -162,8 +191,18 @@ class RateLimiter:
         `check` returned for the request (a request may finish in a later bucket)."""
         w = self._tok.get(tenant_id)
         if w is not None:
-            w.roll(time.monotonic())
+            now = time.monotonic()
+            w.roll(now)
             w.adjust(delta, bucket)
+            self._touched[tenant_id] = now
+
+
+def _retry_after(w: _Window, now: float, limit: float, need: float, others: float) -> float:
+    """This process's window's wait with the other processes' counts taken off the limit. How
+    their counts fade is not known here: a wait they alone would make past a window is one
+    window (they fade within two), never the two-minute horizon of a limit that never fits."""
+    wait = w.retry_after(now, limit - others, need)
+    return min(wait, WINDOW_S) if others > 0 else wait
 
 
 def duration_text(seconds: float) -> str:

@@ -59,3 +59,16 @@ def test_a_request_dropped_unsettled_gives_its_slot_back_when_collected() -> Non
 )  # fmt: skip
 def test_reset_durations_are_written_as_openai_writes_them(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
+
+
+def test_the_other_processes_requests_in_flight_take_slots() -> None:
+    """limits_sync fills `others` with the other processes' requests in flight (hunt11 h118)."""
+    in_flight = InFlight()
+    in_flight.others["t"] = 1
+    running = capped(2, ledger_id="a")  # held: a context collected gives its slot back
+    in_flight.enter(running)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):
+        in_flight.enter(capped(2, ledger_id="b"))  # type: ignore[arg-type]
+    assert in_flight.counts() == {"t": 1}
+    in_flight.others.clear()
+    in_flight.enter(capped(2, ledger_id="c"))  # type: ignore[arg-type]

@@ -135,3 +135,22 @@ def test_a_request_finishing_after_its_bucket_left_the_window_refunds_nothing_tw
     asyncio.run(stage.after(long, Reply()))  # must not take 900 off the new bucket
     with pytest.raises(RateLimited):
         asyncio.run(stage.before(_tpm_context(1000, 600)))
+
+
+def test_the_other_processes_counts_are_admitted_against_and_shown():
+    """limits_sync fills `others_*` with what the other processes count: a request is admitted
+    against the sum, and the headers' remaining counts them (hunt11 h118)."""
+    lim = RateLimiter()
+    lim.others_requests["t"] = 2.0
+    lim.others_tokens["t"] = 900.0
+    lim.check("t", rpm=3, tpm=1000, tokens=50)  # 2 + 1 requests, 900 + 50 tokens
+    h = lim.headers("t", rpm=3, tpm=1000)
+    assert h["x-ratelimit-remaining-requests"] == "0"
+    assert h["x-ratelimit-remaining-tokens"] == "50"
+    with pytest.raises(RateLimited) as exc:
+        lim.check("t", rpm=None, tpm=1000, tokens=100)
+    # how the others' counts fade is not known here: a window at most, not the horizon
+    assert 1 <= int(exc.value.headers["Retry-After"]) <= 60
+    assert lim.usage() == {"t": (1.0, 50.0)}  # what this process writes: its own counts only
+    lim.others_tokens.clear()
+    lim.check("t", rpm=None, tpm=1000, tokens=100)
