@@ -558,7 +558,7 @@ def tenant_update(
         None,
         "--max-concurrent",
         min=0,
-        help="Requests in flight at once, in each worker process (0: no cap).",
+        help="Requests in flight at once, across all workers (0: no cap).",
     ),
 ) -> None:
     """Change a tenant's rate limits (others are kept); running gateways apply them at once.
