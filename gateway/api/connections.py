@@ -10,7 +10,9 @@ the body's limit too: api/guards.py) of the connection's opening, or of the next
 first byte: a head begun gets a 408 in OpenAI's error shape, a silent connection is closed.
 
 The same deadline holds for the rest of a body the app answered without reading (a 401, a
-413): uvicorn reads it to drop it, and each byte disarmed its keep-alive timeout.
+413): uvicorn reads it to drop it, and each byte disarmed its keep-alive timeout. And a head
+is refused (431) once it passes `max_header_bytes` by a megabyte: httptools keeps a head
+until it ends, however long, and SizeGuard's exact 431 comes only then.
 
 **An answer nobody reads.** uvicorn writes a whole non-stream answer into the transport at
 once and closes the connection (keep-alive's end, or a stream cut by `ClientStream`) by
