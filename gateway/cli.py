@@ -309,6 +309,15 @@ def serve(
     short = connection_shortfall_sync(settings.database_url, n_workers)
     if short is not None:  # under load, budgets failed open and nothing had said why
         typer.echo(f"warning: database {_where(settings.database_url)!r}: {short}", err=True)
+    from gateway.db.session import is_sqlite
+
+    if n_workers > 1 and is_sqlite(settings.database_url):  # limits_sync.py: Postgres only
+        typer.echo(
+            f"warning: on SQLite each of the {n_workers} workers counts RPM/TPM and "
+            "max_concurrent_requests alone (a tenant gets up to "
+            f"{n_workers} x its limits); Postgres shares them",
+            err=True,
+        )
     with _metrics_dir(n_workers):
         uvicorn.run(
             "gateway.app:app_from_env",
