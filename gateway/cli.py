@@ -579,6 +579,9 @@ def tenant_update(
     from gateway.pipeline.concurrency import FLAG
     from gateway.pipeline.key_events import notify
 
+    if rpm is None and tpm is None and max_concurrent is None:  # it printed the tenant, exit 0
+        typer.echo("error: nothing to change: give --rpm, --tpm or --max-concurrent.", err=True)
+        raise typer.Exit(2)
     changes: dict[str, Any] = {}
     for column, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None:

@@ -72,3 +72,14 @@ def test_serve_says_sqlites_workers_count_rate_limits_alone(tmp_path: Path) -> N
     warning = [line for line in seen if line.startswith("warning:")]
     assert warning and "max_concurrent_requests" in warning[0], "".join(seen)
     assert "Postgres" in warning[0]
+
+
+def test_tenant_update_with_nothing_to_change_says_so(tmp_path: Path) -> None:
+    """`thriftgate tenant update acme` (the flag forgotten) printed the tenant, exit 0, as if
+    something had changed."""
+    url = f"sqlite:///{tmp_path / 'tg.db'}"
+    asyncio.run(upgrade_head(url))
+    assert cli(url, "tenant", "create", "acme", "--rpm", "10", cwd=tmp_path).returncode == 0
+    out = cli(url, "tenant", "update", "acme", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout
+    assert "--rpm" in out.stderr and "--max-concurrent" in out.stderr, out.stderr
