@@ -102,7 +102,7 @@ class Services:
             # first: every other stage sees the body with its item references resolved
             ResponsesItemStage(response_items),
             AccountStage(catalog, ledger, metrics, effective_price=router.effective_price),
-            RateLimitStage(limiter, in_flight),
+            rate_limits := RateLimitStage(limiter, in_flight),
             CacheStage(
                 cache,
                 catalog,
@@ -162,6 +162,8 @@ class Services:
             engine, limiter, in_flight, interval_s=settings.rate_limit_sync_interval_s
         )
         await shared_limits.start()  # RPM/TPM and requests in flight across processes
+        if shared_limits.enabled:
+            rate_limits.wait_sync = shared_limits.wait
         services.closers.append(shared_limits)
         await keys.start()  # cross-replica revocation (LISTEN/NOTIFY on Postgres)
         services.closers.append(keys)

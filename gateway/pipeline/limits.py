@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -35,6 +36,9 @@ DEFAULT_EXPECTED_COMPLETION = 512  # the TPM charge of a request without max_tok
 # answers: then the long end (the router's high quantile) of those answers, else this default.
 UNCAPPED_COMPLETION_TOKENS = 4096
 MIN_LEARNED_ANSWERS = 32
+# Syncs a request past its process's share of a limit waits for (each one a round of the
+# processes' shares of what is left), then it is checked against the limit as it stands.
+SHARE_WAITS = 4
 
 
 @dataclass(slots=True)
@@ -97,8 +101,11 @@ class RateLimiter:
 
     Counted in this process; `others_requests` / `others_tokens` are what the other processes
     on the database last said they count (limits_sync, about once a second), and a request is
-    admitted against the sum: a tenant passes its limit by at most what it sends in about two
-    sync intervals, not by R x its limit with R processes.
+    admitted against the sum. A burst would pass the limit by what the processes admit before
+    they hear of each other (R x the limit within one interval, with R processes): so a
+    request past this process's share of what was left of a limit at the last sync (what was
+    left / `processes`) waits for a sync first (`past_share`, then limits_sync.wait), one for
+    all such requests at once. Only a tenant near its limit waits, and at most one round trip.
     """
 
     def __init__(self) -> None:
@@ -107,6 +114,12 @@ class RateLimiter:
         self.others_requests: dict[str, float] = {}
         self.others_tokens: dict[str, float] = {}
         self._touched: dict[str, float] = {}  # tenant -> when it was last counted (monotonic)
+        self.processes = 1  # sharing the database's counts, this one included (limits_sync)
+        self._since_sync: dict[str, list[float]] = {}  # tenant -> [requests, tokens] admitted
+
+    def synced(self) -> None:
+        """limits_sync is about to write this process's counts: admissions start again."""
+        self._since_sync = {}
 
     def usage(self) -> dict[str, tuple[float, float]]:
         """This process's counts in the window now, by tenant: (requests, tokens), for the
@@ -153,12 +166,40 @@ class RateLimiter:
                 )
                 raise self._explained(exc, tenant_id, rpm, tpm)
         self._touched[tenant_id] = now
+        if self.processes > 1:
+            since = self._since_sync.setdefault(tenant_id, [0.0, 0.0])
+            since[0] += 1
+            since[1] += tokens
         if rpm:
             self._req[tenant_id].current += 1
         if tpm:
             self._tok[tenant_id].current += tokens
             return self._tok[tenant_id].bucket
         return None
+
+    def past_share(self, tenant_id: str, rpm: int | None, tpm: int | None, tokens: int) -> bool:
+        """Whether admitting this request takes this process past its share of the room a
+        limit had at the last sync: admitted since then (this one too) > room / processes,
+        rounded up (each may take one of the last few: over by fewer than `processes`)."""
+        if self.processes <= 1:
+            return False
+        now = time.monotonic()
+        since = self._since_sync.get(tenant_id, (0.0, 0.0))
+        for i, limit, windows, others, need in (
+            (0, rpm, self._req, self.others_requests, 1),
+            (1, tpm, self._tok, self.others_tokens, tokens),
+        ):
+            if not limit:
+                continue
+            w = windows.get(tenant_id)
+            if w is not None:
+                w.roll(now)
+            mine = w.used(now) if w is not None else 0.0
+            taken = since[i] + need
+            room_then = limit - (mine + others.get(tenant_id, 0.0)) + since[i]
+            if room_then > 0 and taken > math.ceil(room_then / self.processes):
+                return True
+        return False
 
     def headers(self, tenant_id: str, rpm: int | None, tpm: int | None) -> dict[str, str]:
         """OpenAI's rate-limit headers for the tenant's limits as they stand: each limit, what
@@ -236,10 +277,18 @@ class RateLimitStage:
     def __init__(self, limiter: RateLimiter, in_flight: InFlight | None = None) -> None:
         self.limiter = limiter
         self.in_flight = in_flight or InFlight()
+        # limits_sync's: wait for a sync of the counts with the other processes
+        self.wait_sync: Callable[[], Awaitable[bool]] | None = None
 
     async def before(self, ctx: RequestContext) -> Reply | None:
         tenant = ctx.tenant
         tokens = ctx.prompt_tokens_estimate + _expected_completion(ctx)
+        if self.wait_sync is not None and (tenant.rpm or tenant.tpm):
+            for _ in range(SHARE_WAITS):  # near its limit: what the others took, first
+                if not self.limiter.past_share(tenant.id, tenant.rpm, tenant.tpm, tokens):
+                    break
+                if not await self.wait_sync():
+                    break
         try:
             self.in_flight.enter(ctx)
             ctx.tpm_bucket = self.limiter.check(tenant.id, tenant.rpm, tenant.tpm, tokens)
