@@ -69,7 +69,12 @@ HANDLED = {
 
 WHY = {
     "rpm": "thriftgate limits requests per tenant: thriftgate tenant create --rpm",
-    "tpm": "thriftgate limits spend per tenant: thriftgate tenant create --budget-usd",
+    "tpm": "thriftgate limits tokens per tenant: thriftgate tenant create --tpm",
+    # no configured equivalent: beside configured prices these bill at the plain ones
+    "output_cost_per_reasoning_token": "reasoning tokens bill at output_cost_per_mtok; leave "
+    "the input and output prices out to bill litellm's own (its map has the reasoning price)",
+    "citation_cost_per_token": "citation tokens (on top of the prompt) bill at nothing; leave "
+    "the input and output prices out to bill litellm's own (its map has the citation price)",
     "stream_timeout": "timeout_s also bounds each wait for a stream's next chunk",
     "routing_strategy": "thriftgate routes by cost and SLO",
     "num_retries": "thriftgate tries the group's next deployment on a failure",
@@ -266,7 +271,7 @@ def _deployment(
             skipped.setdefault(f"model_list[*].{key}", WHY.get(key, ""))
     for key in info:
         if key not in ("id", "base_model") and not _is_price(key):
-            skipped.setdefault(f"model_list[*].model_info.{key}", "")
+            skipped.setdefault(f"model_list[*].model_info.{key}", WHY.get(key, ""))
     return dep
 
 

@@ -388,3 +388,30 @@ model_list:
     assert "web_search_usd_per_query" not in imported.config["deployments"][0]
     (note,) = [n for n in imported.notes if "search_context_cost_per_query" in n]
     assert note.startswith("not imported") and "search_context_size_medium" in note, note
+
+
+def test_prices_and_limits_not_imported_say_what_to_do_instead() -> None:
+    """A reasoning or citation token price beside configured prices was listed as not imported
+    with no word of what the gateway bills instead (the output price, so Qwen Plus thinking at
+    $1.20 per 1M where litellm bills $4; citations nothing); and a deployment's tpm pointed at
+    budgets, where thriftgate has per-tenant TPM limits (hunt11 h117)."""
+    raw = parsed("""
+model_list:
+  - model_name: qwen
+    litellm_params:
+      model: openai/qwen-plus
+      api_key: os.environ/DASHSCOPE_API_KEY
+      input_cost_per_token: 4.0e-07
+      output_cost_per_token: 1.2e-06
+      citation_cost_per_token: 2.0e-06
+      tpm: 100000
+    model_info:
+      output_cost_per_reasoning_token: 4.0e-06
+""")
+    notes = import_litellm(raw).notes
+    (reasoning,) = [n for n in notes if "output_cost_per_reasoning_token" in n]
+    assert "output_cost_per_mtok" in reasoning and "litellm" in reasoning, reasoning
+    (citation,) = [n for n in notes if "citation_cost_per_token" in n]
+    assert "bill at nothing" in citation, citation
+    (tpm,) = [n for n in notes if n.startswith("not imported: model_list[*].litellm_params.tpm")]
+    assert "--tpm" in tpm, tpm
