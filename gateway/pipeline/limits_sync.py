@@ -4,11 +4,12 @@ Each process counts its own requests (RateLimiter, InFlight) and, every `interva
 counts per tenant into `rate_limit_usage` (one multi-row UPSERT) and reads the other processes'
 fresh rows in the same transaction; admission adds those to its own counts. A request waits
 for no round trip unless its tenant is near a limit: one past its process's share of the room
-left at the last sync (room / processes) makes the process sync at once and waits for it (at
-most `WAIT_S`, one sync for all such requests; RateLimitStage), so a burst over all processes
-goes in rounds of shares instead of each process admitting the whole limit. What is left over
+left at the last sync (room / (2 x processes - 1), RateLimiter.past_share) makes the process
+sync at once and waits for it (at most `WAIT_S`, one sync for all such requests;
+RateLimitStage), so a burst over all processes goes in rounds of shares instead of each
+process admitting the whole limit. What is left over
 comes from the processes' syncs not being simultaneous (each admits its share of the room it
-saw). Measured on 2 cores, RPM 60, 8 threads over 2 serve x 2 workers for 12 s: 93-98
+saw). Measured on 2 cores, RPM 60, 8 threads over 2 serve x 2 workers for 12 s: 77-85
 admitted (the old per-process counting: 180); sequential requests over two processes at RPM
 30: 31-32 of 90 (old: 60).
 

@@ -157,17 +157,17 @@ def test_the_other_processes_counts_are_admitted_against_and_shown():
 
 
 def test_past_its_share_of_the_room_a_process_waits_for_a_sync():
-    """With 3 processes sharing a limit, one may take a third (rounded up) of what was left at
+    """With 3 processes sharing a limit, one may take a fifth (rounded up) of what was left at
     the last sync before it must hear what the others took (hunt11 h118)."""
     lim = RateLimiter()
     assert not lim.past_share("t", rpm=30, tpm=None, tokens=10)  # alone: never
     lim.processes = 3
-    lim.others_requests["t"] = 6.0  # room at the last sync: 24, a share of 8
-    for _ in range(8):
+    lim.others_requests["t"] = 6.0  # room at the last sync: 24, a share of 5
+    for _ in range(5):
         assert not lim.past_share("t", rpm=30, tpm=None, tokens=10)
         lim.check("t", rpm=30, tpm=None, tokens=10)
     assert lim.past_share("t", rpm=30, tpm=None, tokens=10)
-    lim.synced()  # the sync: the others took 12 more meanwhile, room 4, a share of 2
+    lim.synced()  # the sync: the others took 12 more meanwhile, room 7, a share of 2
     lim.others_requests["t"] = 18.0
     assert not lim.past_share("t", rpm=30, tpm=None, tokens=10)
     lim.check("t", rpm=30, tpm=None, tokens=10)
