@@ -34,11 +34,11 @@ RPM = 30
 
 
 class Pair:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, interval_s: str = "0.1") -> None:
         self.db = create_database("tg_shared_limits")
         self.mock = MockUpstreamServer(tmp, reply="ok", latency_ms=50)
         dep = mock_deployment("mock", "gpt-4o-mini", self.mock)
-        env = {"THRIFTGATE_RATE_LIMIT_SYNC_INTERVAL_S": "0.1"}
+        env = {"THRIFTGATE_RATE_LIMIT_SYNC_INTERVAL_S": interval_s}
         self.a = GatewayServer(tmp, self.db, [dep], extra_env=env)
         self.b = GatewayServer(tmp, self.db, [dep], extra_env=env)
 
@@ -55,6 +55,23 @@ def pair(session_tmp: Path) -> Iterator[Pair]:
     tmp = session_tmp / "shared_limits"
     tmp.mkdir(exist_ok=True)
     p = Pair(tmp)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def pair_1s(session_tmp: Path) -> Iterator[Pair]:
+    """Two processes syncing at the default interval (1 s)."""
+    tmp = session_tmp / "shared_limits_1s"
+    tmp.mkdir(exist_ok=True)
+    p = Pair(tmp, interval_s="1")
+    # each process's share is of the processes it has heard of: wait until each has synced
+    # (written its row and read the others') since both were running
+    both = "SELECT count(*), max(updated_at) FROM rate_limit_usage WHERE tenant_id = ''"
+    assert wait_for(lambda: sql(p.db, both)[0][0] == 2, timeout_s=10)
+    since = sql(p.db, both)[0][1]
+    heard = "SELECT min(updated_at) > $1 FROM rate_limit_usage WHERE tenant_id = ''"
+    assert wait_for(lambda: sql(p.db, heard, since)[0][0], timeout_s=10)
     yield p
     p.close()
 
@@ -128,3 +145,30 @@ def test_max_concurrent_holds_across_two_processes(pair: Pair) -> None:
         assert wait_for(lambda: sql(pair.db, in_flight, tid)[0][0] == 0, timeout_s=10)
     finally:
         pair.mock.control(latency_ms=50)
+
+
+def test_a_burst_over_two_processes_goes_in_shares(pair_1s: Pair) -> None:
+    """Six threads at once, syncs a second apart: each process admitting the whole room it saw
+    at its last sync let the burst through at nearly 2 x RPM within that second; past its
+    share of the room a process syncs at once and waits for it."""
+    _, key = pair_1s.a.new_tenant(rpm=RPM)
+    clients = [sdk_client(pair_1s.a, key), sdk_client(pair_1s.b, key)]
+    admitted = 0
+    lock = threading.Lock()
+
+    def sender(i: int) -> None:
+        nonlocal admitted
+        for _ in range(RPM // 2):
+            try:
+                ask(clients[i % 2])
+            except openai.RateLimitError:
+                continue
+            with lock:
+                admitted += 1
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert RPM <= admitted <= RPM + RPM // 2, admitted
