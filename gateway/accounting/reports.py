@@ -270,22 +270,39 @@ async def kept_from(engine: AsyncEngine) -> tuple[datetime | None, datetime | No
     ]
     async with engine.connect() as conn:
         row, hour, day = (await conn.execute(select(*first))).one()
-    if day is None:
-        return None, None  # nothing was ever recorded
-    day = as_utc(day)
-    now = datetime.now(UTC)
-    if hour is None:
-        hourly: datetime | None = _floor(now, "day") + timedelta(days=1)
-    else:
-        hourly = _floor(hour, "day") if day < _floor(hour, "day") else None
-    if row is None:
-        ledger: datetime | None = _floor(now, "hour") + timedelta(hours=1)
-    elif day < _floor(row, "day") or (hour is not None and as_utc(hour) < _floor(row, "hour")):
-        # the first kept row's hour may have lost rows before it: the rollup answers for it
-        ledger = _floor(row, "hour") + timedelta(hours=1)
-    else:
-        ledger = None
+        if day is None:
+            return None, None  # nothing was ever recorded
+        day = as_utc(day)
+        now = datetime.now(UTC)
+        if hour is None:
+            hourly: datetime | None = _floor(now, "day") + timedelta(days=1)
+        else:
+            hourly = _floor(hour, "day") if day < _floor(hour, "day") else None
+        if row is None:
+            ledger: datetime | None = _floor(now, "hour") + timedelta(hours=1)
+        elif day < _floor(row, "day") or (hour is not None and as_utc(hour) < _floor(row, "hour")):
+            # Rows before the first kept one were pruned. Its hour holds them all when the
+            # hourly rollup counts no more requests there than the ledger (one more look-up,
+            # only after a prune); else the rollup answers for that hour, the ledger after it.
+            start = _floor(row, "hour")
+            whole = hour is not None and as_utc(hour) <= start and await _hour_whole(conn, start)
+            ledger = start if whole else start + timedelta(hours=1)
+        else:
+            ledger = None
     return ledger, hourly
+
+
+async def _hour_whole(conn: Any, start: datetime) -> bool:
+    end = start + timedelta(hours=1)
+    r = UsageRollupHourly.__table__
+    counted = (
+        select(func.coalesce(func.sum(r.c.requests), 0))
+        .where(r.c.bucket >= start, r.c.bucket < end)
+        .scalar_subquery()
+    )
+    kept = _filters(select(func.count(L.id)), None, start, end).scalar_subquery()
+    both = (await conn.execute(select(counted, kept))).one()
+    return int(both[0]) <= int(both[1])
 
 
 async def _spend_across_horizon(

@@ -239,9 +239,18 @@ def test_a_purge_record_outlives_the_entries_it_hides(fresh_pg_url: str) -> None
 
 
 def retention_start(url: str) -> datetime:
-    """The hour after the first kept ledger row's (reports.kept_from)."""
+    """The first kept ledger row's hour where the hourly rollup counts no more requests in it
+    than the ledger holds, else the hour after (reports.kept_from)."""
     [first] = sql(url, "SELECT min(created_at) AS t FROM usage_ledger")
-    return first["t"].replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hour = first["t"].replace(minute=0, second=0, microsecond=0)
+    [row] = sql(
+        url,
+        "SELECT (SELECT coalesce(sum(requests), 0) FROM usage_rollup_hourly WHERE bucket = $1)"
+        " AS counted, (SELECT count(*) FROM usage_ledger WHERE created_at >= $1"
+        " AND created_at < $1 + interval '1 hour') AS kept",
+        hour,
+    )
+    return hour if row["counted"] <= row["kept"] else hour + timedelta(hours=1)
 
 
 async def _prune(url: str, days: int | None) -> retention.PruneResult:
@@ -490,3 +499,52 @@ def test_gateway_prunes_and_spend_reads_the_rollups_before_the_horizon(
             dash.close()
     finally:
         gw.stop()
+
+
+def test_the_ledger_horizon_is_the_first_kept_hour_when_that_hour_lost_nothing(
+    fresh_pg_url: str,
+) -> None:
+    """Where the first kept row's hour still holds every request the hourly rollup counted
+    there, the ledger answers from that hour, not the next: with the first kept row in the
+    current hour, the next hour is in the future, and `group_by=cache_status` (read from the
+    ledger alone) was refused for today while every row of it was there."""
+    asyncio.run(upgrade_head(fresh_pg_url))
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    old = hour - timedelta(days=3)
+    sql(fresh_pg_url, TENANT_ROWS)
+    for i, at in enumerate([old, old + timedelta(minutes=1), hour, hour + timedelta(seconds=1)]):
+        sql(
+            fresh_pg_url,
+            "INSERT INTO usage_ledger (id, request_id, tenant_id, endpoint, model, status_code, "
+            "stream, prompt_tokens, completion_tokens, cached_tokens, usage_source, cost_usd, "
+            "counterfactual_cost_usd, saved_cache_usd, saved_compression_usd, saved_routing_usd, "
+            "latency_ms, cache_status, created_at) VALUES ($1, $1, 'ta', 'chat', 'm1', 200, "
+            "false, 10, 5, 0, 'upstream', 0.001, 0.002, 0, 0, 0.001, 5, 'miss', $2)",
+            f"r{i}",
+            at,
+        )
+    sql(fresh_pg_url, "DELETE FROM usage_ledger WHERE created_at < $1", hour)  # pruned
+
+    async def go() -> tuple[datetime | None, list[dict[str, Any]]]:
+        engine = create_engine(fresh_pg_url)
+        try:
+            horizon = (await reports.kept_from(engine))[0]
+            rows = await reports.spend(engine, group_by="cache_status", since=hour)
+            return horizon, rows
+        finally:
+            await engine.dispose()
+
+    horizon, rows = asyncio.run(go())
+    assert horizon == hour
+    assert [(r["cache_status"], r["requests"]) for r in rows] == [("miss", 2)]
+    # one row of that hour gone too: the rollup answers for the hour, the ledger from the next
+    sql(fresh_pg_url, "DELETE FROM usage_ledger WHERE id = 'r2'")
+
+    async def horizon_only() -> datetime | None:
+        engine = create_engine(fresh_pg_url)
+        try:
+            return (await reports.kept_from(engine))[0]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(horizon_only()) == hour + timedelta(hours=1)
