@@ -32,6 +32,10 @@ PRICES = {
     "input_cost_per_audio_token": "audio_input_cost_per_mtok",
     "output_cost_per_audio_token": "audio_output_cost_per_mtok",
     "cache_creation_input_token_cost_above_1hr": "cache_write_1h_input_cost_per_mtok",
+    "output_cost_per_reasoning_token": "reasoning_output_cost_per_mtok",
+    "citation_cost_per_token": "citation_input_cost_per_mtok",
+    "input_cost_per_image_token": "image_input_cost_per_mtok",
+    "output_cost_per_image_token": "image_output_cost_per_mtok",
 }
 # a long-context price: `input_cost_per_token_above_200k_tokens` and its output / cache kin
 LONG_CONTEXT = re.compile(
@@ -70,11 +74,6 @@ HANDLED = {
 WHY = {
     "rpm": "thriftgate limits requests per tenant: thriftgate tenant create --rpm",
     "tpm": "thriftgate limits tokens per tenant: thriftgate tenant create --tpm",
-    # no configured equivalent: beside configured prices these bill at the plain ones
-    "output_cost_per_reasoning_token": "reasoning tokens bill at output_cost_per_mtok; leave "
-    "the input and output prices out to bill litellm's own (its map has the reasoning price)",
-    "citation_cost_per_token": "citation tokens (on top of the prompt) bill at nothing; leave "
-    "the input and output prices out to bill litellm's own (its map has the citation price)",
     "stream_timeout": "timeout_s also bounds each wait for a stream's next chunk",
     "routing_strategy": "thriftgate routes by cost and SLO",
     "num_retries": "thriftgate tries the group's next deployment on a failure",

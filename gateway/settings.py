@@ -90,6 +90,12 @@ class DeploymentConfig(BaseModel):
     )
     audio_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     audio_output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    # Parts some providers price apart (else litellm's, where the input and output prices are
+    # not configured; else reasoning at the output price, citations free, images as text).
+    reasoning_output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    citation_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    image_input_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
+    image_output_cost_per_mtok: Decimal | None = Field(default=None, ge=0, le=MAX_USD_PER_MTOK)
     # By the tier's name as the upstream reports it ("flex", "priority"); they win over
     # litellm's, and are the only ones where the prices above are configured.
     service_tier_prices: dict[str, TierPrice] = Field(default_factory=dict)

@@ -145,10 +145,16 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
         "audio_output_per_mtok": _pick(
             cfg.audio_output_cost_per_mtok, entry, "output_cost_per_audio_token"
         ),
-        "image_input_per_mtok": _pick(None, entry, "input_cost_per_image_token"),
-        "image_output_per_mtok": _pick(None, entry, "output_cost_per_image_token"),
+        "image_input_per_mtok": _pick(
+            cfg.image_input_cost_per_mtok, entry, "input_cost_per_image_token"
+        ),
+        "image_output_per_mtok": _pick(
+            cfg.image_output_cost_per_mtok, entry, "output_cost_per_image_token"
+        ),
         **_web_search_prices(cfg, entry),
-        "citation_input_per_mtok": _pick(None, entry, "citation_cost_per_token"),
+        "citation_input_per_mtok": _pick(
+            cfg.citation_input_cost_per_mtok, entry, "citation_cost_per_token"
+        ),
     }
     tiers = _configured_tiers(cfg, tiers, written, hour)
     price = Price(
@@ -158,7 +164,9 @@ def resolve_price(cfg: DeploymentConfig) -> tuple[Price, str]:
         written,
         tiers,
         hour,
-        reasoning_output_per_mtok=_pick(None, entry, "output_cost_per_reasoning_token"),
+        reasoning_output_per_mtok=_pick(
+            cfg.reasoning_output_cost_per_mtok, entry, "output_cost_per_reasoning_token"
+        ),
     )
     found = long_context_prices(entry, price) if litellm_priced and entry is not None else ()
     longer = dict(found)
