@@ -80,6 +80,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timeout_s, self._stall_timeout_s, self._max_header_bytes = _limits()
         self._head_cap_bytes = self._max_header_bytes + _HEAD_SLACK_BYTES
         self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_timer = False  # the timer running is the idle one after an answered request
         self._head_begun = False
         self._awaiting_head = True  # no head yet, or the last request's body has ended
         self._head_bytes = 0  # received while awaiting the head
@@ -101,8 +102,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_begun = True
-        if self._head_timer is None:  # a next request on a kept-alive connection
-            self._arm_head_timer()
+        if self._head_timer is None or self._idle_timer:  # a next request on a kept-alive
+            self._arm_head_timer()  # connection: its head has the whole timeout from here
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
@@ -138,13 +139,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         super().on_message_complete()
         if answered:  # the rest of an answered request's body: now idle, as after keep-alive
-            self._arm_head_timer()
+            self._arm_head_timer(idle=True)
 
-    def _arm_head_timer(self) -> None:
+    def _arm_head_timer(self, *, idle: bool = False) -> None:
         self._disarm_head_timer()
         self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+        self._idle_timer = idle
 
     def _disarm_head_timer(self) -> None:
+        self._idle_timer = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
