@@ -79,9 +79,11 @@ class RouterStatsStore:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
             by_key: dict[str, list[tuple[str, dict[str, Any], datetime | None]]] = defaultdict(list)
+            whole = self._whole_keys()
             for row, stats, updated_at in rows:
                 if isinstance(stats, dict):
-                    by_key[base_key(row)].append((row, stats, updated_at))
+                    base = base_key(row)
+                    by_key[whole.get(base, base)].append((row, stats, updated_at))
             half_life_s = self.router.tuning.stale_half_life_s
             snapshot = {
                 key: merge_states(
@@ -100,6 +102,14 @@ class RouterStatsStore:
             return 0
         log.info("router statistics loaded for %d deployments/models", loaded)
         return loaded
+
+    def _whole_keys(self) -> dict[str, str]:
+        """The keys this router has, by the cut one a row holds where `row_key` had to shorten
+        them (a deployment or model name of over 180 characters): loaded under the cut key,
+        which no deployment has, their learning was never restored nor their rows retired."""
+        keys = [f"dep:{name}" for name in self.router.latency]
+        keys += [f"model:{model}" for model in self.router.catalog.models()]
+        return {base_key(row_key(key, self.replica_id)): key for key in keys}
 
     async def save(self) -> int:
         """Write the rows whose figures changed since this process loaded or saved them."""

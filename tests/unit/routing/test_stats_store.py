@@ -214,3 +214,43 @@ async def test_a_process_that_writes_a_key_retires_the_rows_it_merged(
         ]  # fmt: skip
     finally:
         await engine.dispose()
+
+
+async def test_a_deployment_with_a_long_name_is_restored_and_its_rows_retired(
+    tmp_path: Path, make_catalog: Any, dep_config: Any
+) -> None:
+    """A key cut to fit the column with its replica id (`dep:` and a 190-character name) was
+    loaded under the cut key, which no deployment has: the learning was never restored, and the
+    rows it merged were never retired, one more row at every process start."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'long.db'}")
+    name = "azure-" + "x" * 184  # 190 characters: a name may have 200
+
+    def router() -> Router:
+        return Router(make_catalog(dep_config(name, ttft_ms=900, ms_per_token=30, default=True)))
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: DeploymentStat.__table__.create(c))
+        learned = router()
+        dep = learned.catalog.deployments[name]
+        for _ in range(20):
+            cand = learned.plan("llama", prompt_tokens=100, deployments=[dep]).ranked[0]
+            flight = learned.start(cand, model="llama", prompt_tokens=100, stream=True)
+            assert flight is not None
+            learned.first_token(flight, 150.0)
+            learned.succeed(flight, completion_tokens=40, total_ms=550.0)
+        assert await RouterStatsStore(engine, learned, replica_id="a" * 12).save() == 2
+        fresh = router()
+        store = RouterStatsStore(engine, fresh, replica_id="b" * 12)
+        assert await store.load() == 2  # the deployment and its model
+        assert fresh.latency[name].samples == learned.latency[name].samples
+        cand = fresh.plan("llama", prompt_tokens=100, deployments=[dep]).ranked[0]
+        flight = fresh.start(cand, model="llama", prompt_tokens=100, stream=True)
+        assert flight is not None
+        fresh.first_token(flight, 150.0)
+        fresh.succeed(flight, completion_tokens=40, total_ms=550.0)
+        await store.save()
+        rows = [r for r in await _rows(engine) if r.startswith("dep:")]
+        assert len(rows) == 1 and rows[0].endswith("#" + "b" * 12), rows  # the old one retired
+    finally:
+        await engine.dispose()
