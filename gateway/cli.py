@@ -141,9 +141,7 @@ def _describe_env(exc: ValidationError) -> str:
 def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
     from gateway.db.session import create_engine
 
-    new_file = _sqlite_file(settings.database_url)
-    if new_file is not None and new_file.exists():
-        new_file = None
+    new_file = _new_sqlite_file(settings.database_url)
 
     async def go() -> T:
         if settings.migrate_on_start:
@@ -158,15 +156,25 @@ def _run(fn: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
             await engine.dispose()
 
     result = _run_sync(lambda: asyncio.run(go()), settings)
+    # The default is ./thriftgate.db: a "second shell" in another directory than the
+    # gateway's made a database of its own in silence, and its keys were refused.
+    _say_if_created(new_file, "a gateway started in another directory uses its own")
+    return result
+
+
+def _new_sqlite_file(database_url: str) -> Path | None:
+    """The SQLite file a command is about to create; None when it exists or is not a file."""
+    new_file = _sqlite_file(database_url)
+    return None if new_file is None or new_file.exists() else new_file
+
+
+def _say_if_created(new_file: Path | None, elsewhere: str) -> None:
     if new_file is not None and new_file.exists():
-        # The default is ./thriftgate.db: a "second shell" in another directory than the
-        # gateway's made a database of its own in silence, and its keys were refused.
         typer.echo(
-            f"note: created a new database {str(new_file.resolve())!r}; a gateway started in "
-            "another directory uses its own (set THRIFTGATE_DATABASE_URL to share one)",
+            f"note: created a new database {str(new_file.resolve())!r}; {elsewhere} "
+            "(set THRIFTGATE_DATABASE_URL to share one)",
             err=True,
         )
-    return result
 
 
 def _sqlite_file(database_url: str) -> Path | None:
@@ -288,6 +296,7 @@ def serve(
 
     # Before any worker starts, even with THRIFTGATE_MIGRATE_ON_START=false.
     _run_sync(lambda: check_supported(normalise_url(settings.database_url)), settings)
+    new_file = _new_sqlite_file(settings.database_url)
     if settings.migrate_on_start:
         from gateway.db.migrate import check_writable_sync, upgrade_head_sync
 
@@ -301,6 +310,9 @@ def serve(
         from gateway.db.migrate import check_serving_sync
 
         _run_sync(lambda: check_serving_sync(settings.database_url), settings)
+    # Started from another directory than `tenant create`'s, it served a new, empty
+    # ./thriftgate.db, and every key created there was refused.
+    _say_if_created(new_file, "admin commands run in another directory use their own")
     # Workers re-read settings from the environment; migrations already ran once, here.
     os.environ["THRIFTGATE_MIGRATE_ON_START"] = "false"
     n_workers = workers if workers is not None else settings.workers
