@@ -482,8 +482,8 @@ def db_prune(
 ) -> None:
     """Delete what retention allows, in batches, beside a running gateway; print it as JSON.
 
-    Old ledger rows (totals stay in the rollups), budget counters and alerts of periods ended
-    before last month, cache purge records older than 31 days."""
+    Old ledger rows (rollups keep totals), budget rows before last month, cache purges > 31 days.
+    """
     from gateway.accounting import retention
 
     settings = _settings()
