@@ -34,6 +34,7 @@ from gateway.dashboard.sessions import (
 )
 from gateway.dashboard.windows import RANGES, Window, window
 from gateway.errors import Conflict, GatewayError, NotFound
+from gateway.pipeline.concurrency import FLAG as CAP_FLAG
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboard"
 STATIC = ROOT / "static"
@@ -400,17 +401,24 @@ async def tenant_settings(
     rpm: Annotated[str, Form(max_length=20)] = "",
     tpm: Annotated[str, Form(max_length=20)] = "",
     slo_ms: Annotated[str, Form(max_length=20)] = "",
+    max_concurrent: Annotated[str, Form(max_length=20)] = "",
+    max_concurrent_shown: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     try:
         if budget_period not in PERIODS:
             raise ValueError(f"Budget period must be one of {', '.join(PERIODS)}.")
-        changes = {
+        changes: dict[str, Any] = {
             "budget_usd": tenants.parse_budget(budget_usd.strip() or None),
             "budget_period": budget_period,
             "rpm": _optional_int(rpm, "Requests per minute", 10_000_000),
             "tpm": _optional_int(tpm, "Tokens per minute", 2_147_483_647),
             "default_slo_ms": _optional_int(slo_ms, "Latency SLO", 3_600_000),
         }
+        if max_concurrent_shown:  # not on a page loaded before the field existed: kept
+            cap = _optional_int(max_concurrent, "Requests in flight", 1_000_000)
+            flags = (await tenants.get_tenant(services.engine, tenant_id))["flags"]
+            flags = {k: v for k, v in flags.items() if k != CAP_FLAG}
+            changes["flags"] = {**flags, CAP_FLAG: cap} if cap else flags
     except (ValueError, GatewayError) as exc:
         message = exc.message if isinstance(exc, GatewayError) else str(exc)
         return await _tenant_page(
