@@ -582,8 +582,8 @@ def tenant_update(
         help="Requests in flight at once, across all workers (0: no cap).",
     ),
 ) -> None:
-    """Change a tenant's rate limits (others are kept); running gateways apply them at once.
-    Prints the tenant as JSON."""
+    """Change a tenant's rate limits (others are kept); running gateways apply them at once
+    (on SQLite within 5 s). Prints the tenant as JSON."""
     from gateway.accounting import tenants
     from gateway.accounting.tenant_flags import check_flags
     from gateway.api.admin import TenantPatch
