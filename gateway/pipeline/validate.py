@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.pipeline.validate_controls import check_answer_controls
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_TOKENS_LIMIT = 1_000_000
@@ -125,29 +126,7 @@ def validate_chat(raw: Any) -> dict[str, Any]:
                 content_part(part, f"{where}.content[{j}]")
         if msg.get("tool_calls") is not None:
             tool_calls(msg["tool_calls"], f"{where}.tool_calls")
-    tools = body.get("tools")
-    if tools is not None and (
-        not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
-    ):
-        raise invalid_value("'tools' must be an array of objects.", "tools")
-    for k, tool in enumerate(tools or ()):
-        fn = tool.get("function")
-        if tool.get("type") == "function" and (
-            not isinstance(fn, dict)
-            or not isinstance(fn.get("name"), str)
-            or not isinstance(fn.get("parameters", {}), dict)
-        ):
-            raise invalid_value(
-                f"'tools[{k}].function' must be an object with a 'name' (and 'parameters', an "
-                "object, if any).",
-                f"tools[{k}].function",
-            )
-    choice = body.get("tool_choice")
-    if choice is not None and not isinstance(choice, str | dict):
-        raise invalid_value("'tool_choice' must be a string or an object.", "tool_choice")
-    fmt = body.get("response_format")
-    if fmt is not None and not (isinstance(fmt, dict) and isinstance(fmt.get("type"), str)):
-        raise invalid_value("'response_format' must be an object with a 'type'.", "response_format")
+    check_answer_controls(body)
     validate_generation(body)
     return body
 
