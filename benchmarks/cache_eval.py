@@ -9,10 +9,11 @@ default threshold, the veto breakdown, a threshold sweep and plain cosine as the
     python benchmarks/cache_eval.py /path/to/msr-para-train.tsv            # default settings
     python benchmarks/cache_eval.py /path/to/pairs.tsv --fit               # tune on a split
 
-Files: tab-separated (or quoted CSV when the name ends in .csv), with a header or as
-"label, text, text" rows. Recognised layouts: MSRP (`Quality, #1 ID, #2 ID,
-#1 String, #2 String`), Quora question pairs (`question1, question2, is_duplicate`), or any
-header naming a label column (label/quality/is_duplicate) and two text columns. Splits are
+Files (`pair_files.py`): TSV, CSV, JSON Lines or a JSON array, gzipped or not, with a header
+naming a label column (label, quality, is_duplicate, ...) and two text columns (MSRP's
+`#1 String`/`#2 String`, Quora's `question1`/`question2`, `sentence1`/`sentence2`, `text_a`/
+`text_b`, ...), or with no header (the 0/1 column is the label, the two longest the texts).
+Graded labels (STS's 0-5) need `--positive-at`. Splits are
 deterministic (`--seed`); `--fit` grid-searches the verifier weights on the tuning split and
 reports both splits, so the held-out figure is the honest one.
 """
@@ -20,7 +21,6 @@ reports both splits, so the held-out figure is the honest one.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import os
 import sys
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from benchmarks.pair_files import PairFileError, load_pairs
 from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
 from gateway.cache.text_facts import analyse, embedding_text
 from gateway.cache.verifier import (
@@ -44,62 +45,6 @@ from gateway.cache.verifier import (
     PairVerifier,
     VerifierConfig,
 )
-
-LABELS = ("quality", "label", "is_duplicate", "is_paraphrase", "gold_label")
-TEXTS = (
-    ("#1 string", "#2 string"),
-    ("question1", "question2"),
-    ("sentence1", "sentence2"),
-    ("text1", "text2"),
-    ("s1", "s2"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Pair:
-    label: int
-    cached: str
-    query: str
-
-
-def load_pairs(path: Path) -> list[Pair]:
-    csv.field_size_limit(10_000_000)
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if path.suffix.lower() == ".csv":  # e.g. Quora's question pairs, quoted CSV
-            rows = list(csv.reader(f))
-        else:
-            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header = [h.strip().lower() for h in rows[0]]
-    label_col = next((header.index(h) for h in LABELS if h in header), None)
-    text_cols = next(
-        ((header.index(a), header.index(b)) for a, b in TEXTS if a in header and b in header), None
-    )
-    body = rows[1:]
-    if label_col is None or text_cols is None:
-        if not _label(rows[0][:1]) and not _label(rows[0][-1:]):
-            raise SystemExit(f"{path}: cannot find a label and two text columns in {rows[0]}")
-        # no header: "label, text, text" (or "text, text, label")
-        width = len(rows[0])
-        label_col, text_cols = (0, (width - 2, width - 1))
-        if not _label(rows[0][:1]):
-            label_col, text_cols = width - 1, (width - 3, width - 2)
-        body = rows
-    pairs = []
-    for row in body:
-        if len(row) <= max(label_col, *text_cols):
-            continue
-        try:
-            label = int(float(row[label_col]))
-        except ValueError:
-            continue
-        a, b = row[text_cols[0]].strip(), row[text_cols[1]].strip()
-        if a and b:
-            pairs.append(Pair(label, a, b))
-    return pairs
-
-
-def _label(cells: list[str]) -> bool:
-    return bool(cells) and cells[0].strip() in ("0", "1", "0.0", "1.0")
 
 
 def split(n: int, holdout: float, seed: int) -> np.ndarray:
@@ -127,6 +72,12 @@ def main() -> None:
     ap.add_argument("--min-cos", type=float, default=DEFAULT_MIN_COS)
     ap.add_argument("--target-fhr", type=float, default=0.01)
     ap.add_argument("--quantized", action="store_true", help="int8 dynamic-quantised model")
+    ap.add_argument(
+        "--positive-at",
+        type=float,
+        default=None,
+        help="graded labels (e.g. STS 0-5): a pair scored at least this is a paraphrase",
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -156,7 +107,13 @@ class Scored:
 def prepare(
     path: Path, embedder: OnnxMiniLM, words: WordVectorCache, args: argparse.Namespace
 ) -> Scored:
-    pairs = load_pairs(path)
+    try:
+        loaded = load_pairs(path, args.positive_at)
+    except (PairFileError, OSError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    pairs = loaded.pairs
+    if loaded.skipped:
+        print(f"{path.name}: skipped rows: {dict(loaded.skipped)}")
     labels = np.array([p.label for p in pairs])
     t0 = time.perf_counter()
     # by length, so each batch pads little
