@@ -159,8 +159,9 @@ class LedgerWriter:
                 spooled += 1
         except OSError:
             rest = held[spooled:]
-            taken = self.settling.take(str(r.get("id")) for r in rest)
-            try:
+            taken: list[tuple[str, tuple[str, str], Decimal]] = []
+            try:  # whatever fails, the rows go back to be held: nothing else has them
+                taken = self.settling.take(str(r.get("id")) for r in rest)
                 return await self._write(rest)
             except Exception:
                 self.settling.restore(taken)

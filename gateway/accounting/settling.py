@@ -43,7 +43,9 @@ class Settling:
             if entry is None:
                 continue
             key, credit = entry
-            left = self._credit[key] - credit
+            # the rows left may sum to zero (a negative credit beside positive ones), which
+            # dropped the key while they were still to be taken
+            left = self._credit.get(key, ZERO) - credit
             if left:
                 self._credit[key] = left
             else:

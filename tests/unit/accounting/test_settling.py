@@ -18,3 +18,16 @@ def test_credits_add_up_per_tenant_period_and_leave_when_taken() -> None:
     assert s.credit(KEY) == Decimal(9)
     s.take(["r1", "r2", "r3"])
     assert s.credit(KEY) == 0 and s.credit(("other", KEY[1])) == 0 and len(s) == 0
+
+
+def test_credits_that_sum_to_zero_with_rows_left_are_still_taken() -> None:
+    s = Settling()
+    s.add("r1", KEY, Decimal("0.001"))
+    s.add("r2", KEY, Decimal("-0.001"))  # reserved nothing: the budget store was down
+    s.add("r3", KEY, Decimal("0.001"))
+    s.take(["r1"])  # what is left (r2, r3) sums to zero
+    assert s.credit(KEY) == 0 and len(s) == 2
+    s.take(["r2"])
+    assert s.credit(KEY) == Decimal("0.001")
+    s.take(["r3"])
+    assert s.credit(KEY) == 0 and len(s) == 0
