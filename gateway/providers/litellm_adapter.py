@@ -30,6 +30,10 @@ from gateway.providers.base import (
     provider_key,
 )
 from gateway.providers.embeddings import in_requested_format, with_text_input
+from gateway.providers.litellm_controls import (
+    refuse_schemaless_json_schema,
+    with_allowed_tools_applied,
+)
 from gateway.providers.litellm_mends import gemini_finish, mend_litellm, notes_gemini_finishes
 from gateway.providers.names import litellm_name
 from gateway.providers.openai_compatible import error_message, rate_limited
@@ -106,6 +110,7 @@ class LiteLLMProvider:
         """A 400 `unsupported_parameter` for an answer-changing field litellm would drop for
         this deployment's provider: a 200 without what was asked is a wrong answer, and dispatch
         tries the group's next deployment for this code. Unknown to litellm: nothing refused."""
+        refuse_schemaless_json_schema(body, dep)
         if dep.name not in self._supported:  # litellm takes ~0.5 ms to say: once per deployment
             try:
                 self._supported[dep.name] = self._litellm.get_supported_openai_params(
@@ -152,7 +157,7 @@ class LiteLLMProvider:
             )
 
     def _args(self, body: Json, dep: Deployment, timeout_s: float) -> dict[str, Any]:
-        args = {k: v for k, v in body.items() if k not in _DROP}
+        args = {k: v for k, v in with_allowed_tools_applied(body).items() if k not in _DROP}
         args["model"] = f"{litellm_name(dep.provider)}/{dep.served_model}"
         if dep.config.api_base:
             args["api_base"] = dep.config.api_base

@@ -1,0 +1,54 @@
+"""OpenAI answer controls that litellm cannot take as they are, mended or refused before the call.
+
+litellm raises on them before any provider sees the request, which reads as the deployment
+failing (a 502 and a count against its breaker) for a request that is valid OpenAI:
+- `tool_choice: {"type": "allowed_tools", ...}` ("Invalid tool choice"; the Responses API's
+  translation sends it too) is sent as what it means: the listed tools alone, with the mode;
+- a `response_format.json_schema` without its (optional) `schema` (a KeyError) is refused with
+  `unsupported_parameter`, so the group's next deployment may serve it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import InvalidRequest
+from gateway.routing.catalog import Deployment
+
+Json = dict[str, Any]
+
+
+def _tool_name(tool: Any) -> Any:
+    if not isinstance(tool, dict):
+        return None
+    inner = tool.get(tool.get("type") or "function")
+    return inner.get("name") if isinstance(inner, dict) else tool.get("name")
+
+
+def with_allowed_tools_applied(body: Json) -> Json:
+    """`body` with an `allowed_tools` choice as the allowed subset of `tools` and its mode
+    ("auto" or "required"); `body` itself when it has none. The allowed list only narrows what
+    the model may call, which a shorter `tools` says to every provider (OpenAI keeps the whole
+    list for its prompt cache, which litellm's providers do not share)."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return body
+    allowed = choice.get("allowed_tools") or {}
+    names = {_tool_name(t) for t in allowed.get("tools") or ()}
+    tools = [t for t in body.get("tools") or () if _tool_name(t) in names]
+    if not tools:  # nothing allowed may be called: an answer in text
+        return {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    return {**body, "tools": tools, "tool_choice": allowed.get("mode", "auto")}
+
+
+def refuse_schemaless_json_schema(body: Json, dep: Deployment) -> None:
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if isinstance(spec, dict) and spec.get("schema") is None:
+        raise InvalidRequest(
+            f"Deployment {dep.name!r} ({dep.provider}) needs the JSON Schema itself in "
+            "'response_format.json_schema.schema' (or 'response_format': {'type': "
+            "'json_object'} for JSON of any shape).",
+            param="response_format.json_schema.schema",
+            code="unsupported_parameter",
+        )

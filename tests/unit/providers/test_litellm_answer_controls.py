@@ -1,0 +1,90 @@
+"""Valid OpenAI answer controls that litellm cannot take: `tool_choice: allowed_tools` (which
+the Responses API's translation also sends) raised "Invalid tool choice" in litellm, and a
+`response_format.json_schema` without its optional `schema` a KeyError, each a 502 that counted
+against the deployment's breaker. The upstream is a real aiohttp server in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.errors import InvalidRequest
+from gateway.pipeline.dispatch import UNSERVABLE
+from gateway.providers.litellm_adapter import LiteLLMProvider
+from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
+
+KEY_ENV = "TG_TEST_LITELLM_CONTROLS_KEY"
+MSGS = [{"role": "user", "content": "weather in Paris?"}]
+
+
+def tool(name: str) -> dict[str, Any]:
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "function": {"name": name, "parameters": params}}
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-ant-test")
+
+
+def claude_calling(seen: list[dict[str, Any]]) -> Any:
+    """Anthropic answering with a call of the first tool it was given; records each body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append(body)
+        name = body["tools"][0]["name"]
+        call = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {"city": "Paris"}}
+        return web.json_response(
+            {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [call], "stop_reason": "tool_use", "stop_sequence": None,
+                "usage": {"input_tokens": 20, "output_tokens": 10},
+            }
+        )  # fmt: skip
+
+    return handler
+
+
+@pytest.mark.parametrize(("mode", "anthropic_choice"), [("required", "any"), ("auto", "auto")])
+async def test_allowed_tools_reach_the_provider_as_the_allowed_tools_alone(
+    serve_messages: ServeMessages, mode: str, anthropic_choice: str
+) -> None:
+    seen: list[dict[str, Any]] = []
+    base = await serve_messages(claude_calling(seen))
+    allowed = {"mode": mode, "tools": [{"type": "function", "function": {"name": "get_weather"}}]}
+    body = {
+        "messages": MSGS,
+        "max_tokens": 32,
+        "tools": [tool("get_time"), tool("get_weather")],
+        "tool_choice": {"type": "allowed_tools", "allowed_tools": allowed},
+    }
+    answer = await LiteLLMProvider().complete(
+        body, anthropic_deployment(base, KEY_ENV), endpoint="chat/completions", timeout_s=5
+    )
+    call = answer["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather"
+    assert [t["name"] for t in seen[0]["tools"]] == ["get_weather"]
+    assert seen[0]["tool_choice"]["type"] == anthropic_choice
+    assert body["tool_choice"]["type"] == "allowed_tools"  # the client's body is left alone
+
+
+async def test_a_json_schema_without_its_schema_is_refused_for_another_deployment(
+    serve_messages: ServeMessages,
+) -> None:
+    seen: list[dict[str, Any]] = []
+    base = await serve_messages(claude_calling(seen))
+    body = {
+        "messages": MSGS,
+        "max_tokens": 32,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "weather"}},
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        await LiteLLMProvider().complete(
+            body, anthropic_deployment(base, KEY_ENV), endpoint="chat/completions", timeout_s=5
+        )
+    assert caught.value.param == "response_format.json_schema.schema"
+    assert caught.value.code in UNSERVABLE  # the group's next deployment may serve it
+    assert not seen
