@@ -19,6 +19,7 @@ only segments of the same database are adopted; another database's wait for a ga
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -102,8 +103,23 @@ class LedgerSpool:
         return sum(counts.values())
 
     def append(self, row: dict[str, Any]) -> None:
-        os.write(self._fd, orjson.dumps(row, default=str) + b"\n")
+        data = orjson.dumps(row, default=str) + b"\n"
+        written = os.write(self._fd, data)
+        if written < len(data):
+            # A disk that fills mid-row takes part of it: left there, the next row would be
+            # glued to it and the reader would skip both. Cut it off; the caller holds the row.
+            self._cut_tail(written)
+            raise OSError(errno.ENOSPC, "No space left on device (a row written in part)")
         self._rows_in_open += 1
+
+    def _cut_tail(self, size: int) -> None:
+        """Take the last `size` bytes (a torn row) off the open segment; if the file refuses,
+        end the torn line, so the reader skips it alone."""
+        try:
+            os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"\n")
 
     def rotate(self) -> None:
         """Close the open segment (if it holds rows) so the writer may take it."""

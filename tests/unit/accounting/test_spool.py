@@ -1,7 +1,10 @@
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from gateway.accounting.spool import LedgerSpool
 
@@ -134,4 +137,31 @@ def test_rows_of_another_database_are_not_counted_as_this_ones_unwritten(tmp_pat
     spool = LedgerSpool(tmp_path, "bbbbbbbbbbbb")
     spool.append({"id": "b-1"})
     assert spool.unwritten_rows() == 2  # its own and the legacy one it will adopt
+    spool.close()
+
+
+def test_a_row_a_full_disk_takes_in_part_is_cut_off_and_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills mid-row takes part of it (a short write): left there, the next row
+    was glued to it and the reader skipped both."""
+    from gateway.accounting import spool as spool_module
+
+    real_write = os.write
+    spool = LedgerSpool(tmp_path)
+    spool.append({"id": "before"})
+
+    def fills_up(fd: int, data: bytes) -> int:
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(spool_module.os, "write", fills_up)
+    with pytest.raises(OSError) as refused:
+        spool.append({"id": "torn", "pad": "x" * 100})
+    assert refused.value.errno == errno.ENOSPC
+    monkeypatch.setattr(spool_module.os, "write", real_write)
+    spool.append({"id": "after"})
+    spool.rotate()
+    (segment,) = spool.closed_segments()
+    assert [r["id"] for r in LedgerSpool.read(segment)] == ["before", "after"]
+    assert spool.pending == 0
     spool.close()
