@@ -289,6 +289,7 @@ class BudgetBook:
         # reservations of requests still running here, carried into each new generation
         self._held: dict[str, _Held] = {}  # by the request's ledger id
         self._keeper: asyncio.Task[None] | None = None
+        self._carrying = asyncio.Lock()
 
     async def _raw_pool(self) -> asyncpg.Pool | None:
         if self.engine.dialect.name != "postgresql":
@@ -414,6 +415,8 @@ class BudgetBook:
             async with self._autocommit.connect() as conn:
                 await ensure_counter(conn, tenant_id, start)
             self._known[tenant_id] = start
+            # the tenant's requests still running here from the last period hold this one's
+            await self._carry_stale(reservation_epoch(self.reservation_ttl_s), tenant_id)
         return await self._batcher.reserve(key, budget_usd, amount)
 
     async def _reserve_statement(
@@ -470,6 +473,8 @@ class BudgetBook:
         amount: Decimal,
         epoch: int,
         owner: EpochOwner,
+        *,
+        period: str,
     ) -> None:
         """Keep a running request's reservation alive until `release_hold`.
 
@@ -480,8 +485,15 @@ class BudgetBook:
         `owner.reserve_epoch` (the request's, for its settlement) says where it is now. The
         owner is held weakly: a request that vanished unsettled (a stream nobody started to
         read) is not carried, and its reservation lapses as a crashed process's does.
-        `request` names it (its ledger id) for `release_hold`."""
-        self._held[request] = _Held(tenant_id, start, amount, epoch, weakref.ref(owner))
+        `request` names it (its ledger id) for `release_hold`.
+
+        So is a request still running when its `period` turns: its cost counts in the period
+        it ends in (its ledger row's time), so its reservation moves into the new period's
+        counter (`owner.period_start` says which), or the new period admitted a whole budget
+        beside the requests still running and was then billed for them too. It moves before
+        this process's first reservation of the tenant in the new period, and at midnight
+        (UTC) for requests of processes taking none."""
+        self._held[request] = _Held(tenant_id, period, start, amount, epoch, weakref.ref(owner))
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep(), name="budget-reservation-keeper")
 
@@ -491,44 +503,63 @@ class BudgetBook:
 
     async def _keep(self) -> None:
         while self._held:
-            await asyncio.sleep(self.reservation_ttl_s / 4)
+            # every period starts at a UTC midnight: be there for it, not up to a quarter late
+            await asyncio.sleep(min(self.reservation_ttl_s / 4, _until_midnight_s()))
             try:
                 await self._carry_stale(reservation_epoch(self.reservation_ttl_s))
             except Exception as exc:  # the next turn tries again; a crash-like loss at worst
                 log.warning("carrying running requests' reservations failed: %r", exc)
 
-    async def _carry_stale(self, epoch: int) -> None:
-        """Move the reservations of running requests whose generation has turned into the
-        current one: reserve the sum again there (no budget check: it is already admitted),
-        then take it from its old generation (nothing if that one was dropped meanwhile)."""
-        stale: dict[tuple[str, datetime, int], list[str]] = {}
-        for request, held in list(self._held.items()):
-            if held.owner() is None:
-                del self._held[request]
-            elif held.epoch < epoch:
-                stale.setdefault((held.tenant_id, held.start, held.epoch), []).append(request)
-        for (tenant_id, start, old), requests in sorted(stale.items(), key=lambda kv: kv[0]):
-            # only those still running: a finished one's ledger row already says `old`
-            group = [self._held[r] for r in requests if r in self._held]
-            if not group:
-                continue
-            amount = sum((h.amount for h in group), Decimal(0))
-            for held in group:  # one finishing during the statements settles in the new one
-                held.move_to(epoch)
-            try:
-                new = await self._reserve_statement(
-                    (tenant_id, start), _NO_LIMIT, amount, Decimal(0)
-                )
-            except BaseException:
-                for held in group:  # still where it was: tried again at the next pass
-                    held.move_to(old)
-                raise
-            if new is None:  # the counter row is gone (tenant deleted): nothing to carry
-                continue
-            if new != epoch:  # another replica's clock turned the row further
-                for held in group:
-                    held.move_to(new)
-            await self._release((tenant_id, start), amount, old)
+    async def _carry_stale(self, epoch: int, tenant_id: str | None = None) -> None:
+        """Move the reservations of running requests (of `tenant_id`, or all) whose generation
+        or period has turned into the current ones: reserve the sum again there (no budget
+        check: it is already admitted), then take it from where it was (nothing if that
+        generation was dropped meanwhile). One pass at a time: two would move a request twice."""
+        async with self._carrying:
+            stale: dict[tuple[str, datetime, int, datetime], list[str]] = {}
+            for request, held in list(self._held.items()):
+                if held.owner() is None:
+                    del self._held[request]
+                    continue
+                if tenant_id is not None and held.tenant_id != tenant_id:
+                    continue
+                start = max(held.start, period_start(held.period))
+                if held.epoch < epoch or start != held.start:
+                    key = (held.tenant_id, held.start, held.epoch, start)
+                    stale.setdefault(key, []).append(request)
+            for key, requests in sorted(stale.items(), key=lambda kv: kv[0]):
+                # only those still running: a finished one's ledger row already says where
+                group = [self._held[r] for r in requests if r in self._held]
+                if group:
+                    await self._carry(group, *key, epoch)
+
+    async def _carry(
+        self,
+        group: list[_Held],
+        tenant_id: str,
+        old_start: datetime,
+        old: int,
+        start: datetime,
+        epoch: int,
+    ) -> None:
+        amount = sum((h.amount for h in group), Decimal(0))
+        if start != old_start:  # a new period: its counter begins with the ledger's spend
+            async with self._autocommit.connect() as conn:
+                await ensure_counter(conn, tenant_id, start)
+        for held in group:  # one finishing during the statements settles in the new one
+            held.move_to(start, epoch)
+        try:
+            new = await self._reserve_statement((tenant_id, start), _NO_LIMIT, amount, Decimal(0))
+        except BaseException:
+            for held in group:  # still where it was: tried again at the next pass
+                held.move_to(old_start, old)
+            raise
+        if new is None:  # the counter row is gone (tenant deleted): nothing to carry
+            return
+        if new != epoch:  # another replica's clock turned the row further
+            for held in group:
+                held.move_to(start, new)
+        await self._release((tenant_id, old_start), amount, old)
 
     def forget(self, tenant_id: str) -> None:
         """Budget changed (admin PATCH): drop the cached exhausted flag."""
@@ -553,13 +584,20 @@ async def _commit_asynchronously(conn: asyncpg.Connection) -> None:
     await conn.execute("SET synchronous_commit TO off")
 
 
+def _until_midnight_s() -> float:
+    """Seconds to the next UTC midnight (Unix time has no leap seconds), and a little more."""
+    return 86_400 - time.time() % 86_400 + 0.05
+
+
 # a budget no reservation reaches: carrying an admitted reservation checks nothing
 _NO_LIMIT = Decimal(10) ** 20
 
 
 class EpochOwner(Protocol):
-    """What a reservation's generation is written to for its settlement (a RequestContext)."""
+    """Where a reservation's counter and generation are written for its settlement (a
+    RequestContext)."""
 
+    period_start: datetime | None
     reserve_epoch: int | None
 
 
@@ -568,16 +606,17 @@ class _Held:
     """A running request's reservation: where it is, and the request to tell when it moves."""
 
     tenant_id: str
+    period: str
     start: datetime
     amount: Decimal
     epoch: int
     owner: weakref.ref[EpochOwner]
 
-    def move_to(self, epoch: int) -> None:
-        self.epoch = epoch
+    def move_to(self, start: datetime, epoch: int) -> None:
+        self.start, self.epoch = start, epoch
         owner = self.owner()
         if owner is not None:
-            owner.reserve_epoch = epoch
+            owner.period_start, owner.reserve_epoch = start, epoch
 
 
 @dataclass(frozen=True, slots=True)

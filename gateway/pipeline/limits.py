@@ -370,8 +370,9 @@ class BudgetStage:
             self._store_down.succeeded()
             if amount:
                 self.budgets.hold(
-                    ctx.ledger_id, tenant.id, ctx.period_start, amount, ctx.reserve_epoch, ctx
-                )
+                    ctx.ledger_id, tenant.id, ctx.period_start, amount, ctx.reserve_epoch, ctx,
+                    period=tenant.budget_period,
+                )  # fmt: skip
         except BudgetStoreUnavailable as exc:
             if not self.fail_open:
                 raise NoHealthyDeployment(
