@@ -6,6 +6,7 @@ counterfactual = what the group's default deployment would have charged for the 
   compression = baseline price x tokens compression removed
   routing     = baseline cost - chosen deployment's cost, for the tokens actually sent
   cache       = the whole counterfactual on a hit (the hit itself costs nothing)
+A request that failed (status >= 400) claims none: its counterfactual is what it was billed.
 Energy: a local engine (in-process or over HTTP) reports the GPU energy it charged to the
 request as `usage.energy_joules` where it can measure it; that goes into the ledger row. Rows
 of cloud deployments, cache hits and unmeasured engines keep it null.
@@ -66,6 +67,16 @@ class AccountStage:
         self._observe(ctx)
 
     def _price(self, ctx: RequestContext) -> None:
+        self._price_served(ctx)
+        if ctx.status_code >= 400:
+            # A failed request claims no saving, whatever it was billed (a stream cut after its
+            # first byte, a timeout after the prompt went up, a client that hung up): the
+            # retry that follows claims the whole counterfactual, so a saving booked here too
+            # would count the same work twice. It cost what it cost, against nothing.
+            ctx.savings.cache_usd = ctx.savings.compression_usd = ctx.savings.routing_usd = ZERO
+            ctx.counterfactual_cost_usd = ctx.cost_usd
+
+    def _price_served(self, ctx: RequestContext) -> None:
         u = ctx.usage
         baseline = baseline_of(ctx, self.catalog)
         if ctx.cache_status in CACHE_HITS:
