@@ -34,7 +34,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     THRIFTGATE_HOST=0.0.0.0 \
     THRIFTGATE_PORT=8000 \
     THRIFTGATE_SPOOL_DIR=/var/lib/thriftgate/spool
-RUN groupadd --system thriftgate && useradd --system --gid thriftgate --home /app thriftgate \
+# Its home is its state directory: the semantic cache's embedding model and the bundled model
+# are converted under ~/.cache once (with EXTRAS=local); /app, owned by root, stopped `serve`.
+RUN groupadd --system thriftgate \
+    && useradd --system --gid thriftgate --home-dir /var/lib/thriftgate thriftgate \
     && mkdir -p /var/lib/thriftgate/spool && chown -R thriftgate:thriftgate /var/lib/thriftgate
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app

@@ -10,6 +10,7 @@ CLI flags, settings names) is checked against the real thing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -245,3 +246,56 @@ def test_readme_steps_on_a_gateway_configured_like_compose(
         if gw is not None:
             gw.stop()
         drop_database(db)
+
+
+def _gateway_stage() -> str:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stage = re.search(r"^FROM \S+ AS gateway\n(.*?)(?=^FROM |\Z)", dockerfile, re.S | re.M)
+    assert stage is not None
+    return stage.group(1).replace("\\\n", " ")
+
+
+def _image_env(stage: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", stage, re.M):
+        env.update(re.findall(r"(\w+)=(\S+)", line))
+    return env
+
+
+def test_the_image_user_can_write_where_serve_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` runs as the image's USER: every directory it writes (the ledger spool, the
+    semantic cache's embedding model, the bundled model's conversion) must be one the image
+    hands to that user. Its home was /app, owned by root, so `serve` stopped at start on
+    "THRIFTGATE_CACHE_MODEL_DIR '/app/.cache/thriftgate': Permission denied" and every
+    gateway container restarted for ever."""
+    from gateway.cache.embedder import default_cache_dir as embedder_dir
+    from local_engine.model_store import default_cache_dir as model_dir
+
+    stage = _gateway_stage()
+    user = re.search(r"^USER (\S+)", stage, re.M)
+    assert user is not None and user.group(1) not in ("root", "0"), "the gateway runs as root"
+    home = re.search(rf"useradd [^&;]*--home(?:-dir)? (\S+)[^&;]* {user.group(1)}\b", stage)
+    assert home is not None, "the image's user has no home directory named"
+    owned = [
+        Path(p)
+        for paths in re.findall(rf"chown -R {user.group(1)}(?::\S+)? ([^&;\n]+)", stage)
+        for p in paths.split()
+    ]
+    for name in [n for n in os.environ if n.startswith("THRIFTGATE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    for name, value in _image_env(stage).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", home.group(1))
+    settings = Settings()
+    written = {
+        "THRIFTGATE_SPOOL_DIR": settings.spool_dir,
+        "the semantic cache's model": settings.cache_model_dir or embedder_dir(),
+        "the bundled model's conversion": model_dir(),
+    }
+    for what, directory in written.items():
+        assert directory.is_absolute(), f"{what}: {directory} depends on the working directory"
+        assert any(directory.is_relative_to(o) for o in owned), (
+            f"{what}: {directory} is not under a directory the image gives "
+            f"{user.group(1)} ({', '.join(map(str, owned))})"
+        )
