@@ -299,3 +299,26 @@ def test_the_image_user_can_write_where_serve_writes(monkeypatch: pytest.MonkeyP
             f"{what}: {directory} is not under a directory the image gives "
             f"{user.group(1)} ({', '.join(map(str, owned))})"
         )
+
+
+def test_postgres_has_connections_for_the_documented_replicas(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale gateway=3` (the README's) with 2 workers each may open
+    3 x 2 x 58 connections; Postgres's image allows 100, so every replica warned at start and,
+    under load, budgets failed open and the ledger waited in the spool."""
+    from gateway.db.session import CONNECTIONS_PER_WORKER
+
+    readme = (ROOT / "README.md").read_text()
+    replicas = max(int(n) for n in re.findall(r"--scale gateway=(\d+)", readme))
+    workers = re.fullmatch(r"\$\{THRIFTGATE_WORKERS:-(\d+)\}", compose["x-gateway-env"][
+        "THRIFTGATE_WORKERS"
+    ])
+    assert workers is not None
+    command = " ".join(compose["services"]["postgres"].get("command", []))
+    given = re.search(r"max_connections=(\d+)", command)
+    max_connections = int(given.group(1)) if given else 100  # the postgres image's default
+    reserved, admin = 3, 5  # superuser_reserved_connections; `thriftgate` CLI runs, psql
+    need = replicas * int(workers.group(1)) * CONNECTIONS_PER_WORKER
+    assert max_connections - reserved - admin >= need, (
+        f"{replicas} replicas x {workers.group(1)} workers need {need} connections; "
+        f"Postgres allows {max_connections}"
+    )
