@@ -94,9 +94,20 @@ def request_keys(
     return CacheKeys(exact=exact, scope=scope, query=_comparable(text))
 
 
+# Fields whose objects' key order the model reads: a schema's properties are written in their
+# order (OpenAI's Structured Outputs), so `{reasoning, answer}` reasons before it answers and
+# `{answer, reasoning}` does not; tools are shown to the model as they are written. Keyed as
+# sent, where every other object's keys are sorted.
+ORDERED_FIELDS = frozenset({"response_format", "tools", "functions"})
+
+
 def output_params(body: Json) -> Json:
     """Every field of the request that may change the answer (see `NON_OUTPUT_FIELDS`)."""
-    return {k: v for k, v in body.items() if k not in NON_OUTPUT_FIELDS and v is not None}
+    return {
+        k: orjson.dumps(v).decode() if k in ORDERED_FIELDS else v
+        for k, v in body.items()
+        if k not in NON_OUTPUT_FIELDS and v is not None
+    }
 
 
 def _comparable(text: str | None) -> str | None:
