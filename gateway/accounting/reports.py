@@ -191,6 +191,20 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         ) from None
 
 
+def parse_window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until` as parse_time reads them. An `until` not after `since` is a 400:
+    the ends swapped (`since=2026-11-30&until=2026-11-01`) were an empty report, which reads
+    as nothing spent."""
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest(
+            f"'until' ({end.isoformat()}) must be after 'since' ({start.isoformat()}); "
+            "'until' is exclusive, and a date alone as 'until' includes that day.",
+            param="until",
+        )
+    return start, end
+
+
 def _from_unix(value: str, name: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(value), UTC)

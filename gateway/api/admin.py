@@ -198,11 +198,12 @@ async def spend(
     until: Text | None = None,
     group_by: Text = "day",
 ) -> Response:
+    start, end = reports.parse_window(since, until)
     data = await reports.spend(
         services.engine,
         tenant=await _tenant_id(services, tenant),
-        since=reports.parse_time(since, "since"),
-        until=reports.parse_time(until, "until"),
+        since=start,
+        until=end,
         group_by=group_by,
     )
     return JSONResponse({"data": data})  # plain JSON values: see list_tenants
@@ -221,6 +222,7 @@ async def list_requests(
     since: Text | None = None,
     until: Text | None = None,
 ) -> Response:
+    start, end = reports.parse_window(since, until)
     data = await reports.requests(
         services.engine,
         tenant=await _tenant_id(services, tenant),
@@ -232,13 +234,12 @@ async def list_requests(
             "status_code": status_code,
             "cache_status": cache_status,
         },
-        since=reports.parse_time(since, "since"),
-        until=reports.parse_time(until, "until"),
+        since=start,
+        until=end,
     )
     # plain JSON values: see list_tenants
     body: dict[str, Any] = {"data": data[:limit], "has_more": len(data) > limit}
     complete_from = (await reports.kept_from(services.engine))[0]
-    start = reports.parse_time(since, "since")
     if complete_from is not None and (start is None or start < complete_from):
         # older rows were pruned (retention.py): a page of them is missing, not empty
         body["complete_from"] = complete_from.isoformat()
