@@ -322,3 +322,24 @@ def test_postgres_has_connections_for_the_documented_replicas(compose: dict[str,
         f"{replicas} replicas x {workers.group(1)} workers need {need} connections; "
         f"Postgres allows {max_connections}"
     )
+
+
+def test_the_proxy_leaves_errors_and_the_body_limit_to_the_gateway() -> None:
+    """nginx's `client_max_body_size 4m` answered a 5 MB body with its own HTML page (the
+    gateway's 413 is OpenAI's JSON error), and kept 4 MiB however far an operator raised
+    THRIFTGATE_MAX_BODY_BYTES. What nginx itself still answers (no replica up, a head it
+    cannot read) is in OpenAI's error shape too."""
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    sizes = re.findall(r"^\s*client_max_body_size\s+(\S+);", nginx, re.M)
+    assert sizes == ["0"], f"the proxy caps bodies at {sizes} (the gateway has its own limit)"
+    pages = dict(re.findall(r"^\s*error_page\s+([\d ]+?)\s+=?\d*\s*(@\w+);", nginx, re.M))
+    covered = {int(code) for codes in pages for code in codes.split()}
+    assert {400, 494, 502, 503, 504} <= covered
+    for name in set(pages.values()):
+        body = re.search(rf"location {name} \{{(.*?)\n\s*\}}", nginx, re.S)
+        assert body is not None, f"no location {name}"
+        assert "default_type application/json;" in body.group(1)
+        answer = re.search(r"return \d{3} '(.*)';", body.group(1))
+        assert answer is not None
+        error = json.loads(answer.group(1))["error"]
+        assert {"message", "type", "code"} <= set(error)
