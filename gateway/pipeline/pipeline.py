@@ -41,7 +41,7 @@ from gateway.pipeline.context import (
 from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.responses_request import chat_body_from_responses, responses_param
 from gateway.pipeline.route import resolve_candidates
-from gateway.pipeline.stream import StreamAssembler, carries_output
+from gateway.pipeline.stream import PRICED, StreamAssembler, carries_output
 from gateway.pipeline.validate import validate_chat, validate_completion, validate_embedding
 from gateway.routing.catalog import Catalog
 from gateway.settings import FileConfig
@@ -296,7 +296,7 @@ def closing_chunk(
         closing = {k: last[k] for k in _CHUNK_FIELDS if k in last} if last else {}
         closing["choices"] = []
         closing["usage"] = usage if usage else _usage_block(ctx.usage)
-    return {**closing, "x_thriftgate": priced(ctx)}
+    return {**closing, PRICED: priced(ctx)}
 
 
 def fill_missing_usage(ctx: RequestContext, body: Json | None) -> None:

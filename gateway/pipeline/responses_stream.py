@@ -6,7 +6,8 @@ events; a refusal as a `refusal` part with `refusal.delta`s), each tool call as 
 `function_call` item with `function_call_arguments.delta`s, each item closed (its `.done`
 events) before the next one opens, as OpenAI streams them; the stream ends with
 `response.completed` (or `response.incomplete` when cut by
-`max_output_tokens`) carrying the whole response and its usage. An in-band error from the
+`max_output_tokens`) carrying the whole response and its usage, and what the request cost and
+saved (`response.x_thriftgate`, as a chat stream's usage chunk has it). An in-band error from the
 pipeline (the upstream failed after the first byte) ends it with `error` and `response.failed`.
 """
 
@@ -27,7 +28,7 @@ from gateway.pipeline.responses_reply import (
     token_logprobs,
     usage_from_chat,
 )
-from gateway.pipeline.stream import Pieces
+from gateway.pipeline.stream import PRICED, Pieces
 
 Json = dict[str, Any]
 
@@ -97,6 +98,8 @@ class ResponsesStream:
         self.finish_reason: str | None = None
         self.usage: Json | None = None
         self.service_tier: str | None = None
+        # what the request cost and saved, from the pipeline's usage chunk (pipeline.priced)
+        self.priced: Json | None = None
 
     def _event(self, kind: str, **fields: Any) -> Json:
         event = {"type": kind, "sequence_number": self.seq, **fields}
@@ -123,6 +126,8 @@ class ResponsesStream:
             self.service_tier = chunk["service_tier"]
         if isinstance(chunk.get("usage"), dict):
             self.usage = usage_from_chat(chunk["usage"])
+        if isinstance(chunk.get(PRICED), dict):
+            self.priced = chunk[PRICED]
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -312,6 +317,7 @@ class ResponsesStream:
             output=self._items(),
             usage=self.usage or self.fallback_usage(),
         )
+        self._add_priced(body)
         kind = "response.completed" if status == "completed" else "response.incomplete"
         events.append(self._event(kind, response=body))
         return events
@@ -329,8 +335,15 @@ class ResponsesStream:
             output=self._items(),
             usage=self.usage or self.fallback_usage(),
         )
+        self._add_priced(body)
         events.append(self._event("response.failed", response=body))
         return events
+
+    def _add_priced(self, body: Json) -> None:
+        """The terminal event's response says what the request cost and saved, as a chat
+        stream's usage chunk does: a stream's headers leave before it is priced."""
+        if self.priced is not None:
+            body[PRICED] = self.priced
 
 
 async def response_events(

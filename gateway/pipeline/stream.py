@@ -7,6 +7,10 @@ from typing import Any
 
 Json = dict[str, Any]
 
+# The field of a stream's closing chunk that says what the request cost and saved
+# (pipeline.closing_chunk): `{"cost_usd": "...", "saved_usd": "..."}`.
+PRICED = "x_thriftgate"
+
 # Delta fields that carry generated output; a delta with only `role` (or Azure's first chunk of
 # content-filter results, with no choices) does not.
 # Reasoning comes as `reasoning_content` (DeepSeek, vLLM's reasoning parsers, llama.cpp) or

@@ -96,3 +96,36 @@ def test_a_stream_cut_short_is_billed_and_claims_no_saving(rig: Rig) -> None:
     priced = (usage_chunk.model_extra or {})["x_thriftgate"]
     assert Decimal(priced["cost_usd"]) == row["cost_usd"]
     assert Decimal(priced["saved_usd"]) == 0
+
+
+def test_a_responses_stream_says_what_it_cost_and_saved(rig: Rig) -> None:
+    """A Responses stream's headers leave before its cost is known, as a chat stream's do; its
+    terminal event's response carries `x_thriftgate`, as a chat stream's usage chunk does."""
+    r = rid()
+    final = None
+    for event in rig.client.responses.create(
+        model="gpt-4o",
+        input="Tell me a fun fact about octopuses.",
+        stream=True,
+        temperature=0.5,
+        extra_headers={"x-request-id": r},
+    ):
+        if event.type == "response.completed":
+            final = event.response
+    assert final is not None
+    row = ledger_row(rig.gw, r)
+    assert (row["status_code"], row["deployment"]) == (200, "cheap")
+    assert saved(row) > 0  # routed to the cheap deployment
+    priced = (final.model_extra or {}).get("x_thriftgate")
+    assert priced is not None
+    assert Decimal(priced["cost_usd"]) == row["cost_usd"] > 0
+    assert Decimal(priced["saved_usd"]) == saved(row)
+    # the SDK's own helper hands it over too
+    r = rid()
+    with rig.client.responses.stream(
+        model="gpt-4o", input="Tell me a fun fact about squids.", temperature=0.5,
+        extra_headers={"x-request-id": r},
+    ) as stream:  # fmt: skip
+        response = stream.get_final_response()
+    row = ledger_row(rig.gw, r)
+    assert Decimal((response.model_extra or {})["x_thriftgate"]["cost_usd"]) == row["cost_usd"]
