@@ -28,7 +28,7 @@ class Book:
         self.amounts.append(amount)
         return None, 0
 
-    def hold(self, *args: Any) -> None:  # a running request's reservation kept alive
+    def hold(self, *args: Any, **kwargs: Any) -> None:  # a running request's reservation kept alive
         return None
 
     def release_hold(self, request: str) -> None:
