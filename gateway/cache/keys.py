@@ -6,7 +6,8 @@
 - scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters,
                 the last user turn's fields other than its text, such as `name`)
 - query text  = the last user turn, the only part compared by meaning (when it is short enough
-                for the embedding to see all of it: longer texts are cached exactly only)
+                for the embedding to see all of it, and the request does not ask for JSON:
+                others are cached exactly only)
 
 The tenant is in both hashes, so entries are never shared across tenants, and the scope pins
 everything except the last user turn: a semantic hit can only differ in how that one
@@ -86,12 +87,12 @@ def request_keys(
             if rest:
                 pinned["last"] = rest
         scope = _digest({**pinned, "ctx": earlier})
-        return CacheKeys(exact=exact, scope=scope, query=_comparable(query))
+        return CacheKeys(exact=exact, scope=scope, query=_comparable(query, body))
     prompt = body.get("prompt")
     text = _normal_text(prompt) if isinstance(prompt, str) else None
     exact = _digest({"t": tenant_id, "e": endpoint, "m": model, "prompt": prompt, "p": params})
     scope = _digest({"t": tenant_id, "e": endpoint, "m": model, "p": params})
-    return CacheKeys(exact=exact, scope=scope, query=_comparable(text))
+    return CacheKeys(exact=exact, scope=scope, query=_comparable(text, body))
 
 
 # Fields whose objects' key order the model reads: a schema's properties are written in their
@@ -110,8 +111,19 @@ def output_params(body: Json) -> Json:
     }
 
 
-def _comparable(text: str | None) -> str | None:
+def _comparable(text: str | None, body: Json) -> str | None:
+    if structured_output(body):
+        return None
     return text if text and len(text) <= MAX_QUERY_CHARS else None
+
+
+def structured_output(body: Json) -> bool:
+    """Whether the request asks for JSON. Such a request is an app's template filled with data
+    ("Classify this review: the battery life is great"): one worded otherwise is other data,
+    not the same question (the cached {"label": "positive"} answered "...is terrible", cosine
+    0.978), so it is cached exactly only."""
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") not in (None, "text")
 
 
 def safety(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gateway.cache.keys import request_keys
 
 MSGS = [{"role": "user", "content": "Is 1001 prime?"}]
@@ -51,3 +53,16 @@ def test_other_parameters_are_keyed_whatever_order_they_come_in() -> None:
     a = {"model": "m", "messages": MSGS, "temperature": 0, "max_tokens": 5, "seed": 1}
     b = {"seed": 1, "max_tokens": 5, "temperature": 0, "messages": MSGS, "model": "m"}
     assert request_keys("t1", "chat", "m", a) == request_keys("t1", "chat", "m", b)
+
+
+@pytest.mark.parametrize("fmt", [schema_format("answer", "reasoning"), {"type": "json_object"}])
+def test_structured_output_is_cached_exactly_only(fmt: dict[str, Any]) -> None:
+    """Structured output is an app's template filled with data ("Classify the sentiment of this
+    review: the battery life is great"); a request worded otherwise is other data, and "...is
+    terrible" (cosine 0.978) was served the cached {"label": "positive"} as hit-semantic."""
+    review = [{"role": "user", "content": "Classify this review: the battery life is great"}]
+    body = {"model": "m", "messages": review}
+    assert request_keys("t1", "chat", "m", body).query is not None
+    assert request_keys("t1", "chat", "m", {**body, "response_format": fmt}).query is None
+    plain = {**body, "response_format": {"type": "text"}}
+    assert request_keys("t1", "chat", "m", plain).query is not None
