@@ -80,6 +80,14 @@ class GatewayMetrics:
         self.saved = Counter(
             "thriftgate_saved_usd", "USD saved, by technique", ["tenant", "technique"], registry=r
         )
+        # A negative saving (thriftgate/auto or a fallback served on a deployment dearer than
+        # the baseline): a counter cannot go down, so net savings are saved - overspent.
+        self.overspent = Counter(
+            "thriftgate_overspent_usd",
+            "USD a technique cost beyond the baseline (negative savings), by technique",
+            ["tenant", "technique"],
+            registry=r,
+        )
         self.cache = Counter(
             "thriftgate_cache_lookups", "Cache outcomes", ["tenant", "status"], registry=r
         )

@@ -145,6 +145,8 @@ class AccountStage:
         ):
             if amount > 0:
                 m.saved.labels(tenant, technique).inc(float(amount))
+            elif amount < 0:  # the ledger's sum is saved - overspent
+                m.overspent.labels(tenant, technique).inc(float(-amount))
         m.cache.labels(tenant, ctx.cache_status).inc()
 
 
