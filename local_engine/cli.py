@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import subprocess
+import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from local_engine.config import DEFAULT_MODEL_NAME, EngineConfig
 
@@ -43,6 +46,55 @@ def _price(raw: str) -> Decimal:
     if not price.is_finite() or price < 0:
         raise typer.BadParameter("must be a number >= 0", param_hint="'--hardware-usd-per-hour'")
     return price
+
+
+# EngineConfig's fields as `engine serve` spells them
+FLAGS = {
+    "backend": "--backend",
+    "model": "--model",
+    "served_model_name": "--served-model-name",
+    "dtype": "--dtype",
+    "max_batch_size": "--max-batch-size",
+    "speculative": "--speculative",
+    "speculative.method": "--speculative",
+    "speculative.draft_model": "--draft-model",
+    "speculative.num_speculative_tokens": "--num-speculative-tokens",
+    "vllm.python": "--vllm-python",
+}
+# field names that messages mention ("needs draft_model")
+NAMED = {field.rsplit(".", 1)[-1]: flag for field, flag in FLAGS.items() if "_" in field}
+
+
+def _flag_errors(exc: ValidationError) -> str:
+    """pydantic's report named `speculative.method` and `draft_model`, with its type codes and
+    a link: one line per mistake, named by its flag."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        for name, flag in NAMED.items():
+            message = message.replace(name, flag)
+        parts.append(f"{FLAGS.get(where, where)}: {message}")
+    return "; ".join(parts)
+
+
+def _check_vllm(python: Path | None) -> None:
+    """`--backend vllm` without vLLM started, then died in a 20-line traceback ("vLLM exited
+    with status 1"): said before starting."""
+    if python is not None and not python.exists():
+        raise typer.BadParameter(f"{python} does not exist", param_hint="'--vllm-python'")
+    if python is None:
+        found = importlib.util.find_spec("vllm") is not None
+    else:
+        probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+        found = subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+    if not found:
+        where = python or Path(sys.executable)
+        raise typer.BadParameter(
+            f"vLLM is not installed in {where} (pip install 'thriftgate[vllm]', or give "
+            "--vllm-python / THRIFTGATE_VLLM_PYTHON of an environment that has it)",
+            param_hint="'--backend'",
+        )
 
 
 def _check_model_folder(flag: str, path: Path | None) -> None:
@@ -105,8 +157,8 @@ def serve(
     if vllm_python is None and os.environ.get("THRIFTGATE_VLLM_PYTHON"):
         vllm_python = Path(os.environ["THRIFTGATE_VLLM_PYTHON"])
     backend = resolve_backend(backend, vllm_python)
-    logging.getLogger("local_engine").info("backend: %s", backend)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the vLLM metrics scrape, every 2 s
+    if backend == "vllm":
+        _check_vllm(vllm_python)
     try:
         config = EngineConfig.model_validate(
             {
@@ -124,7 +176,9 @@ def serve(
                 "vllm": {"python": vllm_python},
             }
         )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    except ValidationError as exc:
+        raise typer.BadParameter(_flag_errors(exc)) from None
+    logging.getLogger("local_engine").info("backend: %s", backend)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the vLLM metrics scrape, every 2 s
     app = create_app(create_backend(config))
     uvicorn.run(app, host=host, port=port, log_level=log_level)

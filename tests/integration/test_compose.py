@@ -309,9 +309,9 @@ def test_postgres_has_connections_for_the_documented_replicas(compose: dict[str,
 
     readme = (ROOT / "README.md").read_text()
     replicas = max(int(n) for n in re.findall(r"--scale gateway=(\d+)", readme))
-    workers = re.fullmatch(r"\$\{THRIFTGATE_WORKERS:-(\d+)\}", compose["x-gateway-env"][
-        "THRIFTGATE_WORKERS"
-    ])
+    workers = re.fullmatch(
+        r"\$\{THRIFTGATE_WORKERS:-(\d+)\}", compose["x-gateway-env"]["THRIFTGATE_WORKERS"]
+    )
     assert workers is not None
     command = " ".join(compose["services"]["postgres"].get("command", []))
     given = re.search(r"max_connections=(\d+)", command)

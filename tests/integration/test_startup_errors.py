@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -73,3 +74,38 @@ def test_an_unwritable_spool_directory_is_one_line(
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert lines[0].startswith("error: THRIFTGATE_SPOOL_DIR '/proc/thriftgate-spool'")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dtype", "fp8"], "--dtype: Input should be"),
+        (["--backend", "tpu"], "--backend: Input should be 'transformers' or 'vllm'"),
+        (["--speculative", "foo"], "--speculative: Input should be"),
+        (
+            ["--speculative", "draft"],
+            "--speculative: speculative method 'draft' needs --draft-model",
+        ),
+        (
+            ["--backend", "vllm", "--vllm-python", "/nonexistent/python"],
+            "'--vllm-python': /nonexistent/python does not exist",
+        ),
+        (
+            ["--backend", "vllm", "--vllm-python", sys.executable],
+            f"'--backend': vLLM is not installed in {sys.executable}",
+        ),
+    ],
+)
+def test_engine_serve_names_the_flag_of_a_bad_value(args: list[str], message: str) -> None:
+    """Values the engine's config refuses were pydantic's report ("1 validation error for
+    EngineConfig ... [type=literal_error, input_value=...] For further information visit
+    https://errors.pydantic.dev/..."), naming `speculative.method` and `draft_model` instead
+    of the flags; `--backend vllm` where vLLM is missing started, then died in a 20-line
+    traceback ("vLLM exited with status 1")."""
+    if args[-1] == sys.executable and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed in this environment")
+    out = run("engine", "serve", *args, "--port", "1", env={"COLUMNS": "400"})  # no cropping
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and "errors.pydantic.dev" not in out.stderr
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", out.stderr).split())
+    assert message in flat, out.stderr
