@@ -32,6 +32,7 @@ from gateway.providers.base import (
 from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.litellm_controls import (
     refuse_schemaless_json_schema,
+    refuse_unforceable_tool_choice,
     with_allowed_tools_applied,
 )
 from gateway.providers.litellm_mends import gemini_finish, mend_litellm, notes_gemini_finishes
@@ -145,6 +146,7 @@ class LiteLLMProvider:
                 param="tools",
                 code="unsupported_parameter",
             )
+        refuse_unforceable_tool_choice(body, dep, supported)
         # The legacy `functions` list where litellm maps only `tools` (Anthropic, Mistral):
         # dropped, the model answers prose. (Where neither is listed, as for Ollama, litellm
         # has its own fallback for functions, which is left alone.)

@@ -6,6 +6,8 @@ failing (a 502 and a count against its breaker) for a request that is valid Open
   translation sends it too) is sent as what it means: the listed tools alone, with the mode;
 - a `response_format.json_schema` without its (optional) `schema` (a KeyError) is refused with
   `unsupported_parameter`, so the group's next deployment may serve it.
+A forced tool call where litellm maps no `tool_choice` (Bedrock's Llama and Nova, Fireworks)
+would be dropped on the way, the model free to answer prose: refused the same way.
 """
 
 from __future__ import annotations
@@ -50,5 +52,23 @@ def refuse_schemaless_json_schema(body: Json, dep: Deployment) -> None:
             "'response_format.json_schema.schema' (or 'response_format': {'type': "
             "'json_object'} for JSON of any shape).",
             param="response_format.json_schema.schema",
+            code="unsupported_parameter",
+        )
+
+
+def refuse_unforceable_tool_choice(body: Json, dep: Deployment, supported: list[str]) -> None:
+    """A 400 `unsupported_parameter` for a `tool_choice` that forces a call ("required", a
+    named tool, allowed tools in "required" mode) where litellm maps none for the provider:
+    dropped, the model chose for itself, and an agent that forced a call got prose with a 200.
+    ("none" and "auto" ask for no call, the model's own choice; they pass.)"""
+    if "tool_choice" in supported or not body.get("tools"):
+        return
+    choice = with_allowed_tools_applied(body).get("tool_choice")
+    if choice not in (None, "auto", "none"):
+        raise InvalidRequest(
+            f"Deployment {dep.name!r} ({dep.provider}) cannot force a tool call "
+            "('tool_choice'): its provider lets the model choose; send 'auto' or use a model "
+            "that supports tool_choice.",
+            param="tool_choice",
             code="unsupported_parameter",
         )

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.accounting.pricing import Price
 from gateway.errors import InvalidRequest
 from gateway.pipeline.dispatch import UNSERVABLE
 from gateway.providers.litellm_adapter import LiteLLMProvider
+from gateway.routing.catalog import Deployment
+from gateway.settings import DeploymentConfig
 from tests.unit.providers.conftest import ServeMessages, anthropic_deployment
 
 KEY_ENV = "TG_TEST_LITELLM_CONTROLS_KEY"
@@ -88,3 +91,45 @@ async def test_a_json_schema_without_its_schema_is_refused_for_another_deploymen
     assert caught.value.param == "response_format.json_schema.schema"
     assert caught.value.code in UNSERVABLE  # the group's next deployment may serve it
     assert not seen
+
+
+def bedrock_llama() -> Deployment:
+    """Bedrock's Llama 3.1: tools mapped by litellm, `tool_choice` not (Amazon Nova and
+    Fireworks' models alike)."""
+    config = DeploymentConfig(
+        name="d", model="m", provider="bedrock",
+        upstream_model="meta.llama3-1-70b-instruct-v1:0",
+        api_base="http://127.0.0.1:9", api_key_env=KEY_ENV,  # never reached: refused first
+    )  # fmt: skip
+    return Deployment(config=config, price=Price(), price_source="config")
+
+
+ALLOWED_REQUIRED = {
+    "type": "allowed_tools",
+    "allowed_tools": {
+        "mode": "required",
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "f"}}, ALLOWED_REQUIRED]
+)
+async def test_a_forced_tool_call_a_provider_cannot_force_is_a_400_not_prose(choice: Any) -> None:
+    """litellm drops the `tool_choice` such a provider lacks: an agent that forced a call got
+    whatever the model chose, prose with a 200."""
+    body = {"messages": MSGS, "max_tokens": 32, "tools": [tool("f")], "tool_choice": choice}
+    with pytest.raises(InvalidRequest) as caught:
+        await LiteLLMProvider().complete(
+            body, bedrock_llama(), endpoint="chat/completions", timeout_s=5
+        )
+    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "tool_choice")
+
+
+@pytest.mark.parametrize("choice", [None, "auto"])
+def test_a_tool_choice_that_forces_nothing_passes_where_it_is_not_mapped(choice: Any) -> None:
+    body = {"messages": MSGS, "tools": [tool("f")], "tool_choice": choice}
+    LiteLLMProvider()._refuse_lacking(body, bedrock_llama())
+    allowed_auto = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}
+    LiteLLMProvider()._refuse_lacking({**body, "tool_choice": allowed_auto}, bedrock_llama())
