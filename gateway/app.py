@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -81,12 +82,22 @@ async def _hint_first_steps(services: Services) -> None:
         )
 
 
+class UtcFormatter(logging.Formatter):
+    """Log times in UTC, marked `Z` (2026-11-25T12:42:02.762Z), as the ledger, the reports and
+    the dashboard give them: on a server whose TZ is not UTC they were local times with no
+    zone, which no request's `created_at` matched and which repeat when daylight saving ends."""
+
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and worker processes: settings from the environment."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     # Not even at THRIFTGATE_LOG_LEVEL=debug: litellm would log every call's provider key.
     quiet_litellm_logs()
     quiet_database_driver_logs()
