@@ -55,6 +55,12 @@ PERIODS = ("monthly", "daily", "total")
 # for up to two minutes, not twenty as at 600 s); a request running longer keeps its own
 # (`BudgetBook.hold` carries it into each new generation, every quarter of this).
 DEFAULT_RESERVATION_TTL_S = 60.0
+# A budget check the database does not answer (a stalled server, a failover, a lock on the
+# counters) is an unavailable budget store, as a key lookup is (auth.LOOKUP_TIMEOUT_S). The
+# statement's own timeout (10 s) did not bound it: asyncpg's cancel of it, and the connections
+# after it, went through the same stalled path, and every request waited 20-60 s or as long as
+# the database did.
+STORE_TIMEOUT_S = 3.0
 
 
 def reservation_epoch(ttl_s: float, now: float | None = None) -> int:
@@ -336,7 +342,8 @@ class BudgetBook:
         if spent is not None and spent.applies(start, budget_usd):
             raise spent.error
         try:
-            epoch = await self._reserve(tenant_id, start, budget_usd, amount)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                epoch = await self._reserve(tenant_id, start, budget_usd, amount)
             if epoch is None:
                 return await self._recheck(tenant_id, start, budget_usd, amount, period)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -366,7 +373,8 @@ class BudgetBook:
         deadline = time.monotonic() + wait_s
         delay = 0.05
         while True:
-            state = await self._state(tenant_id, start)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                state = await self._state(tenant_id, start)
             if state.budget is not None and state.budget != budget_usd:
                 budget_usd = state.budget  # changed since this process loaded the tenant
             elif state.spent >= budget_usd:
@@ -380,7 +388,8 @@ class BudgetBook:
             else:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.2)
-            epoch = await self._batcher.reserve((tenant_id, start), budget_usd, amount)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                epoch = await self._batcher.reserve((tenant_id, start), budget_usd, amount)
             if epoch is not None:
                 self._exhausted.pop(tenant_id, None)
                 return start, epoch
