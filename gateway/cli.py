@@ -526,9 +526,12 @@ def tenant_create(
 ) -> None:
     """Create a tenant; prints its id."""
     from gateway.accounting import tenants
+    from gateway.accounting.tenant_flags import misspelt_flags
 
     settings = _settings()
     flag_map = _json_object(flags, "--flags")
+    for line in misspelt_flags(flag_map or {}):
+        typer.echo(f"warning: {line}", err=True)
     checked = _check_admin_input(
         name=name, budget_usd=budget_usd, budget_period=budget_period, rpm=rpm, tpm=tpm,
         slo_ms=slo_ms, flags=flag_map or {},

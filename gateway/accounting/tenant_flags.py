@@ -93,3 +93,21 @@ def check_flags(flags: Any) -> dict[str, Any]:
                 f"Tenant flag {name!r} {problem}; got {value!r}.", param=f"flags.{name}"
             )
     return flags
+
+
+def misspelt_flags(flags: dict[str, Any]) -> list[str]:
+    """Unknown names that resemble a flag the gateway reads (`cach`: its cache stayed on, and
+    nothing said so), each said with the flag it resembles; tags far from any are not."""
+    import difflib
+
+    said = []
+    for name in flags:
+        if name in FLAGS:
+            continue
+        close = difflib.get_close_matches(str(name), list(FLAGS), n=1, cutoff=0.75)
+        if close:
+            said.append(
+                f"tenant flag {name!r} is not one the gateway reads (did you mean {close[0]!r}?); "
+                "it is kept as a tag and does nothing"
+            )
+    return said

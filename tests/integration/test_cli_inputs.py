@@ -64,3 +64,17 @@ def test_tenant_names_are_listed_in_their_own_letters(db: str) -> None:
     assert cli("tenant", "create", "Ünïcødé-租户", db=db).returncode == 0
     out = cli("tenant", "list", db=db)
     assert "Ünïcødé-租户" in out.stdout and "\\u" not in out.stdout
+
+
+def test_a_misspelt_tenant_flag_is_named(tmp_path: Path) -> None:
+    """`--flags '{"cach": false}'` created the tenant with exit 0 and said nothing: its cache
+    stayed on. Unknown flags are kept (operators tag tenants with them), so a name resembling
+    a flag the gateway reads gets a warning naming that flag; a tag far from any does not."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flags.db'}"
+    out = cli("tenant", "create", "a", "--flags", '{"cach": false, "team": "ml"}', db=url)
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: tenant flag 'cach' is not one the gateway reads (did you mean 'cache'?); "
+        "it is kept as a tag and does nothing"
+    ], out.stderr
