@@ -14,11 +14,7 @@ import asyncio
 import logging
 from decimal import Decimal
 
-from gateway.accounting.tokenizer import (
-    TOKENS_PER_MESSAGE,
-    TOKENS_PER_REPLY,
-    estimate_prompt_tokens,
-)
+from gateway.accounting.tokenizer import count_prompt, estimate_prompt_tokens
 from gateway.compression import (
     CompressionOptions,
     CompressionResult,
@@ -55,8 +51,8 @@ class CompressStage:
         if options.mode == "off":
             return None
         price = self._input_price(ctx)
-        result = await asyncio.to_thread(self._compress, ctx, options, price)
-        self._record(ctx, result)
+        result, sent = await asyncio.to_thread(self._compress, ctx, options, price)
+        self._record(ctx, result, sent)
         return None
 
     async def after(self, ctx: RequestContext, reply: Reply) -> None:
@@ -64,13 +60,18 @@ class CompressStage:
 
     def _compress(
         self, ctx: RequestContext, options: CompressionOptions, price: Decimal | None
-    ) -> CompressionResult:
-        return self.compressor.compress(
+    ) -> tuple[CompressionResult, int]:
+        """The result, and the tiktoken count of the whole prompt it leaves to send: message
+        framing, names, tool calls and tool definitions too, which the upstream's count holds
+        and the compressor's (the messages' text) does not."""
+        result = self.compressor.compress(
             ctx.body["messages"],
             options,
             input_price_per_mtok=price,
             scope=f"{ctx.tenant.id}\x00{ctx.model}",
         )
+        sent = count_prompt({**ctx.body, "messages": result.messages}) if result.changed else 0
+        return result, sent
 
     def _input_price(self, ctx: RequestContext) -> Decimal | None:
         dep = self.catalog.default_for(ctx.model)
@@ -80,17 +81,17 @@ class CompressStage:
             return None
         return dep.price.at_prompt(ctx.prompt_tokens_estimate).input_per_mtok  # long context
 
-    def _record(self, ctx: RequestContext, result: CompressionResult) -> None:
+    def _record(self, ctx: RequestContext, result: CompressionResult, sent: int) -> None:
         if result.notes:
             ctx.extra_headers[NOTE_HEADER] = "; ".join(result.notes)
         if not result.changed:
             return
         ctx.body["messages"] = result.messages
-        # tiktoken counts of the whole prompt (message framing included), before and after.
-        framing = TOKENS_PER_REPLY + TOKENS_PER_MESSAGE * len(result.messages)
+        # tiktoken counts of the whole prompt (framing and tools included), before and after:
+        # the account stage scales what was cut by the upstream's count over the second
         ctx.compression_method = result.method
-        ctx.prompt_tokens_original = result.tokens_before + framing
-        ctx.prompt_tokens_compressed = result.tokens_after + framing
+        ctx.prompt_tokens_original = sent + result.tokens_before - result.tokens_after
+        ctx.prompt_tokens_compressed = sent
         ctx.prompt_tokens_estimate = estimate_prompt_tokens(ctx.body)  # routing prices what is sent
         ctx.savings.compression_usd = result.saved_usd
         ctx.extra_headers[HEADER] = (
