@@ -470,6 +470,8 @@ def text_options(text: Any) -> Json:
             )
         if not isinstance(schema, dict):
             raise invalid_value("'text.format.schema' must be an object.", "text.format.schema")
+        if fmt.get("strict") is not None and not isinstance(fmt["strict"], bool):
+            raise invalid_value("'text.format.strict' must be a boolean.", "text.format.strict")
         spec: Json = {"name": name, "schema": schema}
         for key in ("description", "strict"):
             if fmt.get(key) is not None:
