@@ -174,6 +174,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "quote"  # the text to check / translate, its words in another order
     if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
         return "code"  # one operator, accessor, quote or identifier changes what code does
+    if a.payload is not None and b.payload is not None and a.payload != b.payload:
+        return "payload"  # one task, other data: "Classify the sentiment of: <another review>"
     return None
 
 

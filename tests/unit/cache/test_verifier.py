@@ -506,7 +506,9 @@ def test_lower_case_days_and_months_are_names(
 ) -> None:
     # Typed in lower case they were content words whose word vectors sit close together
     # ("thursday" ~ "friday": 0.83), so they counted as synonyms (score 0.975: a hit).
-    assert judge(verifier, model, cached, query) == (False, "names")
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok
+    assert why in ("names", "payload")  # the rewrite's data differs in its day too
 
 
 @pytest.mark.parametrize(
@@ -632,3 +634,55 @@ def test_one_way_against_both_ways_and_split_negations_are_vetoed(
 )
 def test_spellings_of_one_word_and_ranges_are_not_vetoed(cached: str, query: str) -> None:
     assert hard_difference(analyse(query), analyse(cached)) is None
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (  # cosine 0.972, served before: the verdict asked for is about other data
+            "Classify the sentiment of this review: the battery life is terrible",
+            "Classify the sentiment of this review: the battery life is great",
+        ),
+        ("Sentiment of: I really enjoyed this movie", "Sentiment of: I really hated this movie"),
+        ("Translate to French: I love my cat", "Translate to French: I love my dog"),
+        ("Rate this answer from 1 to 10: the sky is green",
+         "Rate this answer from 1 to 10: the sky is blue"),
+        ("Extract the city from: John lives in Boston",
+         "Extract the city from: John lives in Denver"),
+    ],
+)  # fmt: skip
+def test_one_task_applied_to_other_data_is_refused(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok, why
+    assert why in ("payload", "opposites")
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Translate to French: good morning", "Translate into French: good morning"),
+        ("Classify the sentiment of this review: the battery life is great",
+         "classify the sentiment of this review: The battery life is great!"),
+        ("Query: what is the capital of France?", "Query: what's the capital of france"),
+        ("Summarize this article: The council voted to expand the park.",
+         "Please summarize this article: The council voted to expand the park."),
+    ],
+)  # fmt: skip
+def test_one_task_on_the_same_data_still_hits(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    assert judge(verifier, model, cached, query) == (True, "ok")
+
+
+def test_what_makes_a_task_and_its_data() -> None:
+    assert analyse("Translate to French: I love my cat").payload == ("i", "love", "my", "cat")
+    assert analyse("Fix the grammar: she don't like it").payload == (
+        "she", "do", "not", "like", "it",
+    )  # fmt: skip
+    # a colon that does not follow a task: a label, a time, a title
+    assert analyse("Quick question: how do I sort a list?").payload is None
+    assert analyse("Remind me at 10:30 to call mom").payload is None
+    assert analyse("He said: the market will rise").payload is None
+    assert analyse("Translate this").payload is None
