@@ -33,6 +33,7 @@ from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.litellm_controls import (
     refuse_schemaless_json_schema,
     refuse_unforceable_tool_choice,
+    refuse_unreadable_tool_choice,
     with_allowed_tools_applied,
 )
 from gateway.providers.litellm_mends import gemini_finish, mend_litellm, notes_gemini_finishes
@@ -112,6 +113,7 @@ class LiteLLMProvider:
         this deployment's provider: a 200 without what was asked is a wrong answer, and dispatch
         tries the group's next deployment for this code. Unknown to litellm: nothing refused."""
         refuse_schemaless_json_schema(body, dep)
+        refuse_unreadable_tool_choice(body, dep)
         if dep.name not in self._supported:  # litellm takes ~0.5 ms to say: once per deployment
             try:
                 self._supported[dep.name] = self._litellm.get_supported_openai_params(

@@ -4,8 +4,9 @@ litellm raises on them before any provider sees the request, which reads as the 
 failing (a 502 and a count against its breaker) for a request that is valid OpenAI:
 - `tool_choice: {"type": "allowed_tools", ...}` ("Invalid tool choice"; the Responses API's
   translation sends it too) is sent as what it means: the listed tools alone, with the mode;
-- a `response_format.json_schema` without its (optional) `schema` (a KeyError) is refused with
-  `unsupported_parameter`, so the group's next deployment may serve it.
+- a `response_format.json_schema` without its (optional) `schema` (a KeyError) and a
+  `tool_choice` object of another type than OpenAI's function forms ("Invalid tool choice")
+  are refused with `unsupported_parameter`, so the group's next deployment may serve them.
 A forced tool call where litellm maps no `tool_choice` (Bedrock's Llama and Nova, Fireworks)
 would be dropped on the way, the model free to answer prose: refused the same way.
 """
@@ -54,6 +55,24 @@ def refuse_schemaless_json_schema(body: Json, dep: Deployment) -> None:
             param="response_format.json_schema.schema",
             code="unsupported_parameter",
         )
+
+
+def refuse_unreadable_tool_choice(body: Json, dep: Deployment) -> None:
+    """A 400 `unsupported_parameter` for a `tool_choice` object litellm cannot read: it takes
+    OpenAI's function forms only, and raised "Invalid tool choice" on a custom tool's (GPT-5's
+    custom tools) or Anthropic's own `{"type": "tool"}` sent to the OpenAI API."""
+    choice = with_allowed_tools_applied(body).get("tool_choice")
+    if not isinstance(choice, dict):
+        return
+    kind = choice.get("type")
+    if kind in ("auto", "none", "required") or (kind and choice.get("function") is not None):
+        return
+    raise InvalidRequest(
+        f"Deployment {dep.name!r} ({dep.provider}) cannot take 'tool_choice' of type {kind!r}: "
+        "send 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}.",
+        param="tool_choice",
+        code="unsupported_parameter",
+    )
 
 
 def refuse_unforceable_tool_choice(body: Json, dep: Deployment, supported: list[str]) -> None:

@@ -133,3 +133,31 @@ def test_a_tool_choice_that_forces_nothing_passes_where_it_is_not_mapped(choice:
     LiteLLMProvider()._refuse_lacking(body, bedrock_llama())
     allowed_auto = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}
     LiteLLMProvider()._refuse_lacking({**body, "tool_choice": allowed_auto}, bedrock_llama())
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"type": "custom", "custom": {"name": "grep"}},  # OpenAI's custom tools
+        {"type": "tool", "name": "get_weather"},  # Anthropic's own form, sent to the OpenAI API
+    ],
+)
+async def test_a_tool_choice_litellm_cannot_read_is_a_400_not_a_failing_deployment(
+    serve_messages: ServeMessages, choice: Any
+) -> None:
+    """litellm reads OpenAI's function forms only and raised "Invalid tool choice" on others:
+    a 502 that counted against the deployment's breaker."""
+    seen: list[dict[str, Any]] = []
+    base = await serve_messages(claude_calling(seen))
+    body = {
+        "messages": MSGS,
+        "max_tokens": 32,
+        "tools": [tool("get_weather")],
+        "tool_choice": choice,
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        await LiteLLMProvider().complete(
+            body, anthropic_deployment(base, KEY_ENV), endpoint="chat/completions", timeout_s=5
+        )
+    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "tool_choice")
+    assert not seen
