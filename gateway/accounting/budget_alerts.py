@@ -107,6 +107,7 @@ class BudgetAlerts:
         self._sends: set[asyncio.Task[None]] = set()
         self._poll_log = FailureLog(log, "checking budgets for alerts")
         self._host = urlsplit(webhook_url).hostname or "?"
+        self._checked: datetime | None = None  # when the last check read the counters
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="budget-alerts")
@@ -125,7 +126,9 @@ class BudgetAlerts:
         background); returns the alerts this call claimed."""
         now = now or datetime.now(UTC)
         alerts = []
-        for crossing in await self._crossings(now):
+        crossings = await self._crossings(now)
+        self._checked = now
+        for crossing in crossings:
             new = await self._claim(crossing, crossing.crossed(self.thresholds), now)
             if new:
                 alert = alert_body(crossing, max(new), now)
@@ -232,8 +235,13 @@ class BudgetAlerts:
             return {int(pct): int(n) for pct, n in (await conn.execute(stmt)).all()}
 
     async def _crossings(self, now: datetime) -> list[Crossing]:
+        """The current periods' counters past the lowest threshold, and those of a period that
+        ended since the last check: a threshold crossed in its last seconds (a daily budget
+        spent at 23:59:55, the check every 15 s) is still alerted, once, at the next check."""
         counters, tenants = table(BudgetCounter), table(Tenant)
-        starts = {period_start("daily", now), period_start("monthly", now), EPOCH}
+        last = min(now, self._checked or now - timedelta(seconds=self.interval_s))
+        starts = {period_start(p, at) for p in ("daily", "monthly") for at in (last, now)}
+        starts.add(EPOCH)
         lowest = Decimal(self.thresholds[0]) / 100
         stmt = (
             select(
@@ -257,7 +265,8 @@ class BudgetAlerts:
         out = []
         for tid, name, period, budget, start, spent in rows:
             start = as_utc(start)  # SQLite: naive
-            if start == period_start(period, now):  # the tenant's own period's counter
+            # the tenant's own period's counter (its current one, or the one just ended)
+            if start in (period_start(period, now), period_start(period, last)):
                 out.append(Crossing(tid, name, period, start, Decimal(budget), Decimal(spent)))
         return out
 

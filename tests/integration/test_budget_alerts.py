@@ -548,3 +548,49 @@ def test_a_gateway_killed_while_sending_an_alert_leaves_it_to_another_replica(
         "ORDER BY threshold_pct DESC",
     )
     assert delivered and delivered[0]["threshold_pct"] == claimed["threshold_pct"]
+
+
+# A threshold crossed in a period's last seconds (hunt12 h122): the checks read only the
+# counters of the periods current at the check, so a daily budget spent at 23:59:55, after the
+# day's last check, was never alerted: at the next check the day was over.
+LAST_CHECK = datetime(2026, 11, 30, 23, 59, 50, tzinfo=UTC)  # 15 s apart
+NEXT_CHECK = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)
+
+
+async def test_a_budget_spent_after_the_periods_last_check_is_alerted(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    day = period_start("daily", LAST_CHECK)
+    await tenant(engine, "d", "1", "0.4", "daily", start=day)
+    a = alerts(engine, receiver)
+    try:
+        assert await check(a, LAST_CHECK) == []
+        await _spend_on(engine, "d", day, "1")  # the day's budget, spent at 23:59:55
+        sent = await check(a, NEXT_CHECK)
+        assert [(x["threshold_pct"], x["period_start"]) for x in sent] == [(100, day.isoformat())]
+        assert await check(a, NEXT_CHECK + timedelta(seconds=15)) == []  # once
+    finally:
+        await a.aclose()
+    assert [b["threshold_pct"] for b in receiver.bodies()] == [100]
+
+
+async def test_a_period_long_over_is_not_alerted(engine: AsyncEngine, receiver: Receiver) -> None:
+    """Only the period that ended since the last check: yesterday's spend at a first check a
+    minute into today (a replica started then) is not news."""
+    yesterday = period_start("daily", LAST_CHECK)
+    await tenant(engine, "d", "1", "1", "daily", start=yesterday)
+    a = alerts(engine, receiver)
+    try:
+        assert await check(a, NEXT_CHECK + timedelta(minutes=1)) == []
+    finally:
+        await a.aclose()
+
+
+async def _spend_on(engine: AsyncEngine, tid: str, start: datetime, spent: str) -> None:
+    counters = table(BudgetCounter)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(counters)
+            .where(counters.c.tenant_id == tid, counters.c.period_start == start)
+            .values(spent_usd=Decimal(spent))
+        )
