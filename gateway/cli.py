@@ -342,8 +342,13 @@ def serve(
             log_level=settings.log_level.lower(),
             access_log=False,
             h11_max_incomplete_event_size=settings.max_header_bytes,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
+
+
+# On SIGTERM, requests in flight (streams too) get this long to finish; then they are cut and
+# billed for what was sent. Whatever stops the gateway must wait longer (docker-compose.yml).
+GRACEFUL_SHUTDOWN_S = 30
 
 
 def _check_spool_dir(directory: Path) -> None:

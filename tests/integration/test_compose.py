@@ -343,3 +343,18 @@ def test_the_proxy_leaves_errors_and_the_body_limit_to_the_gateway() -> None:
         assert answer is not None
         error = json.loads(answer.group(1))["error"]
         assert {"message", "type", "code"} <= set(error)
+
+
+def test_a_stopped_gateway_may_drain_before_docker_kills_it(compose: dict[str, Any]) -> None:
+    """On SIGTERM `serve` finishes what is in flight for up to GRACEFUL_SHUTDOWN_S; Docker's
+    default stop_grace_period is 10 s. A 20 s stream with SIGTERM at 3 s (as `docker compose
+    up -d` replacing a replica, or `docker compose stop`, sends it) completed and was billed
+    when the gateway was left 23 s; killed 10 s after the SIGTERM, the client's stream broke
+    at 11 s and no ledger row was written for what it had streamed."""
+    from gateway.cli import GRACEFUL_SHUTDOWN_S
+
+    grace = str(compose["services"]["gateway"].get("stop_grace_period", "10s"))
+    given = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", grace)
+    assert given is not None and grace, grace
+    seconds = int(given.group(1) or 0) * 60 + int(given.group(2) or 0)
+    assert seconds >= GRACEFUL_SHUTDOWN_S + 10, f"stop_grace_period {grace}"
