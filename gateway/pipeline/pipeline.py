@@ -166,11 +166,19 @@ class Pipeline:
     async def _finish(self, ctx: RequestContext, entered: list[Stage], reply: Reply) -> None:
         if ctx.status_code < 400 and ctx.usage.source != "cache":
             ctx.usage = usage_of(ctx, reply.body)
+        hung_up: asyncio.CancelledError | None = None
         for stage in reversed(entered):
             try:
                 await stage.after(ctx, reply)
+            except asyncio.CancelledError as exc:
+                # The client hung up while a stage was storing the answer (the cache's worker):
+                # the answer was billed upstream, so the stages after it (the slot in flight,
+                # the ledger row: synchronous) still settle it; the hang-up is raised after.
+                hung_up = exc
             except Exception:  # one stage's failure must not lose the ledger row
                 log.exception("stage %s failed in after()", type(stage).__name__)
+        if hung_up is not None:
+            raise hung_up
 
     async def _watch(
         self, ctx: RequestContext, chunks: AsyncIterator[Json], entered: list[Stage]
