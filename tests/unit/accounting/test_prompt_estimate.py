@@ -96,7 +96,7 @@ def test_a_budget_reserves_on_the_ceiling() -> None:
             amounts.append(amount)
             return None, 0
 
-        def hold(self, *args: Any) -> None:
+        def hold(self, *args: Any, **kwargs: Any) -> None:
             return None
 
     cfg = DeploymentConfig(
