@@ -358,3 +358,16 @@ def test_a_stopped_gateway_may_drain_before_docker_kills_it(compose: dict[str, A
     assert given is not None and grace, grace
     seconds = int(given.group(1) or 0) * 60 + int(given.group(2) or 0)
     assert seconds >= GRACEFUL_SHUTDOWN_S + 10, f"stop_grace_period {grace}"
+
+
+def test_every_provider_key_the_configs_name_reaches_the_gateway(compose: dict[str, Any]) -> None:
+    """A deployment's key is read from the variable its `api_key_env` names, in the gateway's
+    container: one exported on the host but not passed by compose is unset there (the request
+    goes out without a key and the provider refuses it)."""
+    passed = set(compose["services"]["gateway"]["environment"])
+    for name in ("thriftgate.yaml", "thriftgate.gpu.yaml"):
+        for dep in load_file_config(ROOT / "deploy" / name).deployments:
+            assert dep.api_key_env is None or dep.api_key_env in passed, (name, dep.name)
+    readme = (ROOT / "README.md").read_text()
+    steps = readme.split("## Self-hosting with Docker Compose")[1].split("\n## ")[0]
+    assert "x-gateway-env" in steps, "the README does not say where another provider's key goes"
