@@ -166,13 +166,28 @@ def baseline_of(ctx: RequestContext, catalog: Catalog) -> Deployment | None:
 def tokens_removed(ctx: RequestContext) -> int:
     """Prompt tokens compression cut, in the upstream's tokens where it reported its count:
     tiktoken counted both prompts, and the upstream's tokenizer can count the sent one very
-    differently (848 for tiktoken's 1,156), so the cut is scaled by the same ratio."""
+    differently (848 for tiktoken's 1,156), so the cut is scaled by the same ratio. Not when
+    the prompt holds parts tiktoken cannot count (images, audio, files): the upstream's count
+    has them, so the ratio says nothing of the tokenizer, and tiktoken's cut is claimed."""
     removed = ctx.prompt_tokens_removed
     sent = ctx.prompt_tokens_compressed
     u = ctx.usage
-    if removed and sent and u.source == "upstream" and u.prompt_tokens:
-        return round(removed * u.prompt_tokens / sent)
-    return removed
+    if not removed or not sent or u.source != "upstream" or not u.prompt_tokens:
+        return removed
+    if _has_media(ctx.body.get("messages")):
+        return removed
+    return round(removed * u.prompt_tokens / sent)
+
+
+def _has_media(messages: Any) -> bool:
+    """Whether chat messages hold a content part that is not text (an image, audio, a file)."""
+    for msg in messages if isinstance(messages, list) else ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") not in ("text", None) for part in content
+        ):
+            return True
+    return False
 
 
 def billed(price: Price, u: Usage) -> Decimal:

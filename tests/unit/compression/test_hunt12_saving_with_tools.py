@@ -53,3 +53,17 @@ async def test_the_saving_scales_by_the_whole_prompts_count_tools_included() -> 
     AccountStage(CATALOG, None, None)._price(ctx)  # type: ignore[arg-type]
     claimed = ctx.savings.compression_usd / Decimal(2) * 1_000_000  # default's $2 per 1M in
     assert abs(claimed - (original - sent)) <= 4
+
+
+def test_a_prompt_with_an_image_is_not_scaled_by_what_tiktoken_cannot_count() -> None:
+    """The upstream's count holds the image's tokens (765 for a 1024px one on gpt-4o), which
+    tiktoken's count of the sent prompt has not: the ratio says nothing of the tokenizer then,
+    and the cut is claimed as tiktoken counted it."""
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/chart.png"}}
+    text = {"type": "text", "text": "What does the chart say about revenue?"}
+    ctx = bare_context(
+        body={"model": "m", "messages": [{"role": "user", "content": [image, text]}]}
+    )
+    ctx.prompt_tokens_original, ctx.prompt_tokens_compressed = 3000, 1000  # 2,000 cut
+    ctx.usage = Usage(prompt_tokens=1000 + 765, completion_tokens=10, source="upstream")
+    assert tokens_removed(ctx) == 2000  # not 3,530
