@@ -31,6 +31,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.embeddings import in_requested_format, with_text_input
 from gateway.providers.litellm_controls import (
+    failed_mapping_the_request,
     refuse_schemaless_json_schema,
     refuse_unforceable_tool_choice,
     refuse_unreadable_tool_choice,
@@ -444,6 +445,11 @@ def _translate(dep: Deployment, exc: Exception) -> UpstreamError | InvalidReques
         return credentials_refused(dep, status, raw)
     if (setup := _setup_missing(dep, exc)) is not None:
         return setup
+    if failed_mapping_the_request(_chain(exc)):  # litellm says 500 for any of its own errors
+        return InvalidRequest(
+            f"Deployment {dep.name!r} ({dep.provider}) cannot take this request: {raw}",
+            code="unsupported_parameter",
+        )
     if "LLM Provider NOT provided" in raw:
         # litellm's 400 for a provider it does not know: the deployment's config is wrong,
         # not the client's request, so another deployment may serve it.

@@ -13,12 +13,20 @@ would be dropped on the way, the model free to answer prose: refused the same wa
 
 from __future__ import annotations
 
+import traceback
+from collections.abc import Iterable
 from typing import Any
 
 from gateway.errors import InvalidRequest
 from gateway.routing.catalog import Deployment
 
 Json = dict[str, Any]
+# litellm's functions that map a request's OpenAI parameters to the provider's, before anything
+# is sent: what raises there is about this request (a tool type the provider has no form for),
+# never the deployment's health.
+_MAPPING_FRAMES = frozenset(
+    {"get_optional_params", "map_openai_params", "validate_chat_completion_tool_choice"}
+)
 
 
 def _tool_name(tool: Any) -> Any:
@@ -91,3 +99,15 @@ def refuse_unforceable_tool_choice(body: Json, dep: Deployment, supported: list[
             param="tool_choice",
             code="unsupported_parameter",
         )
+
+
+def failed_mapping_the_request(chain: Iterable[BaseException]) -> bool:
+    """Whether litellm raised while mapping the request's parameters for the provider (a
+    custom tool to Anthropic: KeyError 'function'; "Unsupported tool type: code_interpreter"):
+    a 502 counted against the deployment's breaker, where the group's next deployment may
+    serve the request."""
+    return any(
+        frame.name in _MAPPING_FRAMES
+        for exc in chain
+        for frame in traceback.extract_tb(exc.__traceback__)
+    )

@@ -161,3 +161,27 @@ async def test_a_tool_choice_litellm_cannot_read_is_a_400_not_a_failing_deployme
         )
     assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "tool_choice")
     assert not seen
+
+
+@pytest.mark.parametrize(
+    "tools",
+    [
+        [{"type": "custom", "custom": {"name": "grep"}}],  # GPT-5's custom tools: KeyError
+        [{"type": "code_interpreter"}],  # "Unsupported tool type: code_interpreter"
+    ],
+)
+async def test_a_request_litellm_cannot_map_for_the_provider_is_not_the_deployment_failing(
+    serve_messages: ServeMessages, tools: list[dict[str, Any]]
+) -> None:
+    """litellm raises while mapping the request's parameters to the provider's (before anything
+    is sent): that is this request, not the deployment's health. It was a 502 counted against
+    the breaker; now the group's next deployment may serve it, and no breaker counts it."""
+    seen: list[dict[str, Any]] = []
+    base = await serve_messages(claude_calling(seen))
+    body = {"messages": MSGS, "max_tokens": 32, "tools": tools}
+    with pytest.raises(InvalidRequest) as caught:
+        await LiteLLMProvider().complete(
+            body, anthropic_deployment(base, KEY_ENV), endpoint="chat/completions", timeout_s=5
+        )
+    assert caught.value.code in UNSERVABLE
+    assert not seen
