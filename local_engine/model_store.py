@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from local_engine.errors import ModelNotAvailable
@@ -82,8 +83,16 @@ def resolve_model_dir(model: Path | None, cache_dir: Path | None = None) -> Path
     target = (cache_dir or default_cache_dir()) / BUNDLED_FOLDER
     if is_hf_folder(target):
         return target
-    convert_gguf(bundled_gguf_path(), target)
+    # Loading a GGUF in transformers is not thread-safe: two local deployments starting in one
+    # process on a fresh cache both failed ("Cannot copy out of meta tensor"). One converts;
+    # the other finds its folder.
+    with _CONVERTING:
+        if not is_hf_folder(target):
+            convert_gguf(bundled_gguf_path(), target)
     return target
+
+
+_CONVERTING = threading.Lock()
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:
