@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,12 +202,29 @@ class Services:
         return result
 
     async def aclose(self) -> None:
-        for closer in reversed(self.closers):
-            try:
-                await closer.aclose()
-            except Exception:
-                log.exception("closing %s failed", type(closer).__name__)
-        await self.ledger.aclose()
-        await self.budgets.aclose()
-        await self.providers.aclose()
-        await self.engine.dispose()
+        """Close everything, in CLOSE_TIMEOUT_S at most: a database that does not answer
+        must not hold the process (the ledger's rows stay in the spool for the next start)."""
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        for closer in [*reversed(self.closers), self.ledger, self.budgets, self.providers]:
+            await _close_by(closer.aclose(), type(closer).__name__, deadline)
+        await _close_by(self.engine.dispose(), "the database engine", deadline)
+
+
+# A stalled database (a partition, a failover in progress) held `serve` after SIGTERM until it
+# answered again: each closer's writes (cache entries, Responses items, router statistics, the
+# ledger) waited out asyncpg's 60 s connect timeout in turn, or for ever on a stalled
+# connection, and a second Ctrl-C does not interrupt an application's shutdown.
+CLOSE_TIMEOUT_S = 15.0
+MIN_CLOSE_S = 1.0  # what each step gets once the deadline has passed (closing HTTP sessions)
+
+
+async def _close_by(closing: Coroutine[Any, Any, None], name: str, deadline: float) -> None:
+    task = asyncio.ensure_future(closing)
+    await asyncio.wait({task}, timeout=max(deadline - time.monotonic(), MIN_CLOSE_S))
+    if not task.done():
+        log.warning("closing %s: gave up after the shutdown's %g s", name, CLOSE_TIMEOUT_S)
+        # Not awaited: a closer awaiting its own cancelled tasks may swallow this cancel
+        # (wait_for waited a minute for one); what is left of it ends with the event loop.
+        task.cancel()
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("closing %s failed", name, exc_info=task.exception())
