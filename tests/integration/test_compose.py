@@ -371,3 +371,16 @@ def test_every_provider_key_the_configs_name_reaches_the_gateway(compose: dict[s
     readme = (ROOT / "README.md").read_text()
     steps = readme.split("## Self-hosting with Docker Compose")[1].split("\n## ")[0]
     assert "x-gateway-env" in steps, "the README does not say where another provider's key goes"
+
+
+def test_the_database_password_has_no_default(compose: dict[str, Any]) -> None:
+    """Postgres keeps the password its volume was created with. `${POSTGRES_PASSWORD:-...}`
+    let a later `docker compose up` from a shell without the README's exports (a new terminal,
+    to scale) hand every gateway a password Postgres no longer accepts, in silence, and they
+    restarted for ever; like the admin key, compose now refuses to run without it."""
+    pg_env = compose["services"]["postgres"]["environment"]
+    url = compose["services"]["gateway"]["environment"]["THRIFTGATE_DATABASE_URL"]
+    for value in (pg_env["POSTGRES_PASSWORD"], url):
+        assert "${POSTGRES_PASSWORD:?" in value, value
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored  # where the README suggests keeping the three secrets
