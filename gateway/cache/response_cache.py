@@ -254,7 +254,12 @@ class ResponseCache:
         embed = entry.embedding is None and bool(entry.query) and self.embedder is not None
         if embed:
             self._unembedded[entry.scope] = self._unembedded.get(entry.scope, 0) + 1
-        evicted = await self._run(self.memory.add, [entry], utcnow(), self._limits)
+        try:
+            evicted = await self._run(self.memory.add, [entry], utcnow(), self._limits)
+        except BaseException:  # a client that hung up: no embedding is coming for this one
+            if embed:
+                self._embedded(entry.scope)
+            raise
         task = asyncio.create_task(self._complete(entry, evicted, embed))
         self._pending_writes.add(task)
         task.add_done_callback(self._pending_writes.discard)
@@ -266,17 +271,21 @@ class ResponseCache:
                     # one worker job: a lookup queued behind it already sees the vector
                     await self._run(self._embed_into_index, entry)
                 finally:
-                    left = self._unembedded.get(entry.scope, 1) - 1
-                    if left > 0:
-                        self._unembedded[entry.scope] = left
-                    else:
-                        self._unembedded.pop(entry.scope, None)
+                    self._embedded(entry.scope)
             await self.store.insert([entry])
             if evicted:
                 await self.store.delete_ids(evicted)
             self._write_log.succeeded()
         except Exception:  # the cache is an optimisation: a lost write is a later miss
             self._write_log.failed()
+
+    def _embedded(self, scope: str) -> None:
+        """One of the scope's stored entries is no longer waiting for its embedding."""
+        left = self._unembedded.get(scope, 1) - 1
+        if left > 0:
+            self._unembedded[scope] = left
+        else:
+            self._unembedded.pop(scope, None)
 
     def _embed_into_index(self, entry: StoredEntry) -> None:
         assert entry.query

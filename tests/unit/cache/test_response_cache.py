@@ -103,3 +103,40 @@ async def test_an_answer_stored_without_usage_is_served_with_the_billed_counts(
     finally:
         await cache.aclose()
         await engine.dispose()
+
+
+async def test_a_store_cancelled_before_it_was_added_leaves_no_scope_to_search(
+    tmp_path: Path,
+) -> None:
+    """A client hanging up while its answer waited for the cache's worker thread: the entry
+    never reached the index, so its scope has nothing to compare with and lookups there skip
+    the embedding (it used to stay marked 'being embedded' for good: ~4 ms of CPU a request)."""
+    import asyncio
+    import contextlib
+    import threading
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"
+    await upgrade_head(url)
+    engine = create_engine(url)
+    embedder = type("NeverCalled", (), {"dim": 384})()  # the entry is cancelled before it
+    cache = ResponseCache(CacheStore(engine), embedder, CacheConfig(poll_interval_s=3600))
+    try:
+        await cache.load()
+        e = entry("t1", "k1")
+        e.embedding = None  # to be embedded after the store
+        busy = threading.Event()
+        await asyncio.sleep(0)
+        blocker = asyncio.get_running_loop().run_in_executor(cache._worker, busy.wait, 5.0)
+        put = asyncio.create_task(cache.put(e))
+        for _ in range(20):  # until put waits for the worker
+            await asyncio.sleep(0)
+        assert cache.scope_may_match(e.scope)  # a lookup meanwhile may still find it
+        put.cancel()
+        busy.set()
+        await blocker
+        with contextlib.suppress(asyncio.CancelledError):
+            await put
+        assert not cache.scope_may_match(e.scope)
+    finally:
+        await cache.aclose()
+        await engine.dispose()
