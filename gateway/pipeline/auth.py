@@ -213,6 +213,10 @@ class KeyStore:
     def invalidate(self, *, tenant_id: str | None = None) -> None:
         """Drop cached entries (all, or one tenant's) so the next request re-reads the DB."""
         self._generation += 1
+        # A read already running may predate the change (a revocation): its callers get it,
+        # but a request arriving now starts its own rather than joining that one. (Its tenant
+        # is unknown until it returns, so every running read is let go.)
+        self._inflight.clear()
         if tenant_id is None:
             self._cache.clear()
             return
