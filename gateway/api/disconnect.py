@@ -38,6 +38,9 @@ import time
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.errors import GatewayError, NoHealthyDeployment
+from gateway.pipeline.hangup import SHUTTING_DOWN, watch_client
+
 log = logging.getLogger("thriftgate.api")
 
 
@@ -48,6 +51,7 @@ class DisconnectWatch:
         self.gone = False
         self._task = asyncio.current_task()
         self._watcher = asyncio.ensure_future(self._watch(receive))
+        watch_client(lambda: self.gone)  # the pipeline's verdict on a cancel (hangup.py)
 
     async def _watch(self, receive: Receive) -> None:
         with contextlib.suppress(Exception):  # a receive that fails tells nothing: stop watching
@@ -66,6 +70,15 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self._watcher.cancel()
+
+    def server_stopping(self) -> GatewayError:
+        """After a CancelledError that was not this watch's: the server is stopping with the
+        request still running (the pipeline has settled it). Its client, still connected, gets
+        a 503 to retry (elsewhere) instead of uvicorn's plain-text 500, so the cancellation is
+        spent here."""
+        if self._task is not None:
+            self._task.uncancel()
+        return NoHealthyDeployment(SHUTTING_DOWN, code="server_shutting_down")
 
     def settled(self) -> bool:
         """After a CancelledError: True when it was this watch's (the client left), and the

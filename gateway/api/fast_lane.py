@@ -79,7 +79,7 @@ class FastLane:
             except asyncio.CancelledError:
                 if watch.settled():
                     return  # the client hung up: nobody to answer, the request is settled
-                raise
+                raise watch.server_stopping() from None
             finally:
                 watch.stop()
             if api == "responses":

@@ -249,7 +249,7 @@ async def run_pipeline(request: Request, api: ApiName) -> tuple[RequestContext, 
     except asyncio.CancelledError:
         if watch.settled():  # the client hung up: the request is settled; nobody reads this
             raise ClientGone() from None
-        raise
+        raise watch.server_stopping() from None
     finally:
         watch.stop()
     return ctx, reply, body

@@ -39,6 +39,7 @@ from gateway.pipeline.context import (
     Usage,
 )
 from gateway.pipeline.dispatch import Dispatcher
+from gateway.pipeline.hangup import cancel_verdict
 from gateway.pipeline.responses_request import chat_body_from_responses, responses_param
 from gateway.pipeline.route import resolve_candidates
 from gateway.pipeline.stream import PRICED, StreamAssembler, carries_output
@@ -141,10 +142,11 @@ class Pipeline:
                     exc.headers.setdefault(name, value)
             raise
         except asyncio.CancelledError:
-            # The client hung up on a non-stream request (gateway/api/disconnect.py): the
-            # upstream attempt is cancelled with this task. Settle it as a stream cut short is
-            # settled: a 499 row, the prompt billed once it went upstream, the budget released.
-            ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            # The client hung up on a non-stream request (gateway/api/disconnect.py), or the
+            # server is stopping (hangup.py): the upstream attempt is cancelled with this task.
+            # Settle it as a stream cut short is settled: a 499 (503) row, the prompt billed
+            # once it went upstream, the budget released.
+            ctx.status_code, ctx.error_code = cancel_verdict()
             bill_prompt_sent(ctx)
             await _unstoppable(self._finish(ctx, entered, Reply(status_code=499)))
             raise
@@ -207,7 +209,7 @@ class Pipeline:
             log.exception("stream of request %s failed", ctx.request_id)
             failed = GatewayError(INTERNAL_ERROR)
         except (asyncio.CancelledError, GeneratorExit):
-            ctx.status_code, ctx.error_code = 499, "client_disconnected"
+            ctx.status_code, ctx.error_code = cancel_verdict()
             self._finish_quietly(ctx, entered, assembler)
             await _aclose(chunks)
             raise
