@@ -595,7 +595,6 @@ def tenant_update(
     """Change a tenant's rate limits (others are kept); running gateways apply them at once
     (on SQLite within 5 s). Prints the tenant as JSON."""
     from gateway.accounting import tenants
-    from gateway.accounting.tenant_flags import check_flags
     from gateway.api.admin import TenantPatch
     from gateway.db.session import is_sqlite
     from gateway.pipeline.concurrency import FLAG
@@ -612,12 +611,8 @@ def tenant_update(
 
     async def go(engine: Any) -> dict[str, Any]:
         found = await tenants.find_tenant(engine, tenant)
-        if max_concurrent is not None:
-            flags = {k: v for k, v in found["flags"].items() if k != FLAG}
-            changes["flags"] = check_flags(
-                {**flags, FLAG: max_concurrent} if max_concurrent else flags
-            )
-        result = await tenants.update_tenant(engine, found["id"], changes)
+        capped = None if max_concurrent is None else {FLAG: max_concurrent or None}
+        result = await tenants.update_tenant(engine, found["id"], changes, flag_changes=capped)
         if not is_sqlite(str(engine.url)):  # every gateway drops the tenant's cached settings
             async with engine.begin() as conn:
                 await notify(conn, found["id"])

@@ -179,22 +179,39 @@ def _refuse_deleted(tenant: dict[str, Any]) -> None:
 
 
 async def update_tenant(
-    engine: AsyncEngine, tenant_id: str, changes: dict[str, Any]
+    engine: AsyncEngine,
+    tenant_id: str,
+    changes: dict[str, Any],
+    *,
+    flag_changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Change a tenant's settings; `flag_changes` sets those flags (None: removes one) and
+    keeps the others.
+
+    Read and written under the tenant's row lock: a flag set by another admin between a read
+    and this write was lost (the CLI's `--max-concurrent` wrote back the flags it had read), and
+    a deletion committed meanwhile had its tenant renamed back and changed."""
     values = _check({k: v for k, v in changes.items() if k in TENANT_FIELDS})
-    _refuse_deleted(await get_tenant(engine, tenant_id))
-    if values:
-        try:
-            async with engine.begin() as conn:
-                result = await conn.execute(
-                    update(table(Tenant)).where(table(Tenant).c.id == tenant_id).values(**values)
-                )
-        except IntegrityError:
-            raise InvalidRequest(
-                "A tenant with that name already exists.", param="name", code="tenant_exists"
-            ) from None
-        if result.rowcount == 0:
-            raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
+    if "\x00" in tenant_id:
+        raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
+    t = table(Tenant)
+    try:
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(select(t).where(t.c.id == tenant_id).with_for_update())
+            ).first()
+            if row is None:
+                raise NotFound(f"No tenant with id {tenant_id!r}.", code="tenant_not_found")
+            _refuse_deleted(tenant_dict(row))
+            if flag_changes:
+                flags = {**(values.get("flags") or row.flags or {}), **flag_changes}
+                values["flags"] = check_flags({k: v for k, v in flags.items() if v is not None})
+            if values:
+                await conn.execute(update(t).where(t.c.id == tenant_id).values(**values))
+    except IntegrityError:
+        raise InvalidRequest(
+            "A tenant with that name already exists.", param="name", code="tenant_exists"
+        ) from None
     return await get_tenant(engine, tenant_id)
 
 

@@ -414,18 +414,17 @@ async def tenant_settings(
             "tpm": _optional_int(tpm, "Tokens per minute", 2_147_483_647),
             "default_slo_ms": _optional_int(slo_ms, "Latency SLO", 3_600_000),
         }
+        capped = None
         if max_concurrent_shown:  # not on a page loaded before the field existed: kept
             cap = _optional_int(max_concurrent, "Requests in flight", 1_000_000)
-            flags = (await tenants.get_tenant(services.engine, tenant_id))["flags"]
-            flags = {k: v for k, v in flags.items() if k != CAP_FLAG}
-            changes["flags"] = {**flags, CAP_FLAG: cap} if cap else flags
+            capped = {CAP_FLAG: cap or None}
     except (ValueError, GatewayError) as exc:
         message = exc.message if isinstance(exc, GatewayError) else str(exc)
         return await _tenant_page(
             request, session, services, tenant_id, form_error=message, status_code=400
         )
     try:
-        await tenants.update_tenant(services.engine, tenant_id, changes)
+        await tenants.update_tenant(services.engine, tenant_id, changes, flag_changes=capped)
     except Conflict as exc:  # deleted meanwhile
         return await _refused(request, session, services, tenant_id, exc)
     # As the admin API does: cached tenant settings and the exhausted-budget flag go stale.
