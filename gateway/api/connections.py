@@ -23,6 +23,15 @@ a client that takes none of it for `client_stall_timeout_s` (THRIFTGATE_CLIENT_S
 as for a stream: api/disconnect.py) once the app is done with the answer has its connection
 aborted (a stream cut for a stalled client, too, when the client never reads what was left).
 
+**Closing on a body not read.** An answer sent before its request's body was read, with
+`connection: close` (SizeGuard's 413 for a declared length past the limit, its 408), used to
+close the socket with the body's bytes unread in it, and the kernel answers those with a reset:
+a client still writing its body (Node's fetch writes it whole before it reads) got ECONNRESET
+instead of the answer, and the SDKs retried a "connection error". The close is staged as RFC
+9112 (9.6) asks: the answer, then this side's half of the connection (the client reads its
+end), then what the client still sends is dropped unread until it closes, for at most
+`request_read_timeout_s`.
+
 It only runs under `thriftgate serve` (another server in front of the app has its own limits:
 nginx's client_header_timeout and send_timeout, gunicorn's).
 """
@@ -72,8 +81,38 @@ def _error_response(status: str, message: str, code: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+class _StagedCloseTransport:
+    """The connection's transport as uvicorn sees it: `close()` with a request body still
+    arriving hands the connection to its protocol's staged close instead."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        transport = self._transport
+        if (
+            self._protocol.body_unread()
+            and not transport.is_closing()
+            and transport.can_write_eof()
+        ):
+            self._protocol.linger(transport)
+        else:
+            transport.close()
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the two deadlines described above."""
+    """uvicorn's httptools protocol with the deadlines and the staged close described above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,15 +126,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._unread_timer: asyncio.TimerHandle | None = None
         self._unread_bytes = 0  # the write buffer's size when it last shrank
         self._unread_since = 0.0  # and when that was
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_StagedCloseTransport(transport, self))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
         self._disarm_unread_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         super().connection_lost(exc)
+
+    # -- closing on a body not read ---------------------------------------------------------
+
+    def body_unread(self) -> bool:
+        """A request's head is in and its body has not ended."""
+        return not self._awaiting_head
+
+    def linger(self, transport: asyncio.Transport) -> None:
+        """Send the end of this side after the answer and drop what the client still sends
+        (`data_received`) until it closes (the transport then closes itself) or the timeout."""
+        self._disarm_head_timer()
+        transport.write_eof()
+        transport.resume_reading()  # uvicorn pauses reading a body its app did not read
+        self._linger_timer = self.loop.call_later(self._head_timeout_s, transport.close)
 
     # -- the request head ---------------------------------------------------------------
 
@@ -106,6 +163,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._arm_head_timer()  # connection: its head has the whole timeout from here
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:
+            return  # the rest of a body whose answer has been sent, and the connection closed
         if self._awaiting_head:
             self._head_bytes += len(data)
         super().data_received(data)
