@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, String, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounting.pricing import usd_text
 from gateway.db.models import (
@@ -444,15 +444,40 @@ async def requests(
     filters: dict[str, Any] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    after: str | None = None,
 ) -> list[dict[str, Any]]:
-    stmt = select(*ROW_FIELDS)
+    """Ledger rows, newest first, each with its `id`; with `after` (a row's id: a page's
+    cursor), those that come after that row in this order.
+
+    An `offset` counts from the newest row, so rows written between two pages (a live gateway)
+    pushed the older ones down and the next page repeated the previous one's last rows; a
+    cursor is a place in the order, which new rows do not move."""
+    stmt = select(L.id, *ROW_FIELDS)
     stmt = _filters(stmt, tenant, since, until)
     for name, value in (filters or {}).items():
         if value is not None and name in ("model", "deployment", "status_code", "cache_status"):
             stmt = stmt.where(getattr(L, name) == value)
-    # The id breaks ties: rows sharing a created_at came back in a different order per page,
-    # so paging with a filter showed some rows twice and skipped others.
-    stmt = stmt.order_by(L.created_at.desc(), L.id.desc()).limit(limit).offset(offset)
     async with engine.connect() as conn:
+        if after is not None:
+            at = await _position(conn, after)
+            stmt = stmt.where((L.created_at < at) | ((L.created_at == at) & (L.id < after)))
+        # The id breaks ties: rows sharing a created_at came back in a different order per
+        # page, so paging with a filter showed some rows twice and skipped others.
+        stmt = stmt.order_by(L.created_at.desc(), L.id.desc()).limit(limit).offset(offset)
         rows = (await conn.execute(stmt)).all()
-    return [row_dict(r) for r in rows]
+    return [{"id": r.id, **row_dict(r)} for r in rows]
+
+
+async def _position(conn: AsyncConnection, row_id: str) -> datetime:
+    found = None
+    if "\x00" not in row_id and len(row_id) <= 32:
+        found = (
+            await conn.execute(select(L.created_at).where(L.id == row_id))
+        ).scalar_one_or_none()
+    if found is None:
+        raise InvalidRequest(
+            "'cursor' names no request row (pruned since?); start again from the first page.",
+            param="cursor",
+        )
+    at: datetime = found  # as stored (SQLite's are naive): compared with the column as is
+    return at

@@ -221,7 +221,10 @@ async def list_requests(
     cache_status: Text | None = None,
     since: Text | None = None,
     until: Text | None = None,
+    cursor: Text | None = None,
 ) -> Response:
+    """Newest first. To page while requests are being served, pass each page's `next_cursor`
+    as `cursor` (an `offset` counts from the newest row, which new rows move)."""
     start, end = reports.parse_window(since, until)
     data = await reports.requests(
         services.engine,
@@ -236,9 +239,12 @@ async def list_requests(
         },
         since=start,
         until=end,
+        after=cursor,
     )
     # plain JSON values: see list_tenants
     body: dict[str, Any] = {"data": data[:limit], "has_more": len(data) > limit}
+    if len(data) > limit:
+        body["next_cursor"] = data[limit - 1]["id"]
     complete_from = (await reports.kept_from(services.engine))[0]
     if complete_from is not None and (start is None or start < complete_from):
         # older rows were pruned (retention.py): a page of them is missing, not empty
