@@ -73,6 +73,10 @@ SWEEP_BATCH = 5_000  # rows per DELETE: a short transaction (SQLite's writers wa
 
 
 READ_BATCH = 1000  # ids per SELECT when resolving item references
+# A read or deletion the database does not answer (a stalled server, a failover) is an
+# unavailable store, as a key lookup is (auth.LOOKUP_TIMEOUT_S): retrieve's 503 came after
+# asyncpg's 60 s connect timeout, and a turn continuing a stored response waited for ever.
+STORE_TIMEOUT_S = 3.0
 
 
 class StoreUnavailable(GatewayError):
@@ -227,7 +231,7 @@ class ItemStore:
             _ITEMS.c.expires_at > datetime.now(UTC),
         )
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(STORE_TIMEOUT_S), self.engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
         except Exception as exc:  # the database is down: not the same as "not found"
             self._read_log.failed()
@@ -273,7 +277,7 @@ class ItemStore:
         """Delete a stored response (its row keeps a tombstone until it expires, so no
         replica's copy serves it again) and its output items; False when there is none."""
         if self._writes:  # this process's writes in flight land first, so none revives it
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+            await asyncio.wait(list(self._writes), timeout=STORE_TIMEOUT_S)
         found = await self.get_record(tenant_id, response_id)
         self._drop_record((tenant_id, response_id))
         if found is None:
@@ -284,7 +288,7 @@ class ItemStore:
         for item_id in outputs:
             self._local.pop((tenant_id, item_id), None)
         try:
-            async with self.engine.begin() as conn:
+            async with asyncio.timeout(STORE_TIMEOUT_S), self.engine.begin() as conn:
                 await conn.execute(
                     update(_ITEMS)
                     .where(_ITEMS.c.tenant_id == tenant_id, _ITEMS.c.item_id == response_id)
