@@ -1,8 +1,10 @@
 """Evaluate the semantic cache's hit decision on labelled paraphrase pairs.
 
 For each pair, the first text is the cached question and the second the new one; a hit is
-what the gateway would do: cosine of the two embeddings (the same ONNX MiniLM the gateway
-loads) >= the minimum similarity, no veto from the verifier, verifier score >= threshold.
+what the gateway would do: both texts short enough to be compared by meaning (the gateway
+caches longer turns exactly only: veto "exact-only"), cosine of the two embeddings (the same
+ONNX MiniLM the gateway loads) >= the minimum similarity, no veto from the verifier, verifier
+score >= threshold.
 Prints the hit rate on true paraphrases and the false-hit rate on non-paraphrases at the
 default threshold, the veto breakdown, a threshold sweep and plain cosine as the baseline.
 
@@ -37,6 +39,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from benchmarks.pair_files import PairFileError, load_pairs
 from gateway.cache.embedder import OnnxMiniLM, WordVectorCache
+from gateway.cache.keys import request_keys
 from gateway.cache.text_facts import analyse, embedding_text
 from gateway.cache.verifier import (
     DEFAULT_MIN_COS,
@@ -45,6 +48,13 @@ from gateway.cache.verifier import (
     PairVerifier,
     VerifierConfig,
 )
+
+
+def compared_by_meaning(text: str) -> bool:
+    """Whether the gateway would look this text up by meaning, asked as a chat's one user turn
+    (a turn too long for that, `keys.MAX_QUERY_WORDS`, is cached exactly only)."""
+    body = {"messages": [{"role": "user", "content": text}]}
+    return request_keys("eval", "chat", "eval", body).query is not None
 
 
 def split(n: int, holdout: float, seed: int) -> np.ndarray:
@@ -124,12 +134,17 @@ def prepare(
     row = {t: i for i, t in enumerate(texts)}
     cos = np.array([float(vecs[row[p.cached]] @ vecs[row[p.query]]) for p in pairs])
     facts = {t: analyse(t) for t in texts}
+    semantic = {t: compared_by_meaning(t) for t in texts}
     vocab = sorted({w for f in facts.values() for w in f.content})
     for i in range(0, len(vocab), 256):  # warm the word vectors in batches, not pair by pair
         words(vocab[i : i + 256])
     probe = PairVerifier(VerifierConfig(min_cos=-1.0), word_vectors=words)
     feats, vetoes = [], []
     for p, c in zip(pairs, cos, strict=True):
+        if not (semantic[p.query] and semantic[p.cached]):
+            feats.append(None)  # the gateway caches such a turn exactly only: no semantic hit
+            vetoes.append("exact-only")
+            continue
         v = probe.verify(facts[p.query], facts[p.cached], float(c))
         feats.append(v.features if v.reason in ("ok", "score") else None)
         vetoes.append(v.reason if v.reason not in ("ok", "score") else None)
