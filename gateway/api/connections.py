@@ -127,6 +127,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._unread_bytes = 0  # the write buffer's size when it last shrank
         self._unread_since = 0.0  # and when that was
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._lingering_on: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_StagedCloseTransport(transport, self))  # type: ignore[arg-type]
@@ -153,6 +154,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         transport.write_eof()
         transport.resume_reading()  # uvicorn pauses reading a body its app did not read
         self._linger_timer = self.loop.call_later(self._head_timeout_s, transport.close)
+        self._lingering_on = transport
+
+    def shutdown(self) -> None:
+        if self._lingering_on is not None:  # the server's shutdown waits for no dropped body
+            self._lingering_on.close()
+            return
+        super().shutdown()
 
     # -- the request head ---------------------------------------------------------------
 
@@ -163,7 +171,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._arm_head_timer()  # connection: its head has the whole timeout from here
 
     def data_received(self, data: bytes) -> None:
-        if self._linger_timer is not None:
+        if self._lingering_on is not None:
             return  # the rest of a body whose answer has been sent, and the connection closed
         if self._awaiting_head:
             self._head_bytes += len(data)

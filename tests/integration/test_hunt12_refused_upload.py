@@ -13,6 +13,7 @@ closes, for at most THRIFTGATE_REQUEST_READ_TIMEOUT_S.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,30 @@ def test_the_rest_of_a_refused_body_sent_after_the_413_is_dropped_not_reset(
         sock.sendall(b" " * BODY)  # BrokenPipe / ConnectionResetError before the fix
         sock.shutdown(socket.SHUT_WR)
         assert read_to_eof(sock) == b"", "nothing after the 413: the connection ends"
+
+
+def test_a_connection_dropping_a_refused_body_does_not_hold_up_shutdown(
+    session_tmp: Path, pg_url: str, mock_upstream: MockUpstreamServer
+) -> None:
+    """uvicorn's shutdown waits for every connection to close: one left dropping a client's
+    refused body (for up to the read timeout) would hold SIGTERM for its graceful window."""
+    server = GatewayServer(
+        session_tmp,
+        pg_url,
+        [mock_deployment("refused-upload-dep", MODEL, mock_upstream)],
+        extra_env={
+            "THRIFTGATE_MAX_BODY_BYTES": str(LIMIT),
+            "THRIFTGATE_REQUEST_READ_TIMEOUT_S": "600",
+        },
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(head(server, BODY))
+            assert_413(read_answer(sock))
+            sock.sendall(b" " * 1000)  # and then the client neither sends nor closes
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.wait(60)
+            assert read_to_eof(sock) == b""
+        assert "timeout graceful shutdown exceeded" not in server.log()
+    finally:
+        server.stop()
