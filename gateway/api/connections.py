@@ -227,6 +227,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         elif not self.transport.is_closing():
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """What httptools cannot parse (a Content-Length beside chunked, two lengths), in
+        OpenAI's error shape like every other refusal, not uvicorn's text/plain."""
+        self._refuse_head(
+            "400 Bad Request",
+            "The request is not valid HTTP/1.1 (its framing or a header could not be parsed).",
+            "invalid_http_request",
+        )
+
     def _refuse_head(self, status: str, message: str, code: str) -> None:
         if self.transport.is_closing():
             return
