@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -330,6 +331,7 @@ def serve(
             f"{n_workers} x its limits); Postgres shares them",
             err=True,
         )
+    _stop_on_hangup()
     with _metrics_dir(n_workers):
         uvicorn.run(
             "gateway.app:app_from_env",
@@ -343,12 +345,25 @@ def serve(
             access_log=False,
             h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            # SIGHUP with several workers: each is replaced in turn (re-reading the config)
+            # once its replacement serves, which takes longer than uvicorn's 5 s here: the
+            # replacement was killed mid-start and the restart given up
+            timeout_worker_healthcheck=WORKER_START_S,
         )
 
 
 # On SIGTERM, requests in flight (streams too) get this long to finish; then they are cut and
 # billed for what was sent. Whatever stops the gateway must wait longer (docker-compose.yml).
 GRACEFUL_SHUTDOWN_S = 30
+WORKER_START_S = 120
+
+
+def _stop_on_hangup() -> None:
+    """SIGHUP (`kill -HUP`, or the terminal `serve` runs in closing) stops a one-worker gateway
+    as SIGTERM does. Its default killed it on the spot: streams in flight cut, never billed.
+    (With several workers uvicorn's supervisor takes SIGHUP over: it restarts the workers.)"""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: os.kill(os.getpid(), signal.SIGTERM))
 
 
 def _check_spool_dir(directory: Path) -> None:
