@@ -544,6 +544,43 @@ def test_one_word_swapped_in_a_long_prompt_misses(
     assert not ok, why
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Write a short product description for our new lightweight running shoes for beginners",
+         "Write a short product description for our new cheap running shoes for beginners"),
+        ("Write a short product description for our new cheap running shoes for beginners",
+         "Write a short product description for our new durable running shoes for beginners"),
+    ],
+)  # fmt: skip
+def test_a_slot_filled_with_a_word_of_a_polar_group_is_a_substitution(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    # "cheap" (cheap / expensive) was no content word, so "lightweight" / "cheap" read as a
+    # word added on one side, not a slot changed: served at 0.943
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok, why
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("What are the legal rights of a landlord when the rent is paid late?",
+         "What are the legal rights of a tenant when the rent is paid late?"),
+        ("What should the buyer check before signing the purchase agreement for a used car?",
+         "What should the seller check before signing the purchase agreement for a used car?"),
+        ("Draft a friendly reminder to the buyer that the payment is due soon",
+         "Draft a friendly reminder to the seller that the payment is due soon"),
+    ],
+)  # fmt: skip
+def test_the_two_ends_of_one_relation_are_opposites(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    # their word vectors (0.83-0.84) made each the other's synonym: served at 0.96-0.98
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok and why == "opposites", why
+
+
 def test_one_head_with_another_modifier_is_no_synonym(
     verifier: PairVerifier, model: OnnxMiniLM
 ) -> None:
