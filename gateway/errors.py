@@ -112,8 +112,18 @@ class RateLimited(GatewayError):
 
     def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
         seconds = max(1, int(retry_after_s + 0.999))
-        super().__init__(message, code=code, headers={"Retry-After": str(seconds)})
+        headers = {"Retry-After": str(seconds)}
+        if seconds >= SDK_LONGEST_WAIT_S:
+            # OpenAI's SDKs wait out a Retry-After under a minute; past it they retry at once
+            # (0.5 s, then 1 s) into a certain refusal, two more 429s and ledger rows for one:
+            # told not to retry, the app gets this 429 and its Retry-After now
+            headers["x-should-retry"] = "false"
+        super().__init__(message, code=code, headers=headers)
         self.retry_after_s = retry_after_s
+
+
+# The longest Retry-After that OpenAI's SDKs wait for (Python: <= 60 s, Node: < 60 s).
+SDK_LONGEST_WAIT_S = 60
 
 
 class BudgetExceeded(GatewayError):
