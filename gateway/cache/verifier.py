@@ -170,6 +170,8 @@ def hard_difference(a: TextFacts, b: TextFacts) -> str | None:
         return "negation"
     if _flipped_particle(a.tokens, b.tokens):
         return "opposites"  # "zoom in" / "zoom out", "translate from English" / "to English"
+    if _other_end_of_a_role(a.tokens, b.tokens):
+        return "opposites"  # "the interviewer" / "the interviewee", "the payer" / "the payee"
     if a.quoted != b.quoted and _reordered(a.quoted, b.quoted):
         return "quote"  # the text to check / translate, its words in another order
     if a.code != b.code or ((a.code_like or b.code_like) and a.skeleton != b.skeleton):
@@ -318,6 +320,29 @@ def _weak_conflict(a: TextFacts, b: TextFacts) -> bool:
 
 
 _NEG_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "a")
+
+
+def _other_end_of_a_role(a: Sequence[str], b: Sequence[str]) -> bool:
+    """One side names who does it ("interviewer", "employer", "lessor"), the other who it is
+    done to ("interviewee", "employee", "lessee"). The stems match, so the word rules took them
+    for one word ("What should the interviewer ask?" was served the interviewee's answer)."""
+    ra, rb = _roles(a), _roles(b)
+    return any(
+        (base, 1 - role) in rb and (base, 1 - role) not in ra and (base, role) not in rb
+        for base, role in ra
+    )
+
+
+def _roles(tokens: Sequence[str]) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    for token in tokens:
+        word = token[:-1] if token.endswith("s") else token
+        if len(word) >= 5 and word.isalpha():
+            if word.endswith("ee"):
+                out.add((word[:-2], 1))
+            elif word.endswith(("er", "or")):
+                out.add((word[:-2], 0))
+    return out
 
 
 def _prefix_negation(a: TextFacts, b: TextFacts) -> bool:

@@ -581,6 +581,30 @@ def test_the_two_ends_of_one_relation_are_opposites(
     assert not ok and why == "opposites", why
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("What questions should the interviewer ask at the end of a job interview?",
+         "What questions should the interviewee ask at the end of a job interview?"),
+        ("Who pays the fee, the payer or the bank?", "Who pays the fee, the payee or the bank?"),
+        ("What does a lessor owe under a car lease?", "What does a lessee owe under a car lease?"),
+    ],
+)  # fmt: skip
+def test_the_doer_and_the_one_it_is_done_to_are_opposites(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    # one stem, so the word rules took them for one word: served at 0.975
+    assert hard_difference(analyse(query), analyse(cached)) == "opposites"
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok, why
+
+
+def test_both_ends_named_on_both_sides_are_no_difference() -> None:
+    a = analyse("Tips for an interviewer and an interviewee before a job interview")
+    b = analyse("Tips for an interviewee and an interviewer before a job interview")
+    assert hard_difference(a, b) is None
+
+
 def test_one_head_with_another_modifier_is_no_synonym(
     verifier: PairVerifier, model: OnnxMiniLM
 ) -> None:
