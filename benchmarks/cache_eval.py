@@ -2,7 +2,7 @@
 
 For each pair, the first text is the cached question and the second the new one; a hit is
 what the gateway would do: both texts short enough to be compared by meaning (the gateway
-caches longer turns exactly only: veto "exact-only"), cosine of the two embeddings (the same
+caches longer ones exactly only: veto "exact-only"), cosine of the two embeddings (the same
 ONNX MiniLM the gateway loads) >= the minimum similarity, no veto from the verifier, verifier
 score >= threshold.
 Prints the hit rate on true paraphrases and the false-hit rate on non-paraphrases at the
@@ -52,7 +52,7 @@ from gateway.cache.verifier import (
 
 def compared_by_meaning(text: str) -> bool:
     """Whether the gateway would look this text up by meaning, asked as a chat's one user turn
-    (a turn too long for that, `keys.MAX_QUERY_WORDS`, is cached exactly only)."""
+    (a turn longer than `keys.MAX_QUERY_CHARS` is cached exactly only)."""
     body = {"messages": [{"role": "user", "content": text}]}
     return request_keys("eval", "chat", "eval", body).query is not None
 

@@ -5,8 +5,10 @@
                 that will cut the prompt, if any)
 - scope key   = hash(tenant, endpoint, model group, system prompt + earlier turns, parameters,
                 the last user turn's fields other than its text, such as `name`)
-- query text  = the last user turn, the only part compared by meaning (when it is a question's
-                length, and the request does not ask for JSON: others are cached exactly only)
+- query text  = the last user turn, the only part compared by meaning (when it is short enough
+                for the embedding to see all of it, and the request does not ask for JSON:
+                others are cached exactly only; a turn longer than a question hits only with
+                the same content words, `verifier.LONG_TURN_WORDS`)
 
 The tenant is in both hashes, so entries are never shared across tenants, and the scope pins
 everything except the last user turn: a semantic hit can only differ in how that one
@@ -46,17 +48,6 @@ NON_OUTPUT_FIELDS = frozenset(
 # texts could differ where it does not look, and analysing megabytes would hold up every
 # other tenant's lookup on the cache's one worker thread.
 MAX_QUERY_CHARS = 2_000
-# A turn of more words is a document, a template or a retrieved context with a question, not a
-# question, and its meaning cannot be compared safely: one changed slot is a small share of a
-# long text, so its cosine nears 1 and the verifier's penalties (shares of the content words)
-# shrink, and a different question whose words occur in the context is no new word at all.
-# "<6 sentences of a recipe> Whisk the eggs with milk, sugar and salt. What do I whisk the
-# eggs with?" got the answer for "...water, honey and pepper" (score 0.95); "The store opens
-# early / late on weekdays. When does it open?" after 9 words of context hit at 19 words (0.933),
-# and a question after a 900-character context got another question's answer ("What does the
-# company sell?" / "What is the company's mission?"). One changed slot scored at most 0.923 up
-# to 16 words (8 templates, 10-32 words): longer turns are cached exactly only.
-MAX_QUERY_WORDS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +115,7 @@ def output_params(body: Json) -> Json:
 def _comparable(text: str | None, body: Json) -> str | None:
     if structured_output(body):
         return None
-    if not text or len(text) > MAX_QUERY_CHARS or len(text.split()) > MAX_QUERY_WORDS:
-        return None
-    return text
+    return text if text and len(text) <= MAX_QUERY_CHARS else None
 
 
 def structured_output(body: Json) -> bool:

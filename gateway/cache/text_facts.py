@@ -85,6 +85,7 @@ _POLAR_GROUPS: tuple[tuple[str, str], ...] = (
     ("import imports imported", "export exports exported"),
     ("install installing installed", "uninstall uninstalling uninstalled"),
     ("before", "after"),
+    ("early earlier earliest", "late later latest"),
     ("yesterday", "tomorrow"),
     ("above", "below"),
     ("inside", "outside"),
@@ -255,6 +256,9 @@ class TextFacts:
     # sees them (an emoji is an unknown token to MiniLM: "What does 🔥 mean?" / "💧" are
     # cosine 1.0), so one that differs is a different question.
     verbatim: Counter[str] = field(default_factory=Counter)
+    # how often each content stem occurs: a long turn (a context and its question, a template
+    # with its data) may hit only with the same words as often, give or take synonyms
+    content_counts: Counter[str] = field(default_factory=Counter)
 
 
 # When a question is about, relative to when it is asked: the past ("yesterday", "last year"),
@@ -535,6 +539,7 @@ def analyse(text: str) -> TextFacts:
     names: set[str] = set()
     acronyms: set[str] = set()
     verbatim: Counter[str] = Counter()
+    content_counts: Counter[str] = Counter()
     negations = 0
     order: list[str] = []  # the numbers, in order
     named: list[int] = []  # indexes in `tokens` of names and acronyms
@@ -590,6 +595,7 @@ def analyse(text: str) -> TextFacts:
         # long as it is no grammatical word ("more", "up", "his")
         if low not in _FUNCTION_ONLY and not (low in POLAR and low in STOPWORDS):
             content.add(stem(low))
+            content_counts[stem(low)] += 1
     return TextFacts(
         tokens=tuple(tokens),
         content=frozenset(content),
@@ -612,6 +618,7 @@ def analyse(text: str) -> TextFacts:
         tense=question_tense(tokens),
         **_name_positions(tokens, named),
         verbatim=verbatim,
+        content_counts=content_counts,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from gateway.cache.keys import request_keys, response_cacheable, safety
 
 
@@ -106,8 +104,8 @@ def test_only_complete_answers_are_stored() -> None:
 def test_a_text_longer_than_the_embedding_sees_is_cached_exactly_only() -> None:
     from gateway.cache.keys import MAX_QUERY_CHARS
 
-    fits = " ".join(["w" * 124] * 16)  # 16 words, 1,999 characters
-    long = fits + "and-one-more-clause-that-the-embedding-would-never-read"
+    fits = "word " * (MAX_QUERY_CHARS // 5)
+    long = fits + "and one more clause that the embedding would never read"
     assert len(fits) <= MAX_QUERY_CHARS < len(long)
     for text in (fits, long):
         chat = {"messages": [{"role": "user", "content": text}]}
@@ -117,41 +115,13 @@ def test_a_text_longer_than_the_embedding_sees_is_cached_exactly_only() -> None:
         assert (prompt.query is not None) == (text is fits)
 
 
-RECIPE = (
-    "Preheat the oven and grease a baking dish with butter. Fold in the flour gently until no "
-    "lumps remain. Pour the batter into the dish and spread it evenly. Whisk the eggs with "
-    "milk, sugar and a pinch of salt. What do I whisk the eggs with?"
-)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        # a template with data: one changed slot is a small share of it (the verifier let
-        # "...water, honey and a pinch of pepper" have this one's answer, score 0.95)
-        RECIPE,
-        # a retrieved context and a question: another question made of the context's words
-        # is no new word at all ("What is the company's mission?" got this one's answer)
-        "Context: Acme sells industrial fasteners. Its mission is to make building safer "
-        "through better hardware. Question: What does the company sell?",
-        # 19 words: "...opens late..." scored 0.933 against it
-        "We paid with a card last week and the box was sealed. The store opens early on "
-        "weekdays. When does it open?",
-    ],
-)
-def test_a_turn_longer_than_a_question_is_cached_exactly_only(text: str) -> None:
-    for body in (
-        {"messages": [{"role": "user", "content": text}]},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]},
-        {"prompt": text},
-    ):
-        keys = request_keys("t", "chat" if "messages" in body else "completions", "m", body)
-        assert keys.exact and keys.query is None
-
-
 def test_a_question_is_still_compared_by_meaning() -> None:
+    # a turn longer than a question too: the verifier asks it for the same content words
+    # (test_verifier.py::test_a_long_turn_hits_only_with_the_same_content_words)
     for text in (
         "What do I whisk the eggs with?",
+        "We paid with a card last week and the box was sealed. The store opens early on "
+        "weekdays. When does it open?",
         "Can you tell me how to reverse a list in Python without using the reverse method?",
     ):
         chat = {"messages": [{"role": "user", "content": text}]}

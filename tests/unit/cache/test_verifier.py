@@ -747,3 +747,56 @@ def test_what_makes_a_task_and_its_data() -> None:
     assert analyse("Remind me at 10:30 to call mom").payload is None
     assert analyse("He said: the market will rise").payload is None
     assert analyse("Translate this").payload is None
+
+
+RECIPE = (
+    "Preheat the oven and grease a baking dish with butter. Fold in the flour gently until no "
+    "lumps remain. Pour the batter into the dish and spread it evenly. Whisk the eggs with "
+    "milk, sugar and a pinch of salt. What do I whisk the eggs with?"
+)
+CONTEXT = (
+    "Context: Acme sells industrial fasteners to builders in twelve countries. Its mission is "
+    "to make building safer through better hardware, and it employs engineers in its labs. "
+)
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a template with its data: one changed slot is a small share of it (score 0.95)
+        (RECIPE, RECIPE.replace("milk, sugar and a pinch of salt",
+                                "water, honey and a pinch of pepper")),
+        # a retrieved context and a question made of its own words: no new word at all
+        (CONTEXT + "Question: What does the company sell?",
+         CONTEXT + "Question: What is the company's mission?"),
+        # 19 words: "...opens late..." scored 0.933 against it
+        ("We paid with a card last week and the box was sealed. The store opens early on "
+         "weekdays. When does it open?",
+         "We paid with a card last week and the box was sealed. The store opens late on "
+         "weekdays. When does it open?"),
+    ],
+)  # fmt: skip
+def test_a_long_turn_hits_only_with_the_same_content_words(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    ok, why = judge(verifier, model, cached, query)
+    assert not ok
+    assert why in ("long_text", "opposites")
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (RECIPE, "Hi! " + RECIPE.lower()),
+        (CONTEXT + "Question: What does the company sell?",
+         CONTEXT + "Question: what does the company sell"),
+        ("I would like to know how I can go about resetting the password of my account on "
+         "your website",
+         "I would like to know how I can go about resetting my account's password on your "
+         "website please"),
+    ],
+)  # fmt: skip
+def test_a_long_turn_reworded_in_its_function_words_still_hits(
+    verifier: PairVerifier, model: OnnxMiniLM, cached: str, query: str
+) -> None:
+    assert judge(verifier, model, cached, query) == (True, "ok")
