@@ -14,7 +14,14 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.support.servers import GatewayServer, MockUpstreamServer, mock_deployment, sdk_client
+from tests.support.servers import (
+    GatewayServer,
+    MockUpstreamServer,
+    mock_deployment,
+    sdk_client,
+    sql,
+    wait_for,
+)
 from tests.support.tcp_proxy import StallingProxy
 
 pytestmark = pytest.mark.integration
@@ -33,7 +40,12 @@ def test_stored_responses_in_a_stalled_database_are_a_prompt_503(
         # a client that gives up well after the bound, and well before the stall would end
         client = sdk_client(gw, key).with_options(timeout=15)
         first = client.responses.create(model="m", input="first")
-        client.responses.retrieve(first.id)  # read back from the table: its write landed
+        client.responses.retrieve(first.id)
+        # The process's own copy answers until its write lands (and while the table is down):
+        # on a busy machine the write was still in flight at the stall, and the copy answered.
+        wait_for(
+            lambda: sql(fresh_pg_url, "SELECT 1 FROM response_items WHERE item_id = $1", first.id)
+        )
         proxy.stall()
         try:
             with pytest.raises(openai.APIStatusError) as read:
