@@ -270,7 +270,11 @@ def test_a_streamed_turn_is_stored_and_continued_on_another_replica(gateway, rep
     other = client(replica, key)
     # the other process reads the row once the background write has landed
     got = wait_for(lambda: _retrieve_or_none(other, final.id))
-    assert got is not None and got.model_dump() == final.model_dump()
+    # the stream's last event also says what this request cost (x_thriftgate, as a chat
+    # stream's usage chunk does); the stored response is the response itself
+    streamed = final.model_dump()
+    assert set(streamed.pop("x_thriftgate")) == {"cost_usd", "saved_usd"}
+    assert got is not None and got.model_dump() == streamed
     events = list(
         other.responses.create(
             model=MODEL,
