@@ -100,6 +100,11 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+def invalid_value(message: str, param: str) -> InvalidRequest:
+    """A 400 for a field whose value is wrong (`code: invalid_value`, `param` naming it)."""
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
 class PayloadTooLarge(InvalidRequest):
     status_code = 413
     code = "request_too_large"

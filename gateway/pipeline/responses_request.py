@@ -17,11 +17,10 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, invalid_value
 from gateway.pipeline.validate import (
     MAX_TOKENS_LIMIT,
     int_field,
-    invalid_value,
     validate_chat,
     validate_common,
 )

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from gateway.errors import invalid_value
 from gateway.pipeline.responses_reply import output_text
-from gateway.pipeline.validate import invalid_value
 
 Json = dict[str, Any]
 

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, invalid_value
 from gateway.pipeline.validate_controls import check_answer_controls
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_N = 128
-
-
-def invalid_value(message: str, param: str) -> InvalidRequest:
-    """A 400 for a field whose value is wrong (`code: invalid_value`, `param` naming it)."""
-    return InvalidRequest(message, param=param, code="invalid_value")
 
 
 def int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
