@@ -450,9 +450,7 @@ def task_payload(text: str) -> tuple[str, ...] | None:
     task = [w.lower() for w in _TOKEN.findall(m.group("task"))]
     if not task or len(task) > _MAX_TASK_WORDS or not _TASK_WORDS.intersection(task):
         return None
-    data = m.group("data").replace("’", "'").lower()
-    for pattern, repl in _CONTRACTIONS:  # "what's" is "what is" (the clitic is dropped below)
-        data = pattern.sub(repl, data)
+    data = expand_contractions(m.group("data").replace("’", "'").lower())  # "what's": "what is"
     return tuple(_TOKEN.findall(data)) or None
 
 
@@ -531,7 +529,6 @@ def analyse(text: str) -> TextFacts:
     code_like, skeleton = code_skeleton(prose)
     raw = _TOKEN.findall(text)
     tokens: list[str] = []
-    content: set[str] = set()
     numbers: Counter[str] = Counter()
     weak: Counter[str] = Counter()
     operators: Counter[str] = Counter()
@@ -594,11 +591,10 @@ def analyse(text: str) -> TextFacts:
         # A polar word is content too ("cheap" / "lightweight" shoes: one slot, changed), as
         # long as it is no grammatical word ("more", "up", "his")
         if low not in _FUNCTION_ONLY and not (low in POLAR and low in STOPWORDS):
-            content.add(stem(low))
             content_counts[stem(low)] += 1
     return TextFacts(
         tokens=tuple(tokens),
-        content=frozenset(content),
+        content=frozenset(content_counts),
         numbers=numbers,
         weak_numbers=weak,
         negations=negations,
@@ -760,7 +756,12 @@ def embedding_text(text: str) -> str:
     the new one are embedded in this form. The verifier reads the text with only its wrapping
     removed (capitals mark names).
     """
-    t = strip_wrappers(text.replace("’", "'")).lower()
-    for pattern, repl in _CONTRACTIONS:
-        t = pattern.sub(repl, t)
+    t = expand_contractions(strip_wrappers(text.replace("’", "'")).lower())
     return _SPACES.sub(" ", _TRAILING.sub("", t))
+
+
+def expand_contractions(text: str) -> str:
+    """`text`, in lower case, with its contractions written out ("what's" -> "what is")."""
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    return text
